@@ -1,0 +1,52 @@
+/** The `memscope` command line: one file per command, dispatched here. */
+import { UsageError } from './args.ts';
+import { sampleCommand, SAMPLE_HELP } from './sample.ts';
+import { demoCommand, DEMO_HELP } from './demo.ts';
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
+  demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
+  sample: { run: sampleCommand, help: SAMPLE_HELP, summary: 'sample a testbed condition or an ONNX model with any sampler and guidance schedule, tracing every step' },
+};
+
+const MAIN_HELP = `memscope — see how and why diffusion models memorize their training data
+
+Usage: memscope <command> [flags]     (memscope <command> --help for details)
+
+Commands:
+${Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(8)} ${v.summary}`).join('\n')}
+
+Examples:
+  memscope demo
+  memscope sample --condition caption:0-3,class:0 --guidance dtp:7.5 --seeds 0-7 --out runs/dtp
+`;
+
+/** Run the CLI with `argv` (without node and script); returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    const sub = cmd === 'help' ? rest[0] : undefined;
+    process.stdout.write(sub && COMMANDS[sub] ? COMMANDS[sub].help : MAIN_HELP);
+    return cmd === undefined ? 2 : 0;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    process.stderr.write(`memscope: unknown command "${cmd}"; expected one of ${Object.keys(COMMANDS).join(', ')}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(c.help);
+    return 0;
+  }
+  try {
+    await c.run(rest);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`memscope ${cmd}: ${e.message}\n(see memscope ${cmd} --help)\n`);
+      return 2;
+    }
+    process.stderr.write(`memscope ${cmd}: ${(e as Error).message}\n`);
+    if (process.env['MEMSCOPE_DEBUG']) process.stderr.write(`${(e as Error).stack}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,212 @@
+/** `memscope sample`: sample a testbed condition or an ONNX model, tracing every step. */
+import { z } from 'zod';
+import { join } from 'node:path';
+import { parseFlags, validate, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { parseGuidance, type GuidanceSchedule } from '../guidance/schedules.ts';
+import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { loadSchedulerConfig, stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
+import { TENSOR_QUANTITIES, type TensorQuantity } from '../record/recorders.ts';
+import { runSampling, type SamplingResult } from '../study/sampling.ts';
+import { parseConditions } from '../study/conditions.ts';
+import { defaultTestbed } from '../study/testbed.ts';
+import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
+import { readNpy, writeNpy } from '../io/npy.ts';
+import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { withResultsDir } from '../io/results.ts';
+import { gridPng } from '../report/png.ts';
+import { lineChart } from '../report/svg.ts';
+import { page, imgTag, table } from '../report/html.ts';
+import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
+
+export const SAMPLE_HELP = `memscope sample — sample with any sampler and guidance schedule, tracing every denoising step
+
+Usage: memscope sample [flags]
+
+Model (one of):
+  --model testbed            the analytic testbed on the embedded Fashion-MNIST data (default)
+      --condition SPEC       conditions to sample: caption:0-3,class:0,uncond,all (default caption:0-1,class:0-1)
+      --captions N           number of memorized captions in the testbed (default 20)
+  --model PATH.onnx          an ONNX noise-prediction model with the diffusers U-Net signature
+      --cond FILE.npy        condition rows (class labels [K] or encoder_hidden_states [K,L,D]); each row is sampled
+      --uncond FILE.npy      the null condition (default zeros)
+      --prediction-type T    epsilon | v_prediction | sample (default: scheduler config, else epsilon)
+      --shape C,H,W          per-sample shape when the model's is dynamic
+
+Sampling:
+  --scheduler-config FILE    a diffusers scheduler_config.json (default: Stable Diffusion 1.x)
+  --sampler NAME             ${SAMPLER_NAMES.join(' | ')} (default ddim)
+  --steps N                  inference steps (default 50)
+  --eta X                    DDIM η (default 0)
+  --guidance SPEC            constant:7.5 | stp:7.5@500 | dtp:7.5 | og+dtp:7.5 | og+stp:7.5@500 |
+                             interval:7.5@200-700 | linear:7.5 | cosine:7.5 | none (default constant:7.5)
+  --seeds LIST               e.g. 0-3 or 1,5,9-12 (default 0-3); x_T = torch.randn with that seed
+  --batch-size N             rows per sampler call (default: all)
+
+Output:
+  --out DIR                  results directory (default runs/sample); replaced only when the run succeeds
+  --trajectory               also save x_t of every step as trajectory.npy [steps+1, rows, ...]
+  --record LIST              more per-step tensors: ${TENSOR_QUANTITIES.join(',')} (saved as <name>.npy)
+
+Writes config.json (resolved settings), samples.npy, noise.npy, grid.png, guidance.json (t, ᾱ_t, s and
+d_t per step and row, switch steps), report.html.
+
+Examples:
+  memscope sample --condition caption:0-3 --guidance og+dtp:7.5 --seeds 0-7 --out runs/og
+  memscope sample --model unet.onnx --cond cond.npy --uncond uncond.npy \\
+      --scheduler-config scheduler_config.json --sampler ddim --steps 50 --guidance dtp:7.5 \\
+      --seeds 0-3 --trajectory --out runs/a
+`;
+
+const Schema = z.object({
+  model: z.string().min(1).default('testbed'),
+  condition: z.string().optional(),
+  captions: positiveInt('captions', 1000).optional(),
+  cond: z.string().optional(),
+  uncond: z.string().optional(),
+  'prediction-type': z.enum(['epsilon', 'v_prediction', 'sample']).optional(),
+  shape: z
+    .string()
+    .regex(/^\d+(,\d+)*$/, { message: 'expected comma-separated positive integers, e.g. 4,64,64' })
+    .transform((s) => s.split(',').map(Number))
+    .optional(),
+  'scheduler-config': z.string().optional(),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+  eta: finiteNumber('eta').refine((v) => v >= 0, { message: 'expected η ≥ 0' }).optional(),
+  guidance: z.string().default('constant:7.5'),
+  seeds: z.string().default('0-3'),
+  'batch-size': positiveInt('batch-size').optional(),
+  out: z.string().min(1).default('runs/sample'),
+  trajectory: z.boolean().default(false),
+  record: z.string().optional(),
+});
+
+const FLAGS = Object.fromEntries(
+  Object.keys(Schema.shape).map((k) => [k, { type: k === 'trajectory' ? ('boolean' as const) : ('string' as const) }]),
+);
+
+/** Parse and run `memscope sample`. */
+export async function sampleCommand(argv: string[]): Promise<void> {
+  const o = validate(Schema, parseFlags(argv, FLAGS));
+  const seeds = wrap(() => parseSeeds(o.seeds, '--seeds'));
+  const guidance: GuidanceSchedule | undefined = o.guidance === 'none' ? undefined : wrap(() => parseGuidance(o.guidance));
+  const record: TensorQuantity[] = o.record ? (o.record.split(',').map((s) => s.trim()) as TensorQuantity[]) : [];
+  for (const q of record) if (!TENSOR_QUANTITIES.includes(q)) throw new UsageError(`--record: unknown quantity "${q}"; expected some of ${TENSOR_QUANTITIES.join(', ')}`);
+  if (o.trajectory && !record.includes('xt')) record.unshift('xt');
+  if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
+  const config: SchedulerConfig = o['scheduler-config'] ? await loadSchedulerConfig(o['scheduler-config']) : stableDiffusionConfig();
+
+  let denoiser: Denoiser;
+  let conds: CondRef[];
+  let modelInfo: Record<string, unknown>;
+  if (o.model === 'testbed') {
+    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; the testbed takes --condition');
+    const tb = await defaultTestbed(o.captions === undefined ? {} : { captions: o.captions });
+    denoiser = tb.denoiser;
+    conds = wrap(() => parseConditions(o.condition ?? 'caption:0-1,class:0-1', denoiser));
+    modelInfo = { kind: 'testbed', name: denoiser.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets };
+  } else {
+    if (!o.model.endsWith('.onnx')) throw new UsageError(`--model: expected "testbed" or a path to a .onnx file, got "${o.model}"`);
+    if (o.condition) throw new UsageError('--condition: only for --model testbed; an ONNX model takes --cond FILE.npy');
+    const condT = o.cond ? await readNpy(o.cond, '--cond') : undefined;
+    const uncondT = o.uncond ? await readNpy(o.uncond, '--uncond') : undefined;
+    const predictionType = o['prediction-type'] ?? config.prediction_type ?? 'epsilon';
+    denoiser = await loadOnnxDenoiser({
+      path: o.model,
+      ...(condT ? { conditions: condT } : {}),
+      ...(uncondT ? { uncond: uncondT } : {}),
+      predictionType,
+      ...(o.shape ? { shape: o.shape } : {}),
+    });
+    conds = denoiser.conditions.length ? denoiser.conditions.map((_, i) => i) : [null];
+    modelInfo = { kind: 'onnx', path: o.model, cond: o.cond ?? null, uncond: o.uncond ?? null, predictionType, shape: denoiser.shape };
+  }
+
+  const result = await runSampling({
+    denoiser,
+    conds,
+    seeds,
+    sampler: o.sampler,
+    steps: o.steps,
+    config,
+    record,
+    ...(guidance ? { guidance } : {}),
+    ...(o.eta === undefined ? {} : { eta: o.eta }),
+    ...(o['batch-size'] === undefined ? {} : { batchSize: o['batch-size'] }),
+  });
+  await denoiser.dispose?.();
+
+  const resolved = {
+    command: 'sample',
+    model: modelInfo,
+    conditions: conds.map((c) => (c === null ? { id: 'uncond', label: 'unconditional' } : denoiser.conditions[c])),
+    seeds,
+    sampler: o.sampler,
+    steps: o.steps,
+    eta: o.eta ?? 0,
+    guidance: guidance?.label ?? 'none',
+    schedulerConfig: config,
+    record,
+    memscopeVersion: '0.1.0',
+  };
+  await withResultsDir(o.out, async (dir) => writeSampleResults(dir, resolved, result, denoiser, conds, seeds));
+  process.stdout.write(`${o.out}/report.html\n`);
+}
+
+function wrap<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+async function writeSampleResults(
+  dir: string,
+  resolved: Record<string, unknown>,
+  r: SamplingResult,
+  denoiser: Denoiser,
+  conds: readonly CondRef[],
+  seeds: readonly number[],
+): Promise<void> {
+  await writeJsonAtomic(join(dir, 'config.json'), resolved);
+  await writeNpy(join(dir, 'samples.npy'), r.samples);
+  await writeNpy(join(dir, 'noise.npy'), r.noise);
+  for (const [q, t] of r.recorded) await writeNpy(join(dir, q === 'xt' ? 'trajectory.npy' : `${q}.npy`), t);
+  await writeJsonAtomic(join(dir, 'guidance.json'), {
+    rows: r.rows.map((x) => ({ cond: x.cond === null ? 'uncond' : denoiser.conditions[x.cond]!.id, seed: x.seed })),
+    t: r.t,
+    alphaBar: r.alphaBar,
+    s: r.s,
+    d: r.d,
+    switchSteps: r.switchSteps,
+    seconds: r.seconds,
+  });
+  const viewable = denoiser.shape.length === 3 && (denoiser.shape[0] === 1 || denoiser.shape[0] === 3);
+  const png = viewable ? await gridPng(r.samples, { cols: seeds.length, zoom: denoiser.shape[1]! <= 32 ? 3 : 1 }) : null;
+  if (png) await writeFileAtomic(join(dir, 'grid.png'), png);
+  const N = seeds.length;
+  const series = r.s[0]?.length
+    ? conds.map((c, ci) => ({
+        label: c === null ? 'uncond' : denoiser.conditions[c]!.label,
+        x: r.t,
+        y: r.t.map((_, st) => {
+          let acc = 0;
+          for (let n = 0; n < N; n++) acc += r.d[st]![ci * N + n]!;
+          return acc / N;
+        }),
+      }))
+    : [];
+  const chart = series.length ? lineChart({ title: 'd_t = ‖ε_c − ε_u‖² (mean over seeds)', xLabel: 'timestep t', yLabel: 'd_t', series, logY: true, reverseX: true }) : '';
+  if (chart) await writeFileAtomic(join(dir, 'd_t.svg'), chart);
+  const rows = r.rows.map((x, i) => [x.cond === null ? 'uncond' : denoiser.conditions[x.cond]!.label, x.seed, r.switchSteps[i] === null ? '—' : String(r.switchSteps[i])]);
+  const body = [
+    `<p class="note">Rows: conditions; columns: seeds ${seeds.join(', ')}. Guidance <code>${String(resolved['guidance']).replace(/[<>&]/g, '')}</code>, sampler ${String(resolved['sampler'])}, ${String(resolved['steps'])} steps, ${r.seconds.toFixed(2)} s.</p>`,
+    png ? imgTag(png, 'samples') : '<p>(samples are not images; see samples.npy)</p>',
+    chart,
+    '<h2>Transition points</h2>',
+    table(['condition', 'seed', 'switch step'], rows),
+  ].join('\n');
+  await writeFileAtomic(join(dir, 'report.html'), page('memscope sample', body));
+}

@@ -1,0 +1,57 @@
+/**
+ * The one interface every denoiser backend implements (SPEC §2). A denoiser predicts the noise
+ * ε in the variance-preserving parameterisation of SPEC §0: given `x_t = √ᾱ_t·x + √(1−ᾱ_t)·ε`
+ * it returns ε̂(x_t, t, e). Backends that predict x0 or v convert with `parameterization.ts`.
+ */
+import type { Tensor } from '../tensor/tensor.ts';
+
+/** The space a denoiser works in: pixels, or VAE latents (already times the VAE scaling factor). */
+export type Space = 'pixel' | 'latent';
+
+/** One condition a denoiser accepts (a class, a caption tied to training images, a text, an embedding row). */
+export interface ConditionInfo {
+  /** Stable identifier, e.g. `class:3`, `caption:12`, `row:0`. */
+  readonly id: string;
+  readonly kind: 'class' | 'caption' | 'text' | 'embedding';
+  /** Human-readable label (the prompt text or class name). */
+  readonly label: string;
+  /** Indices of the training images this condition is tied to, when known (its targets). */
+  readonly targets?: readonly number[];
+}
+
+/** A condition reference in a batch: an index into `Denoiser.conditions`, or `null` for e_∅. */
+export type CondRef = number | null;
+
+/** The noise level of one call: the (possibly fractional) timestep t and ᾱ at that level. */
+export interface NoiseLevel {
+  readonly t: number;
+  readonly alphaBar: number;
+}
+
+/** A batched ε-prediction model (SPEC §2). */
+export interface Denoiser {
+  /** Short name of the backend and configuration, for reports. */
+  readonly name: string;
+  readonly space: Space;
+  /** Per-sample shape, e.g. `[1, 28, 28]` or `[4, 64, 64]`. */
+  readonly shape: readonly number[];
+  /** Conditions accepted by `predict` (indices into this list). */
+  readonly conditions: readonly ConditionInfo[];
+  /**
+   * ε̂ for a batch: `xt` is `[B, ...shape]` in VP scale, `cond` has length B.
+   * Returns a new tensor of the same dims. Throws when the model returns non-finite values.
+   */
+  predict(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[]): Promise<Tensor>;
+  /** Release native resources (onnxruntime sessions). */
+  dispose?(): Promise<void>;
+}
+
+/** Throw a clear error naming `arg` unless every entry of `cond` is `null` or a valid condition index. */
+export function checkConds(d: Denoiser, cond: readonly CondRef[], batch: number, arg = 'cond'): void {
+  if (cond.length !== batch) throw new Error(`${arg}: expected ${batch} condition entries (one per batch row), got ${cond.length}`);
+  for (const c of cond) {
+    if (c !== null && (!Number.isInteger(c) || c < 0 || c >= d.conditions.length)) {
+      throw new Error(`${arg}: condition index ${c} is out of range; ${d.name} has ${d.conditions.length} conditions (0..${d.conditions.length - 1}) or null for unconditional`);
+    }
+  }
+}

@@ -1,0 +1,47 @@
+/** Parsing condition selections such as `caption:0-3,class:0,uncond` against a denoiser's conditions. */
+import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
+
+function range(part: string, arg: string, spec: string): number[] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+  if (!m) throw new Error(`${arg} "${spec}": "${part}" is not an index or range like 3 or 0-3`);
+  const a = Number(m[1]);
+  const b = m[2] === undefined ? a : Number(m[2]);
+  if (b < a) throw new Error(`${arg} "${spec}": range ${part} is reversed`);
+  return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+}
+
+/**
+ * Resolve a comma-separated condition selection to condition references:
+ * `uncond` (null condition), `all`, `KIND:I` or `KIND:I-J` matching condition ids `KIND:I`
+ * (e.g. `caption:0-3`, `class:7`), or a bare index/range into `denoiser.conditions`.
+ */
+export function parseConditions(spec: string, denoiser: Denoiser, arg = '--condition'): CondRef[] {
+  const out: CondRef[] = [];
+  const ids = new Map(denoiser.conditions.map((c, i) => [c.id, i] as const));
+  const kinds = [...new Set(denoiser.conditions.map((c) => c.id.split(':')[0]))];
+  for (const raw of spec.split(',')) {
+    const tok = raw.trim();
+    if (tok === '') throw new Error(`${arg} "${spec}": empty entry`);
+    if (tok === 'uncond' || tok === 'null') {
+      out.push(null);
+    } else if (tok === 'all') {
+      denoiser.conditions.forEach((_, i) => out.push(i));
+    } else if (tok.includes(':')) {
+      const [kind, part] = tok.split(':') as [string, string];
+      for (const k of range(part, arg, spec)) {
+        const idx = ids.get(`${kind}:${k}`);
+        if (idx === undefined) {
+          const n = denoiser.conditions.filter((c) => c.id.startsWith(`${kind}:`)).length;
+          throw new Error(`${arg} "${spec}": ${denoiser.name} has no condition ${kind}:${k}; ` + (n ? `${kind} runs 0..${n - 1}` : `kinds are ${kinds.join(', ')} (or uncond, all)`));
+        }
+        out.push(idx);
+      }
+    } else {
+      for (const k of range(tok, arg, spec)) {
+        if (k >= denoiser.conditions.length) throw new Error(`${arg} "${spec}": index ${k} out of range; ${denoiser.name} has ${denoiser.conditions.length} conditions`);
+        out.push(k);
+      }
+    }
+  }
+  return out;
+}
