@@ -1,0 +1,88 @@
+/**
+ * Plumbing shared by the samplers: argument checks, the checked model call, the step event.
+ *
+ * The samplers emulate diffusers' float32 tensor arithmetic: every scalar coefficient that
+ * diffusers holds in a 0-d float32 tensor, and every element-wise tensor operation, is rounded to
+ * float32 with `Math.fround` in the same order of operations (a float64 operation followed by one
+ * rounding to float32 equals the float32 operation for + − × ÷ √). What is left are the last bits
+ * of float32 log/exp (libm vs. V8), so trajectories match diffusers to float32 round-off.
+ */
+import { assertFinite, batchSize, numel, type Tensor } from '../tensor/tensor.ts';
+import type { EpsModel, ModelOutput, SamplerOptions, StepEvent, StepInfo } from './types.ts';
+
+/** `Math.fround`: round a float64 to the nearest float32. */
+export const f32 = Math.fround;
+
+/** Check the options and the noise every sampler shares; returns the batch size. */
+export function checkCommon(sampler: string, noise: Tensor, opts: SamplerOptions): number {
+  if (opts === null || typeof opts !== 'object') throw new Error(`${sampler}: options are required ({ steps })`);
+  if (!Number.isInteger(opts.steps) || opts.steps < 1) {
+    throw new Error(`${sampler}: steps must be a positive integer, got ${String(opts.steps)}`);
+  }
+  if (!noise || !Array.isArray(noise.dims) || !(noise.data instanceof Float32Array)) {
+    throw new Error(`${sampler}: noise must be a Tensor { dims, data: Float32Array }`);
+  }
+  if (noise.dims.length < 1 || noise.dims[0]! < 1) {
+    throw new Error(`${sampler}: noise must be batched [B, ...] with B ≥ 1, got shape [${noise.dims.join(', ')}]`);
+  }
+  if (numel(noise.dims) !== noise.data.length) {
+    throw new Error(`${sampler}: noise shape [${noise.dims.join(', ')}] needs ${numel(noise.dims)} values, data has ${noise.data.length}`);
+  }
+  assertFinite(`${sampler}: noise`, noise);
+  return batchSize(noise);
+}
+
+/** Reject η for the deterministic samplers. */
+export function rejectEta(sampler: string, eta: number | undefined): void {
+  if (eta !== undefined && eta !== 0) throw new Error(`${sampler}: eta = ${eta} is only defined for the ddim sampler`);
+}
+
+/**
+ * Call the model and check its answer: ε̂ must have the shape of x_t and be finite (the error
+ * names the sampler, the step and t).
+ */
+export async function callModel(sampler: string, model: EpsModel, xt: Tensor, info: StepInfo): Promise<ModelOutput> {
+  const out = await model(xt, info);
+  const where = `${sampler}: model output at step ${info.step} (t = ${info.t})`;
+  if (!out || !out.eps || !(out.eps.data instanceof Float32Array)) throw new Error(`${where}: expected { eps: Tensor }`);
+  const e = out.eps;
+  if (e.dims.length !== xt.dims.length || e.dims.some((d, i) => d !== xt.dims[i]) || e.data.length !== xt.data.length) {
+    throw new Error(`${where}: eps has shape [${e.dims.join(', ')}], expected [${xt.dims.join(', ')}]`);
+  }
+  assertFinite(where, e);
+  return out;
+}
+
+/** Build the step event (SPEC §1) and await the observer, if any. */
+export async function emit(
+  opts: SamplerOptions,
+  info: StepInfo,
+  xt: Tensor,
+  out: ModelOutput,
+  xHat0: Tensor,
+  xPrev: Tensor,
+  alphaBarPrev: number,
+): Promise<void> {
+  if (!opts.onStep) return;
+  const e: StepEvent = {
+    step: info.step,
+    numSteps: info.numSteps,
+    t: info.t,
+    alphaBar: info.alphaBar,
+    xt,
+    eps: out.eps,
+    xHat0,
+    epsU: out.epsU ?? null,
+    epsC: out.epsC ?? null,
+    s: out.s ?? null,
+    d: out.d ?? null,
+    xPrev,
+    alphaBarPrev,
+  };
+  await opts.onStep(e);
+}
+
+/** A tensor with the dims of `like` over `data`. */
+export function like(likeT: Tensor, data: Float32Array): Tensor {
+  return { dims: [...likeT.dims], data };
+}

@@ -1,0 +1,59 @@
+/**
+ * The samplers by name (SPEC §1): DDIM (η = 0 and η > 0), DPM-Solver++(2M), Euler — each a plain
+ * async function `(model, noise, config, opts) → x_0` matching the diffusers scheduler of the same
+ * name and config to float32 round-off.
+ */
+import type { Tensor } from '../tensor/tensor.ts';
+import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.ts';
+import { sampleDdim, type DdimOptions } from './ddim.ts';
+import { sampleDpmpp2m } from './dpmpp2m.ts';
+import { sampleEuler } from './euler.ts';
+import type { EpsModel, SamplerOptions } from './types.ts';
+
+export { sampleDdim, type DdimOptions } from './ddim.ts';
+export { sampleDpmpp2m } from './dpmpp2m.ts';
+export { sampleEuler } from './euler.ts';
+
+/** A sampler's name: `ddim` (DDIMScheduler), `dpmpp2m` (DPMSolverMultistepScheduler), `euler` (EulerDiscreteScheduler). */
+export type SamplerName = 'ddim' | 'dpmpp2m' | 'euler';
+
+/** The sampler names, in a fixed order. */
+export const SAMPLER_NAMES: readonly SamplerName[] = ['ddim', 'dpmpp2m', 'euler'];
+
+/** Options any sampler takes; `eta` > 0 (and `useClippedModelOutput`) only for `ddim`. */
+export type AnySamplerOptions = SamplerOptions & { readonly eta?: number; readonly useClippedModelOutput?: boolean };
+
+/** The common signature of the samplers. */
+export type SamplerFn = (
+  model: EpsModel,
+  noise: Tensor,
+  config: SchedulerConfigInput | SchedulerConfig,
+  opts: AnySamplerOptions,
+) => Promise<Tensor>;
+
+/** name → sampler function (`ddim` → {@link sampleDdim}, `dpmpp2m` → {@link sampleDpmpp2m}, `euler` → {@link sampleEuler}). */
+export const SAMPLERS: Readonly<Record<SamplerName, SamplerFn>> = {
+  ddim: (model, noise, config, opts) => sampleDdim(model, noise, config, opts as DdimOptions),
+  dpmpp2m: sampleDpmpp2m,
+  euler: sampleEuler,
+};
+
+/** Whether `name` is a sampler name. */
+export function isSamplerName(name: string): name is SamplerName {
+  return (SAMPLER_NAMES as readonly string[]).includes(name);
+}
+
+/**
+ * Run the sampler called `name`. Throws (synchronously) `unknown sampler "x"; expected one of
+ * ddim, dpmpp2m, euler` for other names; otherwise returns the sampler's promise of x_0.
+ */
+export function sample(
+  name: string,
+  model: EpsModel,
+  noise: Tensor,
+  config: SchedulerConfigInput | SchedulerConfig,
+  opts: AnySamplerOptions,
+): Promise<Tensor> {
+  if (!isSamplerName(name)) throw new Error(`unknown sampler "${name}"; expected one of ${SAMPLER_NAMES.join(', ')}`);
+  return SAMPLERS[name](model, noise, config, opts);
+}
