@@ -16,7 +16,7 @@ import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { withResultsDir } from '../io/results.ts';
 import { gridPng } from '../report/png.ts';
 import { lineChart } from '../report/svg.ts';
-import { page, imgTag, table } from '../report/html.ts';
+import { page, imgTag, table, escapeHtml } from '../report/html.ts';
 import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
 
 export const SAMPLE_HELP = `memscope sample — sample with any sampler and guidance schedule, tracing every denoising step
@@ -202,7 +202,7 @@ async function writeSampleResults(
   if (chart) await writeFileAtomic(join(dir, 'd_t.svg'), chart);
   const rows = r.rows.map((x, i) => [x.cond === null ? 'uncond' : denoiser.conditions[x.cond]!.label, x.seed, r.switchSteps[i] === null ? '—' : String(r.switchSteps[i])]);
   const body = [
-    `<p class="note">Rows: conditions; columns: seeds ${seeds.join(', ')}. Guidance <code>${String(resolved['guidance']).replace(/[<>&]/g, '')}</code>, sampler ${String(resolved['sampler'])}, ${String(resolved['steps'])} steps, ${r.seconds.toFixed(2)} s.</p>`,
+    `<p class="note">Rows: conditions; columns: seeds ${escapeHtml(seeds.join(", "))}. Guidance <code>${escapeHtml(String(resolved["guidance"]))}</code>, sampler ${escapeHtml(String(resolved["sampler"]))}, ${String(resolved["steps"])} steps, ${r.seconds.toFixed(2)} s.</p>`,
     png ? imgTag(png, 'samples') : '<p>(samples are not images; see samples.npy)</p>',
     chart,
     '<h2>Transition points</h2>',

@@ -1,0 +1,172 @@
+/** `memscope demo` (= `npm start`): the main job on the embedded default, written as an HTML report. */
+import { z } from 'zod';
+import { join } from 'node:path';
+import { parseFlags, validate, positiveInt, UsageError } from './args.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { parseGuidance } from '../guidance/schedules.ts';
+import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { stableDiffusionConfig } from '../schedules/config.ts';
+import { defaultTestbed } from '../study/testbed.ts';
+import { runDemo, type DemoOutcome, type DemoSettings } from '../study/demo.ts';
+import { withResultsDir } from '../io/results.ts';
+import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { gridPng } from '../report/png.ts';
+import { lineChart, type Series, type Marker } from '../report/svg.ts';
+import { page, imgTag, table, escapeHtml, fmt } from '../report/html.ts';
+import type { Testbed } from '../study/testbed.ts';
+import { numel } from '../tensor/tensor.ts';
+
+export const DEMO_HELP = `memscope demo — memorized vs generalizing conditions under CFG, DTP and OG+DTP (= npm start)
+
+On the analytic testbed of the embedded Fashion-MNIST subset (memorized captions = the exact
+denoiser of one training image each; class prompts and the unconditional branch = Gaussians that
+generalize), samples each condition with every guidance schedule and reports which samples copy
+their training image, the d_t = ‖ε_c − ε_u‖² curves and where DTP switched.
+
+Usage: memscope demo [flags]
+  --out DIR          results directory (default out/demo)
+  --seeds LIST       seeds per condition (default 0-7)
+  --memorized SPEC   memorized captions (default caption:0-3)
+  --generalizing SPEC class prompts (default class:0-3)
+  --guidance LIST    ';'-separated schedules (default constant:7.5;dtp:7.5;og+dtp:7.5)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)
+  --steps N          inference steps (default 50)
+
+Writes report.html, config.json, summary.json, grid-*.png and d_t-*.svg, and prints the report's path.
+
+Examples:
+  memscope demo
+  memscope demo --seeds 0-15 --guidance "constant:7.5;stp:7.5@500;og+stp:7.5@500" --out out/stp
+`;
+
+const Schema = z.object({
+  out: z.string().min(1).default('out/demo'),
+  seeds: z.string().default('0-7'),
+  memorized: z.string().default('caption:0-3'),
+  generalizing: z.string().default('class:0-3'),
+  guidance: z.string().default('constant:7.5;dtp:7.5;og+dtp:7.5'),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+
+/** Parse and run `memscope demo`. */
+export async function demoCommand(argv: string[]): Promise<void> {
+  const o = validate(Schema, parseFlags(argv, FLAGS));
+  let seeds: number[];
+  let guidance: string[];
+  try {
+    seeds = parseSeeds(o.seeds, '--seeds');
+    guidance = o.guidance.split(';').map((g) => parseGuidance(g).label);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const started = performance.now();
+  const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  log('memscope demo: building the analytic testbed on the embedded Fashion-MNIST subset…');
+  const tb = await defaultTestbed();
+  log(`  testbed ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
+  const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() };
+  let outcome: DemoOutcome;
+  try {
+    outcome = await runDemo(tb, settings, log);
+  } catch (e) {
+    throw /memorized|generalizing/.test((e as Error).message) ? new UsageError((e as Error).message.replace(/^(memorized|generalizing)/, '--$1')) : e;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await withResultsDir(o.out, (dir) => writeDemo(dir, tb, settings, outcome, seconds));
+  await tb.denoiser.dispose?.();
+  log(`  done in ${seconds.toFixed(1)} s`);
+  process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
+
+async function writeDemo(dir: string, tb: Testbed, s: DemoSettings, out: DemoOutcome, seconds: number): Promise<void> {
+  const d = tb.denoiser;
+  const N = s.seeds.length;
+  const condLabel = (c: number | null): string => (c === null ? 'unconditional' : d.conditions[c]!.label);
+  await writeJsonAtomic(join(dir, 'config.json'), {
+    command: 'demo',
+    testbed: { name: d.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets },
+    conditions: out.conds.map((c) => (c === null ? { id: 'uncond' } : d.conditions[c])),
+    seeds: s.seeds,
+    guidance: s.guidance,
+    sampler: s.sampler,
+    steps: s.steps,
+    schedulerConfig: s.config,
+    copyDetection: { descriptor: 'pixel', similarity: 'cosine after subtracting the training mean image', ratioTest: 'd1/d2 < 1/3 (SPEC §5.4)' },
+  });
+  await writeJsonAtomic(join(dir, 'summary.json'), {
+    seconds,
+    summary: out.summary,
+    runs: out.runs.map((r) => ({ guidance: r.guidance, seconds: r.result.seconds, switchSteps: r.result.switchSteps, t: r.result.t })),
+  });
+
+  const parts: string[] = [];
+  parts.push(`<p>Analytic memorization testbed (SPEC §6) on the embedded Fashion-MNIST subset (12,000 training images):
+memorized captions are the exact denoiser of a single training image; class prompts and the unconditional
+branch are Gaussians fitted to each class (they generalize). ${s.sampler.toUpperCase()}, ${s.steps} steps, seeds ${escapeHtml(s.seeds.join(', '))}.
+Total ${seconds.toFixed(1)} s.</p>`);
+  parts.push('<h2>Copies</h2>');
+  parts.push(
+    table(
+      ['guidance', 'conditions', 'samples', 'nearest = own image', 'ratio test d1/d2 < 1/3', 'pixel similarity', 'median switch step', 'never switched'],
+      out.summary.map((r) => [r.guidance, r.kind, r.samples, r.nearestIsTarget === null ? '—' : pct(r.nearestIsTarget), pct(r.ratioCopy), fmt(r.similarity), r.medianSwitchStep === null ? '—' : fmt(r.medianSwitchStep), r.neverSwitched === null ? '—' : pct(r.neverSwitched)]),
+    ),
+  );
+  parts.push('<p class="note">"nearest = own image": the nearest training image (pixel L2) of a caption sample is that caption\'s training image. Pixel similarity: cosine to the nearest training image after subtracting the mean training image.</p>');
+
+  // Targets of the memorized captions.
+  const capConds = out.conds.filter((c): c is number => c !== null && d.conditions[c]!.kind === 'caption');
+  if (capConds.length) {
+    const per = numel(d.shape);
+    const data = new Float32Array(capConds.length * per);
+    capConds.forEach((c, i) => data.set(tb.train.images.data.subarray(d.conditions[c]!.targets![0]! * per, (d.conditions[c]!.targets![0]! + 1) * per), i * per));
+    const png = await gridPng({ dims: [capConds.length, ...d.shape], data }, { cols: capConds.length, zoom: 3 });
+    await writeFileAtomic(join(dir, 'targets.png'), png);
+    parts.push(`<h2>Training images of the memorized captions</h2><figure>${imgTag(png, 'targets')}<figcaption>${escapeHtml(capConds.map(condLabel).join(' · '))}</figcaption></figure>`);
+  }
+
+  parts.push('<h2>Samples</h2><p class="note">One row per condition (memorized captions first, then class prompts), one column per seed; the same seed gives the same x_T in every grid.</p><div class="grid">');
+  for (const r of out.runs) {
+    const png = await gridPng(r.result.samples, { cols: N, zoom: 2 });
+    const name = `grid-${r.guidance.replace(/[^a-z0-9.]+/gi, '_')}.png`;
+    await writeFileAtomic(join(dir, name), png);
+    parts.push(`<figure>${imgTag(png, r.guidance)}<figcaption>${escapeHtml(r.guidance)}</figcaption></figure>`);
+  }
+  parts.push('</div>');
+
+  parts.push('<h2>Conditional guidance magnitude d_t</h2><p class="note">Mean over seeds of d_t = ‖ε_c − ε_u‖², per condition; memorized captions solid, class prompts dashed. Vertical lines: median DTP switch timestep.</p><div class="grid">');
+  for (const r of out.runs) {
+    const res = r.result;
+    const series: Series[] = out.conds.map((c, ci) => ({
+      label: condLabel(c),
+      x: res.t,
+      y: res.t.map((_, st) => {
+        let a = 0;
+        for (let n = 0; n < N; n++) a += res.d[st]![ci * N + n]!;
+        return a / N;
+      }),
+      dashed: !(c !== null && d.conditions[c]!.kind === 'caption'),
+    }));
+    const markers: Marker[] = [];
+    for (const kind of ['caption', 'class'] as const) {
+      const steps = res.rows.map((row, i) => [row, res.switchSteps[i]] as const).filter(([row, sw]) => sw !== null && row.cond !== null && d.conditions[row.cond]!.kind === kind).map(([, sw]) => sw!);
+      if (steps.length) {
+        steps.sort((a, b) => a - b);
+        const med = steps[steps.length >> 1]!;
+        markers.push({ x: res.t[med]!, label: `${kind} switch`, color: kind === 'caption' ? '#d62728' : '#2ca02c' });
+      }
+    }
+    const svg = lineChart({ title: r.guidance, xLabel: 'timestep t', yLabel: 'd_t', series, markers, logY: true, reverseX: true });
+    const name = `d_t-${r.guidance.replace(/[^a-z0-9.]+/gi, '_')}.svg`;
+    await writeFileAtomic(join(dir, name), svg);
+    parts.push(`<figure>${svg}</figure>`);
+  }
+  parts.push('</div>');
+  parts.push(`<p class="note">Settings: <code>config.json</code>; numbers: <code>summary.json</code>.</p>`);
+  await writeFileAtomic(join(dir, 'report.html'), page('memscope demo — memorization under guidance', parts.join('\n')));
+}
+
+function pct(v: number): string {
+  return `${(100 * v).toFixed(0)} %`;
+}

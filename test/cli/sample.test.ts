@@ -1,0 +1,107 @@
+import { describe, it, expect, vi, afterEach } from 'vitest';
+import { mkdtemp, readdir, readFile, writeFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/cli/main.ts';
+import { decodeNpy, encodeNpy } from '../../src/io/npy.ts';
+import { GraphBuilder } from '../../src/graph/builder.ts';
+
+async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
+  try {
+    const code = await main(argv);
+    return { code, out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('memscope sample: bad input', () => {
+  it.each([
+    [['--sampler', 'foo'], /--sampler.*ddim.*dpmpp2m.*euler/s],
+    [['--steps', '0'], /--steps/],
+    [['--steps', '-3'], /--steps/],
+    [['--steps', 'many'], /--steps/],
+    [['--guidance', 'magic:3'], /--guidance "magic:3".*constant:λ/s],
+    [['--seeds', '5-3'], /--seeds/],
+    [['--condition', 'caption:999'], /--condition.*caption:999/],
+    [['--record', 'x_t'], /--record: unknown quantity "x_t"/],
+    [['--bogus', '1'], /bogus/],
+    [['--model', 'weights.bin'], /--model: expected "testbed" or a path to a .onnx file/],
+    [['--eta', '0.5', '--sampler', 'euler'], /--eta: only the ddim sampler/],
+  ])('%j → exit 2 with an error naming the argument, nothing written', async (args, re) => {
+    const dir = await mkdtemp(join(tmpdir(), 'memscope-cli-'));
+    const out = join(dir, 'res');
+    const r = await run(['sample', ...args, '--out', out, '--steps', args.includes('--steps') ? args[args.indexOf('--steps') + 1]! : '2']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(re);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('unknown command and --help', async () => {
+    expect((await run(['frobnicate'])).err).toMatch(/unknown command "frobnicate"; expected one of demo, sample/);
+    const h = await run(['sample', '--help']);
+    expect(h.code).toBe(0);
+    expect(h.out).toMatch(/Examples:/);
+  });
+
+  it('a model that returns NaN fails with a clear error and leaves no partial results', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'memscope-cli-'));
+    const b = new GraphBuilder({ name: 'nan' });
+    const x = b.input('sample', 'float32', ['B', 1, 4, 4]);
+    b.input('timestep', 'int64', ['B']);
+    const nan = b.op('Div', [b.op('Sub', [x, x]), b.op('Sub', [x, x])]); // 0/0
+    b.output(nan, 'float32', ['B', 1, 4, 4], 'out_sample');
+    await writeFile(join(dir, 'nan.onnx'), b.toBytes());
+    const r = await run(['sample', '--model', join(dir, 'nan.onnx'), '--steps', '3', '--guidance', 'none', '--out', join(dir, 'res')]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/non-finite|NaN/);
+    expect((await readdir(dir)).sort()).toEqual(['nan.onnx']);
+  });
+
+  it('a condition array of the wrong shape is rejected naming --cond', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'memscope-cli-'));
+    const b = new GraphBuilder({ name: 'ehs' });
+    const x = b.input('sample', 'float32', ['B', 1, 4, 4]);
+    b.input('timestep', 'float32', ['B']);
+    const e = b.input('encoder_hidden_states', 'float32', ['B', 3, 5]);
+    const m = b.op('ReduceMean', [e], { axes: [1, 2], keepdims: 1 });
+    b.output(b.op('Add', [x, b.op('Unsqueeze', [m, b.constI64([3])])]), 'float32', ['B', 1, 4, 4], 'out_sample');
+    await writeFile(join(dir, 'ehs.onnx'), b.toBytes());
+    await writeFile(join(dir, 'cond.npy'), encodeNpy({ dims: [2, 3, 7], data: new Float32Array(42) }));
+    const r = await run(['sample', '--model', join(dir, 'ehs.onnx'), '--cond', join(dir, 'cond.npy'), '--steps', '2', '--out', join(dir, 'res')]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/cond/);
+    expect((await readdir(dir)).sort()).toEqual(['cond.npy', 'ehs.onnx']);
+  });
+});
+
+describe('memscope sample: testbed run', () => {
+  it('writes config, samples, grid, guidance record and the trajectory', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'memscope-cli-'));
+    const out = join(dir, 'res');
+    const r = await run(['sample', '--condition', 'caption:0,class:1', '--seeds', '3,4', '--steps', '6', '--guidance', 'og+dtp:7.5', '--trajectory', '--record', 'xHat0', '--out', out]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out.trim()).toBe(`${out}/report.html`);
+    const files = (await readdir(out)).sort();
+    expect(files).toEqual(['config.json', 'd_t.svg', 'grid.png', 'guidance.json', 'noise.npy', 'report.html', 'samples.npy', 'trajectory.npy', 'xHat0.npy']);
+    const cfg = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ sampler: 'ddim', steps: 6, guidance: 'og+dtp:7.5', seeds: [3, 4] });
+    const traj = decodeNpy(await readFile(join(out, 'trajectory.npy')));
+    expect(traj.dims).toEqual([7, 4, 1, 28, 28]);
+    const samples = decodeNpy(await readFile(join(out, 'samples.npy')));
+    expect(Array.from(traj.data.subarray(6 * 4 * 784))).toEqual(Array.from(samples.data)); // last trajectory entry is x_0
+    const g = JSON.parse(await readFile(join(out, 'guidance.json'), 'utf8'));
+    expect(g.t).toHaveLength(6);
+    expect(g.s[0]).toEqual([-7.5, -7.5, -7.5, -7.5]); // opposite guidance before any switch
+    expect(g.rows.map((x: { seed: number }) => x.seed)).toEqual([3, 4, 3, 4]);
+    expect((await stat(join(out, 'grid.png'))).size).toBeGreaterThan(100);
+  });
+});
