@@ -114,6 +114,7 @@ Total ${seconds.toFixed(1)} s.</p>`);
     ),
   );
   parts.push('<p class="note">"nearest = own image": the nearest training image (pixel L2) of a caption sample is that caption\'s training image. Pixel similarity: cosine to the nearest training image after subtracting the mean training image.</p>');
+  parts.push(readingNotes(out));
 
   // Targets of the memorized captions.
   const capConds = out.conds.filter((c): c is number => c !== null && d.conditions[c]!.kind === 'caption');
@@ -165,6 +166,25 @@ Total ${seconds.toFixed(1)} s.</p>`);
   parts.push('</div>');
   parts.push(`<p class="note">Settings: <code>config.json</code>; numbers: <code>summary.json</code>.</p>`);
   await writeFileAtomic(join(dir, 'report.html'), page('memscope demo — memorization under guidance', parts.join('\n')));
+}
+
+/** What the numbers say, written from the numbers (nothing here is a fixed claim). */
+function readingNotes(out: DemoOutcome): string {
+  const row = (g: string, k: string) => out.summary.find((r) => r.guidance.startsWith(g) && r.kind === k);
+  const notes: string[] = [];
+  const cfgMem = row('constant', 'memorized caption');
+  const cfgCls = row('constant', 'class prompt');
+  if (cfgMem && cfgCls) {
+    notes.push(`Under constant CFG, ${pct(cfgMem.nearestIsTarget ?? 0)} of memorized-caption samples have their own training image as nearest neighbour (${pct(cfgMem.ratioCopy)} pass the strict ratio test), against ${pct(cfgCls.ratioCopy)} ratio-test copies for class prompts.`);
+  }
+  for (const g of ['dtp', 'og+dtp']) {
+    const m = row(g, 'memorized caption');
+    if (m && m.neverSwitched !== null) {
+      notes.push(`${g}: the switch to λ happened for ${pct(1 - m.neverSwitched)} of memorized-caption trajectories${m.medianSwitchStep === null ? '' : ` (median step ${fmt(m.medianSwitchStep)})`}; ${pct(m.nearestIsTarget ?? 0)} of them end nearest their own image.`);
+    }
+  }
+  notes.push(`On this exact testbed ε_c − ε_u = −(D_c − D_u)/σ_t, so d_t = ‖D_c − D_u‖²/σ_t²: a memorized caption's denoiser D_c is its training image whatever x_t is, so d_t only falls when the trajectory itself approaches that image (inside the basin, under CFG) and grows as σ_t → 0 otherwise. Trajectories that are not pulled into the basin (s ≤ 0 before a switch) therefore rarely show the local minimum that Algorithm 1 waits for, and once guidance turns on, the point-mass conditional captures the sample wherever it is. Trained networks (whose conditional prediction follows x_t at low noise) behave differently; compare on a trained model.`);
+  return `<h2>Reading the results</h2><ul>${notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('')}</ul>`;
 }
 
 function pct(v: number): string {

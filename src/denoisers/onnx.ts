@@ -121,7 +121,7 @@ export class OnnxDenoiser implements Denoiser {
 
     // conditions
     const conds = opts.conditions;
-    const K = conds === undefined ? 0 : (conds.dims[0] ?? 0);
+    let K = conds === undefined ? 0 : (conds.dims[0] ?? 0);
     if (this.condInput === null) {
       if (K > 0) throw new Error(`${src}: conditions were given (${K} rows) but the model has no 'class_labels' or 'encoder_hidden_states' input`);
       this.rowShape = [];
@@ -133,7 +133,13 @@ export class OnnxDenoiser implements Denoiser {
     const cInfo = session.input(this.condInput);
     const cTail = cInfo.shape !== null && cInfo.shape.length >= 1 ? cInfo.shape.slice(1) : null;
     if (conds === undefined) throw new Error(`${src}: the model has a '${this.condInput}' input; pass options.conditions (rows of cond.npy: [K${this.condInput === 'class_labels' ? '' : ', L, E'}])`);
-    let rowShape = conds.dims.slice(1);
+    let condT: Tensor = conds;
+    // A single condition saved without its K axis (e.g. prompt_embeds[0] as [L, E]) is one row.
+    if (this.condInput === 'encoder_hidden_states' && cTail !== null && conds.dims.length === cTail.length && cTail.every((v, i) => typeof v !== 'number' || v === conds.dims[i])) {
+      condT = { dims: [1, ...conds.dims], data: conds.data };
+      K = 1;
+    }
+    let rowShape = condT.dims.slice(1);
     if (this.condInput === 'class_labels') {
       if (!(rowShape.length === 0 || (rowShape.length === 1 && rowShape[0] === 1))) throw new Error(`${src}: class-label conditions must be [K] or [K, 1], got [${conds.dims.join(', ')}]`);
       rowShape = cTail !== null && cTail.length === 1 ? [1] : [];
