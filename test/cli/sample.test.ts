@@ -109,13 +109,14 @@ describe('memscope sample: testbed run', () => {
 describe('memscope sample: generic ONNX model with condition arrays', () => {
   it('samples every row of --cond (a single [L, E] row is one condition) with the uncond row as e_∅', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'memscope-cli-'));
-    // ε = 0.1·sample + mean(encoder_hidden_states): d_t = ‖ε_c − ε_u‖² = 16·(mean_c − mean_u)² exactly.
+    // ε = 0.1·sample + mean(encoder_hidden_states)·t/1000: d_t = 16·((mean_c − mean_u)·t/1000)² exactly.
     const b = new GraphBuilder({ name: 'ehs' });
     const x = b.input('sample', 'float32', ['B', 1, 4, 4]);
-    b.input('timestep', 'int64', ['B']);
+    const ts = b.input('timestep', 'int64', ['B']);
     const e = b.input('encoder_hidden_states', 'float32', ['B', 3, 5]);
     const m = b.op('ReduceMean', [e], { axes: [1, 2], keepdims: 1 });
-    b.output(b.op('Add', [b.op('Mul', [x, b.constF32(0.1)]), b.op('Unsqueeze', [m, b.constI64([3])])]), 'float32', ['B', 1, 4, 4], 'out_sample');
+    const tf = b.op('Reshape', [b.op('Div', [b.op('Cast', [ts], { to: 1 }), b.constF32(1000)]), b.constI64([-1, 1, 1, 1])]);
+    b.output(b.op('Add', [b.op('Mul', [x, b.constF32(0.1)]), b.op('Mul', [b.op('Unsqueeze', [m, b.constI64([3])]), tf])]), 'float32', ['B', 1, 4, 4], 'out_sample');
     await writeFile(join(dir, 'm.onnx'), b.toBytes());
     await writeFile(join(dir, 'cond.npy'), encodeNpy({ dims: [3, 5], data: new Float32Array(15).fill(0.5) }));
     await writeFile(join(dir, 'uncond.npy'), encodeNpy({ dims: [1, 3, 5], data: new Float32Array(15).fill(0.25) }));
@@ -125,8 +126,8 @@ describe('memscope sample: generic ONNX model with condition arrays', () => {
     expect(r.code).toBe(0);
     const g = JSON.parse(await readFile(join(out, 'guidance.json'), 'utf8'));
     expect(g.d).toHaveLength(4);
-    for (const row of g.d) for (const v of row) expect(v).toBeCloseTo(16 * 0.25 ** 2, 5);
-    // d_t is constant: no strict local minimum, so DTP never switches and s stays 0.
+    g.d.forEach((row: number[], i: number) => row.forEach((v) => expect(v).toBeCloseTo((g.t[i] / 1000) ** 2, 5)));
+    // d_t falls monotonically with t: no local minimum, so DTP never switches and s stays 0.
     expect(g.switchSteps).toEqual([null, null]);
     expect(g.s.flat().every((v: number) => v === 0)).toBe(true);
     expect(decodeNpy(await readFile(join(out, 'trajectory.npy'))).dims).toEqual([5, 2, 1, 4, 4]);
