@@ -7,7 +7,7 @@
  */
 import { type CondRef, type ConditionInfo, type Denoiser, type NoiseLevel, type Space, checkConds } from './denoiser.ts';
 import { type PredictionType, toEps } from './parameterization.ts';
-import { type Tensor, numel } from '../tensor/tensor.ts';
+import { type Tensor, assertFinite, numel } from '../tensor/tensor.ts';
 import { type Session, type TypedFeed, type ValueInfo, createSession } from '../graph/session.ts';
 
 /** Options of {@link loadOnnxDenoiser}. */
@@ -229,6 +229,7 @@ export class OnnxDenoiser implements Denoiser {
     }
     const B = xt.dims[0]!;
     checkConds(this, cond, B);
+    assertFinite(`${this.name}: x_t`, xt);
     const d = numel(this.shape);
     const type = this.opts.predictionType ?? 'epsilon';
     if (type !== 'epsilon' && !(level.alphaBar > 0 && level.alphaBar < 1)) throw new Error(`${this.name}: ${type} conversion needs 0 < ᾱ < 1, got ${level.alphaBar}`);
