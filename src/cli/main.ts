@@ -2,10 +2,14 @@
 import { UsageError } from './args.ts';
 import { sampleCommand, SAMPLE_HELP } from './sample.ts';
 import { demoCommand, DEMO_HELP } from './demo.ts';
+import { trainCommand, TRAIN_HELP } from './train.ts';
+import { exportCommand, EXPORT_HELP } from './export.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
   demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
-  sample: { run: sampleCommand, help: SAMPLE_HELP, summary: 'sample a testbed condition or an ONNX model with any sampler and guidance schedule, tracing every step' },
+  sample: { run: sampleCommand, help: SAMPLE_HELP, summary: 'sample a testbed condition, a trained model or an ONNX model with any sampler and guidance schedule, tracing every step' },
+  train: { run: trainCommand, help: TRAIN_HELP, summary: 'train a scenario model (duplication, small-set, class, edm-*) on the embedded data; resumes killed runs' },
+  export: { run: exportCommand, help: EXPORT_HELP, summary: 'write a trained model as standalone ONNX files with the diffusers U-Net signature' },
 };
 
 const MAIN_HELP = `memscope — see how and why diffusion models memorize their training data

@@ -11,6 +11,8 @@ import { runSampling, type SamplingResult } from '../study/sampling.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { defaultTestbed } from '../study/testbed.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
+import { loadTrainedModel } from '../denoisers/trained.ts';
+import { stat } from 'node:fs/promises';
 import { readNpy, writeNpy } from '../io/npy.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { withResultsDir } from '../io/results.ts';
@@ -27,6 +29,7 @@ Model (one of):
   --model testbed            the analytic testbed on the embedded Fashion-MNIST data (default)
       --condition SPEC       conditions to sample: caption:0-3,class:0,uncond,all (default caption:0-1,class:0-1)
       --captions N           number of memorized captions in the testbed (default 20)
+  --model DIR                a model trained by memscope train (DIR/model.json); --condition as for the testbed
   --model PATH.onnx          an ONNX noise-prediction model with the diffusers U-Net signature
       --cond FILE.npy        condition rows (class labels [K] or encoder_hidden_states [K,L,D]); each row is sampled
       --uncond FILE.npy      the null condition (default zeros)
@@ -106,9 +109,15 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     denoiser = tb.denoiser;
     conds = wrap(() => parseConditions(o.condition ?? 'caption:0-1,class:0-1', denoiser));
     modelInfo = { kind: 'testbed', name: denoiser.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets };
+  } else if (await isTrainedModelDir(o.model)) {
+    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a trained model takes --condition');
+    const tm = await loadTrainedModel(o.model);
+    denoiser = tm.denoiser;
+    conds = wrap(() => parseConditions(o.condition ?? (denoiser.conditions.length ? 'all' : 'uncond'), denoiser));
+    modelInfo = { kind: 'trained', dir: o.model, scenario: tm.scenario };
   } else {
-    if (!o.model.endsWith('.onnx')) throw new UsageError(`--model: expected "testbed" or a path to a .onnx file, got "${o.model}"`);
-    if (o.condition) throw new UsageError('--condition: only for --model testbed; an ONNX model takes --cond FILE.npy');
+    if (!o.model.endsWith('.onnx')) throw new UsageError(`--model: expected "testbed", a trained model directory (with model.json) or a path to a .onnx file, got "${o.model}"`);
+    if (o.condition) throw new UsageError('--condition: only for the testbed and trained models; an ONNX model takes --cond FILE.npy');
     const condT = o.cond ? await readNpy(o.cond, '--cond') : undefined;
     const uncondT = o.uncond ? await readNpy(o.uncond, '--uncond') : undefined;
     const predictionType = o['prediction-type'] ?? config.prediction_type ?? 'epsilon';
@@ -152,6 +161,13 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   };
   await withResultsDir(o.out, async (dir) => writeSampleResults(dir, resolved, result, denoiser, conds, seeds));
   process.stdout.write(`${o.out}/report.html\n`);
+}
+
+async function isTrainedModelDir(p: string): Promise<boolean> {
+  return stat(join(p, 'model.json')).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 function wrap<T>(f: () => T): T {

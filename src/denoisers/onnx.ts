@@ -14,6 +14,8 @@ import { type Session, type TypedFeed, type ValueInfo, createSession } from '../
 export interface OnnxDenoiserOptions {
   /** Path of the `.onnx` file (external weights beside it are found by onnxruntime). */
   readonly path: string;
+  /** The serialized model, when it is not read from `path` (then `path` only names it in messages). */
+  readonly bytes?: Uint8Array;
   /**
    * Condition rows `[K, ...rowShape]`: class labels (`[K]` or `[K, 1]`, floats holding integers,
    * cast to the input's integer type) or `encoder_hidden_states` rows (`[K, L, E]`). Required when
@@ -262,7 +264,7 @@ export class OnnxDenoiser implements Denoiser {
  * what is missing or mismatched. The session is not shared (dispose it when done).
  */
 export async function loadOnnxDenoiser(opts: OnnxDenoiserOptions): Promise<OnnxDenoiser> {
-  const session = await createSession(opts.path, opts.threads === undefined ? {} : { threads: opts.threads });
+  const session = await createSession(opts.bytes ?? opts.path, opts.threads === undefined ? {} : { threads: opts.threads });
   try {
     return new OnnxDenoiser(session, opts);
   } catch (e) {

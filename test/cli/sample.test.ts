@@ -33,7 +33,7 @@ describe('memscope sample: bad input', () => {
     [['--condition', 'caption:999'], /--condition.*caption:999/],
     [['--record', 'x_t'], /--record: unknown quantity "x_t"/],
     [['--bogus', '1'], /bogus/],
-    [['--model', 'weights.bin'], /--model: expected "testbed" or a path to a .onnx file/],
+    [['--model', 'weights.bin'], /--model: expected "testbed", a trained model directory/],
     [['--eta', '0.5', '--sampler', 'euler'], /--eta: only the ddim sampler/],
   ])('%j → exit 2 with an error naming the argument, nothing written', async (args, re) => {
     const dir = await mkdtemp(join(tmpdir(), 'memscope-cli-'));

@@ -1,0 +1,85 @@
+/** `memscope train`: train a scenario's model on the embedded data (resumes a killed run). */
+import { z } from 'zod';
+import { parseFlags, validate, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { SCENARIO_NAMES } from '../train/scenarios.ts';
+import { trainScenario } from '../train/run.ts';
+
+export const TRAIN_HELP = `memscope train — train a scenario's diffusion model on the embedded Fashion-MNIST subset
+
+Usage: memscope train --scenario NAME [flags]
+
+Scenarios: ${SCENARIO_NAMES.join(', ')}
+  duplication             10 class prompts + captions each tied to one image duplicated K times
+  small-set               a few hundred images, each with its own caption
+  class                   class prompts only
+  edm-small / edm-large   unconditional, 1,000 images / the whole subset
+  edm-small-undertrained  edm-small with the loss scaled by ρ inside a mid-σ band
+
+Flags (defaults in brackets):
+  --out DIR          model directory [models/<scenario>]; checkpoints go to DIR/checkpoints and a
+                     killed run resumes from the last one
+  --steps N          optimizer steps [3000]      --batch-size N   [64]
+  --seed N           [0]                         --lr X           AdamW learning rate [1e-3]
+  --captions N       duplication: captions [50]  --duplicates K   duplication: copies per caption [100]
+  --checkpoint-every N  [250]
+  --channels A,B,C   U-Net widths [32,64,64]
+
+Writes DIR/model.json (settings, architecture, tokenizer, prompts, training stats) and
+DIR/weights.safetensors (EMA weights).
+
+Examples:
+  memscope train --scenario duplication --out models/duplication
+  memscope train --scenario edm-small --steps 5000 --out models/edm-small
+`;
+
+const Schema = z.object({
+  scenario: z.enum(SCENARIO_NAMES, { message: `expected one of ${SCENARIO_NAMES.join(', ')}` }),
+  out: z.string().min(1).optional(),
+  steps: positiveInt('steps').optional(),
+  'batch-size': positiveInt('batch-size', 4096).optional(),
+  seed: z.string().regex(/^\d+$/, { message: 'expected a non-negative integer' }).transform(Number).optional(),
+  lr: finiteNumber('lr').refine((v) => v > 0, { message: 'expected a positive number' }).optional(),
+  captions: positiveInt('captions', 320).optional(),
+  duplicates: positiveInt('duplicates').optional(),
+  'checkpoint-every': positiveInt('checkpoint-every').optional(),
+  channels: z
+    .string()
+    .regex(/^\d+(,\d+)*$/, { message: 'expected comma-separated positive integers, e.g. 32,64,64' })
+    .transform((s) => s.split(',').map(Number))
+    .optional(),
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+
+/** Parse and run `memscope train`. */
+export async function trainCommand(argv: string[]): Promise<void> {
+  const raw = parseFlags(argv, FLAGS);
+  if (raw['scenario'] === undefined) throw new UsageError(`--scenario: required; expected one of ${SCENARIO_NAMES.join(', ')}`);
+  const o = validate(Schema, raw);
+  const out = o.out ?? `models/${o.scenario}`;
+  const ac = new AbortController();
+  const onSig = (): void => ac.abort(new Error('interrupted: a checkpoint was written; run the same command again to resume'));
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  try {
+    const r = await trainScenario(
+      {
+        scenario: o.scenario,
+        ...(o.steps === undefined ? {} : { steps: o.steps }),
+        ...(o['batch-size'] === undefined ? {} : { batchSize: o['batch-size'] }),
+        ...(o.seed === undefined ? {} : { seed: o.seed }),
+        ...(o.lr === undefined ? {} : { lr: o.lr }),
+        ...(o.captions === undefined ? {} : { captions: o.captions }),
+        ...(o.duplicates === undefined ? {} : { duplicates: o.duplicates }),
+        ...(o['checkpoint-every'] === undefined ? {} : { checkpointEvery: o['checkpoint-every'] }),
+        ...(o.channels === undefined ? {} : { model: { channels: o.channels, attentionLevels: o.channels.map((_, i) => i > 0) } }),
+      },
+      out,
+      { progress: true, signal: ac.signal, log: (m) => void process.stderr.write(`${m}\n`) },
+    );
+    process.stderr.write(`trained ${r.result.step} steps (${r.result.resumedFrom === null ? 'fresh start' : `resumed from step ${r.result.resumedFrom}`}), ${r.imagesPerSecond.toFixed(1)} images/s, ${r.result.elapsedSeconds.toFixed(0)} s in all\n`);
+    process.stdout.write(`${out}/model.json\n`);
+  } finally {
+    process.off('SIGINT', onSig);
+    process.off('SIGTERM', onSig);
+  }
+}

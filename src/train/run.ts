@@ -1,0 +1,185 @@
+/**
+ * Train a scenario end to end (issue 3): the scenario's examples from the embedded data, the
+ * text-conditioned (or unconditional) U-Net, the gradient graph from memscope's differentiator,
+ * run by onnxruntime, AdamW + EMA + checkpoints from the trainer, and the finished model written as
+ * `model.json` + `weights.safetensors` (EMA weights). Killed runs resume from the last checkpoint.
+ */
+import { z } from 'zod';
+import { join } from 'node:path';
+import { mkdir, readFile } from 'node:fs/promises';
+import { loadFashionMnist } from '../data/fashion-mnist.ts';
+import { createSession, type Session, type Feed } from '../graph/session.ts';
+import { gradientGraph } from '../graph/autodiff.ts';
+import { betas, alphaBars } from '../schedules/betas.ts';
+import { type Tensor } from '../tensor/tensor.ts';
+import { writeJsonAtomic } from '../io/atomic.ts';
+import { buildScenario, SCENARIO_NAMES, type ScenarioData, type ScenarioName } from './scenarios.ts';
+import { buildTrainingGraph, DiffusionModelConfigSchema, type DiffusionModelConfig } from './diffusion-model.ts';
+import { initParams } from './models/init.ts';
+import { WordTokenizer } from './tokenizer.ts';
+import { noiseBatch, stepEngine, uniformFrom, batchIndices } from './noise.ts';
+import { train, type TrainBatch, type TrainResult } from './trainer.ts';
+import { writeSafetensors } from './safetensors.ts';
+
+/** Settings of a training run (defaults in the schema; the resolved object is stored with the model). */
+export const TrainSettingsSchema = z.object({
+  scenario: z.enum(SCENARIO_NAMES),
+  seed: z.number().int().min(0).default(0),
+  steps: z.number().int().positive().default(3000),
+  batchSize: z.number().int().positive().default(64),
+  lr: z.number().positive().default(1e-3),
+  weightDecay: z.number().min(0).default(0),
+  warmupSteps: z.number().int().min(0).default(100),
+  clipNorm: z.number().positive().default(1),
+  emaDecay: z.number().min(0).max(1).default(0.999),
+  /** Probability of replacing the prompt by the empty prompt (CFG training). */
+  condDropout: z.number().min(0).max(1).default(0.1),
+  checkpointEvery: z.number().int().positive().default(250),
+  /** Noise-level sampling: VP (t uniform) or EDM log-normal σ. */
+  sampling: z.enum(['vp', 'edm']).default('vp'),
+  /** Scenario sizes. */
+  captions: z.number().int().positive().default(50),
+  duplicates: z.number().int().positive().default(100),
+  smallSet: z.number().int().positive().default(300),
+  edmSmall: z.number().int().positive().default(1000),
+  model: DiffusionModelConfigSchema.shape.unet.optional(),
+});
+/** Resolved training settings. */
+export type TrainSettings = z.output<typeof TrainSettingsSchema>;
+
+/** The default architecture per scenario (small enough to train on 2 CPU cores). */
+export function defaultModelConfig(data: ScenarioData, vocabSize: number, unet?: DiffusionModelConfig['unet']): DiffusionModelConfig {
+  const text = data.conditioning === 'text';
+  const u = unet ?? { channels: [32, 64, 64], attentionLevels: [false, true, true] };
+  return DiffusionModelConfigSchema.parse({
+    unet: { ...u, conditioning: text ? 'text' : 'none', contextDim: 64, contextLength: 16 },
+    ...(text ? { textEncoder: { vocabSize, width: 64, maxLength: 16, layers: 1, heads: 4 } } : {}),
+  });
+}
+
+/** Pad `[n,1,28,28]` images in [−1,1] to `[n,1,32,32]` with the background value −1. */
+export function pad28to32(images: Tensor, rows: ArrayLike<number>): Tensor {
+  const n = rows.length;
+  const out = new Float32Array(n * 32 * 32).fill(-1);
+  for (let k = 0; k < n; k++) {
+    const src = rows[k]! * 784;
+    for (let y = 0; y < 28; y++) out.set(images.data.subarray(src + y * 28, src + y * 28 + 28), k * 1024 + (y + 2) * 32 + 2);
+  }
+  return { dims: [n, 1, 32, 32], data: out };
+}
+
+/** What a finished run wrote. */
+export interface TrainOutcome {
+  readonly dir: string;
+  readonly result: TrainResult;
+  readonly imagesPerSecond: number;
+}
+
+/** Run (or resume) the training of a scenario into `dir`. */
+export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSchema>, dir: string, opts: { progress?: boolean; signal?: AbortSignal; log?: (m: string) => void } = {}): Promise<TrainOutcome> {
+  const s = TrainSettingsSchema.parse(settingsIn);
+  const log = opts.log ?? (() => {});
+  const ds = loadFashionMnist({ split: 'train' });
+  const data = buildScenario(s.scenario as ScenarioName, ds.labels, ds.classNames, s.seed, { captions: s.captions, duplicates: s.duplicates, smallSet: s.smallSet, edmSmall: s.edmSmall });
+  const tokenizer = WordTokenizer.fromTexts(data.prompts.map((p) => p.text));
+  const model = defaultModelConfig(data, tokenizer.vocabSize, s.model as DiffusionModelConfig['unet'] | undefined);
+  const B = s.batchSize;
+  log(`building the training graph (batch ${B}) and its gradient graph…`);
+  const g = buildTrainingGraph(model, B);
+  const wrt = g.specs.map((p) => p.name);
+  const gradBytes = gradientGraph(g.bytes, { loss: g.loss, wrt, inputShapes: g.inputShapes });
+  const session: Session = await createSession(gradBytes);
+  const alphaBar = alphaBars(betas('scaled_linear', { betaStart: 0.00085, betaEnd: 0.012 }));
+  const L = model.textEncoder?.maxLength ?? 0;
+  const promptIds = data.prompts.map((p) => tokenizer.encode(p.text, L || 16));
+  const emptyIds = tokenizer.encode('', L || 16);
+  const nEx = data.image.length;
+
+  const makeBatch = (step: number): TrainBatch => {
+    const idx = batchIndices(nEx, s.seed, B, step);
+    const x0 = pad28to32(ds.images, idx.map((i) => data.image[i]!));
+    const nb = noiseBatch(x0, { seed: s.seed, step, alphaBar, sampling: s.sampling === 'edm' ? { kind: 'edm' } : { kind: 'vp' }, band: data.band ?? null });
+    const inputs = new Map<string, Tensor>([
+      ['x0', x0],
+      ['noise', nb.eps],
+      ['timestep', { dims: [B], data: Float32Array.from(nb.t) }],
+      ['sqrt_alpha_bar', { dims: [B, 1, 1, 1], data: nb.sqrtAlphaBar }],
+      ['sqrt_one_minus_alpha_bar', { dims: [B, 1, 1, 1], data: nb.sqrtOneMinusAlphaBar }],
+      ['weight', { dims: [B], data: Float32Array.from(nb.weight) }],
+    ]);
+    if (L) {
+      const drop = uniformFrom(stepEngine(s.seed, step, 'aux'), B);
+      const ids = new Float32Array(B * L);
+      idx.forEach((i, r) => ids.set(drop[r]! < s.condDropout ? emptyIds : promptIds[data.prompt[i]!]!, r * L));
+      inputs.set('ids', { dims: [B, L], data: ids });
+    }
+    return { size: B, inputs };
+  };
+
+  const init = initParams(g.specs, s.seed);
+  const gradNames = wrt.map((n) => `grad/${n}`);
+  const started = performance.now();
+  let stepsThisSession = 0;
+  await mkdir(dir, { recursive: true });
+  const result = await train({
+    params: init,
+    steps: s.steps,
+    makeBatch,
+    step: async (batch, params) => {
+      const feeds: Record<string, Feed> = {};
+      for (const [k, v] of batch.inputs) feeds[k] = k === 'ids' ? { type: 'int64', dims: v.dims, data: v.data } : v;
+      for (const p of g.specs) feeds[p.name] = { dims: p.dims, data: params.get(p.name)! };
+      const out = await session.run(feeds, ['loss', ...gradNames]);
+      const grads = new Map<string, Float32Array>();
+      wrt.forEach((n, i) => grads.set(n, out[gradNames[i]!]!.data));
+      stepsThisSession++;
+      return { loss: out['loss']!.data[0]!, grads };
+    },
+    optimizer: { lr: s.lr, weightDecay: s.weightDecay, warmupSteps: s.warmupSteps },
+    clipNorm: s.clipNorm,
+    ema: { decay: s.emaDecay },
+    checkpointDir: join(dir, 'checkpoints'),
+    checkpointEvery: s.checkpointEvery,
+    // steps and checkpointEvery may change between sessions (a run can be extended); the rest may not
+    config: { settings: { ...s, steps: undefined, checkpointEvery: undefined }, model },
+    progress: opts.progress ?? false,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  await session.release();
+  const seconds = (performance.now() - started) / 1000;
+  const imagesPerSecond = (stepsThisSession * B) / Math.max(seconds, 1e-9);
+  const weights = result.ema ? result.ema.values : result.params;
+  await writeSafetensors(join(dir, 'weights.safetensors'), new Map([...weights].map(([k, v]) => [k, { dims: g.specs.find((p) => p.name === k)!.dims, data: v }])), { format: 'memscope-trained-model', scenario: s.scenario });
+  await writeJsonAtomic(join(dir, 'model.json'), {
+    format: 'memscope-trained-model',
+    version: 1,
+    scenario: s.scenario,
+    settings: s,
+    model,
+    tokenizer: tokenizer.toJSON(),
+    prompts: data.prompts,
+    imagePool: data.imagePool.length === ds.labels.length ? 'all' : data.imagePool,
+    band: data.band ?? null,
+    schedule: { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, num_train_timesteps: 1000, prediction_type: 'epsilon' },
+    training: { steps: result.step, elapsedSeconds: result.elapsedSeconds, imagesPerSecondLastSession: imagesPerSecond, finalLossMean100: mean(result.lossHistory.slice(-100)) },
+  });
+  return { dir, result, imagesPerSecond };
+}
+
+function mean(v: readonly number[]): number {
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+}
+
+/** Read a trained model's `model.json` (validated lightly; errors name the file). */
+export async function readModelJson(dir: string): Promise<Record<string, unknown>> {
+  const p = join(dir, 'model.json');
+  let txt: string;
+  try {
+    txt = await readFile(p, 'utf8');
+  } catch {
+    throw new Error(`--model: ${dir} is not a trained memscope model (no model.json)`);
+  }
+  const j = JSON.parse(txt) as Record<string, unknown>;
+  if (j['format'] !== 'memscope-trained-model') throw new Error(`--model: ${p} is not a memscope trained-model file`);
+  return j;
+}
