@@ -21,7 +21,7 @@ Flags (defaults in brackets):
   --steps N          optimizer steps [3000]      --batch-size N   [64]
   --seed N           [0]                         --lr X           AdamW learning rate [1e-3]
   --captions N       duplication: captions [50]  --duplicates K   duplication: copies per caption [100]
-  --checkpoint-every N  [250]
+  --checkpoint-every N  [250]                 --ema-decay X    EMA of the weights [0.999]
   --channels A,B,C   U-Net widths [32,64,64]
 
 Writes DIR/model.json (settings, architecture, tokenizer, prompts, training stats) and
@@ -42,6 +42,7 @@ const Schema = z.object({
   captions: positiveInt('captions', 320).optional(),
   duplicates: positiveInt('duplicates').optional(),
   'checkpoint-every': positiveInt('checkpoint-every').optional(),
+  'ema-decay': finiteNumber('ema-decay').refine((v) => v >= 0 && v <= 1, { message: 'expected a number in [0, 1]' }).optional(),
   channels: z
     .string()
     .regex(/^\d+(,\d+)*$/, { message: 'expected comma-separated positive integers, e.g. 32,64,64' })
@@ -71,6 +72,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
         ...(o.captions === undefined ? {} : { captions: o.captions }),
         ...(o.duplicates === undefined ? {} : { duplicates: o.duplicates }),
         ...(o['checkpoint-every'] === undefined ? {} : { checkpointEvery: o['checkpoint-every'] }),
+        ...(o['ema-decay'] === undefined ? {} : { emaDecay: o['ema-decay'] }),
         ...(o.channels === undefined ? {} : { model: { channels: o.channels, attentionLevels: o.channels.map((_, i) => i > 0) } }),
       },
       out,

@@ -1,0 +1,103 @@
+/** `memscope validate`: does a trained testbed memorize its captions and generalize on its classes? */
+import { z } from 'zod';
+import { join } from 'node:path';
+import { parseFlags, validate as validateFlags, positiveInt, UsageError } from './args.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { parseGuidance } from '../guidance/schedules.ts';
+import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { stableDiffusionConfig } from '../schedules/config.ts';
+import { loadTrainedModel } from '../denoisers/trained.ts';
+import { loadFashionMnist } from '../data/fashion-mnist.ts';
+import { parseConditions } from '../study/conditions.ts';
+import { validateModel, crop32to28 } from '../study/validate.ts';
+import { withResultsDir } from '../io/results.ts';
+import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { gridPng } from '../report/png.ts';
+import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
+
+export const VALIDATE_HELP = `memscope validate — measure memorization and generalization of a trained model
+
+Usage: memscope validate --model DIR [flags]
+  --seeds LIST       seeds per condition (default 0-15)
+  --guidance SPEC    default constant:7.5
+  --condition SPEC   default all (every caption and class prompt)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
+  --out DIR          default <model>/validation
+
+For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
+central 28×28) is the caption's own image, the strict ratio test d1/d2 < 1/3 (SPEC §5.4) and the
+pixel copy similarity; for class prompts the same copy tests. Writes validation.json and report.html
+and prints the summary.
+
+Example:
+  memscope validate --model models/duplication --seeds 0-15
+`;
+
+const Schema = z.object({
+  model: z.string().min(1),
+  seeds: z.string().default('0-15'),
+  guidance: z.string().default('constant:7.5'),
+  condition: z.string().default('all'),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+  out: z.string().optional(),
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+
+/** Parse and run `memscope validate`. */
+export async function validateCommand(argv: string[]): Promise<void> {
+  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  let seeds: number[];
+  let guidance;
+  try {
+    seeds = parseSeeds(o.seeds, '--seeds');
+    guidance = parseGuidance(o.guidance);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const tm = await loadTrainedModel(o.model);
+  const conds = (() => {
+    try {
+      return parseConditions(o.condition, tm.denoiser);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  })();
+  const train = loadFashionMnist({ split: 'train' });
+  const v = await validateModel({ denoiser: tm.denoiser, trainImages: train.images, conds, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() });
+  await tm.denoiser.dispose?.();
+  const out = o.out ?? join(o.model, 'validation');
+  const { result, copies, ...summary } = v;
+  await withResultsDir(out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'validation.json'), { model: o.model, sampler: o.sampler, steps: o.steps, ...summary, nn1: copies.map((c) => c.nn1) });
+    const png = await gridPng(crop32to28(result.samples), { cols: seeds.length, zoom: 1 });
+    await writeFileAtomic(join(dir, 'samples.png'), png);
+    const body = [
+      `<p>${escapeHtml(o.model)} · ${escapeHtml(v.guidance)} · ${escapeHtml(o.sampler)} ${o.steps} steps · seeds ${escapeHtml(o.seeds)} · ${v.seconds.toFixed(0)} s</p>`,
+      table(['figure', 'value'], [
+        [`captions with nearest = own image in ≥ ${v.captionThreshold * 100} % of seeds`, pct(v.captionsMemorized)],
+        ['caption samples: nearest = own image', pct(v.captionNearestIsTarget)],
+        ['caption samples: ratio test d1/d2 < 1/3', pct(v.captionRatioCopy)],
+        ['caption samples: median d1/d2', fmt(v.captionMedianRatio)],
+        ['caption samples: mean pixel similarity', fmt(v.captionMeanSimilarity)],
+        ['class samples: ratio test d1/d2 < 1/3', pct(v.classRatioCopy)],
+        ['class samples: mean pixel similarity', fmt(v.classMeanSimilarity)],
+      ]),
+      '<h2>Per condition</h2>',
+      table(['condition', 'kind', 'nearest = own', 'ratio copies', 'mean d1/d2', 'similarity'], v.perCondition.map((p) => [p.label, p.kind, p.nearestIsTarget === null ? '—' : pct(p.nearestIsTarget), pct(p.ratioCopy), fmt(p.meanRatio), fmt(p.meanSimilarity)])),
+      '<h2>Samples</h2>',
+      imgTag(png, 'samples'),
+    ].join('\n');
+    await writeFileAtomic(join(dir, 'report.html'), page('memscope validate', body));
+  });
+  process.stdout.write(
+    `captions memorized (nearest = own image in ≥ ${v.captionThreshold * 100} % of ${seeds.length} seeds): ${pct(v.captionsMemorized)}\n` +
+      `caption samples: nearest = own ${pct(v.captionNearestIsTarget)}, ratio test ${pct(v.captionRatioCopy)}, median d1/d2 ${fmt(v.captionMedianRatio)}, similarity ${fmt(v.captionMeanSimilarity)}\n` +
+      `class samples: ratio test ${pct(v.classRatioCopy)}, similarity ${fmt(v.classMeanSimilarity)}\n` +
+      `${join(out, 'report.html')}\n`,
+  );
+}
+
+function pct(v: number): string {
+  return Number.isNaN(v) ? '—' : `${(100 * v).toFixed(0)} %`;
+}

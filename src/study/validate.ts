@@ -1,0 +1,122 @@
+/**
+ * Validation of a trained memorization testbed (issue 3 figures): sample every memorized caption
+ * and every class prompt with several seeds and measure, per caption, how often the sample's
+ * nearest training image is the caption's own image, the strict ratio test d1/d2 < 1/3
+ * (SPEC §5.4) and the pixel copy similarity; class-prompt samples should not be copies.
+ */
+import type { Denoiser, CondRef } from '../denoisers/denoiser.ts';
+import type { GuidanceSchedule } from '../guidance/schedules.ts';
+import type { SchedulerConfig } from '../schedules/config.ts';
+import type { SamplerName } from '../samplers/index.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { runSampling, type SamplingResult } from './sampling.ts';
+import { CopyDetector, type CopyStat } from '../metrics/copy.ts';
+
+/** Crop `[n, C, 32, 32]` samples to the central `[n, C, 28, 28]` (undoing the training padding). */
+export function crop32to28(x: Tensor): Tensor {
+  const [n, c] = x.dims as [number, number, number, number];
+  if (x.dims[2] !== 32 || x.dims[3] !== 32) throw new Error(`crop32to28: expected [n, C, 32, 32], got [${x.dims.join(', ')}]`);
+  const out = new Float32Array(n * c * 784);
+  for (let k = 0; k < n * c; k++) for (let y = 0; y < 28; y++) out.set(x.data.subarray(k * 1024 + (y + 2) * 32 + 2, k * 1024 + (y + 2) * 32 + 30), k * 784 + y * 28);
+  return { dims: [n, c, 28, 28], data: out };
+}
+
+/** Per-condition validation figures. */
+export interface ConditionValidation {
+  readonly id: string;
+  readonly label: string;
+  readonly kind: string;
+  readonly target: number | null;
+  /** Fraction of seeds whose nearest training image is the target (captions). */
+  readonly nearestIsTarget: number | null;
+  /** Fraction of seeds passing d1/d2 < 1/3. */
+  readonly ratioCopy: number;
+  readonly meanRatio: number;
+  readonly meanSimilarity: number;
+}
+
+/** The whole validation. */
+export interface Validation {
+  readonly guidance: string;
+  readonly seeds: readonly number[];
+  readonly perCondition: readonly ConditionValidation[];
+  /** Fraction of captions whose nearest-is-target rate is ≥ `captionThreshold`. */
+  readonly captionsMemorized: number;
+  readonly captionThreshold: number;
+  /** Over all caption samples. */
+  readonly captionNearestIsTarget: number;
+  readonly captionRatioCopy: number;
+  readonly captionMedianRatio: number;
+  readonly captionMeanSimilarity: number;
+  /** Over all class-prompt samples. */
+  readonly classRatioCopy: number;
+  readonly classMeanSimilarity: number;
+  readonly seconds: number;
+  readonly result: SamplingResult;
+  readonly copies: readonly CopyStat[];
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+/** Run the validation on a trained (32×32, padded) model against the 28×28 training images. */
+export async function validateModel(opts: {
+  denoiser: Denoiser;
+  trainImages: Tensor;
+  conds: readonly CondRef[];
+  seeds: readonly number[];
+  guidance: GuidanceSchedule;
+  sampler: SamplerName;
+  steps: number;
+  config: SchedulerConfig;
+  captionThreshold?: number;
+  batchSize?: number;
+}): Promise<Validation> {
+  const d = opts.denoiser;
+  const thr = opts.captionThreshold ?? 0.8;
+  const result = await runSampling({ denoiser: d, conds: opts.conds, seeds: opts.seeds, sampler: opts.sampler, steps: opts.steps, config: opts.config, guidance: opts.guidance, batchSize: opts.batchSize ?? 128 });
+  const samples = d.shape[1] === 32 ? crop32to28(result.samples) : result.samples;
+  const targets = result.rows.map((r) => (r.cond === null ? null : (d.conditions[r.cond]!.targets?.[0] ?? null)));
+  const det = await CopyDetector.create(opts.trainImages);
+  const copies = await det.stats(samples, targets);
+  await det.dispose();
+  const N = opts.seeds.length;
+  const perCondition: ConditionValidation[] = opts.conds.map((c, ci) => {
+    const cs = copies.slice(ci * N, (ci + 1) * N);
+    const info = c === null ? { id: 'uncond', label: '', kind: 'uncond', targets: undefined } : d.conditions[c]!;
+    const t = info.targets?.[0] ?? null;
+    return {
+      id: info.id,
+      label: info.label,
+      kind: info.kind,
+      target: t,
+      nearestIsTarget: t === null ? null : cs.filter((x) => x.nearestIsTarget).length / N,
+      ratioCopy: cs.filter((x) => x.ratioCopy).length / N,
+      meanRatio: cs.reduce((a, x) => a + x.ratio, 0) / N,
+      meanSimilarity: cs.reduce((a, x) => a + x.similarity, 0) / N,
+    };
+  });
+  const capIdx = result.rows.map((r, i) => [r, i] as const).filter(([r]) => r.cond !== null && d.conditions[r.cond]!.kind === 'caption').map(([, i]) => i);
+  const clsIdx = result.rows.map((r, i) => [r, i] as const).filter(([r]) => r.cond !== null && d.conditions[r.cond]!.kind === 'class').map(([, i]) => i);
+  const frac = (idx: number[], f: (c: CopyStat) => boolean): number => (idx.length ? idx.filter((i) => f(copies[i]!)).length / idx.length : NaN);
+  const meanOf = (idx: number[], f: (c: CopyStat) => number): number => (idx.length ? idx.reduce((a, i) => a + f(copies[i]!), 0) / idx.length : NaN);
+  const caps = perCondition.filter((p) => p.kind === 'caption');
+  return {
+    guidance: opts.guidance.label,
+    seeds: opts.seeds,
+    perCondition,
+    captionsMemorized: caps.length ? caps.filter((p) => (p.nearestIsTarget ?? 0) >= thr).length / caps.length : NaN,
+    captionThreshold: thr,
+    captionNearestIsTarget: frac(capIdx, (c) => c.nearestIsTarget === true),
+    captionRatioCopy: frac(capIdx, (c) => c.ratioCopy),
+    captionMedianRatio: median(capIdx.map((i) => copies[i]!.ratio)),
+    captionMeanSimilarity: meanOf(capIdx, (c) => c.similarity),
+    classRatioCopy: frac(clsIdx, (c) => c.ratioCopy),
+    classMeanSimilarity: meanOf(clsIdx, (c) => c.similarity),
+    seconds: result.seconds,
+    result,
+    copies,
+  };
+}
