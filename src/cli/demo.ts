@@ -13,7 +13,12 @@ import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { lineChart, type Series, type Marker } from '../report/svg.ts';
 import { page, imgTag, table, escapeHtml, fmt } from '../report/html.ts';
-import type { Testbed } from '../study/testbed.ts';
+import type { DemoSource } from '../study/demo.ts';
+import { loadTrainedModel } from '../denoisers/trained.ts';
+import { loadFashionMnist } from '../data/fashion-mnist.ts';
+import { stat } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import { numel } from '../tensor/tensor.ts';
 
 export const DEMO_HELP = `memscope demo — memorized vs generalizing conditions under CFG, DTP and OG+DTP (= npm start)
@@ -24,6 +29,8 @@ generalize), samples each condition with every guidance schedule and reports whi
 their training image, the d_t = ‖ε_c − ε_u‖² curves and where DTP switched.
 
 Usage: memscope demo [flags]
+  --model M          testbed | a trained model directory | default (the shipped trained duplication
+                     model when the package has one, else the analytic testbed)
   --out DIR          results directory (default out/demo)
   --seeds LIST       seeds per condition (default 0-7)
   --memorized SPEC   memorized captions (default caption:0-3)
@@ -41,6 +48,7 @@ Examples:
 
 const Schema = z.object({
   out: z.string().min(1).default('out/demo'),
+  model: z.string().min(1).default('default'),
   seeds: z.string().default('0-7'),
   memorized: z.string().default('caption:0-3'),
   generalizing: z.string().default('class:0-3'),
@@ -64,8 +72,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const started = performance.now();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   log('memscope demo: building the analytic testbed on the embedded Fashion-MNIST subset…');
-  const tb = await defaultTestbed();
-  log(`  testbed ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
+  const tb = await demoSource(o.model);
+  log(`  ${tb.description} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
   const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() };
   let outcome: DemoOutcome;
   try {
@@ -80,13 +88,26 @@ export async function demoCommand(argv: string[]): Promise<void> {
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
 }
 
-async function writeDemo(dir: string, tb: Testbed, s: DemoSettings, out: DemoOutcome, seconds: number): Promise<void> {
+/** The shipped trained duplication model, when present in the package. */
+const SHIPPED_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'duplication');
+
+async function demoSource(model: string): Promise<DemoSource> {
+  const dir = model === 'default' ? ((await stat(join(SHIPPED_MODEL, 'model.json')).then(() => true, () => false)) ? SHIPPED_MODEL : 'testbed') : model;
+  if (dir === 'testbed') {
+    const tb = await defaultTestbed();
+    return { denoiser: tb.denoiser, trainImages: tb.train.images, description: 'the analytic testbed (SPEC §6)' };
+  }
+  const tm = await loadTrainedModel(dir);
+  return { denoiser: tm.denoiser, trainImages: loadFashionMnist({ split: 'train' }).images, description: `the trained "${tm.scenario}" model (${dir})` };
+}
+
+async function writeDemo(dir: string, tb: DemoSource, s: DemoSettings, out: DemoOutcome, seconds: number): Promise<void> {
   const d = tb.denoiser;
   const N = s.seeds.length;
   const condLabel = (c: number | null): string => (c === null ? 'unconditional' : d.conditions[c]!.label);
   await writeJsonAtomic(join(dir, 'config.json'), {
     command: 'demo',
-    testbed: { name: d.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets },
+    model: { name: d.name, description: tb.description },
     conditions: out.conds.map((c) => (c === null ? { id: 'uncond' } : d.conditions[c])),
     seeds: s.seeds,
     guidance: s.guidance,
@@ -102,9 +123,10 @@ async function writeDemo(dir: string, tb: Testbed, s: DemoSettings, out: DemoOut
   });
 
   const parts: string[] = [];
-  parts.push(`<p>Analytic memorization testbed (SPEC §6) on the embedded Fashion-MNIST subset (12,000 training images):
+  const analytic = tb.description.startsWith('the analytic');
+  parts.push(`<p>${analytic ? `Analytic memorization testbed (SPEC §6) on the embedded Fashion-MNIST subset (12,000 training images):
 memorized captions are the exact denoiser of a single training image; class prompts and the unconditional
-branch are Gaussians fitted to each class (they generalize). ${s.sampler.toUpperCase()}, ${s.steps} steps, seeds ${escapeHtml(s.seeds.join(', '))}.
+branch are Gaussians fitted to each class (they generalize).` : `Model: ${escapeHtml(tb.description)}, trained by memscope on the embedded Fashion-MNIST subset; its captions were each tied to one training image duplicated many times, its class prompts to all images of the class.`} ${s.sampler.toUpperCase()}, ${s.steps} steps, seeds ${escapeHtml(s.seeds.join(', '))}.
 Total ${seconds.toFixed(1)} s.</p>`);
   parts.push('<h2>Copies</h2>');
   parts.push(
@@ -114,15 +136,15 @@ Total ${seconds.toFixed(1)} s.</p>`);
     ),
   );
   parts.push('<p class="note">"nearest = own image": the nearest training image (pixel L2) of a caption sample is that caption\'s training image. Pixel similarity: cosine to the nearest training image after subtracting the mean training image.</p>');
-  parts.push(readingNotes(out));
+  parts.push(readingNotes(out, analytic));
 
   // Targets of the memorized captions.
   const capConds = out.conds.filter((c): c is number => c !== null && d.conditions[c]!.kind === 'caption');
   if (capConds.length) {
-    const per = numel(d.shape);
+    const per = numel(tb.trainImages.dims.slice(1));
     const data = new Float32Array(capConds.length * per);
-    capConds.forEach((c, i) => data.set(tb.train.images.data.subarray(d.conditions[c]!.targets![0]! * per, (d.conditions[c]!.targets![0]! + 1) * per), i * per));
-    const png = await gridPng({ dims: [capConds.length, ...d.shape], data }, { cols: capConds.length, zoom: 3 });
+    capConds.forEach((c, i) => data.set(tb.trainImages.data.subarray(d.conditions[c]!.targets![0]! * per, (d.conditions[c]!.targets![0]! + 1) * per), i * per));
+    const png = await gridPng({ dims: [capConds.length, ...tb.trainImages.dims.slice(1)], data }, { cols: capConds.length, zoom: 3 });
     await writeFileAtomic(join(dir, 'targets.png'), png);
     parts.push(`<h2>Training images of the memorized captions</h2><figure>${imgTag(png, 'targets')}<figcaption>${escapeHtml(capConds.map(condLabel).join(' · '))}</figcaption></figure>`);
   }
@@ -169,7 +191,7 @@ Total ${seconds.toFixed(1)} s.</p>`);
 }
 
 /** What the numbers say, written from the numbers (nothing here is a fixed claim). */
-function readingNotes(out: DemoOutcome): string {
+function readingNotes(out: DemoOutcome, analytic: boolean): string {
   const row = (g: string, k: string) => out.summary.find((r) => r.guidance.startsWith(g) && r.kind === k);
   const notes: string[] = [];
   const cfgMem = row('constant', 'memorized caption');
@@ -183,7 +205,7 @@ function readingNotes(out: DemoOutcome): string {
       notes.push(`${g}: the switch to λ happened for ${pct(1 - m.neverSwitched)} of memorized-caption trajectories${m.medianSwitchStep === null ? '' : ` (median step ${fmt(m.medianSwitchStep)})`}; ${pct(m.nearestIsTarget ?? 0)} of them end nearest their own image.`);
     }
   }
-  notes.push(`On this exact testbed ε_c − ε_u = −(D_c − D_u)/σ_t, so d_t = ‖D_c − D_u‖²/σ_t²: a memorized caption's denoiser D_c is its training image whatever x_t is, so d_t only falls when the trajectory itself approaches that image (inside the basin, under CFG) and grows as σ_t → 0 otherwise. Trajectories that are not pulled into the basin (s ≤ 0 before a switch) therefore rarely show the local minimum that Algorithm 1 waits for, and once guidance turns on, the point-mass conditional captures the sample wherever it is. Trained networks (whose conditional prediction follows x_t at low noise) behave differently; compare on a trained model.`);
+  if (analytic) notes.push(`On this exact testbed ε_c − ε_u = −(D_c − D_u)/σ_t, so d_t = ‖D_c − D_u‖²/σ_t²: a memorized caption's denoiser D_c is its training image whatever x_t is, so d_t only falls when the trajectory itself approaches that image (inside the basin, under CFG) and grows as σ_t → 0 otherwise. Trajectories that are not pulled into the basin (s ≤ 0 before a switch) therefore rarely show the local minimum that Algorithm 1 waits for, and once guidance turns on, the point-mass conditional captures the sample wherever it is. Trained networks (whose conditional prediction follows x_t at low noise) behave differently; compare on a trained model.`);
   return `<h2>Reading the results</h2><ul>${notes.map((n) => `<li>${escapeHtml(n)}</li>`).join('')}</ul>`;
 }
 

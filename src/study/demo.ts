@@ -7,7 +7,8 @@ import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
 import { parseGuidance } from '../guidance/schedules.ts';
 import { runSampling, type SamplingResult } from './sampling.ts';
 import { parseConditions } from './conditions.ts';
-import type { Testbed } from './testbed.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { crop32to28 } from './validate.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { SamplerName } from '../samplers/index.ts';
 import { CopyDetector, type CopyStat } from '../metrics/copy.ts';
@@ -65,11 +66,20 @@ function isCaption(d: Denoiser, c: CondRef): boolean {
   return c !== null && d.conditions[c]!.kind === 'caption';
 }
 
-/** Run the demo study on a testbed. */
-export async function runDemo(tb: Testbed, s: DemoSettings, log: (msg: string) => void = () => {}): Promise<DemoOutcome> {
-  const d = tb.denoiser;
+/** What the demo samples: a denoiser whose caption conditions name their training images. */
+export interface DemoSource {
+  readonly denoiser: Denoiser;
+  /** The 28×28 training images (`[n, 1, 28, 28]`); 32×32 samples of trained models are cropped to compare. */
+  readonly trainImages: Tensor;
+  /** What the model is, for the report. */
+  readonly description: string;
+}
+
+/** Run the demo study on a testbed or a trained model. */
+export async function runDemo(src: DemoSource, s: DemoSettings, log: (msg: string) => void = () => {}): Promise<DemoOutcome> {
+  const d = src.denoiser;
   const conds = [...parseConditions(s.memorized, d, 'memorized'), ...parseConditions(s.generalizing, d, 'generalizing')];
-  const detector = await CopyDetector.create(tb.train.images);
+  const detector = await CopyDetector.create(src.trainImages);
   const runs: DemoRun[] = [];
   const summary: DemoSummaryRow[] = [];
   try {
@@ -77,7 +87,7 @@ export async function runDemo(tb: Testbed, s: DemoSettings, log: (msg: string) =
       const schedule = parseGuidance(g);
       const result = await runSampling({ denoiser: d, conds, seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: schedule });
       const targets = result.rows.map((r) => (r.cond === null ? null : (d.conditions[r.cond]!.targets?.[0] ?? null)));
-      const copies = await detector.stats(result.samples, targets);
+      const copies = await detector.stats(d.shape[1] === 32 ? crop32to28(result.samples) : result.samples, targets);
       runs.push({ guidance: schedule.label, result, copies });
       log(`  ${schedule.label.padEnd(14)} ${result.rows.length} samples in ${result.seconds.toFixed(1)} s`);
       for (const kind of ['memorized caption', 'class prompt'] as const) {
