@@ -1,6 +1,8 @@
 /** `memscope validate`: does a trained testbed memorize its captions and generalize on its classes? */
 import { z } from 'zod';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { Classifier } from '../train/classifier.ts';
 import { parseFlags, validate as validateFlags, positiveInt, UsageError } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/schedules.ts';
@@ -23,6 +25,7 @@ Usage: memscope validate --model DIR [flags]
   --condition SPEC   default all (every caption and class prompt)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
   --out DIR          default <model>/validation
+  --classifier DIR   classifier for class-prompt alignment (default models/classifier when present)
 
 For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
 central 28×28) is the caption's own image, the strict ratio test d1/d2 < 1/3 (SPEC §5.4) and the
@@ -41,6 +44,7 @@ const Schema = z.object({
   sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().optional(),
+  classifier: z.string().optional(),
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
 
@@ -64,7 +68,23 @@ export async function validateCommand(argv: string[]): Promise<void> {
     }
   })();
   const train = loadFashionMnist({ split: 'train' });
-  const v = await validateModel({ denoiser: tm.denoiser, trainImages: train.images, conds, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() });
+  const clfDir = o.classifier ?? join(dirname(o.model), 'classifier');
+  const hasClf = await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false);
+  if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
+  const clf = hasClf ? await Classifier.load(clfDir) : null;
+  const labelOf = tm.prompts.map((p) => (p.kind === 'class' ? (p.label ?? null) : null));
+  const v = await validateModel({
+    denoiser: tm.denoiser,
+    trainImages: train.images,
+    conds,
+    seeds,
+    guidance,
+    sampler: o.sampler,
+    steps: o.steps,
+    config: stableDiffusionConfig(),
+    ...(clf ? { classifier: { model: clf, classOf: (c: number) => labelOf[c] ?? null } } : {}),
+  });
+  await clf?.dispose();
   await tm.denoiser.dispose?.();
   const out = o.out ?? join(o.model, 'validation');
   const { result, copies, ...summary } = v;
@@ -82,6 +102,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
         ['caption samples: mean pixel similarity', fmt(v.captionMeanSimilarity)],
         ['class samples: ratio test d1/d2 < 1/3', pct(v.classRatioCopy)],
         ['class samples: mean pixel similarity', fmt(v.classMeanSimilarity)],
+        ['class samples: classifier accuracy', v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)],
       ]),
       '<h2>Per condition</h2>',
       table(['condition', 'kind', 'nearest = own', 'ratio copies', 'mean d1/d2', 'similarity'], v.perCondition.map((p) => [p.label, p.kind, p.nearestIsTarget === null ? '—' : pct(p.nearestIsTarget), pct(p.ratioCopy), fmt(p.meanRatio), fmt(p.meanSimilarity)])),
@@ -93,7 +114,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
   process.stdout.write(
     `captions memorized (nearest = own image in ≥ ${v.captionThreshold * 100} % of ${seeds.length} seeds): ${pct(v.captionsMemorized)}\n` +
       `caption samples: nearest = own ${pct(v.captionNearestIsTarget)}, ratio test ${pct(v.captionRatioCopy)}, median d1/d2 ${fmt(v.captionMedianRatio)}, similarity ${fmt(v.captionMeanSimilarity)}\n` +
-      `class samples: ratio test ${pct(v.classRatioCopy)}, similarity ${fmt(v.classMeanSimilarity)}\n` +
+      `class samples: ratio test ${pct(v.classRatioCopy)}, similarity ${fmt(v.classMeanSimilarity)}, classifier accuracy ${v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)}\n` +
       `${join(out, 'report.html')}\n`,
   );
 }

@@ -11,6 +11,7 @@ import type { SamplerName } from '../samplers/index.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { runSampling, type SamplingResult } from './sampling.ts';
 import { CopyDetector, type CopyStat } from '../metrics/copy.ts';
+import type { Classifier } from '../train/classifier.ts';
 
 /** Crop `[n, C, 32, 32]` samples to the central `[n, C, 28, 28]` (undoing the training padding). */
 export function crop32to28(x: Tensor): Tensor {
@@ -51,6 +52,8 @@ export interface Validation {
   /** Over all class-prompt samples. */
   readonly classRatioCopy: number;
   readonly classMeanSimilarity: number;
+  /** Fraction of class-prompt samples that the classifier assigns to the prompt's class (null without a classifier). */
+  readonly classAccuracy: number | null;
   readonly seconds: number;
   readonly result: SamplingResult;
   readonly copies: readonly CopyStat[];
@@ -73,6 +76,8 @@ export async function validateModel(opts: {
   config: SchedulerConfig;
   captionThreshold?: number;
   batchSize?: number;
+  /** Classifier for the alignment of class-prompt samples, with the class of each condition index. */
+  classifier?: { readonly model: Classifier; readonly classOf: (cond: number) => number | null };
 }): Promise<Validation> {
   const d = opts.denoiser;
   const thr = opts.captionThreshold ?? 0.8;
@@ -103,6 +108,14 @@ export async function validateModel(opts: {
   const frac = (idx: number[], f: (c: CopyStat) => boolean): number => (idx.length ? idx.filter((i) => f(copies[i]!)).length / idx.length : NaN);
   const meanOf = (idx: number[], f: (c: CopyStat) => number): number => (idx.length ? idx.reduce((a, i) => a + f(copies[i]!), 0) / idx.length : NaN);
   const caps = perCondition.filter((p) => p.kind === 'caption');
+  let classAccuracy: number | null = null;
+  if (opts.classifier && clsIdx.length) {
+    const per = 784;
+    const x = new Float32Array(clsIdx.length * per);
+    clsIdx.forEach((i, k) => x.set(samples.data.subarray(i * per, (i + 1) * per), k * per));
+    const pred = await opts.classifier.model.predict({ dims: [clsIdx.length, 1, 28, 28], data: x });
+    classAccuracy = pred.filter((p, k) => p === opts.classifier!.classOf(result.rows[clsIdx[k]!]!.cond!)).length / clsIdx.length;
+  }
   return {
     guidance: opts.guidance.label,
     seeds: opts.seeds,
@@ -115,6 +128,7 @@ export async function validateModel(opts: {
     captionMeanSimilarity: meanOf(capIdx, (c) => c.similarity),
     classRatioCopy: frac(clsIdx, (c) => c.ratioCopy),
     classMeanSimilarity: meanOf(clsIdx, (c) => c.similarity),
+    classAccuracy,
     seconds: result.seconds,
     result,
     copies,
