@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark and writes one JSON file per benchmark under
  * bench/results/ (plus all.json). Figures are ratios against a peer measured in the same run.
- * Usage: npm run bench [-- name ...]   (names: guidance, empirical, demo)
+ * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train)
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
@@ -10,6 +10,8 @@ import { dirname, join } from 'node:path';
 import { cpus } from 'node:os';
 import { benchGuidance } from './guidance.ts';
 import { benchEmpirical } from './empirical.ts';
+import { benchAutodiff } from './autodiff.ts';
+import { benchTrain } from './train.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -26,6 +28,8 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   empirical: benchEmpirical,
   guidance: () => benchGuidance(),
   demo: benchDemo,
+  autodiff: benchAutodiff,
+  train: () => benchTrain(),
 };
 
 const want = process.argv.slice(2).filter((a) => a !== '--');
