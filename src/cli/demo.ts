@@ -32,7 +32,7 @@ Usage: memscope demo [flags]
   --model M          testbed | a trained model directory | default (the shipped trained duplication
                      model when the package has one, else the analytic testbed)
   --out DIR          results directory (default out/demo)
-  --seeds LIST       seeds per condition (default 0-7)
+  --seeds LIST       seeds per condition (default 0-7 on the testbed, 0-3 on a trained model)
   --memorized SPEC   memorized captions (default caption:0-3)
   --generalizing SPEC class prompts (default class:0-3)
   --guidance LIST    ';'-separated schedules (default constant:7.5;dtp:7.5;og+dtp:7.5)
@@ -49,7 +49,7 @@ Examples:
 const Schema = z.object({
   out: z.string().min(1).default('out/demo'),
   model: z.string().min(1).default('default'),
-  seeds: z.string().default('0-7'),
+  seeds: z.string().optional(),
   memorized: z.string().default('caption:0-3'),
   generalizing: z.string().default('class:0-3'),
   guidance: z.string().default('constant:7.5;dtp:7.5;og+dtp:7.5'),
@@ -61,10 +61,11 @@ const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type
 /** Parse and run `memscope demo`. */
 export async function demoCommand(argv: string[]): Promise<void> {
   const o = validate(Schema, parseFlags(argv, FLAGS));
+  const source = await resolveSource(o.model);
   let seeds: number[];
   let guidance: string[];
   try {
-    seeds = parseSeeds(o.seeds, '--seeds');
+    seeds = parseSeeds(o.seeds ?? (source === 'testbed' ? '0-7' : '0-3'), '--seeds');
     guidance = o.guidance.split(';').map((g) => parseGuidance(g).label);
   } catch (e) {
     throw new UsageError((e as Error).message);
@@ -72,7 +73,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const started = performance.now();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   log('memscope demo: building the analytic testbed on the embedded Fashion-MNIST subset…');
-  const tb = await demoSource(o.model);
+  const tb = await demoSource(source);
   log(`  ${tb.description} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
   const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() };
   let outcome: DemoOutcome;
@@ -91,8 +92,12 @@ export async function demoCommand(argv: string[]): Promise<void> {
 /** The shipped trained duplication model, when present in the package. */
 const SHIPPED_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'duplication');
 
-async function demoSource(model: string): Promise<DemoSource> {
-  const dir = model === 'default' ? ((await stat(join(SHIPPED_MODEL, 'model.json')).then(() => true, () => false)) ? SHIPPED_MODEL : 'testbed') : model;
+async function resolveSource(model: string): Promise<string> {
+  if (model !== 'default') return model;
+  return (await stat(join(SHIPPED_MODEL, 'model.json')).then(() => true, () => false)) ? SHIPPED_MODEL : 'testbed';
+}
+
+async function demoSource(dir: string): Promise<DemoSource> {
   if (dir === 'testbed') {
     const tb = await defaultTestbed();
     return { denoiser: tb.denoiser, trainImages: tb.train.images, description: 'the analytic testbed (SPEC §6)' };
