@@ -32,7 +32,7 @@ Usage: memscope demo [flags]
   --model M          testbed | a trained model directory | default (the shipped trained duplication
                      model when the package has one, else the analytic testbed)
   --out DIR          results directory (default out/demo)
-  --seeds LIST       seeds per condition (default 0-7 on the testbed, 0-3 on a trained model)
+  --seeds LIST       seeds per condition (default 0-7)
   --memorized SPEC   memorized captions (default caption:0-3)
   --generalizing SPEC class prompts (default class:0-3)
   --guidance LIST    ';'-separated schedules (default constant:7.5;dtp:7.5;og+dtp:7.5)
@@ -65,7 +65,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   let seeds: number[];
   let guidance: string[];
   try {
-    seeds = parseSeeds(o.seeds ?? (source === 'testbed' ? '0-7' : '0-3'), '--seeds');
+    seeds = parseSeeds(o.seeds ?? '0-7', '--seeds');
     guidance = o.guidance.split(';').map((g) => parseGuidance(g).label);
   } catch (e) {
     throw new UsageError((e as Error).message);
@@ -103,7 +103,7 @@ async function demoSource(dir: string): Promise<DemoSource> {
     return { denoiser: tb.denoiser, trainImages: tb.train.images, description: 'the analytic testbed (SPEC §6)' };
   }
   const tm = await loadTrainedModel(dir);
-  return { denoiser: tm.denoiser, trainImages: loadFashionMnist({ split: 'train' }).images, description: `the trained "${tm.scenario}" model (${dir})` };
+  return { denoiser: tm.denoiser, trainImages: loadFashionMnist({ split: 'train' }).images, description: `the trained "${tm.scenario}" model (${dir === SHIPPED_MODEL ? 'models/duplication, shipped' : dir})` };
 }
 
 async function writeDemo(dir: string, tb: DemoSource, s: DemoSettings, out: DemoOutcome, seconds: number): Promise<void> {
