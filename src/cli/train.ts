@@ -25,6 +25,7 @@ Flags (defaults in brackets):
   --steps N          optimizer steps [3000]      --batch-size N   [64]
   --seed N           [0]                         --lr X           AdamW learning rate [1e-3]
   --captions N       duplication: captions [50]  --duplicates K   duplication: copies per caption [100]
+  --sampling vp|edm  noise levels: t uniform (VP) or EDM log-normal σ [edm for edm-*, else vp]
   --checkpoint-every N  [250]                 --ema-decay X    EMA of the weights [0.999]
   --channels A,B,C   U-Net widths [32,64,64]
 
@@ -46,6 +47,7 @@ const Schema = z.object({
   captions: positiveInt('captions', 320).optional(),
   duplicates: positiveInt('duplicates').optional(),
   'checkpoint-every': positiveInt('checkpoint-every').optional(),
+  sampling: z.enum(['vp', 'edm']).optional(),
   'ema-decay': finiteNumber('ema-decay').refine((v) => v >= 0 && v <= 1, { message: 'expected a number in [0, 1]' }).optional(),
   channels: z
     .string()
@@ -84,6 +86,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
         ...(o.duplicates === undefined ? {} : { duplicates: o.duplicates }),
         ...(o['checkpoint-every'] === undefined ? {} : { checkpointEvery: o['checkpoint-every'] }),
         ...(o['ema-decay'] === undefined ? {} : { emaDecay: o['ema-decay'] }),
+        ...(o.sampling === undefined ? {} : { sampling: o.sampling }),
         ...(o.channels === undefined ? {} : { model: { channels: o.channels, attentionLevels: o.channels.map((_, i) => i > 0) } }),
       },
       out,

@@ -35,8 +35,8 @@ export const TrainSettingsSchema = z.object({
   /** Probability of replacing the prompt by the empty prompt (CFG training). */
   condDropout: z.number().min(0).max(1).default(0.1),
   checkpointEvery: z.number().int().positive().default(250),
-  /** Noise-level sampling: VP (t uniform) or EDM log-normal σ. */
-  sampling: z.enum(['vp', 'edm']).default('vp'),
+  /** Noise-level sampling: VP (t uniform) or EDM log-normal σ (default: edm for the edm-* scenarios, vp otherwise). */
+  sampling: z.enum(['vp', 'edm']).optional(),
   /** Scenario sizes. */
   captions: z.number().int().positive().default(50),
   duplicates: z.number().int().positive().default(100),
@@ -77,7 +77,8 @@ export interface TrainOutcome {
 
 /** Run (or resume) the training of a scenario into `dir`. */
 export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSchema>, dir: string, opts: { progress?: boolean; signal?: AbortSignal; log?: (m: string) => void } = {}): Promise<TrainOutcome> {
-  const s = TrainSettingsSchema.parse(settingsIn);
+  const parsed = TrainSettingsSchema.parse(settingsIn);
+  const s = { ...parsed, sampling: parsed.sampling ?? (parsed.scenario.startsWith('edm') ? ('edm' as const) : ('vp' as const)) };
   const log = opts.log ?? (() => {});
   const ds = loadFashionMnist({ split: 'train' });
   const data = buildScenario(s.scenario as ScenarioName, ds.labels, ds.classNames, s.seed, { captions: s.captions, duplicates: s.duplicates, smallSet: s.smallSet, edmSmall: s.edmSmall });
