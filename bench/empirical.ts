@@ -14,17 +14,7 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { makeEmpiricalDenoiser } from '../src/denoisers/empirical.ts';
 import { eigh } from '../src/denoisers/gaussian.ts';
 import { defaultThreads } from '../src/graph/session.ts';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../test/helpers/random.ts';
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -11,17 +11,7 @@ import { makeAnalyticTestbed } from './analytic.ts';
 import type { CondRef } from './denoiser.ts';
 import { epsToX0 } from './parameterization.ts';
 import { disposeAll } from '../graph/session.ts';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../test/helpers/random.ts';
 
 function cholesky(A: Float64Array, n: number): Float64Array {
   const L = new Float64Array(n * n);

@@ -7,22 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type EmpiricalCondition, type EmpiricalPath, makeEmpiricalDenoiser } from './empirical.ts';
 import type { CondRef } from './denoiser.ts';
 import { disposeAll } from '../graph/session.ts';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function normals(rng: () => number, n: number): Float32Array {
-  const o = new Float32Array(n);
-  for (let i = 0; i < n; i++) o[i] = Math.sqrt(-2 * Math.log(1 - rng())) * Math.cos(2 * Math.PI * rng());
-  return o;
-}
+import { mulberry32, normals } from '../../test/helpers/random.ts';
 
 /** Reference D*(y;σ), weights, over `subset` in float64, directly from distances. */
 function reference(X: Float32Array, d: number, subset: readonly number[], y: ArrayLike<number>, sigma: number) {

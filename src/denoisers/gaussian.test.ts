@@ -10,17 +10,7 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { afterAll, describe, expect, it } from 'vitest';
 import { eigh, eighCached, eighCachedMany, eighMany, eighStats, fitGaussian, gaussianComponent, linearDenoise, makeGaussianDenoiser } from './gaussian.ts';
 import { disposeAll } from '../graph/session.ts';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../test/helpers/random.ts';
 
 /** Solve A x = b (A n×n row-major) by Gaussian elimination with partial pivoting, float64. */
 function solve(A: Float64Array, b: Float64Array, n: number): Float64Array {

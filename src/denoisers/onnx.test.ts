@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadOnnxDenoiser } from './onnx.ts';
 import { GraphBuilder, type DType, type Dim } from '../graph/builder.ts';
 import type { CondRef } from './denoiser.ts';
+import { mulberry32 } from '../../test/helpers/random.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'memscope-onnx-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -55,16 +56,6 @@ function writeModel(spec: ModelSpec): string {
   return path;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rng = mulberry32(5);
 const K = 3;
 const ehsRows = Float32Array.from({ length: K * L * E }, () => rng() * 2 - 1);

@@ -19,6 +19,7 @@ import { GraphBuilder, type AttrValue } from './builder.ts';
 import { createSession, type Feed, type Session } from './session.ts';
 import { gradientGraph, SUPPORTED_GRADIENT_OPS } from './autodiff.ts';
 import { inferShapes } from './shapes.ts';
+import { mulberry32 } from '../../test/helpers/random.ts';
 import p from 'onnx-proto';
 
 const { onnx } = p;
@@ -30,18 +31,6 @@ const ATOL_REL64 = 1e-7;
 const FD_STEP = 1e-6;
 
 type DT = 'float32' | 'float64';
-
-/** Seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function hash(s: string): number {
   let h = 2166136261;
@@ -182,7 +171,7 @@ async function session(bytes: Uint8Array, dt: DT = 'float32'): Promise<Session> 
 }
 
 function makeData(c: Case): Record<string, number[]> {
-  const r = rng(hash(c.name));
+  const r = mulberry32(hash(c.name));
   const out: Record<string, number[]> = {};
   for (const [name, s] of Object.entries(c.inputs)) {
     const n = numel(s.dims);
@@ -230,7 +219,7 @@ async function check(c: Case): Promise<Errors> {
   const inputShapes = Object.fromEntries(Object.entries(c.inputs).map(([k, v]) => [k, v.dims]));
   const data = makeData(c);
   const yDims = outputDims(c);
-  const r = rng(hash(`${c.name}/R`));
+  const r = mulberry32(hash(`${c.name}/R`));
   const R = Array.from({ length: numel(yDims) }, () => Math.fround(r() * 2 - 1));
   const m32 = model(c, 'float32', R, yDims);
   const m64 = model(c, 'float64', R, yDims);
@@ -249,7 +238,7 @@ async function check(c: Case): Promise<Errors> {
   for (const w of c.wrt) {
     const n = numel(c.inputs[w]!.dims);
     const k = Math.min(n, c.samples ?? 24);
-    const pick = rng(hash(`${c.name}/${w}`));
+    const pick = mulberry32(hash(`${c.name}/${w}`));
     const coords = k === n ? Array.from({ length: n }, (_, i) => i) : [...new Set(Array.from({ length: 4 * k }, () => Math.floor(pick() * n)))].slice(0, k);
     const fd: number[] = [];
     for (const i of coords) {
