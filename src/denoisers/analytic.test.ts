@@ -3,42 +3,14 @@
  * denoiser of one image (memorizes: x̂0_c = x exactly), null = the class mixture — checked on a
  * mixed batch against float64 references (class mean/covariance computed directly, Cholesky).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { makeAnalyticTestbed } from './analytic.ts';
 import type { CondRef } from './denoiser.ts';
 import { epsToX0 } from './parameterization.ts';
-import { disposeAll } from '../graph/session.ts';
 import { mulberry32 } from '../../test/helpers/random.ts';
+import { cholesky, cholSolve } from '../../test/helpers/linalg.ts';
+import { useTempCache } from '../../test/helpers/cache.ts';
 
-function cholesky(A: Float64Array, n: number): Float64Array {
-  const L = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = A[i * n + j]!;
-      for (let k = 0; k < j; k++) s -= L[i * n + k]! * L[j * n + k]!;
-      L[i * n + j] = i === j ? Math.sqrt(s) : s / L[j * n + j]!;
-    }
-  }
-  return L;
-}
-function cholSolve(L: Float64Array, b: Float64Array, n: number): Float64Array {
-  const z = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = b[i]!;
-    for (let k = 0; k < i; k++) s -= L[i * n + k]! * z[k]!;
-    z[i] = s / L[i * n + i]!;
-  }
-  const x = new Float64Array(n);
-  for (let i = n - 1; i >= 0; i--) {
-    let s = z[i]!;
-    for (let k = i + 1; k < n; k++) s -= L[k * n + i]! * x[k]!;
-    x[i] = s / L[i * n + i]!;
-  }
-  return x;
-}
 
 const rng = mulberry32(2024);
 const classNames = ['T-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle boot'];
@@ -94,15 +66,7 @@ function refMixture(y: Float64Array, sigma: number, only: number | null): Float6
   return D;
 }
 
-const prevCache = process.env['MEMSCOPE_CACHE'];
-const cache = mkdtempSync(join(tmpdir(), 'memscope-analytic-'));
-process.env['MEMSCOPE_CACHE'] = cache;
-afterAll(async () => {
-  if (prevCache === undefined) delete process.env['MEMSCOPE_CACHE'];
-  else process.env['MEMSCOPE_CACHE'] = prevCache;
-  rmSync(cache, { recursive: true, force: true });
-  await disposeAll();
-});
+useTempCache('memscope-analytic-');
 
 describe('analytic testbed (SPEC §6)', async () => {
   const captions = [

@@ -3,14 +3,13 @@
  * fitGaussian against a direct float64 computation, and D_lin against a direct linear solve
  * μ + Σ(Σ+σ²I)⁻¹(y−μ) (Gaussian elimination, independent of the eigendecomposition).
  */
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eigh, eighCached, eighCachedMany, eighMany, eighStats, fitGaussian, gaussianComponent, linearDenoise, makeGaussianDenoiser } from './gaussian.ts';
-import { disposeAll } from '../graph/session.ts';
 import { mulberry32 } from '../../test/helpers/random.ts';
+import { useTempCache } from '../../test/helpers/cache.ts';
 
 /** Solve A x = b (A n×n row-major) by Gaussian elimination with partial pivoting, float64. */
 function solve(A: Float64Array, b: Float64Array, n: number): Float64Array {
@@ -39,16 +38,7 @@ function solve(A: Float64Array, b: Float64Array, n: number): Float64Array {
 
 const rng = mulberry32(1);
 // set at import time: the describe blocks below build denoisers while being collected
-const prevCache = process.env['MEMSCOPE_CACHE'];
-const cache = mkdtempSync(join(tmpdir(), 'memscope-eigh-'));
-process.env['MEMSCOPE_CACHE'] = cache;
-
-afterAll(async () => {
-  if (prevCache === undefined) delete process.env['MEMSCOPE_CACHE'];
-  else process.env['MEMSCOPE_CACHE'] = prevCache;
-  rmSync(cache, { recursive: true, force: true });
-  await disposeAll();
-});
+const cache = useTempCache('memscope-eigh-');
 
 describe('eigh', () => {
   it('diagonalises a random symmetric matrix (residual < 1e-12, orthonormal, eigenvalues = ml-matrix to 1e-12)', () => {

@@ -2,44 +2,14 @@
  * Gaussian-mixture denoiser (SPEC §2.2) against an independent float64 reference that uses the
  * full covariances (Cholesky log-densities and linear solves), not the eigendecompositions.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type MixtureComponent, makeMixtureDenoiser } from './mixture.ts';
 import { eigh, makeGaussianDenoiser } from './gaussian.ts';
 import type { CondRef } from './denoiser.ts';
-import { disposeAll } from '../graph/session.ts';
 import { mulberry32 } from '../../test/helpers/random.ts';
+import { cholesky, cholSolve } from '../../test/helpers/linalg.ts';
+import { useTempCache } from '../../test/helpers/cache.ts';
 
-/** Cholesky factor (lower) of an SPD matrix, float64. */
-function cholesky(A: Float64Array, n: number): Float64Array {
-  const L = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j <= i; j++) {
-      let s = A[i * n + j]!;
-      for (let k = 0; k < j; k++) s -= L[i * n + k]! * L[j * n + k]!;
-      L[i * n + j] = i === j ? Math.sqrt(s) : s / L[j * n + j]!;
-    }
-  }
-  return L;
-}
-/** Solve (L Lᵀ) x = b. */
-function cholSolve(L: Float64Array, b: Float64Array, n: number): Float64Array {
-  const z = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = b[i]!;
-    for (let k = 0; k < i; k++) s -= L[i * n + k]! * z[k]!;
-    z[i] = s / L[i * n + i]!;
-  }
-  const x = new Float64Array(n);
-  for (let i = n - 1; i >= 0; i--) {
-    let s = z[i]!;
-    for (let k = i + 1; k < n; k++) s -= L[k * n + i]! * x[k]!;
-    x[i] = s / L[i * n + i]!;
-  }
-  return x;
-}
 
 interface RefComp {
   pi: number;
@@ -95,15 +65,7 @@ for (let k = 0; k < K; k++) {
   comps.push({ d, mean: mu, values: e.values.map((v) => Math.max(0, v)), vectorsT: e.vectorsT, weight: pi * 10 });
 }
 
-const prevCache = process.env['MEMSCOPE_CACHE'];
-const cache = mkdtempSync(join(tmpdir(), 'memscope-gmm-'));
-process.env['MEMSCOPE_CACHE'] = cache;
-afterAll(async () => {
-  if (prevCache === undefined) delete process.env['MEMSCOPE_CACHE'];
-  else process.env['MEMSCOPE_CACHE'] = prevCache;
-  rmSync(cache, { recursive: true, force: true });
-  await disposeAll();
-});
+useTempCache('memscope-gmm-');
 
 describe('Gaussian-mixture denoiser (SPEC §2.2)', async () => {
   const den = await makeMixtureDenoiser(comps, {

@@ -12,7 +12,7 @@
  * `set_alpha_to_one: true` apply only where the file does not say otherwise.
  *
  * Unknown keys (`_class_name`, PNDM's `skip_prk_steps`, …) are allowed and ignored. Options that
- * change the result and are not implemented are rejected with an error naming the key — at parse
+ * change the result and are not supported are rejected with an error naming the key — at parse
  * time when every sampler would use them, otherwise when a sampler that uses them resolves the
  * config (e.g. `use_karras_sigmas: true` stops DPM-Solver and Euler, not DDIM, which ignores the
  * key in diffusers too).
@@ -190,7 +190,7 @@ function asParsed(c: SchedulerConfigInput | SchedulerConfig): SchedulerConfig {
  */
 export function resolveDdimConfig(config: SchedulerConfigInput | SchedulerConfig): DdimConfig {
   const c = asParsed(config);
-  if (c.thresholding === true) reject('ddim', 'thresholding', true, 'dynamic thresholding is not implemented');
+  if (c.thresholding === true) reject('ddim', 'thresholding', true, 'dynamic thresholding is not supported by memscope');
   return {
     ...common(c, DDIM_DEFAULTS.timestep_spacing),
     setAlphaToOne: c.set_alpha_to_one ?? DDIM_DEFAULTS.set_alpha_to_one,
@@ -221,7 +221,7 @@ export function resolveDpmSolverConfig(config: SchedulerConfigInput | SchedulerC
   for (const k of ['use_karras_sigmas', 'use_exponential_sigmas', 'use_beta_sigmas', 'use_lu_lambdas', 'use_flow_sigmas'] as const) {
     if (c[k] === true) reject(S, k, true, 'not supported yet: only the default σ(t) of the discrete schedule is implemented');
   }
-  if (c.thresholding === true) reject(S, 'thresholding', true, 'dynamic thresholding is not implemented');
+  if (c.thresholding === true) reject(S, 'thresholding', true, 'dynamic thresholding is not supported by memscope');
   return {
     ...common(c, DPM_SOLVER_DEFAULTS.timestep_spacing),
     solverOrder: order,
