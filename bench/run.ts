@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark and writes one JSON file per benchmark under
  * bench/results/ (plus all.json). Figures are ratios against a peer measured in the same run.
- * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train)
+ * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, kim)
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
@@ -12,6 +12,7 @@ import { benchGuidance } from './guidance.ts';
 import { benchEmpirical } from './empirical.ts';
 import { benchAutodiff } from './autodiff.ts';
 import { benchTrain } from './train.ts';
+import { benchKim } from './kim.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -30,6 +31,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   demo: benchDemo,
   autodiff: benchAutodiff,
   train: () => benchTrain(),
+  kim: benchKim,
 };
 
 const want = process.argv.slice(2).filter((a) => a !== '--');

@@ -6,7 +6,6 @@ import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/schedules.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
-import { defaultTestbed } from '../study/testbed.ts';
 import { runDemo, type DemoOutcome, type DemoSettings } from '../study/demo.ts';
 import { withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -14,11 +13,7 @@ import { gridPng } from '../report/png.ts';
 import { lineChart, type Series, type Marker } from '../report/svg.ts';
 import { page, imgTag, table, escapeHtml, fmt } from '../report/html.ts';
 import type { DemoSource } from '../study/demo.ts';
-import { loadTrainedModel } from '../denoisers/trained.ts';
-import { loadFashionMnist } from '../data/fashion-mnist.ts';
-import { stat } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import { dirname } from 'node:path';
+import { loadStudySource, resolveModelSpec } from '../study/source.ts';
 import { numel } from '../tensor/tensor.ts';
 
 export const DEMO_HELP = `memscope demo — memorized vs generalizing conditions under CFG, DTP and OG+DTP (= npm start)
@@ -61,7 +56,7 @@ const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type
 /** Parse and run `memscope demo`. */
 export async function demoCommand(argv: string[]): Promise<void> {
   const o = validate(Schema, parseFlags(argv, FLAGS));
-  const source = await resolveSource(o.model);
+  const source = await resolveModelSpec(o.model);
   let seeds: number[];
   let guidance: string[];
   try {
@@ -73,7 +68,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const started = performance.now();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   log('memscope demo: building the analytic testbed on the embedded Fashion-MNIST subset…');
-  const tb = await demoSource(source);
+  const tb = await loadStudySource(source);
   log(`  ${tb.description} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
   const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() };
   let outcome: DemoOutcome;
@@ -90,22 +85,6 @@ export async function demoCommand(argv: string[]): Promise<void> {
 }
 
 /** The shipped trained duplication model, when present in the package. */
-const SHIPPED_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'duplication');
-
-async function resolveSource(model: string): Promise<string> {
-  if (model !== 'default') return model;
-  return (await stat(join(SHIPPED_MODEL, 'model.json')).then(() => true, () => false)) ? SHIPPED_MODEL : 'testbed';
-}
-
-async function demoSource(dir: string): Promise<DemoSource> {
-  if (dir === 'testbed') {
-    const tb = await defaultTestbed();
-    return { denoiser: tb.denoiser, trainImages: tb.train.images, description: 'the analytic testbed (SPEC §6)' };
-  }
-  const tm = await loadTrainedModel(dir);
-  return { denoiser: tm.denoiser, trainImages: loadFashionMnist({ split: 'train' }).images, description: `the trained "${tm.scenario}" model (${dir === SHIPPED_MODEL ? 'models/duplication, shipped' : dir})` };
-}
-
 async function writeDemo(dir: string, tb: DemoSource, s: DemoSettings, out: DemoOutcome, seconds: number): Promise<void> {
   const d = tb.denoiser;
   const N = s.seeds.length;

@@ -4,8 +4,9 @@ import { parseFlags, validate, positiveInt, finiteNumber, UsageError } from './a
 import { SCENARIO_NAMES } from '../train/scenarios.ts';
 import { trainScenario } from '../train/run.ts';
 import { trainClassifier } from '../train/classifier.ts';
+import { trainDescriptor } from '../train/descriptor.ts';
 
-const TARGETS = [...SCENARIO_NAMES, 'classifier'] as const;
+const TARGETS = [...SCENARIO_NAMES, 'classifier', 'descriptor'] as const;
 
 export const TRAIN_HELP = `memscope train — train a scenario's diffusion model on the embedded Fashion-MNIST subset
 
@@ -18,6 +19,8 @@ Scenarios: ${SCENARIO_NAMES.join(', ')}
   edm-small / edm-large   unconditional, 1,000 images / the whole subset
   edm-small-undertrained  edm-small with the loss scaled by ρ inside a mid-σ band
   classifier              the 10-class CNN used to score class-prompt samples (600 steps, batch 128)
+  descriptor              the learned copy descriptor of the memorization score: a CNN trained
+                          contrastively (NT-Xent, τ 0.1) over strong augmentations (1,800 steps, batch 128)
 
 Flags (defaults in brackets):
   --out DIR          model directory [models/<scenario>]; checkpoints go to DIR/checkpoints and a
@@ -67,6 +70,12 @@ export async function trainCommand(argv: string[]): Promise<void> {
     const r = await trainClassifier(out, { progress: true, ...(o.steps === undefined ? {} : { steps: o.steps }), ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.lr === undefined ? {} : { lr: o.lr }), ...(o['batch-size'] === undefined ? {} : { batch: o['batch-size'] }) });
     process.stderr.write(`classifier: test accuracy ${(100 * r.testAccuracy).toFixed(1)} % on the 2,000 embedded test images, ${r.seconds.toFixed(0)} s\n`);
     process.stdout.write(`${out}/classifier.json\n`);
+    return;
+  }
+  if (o.scenario === 'descriptor') {
+    const r = await trainDescriptor(out, { progress: true, ...(o.steps === undefined ? {} : { steps: o.steps }), ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.lr === undefined ? {} : { lr: o.lr }), ...(o['batch-size'] === undefined ? {} : { batch: o['batch-size'] }) });
+    process.stderr.write(`descriptor: copy retrieval top-1 on the 2,000 test images ${JSON.stringify({ strong: r.strong, mild: r.mild })}, ${r.trainSeconds.toFixed(0)} s of training\n`);
+    process.stdout.write(`${out}/descriptor.json\n`);
     return;
   }
   const scenario = o.scenario;

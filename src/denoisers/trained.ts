@@ -9,9 +9,11 @@ import { readModelJson } from '../train/run.ts';
 import { readSafetensors } from '../train/safetensors.ts';
 import { buildInferenceGraphs, DiffusionModelConfigSchema } from '../train/diffusion-model.ts';
 import { WordTokenizer } from '../train/tokenizer.ts';
-import { createSession } from '../graph/session.ts';
+import { createSession, type Session } from '../graph/session.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../train/models/unet.ts';
+import { type Tensor, batchSize, rowSize } from '../tensor/tensor.ts';
 import { loadOnnxDenoiser, type OnnxDenoiser } from './onnx.ts';
-import type { ConditionInfo, Denoiser } from './denoiser.ts';
+import { checkConds, type CondRef, type ConditionInfo, type Denoiser, type NoiseLevel } from './denoiser.ts';
 import type { ScenarioPrompt } from '../train/scenarios.ts';
 
 /** A loaded trained model: its denoiser, its prompts and the graphs (for export). */
@@ -27,10 +29,43 @@ export interface TrainedModel {
   readonly textEncoderBytes: Uint8Array | null;
   /** Raw model.json. */
   readonly meta: Record<string, unknown>;
+  /** The U-Net with cross-attention exposed (text models loaded with `exposeCrossAttention`; else null). */
+  readonly attention: AttentionUnet | null;
+}
+
+/** One U-Net call with cross-attention exposed. */
+export interface AttentionOutput {
+  /** ε̂ `[B, ...shape]`. */
+  readonly eps: Tensor;
+  /** Per cross-attention layer (in graph order): probabilities averaged over heads `[B, qLen, contextLength]`. */
+  readonly probs: ReadonlyMap<string, Tensor>;
+}
+
+/**
+ * A trained text model's U-Net with its cross-attention exposed (Ren et al. 2024): the
+ * head-averaged attention probabilities over the prompt tokens at every cross-attention layer,
+ * and a per-token bias added to the logits (`log w` re-weights a token by w; 0 = plain model).
+ */
+export interface AttentionUnet {
+  /** Cross-attention layer names, in graph order. */
+  readonly layers: readonly string[];
+  /** Tokens per prompt (L): the context length. */
+  readonly contextLength: number;
+  /** The token strings of condition `cond` (`<start>`, words, `<end>`, `<pad>`…), length L. */
+  tokens(cond: CondRef): string[];
+  /** Run the U-Net on `xt` `[B, ...shape]`; `bias` (length B·L, default zeros) is added to the cross-attention logits. */
+  run(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], bias?: Float32Array): Promise<AttentionOutput>;
+  dispose(): Promise<void>;
+}
+
+/** Options of {@link loadTrainedModel}. */
+export interface LoadTrainedOptions {
+  /** Also build {@link AttentionUnet} (text models only; default false). */
+  readonly exposeCrossAttention?: boolean;
 }
 
 /** Load a trained model directory (`model.json` + `weights.safetensors`). */
-export async function loadTrainedModel(dir: string): Promise<TrainedModel> {
+export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {}): Promise<TrainedModel> {
   const meta = await readModelJson(dir);
   const cfg = DiffusionModelConfigSchema.parse(meta['model']);
   const weights = await readSafetensors(join(dir, 'weights.safetensors'));
@@ -39,6 +74,8 @@ export async function loadTrainedModel(dir: string): Promise<TrainedModel> {
   const prompts = (meta['prompts'] as ScenarioPrompt[]) ?? [];
   const name = `trained:${String(meta['scenario'])}`;
   let denoiser: OnnxDenoiser;
+  let attention: AttentionUnet | null = null;
+  if (opts.exposeCrossAttention === true && !graphs.textEncoder) throw new Error(`exposeCrossAttention: ${dir} is an unconditional model; cross-attention exists only in text-conditioned models`);
   if (graphs.textEncoder) {
     const tok = WordTokenizer.fromJSON(meta['tokenizer']);
     const L = cfg.textEncoder!.maxLength;
@@ -58,6 +95,20 @@ export async function loadTrainedModel(dir: string): Promise<TrainedModel> {
       uncond: { dims: [1, L, cfg.textEncoder!.width], data: h.data.slice(K * per) },
       labels: prompts.map((p) => p.text),
     });
+    if (opts.exposeCrossAttention === true) {
+      const bytes = buildInferenceGraphs(cfg, values, { exposeCrossAttention: true }).unet;
+      const ids = enc.data;
+      const names = [...prompts.map((p) => p.text), ''].map((_, i) => Array.from(ids.subarray(i * L, (i + 1) * L), (v) => tok.tokenName(Number(v))));
+      attention = await attentionUnet(await createSession(bytes), {
+        embeddings: h.data,
+        width: cfg.textEncoder!.width,
+        L,
+        K,
+        shape: denoiser.shape,
+        tokenNames: names,
+        name,
+      });
+    }
   } else {
     denoiser = await loadOnnxDenoiser({ path: join(dir, 'unet.onnx'), bytes: graphs.unet, name });
   }
@@ -85,5 +136,40 @@ export async function loadTrainedModel(dir: string): Promise<TrainedModel> {
     unetBytes: graphs.unet,
     textEncoderBytes: graphs.textEncoder,
     meta,
+    attention,
+  };
+}
+
+/** Wrap a session of the exposed U-Net graph (embeddings: K prompt rows then the empty prompt). */
+async function attentionUnet(
+  session: Session,
+  o: { embeddings: Float32Array; width: number; L: number; K: number; shape: readonly number[]; tokenNames: string[][]; name: string },
+): Promise<AttentionUnet> {
+  const layers = session.outputNames.filter((n) => n.startsWith(CROSS_ATTENTION_PROBS_PREFIX)).map((n) => n.slice(CROSS_ATTENTION_PROBS_PREFIX.length));
+  const per = o.L * o.width;
+  const conds: ConditionInfo[] = Array.from({ length: o.K }, (_, i) => ({ id: `row:${i}`, kind: 'text', label: '' }));
+  const probe = { name: o.name, conditions: conds } as unknown as Denoiser;
+  return {
+    layers,
+    contextLength: o.L,
+    tokens: (cond) => [...o.tokenNames[cond === null ? o.K : cond]!],
+    run: async (xt, level, cond, bias) => {
+      const B = batchSize(xt);
+      checkConds(probe, cond, B, 'attention cond');
+      if (rowSize(xt) !== o.shape.reduce((a, b) => a * b, 1)) throw new Error(`attention xt: expected rows of shape [${o.shape.join(', ')}], got dims [${xt.dims.join(', ')}]`);
+      if (bias !== undefined && bias.length !== B * o.L) throw new Error(`attention bias: expected ${B}·${o.L} = ${B * o.L} values (one per row and token), got ${bias.length}`);
+      const ctx = new Float32Array(B * per);
+      cond.forEach((c, r) => ctx.set(o.embeddings.subarray((c === null ? o.K : c) * per, ((c === null ? o.K : c) + 1) * per), r * per));
+      const out = await session.run({
+        sample: xt,
+        timestep: { dims: [B], data: new Float32Array(B).fill(level.t) },
+        encoder_hidden_states: { dims: [B, o.L, o.width], data: ctx },
+        [CROSS_ATTENTION_BIAS]: { dims: [B, o.L], data: bias ?? new Float32Array(B * o.L) },
+      });
+      const probs = new Map<string, Tensor>();
+      for (const l of layers) probs.set(l, out[CROSS_ATTENTION_PROBS_PREFIX + l]!);
+      return { eps: out['out_sample']!, probs };
+    },
+    dispose: () => session.release(),
   };
 }

@@ -93,12 +93,18 @@ export interface InferenceGraphs {
   readonly textEncoder: Uint8Array | null;
 }
 
+/** Options of {@link buildInferenceGraphs}. */
+export interface InferenceGraphOptions {
+  /** Build the U-Net with the cross-attention bias input and probability outputs (`DiffusersUnetOptions`). Default false. */
+  readonly exposeCrossAttention?: boolean;
+}
+
 /** Build the inference graphs from parameter values (names as in the training graph). */
-export function buildInferenceGraphs(cfgIn: z.input<typeof DiffusionModelConfigSchema>, values: ReadonlyMap<string, Float32Array>): InferenceGraphs {
+export function buildInferenceGraphs(cfgIn: z.input<typeof DiffusionModelConfigSchema>, values: ReadonlyMap<string, Float32Array>, opts: InferenceGraphOptions = {}): InferenceGraphs {
   const cfg = DiffusionModelConfigSchema.parse(cfgIn);
   checkConsistent(cfg);
   const ub = new GraphBuilder({ name: 'memscope_unet' });
-  buildDiffusersUnet(ub, cfg.unet, prefixed(paramFnFor(ub, 'initializer', values).param, 'unet.'), 'dynamic');
+  buildDiffusersUnet(ub, cfg.unet, prefixed(paramFnFor(ub, 'initializer', values).param, 'unet.'), 'dynamic', { exposeCrossAttention: opts.exposeCrossAttention === true });
   let te: Uint8Array | null = null;
   if (cfg.textEncoder) {
     const tb = new GraphBuilder({ name: 'memscope_text_encoder' });

@@ -132,6 +132,12 @@ export class WordTokenizer {
     return { type: 'int64', dims: [texts.length, L], data };
   }
 
+  /** The string of one id: the word, or `<pad>`, `<unk>`, `<start>`, `<end>` for the special tokens. */
+  tokenName(id: number): string {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new Error(`WordTokenizer.tokenName: id ${id} is out of range [0, ${this.vocabSize})`);
+    return id < NUM_SPECIAL ? SPECIAL_NAMES[id]! : this.words[id - NUM_SPECIAL]!;
+  }
+
   /** The words of `ids` joined by spaces, special tokens skipped (`<unk>` kept). */
   decode(ids: readonly number[]): string {
     const out: string[] = [];

@@ -220,6 +220,14 @@ export interface AttentionOptions {
   readonly batch?: BatchDim;
   /** MAC tally to add to (projections and both attention matmuls). */
   readonly tally?: MacTally;
+  /**
+   * A value added to the attention logits `q kᵀ/√headDim` before the softmax, broadcastable to
+   * `[B, heads, qLen, kvLen]` (e.g. `[B, 1, 1, kvLen]`: a per-token bias; `log w` multiplies the
+   * unnormalised weight of a token by w — Ren et al. 2024's token re-weighting). Default none.
+   */
+  readonly logitBias?: string;
+  /** Called with the name of the attention probabilities `[B, heads, qLen, kvLen]` (after the softmax). */
+  readonly onProbs?: (probs: string) => void;
 }
 
 /**
@@ -244,8 +252,10 @@ export function attention(b: GraphBuilder, param: ParamFn, name: string, qIn: st
   const q = b.op('Transpose', [reshape(b, lin('to_q', qIn, qDim, dim, qLen, bias), [bd, qLen, heads, hd])], { perm: [0, 2, 1, 3] });
   const k = b.op('Transpose', [reshape(b, lin('to_k', kvIn, kvDim, dim, kvLen, bias), [bd, kvLen, heads, hd])], { perm: [0, 2, 3, 1] });
   const v = b.op('Transpose', [reshape(b, lin('to_v', kvIn, kvDim, dim, kvLen, bias), [bd, kvLen, heads, hd])], { perm: [0, 2, 1, 3] });
-  const scores = b.op('Mul', [b.op('MatMul', [q, k]), b.constF32(1 / Math.sqrt(hd))]); // [B, h, qLen, kvLen]
+  let scores = b.op('Mul', [b.op('MatMul', [q, k]), b.constF32(1 / Math.sqrt(hd))]); // [B, h, qLen, kvLen]
+  if (opts.logitBias !== undefined) scores = b.op('Add', [scores, opts.logitBias]);
   const probs = b.op('Softmax', [scores], { axis: -1 });
+  opts.onProbs?.(probs);
   const ctx = b.op('MatMul', [probs, v]); // [B, h, qLen, hd]
   if (t !== undefined) t.macs += 2 * qLen * kvLen * dim;
   const merged = reshape(b, b.op('Transpose', [ctx], { perm: [0, 2, 1, 3] }), [bd, qLen, dim]);

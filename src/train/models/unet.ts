@@ -100,6 +100,10 @@ export interface UnetIO {
   readonly context?: string;
   /** Class ids, int64 `[B]` in `[0, numClasses]` (required for `'class'`; `numClasses` = null class). */
   readonly classLabels?: string;
+  /** Per-token bias added to every cross-attention logit, float32 `[B, contextLength]` (text models; default none). */
+  readonly crossAttentionBias?: string;
+  /** When given, receives one entry per cross-attention layer: its name and its head-averaged probabilities `[B, qLen, contextLength]`. */
+  readonly crossAttentionProbs?: { name: string; probs: string; qLen: number }[];
 }
 
 interface Ctx {
@@ -111,6 +115,9 @@ interface Ctx {
   /** SiLU of the time (+ class) embedding, `[B, timeEmbedDim]`. */
   readonly temb: string;
   readonly context: string | null;
+  /** Cross-attention logit bias reshaped to `[B, 1, 1, contextLength]`, or null. */
+  readonly crossBias: string | null;
+  readonly crossProbs: { name: string; probs: string; qLen: number }[] | null;
 }
 
 /** diffusers `ResnetBlock2D`: GN–SiLU–conv1, + Linear(SiLU(temb)), GN–SiLU–conv2, + (1×1 conv) shortcut. */
@@ -149,7 +156,13 @@ function transformer(c: Ctx, name: string, x: string, C: number, hw: number): st
   const cross =
     c.context === null
       ? attention(b, param, `${blk}.attn2`, q2, q2, { ...att, kvLen: n })
-      : attention(b, param, `${blk}.attn2`, q2, c.context, { ...att, kvLen: cfg.contextLength, kvDim: cfg.contextDim });
+      : attention(b, param, `${blk}.attn2`, q2, c.context, {
+          ...att,
+          kvLen: cfg.contextLength,
+          kvDim: cfg.contextDim,
+          ...(c.crossBias === null ? {} : { logitBias: c.crossBias }),
+          ...(c.crossProbs === null ? {} : { onProbs: (p: string) => c.crossProbs!.push({ name: `${blk}.attn2`, probs: b.op('ReduceMean', [p], { axes: [1], keepdims: 0 }), qLen: n }) }),
+        });
   h = b.op('Add', [h, cross]);
   const f = feedForward(b, param, `${blk}.ff`, layerNorm(b, param, `${blk}.norm3`, h, C), C, { mult: cfg.ffMult, rows: n, tally });
   h = b.op('Add', [h, f]);
@@ -186,7 +199,11 @@ function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, p
     if (io.context === undefined) throw new Error("buildUnet: conditioning 'text' needs io.context");
     context = io.context;
   }
-  const c: Ctx = { b, param, cfg, batch, tally, temb: silu(b, emb), context };
+  if ((io.crossAttentionBias !== undefined || io.crossAttentionProbs !== undefined) && context === null) {
+    throw new Error("buildUnet: cross-attention bias/probabilities need conditioning 'text'");
+  }
+  const crossBias = io.crossAttentionBias === undefined ? null : reshape(b, io.crossAttentionBias, [batchDim(batch), 1, 1, cfg.contextLength]);
+  const c: Ctx = { b, param, cfg, batch, tally, temb: silu(b, emb), context, crossBias, crossProbs: io.crossAttentionProbs ?? null };
 
   let hw = cfg.sampleSize;
   let h = conv2d(b, param, 'conv_in', io.sample, cfg.inChannels, ch[0]!, { tally, hw: [hw, hw] });
@@ -275,10 +292,31 @@ function declareUnetInputs(b: GraphBuilder, cfg: UnetConfig, batch: BatchDim): U
  * `class_labels` int64 `[B]` (`'class'`); output `out_sample` `[B, inChannels, S, S]`. `B` is the
  * symbolic `'B'` when `batch` is `'dynamic'`. Returns the output name (`'out_sample'`).
  */
-export function buildDiffusersUnet(b: GraphBuilder, cfgIn: UnetConfigInput, param: ParamFn, batch: BatchDim): string {
+export function buildDiffusersUnet(b: GraphBuilder, cfgIn: UnetConfigInput, param: ParamFn, batch: BatchDim, opts: DiffusersUnetOptions = {}): string {
   const cfg = UnetConfigSchema.parse(cfgIn);
   const io = declareUnetInputs(b, cfg, batch);
-  const eps = buildUnet(b, cfg, io, param, batch);
   const B = batch === 'dynamic' ? 'B' : batch;
+  const expose = opts.exposeCrossAttention === true;
+  if (expose && cfg.conditioning !== 'text') throw new Error("exposeCrossAttention: needs a text-conditioned U-Net (conditioning 'text')");
+  const probs: { name: string; probs: string; qLen: number }[] = [];
+  const full: UnetIO = expose ? { ...io, crossAttentionBias: b.input(CROSS_ATTENTION_BIAS, 'float32', [B, cfg.contextLength]), crossAttentionProbs: probs } : io;
+  const eps = buildUnet(b, cfg, full, param, batch);
+  for (const p of probs) b.output(p.probs, 'float32', [B, p.qLen, cfg.contextLength], `${CROSS_ATTENTION_PROBS_PREFIX}${p.name}`);
   return b.output(eps, 'float32', [B, cfg.inChannels, cfg.sampleSize, cfg.sampleSize], 'out_sample');
+}
+
+/** Input name of the per-token cross-attention logit bias `[B, contextLength]` in graphs built with `exposeCrossAttention`. */
+export const CROSS_ATTENTION_BIAS = 'cross_attention_bias';
+/** Prefix of the outputs `cross_attention_probs/<layer>` `[B, qLen, contextLength]` (mean over heads). */
+export const CROSS_ATTENTION_PROBS_PREFIX = 'cross_attention_probs/';
+
+/** Options of {@link buildDiffusersUnet}. */
+export interface DiffusersUnetOptions {
+  /**
+   * Also take `cross_attention_bias` float32 `[B, contextLength]` (added to every cross-attention
+   * logit before the softmax; zeros = the plain model) and output each cross-attention layer's
+   * probabilities averaged over heads as `cross_attention_probs/<layer>` — what Ren et al. 2024's
+   * attention-entropy detection and token re-weighting need. Default false (plain diffusers signature).
+   */
+  readonly exposeCrossAttention?: boolean;
 }

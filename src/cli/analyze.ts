@@ -1,0 +1,135 @@
+/** `memscope analyze kim`: the Kim et al. analysis suite (SPEC §3) on a model and a prompt set. */
+import { z } from 'zod';
+import { join, resolve, dirname, basename } from 'node:path';
+import { parseFlags, validate as validateFlags, positiveInt, UsageError } from './args.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { stableDiffusionConfig } from '../schedules/config.ts';
+import { parseConditions } from '../study/conditions.ts';
+import { loadStudySource, resolveModelSpec } from '../study/source.ts';
+import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../study/kim.ts';
+import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
+import { loadDescriptor } from '../metrics/descriptor.ts';
+import { meanBatch } from '../tensor/ops.ts';
+import { withResultsDir } from '../io/results.ts';
+import { writeJsonAtomic } from '../io/atomic.ts';
+
+export const ANALYZE_HELP = `memscope analyze kim — how diffusion models memorize (Kim et al.; SPEC §3)
+
+Usage: memscope analyze kim [flags]
+  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --prompts SPEC     conditions to study, e.g. caption:0-49,class:0-9 (default all)
+  --seeds LIST       seeds per prompt (default 0-15)
+  --scales LIST      guidance scales s (default 1,7.5)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
+  --descriptor LIST  copy descriptor(s) f of the memorization score, comma-separated; the first
+                     drives the correlations, the others are scored on the same samples:
+                     pixel (mean-centred cosine), learned[:DIR] (memscope's contrastive
+                     descriptor, models/descriptor), sscd:PATH (a user's SSCD ONNX export)
+                     (default pixel,learned)
+  --threshold X      memorization-score threshold (default 0.75)
+  --k-scales LIST    scales at which k(T) and x̂0(T) are shown (default 0,0.5,1,2,4,7.5,10)
+  --no-replay        skip the target-unknown pass (x = each seed's own final sample)
+  --out DIR          results directory (default runs/kim)
+
+Per prompt and scale, streaming over the denoising steps: the x0- and ε-space loss, cos(x̂0, x),
+k(t) with its affine split, the first-step noise diagnostics, the seed diversity trace, the PC1
+ratio of the updates, the least-squares decomposition x_t ≈ w0·x + wT·x_T and the deviation sums,
+then the memorization score and the correlations (95 % bootstrap intervals). Memorized prompts are
+the conditions tied to a training image. A killed run resumes: finished batches are kept in
+DIR.work/ until the run completes.
+
+Writes settings.json, kim.json, prompts.csv, first-step.csv, correlations.csv, claims.md,
+figures/*.svg|png and report.html.
+
+Examples:
+  memscope analyze kim --model models/duplication --out runs/kim-duplication
+  memscope analyze kim --model testbed --seeds 0-7 --out runs/kim-testbed
+`;
+
+const Schema = z.object({
+  model: z.string().default('default'),
+  prompts: z.string().default('all'),
+  seeds: z.string().default('0-15'),
+  scales: z.string().default('1,7.5'),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+  descriptor: z.string().default('pixel,learned'),
+  threshold: z.coerce.number().min(-1, { message: '--threshold: expected a number in [−1, 1]' }).max(1, { message: '--threshold: expected a number in [−1, 1]' }).default(0.75),
+  'k-scales': z.string().default(KIM_DEFAULTS.kScales.join(',')),
+  'no-replay': z.boolean().default(false),
+  out: z.string().default('runs/kim'),
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'no-replay' ? ('boolean' as const) : ('string' as const) }]));
+
+/** Parse a comma-separated list of finite numbers, naming the flag on error. */
+export function parseNumberList(spec: string, arg: string): number[] {
+  const parts = spec.split(',').map((p) => p.trim());
+  const out = parts.map(Number);
+  if (parts.some((p) => p === '') || out.some((v) => !Number.isFinite(v))) throw new UsageError(`${arg}: expected comma-separated numbers like 1,7.5, got "${spec}"`);
+  return out;
+}
+
+/** Parse and run `memscope analyze <suite>`. */
+export async function analyzeCommand(argv: string[]): Promise<void> {
+  const [suite, ...rest] = argv;
+  if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"`})`);
+  const o = validateFlags(Schema, parseFlags(rest, FLAGS));
+  let seeds: number[];
+  try {
+    seeds = parseSeeds(o.seeds, '--seeds');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const scales = parseNumberList(o.scales, '--scales');
+  const kScales = parseNumberList(o['k-scales'], '--k-scales');
+  const spec = await resolveModelSpec(o.model);
+  const src = await loadStudySource(spec).catch((e: Error) => {
+    throw new UsageError(e.message);
+  });
+  let prompts: number[];
+  try {
+    prompts = parseConditions(o.prompts, src.denoiser, '--prompts').map((c) => {
+      if (c === null) throw new Error('--prompts: uncond has no prompt to analyse; list conditions such as caption:0-9,class:0-9');
+      return c;
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const trainMean = meanBatch(src.trainImages).data;
+  const specs = o.descriptor.split(',').map((x) => x.trim());
+  if (specs.some((x) => x === '')) throw new UsageError(`--descriptor: empty entry in "${o.descriptor}"`);
+  const [descriptor, ...extraDescriptors] = await Promise.all(
+    specs.map((x) =>
+      loadDescriptor(x, { trainMean }).catch((e: Error) => {
+        throw new UsageError(`--descriptor: ${e.message}`);
+      }),
+    ),
+  );
+  const settings: KimSettings = {
+    ...KIM_DEFAULTS,
+    prompts,
+    seeds,
+    scales,
+    kScales,
+    sampler: o.sampler,
+    steps: o.steps,
+    config: stableDiffusionConfig(),
+    threshold: o.threshold,
+    unknownTarget: !o['no-replay'],
+  };
+  const out = resolve(o.out);
+  const workDir = join(dirname(out), `${basename(out)}.work`);
+  const started = performance.now();
+  const study = await runKimStudy(src, settings, descriptor!, { workDir, extraDescriptors, log: (m) => process.stderr.write(`${m}\n`) });
+  const claims = await withResultsDir(out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'analyze kim', model: spec, ...settings, descriptor: o.descriptor, scoreRecord: study.scoreRecord, extraScoreRecords: study.extraScoreRecords });
+    return writeKimReport(dir, study);
+  });
+  await src.denoiser.dispose?.();
+  const t = study.timing;
+  process.stdout.write(
+    claimsMarkdown(claims, study.model) +
+      `\nsampling ${t.samplingSeconds.toFixed(1)} s, analyses ${t.analysisSeconds.toFixed(2)} s (${((100 * t.analysisSeconds) / Math.max(t.samplingSeconds, 1e-9)).toFixed(1)} %), total ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`,
+  );
+}

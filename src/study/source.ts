@@ -1,0 +1,72 @@
+/**
+ * Where a study's model and training data come from: the analytic testbed (SPEC §6) or a trained
+ * memscope model directory, with the conversions between the model's space (32×32 padded for
+ * trained models) and the 28×28 training images that copies are measured against.
+ */
+import { stat } from 'node:fs/promises';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Denoiser } from '../denoisers/denoiser.ts';
+import { loadTrainedModel, type LoadTrainedOptions, type TrainedModel } from '../denoisers/trained.ts';
+import { loadFashionMnist } from '../data/fashion-mnist.ts';
+import { defaultTestbed } from './testbed.ts';
+import { crop32to28 } from './validate.ts';
+import { pad28to32 } from '../train/run.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+
+/** A study's model with its training data. */
+export interface StudySource {
+  readonly denoiser: Denoiser;
+  /** The 28×28 training images `[n, 1, 28, 28]` in [−1, 1]. */
+  readonly trainImages: Tensor;
+  /** What the model is, for reports. */
+  readonly description: string;
+  /** `'testbed'` or the model directory. */
+  readonly spec: string;
+  /** Training image `index` in the model's space (`[1, ...denoiser.shape]`). */
+  toModelSpace(index: number): Tensor;
+  /** Model-space samples `[n, ...shape]` as 28×28 images (crops the training padding). */
+  toImageSpace(x: Tensor): Tensor;
+  /** The trained model, when the source is one. */
+  readonly trained: TrainedModel | null;
+}
+
+/** The shipped trained model used by default (inside the package, wherever it is run from). */
+export const SHIPPED_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'duplication');
+
+/** `'default'` → the shipped duplication model when present, else the analytic testbed. */
+export async function resolveModelSpec(model: string): Promise<string> {
+  if (model !== 'default') return model;
+  return (await stat(join(SHIPPED_MODEL, 'model.json')).then(() => true, () => false)) ? SHIPPED_MODEL : 'testbed';
+}
+
+/** Load `'testbed'` (the analytic testbed, 20 captions) or a trained model directory. */
+export async function loadStudySource(spec: string, opts: LoadTrainedOptions = {}): Promise<StudySource> {
+  if (spec === 'testbed') {
+    const tb = await defaultTestbed();
+    const images = tb.train.images;
+    return {
+      denoiser: tb.denoiser,
+      trainImages: images,
+      description: 'the analytic testbed (SPEC §6)',
+      spec,
+      toModelSpace: (i) => ({ dims: [1, 1, 28, 28], data: images.data.slice(i * 784, (i + 1) * 784) }),
+      toImageSpace: (x) => x,
+      trained: null,
+    };
+  }
+  const exists = await stat(join(spec, 'model.json')).then(() => true, () => false);
+  if (!exists) throw new Error(`--model: expected 'testbed' or a trained model directory with model.json, got "${spec}"`);
+  const tm = await loadTrainedModel(spec, opts);
+  const images = loadFashionMnist({ split: 'train' }).images;
+  const padded = tm.denoiser.shape[1] === 32;
+  return {
+    denoiser: tm.denoiser,
+    trainImages: images,
+    description: `the trained "${tm.scenario}" model (${spec === SHIPPED_MODEL ? 'models/duplication, shipped' : spec})`,
+    spec,
+    toModelSpace: (i) => (padded ? pad28to32(images, [i]) : { dims: [1, 1, 28, 28], data: images.data.slice(i * 784, (i + 1) * 784) }),
+    toImageSpace: (x) => (x.dims[2] === 32 ? crop32to28(x) : x),
+    trained: tm,
+  };
+}
