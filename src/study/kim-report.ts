@@ -158,6 +158,20 @@ export async function writeKimReport(dir: string, study: KimStudy): Promise<KimC
   html.push(`<h2>§3.1 Loss along the trajectory</h2>`);
   await fig('loss-x0', lineChart({ title: 'L_x0(t) = ‖x̂0(t) − x‖² (mean over prompts)', xLabel: 'inference step', yLabel: 'L_x0', logY: true, series: groupSeries(study, (st) => st.lossX0.mean, { band: false }) }), 'x0-space loss along denoising; memorized prompts use their training image, normal prompts their own final sample');
   await fig('loss-eps', lineChart({ title: 'L_ε(t) = ᾱ/(1−ᾱ)·‖x̂0(t) − x‖²', xLabel: 'inference step', yLabel: 'L_ε', logY: true, series: groupSeries(study, (st) => st.lossEps.mean, { band: false }) }), 'ε-space loss along denoising');
+  const fwdSeries: Series[] = [];
+  s.scales.forEach((sc, j) => {
+    const rs = study.results.filter((r) => r.scale === sc && r.memorized && r.forward !== null);
+    if (!rs.length) return;
+    const steps0 = rs[0]!.forward!.steps;
+    const fw = acrossPrompts(rs, (r) => r.forward!.lossX0.mean);
+    const tr = acrossPrompts(rs, (r) => steps0.map((k) => r.known!.lossX0.mean[k]!));
+    const dashed = j < s.scales.length - 1;
+    fwdSeries.push({ label: `trajectory, s=${sc}`, x: steps0, y: tr.mean, color: MEM, dashed });
+    if (j === 0) fwdSeries.push({ label: 'forward-noised (training loss, s=1)', x: steps0, y: fw.mean, color: '#2ca02c' });
+  });
+  if (fwdSeries.length) {
+    await fig('loss-forward', lineChart({ title: 'memorized prompts: trajectory vs forward-noised L_x0', xLabel: 'inference step', yLabel: 'L_x0', logY: true, series: fwdSeries }), 'the loss along the sampled trajectory against the literal training loss at the same noise levels (x_t drawn from the forward process of the target)');
+  }
   html.push(`<h2>§3.2 Overestimation</h2>`);
   await fig('cos', lineChart({ title: 'cos(x̂0(t), x)', xLabel: 'inference step', yLabel: 'cos', series: groupSeries(study, (st) => st.cos.mean) }), 'cosine between the clean estimate and x');
   await fig('k', lineChart({ title: 'k(t) = ⟨x̂0(t), x⟩ / ‖x‖²', xLabel: 'inference step', yLabel: 'k', series: groupSeries(study, (st) => st.k.mean) }), 'scale of the clean estimate along x');
@@ -171,12 +185,12 @@ export async function writeKimReport(dir: string, study: KimStudy): Promise<KimC
       xLabel: 'guidance scale s',
       yLabel: 'k(T)',
       groups: [
-        { label: 'memorized (x = target)', ...flat(kMem), color: MEM },
-        { label: 'normal (x = own sample)', ...flat(kNor), color: NOR },
+        { label: 'memorized', ...flat(kMem), color: MEM },
+        { label: 'normal', ...flat(kNor), color: NOR },
       ],
       diagonal: { slope: 1, intercept: 0, label: 'x̂0(T) = s·x' },
     }),
-    'k(T) = k_u + s(k_c − k_u) for every prompt (exact affine form); the dashed line is k = s',
+    'k(T) = k_u + s(k_c − k_u) for every prompt (exact affine form; x = the target for memorized prompts, the seed’s own final sample for normal ones); the dashed line is k = s',
   );
   for (const im of study.firstStepImages) {
     const png = await labelledStrip(im.images, s.kScales.map((sc) => `s=${sc}`), { title: `x̂0(T): ${im.label} (${im.memorized ? 'memorized' : 'normal'})` });

@@ -133,6 +133,12 @@ describe('runKimStudy', () => {
     // sim_train over the first 4 seeds is the mean of these cosines (pixel descriptor, no centring)
     expect(Math.abs(r.score.simTrain - cosines.reduce((a, b) => a + b, 0) / 4)).toBeLessThan(2e-3);
     expect(r.score.memorized).toBe(true);
+    // forward-noised loss: a memorized caption of the analytic testbed is the empirical denoiser of
+    // its one image, so x̂0 = x exactly at every level when s = 1 (closed form: L_x0 = 0)
+    expect(r.forward).not.toBeNull();
+    expect(r.forward!.steps).toEqual([0, 5, 10]);
+    for (const v of r.forward!.lossX0.mean) expect(v).toBeLessThan(1e-6);
+    expect(study.results.filter((x) => !x.memorized).every((x) => x.forward === null)).toBe(true);
     expect(study.correlations.length).toBeGreaterThan(0);
     expect(study.fans).toHaveLength(2);
     expect(study.fans[0]!.trajectories.length).toBe(6 * 13 * d);

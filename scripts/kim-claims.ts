@@ -1,0 +1,34 @@
+/**
+ * Merge the claims of several `memscope analyze kim` results into one Markdown table (the README's
+ * claims table): one row per claim, one measured/verdict column pair per results directory.
+ * Usage: node --import tsx scripts/kim-claims.ts runs/kim-testbed runs/kim-duplication
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+interface Claim {
+  section: string;
+  claim: string;
+  measured: string;
+  holds: boolean | null;
+}
+
+const dirs = process.argv.slice(2);
+if (dirs.length === 0) throw new Error('usage: scripts/kim-claims.ts DIR [DIR…] (results directories of memscope analyze kim)');
+const runs = dirs.map((d) => JSON.parse(readFileSync(join(d, 'kim.json'), 'utf8')) as { model: string; claims: Claim[] });
+const keys: string[] = [];
+for (const r of runs) for (const c of r.claims) if (!keys.includes(`${c.section}|${c.claim}`)) keys.push(`${c.section}|${c.claim}`);
+const verdict = (c: Claim | undefined): string => (c === undefined ? '—' : c.holds === null ? 'n/a' : c.holds ? '**holds**' : 'does not hold');
+const lines = [
+  `| § | claim | ${runs.map((r) => `${r.model}: measured | verdict`).join(' | ')} |`,
+  `|---|---|${runs.map(() => '---|---').join('|')}|`,
+  ...keys.map((k) => {
+    const [section, claim] = k.split('|') as [string, string];
+    const cells = runs.map((r) => {
+      const c = r.claims.find((x) => `${x.section}|${x.claim}` === k);
+      return `${c?.measured ?? '—'} | ${verdict(c)}`;
+    });
+    return `| ${section} | ${claim} | ${cells.join(' | ')} |`;
+  }),
+];
+process.stdout.write(lines.join('\n') + '\n');
