@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { centredGram, pc1Ratio, pc1RatioFromGram } from './alignment.ts';
-import { jacobiEigenvalues } from './eigen.ts';
+import { jacobiEigenvalues, jacobiEigh } from './eigen.ts';
 import { mulberry32, normals } from '../../test/helpers/random.ts';
 
 /** Brute force: the d×d sample covariance and its eigenvalues (ml-matrix). */
@@ -29,6 +29,27 @@ describe('jacobiEigenvalues', () => {
     const ref = new EigenvalueDecomposition(new Matrix(Array.from({ length: n }, (_, i) => Array.from(a.subarray(i * n, (i + 1) * n)))), { assumeSymmetric: true }).realEigenvalues.sort((p, q) => q - p);
     for (let i = 0; i < n; i++) expect(got[i]).toBeCloseTo(ref[i]!, 12);
     for (let i = 1; i < n; i++) expect(got[i]!).toBeLessThanOrEqual(got[i - 1]!);
+  });
+
+  it('returns orthonormal eigenvectors with A·v = λ·v when asked', () => {
+    const rng = mulberry32(9);
+    const n = 9;
+    const a = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = i; j < n; j++) a[i * n + j] = a[j * n + i] = rng() * 2 - 1;
+    const { values, vectors } = jacobiEigh(a, n, { vectors: true });
+    expect(Array.from(values)).toEqual(Array.from(jacobiEigenvalues(a, n)));
+    for (let c = 0; c < n; c++) {
+      for (let i = 0; i < n; i++) {
+        let av = 0;
+        for (let k = 0; k < n; k++) av += a[i * n + k]! * vectors![k * n + c]!;
+        expect(av).toBeCloseTo(values[c]! * vectors![i * n + c]!, 12);
+      }
+      for (let c2 = 0; c2 < n; c2++) {
+        let dot = 0;
+        for (let k = 0; k < n; k++) dot += vectors![k * n + c]! * vectors![k * n + c2]!;
+        expect(dot).toBeCloseTo(c === c2 ? 1 : 0, 12);
+      }
+    }
   });
 
   it('handles diagonal, 1×1 and empty matrices', () => {

@@ -5,6 +5,7 @@
 import { escapeHtml } from './html.ts';
 import { c1, extent, finiteRuns, frameSvg, legendSvg, makeFrame, paletteColor, type LegendEntry } from './axes.ts';
 import { Mt19937 } from '../random/torch.ts';
+import { jacobiEigh } from '../analysis/eigen.ts';
 
 /** One path of a fan: its group (colour, legend) and its 2-D points in order. */
 export interface FanPath {
@@ -366,57 +367,8 @@ function dot(a: Float64Array, b: Float64Array): number {
   return s;
 }
 
-/**
- * Eigen-decomposition of a small dense symmetric n×n matrix (cyclic Jacobi). Returns the eigenvalues
- * in descending order and the matching eigenvectors as the columns of `vectors` (row-major n×n).
- */
+/** Eigen-decomposition of a small dense symmetric n×n matrix (descending values, eigenvectors as columns). */
 function symEig(A0: Float64Array, n: number): { values: number[]; vectors: Float64Array } {
-  const A = A0.slice();
-  const Vm = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) Vm[i * n + i] = 1;
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0;
-    let diag = 0;
-    for (let i = 0; i < n; i++) {
-      diag += A[i * n + i]! ** 2;
-      for (let j = i + 1; j < n; j++) off += A[i * n + j]! ** 2;
-    }
-    if (off <= 1e-30 * Math.max(diag, Number.MIN_VALUE) || off === 0) break;
-    for (let p = 0; p < n; p++) {
-      for (let q = p + 1; q < n; q++) {
-        const apq = A[p * n + q]!;
-        if (apq === 0) continue;
-        const app = A[p * n + p]!;
-        const aqq = A[q * n + q]!;
-        const theta = (aqq - app) / (2 * apq);
-        const t = (theta < 0 ? -1 : 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const akp = A[k * n + p]!;
-          const akq = A[k * n + q]!;
-          A[k * n + p] = c * akp - s * akq;
-          A[k * n + q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < n; k++) {
-          const apk = A[p * n + k]!;
-          const aqk = A[q * n + k]!;
-          A[p * n + k] = c * apk - s * aqk;
-          A[q * n + k] = s * apk + c * aqk;
-        }
-        for (let k = 0; k < n; k++) {
-          const vkp = Vm[k * n + p]!;
-          const vkq = Vm[k * n + q]!;
-          Vm[k * n + p] = c * vkp - s * vkq;
-          Vm[k * n + q] = s * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => A[b * n + b]! - A[a * n + a]!);
-  const vectors = new Float64Array(n * n);
-  order.forEach((src, dst) => {
-    for (let k = 0; k < n; k++) vectors[k * n + dst] = Vm[k * n + src]!;
-  });
-  return { values: order.map((i) => A[i * n + i]!), vectors };
+  const r = jacobiEigh(A0, n, { vectors: true });
+  return { values: Array.from(r.values), vectors: r.vectors! };
 }
