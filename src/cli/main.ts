@@ -6,6 +6,7 @@ import { trainCommand, TRAIN_HELP } from './train.ts';
 import { exportCommand, EXPORT_HELP } from './export.ts';
 import { validateCommand, VALIDATE_HELP } from './validate.ts';
 import { analyzeCommand, ANALYZE_HELP } from './analyze.ts';
+import { sweepCommand, SWEEP_HELP } from './sweep.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
   demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
@@ -13,6 +14,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   train: { run: trainCommand, help: TRAIN_HELP, summary: 'train a scenario model (duplication, small-set, class, edm-*) on the embedded data; resumes killed runs' },
   validate: { run: validateCommand, help: VALIDATE_HELP, summary: 'measure how a trained model copies its memorized captions and generalizes on class prompts' },
   analyze: { run: analyzeCommand, help: ANALYZE_HELP, summary: 'the Kim et al. analysis suite (loss, overestimation, diversity, decomposition, score) with its claims table' },
+  sweep: { run: sweepCommand, help: SWEEP_HELP, summary: 'the CFG-start sweep of Jain et al.: one sample per guidance start step and the empirical transition point' },
   export: { run: exportCommand, help: EXPORT_HELP, summary: 'write a trained model as standalone ONNX files with the diffusers U-Net signature' },
 };
 

@@ -1,0 +1,121 @@
+/** `memscope sweep`: Jain et al.'s CFG-start sweep for one prompt and seed (SPEC §4.3). */
+import { z } from 'zod';
+import { join } from 'node:path';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { stableDiffusionConfig } from '../schedules/config.ts';
+import { parseConditions } from '../study/conditions.ts';
+import { loadStudySource, resolveModelSpec } from '../study/source.ts';
+import { runSweep, type SweepResult } from '../study/sweep.ts';
+import { loadDescriptor } from '../metrics/descriptor.ts';
+import { meanBatch } from '../tensor/ops.ts';
+import { withResultsDir } from '../io/results.ts';
+import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { lineChart, type Series } from '../report/svg.ts';
+import { writeFigure, labelledStrip } from '../report/figure.ts';
+import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
+
+export const SWEEP_HELP = `memscope sweep — the CFG-start sweep of Jain et al. (SPEC §4.3)
+
+Usage: memscope sweep --prompt COND [flags]
+  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --prompt COND      one memorized condition, e.g. caption:0
+  --seed N           (default 0)
+  --guidance X       λ applied from the start step k on (default 7.5)
+  --og               also sweep with opposite guidance −λ before k
+  --og-scale X       λ_og of the OG variant (default λ)
+  --every N          sweep every N-th start step (default 1)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
+  --descriptor SPEC  pixel | learned[:DIR] | sscd:PATH (default learned)
+  --threshold X      a sample is a copy when its descriptor cosine to the target is ≥ X (default 0.75)
+  --out DIR          (default runs/sweep)
+
+For every start step k one sample with s = 0 before k and λ from k (k = 0 is standard CFG,
+k = steps never guides), its copy similarity to the prompt's training image and whether its
+nearest training image is that image; the empirical transition point is the first k whose output is
+not a copy. Writes sweep.json, sweep.csv, strips of the samples in step order, similarity.svg|png
+and report.html.
+
+Example:
+  memscope sweep --model models/duplication --prompt caption:0 --seed 0 --og --out runs/sweep
+`;
+
+const Schema = z.object({
+  model: z.string().default('default'),
+  prompt: z.string({ message: '--prompt: required, e.g. caption:0' }),
+  seed: z.coerce.number().int().min(0, { message: '--seed: expected a non-negative integer' }).default(0),
+  guidance: finiteNumber('guidance').default(7.5),
+  og: z.boolean().default(false),
+  'og-scale': finiteNumber('og-scale').optional(),
+  every: positiveInt('every', 1000).default(1),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+  descriptor: z.string().default('learned'),
+  threshold: finiteNumber('threshold').default(0.75),
+  out: z.string().default('runs/sweep'),
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'og' ? ('boolean' as const) : ('string' as const) }]));
+
+/** Parse and run `memscope sweep`. */
+export async function sweepCommand(argv: string[]): Promise<void> {
+  const raw = parseFlags(argv, FLAGS);
+  if (raw['prompt'] === undefined) throw new UsageError('--prompt: required; one memorized condition such as caption:0');
+  const o = validateFlags(Schema, raw);
+  const spec = await resolveModelSpec(o.model);
+  const src = await loadStudySource(spec).catch((e: Error) => {
+    throw new UsageError(e.message);
+  });
+  let cond: number;
+  try {
+    const cs = parseConditions(o.prompt, src.denoiser, '--prompt');
+    if (cs.length !== 1 || cs[0] === null) throw new Error(`--prompt: expected exactly one condition such as caption:0, got "${o.prompt}"`);
+    cond = cs[0];
+    if (src.denoiser.conditions[cond]!.targets === undefined) throw new Error(`--prompt: ${src.denoiser.conditions[cond]!.id} has no training image to copy; pick a memorized caption`);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const descriptor = await loadDescriptor(o.descriptor, { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
+    throw new UsageError(`--descriptor: ${e.message}`);
+  });
+  const settings = { cond, seed: o.seed, lambda: o.guidance, og: o.og, ogLambda: o['og-scale'] ?? o.guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig(), every: o.every, threshold: o.threshold };
+  const r = await runSweep(src, settings, descriptor, (m) => process.stderr.write(`${m}\n`));
+  await withResultsDir(o.out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'sweep', model: spec, prompt: o.prompt, descriptor: descriptor.info, ...settings });
+    await writeSweepReport(dir, r, descriptor.info.name);
+  });
+  await descriptor.dispose?.();
+  await src.denoiser.dispose?.();
+  for (const v of r.variants) process.stdout.write(`${v.label}: empirical transition point k = ${v.transition ?? 'none (every output is a copy)'}\n`);
+  process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
+
+async function writeSweepReport(dir: string, r: SweepResult, descriptorName: string): Promise<void> {
+  const s = r.settings;
+  await writeJsonAtomic(join(dir, 'sweep.json'), { prompt: r.prompt, target: r.target, timesteps: r.timesteps, seconds: r.seconds, variants: r.variants.map((v) => ({ label: v.label, transition: v.transition, rows: v.rows })) });
+  const csv = ['variant,k,t,similarity,nearest_is_target,copy', ...r.variants.flatMap((v) => v.rows.map((x) => `"${v.label}",${x.k},${x.t ?? ''},${x.similarity},${x.nearestIsTarget},${x.copy}`))].join('\n') + '\n';
+  await writeFileAtomic(join(dir, 'sweep.csv'), csv);
+  const colors = ['#d62728', '#1f77b4'];
+  const series: Series[] = r.variants.map((v, i) => ({ label: v.label, x: v.rows.map((x) => x.k), y: v.rows.map((x) => x.similarity), color: colors[i % 2]! }));
+  const kMax = s.steps;
+  series.push({ label: `copy threshold ${s.threshold}`, x: [0, kMax], y: [s.threshold, s.threshold], color: '#7f7f7f', dashed: true, width: 1 });
+  const markers = r.variants.flatMap((v, i) => (v.transition === null ? [] : [{ x: v.transition, label: `k=${v.transition}`, color: colors[i % 2]! }]));
+  await writeFigure(dir, 'similarity', lineChart({ title: `copy similarity to the target vs CFG start step: ${r.prompt}`, xLabel: 'start step k (s = 0 before, λ from k)', yLabel: `${descriptorName} cosine`, series, markers }));
+  const html: string[] = [
+    `<p>${escapeHtml(r.prompt)} (training image ${r.target}); seed ${s.seed}; λ = ${s.lambda}; ${escapeHtml(s.sampler)} ${s.steps} steps; ${fmt(r.seconds)} s.</p>`,
+    `<img src="similarity.svg" width="640" alt="similarity against the start step">`,
+    table(['variant', 'empirical transition point k', 't_k'], r.variants.map((v) => [v.label, v.transition ?? 'none', v.transition === null ? '—' : (r.timesteps[v.transition] ?? 'never guided')])),
+  ];
+  const per = 17;
+  for (const [vi, v] of r.variants.entries()) {
+    html.push(`<h2>${escapeHtml(v.label)}</h2>`);
+    const imgPer = v.images.data.length / v.rows.length;
+    for (let a = 0; a < v.rows.length; a += per) {
+      const rows = v.rows.slice(a, a + per);
+      const png = await labelledStrip({ dims: [rows.length, ...v.images.dims.slice(1)], data: v.images.data.slice(a * imgPer, (a + rows.length) * imgPer) }, rows.map((x) => `k=${x.k}${x.copy ? ' ©' : ''}`), { scale: 2 });
+      await writeFileAtomic(join(dir, `strip-${vi}-${a / per}.png`), png);
+      html.push(imgTag(png, `samples for k = ${rows[0]!.k}…${rows[rows.length - 1]!.k}`));
+    }
+  }
+  html.push('<p>© marks outputs counted as copies (descriptor cosine ≥ threshold).</p>');
+  await writeFileAtomic(join(dir, 'report.html'), page('memscope sweep', html.join('\n')));
+}

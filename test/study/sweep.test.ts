@@ -1,0 +1,100 @@
+/**
+ * The CFG-start sweep (Jain et al., SPEC §4.3) on a small synthetic analytic testbed: k = 0 is the
+ * standard-CFG sample, k = steps the never-guided one (s = 0, or s = −λ_og with OG) — checked
+ * against independent sampling runs with constant schedules — and the transition point is the first
+ * start step whose output's similarity to the target falls below the threshold.
+ */
+import { describe, it, expect, vi, afterEach } from 'vitest';
+import { makeAnalyticTestbed } from '../../src/denoisers/analytic.ts';
+import { stableDiffusionConfig } from '../../src/schedules/config.ts';
+import { runSweep } from '../../src/study/sweep.ts';
+import { runSampling } from '../../src/study/sampling.ts';
+import { constant } from '../../src/guidance/schedules.ts';
+import type { StudySource } from '../../src/study/source.ts';
+import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
+import { main } from '../../src/cli/main.ts';
+import { mulberry32 } from '../helpers/random.ts';
+import { useTempCache } from '../helpers/cache.ts';
+
+useTempCache('memscope-sweep-');
+
+const K = 10;
+const n = 120;
+const d = 16;
+const rng = mulberry32(11);
+const protos = Array.from({ length: K }, () => Float32Array.from({ length: d }, () => rng() * 1.6 - 0.8));
+const images = new Float32Array(n * d);
+const labels: number[] = [];
+for (let i = 0; i < n; i++) {
+  labels.push(i % K);
+  for (let j = 0; j < d; j++) images[i * d + j] = Math.max(-1, Math.min(1, protos[i % K]![j]! + 0.5 * (rng() - 0.5)));
+}
+const trainImages = { dims: [n, 1, 4, 4], data: images };
+
+async function source(): Promise<StudySource> {
+  const tb = await makeAnalyticTestbed({ images: trainImages, labels, classNames: Array.from({ length: K }, (_, k) => `c${k}`), captions: [{ text: 'memorized', index: 13 }] });
+  return { denoiser: tb, trainImages, description: 'synthetic', spec: 'synthetic', toModelSpace: (i) => ({ dims: [1, 1, 4, 4], data: images.slice(i * d, (i + 1) * d) }), toImageSpace: (x) => x, trained: null };
+}
+
+const cos = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return ab / Math.sqrt(aa * bb);
+};
+
+describe('runSweep', () => {
+  it('has standard CFG at k = 0, the unguided (or OG) sample at k = steps, and the first non-copy as transition', async () => {
+    const src = await source();
+    const steps = 10;
+    const s = { cond: 10, seed: 3, lambda: 2, og: true, ogLambda: 1.5, sampler: 'ddim' as const, steps, config: stableDiffusionConfig(), every: 1, threshold: 0.95 };
+    const r = await runSweep(src, s, pixelDescriptor());
+    expect(r.timesteps).toHaveLength(steps);
+    const [plain, og] = r.variants;
+    expect(plain!.rows.map((x) => x.k)).toEqual(Array.from({ length: steps + 1 }, (_, i) => i));
+    const target = images.slice(13 * d, 14 * d);
+    const job = { denoiser: src.denoiser, conds: [10], seeds: [3], sampler: 'ddim' as const, steps, config: stableDiffusionConfig() };
+    const cfgRun = await runSampling({ ...job, guidance: constant(2) });
+    const uncond = await runSampling({ ...job, guidance: constant(0) });
+    const ogRun = await runSampling({ ...job, guidance: constant(-1.5) });
+    expect(plain!.rows[0]!.similarity).toBeCloseTo(cos(cfgRun.samples.data, target), 6);
+    expect(plain!.rows[steps]!.similarity).toBeCloseTo(cos(uncond.samples.data, target), 6);
+    expect(og!.rows[steps]!.similarity).toBeCloseTo(cos(ogRun.samples.data, target), 6);
+    expect(Array.from(plain!.images.data.subarray(steps * d))).toEqual(Array.from(uncond.samples.data));
+    for (const v of r.variants) {
+      const first = v.rows.find((x) => x.similarity < s.threshold);
+      expect(v.transition).toBe(first ? first.k : null);
+      for (const x of v.rows) expect(x.copy).toBe(x.similarity >= s.threshold);
+    }
+    // the memorized caption copies its image under full guidance, the unconditional model does not
+    expect(plain!.rows[0]!.copy).toBe(true);
+    expect(plain!.rows[0]!.nearestIsTarget).toBe(true);
+  }, 120_000);
+
+  it('rejects a prompt without a training image', async () => {
+    const src = await source();
+    await expect(runSweep(src, { cond: 2, seed: 0, lambda: 2, og: false, ogLambda: 2, sampler: 'ddim', steps: 5, config: stableDiffusionConfig(), every: 1, threshold: 0.9 }, pixelDescriptor())).rejects.toThrow(/--prompt: class:2 .* has no training image/);
+  }, 60_000);
+});
+
+describe('memscope sweep: bad input', () => {
+  afterEach(() => vi.restoreAllMocks());
+  it.each([
+    [['sweep'], /--prompt: required/],
+    [['sweep', '--prompt', 'caption:0', '--every', '0'], /--every/],
+    [['sweep', '--prompt', 'caption:0', '--guidance', 'lots'], /guidance/],
+  ])('%j exits 2 naming the argument', async (argv, re) => {
+    let err = '';
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
+    const code = await main(argv);
+    vi.restoreAllMocks();
+    expect(code).toBe(2);
+    expect(err).toMatch(re);
+  });
+});
