@@ -7,6 +7,7 @@ import { exportCommand, EXPORT_HELP } from './export.ts';
 import { validateCommand, VALIDATE_HELP } from './validate.ts';
 import { analyzeCommand, ANALYZE_HELP } from './analyze.ts';
 import { sweepCommand, SWEEP_HELP } from './sweep.ts';
+import { detectCommand, DETECT_HELP } from './detect.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
   demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
@@ -15,6 +16,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   validate: { run: validateCommand, help: VALIDATE_HELP, summary: 'measure how a trained model copies its memorized captions and generalizes on class prompts' },
   analyze: { run: analyzeCommand, help: ANALYZE_HELP, summary: 'the Kim et al. analysis suite (loss, overestimation, diversity, decomposition, score) with its claims table' },
   sweep: { run: sweepCommand, help: SWEEP_HELP, summary: 'the CFG-start sweep of Jain et al.: one sample per guidance start step and the empirical transition point' },
+  detect: { run: detectCommand, help: DETECT_HELP, summary: 'memorization detection (Wen et al., Ren et al.) over a labelled prompt set: scores, ROC AUC, TPR at 1 % FPR' },
   export: { run: exportCommand, help: EXPORT_HELP, summary: 'write a trained model as standalone ONNX files with the diffusers U-Net signature' },
 };
 

@@ -1,0 +1,102 @@
+/** `memscope detect`: memorization detection scores and their ROC over a labelled prompt set. */
+import { z } from 'zod';
+import { join } from 'node:path';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { stableDiffusionConfig } from '../schedules/config.ts';
+import { parseConditions } from '../study/conditions.ts';
+import { loadStudySource, resolveModelSpec } from '../study/source.ts';
+import { runDetection } from '../study/detect.ts';
+import { withResultsDir } from '../io/results.ts';
+import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { lineChart } from '../report/svg.ts';
+import { writeFigure } from '../report/figure.ts';
+import { page, table, fmt, escapeHtml } from '../report/html.ts';
+
+export const DETECT_HELP = `memscope detect — is this prompt memorized? Detection scores and ROC (SPEC §4.4)
+
+Usage: memscope detect [flags]
+  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --prompts SPEC     labelled prompt set (default all: memorized = conditions tied to a training image)
+  --seeds LIST       generations per prompt (default 0-3, as Wen et al.)
+  --guidance X       guidance scale of the scored sampling run (default 7.5)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
+  --out DIR          (default runs/detect)
+
+Detectors: Wen et al.'s first-step ‖ε_c − ε_u‖ averaged over the seeds and its all-steps mean;
+Ren et al.'s cross-attention entropy at the first step on trained text models. For each: ROC AUC
+and TPR at 1 % FPR. Writes detect.json, detect.csv, roc.svg|png and report.html.
+
+Example:
+  memscope detect --model models/duplication --out runs/detect
+`;
+
+const Schema = z.object({
+  model: z.string().default('default'),
+  prompts: z.string().default('all'),
+  seeds: z.string().default('0-3'),
+  guidance: finiteNumber('guidance').default(7.5),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+  out: z.string().default('runs/detect'),
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+
+/** Parse and run `memscope detect`. */
+export async function detectCommand(argv: string[]): Promise<void> {
+  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  let seeds: number[];
+  try {
+    seeds = parseSeeds(o.seeds, '--seeds');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const spec = await resolveModelSpec(o.model);
+  const src = await loadStudySource(spec, { exposeCrossAttention: spec !== 'testbed' }).catch(async (e: Error) => {
+    // unconditional models have no cross-attention: load them plainly
+    if (/unconditional model/.test(e.message)) return loadStudySource(spec);
+    throw new UsageError(e.message);
+  });
+  let prompts: number[];
+  try {
+    prompts = parseConditions(o.prompts, src.denoiser, '--prompts').map((c) => {
+      if (c === null) throw new Error('--prompts: uncond is not a prompt to classify');
+      return c;
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const settings = { prompts, seeds, scale: o.guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig(), promptsPerBatch: 16 };
+  const r = await runDetection(src, settings, (m) => process.stderr.write(`${m}\n`)).catch((e: Error) => {
+    throw /^--/.test(e.message) ? new UsageError(e.message) : e;
+  });
+  await withResultsDir(o.out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'detect', model: spec, ...settings });
+    await writeJsonAtomic(join(dir, 'detect.json'), r);
+    const header = ['id', 'label', 'memorized', ...r.detectors.map((x) => x.name)];
+    const rows = r.prompts.map((p, i) => [p.id, `"${p.label.replace(/"/g, '""')}"`, p.memorized, ...r.detectors.map((x) => x.scores[i])]);
+    await writeFileAtomic(join(dir, 'detect.csv'), [header.join(','), ...rows.map((x) => x.join(','))].join('\n') + '\n');
+    const colors = ['#d62728', '#1f77b4', '#2ca02c'];
+    await writeFigure(
+      dir,
+      'roc',
+      lineChart({
+        title: 'ROC of memorization detectors',
+        xLabel: 'false positive rate',
+        yLabel: 'true positive rate',
+        series: [...r.detectors.map((x, i) => ({ label: `${x.name} (AUC ${fmt(x.auc)})`, x: x.roc.fpr, y: x.roc.tpr, color: colors[i % 3]! })), { label: 'chance', x: [0, 1], y: [0, 1], color: '#7f7f7f', dashed: true, width: 1 }],
+      }),
+    );
+    const body = [
+      `<p>${escapeHtml(src.description)}; ${r.prompts.length} prompts (${r.prompts.filter((p) => p.memorized).length} memorized); ${seeds.length} seeds; CFG ${o.guidance}; ${escapeHtml(o.sampler)} ${o.steps} steps; sampling ${fmt(r.samplingSeconds)} s.</p>`,
+      table(['detector', 'AUC', 'TPR @ 1 % FPR', 'extra seconds', 'definition'], r.detectors.map((x) => [x.name, fmt(x.auc), fmt(x.tprAt1), fmt(x.seconds), x.description])),
+      '<img src="roc.svg" width="560" alt="ROC curves">',
+    ].join('\n');
+    await writeFileAtomic(join(dir, 'report.html'), page('memscope detect', body));
+  });
+  await src.trained?.attention?.dispose();
+  await src.denoiser.dispose?.();
+  for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.auc.toFixed(3)}, TPR@1%FPR ${x.tprAt1.toFixed(3)}\n`);
+  process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
