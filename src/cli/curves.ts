@@ -1,0 +1,122 @@
+/** `memscope curves`: guidance-magnitude curves and the static transition point (Jain et al., SPEC §4.1–4.2). */
+import { z } from 'zod';
+import { join } from 'node:path';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { stableDiffusionConfig } from '../schedules/config.ts';
+import { parseConditions } from '../study/conditions.ts';
+import { loadStudySource, resolveModelSpec } from '../study/source.ts';
+import { runCurves, type CurveMode, type GroupCurves } from '../study/curves.ts';
+import { withResultsDir } from '../io/results.ts';
+import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { lineChart, type Series, type Marker } from '../report/svg.ts';
+import { writeFigure } from '../report/figure.ts';
+import { page, table, fmt, escapeHtml } from '../report/html.ts';
+
+export const CURVES_HELP = `memscope curves — guidance-magnitude curves and the static transition point (SPEC §4.1–4.2)
+
+Usage: memscope curves [flags]
+  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --prompts SPEC     prompts (default all; memorized = conditions tied to a training image)
+  --seeds LIST       (default 0-3)
+  --guidance X       λ: standard CFG uses s = λ, opposite guidance s = −λ (default 7.5)
+  --modes LIST       zero,cfg,og (default all three)
+  --fraction X       d_t counts as low below this fraction of its maximum (default 0.1)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
+  --out DIR          (default runs/curves)
+
+Per step, mean ± std over the prompts' seeds of ‖ε_c‖, ‖ε_u‖ and ‖ε_c − ε_u‖ (√d_t) for memorized
+and normal prompts under each mode, and the static transition point of each group: the first step
+of the final stretch where the mean d_t stays below --fraction of its maximum. Writes curves.json,
+d.svg|png, norms.svg|png and report.html.
+`;
+
+const MODES: readonly CurveMode[] = ['zero', 'cfg', 'og'];
+const Schema = z.object({
+  model: z.string().default('default'),
+  prompts: z.string().default('all'),
+  seeds: z.string().default('0-3'),
+  guidance: finiteNumber('guidance').default(7.5),
+  modes: z.string().default('zero,cfg,og'),
+  fraction: finiteNumber('fraction').refine((v) => v > 0 && v <= 1, { message: 'expected a number in (0, 1] (fraction)' }).default(0.1),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+  out: z.string().default('runs/curves'),
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+
+/** Parse and run `memscope curves`. */
+export async function curvesCommand(argv: string[]): Promise<void> {
+  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const modes = o.modes.split(',').map((m) => m.trim());
+  for (const m of modes) if (!MODES.includes(m as CurveMode)) throw new UsageError(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
+  let seeds: number[];
+  try {
+    seeds = parseSeeds(o.seeds, '--seeds');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const spec = await resolveModelSpec(o.model);
+  const src = await loadStudySource(spec).catch((e: Error) => {
+    throw new UsageError(e.message);
+  });
+  let prompts: number[];
+  try {
+    prompts = parseConditions(o.prompts, src.denoiser, '--prompts').map((c) => {
+      if (c === null) throw new Error('--prompts: uncond has no conditional branch to measure');
+      return c;
+    });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const settings = { prompts, seeds, lambda: o.guidance, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig(), fraction: o.fraction };
+  const r = await runCurves(src, settings);
+  await src.denoiser.dispose?.();
+  const label = (m: CurveMode, s: number): string => (m === 'zero' ? 's = 0' : m === 'cfg' ? `CFG s = ${s}` : `OG s = ${s}`);
+  await withResultsDir(o.out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'curves', model: spec, ...settings });
+    await writeJsonAtomic(join(dir, 'curves.json'), r);
+    const x = r.t.map((_, i) => i);
+    const dash = { zero: true, cfg: false, og: true } as const;
+    const dSeries: Series[] = [];
+    const markers: Marker[] = [];
+    for (const m of r.modes) {
+      for (const [g, color] of [['memorized', '#d62728'], ['normal', '#1f77b4']] as const) {
+        const c: GroupCurves | null = m[g];
+        if (!c) continue;
+        dSeries.push({ label: `${g}, ${label(m.mode, m.scale)}`, x, y: c.diff.mean, color: m.mode === 'og' ? (g === 'memorized' ? '#ff7f0e' : '#17becf') : color, dashed: dash[m.mode], ...(m.mode === 'cfg' ? { band: { lo: c.diff.mean.map((v, i) => v - c.diff.std[i]!), hi: c.diff.mean.map((v, i) => v + c.diff.std[i]!) } } : {}) });
+        if (m.mode === 'cfg' && c.staticTransition !== null) markers.push({ x: c.staticTransition, label: `${g} STP`, color });
+      }
+    }
+    await writeFigure(dir, 'd', lineChart({ title: '‖ε_c − ε_u‖ along denoising (mean; ± sd under CFG)', xLabel: 'inference step', yLabel: '‖ε_c − ε_u‖', series: dSeries, markers }));
+    const cfgMode = r.modes.find((m) => m.mode === 'cfg') ?? r.modes[0]!;
+    const nSeries: Series[] = [];
+    for (const [g, color] of [['memorized', '#d62728'], ['normal', '#1f77b4']] as const) {
+      const c = cfgMode[g];
+      if (!c) continue;
+      nSeries.push({ label: `‖ε_c‖ ${g}`, x, y: c.epsC.mean, color });
+      nSeries.push({ label: `‖ε_u‖ ${g}`, x, y: c.epsU.mean, color, dashed: true });
+    }
+    await writeFigure(dir, 'norms', lineChart({ title: `‖ε_c‖ and ‖ε_u‖ under ${label(cfgMode.mode, cfgMode.scale)}`, xLabel: 'inference step', yLabel: 'norm', series: nSeries }));
+    const rows = r.modes.flatMap((m) =>
+      (['memorized', 'normal'] as const).flatMap((g) => {
+        const c = m[g];
+        return c ? [[label(m.mode, m.scale), g, c.rows, c.staticTransition ?? 'never', c.staticTransition === null ? '—' : fmt(r.t[c.staticTransition]!), fmt(c.diff.mean[0]!), fmt(c.diff.mean[Math.floor(c.diff.mean.length / 2)]!)]] : [];
+      }),
+    );
+    const body = [
+      `<p>${escapeHtml(src.description)}; ${prompts.length} prompts × ${seeds.length} seeds; ${escapeHtml(o.sampler)} ${o.steps} steps; ${fmt(r.seconds)} s.</p>`,
+      table(['mode', 'prompts', 'rows', 'static transition step', 't', '‖ε_c − ε_u‖ at step 0', 'at mid-trajectory'], rows),
+      '<img src="d.svg" width="640" alt="guidance magnitude"><img src="norms.svg" width="640" alt="noise norms">',
+    ].join('\n');
+    await writeFileAtomic(join(dir, 'report.html'), page('memscope curves', body));
+  });
+  for (const m of r.modes) {
+    for (const g of ['memorized', 'normal'] as const) {
+      const c = m[g];
+      if (c) process.stdout.write(`${label(m.mode, m.scale)} ${g}: static transition step ${c.staticTransition ?? 'never'}${c.staticTransition === null ? '' : ` (t = ${r.t[c.staticTransition]})`}\n`);
+    }
+  }
+  process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
