@@ -4,33 +4,19 @@
  * sampling run, for every step and mode.
  */
 import { describe, it, expect } from 'vitest';
-import { makeAnalyticTestbed } from '../../src/denoisers/analytic.ts';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { runCurves } from '../../src/study/curves.ts';
 import { runSampling } from '../../src/study/sampling.ts';
 import { constant } from '../../src/guidance/schedules.ts';
-import type { StudySource } from '../../src/study/source.ts';
-import { mulberry32 } from '../helpers/random.ts';
+import { syntheticSource } from '../helpers/synthetic.ts';
 import { useTempCache } from '../helpers/cache.ts';
 
 useTempCache('memscope-curves-');
 
-const K = 10;
-const n = 120;
-const d = 16;
-const rng = mulberry32(31);
-const protos = Array.from({ length: K }, () => Float32Array.from({ length: d }, () => rng() * 1.6 - 0.8));
-const images = new Float32Array(n * d);
-const labels: number[] = [];
-for (let i = 0; i < n; i++) {
-  labels.push(i % K);
-  for (let j = 0; j < d; j++) images[i * d + j] = Math.max(-1, Math.min(1, protos[i % K]![j]! + 0.5 * (rng() - 0.5)));
-}
-
 describe('runCurves', () => {
   it('averages ‖ε_c − ε_u‖ over each group of rows, per step and mode', async () => {
-    const tb = await makeAnalyticTestbed({ images: { dims: [n, 1, 4, 4], data: images }, labels, classNames: Array.from({ length: K }, (_, k) => `c${k}`), captions: [{ text: 'm', index: 13 }] });
-    const src: StudySource = { denoiser: tb, trainImages: { dims: [n, 1, 4, 4], data: images }, description: 's', spec: 's', toModelSpace: (i) => ({ dims: [1, 1, 4, 4], data: images.slice(i * d, (i + 1) * d) }), toImageSpace: (x) => x, trained: null };
+    const { src } = await syntheticSource(31, [13]);
+    const tb = src.denoiser;
     const prompts = [10, 3, 5];
     const seeds = [0, 1, 2];
     const r = await runCurves(src, { prompts, seeds, lambda: 2, modes: ['cfg', 'og'], sampler: 'ddim', steps: 6, config: stableDiffusionConfig(), fraction: 0.1 });

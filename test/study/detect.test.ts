@@ -4,34 +4,19 @@
  * equals the brute-force Mann–Whitney statistic of the scores, and bad prompt sets are rejected.
  */
 import { describe, it, expect } from 'vitest';
-import { makeAnalyticTestbed } from '../../src/denoisers/analytic.ts';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { runDetection } from '../../src/study/detect.ts';
 import { runSampling } from '../../src/study/sampling.ts';
 import { constant } from '../../src/guidance/schedules.ts';
-import type { StudySource } from '../../src/study/source.ts';
-import { mulberry32 } from '../helpers/random.ts';
+import { syntheticSource } from '../helpers/synthetic.ts';
 import { useTempCache } from '../helpers/cache.ts';
 
 useTempCache('memscope-detect-');
 
-const K = 10;
-const n = 120;
-const d = 16;
-const rng = mulberry32(21);
-const protos = Array.from({ length: K }, () => Float32Array.from({ length: d }, () => rng() * 1.6 - 0.8));
-const images = new Float32Array(n * d);
-const labels: number[] = [];
-for (let i = 0; i < n; i++) {
-  labels.push(i % K);
-  for (let j = 0; j < d; j++) images[i * d + j] = Math.max(-1, Math.min(1, protos[i % K]![j]! + 0.5 * (rng() - 0.5)));
-}
-const trainImages = { dims: [n, 1, 4, 4], data: images };
-
 describe('runDetection', () => {
   it('scores with the first-step magnitude averaged over seeds and evaluates the AUC exactly', async () => {
-    const tb = await makeAnalyticTestbed({ images: trainImages, labels, classNames: Array.from({ length: K }, (_, k) => `c${k}`), captions: [13, 57, 88].map((index, k) => ({ text: `m${k}`, index })) });
-    const src: StudySource = { denoiser: tb, trainImages, description: 'synthetic', spec: 'synthetic', toModelSpace: (i) => ({ dims: [1, 1, 4, 4], data: images.slice(i * d, (i + 1) * d) }), toImageSpace: (x) => x, trained: null };
+    const { src } = await syntheticSource(21, [13, 57, 88]);
+    const tb = src.denoiser;
     const prompts = [10, 0, 11, 3, 12, 7, 5];
     const seeds = [0, 1, 2];
     const s = { prompts, seeds, scale: 3, sampler: 'ddim' as const, steps: 8, config: stableDiffusionConfig(), promptsPerBatch: 3 };

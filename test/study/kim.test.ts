@@ -9,7 +9,6 @@ import { describe, it, expect, vi, afterEach } from 'vitest';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeAnalyticTestbed } from '../../src/denoisers/analytic.ts';
 import type { Denoiser } from '../../src/denoisers/denoiser.ts';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../../src/study/kim.ts';
@@ -17,40 +16,20 @@ import { writeKimReport } from '../../src/study/kim-report.ts';
 import type { StudySource } from '../../src/study/source.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
 import { main } from '../../src/cli/main.ts';
-import { mulberry32 } from '../helpers/random.ts';
+import { syntheticImages, syntheticSource, SYNTHETIC_D } from '../helpers/synthetic.ts';
 import { useTempCache } from '../helpers/cache.ts';
 
 useTempCache('memscope-kim-study-');
 
-const K = 10;
-const perClass = 12;
-const n = K * perClass;
-const d = 16;
-const rng = mulberry32(5);
-const protos = Array.from({ length: K }, () => Float32Array.from({ length: d }, () => rng() * 1.6 - 0.8));
-const images = new Float32Array(n * d);
-const labels: number[] = [];
-for (let i = 0; i < n; i++) {
-  labels.push(i % K);
-  for (let j = 0; j < d; j++) images[i * d + j] = Math.max(-1, Math.min(1, protos[i % K]![j]! + 0.5 * (rng() - 0.5)));
-}
-const trainImages = { dims: [n, 1, 4, 4], data: images };
+const d = SYNTHETIC_D;
+const { images } = syntheticImages(5);
 
 async function source(failAfter?: number): Promise<StudySource> {
-  const tb = await makeAnalyticTestbed({
-    images: trainImages,
-    labels,
-    classNames: Array.from({ length: K }, (_, k) => `thing${k}`),
-    captions: [
-      { text: 'memorized one', index: 13 },
-      { text: 'memorized two', index: 57 },
-    ],
-  });
   let calls = 0;
-  const denoiser: Denoiser =
+  const wrap =
     failAfter === undefined
-      ? tb
-      : {
+      ? undefined
+      : (tb: Denoiser): Denoiser => ({
           ...tb,
           name: tb.name,
           shape: tb.shape,
@@ -59,16 +38,8 @@ async function source(failAfter?: number): Promise<StudySource> {
             if (++calls > failAfter) throw new Error('simulated crash');
             return tb.predict(x, l, c);
           },
-        };
-  return {
-    denoiser,
-    trainImages,
-    description: 'synthetic testbed',
-    spec: 'synthetic',
-    toModelSpace: (i) => ({ dims: [1, 1, 4, 4], data: images.slice(i * d, (i + 1) * d) }),
-    toImageSpace: (x) => x,
-    trained: null,
-  };
+        });
+  return (await syntheticSource(5, [13, 57], wrap)).src;
 }
 
 const settings = (prompts: number[]): KimSettings => ({

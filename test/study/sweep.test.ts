@@ -5,7 +5,6 @@
  * start step whose output's similarity to the target falls below the threshold.
  */
 import { describe, it, expect, vi, afterEach } from 'vitest';
-import { makeAnalyticTestbed } from '../../src/denoisers/analytic.ts';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { runSweep } from '../../src/study/sweep.ts';
 import { runSampling } from '../../src/study/sampling.ts';
@@ -13,28 +12,14 @@ import { constant } from '../../src/guidance/schedules.ts';
 import type { StudySource } from '../../src/study/source.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
 import { main } from '../../src/cli/main.ts';
-import { mulberry32 } from '../helpers/random.ts';
+import { syntheticImages, syntheticSource, SYNTHETIC_D } from '../helpers/synthetic.ts';
 import { useTempCache } from '../helpers/cache.ts';
 
 useTempCache('memscope-sweep-');
 
-const K = 10;
-const n = 120;
-const d = 16;
-const rng = mulberry32(11);
-const protos = Array.from({ length: K }, () => Float32Array.from({ length: d }, () => rng() * 1.6 - 0.8));
-const images = new Float32Array(n * d);
-const labels: number[] = [];
-for (let i = 0; i < n; i++) {
-  labels.push(i % K);
-  for (let j = 0; j < d; j++) images[i * d + j] = Math.max(-1, Math.min(1, protos[i % K]![j]! + 0.5 * (rng() - 0.5)));
-}
-const trainImages = { dims: [n, 1, 4, 4], data: images };
-
-async function source(): Promise<StudySource> {
-  const tb = await makeAnalyticTestbed({ images: trainImages, labels, classNames: Array.from({ length: K }, (_, k) => `c${k}`), captions: [{ text: 'memorized', index: 13 }] });
-  return { denoiser: tb, trainImages, description: 'synthetic', spec: 'synthetic', toModelSpace: (i) => ({ dims: [1, 1, 4, 4], data: images.slice(i * d, (i + 1) * d) }), toImageSpace: (x) => x, trained: null };
-}
+const d = SYNTHETIC_D;
+const { images } = syntheticImages(11);
+const source = async (): Promise<StudySource> => (await syntheticSource(11, [13])).src;
 
 const cos = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
   let ab = 0;
