@@ -1,11 +1,11 @@
 /** `memscope analyze kim`: the Kim et al. analysis suite (SPEC §3) on a model and a prompt set. */
 import { z } from 'zod';
 import { join, resolve, dirname, basename } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, UsageError } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, UsageError, asUsage } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
-import { parseConditions } from '../study/conditions.ts';
+import { parsePrompts } from '../study/conditions.ts';
 import { loadStudySource, resolveModelSpec } from '../study/source.ts';
 import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../study/kim.ts';
 import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
@@ -75,27 +75,14 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const [suite, ...rest] = argv;
   if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"`})`);
   const o = validateFlags(Schema, parseFlags(rest, FLAGS));
-  let seeds: number[];
-  try {
-    seeds = parseSeeds(o.seeds, '--seeds');
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');
   const kScales = parseNumberList(o['k-scales'], '--k-scales');
   const spec = await resolveModelSpec(o.model);
   const src = await loadStudySource(spec).catch((e: Error) => {
     throw new UsageError(e.message);
   });
-  let prompts: number[];
-  try {
-    prompts = parseConditions(o.prompts, src.denoiser, '--prompts').map((c) => {
-      if (c === null) throw new Error('--prompts: uncond has no prompt to analyse; list conditions such as caption:0-9,class:0-9');
-      return c;
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no prompt to analyse; list conditions such as caption:0-9,class:0-9'));
   const trainMean = meanBatch(src.trainImages).data;
   const specs = o.descriptor.split(',').map((x) => x.trim());
   if (specs.some((x) => x === '')) throw new UsageError(`--descriptor: empty entry in "${o.descriptor}"`);

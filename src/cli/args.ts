@@ -48,3 +48,12 @@ export function finiteNumber(name: string) {
     .transform((s) => (s.trim() === '' ? NaN : Number(s)))
     .refine((v) => Number.isFinite(v), { message: `expected a number (${name})` });
 }
+
+/** Run `f`, turning any error it throws into a {@link UsageError} with the same message (bad user input). */
+export function asUsage<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw e instanceof UsageError ? e : new UsageError((e as Error).message);
+  }
+}

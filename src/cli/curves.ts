@@ -1,11 +1,11 @@
 /** `memscope curves`: guidance-magnitude curves and the static transition point (Jain et al., SPEC §4.1–4.2). */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
-import { parseConditions } from '../study/conditions.ts';
+import { parsePrompts } from '../study/conditions.ts';
 import { loadStudySource, resolveModelSpec } from '../study/source.ts';
 import { runCurves, type CurveMode, type GroupCurves } from '../study/curves.ts';
 import { withResultsDir } from '../io/results.ts';
@@ -51,25 +51,12 @@ export async function curvesCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const modes = o.modes.split(',').map((m) => m.trim());
   for (const m of modes) if (!MODES.includes(m as CurveMode)) throw new UsageError(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
-  let seeds: number[];
-  try {
-    seeds = parseSeeds(o.seeds, '--seeds');
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const spec = await resolveModelSpec(o.model);
   const src = await loadStudySource(spec).catch((e: Error) => {
     throw new UsageError(e.message);
   });
-  let prompts: number[];
-  try {
-    prompts = parseConditions(o.prompts, src.denoiser, '--prompts').map((c) => {
-      if (c === null) throw new Error('--prompts: uncond has no conditional branch to measure');
-      return c;
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no conditional branch to measure'));
   const settings = { prompts, seeds, lambda: o.guidance, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig(), fraction: o.fraction };
   const r = await runCurves(src, settings);
   await src.denoiser.dispose?.();

@@ -1,11 +1,11 @@
 /** `memscope detect`: memorization detection scores and their ROC over a labelled prompt set. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
-import { parseConditions } from '../study/conditions.ts';
+import { parsePrompts } from '../study/conditions.ts';
 import { loadStudySource, resolveModelSpec } from '../study/source.ts';
 import { runDetection } from '../study/detect.ts';
 import { withResultsDir } from '../io/results.ts';
@@ -46,27 +46,14 @@ const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type
 /** Parse and run `memscope detect`. */
 export async function detectCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
-  let seeds: number[];
-  try {
-    seeds = parseSeeds(o.seeds, '--seeds');
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const spec = await resolveModelSpec(o.model);
   const src = await loadStudySource(spec, { exposeCrossAttention: spec !== 'testbed' }).catch(async (e: Error) => {
     // unconditional models have no cross-attention: load them plainly
     if (/unconditional model/.test(e.message)) return loadStudySource(spec);
     throw new UsageError(e.message);
   });
-  let prompts: number[];
-  try {
-    prompts = parseConditions(o.prompts, src.denoiser, '--prompts').map((c) => {
-      if (c === null) throw new Error('--prompts: uncond is not a prompt to classify');
-      return c;
-    });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
   const settings = { prompts, seeds, scale: o.guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig(), promptsPerBatch: 16 };
   const r = await runDetection(src, settings, (m) => process.stderr.write(`${m}\n`)).catch((e: Error) => {
     throw /^--/.test(e.message) ? new UsageError(e.message) : e;

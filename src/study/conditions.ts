@@ -45,3 +45,14 @@ export function parseConditions(spec: string, denoiser: Denoiser, arg = '--condi
   }
   return out;
 }
+
+/**
+ * Resolve a prompt selection (as {@link parseConditions}) that must not contain the null condition:
+ * `uncondReason` completes the error `<arg>: uncond <uncondReason>` when it does.
+ */
+export function parsePrompts(spec: string, denoiser: Denoiser, arg: string, uncondReason: string): number[] {
+  return parseConditions(spec, denoiser, arg).map((c) => {
+    if (c === null) throw new Error(`${arg}: uncond ${uncondReason}`);
+    return c;
+  });
+}
