@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark and writes one JSON file per benchmark under
  * bench/results/ (plus all.json). Figures are ratios against a peer measured in the same run.
- * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, kim)
+ * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, kim, mitigation)
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
@@ -13,6 +13,7 @@ import { benchEmpirical } from './empirical.ts';
 import { benchAutodiff } from './autodiff.ts';
 import { benchTrain } from './train.ts';
 import { benchKim } from './kim.ts';
+import { benchMitigation } from './mitigation.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -32,6 +33,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   autodiff: benchAutodiff,
   train: () => benchTrain(),
   kim: benchKim,
+  mitigation: () => benchMitigation(),
 };
 
 const want = process.argv.slice(2).filter((a) => a !== '--');

@@ -129,8 +129,8 @@ export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number {
   return pearsonFinite(ranksFinite(a), ranksFinite(b));
 }
 
-/** `q`-quantile of ascending-sorted `s` with linear interpolation (numpy's default). */
-function quantileSorted(s: Float64Array, q: number): number {
+/** `q`-quantile of ascending-sorted `s` with linear interpolation (numpy's default `np.quantile`); NaN when empty. */
+export function quantileSorted(s: ArrayLike<number>, q: number): number {
   if (s.length === 0) return NaN;
   const h = (s.length - 1) * q;
   const lo = Math.floor(h);

@@ -127,8 +127,8 @@ export interface ScaledAttentionUnet {
   readonly contextLength: number;
   /** The token strings of condition `cond` (null: the empty prompt), length L. */
   tokens(cond: CondRef): string[];
-  /** Run on `xt` `[B, ...shape]` with conditions `cond` and the logit adjustment. */
-  run(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], adjust?: LogitAdjustment): Promise<AttentionOutput>;
+  /** Run on `xt` `[B, ...shape]` with conditions `cond` and the logit adjustment; `probs: false` computes ε̂ only (empty `probs`). */
+  run(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], adjust?: LogitAdjustment, opts?: { readonly probs?: boolean }): Promise<AttentionOutput>;
   dispose(): Promise<void>;
 }
 
@@ -149,7 +149,7 @@ export async function scaledAttentionUnet(model: TrainedModel): Promise<ScaledAt
     layers,
     contextLength: L,
     tokens: (cond) => [...names[cond === null ? K : cond]!],
-    run: async (xt, level, cond, adjust = {}) => {
+    run: async (xt, level, cond, adjust = {}, opts = {}) => {
       const B = batchSize(xt);
       checkConds(probe, cond, B, 'attention cond');
       if (xt.dims.length !== shape.length + 1 || xt.dims.slice(1).some((v, i) => v !== shape[i])) throw new Error(`attention xt: expected [B, ${shape.join(', ')}], got [${xt.dims.join(', ')}]`);
@@ -167,9 +167,9 @@ export async function scaledAttentionUnet(model: TrainedModel): Promise<ScaledAt
         encoder_hidden_states: { dims: [B, L, width], data: ctx },
         [CROSS_ATTENTION_BIAS]: { dims: [B, L], data: adjust.bias ?? new Float32Array(B * L) },
         [CROSS_ATTENTION_SCALE]: { dims: [B, L], data: adjust.scale ?? new Float32Array(B * L).fill(1) },
-      });
+      }, opts.probs === false ? ['out_sample'] : undefined);
       const probs = new Map<string, Tensor>();
-      for (const l of layers) probs.set(l, out[CROSS_ATTENTION_PROBS_PREFIX + l]!);
+      if (opts.probs !== false) for (const l of layers) probs.set(l, out[CROSS_ATTENTION_PROBS_PREFIX + l]!);
       return { eps: out['out_sample']!, probs };
     },
     dispose: () => session.release(),
@@ -258,7 +258,7 @@ export async function renMitigatedDenoiser(model: TrainedModel, opts: RenOptions
     adjustment,
     predict: async (xt, level, cond) => {
       checkConds(self, cond, batchSize(xt));
-      const out = await att.run(xt, level, cond, adjustment(cond));
+      const out = await att.run(xt, level, cond, adjustment(cond), { probs: false });
       assertFinite(`${name}: output at t = ${level.t}`, out.eps);
       return { dims: [...xt.dims], data: out.eps.data };
     },

@@ -9,6 +9,7 @@ import { sampleDdim, type DdimOptions } from './ddim.ts';
 import { sampleDpmpp2m } from './dpmpp2m.ts';
 import { sampleEuler } from './euler.ts';
 import type { EpsModel, SamplerOptions } from './types.ts';
+import { ddimTimesteps, dpmSolverTimesteps, eulerTimesteps } from '../schedules/timesteps.ts';
 
 export { sampleDdim, type DdimOptions } from './ddim.ts';
 export { sampleDpmpp2m } from './dpmpp2m.ts';
@@ -56,4 +57,16 @@ export function sample(
 ): Promise<Tensor> {
   if (!isSamplerName(name)) throw new Error(`unknown sampler "${name}"; expected one of ${SAMPLER_NAMES.join(', ')}`);
   return SAMPLERS[name](model, noise, config, opts);
+}
+
+/** The timesteps the sampler `name` passes to the model for `steps` steps of `config` (diffusers' `scheduler.timesteps`). */
+export function samplerTimesteps(name: SamplerName, config: SchedulerConfig, steps: number): number[] {
+  switch (name) {
+    case 'ddim':
+      return ddimTimesteps(config, steps);
+    case 'dpmpp2m':
+      return dpmSolverTimesteps(config, steps);
+    case 'euler':
+      return eulerTimesteps(config, steps);
+  }
 }

@@ -118,6 +118,11 @@ export class Classifier {
     });
   }
 
+  /** The 64-dimensional penultimate features of each image `[n, 1, 28, 28]` → `[n, 64]` (the Fréchet-distance features of issue 5). */
+  async features(images: Tensor): Promise<Tensor> {
+    return (await this.session.run({ x: images }, ['features']))['features']!;
+  }
+
   /** Release the session. */
   async dispose(): Promise<void> {
     await this.session.release();

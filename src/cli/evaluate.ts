@@ -1,0 +1,221 @@
+/** `memscope evaluate`: the mitigation evaluation table of Jain et al. (SPEC §4.5). */
+import { z } from 'zod';
+import { stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { stableDiffusionConfig } from '../schedules/config.ts';
+import { parsePrompts } from '../study/conditions.ts';
+import { loadStudySource, resolveModelSpec, type StudySource } from '../study/source.ts';
+import { runEvaluation, removeWork, classifierTools, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
+import { DEFAULT_METHODS, needsTextModel, parseMethods } from '../mitigate/methods.ts';
+import { loadDescriptor } from '../metrics/descriptor.ts';
+import { Classifier } from '../train/classifier.ts';
+import { withResultsDir } from '../io/results.ts';
+import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { gridPng } from '../report/png.ts';
+import { page, table, fmt, escapeHtml } from '../report/html.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+
+export const EVALUATE_HELP = `memscope evaluate — which mitigation removes the copy, at what cost? (SPEC §4.5, Jain et al. Tables 1–4)
+
+Usage: memscope evaluate [flags]
+  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --prompts SPEC     prompts to evaluate: memorized (those tied to a training image; all when none),
+                     all, or a selection like caption:0-19,class:0-9 (default memorized)
+  --seeds LIST       seeds per prompt (default 0-15)
+  --methods LIST     comma-separated (default ${DEFAULT_METHODS}; text-prompt
+                     methods are dropped on models without a text encoder):
+                       cfg | stp[:τ] | og+stp[:τ[/λog]] (τ default 500) | dtp | og+dtp[:λog] (λog default λ)
+                       interval[:lo-hi] (default 200-700)
+                       random-word[:n] | random-number[:n] (n insertions, default 1; Somepalli et al.)
+                       wen[:l_target] (default 3; Wen et al.) | ren[:c] (start-token scale, default 1.25; Ren et al.)
+  --guidance X       λ, the guidance scale of every method (default 7.5)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default dpmpp2m, as the paper)     --steps N  (default 50)
+  --descriptor SPEC  copy descriptor: learned (default, models/descriptor) | pixel | sscd:PATH
+  --threshold X      copy threshold on the similarity (default: calibrated, the --calibration quantile
+                     of held-out test images' similarity to their nearest training image)
+  --calibration Q    quantile for the calibrated threshold (default 0.99)
+  --classifier DIR   classifier for alignment and Fréchet features (default models/classifier)
+  --batch N          rows per sampler call (default 128)
+  --seed N           seed of the prompt perturbations (default 0)
+  --grid N           prompts shown in each method's sample grid (default 8)
+  --out DIR          (default runs/evaluate)
+
+Columns: copy similarity to the nearest training image (95th percentile, mean ± std), similarity
+to the prompt's own training image (prompts tied to one), memorization rate (samples whose nearest
+training image is the prompt's own; for prompts without one, similarity above the threshold; copy
+rate, the fraction above the threshold, is in the CSV/JSON), alignment (classifier accuracy against
+the prompt's class), Fréchet distance of classifier features to the held-out split, seconds per image.
+DTP rows add the fraction of samples that never switched to λ, with their similarity and alignment.
+Writes evaluate.md, evaluate.csv, evaluate.json, grid-<method>.png and report.html. A killed run
+resumes from OUT.work/ with the methods it had finished.
+
+Example:
+  memscope evaluate --model models/duplication --seeds 0-15 --out runs/evaluate-duplication
+`;
+
+const Schema = z.object({
+  model: z.string().default('default'),
+  prompts: z.string().default('memorized'),
+  seeds: z.string().default('0-15'),
+  methods: z.string().default(DEFAULT_METHODS),
+  guidance: finiteNumber('guidance').default(7.5),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('dpmpp2m'),
+  steps: positiveInt('steps', 1000).default(50),
+  descriptor: z.string().default('learned'),
+  threshold: finiteNumber('threshold').optional(),
+  calibration: finiteNumber('calibration').refine((q) => q > 0 && q < 1, { message: 'expected a quantile strictly between 0 and 1' }).default(0.99),
+  classifier: z.string().optional(),
+  batch: positiveInt('batch', 100000).default(128),
+  seed: z.string().regex(/^\s*\d+\s*$/, { message: 'expected a non-negative integer' }).transform(Number).default(0),
+  grid: positiveInt('grid', 1000).default(8),
+  out: z.string().default('runs/evaluate'),
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+
+const pct = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : `${(100 * v).toFixed(1)} %`);
+const f3 = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : v.toFixed(3));
+
+/** The Markdown evaluation table (and the DTP never-switched lines) of a result. */
+export function evaluateMarkdown(r: EvaluateResult): string {
+  const head = '| method | similarity p95 | similarity mean ± std | own-image similarity p95 | own-image mean ± std | memorization rate | alignment | Fréchet distance | s / image |';
+  const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|';
+  const lines = r.rows.map(
+    (x) =>
+      `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${pct(x.memorizationRate)} | ${pct(x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
+  );
+  const notes = r.rows.filter((x) => x.switching).map((x) => switchingLine(x));
+  return [head, sep, ...lines, '', ...notes.map((n) => `- ${n}`)].join('\n') + '\n';
+}
+
+function switchingLine(x: MethodRow): string {
+  const s = x.switching!;
+  return (
+    `${x.method}: ${pct(s.neverFraction)} of samples never switched to λ (${s.never.count}; similarity mean ${f3(s.never.similarityMean)}, alignment ${pct(s.never.alignment)}); ` +
+    `switched ${s.switched.count} (similarity mean ${f3(s.switched.similarityMean)}, alignment ${pct(s.switched.alignment)}, mean switch step ${s.meanSwitchStep === null ? '—' : s.meanSwitchStep.toFixed(1)})`
+  );
+}
+
+function csv(r: EvaluateResult): string {
+  const header = ['method', 'images', 'similarity_p95', 'similarity_mean', 'similarity_std', 'own_similarity_p95', 'own_similarity_mean', 'own_similarity_std', 'copy_rate', 'memorization_rate', 'alignment', 'frechet', 'seconds_per_image', 'prep_seconds', 'sampling_seconds', 'never_switched'];
+  const rows = r.rows.map((x) => [x.method, x.images, x.similarity.p95, x.similarity.mean, x.similarity.std, x.targetSimilarity?.p95 ?? '', x.targetSimilarity?.mean ?? '', x.targetSimilarity?.std ?? '', x.copyRate, x.memorizationRate, x.alignment ?? '', x.frechet ?? '', x.secondsPerImage, x.prepSeconds, x.samplingSeconds, x.switching?.neverFraction ?? '']);
+  return [header.join(','), ...rows.map((x) => x.join(','))].join('\n') + '\n';
+}
+
+/** A grid per method: one row per prompt (its training image first when it has one), one column per seed (up to 8). */
+async function methodGrid(src: StudySource, r: EvaluateResult, samples: Tensor, N: number, gridPrompts: number): Promise<Buffer> {
+  const P = Math.min(gridPrompts, r.prompts.length);
+  const cols = Math.min(N, 8);
+  const withTarget = r.prompts.slice(0, P).some((p) => p.target !== null);
+  const C = cols + (withTarget ? 1 : 0);
+  const per = 784;
+  const data = new Float32Array(P * C * per).fill(1);
+  for (let p = 0; p < P; p++) {
+    const t = r.prompts[p]!.target;
+    if (withTarget && t !== null) data.set(src.trainImages.data.subarray(t * per, (t + 1) * per), p * C * per);
+    for (let j = 0; j < cols; j++) data.set(samples.data.subarray((p * N + j) * per, (p * N + j + 1) * per), (p * C + j + (withTarget ? 1 : 0)) * per);
+  }
+  return gridPng({ dims: [P * C, 1, 28, 28], data }, { cols: C, zoom: 2 });
+}
+
+/** Parse and run `memscope evaluate`. */
+export async function evaluateCommand(argv: string[]): Promise<void> {
+  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
+  let methods = asUsage(() => parseMethods(o.methods));
+  const spec = await resolveModelSpec(o.model);
+  const src = await loadStudySource(spec).catch((e: Error) => {
+    throw new UsageError(e.message);
+  });
+  const d = src.denoiser;
+  if (d.conditions.length === 0) throw new UsageError(`--model: ${src.description} is unconditional; mitigation by guidance needs prompts`);
+  const textModel = src.trained !== null && src.trained.textEncoderBytes !== null;
+  if (!textModel) {
+    const dropped = methods.filter(needsTextModel);
+    if (o.methods !== DEFAULT_METHODS && dropped.length) throw new UsageError(`--methods: ${dropped.map((m) => m.name).join(', ')} need a trained text-conditioned model; ${src.description} has none`);
+    methods = methods.filter((m) => !needsTextModel(m));
+  }
+  const prompts = asUsage(() => {
+    if (o.prompts === 'memorized') {
+      const mem = d.conditions.map((c, i) => (c.targets?.length ? i : -1)).filter((i) => i >= 0);
+      return mem.length ? mem : d.conditions.map((_, i) => i);
+    }
+    return parsePrompts(o.prompts, d, '--prompts', 'is not a prompt; mitigation acts on conditional sampling');
+  });
+  const descriptor = await loadDescriptor(o.descriptor).catch((e: Error) => {
+    throw new UsageError(`--descriptor: ${e.message}`);
+  });
+  const clfDir = o.classifier ?? join(dirname(src.trained ? resolve(spec) : resolve('models', 'duplication')), 'classifier');
+  const hasClf = await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false);
+  if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
+  const classifier = hasClf ? await Classifier.load(clfDir) : null;
+  const settings: EvaluateSettings = {
+    prompts,
+    seeds,
+    methods,
+    lambda: o.guidance,
+    sampler: o.sampler,
+    steps: o.steps,
+    config: stableDiffusionConfig(),
+    batchSize: o.batch,
+    threshold: o.threshold ?? null,
+    calibrationQuantile: o.calibration,
+    runSeed: o.seed,
+  };
+  const out = resolve(o.out);
+  const workDir = join(dirname(out), `${basename(out)}.work`);
+  const started = performance.now();
+  const tools = classifier ? classifierTools(classifier) : { quality: null, alignment: null };
+  const r = await runEvaluation(src, settings, { descriptor, ...tools }, { workDir, log: (m) => process.stderr.write(`${m}\n`) }).catch((e: Error) => {
+    throw /^--/.test(e.message) ? new UsageError(e.message) : e;
+  });
+  const md = evaluateMarkdown(r);
+  await withResultsDir(out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null });
+    const { samples: _s, similarities, ...rest } = r;
+    void _s;
+    await writeJsonAtomic(join(dir, 'evaluate.json'), { ...rest, similarities: Object.fromEntries([...similarities].map(([k, v]) => [k, Array.from(v)])) });
+    await writeFileAtomic(join(dir, 'evaluate.csv'), csv(r));
+    const intro =
+      `${src.description}; ${r.prompts.length} prompts × ${seeds.length} seeds; λ = ${o.guidance}; ${o.sampler} ${o.steps} steps; ` +
+      `descriptor ${descriptor.info.name}; copy threshold ${r.threshold.value.toFixed(4)} ${r.threshold.calibrated ? `(calibrated: the ${r.threshold.quantile} quantile over ${r.threshold.heldOut} held-out images)` : '(given)'}; ` +
+      `similarity against ${r.poolSize} training images; Fréchet reference: ${r.reference.heldOut} held-out images` +
+      (r.reference.floor === null ? '' : ` (${r.reference.floorImages} real training images reach ${r.reference.floor.toFixed(2)})`) +
+      '.';
+    await writeFileAtomic(join(dir, 'evaluate.md'), `${intro}\n\n${md}`);
+    const grids: string[] = [];
+    for (const row of r.rows) {
+      const file = `grid-${row.method.replace(/[^a-z0-9+.-]/gi, '_')}.png`;
+      await writeFileAtomic(join(dir, file), await methodGrid(src, r, r.samples.get(row.method)!, seeds.length, o.grid));
+      grids.push(`<figure><img src="${file}" alt="${escapeHtml(row.method)} samples"><figcaption>${escapeHtml(row.method)}</figcaption></figure>`);
+    }
+    const body = [
+      `<p>${escapeHtml(intro)}</p>`,
+      table(
+        ['method', 'similarity p95', 'mean ± std', 'own-image p95', 'own-image mean ± std', 'copy rate', 'memorization rate', 'alignment', 'Fréchet distance', 's / image'],
+        r.rows.map((x) => [
+          x.method,
+          fmt(x.similarity.p95),
+          `${fmt(x.similarity.mean)} ± ${fmt(x.similarity.std)}`,
+          x.targetSimilarity ? fmt(x.targetSimilarity.p95) : '—',
+          x.targetSimilarity ? `${fmt(x.targetSimilarity.mean)} ± ${fmt(x.targetSimilarity.std)}` : '—',
+          pct(x.copyRate),
+          pct(x.memorizationRate),
+          pct(x.alignment),
+          x.frechet === null ? '—' : fmt(x.frechet),
+          fmt(x.secondsPerImage),
+        ]),
+      ),
+      ...r.rows.filter((x) => x.switching).map((x) => `<p class="note">${escapeHtml(switchingLine(x))}</p>`),
+      '<h2>Samples</h2><p class="note">One row per prompt (its training image first when it has one), one column per seed.</p>',
+      `<div class="grid">${grids.join('\n')}</div>`,
+    ].join('\n');
+    await writeFileAtomic(join(dir, 'report.html'), page('memscope evaluate', body));
+  });
+  await removeWork(workDir);
+  await classifier?.dispose();
+  await d.dispose?.();
+  process.stdout.write(`${md}\ntotal ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
+}

@@ -1,0 +1,422 @@
+/**
+ * The mitigation evaluation table of Jain et al. 2025 (SPEC §4.5, their Tables 1–4): for each
+ * method (see `mitigate/methods.ts`), sample every evaluated prompt with every seed and measure
+ *
+ * - **copy similarity**: descriptor cosine between each sample and its nearest training image (the
+ *   model's own training pool), as the 95th percentile and mean ± std over all samples (their
+ *   "Similarity (95pc)" and "Mean ± Std" with SSCD);
+ * - **target similarity**: for prompts tied to a training image, the cosine to that image;
+ * - **copy rate**: the fraction of samples whose similarity exceeds the threshold — given, or
+ *   calibrated as the 99th percentile of the same similarity for held-out real images (the test
+ *   split, which no model trained on): "closer to a training image than 99 % of unseen images";
+ * - **memorization rate**: the fraction of samples that are copies — for a prompt tied to a
+ *   training image, its nearest training image in descriptor space is that image; for other
+ *   prompts, copy similarity above the threshold. (SPEC §4.5 reads "score > threshold"; on
+ *   Fashion-MNIST the nearest-training similarity does not separate copies from unseen images —
+ *   the held-out images' median, 0.898 with the learned descriptor, equals that of CFG copies —
+ *   so where the memorized image is known, its identity is the test.)
+ * - **alignment**: accuracy of memscope's classifier against the prompt's class (class prompts:
+ *   the class named; captions: the class of the captioned garment), the testbed analogue of CLIP score;
+ * - **quality**: the Fréchet distance between the classifier's 64-d features of the samples and of
+ *   the held-out test split (exact matrix square root, `metrics/frechet.ts`), with the floor a set
+ *   of real training images of the same size reaches;
+ * - **seconds per image**: preparation (prompt encoding, embedding optimisation) plus sampling,
+ *   divided by the images, all methods timed in the same process one after the other;
+ * - for DTP (and OG + DTP): the fraction of samples whose trajectory never switched to λ (they were
+ *   generated without guidance, or with opposite guidance only), with their similarity and
+ *   alignment apart from the switched ones.
+ *
+ * Each method's samples are cached in a work folder as soon as they are done, so a killed run
+ * resumes with the next method.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { SamplerName } from '../samplers/index.ts';
+import { samplerTimesteps } from '../samplers/index.ts';
+import type { SchedulerConfig } from '../schedules/config.ts';
+import type { Descriptor, DescriptorInfo } from '../metrics/descriptor.ts';
+import { l2NormalizeRows } from '../metrics/descriptor.ts';
+import { NearestIndex } from '../metrics/nearest.ts';
+import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
+import { quantileSorted } from '../analysis/correlation.ts';
+import { loadFashionMnist } from '../data/fashion-mnist.ts';
+import { sampleIndices, takeRows } from '../data/indices.ts';
+import type { Classifier } from '../train/classifier.ts';
+import { type Tensor, numel } from '../tensor/tensor.ts';
+import { prepareMethod, type MethodSpec } from '../mitigate/methods.ts';
+import { readNpy, writeNpy } from '../io/npy.ts';
+import { writeJsonAtomic } from '../io/atomic.ts';
+import { runSampling, initialNoise } from './sampling.ts';
+import type { StudySource } from './source.ts';
+
+/** Settings of an evaluation. */
+export interface EvaluateSettings {
+  /** Condition indices evaluated. */
+  readonly prompts: readonly number[];
+  readonly seeds: readonly number[];
+  readonly methods: readonly MethodSpec[];
+  /** Guidance scale λ (default 7.5). */
+  readonly lambda: number;
+  readonly sampler: SamplerName;
+  readonly steps: number;
+  readonly config: SchedulerConfig;
+  /** Rows per sampler call. */
+  readonly batchSize: number;
+  /** Copy threshold on the similarity; null = calibrate on the held-out split at `calibrationQuantile`. */
+  readonly threshold: number | null;
+  /** Quantile of the held-out images' nearest-training similarity used as the threshold (default 0.99). */
+  readonly calibrationQuantile: number;
+  /** Seed of the prompt perturbations and of the Fréchet floor's draw (default 0). */
+  readonly runSeed: number;
+}
+
+/** Mean ± std and the 95th percentile of the copy similarity. */
+export interface SimilarityStats {
+  readonly p95: number;
+  readonly mean: number;
+  readonly std: number;
+}
+
+/** A subset of samples (DTP switched / never switched). */
+export interface SubsetStats {
+  readonly count: number;
+  readonly similarityMean: number;
+  readonly alignment: number | null;
+}
+
+/** One row of the evaluation table. */
+export interface MethodRow {
+  readonly method: string;
+  readonly kind: string;
+  readonly images: number;
+  readonly similarity: SimilarityStats;
+  /** Descriptor cosine between each sample and its prompt's own training image (prompts with a target; null when none has). */
+  readonly targetSimilarity: SimilarityStats | null;
+  /** Fraction of samples with similarity (to the nearest training image) > threshold. */
+  readonly copyRate: number;
+  /**
+   * Fraction of samples that are copies: for a prompt tied to a training image, its nearest training
+   * image (descriptor) is that image; for other prompts, similarity > threshold.
+   */
+  readonly memorizationRate: number;
+  /** Mean alignment score (testbed: classifier accuracy against the prompt's class; null when not measured). */
+  readonly alignment: number | null;
+  /** Fréchet distance of the quality features to the held-out split (null when not measured). */
+  readonly frechet: number | null;
+  readonly secondsPerImage: number;
+  readonly prepSeconds: number;
+  readonly samplingSeconds: number;
+  /** DTP / OG + DTP only: never-switched vs switched samples. */
+  readonly switching: { readonly neverFraction: number; readonly never: SubsetStats; readonly switched: SubsetStats; readonly meanSwitchStep: number | null } | null;
+  /** What the method's preparation did. */
+  readonly details: Record<string, unknown>;
+}
+
+/** What an evaluation produced. */
+export interface EvaluateResult {
+  readonly prompts: readonly EvaluatedPrompt[];
+  /** What the alignment and quality columns were measured with (null: not measured). */
+  readonly alignmentName: string | null;
+  readonly qualityName: string | null;
+  readonly descriptor: DescriptorInfo;
+  readonly threshold: { readonly value: number; readonly calibrated: boolean; readonly quantile: number | null; readonly heldOut: number };
+  /** Training images the similarity is measured against. */
+  readonly poolSize: number;
+  /** Fréchet reference: held-out images, and the floor a same-size set of real training images reaches (null when not measured). */
+  readonly reference: { readonly heldOut: number; readonly floor: number | null; readonly floorImages: number };
+  readonly rows: readonly MethodRow[];
+  /** Per method, the samples `[P·N, 1, 28, 28]` (row = prompt-major, seed-minor). */
+  readonly samples: ReadonlyMap<string, Tensor>;
+  /** Per method, per sample: the similarity to the nearest training image. */
+  readonly similarities: ReadonlyMap<string, Float64Array>;
+}
+
+/** Tools the evaluation measures with. */
+export interface EvaluateTools {
+  readonly descriptor: Descriptor;
+  /** Features of the Fréchet distance (testbed: {@link classifierTools}); null skips the column. */
+  readonly quality: FeatureExtractor | null;
+  /** Per-sample alignment with the prompt (testbed: classifier correct = 1 / wrong = 0); null skips the column. */
+  readonly alignment: AlignmentScorer | null;
+  /** Held-out real images `[n, ...]` like the training images (threshold calibration, Fréchet reference); default the embedded test split. */
+  readonly heldOut?: Tensor;
+}
+
+/** Image features for the Fréchet distance (memscope's classifier here; Inception pool features for Stable Diffusion). */
+export interface FeatureExtractor {
+  readonly name: string;
+  /** Features `[n, dim]` of images `[n, ...]` (the training images' layout). */
+  features(images: Tensor): Promise<Tensor>;
+}
+
+/** A per-sample alignment score with the sample's prompt (classifier accuracy here; CLIP score for text-to-image). */
+export interface AlignmentScorer {
+  readonly name: string;
+  /** One score per image (`prompts[r]` is row r's prompt); null when the prompts carry no usable label. */
+  score(images: Tensor, prompts: readonly EvaluatedPrompt[]): Promise<number[] | null>;
+}
+
+/** An evaluated prompt. */
+export interface EvaluatedPrompt {
+  readonly cond: number;
+  readonly id: string;
+  readonly label: string;
+  /** The class the prompt names or depicts (class prompts; captions: their garment's class), when known. */
+  readonly classLabel: number | null;
+  /** The training image the prompt is tied to, when any. */
+  readonly target: number | null;
+}
+
+/**
+ * The testbed's quality features and alignment from memscope's classifier: its 64-d penultimate
+ * features, and 1 when the predicted class is the prompt's class, else 0 (mean = accuracy).
+ */
+export function classifierTools(classifier: Classifier): { quality: FeatureExtractor; alignment: AlignmentScorer } {
+  return {
+    quality: { name: 'memscope classifier, 64-d penultimate features', features: (x) => classifier.features(x) },
+    alignment: {
+      name: 'memscope classifier accuracy against the prompt\'s class',
+      score: async (x, prompts) => {
+        if (prompts.some((p) => p.classLabel === null)) return null;
+        const pred = await classifier.predict(x);
+        return pred.map((c, r) => (c === prompts[r]!.classLabel ? 1 : 0));
+      },
+    },
+  };
+}
+
+interface MethodSamples {
+  readonly samples: Tensor;
+  readonly switchSteps: readonly (number | null)[];
+  readonly prepSeconds: number;
+  readonly samplingSeconds: number;
+  readonly details: Record<string, unknown>;
+}
+
+function settingsKey(src: StudySource, s: EvaluateSettings, m: MethodSpec): string {
+  const key = JSON.stringify({ model: src.spec, denoiser: src.denoiser.name, prompts: s.prompts, seeds: s.seeds, lambda: s.lambda, sampler: s.sampler, steps: s.steps, config: s.config, runSeed: s.runSeed, method: m });
+  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+}
+
+/** Sample every prompt × seed with one method (rows prompt-major), or load them from the work folder. */
+async function methodSamples(src: StudySource, s: EvaluateSettings, m: MethodSpec, work: string | null, log: (msg: string) => void): Promise<MethodSamples> {
+  const file = work ? join(work, settingsKey(src, s, m)) : null;
+  if (file) {
+    const cached = await readFile(`${file}.json`, 'utf8').then((t) => JSON.parse(t) as Omit<MethodSamples, 'samples'>, () => null);
+    if (cached) {
+      log(`${m.name}: loaded from ${file}.npy`);
+      return { ...cached, samples: await readNpy(`${file}.npy`) };
+    }
+  }
+  const d = src.denoiser;
+  const N = s.seeds.length;
+  const P = s.prompts.length;
+  const noise = initialNoise(d.shape, s.seeds);
+  const firstTimestep = samplerTimesteps(s.sampler, s.config, s.steps)[0]!;
+  const prepared = await prepareMethod(m, { denoiser: d, trained: src.trained, lambda: s.lambda, conds: s.prompts, noise, firstTimestep, runSeed: s.runSeed });
+  let samples: Tensor | null = null;
+  const switchSteps: (number | null)[] = new Array<number | null>(P * N).fill(null);
+  let samplingSeconds = 0;
+  try {
+    for (const part of prepared.parts) {
+      const seeds = part.seedIndices.map((i) => s.seeds[i]!);
+      const r = await runSampling({ denoiser: part.denoiser, conds: s.prompts, seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: prepared.guidance, batchSize: s.batchSize });
+      samplingSeconds += r.seconds;
+      const img = src.toImageSpace(r.samples);
+      const per = numel(img.dims.slice(1));
+      samples ??= { dims: [P * N, ...img.dims.slice(1)], data: new Float32Array(P * N * per) };
+      const n = seeds.length;
+      for (let p = 0; p < P; p++) {
+        for (let j = 0; j < n; j++) {
+          const row = p * N + part.seedIndices[j]!;
+          samples.data.set(img.data.subarray((p * n + j) * per, (p * n + j + 1) * per), row * per);
+          switchSteps[row] = r.switchSteps[p * n + j] ?? null;
+        }
+      }
+    }
+  } finally {
+    await prepared.dispose();
+  }
+  const out: MethodSamples = { samples: samples!, switchSteps, prepSeconds: prepared.seconds, samplingSeconds, details: prepared.details };
+  log(`${m.name}: ${P * N} images, ${((prepared.seconds + samplingSeconds) / (P * N)).toFixed(3)} s/image`);
+  if (file) {
+    await writeNpy(`${file}.npy`, out.samples);
+    const { samples: _s, ...meta } = out;
+    void _s;
+    await writeJsonAtomic(`${file}.json`, meta);
+  }
+  return out;
+}
+
+/** Cosine similarity of each query embedding to its nearest row of the index (unit rows: cos = 1 − ‖a − b‖²/2). */
+async function nearestCosine(index: NearestIndex, unitQueries: Tensor): Promise<{ sim: Float64Array; nn: Int32Array }> {
+  const n = unitQueries.dims[0]!;
+  const sim = new Float64Array(n);
+  const nn = new Int32Array(n);
+  const dim = unitQueries.dims[1]!;
+  const chunk = 512;
+  for (let a = 0; a < n; a += chunk) {
+    const b = Math.min(n, a + chunk);
+    const r = await index.query({ dims: [b - a, dim], data: unitQueries.data.subarray(a * dim, b * dim) }, 1);
+    for (let i = 0; i < b - a; i++) {
+      sim[a + i] = 1 - r.dist2[i]! / 2;
+      nn[a + i] = r.index[i]!;
+    }
+  }
+  return { sim, nn };
+}
+
+function meanStd(v: ArrayLike<number>): { mean: number; std: number } {
+  const n = v.length;
+  if (n === 0) return { mean: NaN, std: NaN };
+  let m = 0;
+  for (let i = 0; i < n; i++) m += v[i]!;
+  m /= n;
+  let ss = 0;
+  for (let i = 0; i < n; i++) ss += (v[i]! - m) ** 2;
+  return { mean: m, std: n > 1 ? Math.sqrt(ss / (n - 1)) : 0 };
+}
+
+/** Mean ± std (sample std, n − 1) and the numpy-style 95th percentile of `v`. */
+export function similarityStats(v: ArrayLike<number>): SimilarityStats {
+  const sorted = Float64Array.from(v).sort();
+  return { p95: quantileSorted(sorted, 0.95), ...meanStd(v) };
+}
+
+/** Run the evaluation: every method in turn (cached in `workDir` when given), then the metrics. */
+export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools: EvaluateTools, opts: { workDir?: string; log?: (m: string) => void } = {}): Promise<EvaluateResult> {
+  const log = opts.log ?? (() => {});
+  const d = src.denoiser;
+  const tm = src.trained;
+  if (s.prompts.length === 0) throw new Error('--prompts: no prompt to evaluate');
+  if (s.seeds.length === 0) throw new Error('--seeds: need at least one seed');
+  if (s.methods.length === 0) throw new Error('--methods: need at least one method');
+  if (!(s.calibrationQuantile > 0 && s.calibrationQuantile < 1)) throw new Error(`--calibration: expected a quantile in (0, 1), got ${s.calibrationQuantile}`);
+  const prompts: EvaluatedPrompt[] = s.prompts.map((c) => {
+    const info = d.conditions[c];
+    if (info === undefined) throw new Error(`--prompts: condition index ${c} is out of range (0..${d.conditions.length - 1})`);
+    const cls = tm?.prompts[c]?.label;
+    return { cond: c, id: info.id, label: info.label, classLabel: typeof cls === 'number' ? cls : null, target: info.targets?.[0] ?? null };
+  });
+  const N = s.seeds.length;
+  const P = prompts.length;
+  const R = P * N;
+  const work = opts.workDir ?? null;
+  if (work) await mkdir(work, { recursive: true });
+
+  // the training pool in descriptor space, and the held-out split
+  const pool = tm === null || tm.imagePool === 'all' ? null : tm.imagePool;
+  const poolImages = pool === null ? src.trainImages : takeRows(src.trainImages, pool);
+  const poolIndex = pool ?? Array.from({ length: poolImages.dims[0]! }, (_, i) => i);
+  const index = await NearestIndex.create(l2NormalizeRows(await tools.descriptor.embed(poolImages)));
+  const heldOut = tools.heldOut ?? loadFashionMnist({ split: 'test' }).images;
+  try {
+    let threshold: EvaluateResult['threshold'];
+    if (s.threshold === null) {
+      const h = await nearestCosine(index, l2NormalizeRows(await tools.descriptor.embed(heldOut)));
+      const sorted = Float64Array.from(h.sim).sort();
+      threshold = { value: quantileSorted(sorted, s.calibrationQuantile), calibrated: true, quantile: s.calibrationQuantile, heldOut: sorted.length };
+      log(`copy threshold ${threshold.value.toFixed(4)} (the ${s.calibrationQuantile} quantile of ${sorted.length} held-out images' nearest-training similarity)`);
+    } else {
+      if (!Number.isFinite(s.threshold)) throw new Error(`--threshold: expected a finite number, got ${s.threshold}`);
+      threshold = { value: s.threshold, calibrated: false, quantile: null, heldOut: 0 };
+    }
+    // Fréchet reference features and the same-size floor of real training images
+    let refStats: ReturnType<typeof gaussianStats> | null = null;
+    let floor: number | null = null;
+    const floorImages = Math.min(R, poolImages.dims[0]!);
+    if (tools.quality) {
+      const ref = await tools.quality.features(heldOut);
+      refStats = gaussianStats(ref.data, ref.dims[0]!, ref.dims[1]!);
+      const real = await tools.quality.features(takeRows(poolImages, sampleIndices(poolImages.dims[0]!, floorImages, s.runSeed + 1)));
+      floor = frechetDistance(gaussianStats(real.data, floorImages, real.dims[1]!), refStats);
+    }
+    // each prompt's own training image in descriptor space (zeros for prompts without one)
+    const targetUnit = prompts.some((p) => p.target !== null)
+      ? l2NormalizeRows(await tools.descriptor.embed(takeRows(src.trainImages, prompts.map((p) => p.target ?? 0))))
+      : null;
+    const rows: MethodRow[] = [];
+    const samplesBy = new Map<string, Tensor>();
+    const simsBy = new Map<string, Float64Array>();
+    for (const m of s.methods) {
+      const ms = await methodSamples(src, s, m, work, log);
+      const unit = l2NormalizeRows(await tools.descriptor.embed(ms.samples));
+      const { sim, nn } = await nearestCosine(index, unit);
+      const dim = unit.dims[1]!;
+      let copies = 0;
+      const targetSims: number[] = [];
+      for (let r = 0; r < R; r++) {
+        const p = Math.floor(r / N);
+        const t = prompts[p]!.target;
+        if (t === null) {
+          if (sim[r]! > threshold.value) copies++;
+          continue;
+        }
+        if (poolIndex[nn[r]!] === t) copies++;
+        let c = 0;
+        for (let k = 0; k < dim; k++) c += unit.data[r * dim + k]! * targetUnit!.data[p * dim + k]!;
+        targetSims.push(c);
+      }
+      const rowPrompts = Array.from({ length: R }, (_, r) => prompts[Math.floor(r / N)]!);
+      const align = tools.alignment ? await tools.alignment.score(ms.samples, rowPrompts) : null;
+      let frechet: number | null = null;
+      if (tools.quality) {
+        const f = await tools.quality.features(ms.samples);
+        frechet = frechetDistance(gaussianStats(f.data, R, f.dims[1]!), refStats!);
+      }
+      const acc = (idx: number[]): number | null => (align === null || idx.length === 0 ? null : idx.reduce((a, r) => a + align[r]!, 0) / idx.length);
+      const all = Array.from({ length: R }, (_, r) => r);
+      let switching: MethodRow['switching'] = null;
+      if (m.kind === 'dtp' || m.kind === 'og+dtp') {
+        const never = all.filter((r) => ms.switchSteps[r] === null);
+        const switched = all.filter((r) => ms.switchSteps[r] !== null);
+        const simMean = (idx: number[]): number => (idx.length ? idx.reduce((a, r) => a + sim[r]!, 0) / idx.length : NaN);
+        switching = {
+          neverFraction: never.length / R,
+          never: { count: never.length, similarityMean: simMean(never), alignment: acc(never) },
+          switched: { count: switched.length, similarityMean: simMean(switched), alignment: acc(switched) },
+          meanSwitchStep: switched.length ? switched.reduce((a, r) => a + ms.switchSteps[r]!, 0) / switched.length : null,
+        };
+      }
+      rows.push({
+        method: m.name,
+        kind: m.kind,
+        images: R,
+        similarity: similarityStats(sim),
+        targetSimilarity: targetSims.length ? similarityStats(targetSims) : null,
+        copyRate: sim.filter((v) => v > threshold.value).length / R,
+        memorizationRate: copies / R,
+        alignment: acc(all),
+        frechet,
+        secondsPerImage: (ms.prepSeconds + ms.samplingSeconds) / R,
+        prepSeconds: ms.prepSeconds,
+        samplingSeconds: ms.samplingSeconds,
+        switching,
+        details: ms.details,
+      });
+      samplesBy.set(m.name, ms.samples);
+      simsBy.set(m.name, sim);
+    }
+    return {
+      prompts,
+      alignmentName: tools.alignment?.name ?? null,
+      qualityName: tools.quality?.name ?? null,
+      descriptor: tools.descriptor.info,
+      threshold,
+      poolSize: poolImages.dims[0]!,
+      reference: { heldOut: heldOut.dims[0]!, floor, floorImages },
+      rows,
+      samples: samplesBy,
+      similarities: simsBy,
+    };
+  } finally {
+    await index.dispose();
+  }
+}
+
+/** Remove a finished evaluation's work folder. */
+export async function removeWork(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+

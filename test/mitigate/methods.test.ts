@@ -1,0 +1,115 @@
+/**
+ * The mitigation methods prepared on the shipped duplication model: each transform equals the
+ * building block it names (the perturbed prompt through `textDenoiser`, Ren et al.'s denoiser,
+ * Wen et al.'s embedding per group of four seeds); the CLI rejects bad input naming the flag.
+ */
+import { describe, it, expect, beforeAll, afterAll, afterEach, vi } from 'vitest';
+import { loadTrainedModel, type TrainedModel } from '../../src/denoisers/trained.ts';
+import { parseMethod, prepareMethod, perturbationSeed, WEN_GROUP, type MethodContext } from '../../src/mitigate/methods.ts';
+import { modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenoiser } from '../../src/mitigate/prompt-noise.ts';
+import { renMitigatedDenoiser } from '../../src/mitigate/ren-attention.ts';
+import { initialNoise } from '../../src/study/sampling.ts';
+import { main } from '../../src/cli/main.ts';
+import type { Tensor } from '../../src/tensor/tensor.ts';
+
+const maxAbs = (a: Tensor, b: Tensor): number => a.data.reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i]!)), 0);
+
+describe('prepareMethod on a trained text model', () => {
+  let tm: TrainedModel;
+  let ctx: MethodContext;
+  const level = { t: 801, alphaBar: 0.05 };
+  beforeAll(async () => {
+    tm = await loadTrainedModel('models/duplication');
+    ctx = { denoiser: tm.denoiser, trained: tm, lambda: 7.5, conds: [2, 11, 30], noise: initialNoise(tm.denoiser.shape, [0, 1, 2, 3, 4, 5]), firstTimestep: 999 };
+  }, 60_000);
+  afterAll(async () => {
+    await tm.denoiser.dispose?.();
+  });
+
+  it('guidance methods sample the model itself, all seeds in one part', async () => {
+    for (const name of ['cfg', 'stp', 'og+dtp:2', 'interval']) {
+      const p = await prepareMethod(parseMethod(name), ctx);
+      expect(p.parts).toHaveLength(1);
+      expect(p.parts[0]!.denoiser).toBe(tm.denoiser);
+      expect(p.parts[0]!.seedIndices).toEqual([0, 1, 2, 3, 4, 5]);
+      await p.dispose();
+    }
+  });
+
+  it('random-word / random-number: the seeded perturbed prompt through the model, keeping the condition indices', async () => {
+    const x = initialNoise(tm.denoiser.shape, [7, 8]);
+    for (const name of ['random-word:2', 'random-number']) {
+      const m = parseMethod(name);
+      const p = await prepareMethod(m, ctx);
+      const text = tm.prompts[11]!.text;
+      const expected =
+        m.kind === 'random-word'
+          ? randomWordInsertion(text, { seed: perturbationSeed(11, 0), count: 2, vocabulary: modelVocabulary(tm) })
+          : randomNumberInsertion(text, { seed: perturbationSeed(11, 0), count: 1 });
+      expect((p.details['perturbed'] as Record<string, string>)[text]).toBe(expected);
+      expect(expected).not.toBe(text);
+      const ref = await textDenoiser(tm, [expected]);
+      const ours = await p.parts[0]!.denoiser.predict(x, level, [11, null]);
+      const want = await ref.predict(x, level, [0, null]);
+      expect(maxAbs(ours, want)).toBeLessThan(1e-6);
+      expect(p.parts[0]!.denoiser.conditions[11]!.targets).toEqual(tm.denoiser.conditions[11]!.targets);
+      await ref.dispose?.();
+      await p.dispose();
+    }
+  }, 60_000);
+
+  it('ren: Ren et al.\'s denoiser with the given start-token scale', async () => {
+    const p = await prepareMethod(parseMethod('ren:1.5'), ctx);
+    const ref = await renMitigatedDenoiser(tm, { startScale: 1.5 });
+    const x = initialNoise(tm.denoiser.shape, [3, 4]);
+    expect(maxAbs(await p.parts[0]!.denoiser.predict(x, level, [30, null]), await ref.predict(x, level, [30, null]))).toBeLessThan(1e-6);
+    await ref.dispose?.();
+    await p.dispose();
+  }, 60_000);
+
+  it('wen: one optimisation per prompt and group of four seeds; an unreachable-low loss target is never met, a huge one leaves e unchanged', async () => {
+    const huge = await prepareMethod(parseMethod('wen:1e9'), ctx);
+    expect(huge.parts.map((q) => q.seedIndices)).toEqual([
+      [0, 1, 2, 3],
+      [4, 5],
+    ]);
+    expect(WEN_GROUP).toBe(4);
+    const x = initialNoise(tm.denoiser.shape, [9, 10]);
+    for (const part of huge.parts) expect(maxAbs(await part.denoiser.predict(x, level, [11, 30]), await tm.denoiser.predict(x, level, [11, 30]))).toBeLessThan(1e-6);
+    expect(huge.details['meanIterations']).toBe(0);
+    await huge.dispose();
+    const low = await prepareMethod(parseMethod('wen:0'), { ...ctx, conds: [11] });
+    const opt = low.details['optimisation'] as { iterations: number; firstLoss: number; lastLoss: number }[];
+    expect(opt).toHaveLength(2);
+    for (const o of opt) {
+      expect(o.iterations).toBe(10);
+      expect(o.lastLoss).toBeLessThan(o.firstLoss);
+    }
+    expect(maxAbs(await low.parts[0]!.denoiser.predict(x, level, [11, null]), await tm.denoiser.predict(x, level, [11, null]))).toBeGreaterThan(1e-3);
+    await low.dispose();
+  }, 120_000);
+
+  it('prompt methods need a trained text model', async () => {
+    await expect(prepareMethod(parseMethod('random-word'), { ...ctx, trained: null })).rejects.toThrow(/--methods: random-word needs a trained text-conditioned model/);
+  });
+});
+
+describe('memscope evaluate: bad input', () => {
+  afterEach(() => vi.restoreAllMocks());
+  it.each([
+    [['evaluate', '--methods', 'cfg,bogus'], /--methods: unknown method "bogus"/],
+    [['evaluate', '--calibration', '1.5'], /--calibration: expected a quantile strictly between 0 and 1/],
+    [['evaluate', '--seeds', 'x'], /--seeds/],
+    [['evaluate', '--model', 'testbed', '--methods', 'cfg,wen'], /--methods: wen:3 need a trained text-conditioned model/],
+    [['evaluate', '--model', '/nonexistent'], /--model: expected 'testbed' or a trained model directory/],
+    [['evaluate', '--prompts', 'caption:999'], /--prompts "caption:999": .* has no condition caption:999/],
+  ])('%j exits 2 naming the argument', async (argv, re) => {
+    let err = '';
+    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
+    const code = await main(argv);
+    vi.restoreAllMocks();
+    expect(code).toBe(2);
+    expect(err).toMatch(re);
+  }, 60_000);
+});
