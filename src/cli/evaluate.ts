@@ -15,6 +15,7 @@ import { Classifier } from '../train/classifier.ts';
 import { withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
+import { writeNpy } from '../io/npy.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
@@ -49,7 +50,8 @@ training image is the prompt's own; for prompts without one, similarity above th
 rate, the fraction above the threshold, is in the CSV/JSON), alignment (classifier accuracy against
 the prompt's class), Fréchet distance of classifier features to the held-out split, seconds per image.
 DTP rows add the fraction of samples that never switched to λ, with their similarity and alignment.
-Writes evaluate.md, evaluate.csv, evaluate.json, grid-<method>.png and report.html. A killed run
+Writes evaluate.md, evaluate.csv, evaluate.json (with every sample's similarities), grid-<method>.png,
+samples-<method>.npy ([prompts·seeds, 1, 28, 28], prompt-major) and report.html. A killed run
 resumes from OUT.work/ with the methods it had finished.
 
 Example:
@@ -86,8 +88,25 @@ export function evaluateMarkdown(r: EvaluateResult): string {
     (x) =>
       `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${pct(x.memorizationRate)} | ${pct(x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
   );
-  const notes = r.rows.filter((x) => x.switching).map((x) => switchingLine(x));
+  const notes = [...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(x))];
   return [head, sep, ...lines, '', ...notes.map((n) => `- ${n}`)].join('\n') + '\n';
+}
+
+const signed = (v: number): string => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(3)}`;
+
+/** One line per method: Δ p95 against CFG with its prompt-bootstrap interval. */
+export function marginLines(r: EvaluateResult): string[] {
+  return r.rows
+    .filter((x) => x.vsCfg)
+    .map((x) => {
+      const m = x.vsCfg!;
+      const t = m.targetSimilarityP95;
+      return (
+        `${x.method} vs cfg: Δ p95 similarity ${signed(m.similarityP95.delta)} [${signed(m.similarityP95.lo)}, ${signed(m.similarityP95.hi)}]` +
+        (t ? `, Δ p95 own-image similarity ${signed(t.delta)} [${signed(t.lo)}, ${signed(t.hi)}]` : '') +
+        ` (95 % prompt-bootstrap intervals)`
+      );
+    });
 }
 
 function switchingLine(x: MethodRow): string {
@@ -174,9 +193,10 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const md = evaluateMarkdown(r);
   await withResultsDir(out, async (dir) => {
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null });
-    const { samples: _s, similarities, ...rest } = r;
+    const { samples: _s, similarities, targetSimilarities, ...rest } = r;
     void _s;
-    await writeJsonAtomic(join(dir, 'evaluate.json'), { ...rest, similarities: Object.fromEntries([...similarities].map(([k, v]) => [k, Array.from(v)])) });
+    const plain = (m: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
+    await writeJsonAtomic(join(dir, 'evaluate.json'), { ...rest, similarities: plain(similarities), targetSimilarities: plain(targetSimilarities) });
     await writeFileAtomic(join(dir, 'evaluate.csv'), csv(r));
     const intro =
       `${src.description}; ${r.prompts.length} prompts × ${seeds.length} seeds; λ = ${o.guidance}; ${o.sampler} ${o.steps} steps; ` +
@@ -189,6 +209,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     for (const row of r.rows) {
       const file = `grid-${row.method.replace(/[^a-z0-9+.-]/gi, '_')}.png`;
       await writeFileAtomic(join(dir, file), await methodGrid(src, r, r.samples.get(row.method)!, seeds.length, o.grid));
+      await writeNpy(join(dir, file.replace(/^grid-/, 'samples-').replace(/\.png$/, '.npy')), r.samples.get(row.method)!);
       grids.push(`<figure><img src="${file}" alt="${escapeHtml(row.method)} samples"><figcaption>${escapeHtml(row.method)}</figcaption></figure>`);
     }
     const body = [
@@ -208,6 +229,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
           fmt(x.secondsPerImage),
         ]),
       ),
+      ...marginLines(r).map((l) => `<p class="note">${escapeHtml(l)}</p>`),
       ...r.rows.filter((x) => x.switching).map((x) => `<p class="note">${escapeHtml(switchingLine(x))}</p>`),
       '<h2>Samples</h2><p class="note">One row per prompt (its training image first when it has one), one column per seed.</p>',
       `<div class="grid">${grids.join('\n')}</div>`,

@@ -41,7 +41,7 @@ import { NearestIndex } from '../metrics/nearest.ts';
 import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
 import { quantileSorted } from '../analysis/correlation.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
-import { sampleIndices, takeRows } from '../data/indices.ts';
+import { mulberry32, sampleIndices, takeRows } from '../data/indices.ts';
 import type { Classifier } from '../train/classifier.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 import { prepareMethod, type MethodSpec } from '../mitigate/methods.ts';
@@ -107,6 +107,8 @@ export interface MethodRow {
   readonly secondsPerImage: number;
   readonly prepSeconds: number;
   readonly samplingSeconds: number;
+  /** Paired margins against the `cfg` row (null when there is none, or for it): Δ p95 of the similarity to the nearest training image and of the own-image similarity. */
+  readonly vsCfg: { readonly similarityP95: QuantileMargin; readonly targetSimilarityP95: QuantileMargin | null } | null;
   /** DTP / OG + DTP only: never-switched vs switched samples. */
   readonly switching: { readonly neverFraction: number; readonly never: SubsetStats; readonly switched: SubsetStats; readonly meanSwitchStep: number | null } | null;
   /** What the method's preparation did. */
@@ -130,6 +132,8 @@ export interface EvaluateResult {
   readonly samples: ReadonlyMap<string, Tensor>;
   /** Per method, per sample: the similarity to the nearest training image. */
   readonly similarities: ReadonlyMap<string, Float64Array>;
+  /** Per method, per sample of a prompt with a training image: the similarity to that image (rows in order). */
+  readonly targetSimilarities: ReadonlyMap<string, Float64Array>;
 }
 
 /** Tools the evaluation measures with. */
@@ -284,6 +288,50 @@ export function similarityStats(v: ArrayLike<number>): SimilarityStats {
   return { p95: quantileSorted(sorted, 0.95), ...meanStd(v) };
 }
 
+/** A paired difference of quantiles between two methods with a prompt-cluster bootstrap interval. */
+export interface QuantileMargin {
+  /** Q_q(b) − Q_q(a) over all samples. */
+  readonly delta: number;
+  /** Percentile-bootstrap interval of the difference (prompts resampled with replacement, both methods with the same draw). */
+  readonly lo: number;
+  readonly hi: number;
+  readonly q: number;
+  readonly level: number;
+  readonly resamples: number;
+}
+
+/**
+ * Q_q(b) − Q_q(a) for per-sample values of two methods on the same prompts × seeds (prompt-major,
+ * `N` seeds per prompt) with a seeded percentile-bootstrap interval that resamples whole prompts
+ * (seeds of a prompt are not independent). Defaults: q = 0.95, 2,000 resamples, level 0.95, seed 0.
+ */
+export function quantileMargin(a: ArrayLike<number>, b: ArrayLike<number>, N: number, opts: { q?: number; resamples?: number; level?: number; seed?: number } = {}): QuantileMargin {
+  const q = opts.q ?? 0.95;
+  const B = opts.resamples ?? 2000;
+  const level = opts.level ?? 0.95;
+  if (a.length !== b.length || a.length === 0 || a.length % N !== 0) throw new Error(`quantileMargin: need two equal, non-empty arrays of P·N values (N = ${N}), got ${a.length} and ${b.length}`);
+  const P = a.length / N;
+  const qOf = (v: Float64Array): number => quantileSorted(v.sort(), q);
+  const delta = qOf(Float64Array.from(b)) - qOf(Float64Array.from(a));
+  const rnd = mulberry32(opts.seed ?? 0);
+  const diffs = new Float64Array(B);
+  const xa = new Float64Array(P * N);
+  const xb = new Float64Array(P * N);
+  for (let r = 0; r < B; r++) {
+    for (let p = 0; p < P; p++) {
+      const src = Math.floor(rnd() * P);
+      for (let j = 0; j < N; j++) {
+        xa[p * N + j] = a[src * N + j]!;
+        xb[p * N + j] = b[src * N + j]!;
+      }
+    }
+    diffs[r] = qOf(xb) - qOf(xa);
+  }
+  diffs.sort();
+  const tail = (1 - level) / 2;
+  return { delta, lo: quantileSorted(diffs, tail), hi: quantileSorted(diffs, 1 - tail), q, level, resamples: B };
+}
+
 /** Run the evaluation: every method in turn (cached in `workDir` when given), then the metrics. */
 export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools: EvaluateTools, opts: { workDir?: string; log?: (m: string) => void } = {}): Promise<EvaluateResult> {
   const log = opts.log ?? (() => {});
@@ -339,6 +387,7 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
     const rows: MethodRow[] = [];
     const samplesBy = new Map<string, Tensor>();
     const simsBy = new Map<string, Float64Array>();
+    const targetSimsBy = new Map<string, Float64Array>();
     for (const m of s.methods) {
       const ms = await methodSamples(src, s, m, work, log);
       const unit = l2NormalizeRows(await tools.descriptor.embed(ms.samples));
@@ -393,11 +442,27 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
         prepSeconds: ms.prepSeconds,
         samplingSeconds: ms.samplingSeconds,
         switching,
+        vsCfg: null,
         details: ms.details,
       });
       samplesBy.set(m.name, ms.samples);
       simsBy.set(m.name, sim);
+      targetSimsBy.set(m.name, Float64Array.from(targetSims));
     }
+    const base = simsBy.get('cfg');
+    const withMargins: MethodRow[] = rows.map((row) => {
+      if (base === undefined || row.method === 'cfg') return row;
+      const tb = targetSimsBy.get('cfg')!;
+      const tr = targetSimsBy.get(row.method)!;
+      const nT = prompts.filter((p) => p.target !== null).length;
+      return {
+        ...row,
+        vsCfg: {
+          similarityP95: quantileMargin(base, simsBy.get(row.method)!, N, { seed: s.runSeed }),
+          targetSimilarityP95: nT > 0 ? quantileMargin(tb, tr, N, { seed: s.runSeed }) : null,
+        },
+      };
+    });
     return {
       prompts,
       alignmentName: tools.alignment?.name ?? null,
@@ -406,9 +471,10 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
       threshold,
       poolSize: poolImages.dims[0]!,
       reference: { heldOut: heldOut.dims[0]!, floor, floorImages },
-      rows,
+      rows: withMargins,
       samples: samplesBy,
       similarities: simsBy,
+      targetSimilarities: targetSimsBy,
     };
   } finally {
     await index.dispose();

@@ -8,7 +8,7 @@ import { describe, it, expect } from 'vitest';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { runSampling } from '../../src/study/sampling.ts';
 import { constant, dtp, dtpSwitchIndex, stp } from '../../src/guidance/schedules.ts';
-import { runEvaluation, similarityStats, type EvaluateSettings } from '../../src/study/evaluate.ts';
+import { runEvaluation, similarityStats, quantileMargin, type EvaluateSettings } from '../../src/study/evaluate.ts';
 import { parseMethods, methodGuidance } from '../../src/mitigate/methods.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
 import { frechetFromFeatures } from '../../src/metrics/frechet.ts';
@@ -154,9 +154,13 @@ describe('runEvaluation', () => {
         expect(row.switching).toBeNull();
       }
     }
-    // the plain-CFG copies of the memorized captions are more similar to their own images than DTP's
     const cfg = r.rows.find((x) => x.method === 'cfg')!;
     expect(cfg.memorizationRate).toBeGreaterThan(0);
+    expect(cfg.vsCfg).toBeNull();
+    for (const row of r.rows.filter((x) => x.method !== 'cfg')) {
+      expect(row.vsCfg!.similarityP95.delta).toBeCloseTo(row.similarity.p95 - cfg.similarity.p95, 10);
+      expect(row.vsCfg!.targetSimilarityP95!.delta).toBeCloseTo(row.targetSimilarity!.p95 - cfg.targetSimilarity!.p95, 10);
+    }
   }, 120_000);
 
   it('passes each row with its own prompt to the alignment scorer and the samples and held-out set to the quality features', async () => {
@@ -224,5 +228,23 @@ describe('similarityStats', () => {
     expect(s.p95).toBeCloseTo(0.9 - 0.2 * 0.2, 12); // h = 3.8 between 0.7 and 0.9
     expect(s.mean).toBeCloseTo(0.5, 12);
     expect(s.std).toBeCloseTo(Math.sqrt(0.1), 12);
+  });
+});
+
+describe('quantileMargin', () => {
+  const a = Array.from({ length: 40 }, (_, i) => Math.sin(i * 1.7) * 0.5 + 0.5);
+  it('is exactly the shift, with a zero-width interval, when b = a − c', () => {
+    const m = quantileMargin(a, a.map((v) => v - 0.25), 4, { seed: 3 });
+    expect(m.delta).toBeCloseTo(-0.25, 12);
+    expect(m.lo).toBeCloseTo(-0.25, 12);
+    expect(m.hi).toBeCloseTo(-0.25, 12);
+  });
+  it('equals the difference of numpy-style p95s and brackets it; deterministic in the seed', () => {
+    const b = a.map((v, i) => (i % 3 ? v : v * 0.5));
+    const m = quantileMargin(a, b, 4, { seed: 1 });
+    expect(m.delta).toBeCloseTo(percentile(b, 0.95) - percentile(a, 0.95), 12);
+    expect(m.lo).toBeLessThanOrEqual(m.hi);
+    expect(quantileMargin(a, b, 4, { seed: 1 })).toEqual(m);
+    expect(() => quantileMargin(a, b.slice(1), 4)).toThrow(/quantileMargin: need two equal/);
   });
 });
