@@ -33,7 +33,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   autodiff: benchAutodiff,
   train: () => benchTrain(),
   kim: benchKim,
-  mitigation: () => benchMitigation(),
+  mitigation: () => benchMitigation(5),
 };
 
 const want = process.argv.slice(2).filter((a) => a !== '--');
