@@ -10,6 +10,7 @@ import { sweepCommand, SWEEP_HELP } from './sweep.ts';
 import { detectCommand, DETECT_HELP } from './detect.ts';
 import { curvesCommand, CURVES_HELP } from './curves.ts';
 import { evaluateCommand, EVALUATE_HELP } from './evaluate.ts';
+import { geometryCommand, GEOMETRY_HELP } from './geometry.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
   demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   detect: { run: detectCommand, help: DETECT_HELP, summary: 'memorization detection (Wen et al., Ren et al.) over a labelled prompt set: scores, ROC AUC, TPR at 1 % FPR' },
   curves: { run: curvesCommand, help: CURVES_HELP, summary: 'guidance-magnitude curves under zero CFG, CFG and OG, and the static transition point (Jain et al.)' },
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, summary: 'the mitigation table of Jain et al.: copy similarity, memorization rate, alignment, Fréchet distance, s/image per method' },
+  geometry: { run: geometryCommand, help: GEOMETRY_HELP, summary: 'Dodson & Gao geometry: posterior concentration, shell coverage, noise regimes, per-σ memorization, generalization gap' },
   export: { run: exportCommand, help: EXPORT_HELP, summary: 'write a trained model as standalone ONNX files with the diffusers U-Net signature' },
 };
 
