@@ -29,3 +29,16 @@ export function cholSolve(L: Float64Array, b: Float64Array, n: number): Float64A
   }
   return x;
 }
+
+/** Cosine similarity of two equal-length vectors, in float64. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return ab / Math.sqrt(aa * bb);
+}

@@ -3,13 +3,13 @@
  * building block it names (the perturbed prompt through `textDenoiser`, Ren et al.'s denoiser,
  * Wen et al.'s embedding per group of four seeds); the CLI rejects bad input naming the flag.
  */
+import { runCli } from '../helpers/cli.ts';
 import { describe, it, expect, beforeAll, afterAll, afterEach, vi } from 'vitest';
 import { loadTrainedModel, type TrainedModel } from '../../src/denoisers/trained.ts';
 import { parseMethod, prepareMethod, perturbationSeed, WEN_GROUP, type MethodContext } from '../../src/mitigate/methods.ts';
 import { modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenoiser } from '../../src/mitigate/prompt-noise.ts';
 import { renMitigatedDenoiser } from '../../src/mitigate/ren-attention.ts';
 import { initialNoise } from '../../src/study/sampling.ts';
-import { main } from '../../src/cli/main.ts';
 import type { Tensor } from '../../src/tensor/tensor.ts';
 
 const maxAbs = (a: Tensor, b: Tensor): number => a.data.reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i]!)), 0);
@@ -104,11 +104,7 @@ describe('memscope evaluate: bad input', () => {
     [['evaluate', '--model', '/nonexistent'], /--model: expected 'testbed' or a trained model directory/],
     [['evaluate', '--prompts', 'caption:999'], /--prompts "caption:999": .* has no condition caption:999/],
   ])('%j exits 2 naming the argument', async (argv, re) => {
-    let err = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
-    const code = await main(argv);
-    vi.restoreAllMocks();
+    const { code, err } = await runCli(argv);
     expect(code).toBe(2);
     expect(err).toMatch(re);
   }, 60_000);

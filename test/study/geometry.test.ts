@@ -4,6 +4,7 @@
  * labels follow the curves and thresholds, and `memscope geometry` writes its results and rejects
  * bad flags with exit code 2 naming the flag.
  */
+import { runCli } from '../helpers/cli.ts';
 import { describe, it, expect, vi, afterEach } from 'vitest';
 import { mkdtempSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -123,11 +124,7 @@ describe('memscope geometry', () => {
     [['geometry', '--seed', '-1'], /--seed/],
     [['geometry', '--bogus', '1'], /bogus/],
   ])('%j exits 2 naming the argument', async (argv, re) => {
-    let err = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
-    const code = await main(argv);
-    vi.restoreAllMocks();
+    const { code, err } = await runCli(argv);
     expect(code).toBe(2);
     expect(err).toMatch(re);
   });

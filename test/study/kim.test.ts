@@ -5,6 +5,8 @@
  * form), the per-prompt score equals an independent computation, a run that fails midway resumes
  * from its finished batches with identical results, and the report directory is complete.
  */
+import { cosine } from '../helpers/linalg.ts';
+import { runCli } from '../helpers/cli.ts';
 import { describe, it, expect, vi, afterEach } from 'vitest';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +17,6 @@ import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../../src/study/kim
 import { writeKimReport } from '../../src/study/kim-report.ts';
 import type { StudySource } from '../../src/study/source.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
-import { main } from '../../src/cli/main.ts';
 import { syntheticImages, syntheticSource, SYNTHETIC_D } from '../helpers/synthetic.ts';
 import { useTempCache } from '../helpers/cache.ts';
 
@@ -84,17 +85,7 @@ describe('runKimStudy', () => {
     // the memorized caption's score with the pixel descriptor, recomputed from its preview samples (all 6 seeds)
     const r = study.results.find((x) => x.cond === 10 && x.scale === 1)!;
     expect(r.preview.length).toBe(4 * d);
-    const cos = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-      let ab = 0;
-      let aa = 0;
-      let bb = 0;
-      for (let i = 0; i < a.length; i++) {
-        ab += a[i]! * b[i]!;
-        aa += a[i]! * a[i]!;
-        bb += b[i]! * b[i]!;
-      }
-      return ab / Math.sqrt(aa * bb);
-    };
+    const cos = cosine;
     // s = 1 on a memorized caption of the analytic testbed returns the training image, up to the
     // last DDIM step's residual noise √(1−ᾱ_0)·ε̂ (ᾱ_0 = 0.99915: set_alpha_to_one is false)
     const target = images.slice(13 * d, 14 * d);
@@ -151,14 +142,7 @@ describe('runKimStudy', () => {
 
 describe('memscope analyze: bad input', () => {
   afterEach(() => vi.restoreAllMocks());
-  async function run(argv: string[]): Promise<{ code: number; err: string }> {
-    let err = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-    const code = await main(argv);
-    vi.restoreAllMocks();
-    return { code, err };
-  }
+  const run = runCli;
   it.each([
     [['analyze'], /expected a suite name: kim/],
     [['analyze', 'kimm'], /expected a suite name: kim \(got "kimm"\)/],

@@ -4,6 +4,8 @@
  * against independent sampling runs with constant schedules — and the transition point is the first
  * start step whose output's similarity to the target falls below the threshold.
  */
+import { cosine } from '../helpers/linalg.ts';
+import { runCli } from '../helpers/cli.ts';
 import { describe, it, expect, vi, afterEach } from 'vitest';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { runSweep } from '../../src/study/sweep.ts';
@@ -11,7 +13,6 @@ import { runSampling } from '../../src/study/sampling.ts';
 import { constant } from '../../src/guidance/schedules.ts';
 import type { StudySource } from '../../src/study/source.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
-import { main } from '../../src/cli/main.ts';
 import { syntheticImages, syntheticSource, SYNTHETIC_D } from '../helpers/synthetic.ts';
 import { useTempCache } from '../helpers/cache.ts';
 
@@ -21,17 +22,7 @@ const d = SYNTHETIC_D;
 const { images } = syntheticImages(11);
 const source = async (): Promise<StudySource> => (await syntheticSource(11, [13])).src;
 
-const cos = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-};
+const cos = cosine;
 
 describe('runSweep', () => {
   it('has standard CFG at k = 0, the unguided (or OG) sample at k = steps, and the first non-copy as transition', async () => {
@@ -74,11 +65,7 @@ describe('memscope sweep: bad input', () => {
     [['sweep', '--prompt', 'caption:0', '--every', '0'], /--every/],
     [['sweep', '--prompt', 'caption:0', '--guidance', 'lots'], /guidance/],
   ])('%j exits 2 naming the argument', async (argv, re) => {
-    let err = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
-    const code = await main(argv);
-    vi.restoreAllMocks();
+    const { code, err } = await runCli(argv);
     expect(code).toBe(2);
     expect(err).toMatch(re);
   });

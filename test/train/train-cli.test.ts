@@ -1,22 +1,11 @@
-import { describe, it, expect, vi } from 'vitest';
+import { runCli } from '../helpers/cli.ts';
+import { describe, it, expect } from 'vitest';
 import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.ts';
 import { decodeNpy } from '../../src/io/npy.ts';
 
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const run = runCli;
 
 const TINY = ['--scenario', 'duplication', '--batch-size', '8', '--captions', '10', '--duplicates', '5', '--channels', '8,16', '--checkpoint-every', '2'];
 
