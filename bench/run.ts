@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark and writes one JSON file per benchmark under
  * bench/results/ (plus all.json). Figures are ratios against a peer measured in the same run.
- * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, kim, mitigation)
+ * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, kim, mitigation, geometry)
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
@@ -14,6 +14,7 @@ import { benchAutodiff } from './autodiff.ts';
 import { benchTrain } from './train.ts';
 import { benchKim } from './kim.ts';
 import { benchMitigation } from './mitigation.ts';
+import { benchGeometry } from './geometry.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -34,6 +35,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   train: () => benchTrain(),
   kim: benchKim,
   mitigation: () => benchMitigation(5),
+  geometry: benchGeometry,
 };
 
 const want = process.argv.slice(2).filter((a) => a !== '--');

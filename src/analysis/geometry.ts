@@ -502,13 +502,11 @@ export async function memorizationRate(denoise: DenoiseFn, test: Tensor, train: 
   const thr = opts.threshold ?? 1 / 3;
   if (!(Number.isFinite(thr) && thr > 0)) throw new Error(`${who}: threshold must be finite and > 0, got ${thr}`);
   const { m, d } = checkImages(who, 'test', test);
-  const { m: n } = checkImages(who, 'train', train, 2);
+  checkImages(who, 'train', train, 2);
   if (!sameShape(train, test)) throw new Error(`${who}: train [${train.dims.join(', ')}] and test [${test.dims.join(', ')}] have different image shapes`);
-  const k = Math.min(3, n);
   const index = await NearestIndex.create(train);
   try {
     const z = noiseFor(test, opts.seed);
-    const X = train.data;
     const out: MemorizationRate = { sigma: [...opts.sigmas], rate: [], medianRatio: [], ratio: [], nearest: [], threshold: thr, count: m };
     for (const sigma of opts.sigmas) {
       const ratio = new Float64Array(m);
@@ -518,21 +516,10 @@ export async function memorizationRate(denoise: DenoiseFn, test: Tensor, train: 
         const r1 = Math.min(m, r0 + batch);
         const xh = await denoise(noisyRows(test, z, r0, r1, sigma), sigma);
         checkDenoised(who, xh, r1 - r0, d);
-        const nb = await index.query({ dims: [r1 - r0, d], data: xh.data }, k);
-        for (let q = 0; q < r1 - r0; q++) {
-          const cand: { i: number; d2: number }[] = [];
-          for (let c = 0; c < k; c++) {
-            const i = nb.index[q * k + c]!;
-            let s = 0;
-            for (let j = 0, o = i * d, p = q * d; j < d; j++) s += (xh.data[p + j]! - X[o + j]!) ** 2;
-            cand.push({ i, d2: s });
-          }
-          cand.sort((a, b) => a.d2 - b.d2 || a.i - b.i);
-          const r = cand[1]!.d2 > 0 ? Math.sqrt(cand[0]!.d2 / cand[1]!.d2) : 0;
-          ratio[r0 + q] = r;
-          nn1[r0 + q] = cand[0]!.i;
-          if (r < thr) hits++;
-        }
+        const rt = await ratioTestRows(index, train, xh.data, r1 - r0);
+        ratio.set(rt.ratio, r0);
+        nn1.set(rt.nearest, r0);
+        for (const r of rt.ratio) if (r < thr) hits++;
       }
       out.rate.push(hits / m);
       out.medianRatio.push(median(ratio));
@@ -540,6 +527,80 @@ export async function memorizationRate(denoise: DenoiseFn, test: Tensor, train: 
       out.nearest.push(nn1);
     }
     return out;
+  } finally {
+    await index.dispose();
+  }
+}
+
+/** Ratio-test result per row: ‖x̂ − NN1‖/‖x̂ − NN2‖ (float64) and the index of NN1. */
+export interface RatioTest {
+  readonly ratio: Float64Array;
+  readonly nearest: Int32Array;
+}
+
+/**
+ * The ratio test of SPEC §5.4 for `rows` flat images `xh` against `train` (the images `index` was
+ * built on): candidates from the float32 {@link NearestIndex} (top 3), distances recomputed in
+ * float64 and re-sorted (ties by index); ratio 0 when NN2 is at distance 0.
+ */
+export async function ratioTestRows(index: NearestIndex, train: Tensor, xh: Float32Array, rows: number): Promise<RatioTest> {
+  const n = train.dims[0]!;
+  const d = train.data.length / n;
+  const k = Math.min(3, n);
+  const X = train.data;
+  const nb = await index.query({ dims: [rows, d], data: xh.subarray(0, rows * d) }, k);
+  const ratio = new Float64Array(rows);
+  const nearest = new Int32Array(rows);
+  for (let q = 0; q < rows; q++) {
+    const cand: { i: number; d2: number }[] = [];
+    for (let c = 0; c < k; c++) {
+      const i = nb.index[q * k + c]!;
+      let s = 0;
+      for (let j = 0, o = i * d, p = q * d; j < d; j++) s += (xh[p + j]! - X[o + j]!) ** 2;
+      cand.push({ i, d2: s });
+    }
+    cand.sort((a, b) => a.d2 - b.d2 || a.i - b.i);
+    ratio[q] = cand[1]!.d2 > 0 ? Math.sqrt(cand[0]!.d2 / cand[1]!.d2) : 0;
+    nearest[q] = cand[0]!.i;
+  }
+  return { ratio, nearest };
+}
+
+/** Trajectory-level memorization (SPEC §5.4): the ratio test on finished samples. */
+export interface TrajectoryMemorization extends RatioTest {
+  /** Fraction of samples with ratio < threshold. */
+  readonly rate: number;
+  readonly medianRatio: number;
+  readonly threshold: number;
+  readonly count: number;
+}
+
+/**
+ * Trajectory-level memorization rate (SPEC §5.4): the same ratio test as {@link memorizationRate}
+ * on samples from full generation `[R, ...shape]` against `train` (≥ 2 images, same image shape).
+ * Default threshold 1/3. Throws naming the argument on shape mismatch.
+ */
+export async function trajectoryMemorization(samples: Tensor, train: Tensor, opts: { threshold?: number; batch?: number } = {}): Promise<TrajectoryMemorization> {
+  const who = 'trajectoryMemorization';
+  const thr = opts.threshold ?? 1 / 3;
+  if (!(Number.isFinite(thr) && thr > 0)) throw new Error(`${who}: threshold must be finite and > 0, got ${thr}`);
+  const batch = checkBatch(who, opts.batch);
+  const { m, d } = checkImages(who, 'samples', samples);
+  checkImages(who, 'train', train, 2);
+  if (!sameShape(train, samples)) throw new Error(`${who}: train [${train.dims.join(', ')}] and samples [${samples.dims.join(', ')}] have different image shapes`);
+  const index = await NearestIndex.create(train);
+  try {
+    const ratio = new Float64Array(m);
+    const nearest = new Int32Array(m);
+    for (let r0 = 0; r0 < m; r0 += batch) {
+      const r1 = Math.min(m, r0 + batch);
+      const rt = await ratioTestRows(index, train, samples.data.subarray(r0 * d, r1 * d), r1 - r0);
+      ratio.set(rt.ratio, r0);
+      nearest.set(rt.nearest, r0);
+    }
+    let hits = 0;
+    for (const r of ratio) if (r < thr) hits++;
+    return { ratio, nearest, rate: hits / m, medianRatio: median(ratio), threshold: thr, count: m };
   } finally {
     await index.dispose();
   }

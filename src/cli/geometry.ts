@@ -1,10 +1,26 @@
-/** `memscope geometry`: Dodson & Gao's noise regimes on the exact empirical denoiser (SPEC §5.1–5.5). */
+/** `memscope geometry`: Dodson & Gao's noise regimes (SPEC §5) on the exact empirical denoiser and trained models, with the swap / under-training table. */
 import { z } from 'zod';
-import { join } from 'node:path';
+import { join, dirname, basename } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { logSigmaGrid } from '../analysis/geometry.ts';
-import { runGeometry, type GeometryResult } from '../study/geometry.ts';
+import { runGeometry, paddedDenoiseFn, type GeometryModel, type GeometryResult } from '../study/geometry.ts';
+import { denoiserFn } from '../analysis/geometry.ts';
+import { loadTrainedModel, type TrainedModel } from '../denoisers/trained.ts';
+import { makeGaussianDenoiser } from '../denoisers/gaussian.ts';
+import { swapDenoiser, type SwapBand } from '../denoisers/swap.ts';
+import type { Denoiser } from '../denoisers/denoiser.ts';
+import { runSwapStudy, searchSwapBand, samplerSigmas, type SwapVariant, type SwapStudyResult, type BandSearch } from '../study/swap.ts';
+import { parseSchedulerConfig } from '../schedules/config.ts';
+import { alphaBars, betas } from '../schedules/betas.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { takeRows } from '../data/indices.ts';
+import { pad28to32 } from '../train/run.ts';
+import { crop32to28 } from '../study/validate.ts';
+import { Classifier } from '../train/classifier.ts';
+import { classifierTools } from '../study/evaluate.ts';
 import { withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series } from '../report/svg.ts';
@@ -15,7 +31,18 @@ import { page, table, fmt, escapeHtml } from '../report/html.ts';
 export const GEOMETRY_HELP = `memscope geometry — Dodson & Gao's three noise regimes on the exact empirical denoiser (SPEC §5)
 
 Usage: memscope geometry [flags]
-  --train N              training images: the first N of the embedded Fashion-MNIST train split (default 1000, the edm-small size)
+  --model DIR            a trained unconditional model (e.g. models/edm-small): the training set becomes its
+                         image pool, and its per-σ memorization rate and MSE are added; enables the swap table
+  --compare DIRS         more trained models (comma-separated), e.g. models/edm-small-undertrained,models/edm-large
+  --generalizer LIST     swap partners: model dirs and/or "lin" (D_lin of the training set); default: the
+                         --compare models not trained with a loss band, and lin
+  --band LO-HI           swap band in σ (default: the medium regime, between the interpolated coverage and
+                         concentration boundaries)
+  --target X             also search the narrowest swap band with trajectory-level rate ≤ X (first generalizer)
+  --seeds LIST           seeds of the unconditional samples of the swap table (default 0-63)
+  --sampler NAME         ${SAMPLER_NAMES.join('|')} (default ddim)   --steps N  sampler steps (default 50)
+  --classifier DIR       Fréchet features (default models/classifier)
+  --train N              without --model: the first N images of the embedded Fashion-MNIST train split (default 1000, the edm-small size)
   --test M               test images: the first M of the embedded test split (default 200)
   --sigmas N             number of log-spaced noise levels (default 40, at least 2)
   --sigma-min X          smallest σ (default 0.002)     --sigma-max X  largest σ (default 80)
@@ -33,6 +60,16 @@ else medium, the danger zone), the linearity residual ‖D* − D_lin‖/‖D*�
 of the same images), the per-σ memorization rate of test images and the train vs test MSE. Writes
 settings.json, geometry.json, concentration|memorization|gap|linearity .svg/.png and report.html,
 and prints the regime boundaries.
+
+With --model, every denoiser is also sampled unconditionally on the same seeds (the model, each
+--compare model, D_lin, and the model with each generalizer swapped in inside the band) and scored by
+the trajectory-level memorization rate (same ratio test against the model's training images) and
+the Fréchet distance of classifier features to the 2,000 held-out test images (floor: a same-size set
+of real training images): swap.json and the table in report.html. Finished rows are cached in
+OUT.work, so a killed run resumes.
+
+Example:
+  memscope geometry --model models/edm-small --compare models/edm-small-undertrained,models/edm-large --target 0.1
 `;
 
 const nonNegInt = (name: string) =>
@@ -56,6 +93,24 @@ const Schema = z.object({
   'concentration-min': unit('concentration-min').default(0.5),
   ratio: positive('ratio').default(1 / 3),
   out: z.string().default('runs/geometry'),
+  model: z.string().min(1).optional(),
+  compare: z.string().min(1).optional(),
+  generalizer: z.string().min(1).optional(),
+  band: z
+    .string()
+    .regex(/^[0-9.eE+]+-[0-9.eE+]+$/, { message: 'expected LO-HI in σ, e.g. 1-4' })
+    .transform((v, ctx) => {
+      const cut = v.indexOf('-', 1);
+      const band = { sigmaLo: Number(v.slice(0, cut)), sigmaHi: Number(v.slice(cut + 1)) };
+      if (!(band.sigmaLo >= 0 && band.sigmaHi > band.sigmaLo && Number.isFinite(band.sigmaHi))) ctx.addIssue({ code: 'custom', message: `expected 0 ≤ LO < HI, got "${v}"` });
+      return band;
+    })
+    .optional(),
+  target: unit('target').optional(),
+  seeds: z.string().default('0-63'),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [string, ...string[]], { message: `expected one of ${SAMPLER_NAMES.join(', ')}` }).default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+  classifier: z.string().default('models/classifier'),
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
 
@@ -80,10 +135,27 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   if (!(o['sigma-max'] > o['sigma-min'])) throw new UsageError(`--sigma-max: expected a number > --sigma-min = ${o['sigma-min']}, got ${o['sigma-max']}`);
   const sigmas = asUsage(() => logSigmaGrid(o['sigma-min'], o['sigma-max'], o.sigmas));
-  const trainSet = loadFashionMnist({ split: 'train', limit: o.train });
+  if (o.model === undefined) {
+    for (const k of ['compare', 'generalizer', 'band', 'target'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: needs --model`);
+  }
+  const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
+  const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  const trained = o.model === undefined ? null : await loadModels(o.model, o.compare);
+  const fullTrain = trained ? loadFashionMnist({ split: 'train' }) : null;
+  const pool = trained ? poolOf(trained.main.model, fullTrain!.images.dims[0]!) : null;
+  const trainSet = fullTrain ? { ...fullTrain, images: takeRows(fullTrain.images, pool!) } : loadFashionMnist({ split: 'train', limit: o.train });
   const testSet = loadFashionMnist({ split: 'test', limit: o.test });
   const settings = { seed: o.seed, kappa: o.kappa, coverageMin: o['coverage-min'], concentrationMin: o['concentration-min'], ratio: o.ratio };
-  const r = await runGeometry({ train: trainSet.images, test: testSet.images, sigmas, ...settings }, (m) => process.stderr.write(`${m}\n`));
+  const models: GeometryModel[] = trained ? trained.all.map((t) => ({ name: t.name, denoise: paddedDenoiseFn(denoiserFn(t.model.denoiser, { config: t.schedule }), { seed: o.seed }), sigmaMax: t.sigmaMax })) : [];
+  let r: GeometryResult;
+  let swap: { study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null } | null = null;
+  const workDir = join(dirname(o.out), `${basename(o.out)}.work`);
+  try {
+    r = await runGeometry({ train: trainSet.images, test: testSet.images, sigmas, ...settings, models }, log);
+    if (trained) swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, workDir, log);
+  } finally {
+    if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();
+  }
   const x = r.sigma.map((s) => Math.log10(s));
   const xLabel = 'log10 σ';
   const rg = r.regimes;
@@ -91,12 +163,14 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'settings.json'), {
       command: 'geometry',
-      train: { split: 'train', first: o.train, source: trainSet.source },
+      train: trained ? { split: 'train', imagePoolOf: o.model, images: pool!.length, source: trainSet.source } : { split: 'train', first: o.train, source: trainSet.source },
+      ...(trained ? { models: trained.all.map((t) => ({ dir: t.dir, scenario: t.model.scenario, sigmaMax: t.sigmaMax })), swap: { seeds, sampler: o.sampler, steps: o.steps, band: swap?.band ?? null, target: o.target ?? null, generalizer: o.generalizer ?? null, classifier: o.classifier } } : {}),
       test: { split: 'test', first: o.test, source: testSet.source },
       sigmas,
       ...settings,
     });
     await writeJsonAtomic(join(dir, 'geometry.json'), toJson(r));
+    if (swap) await writeJsonAtomic(join(dir, 'swap.json'), swap);
     await writeFigure(
       dir,
       'concentration',
@@ -113,19 +187,33 @@ export async function geometryCommand(argv: string[]): Promise<void> {
         ],
       }),
     );
-    await writeFigure(dir, 'memorization', lineChart({ title: `Memorization rate of test images under D* (ratio < ${fmt(r.ratio)})`, width: 640, xLabel, yLabel: 'memorization rate', series: [{ label: 'rate', x, y: r.memorization.rate, color: '#d62728' }, ...boundarySeries(r, 0, 1)] }));
+    await writeFigure(
+      dir,
+      'memorization',
+      lineChart({
+        title: `Per-σ memorization rate of test images (ratio < ${fmt(r.ratio)})`,
+        width: 640,
+        xLabel,
+        yLabel: 'memorization rate',
+        series: [{ label: 'D*', x, y: r.memorization.rate, color: '#7f7f7f', dashed: true }, ...r.models.map((m, i) => ({ label: m.name, x: m.sigma.map((v) => Math.log10(v)), y: m.memorization.rate, color: MODEL_COLORS[i % MODEL_COLORS.length]! })), ...boundarySeries(r, 0, 1)],
+      }),
+    );
     await writeFigure(
       dir,
       'gap',
       lineChart({
-        title: 'Generalization gap of D*: per-pixel MSE',
+        title: 'Generalization gap: per-pixel MSE, train (dashed) vs test',
         width: 640,
         xLabel,
         yLabel: 'MSE per pixel',
         logY: true,
         series: [
-          { label: 'train', x, y: r.gap.trainMse, color: '#ff7f0e' },
-          { label: 'test', x, y: r.gap.testMse, color: '#1f77b4' },
+          { label: 'D* train', x, y: r.gap.trainMse, color: '#7f7f7f', dashed: true },
+          { label: 'D* test', x, y: r.gap.testMse, color: '#7f7f7f' },
+          ...r.models.flatMap((m, i) => [
+            { label: `${m.name} train`, x: m.sigma.map((v) => Math.log10(v)), y: m.gap.trainMse, color: MODEL_COLORS[i % MODEL_COLORS.length]!, dashed: true },
+            { label: `${m.name} test`, x: m.sigma.map((v) => Math.log10(v)), y: m.gap.testMse, color: MODEL_COLORS[i % MODEL_COLORS.length]! },
+          ]),
         ],
       }),
     );
@@ -158,11 +246,13 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     ]);
     const b = rg.boundaries;
     const body = [
-      `<p>Exact empirical denoiser D* over the first ${r.n} Fashion-MNIST training images; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}; seed ${o.seed}; ${fmt(r.seconds.total)} s. Plots use log10 σ on the x axis.</p>`,
+      `<p>Exact empirical denoiser D* over ${trained ? `the ${r.n} training images of ${escapeHtml(o.model!)}` : `the first ${r.n} Fashion-MNIST training images`}; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}; seed ${o.seed}; ${fmt(r.seconds.total)} s. Plots use log10 σ on the x axis.</p>`,
       '<h2>Regimes</h2>',
       `<p>small: C_σ &lt; ${fmt(rg.coverageMin)}; large: test m_σ &lt; ${fmt(rg.concentrationMin)}; medium otherwise. Boundaries (interpolated): coverage ${b.coverage === null ? 'never crosses' : `σ = ${fmt(b.coverage)}`}, concentration ${b.concentration === null ? 'never crosses' : `σ = ${fmt(b.concentration)}`}.${rg.contiguous ? '' : ' <strong>The labels are not contiguous</strong> (the intervals only span each label).'}</p>`,
       table(['regime', 'grid σ', 'grid points'], regimeRows),
       '<div class="grid"><img src="concentration.svg" width="520" alt="concentration and coverage"><img src="memorization.svg" width="520" alt="memorization rate"><img src="gap.svg" width="520" alt="generalization gap"><img src="linearity.svg" width="520" alt="linearity residual"></div>',
+      ...(r.models.length ? ['<h2>Trained models per σ</h2>', table(['model', 'peak per-σ memorization rate', 'at σ', 'largest gap (test − train MSE)', 'at σ'], r.models.map((m) => { const p = argmax(m.memorization.rate); const g = argmax(m.gap.gap); return [m.name, m.memorization.rate[p]!, fmt(m.sigma[p]!), m.gap.gap[g]!, fmt(m.sigma[g]!)]; }))] : []),
+      ...(swap ? swapHtml(swap) : []),
       '<h2>Per σ</h2>',
       table(['σ', 'regime', 'm_σ train', 'm_σ test', 'median 1/Σw² test', 'C_σ', 'memorization rate', 'train MSE', 'test MSE', '‖D* − D_lin‖/‖D*‖'], gridRows),
       `<p>${escapeHtml(trainSet.source.dataset)} (${escapeHtml(trainSet.source.license)}), ${escapeHtml(trainSet.source.copyright)}.</p>`,
@@ -177,5 +267,135 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   const peak = r.memorization.rate.reduce((k, v, i, a) => (v > a[k]! ? i : k), 0);
   const gapPeak = r.gap.gap.reduce((k, v, i, a) => (v > a[k]! ? i : k), 0);
   process.stdout.write(`peak memorization rate ${fmt(r.memorization.rate[peak]!)} at σ = ${fmt(r.sigma[peak]!)}; largest gap ${fmt(r.gap.gap[gapPeak]!)} (test ${fmt(r.gap.testMse[gapPeak]!)} vs train ${fmt(r.gap.trainMse[gapPeak]!)} per pixel) at σ = ${fmt(r.sigma[gapPeak]!)}; ${fmt(r.seconds.total)} s\n`);
+  for (const m of r.models) {
+    const p = argmax(m.memorization.rate);
+    process.stdout.write(`${m.name}: peak per-σ memorization rate ${fmt(m.memorization.rate[p]!)} at σ = ${fmt(m.sigma[p]!)} (rate ${fmt(m.memorization.rate[0]!)} at σ = ${fmt(m.sigma[0]!)}, ${fmt(m.memorization.rate[m.sigma.length - 1]!)} at σ = ${fmt(m.sigma[m.sigma.length - 1]!)})\n`);
+  }
+  if (swap) {
+    process.stdout.write(`trajectory level (${swap.study.rows[0]!.samples} samples, ${o.sampler} ${o.steps} steps; swap band ${swap.band ? `[${fmt(swap.band.sigmaLo)}, ${fmt(swap.band.sigmaHi)}]` : 'none'}; Fréchet floor ${swap.study.frechetFloor === null ? '—' : fmt(swap.study.frechetFloor)}):\n`);
+    for (const row of swap.study.rows) process.stdout.write(`  ${row.name.padEnd(44)} rate ${(100 * row.rate).toFixed(1).padStart(5)} %  median d1/d2 ${row.medianRatio.toFixed(3)}  Fréchet ${row.frechet === null ? '—' : row.frechet.toFixed(1)}\n`);
+    if (swap.search) process.stdout.write(swap.search.best ? `narrowest band with rate ≤ ${fmt(swap.search.target)}: [${fmt(swap.search.best.band.sigmaLo)}, ${fmt(swap.search.best.band.sigmaHi)}] (${swap.search.best.stepsInBand} steps) → ${(100 * swap.search.best.rate).toFixed(1)} %\n` : `no band of the ${swap.search.trials.length} tried reaches rate ≤ ${fmt(swap.search.target)}\n`);
+  }
+  await rm(workDir, { recursive: true, force: true });
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
+
+const MODEL_COLORS = ['#d62728', '#2ca02c', '#1f77b4', '#9467bd', '#8c564b', '#e377c2'];
+
+/** σ with 3 significant digits and no trailing zeros (row names). */
+function short(v: number): string {
+  return String(Number(v.toPrecision(3)));
+}
+
+function argmax(v: readonly number[]): number {
+  return v.reduce((k, x, i, a) => (x > a[k]! ? i : k), 0);
+}
+
+interface LoadedModel {
+  readonly dir: string;
+  readonly name: string;
+  readonly model: TrainedModel;
+  readonly schedule: ReturnType<typeof parseSchedulerConfig>;
+  /** σ of the last training timestep. */
+  readonly sigmaMax: number;
+  /** Trained with a mid-σ loss band (SPEC §5.6b). */
+  readonly undertrained: boolean;
+}
+
+async function loadOne(dir: string, flag: string): Promise<LoadedModel> {
+  const model = await loadTrainedModel(dir).catch((e: Error) => {
+    throw new UsageError(`${flag}: cannot load the trained model in ${dir}: ${e.message}`);
+  });
+  if (model.textEncoderBytes !== null) {
+    await model.denoiser.dispose?.();
+    throw new UsageError(`${flag}: ${dir} is a text-conditioned model (${model.scenario}); the geometry study needs an unconditional one (edm-small, edm-large, edm-small-undertrained)`);
+  }
+  const schedule = parseSchedulerConfig(model.meta['schedule'] ?? {}, `${dir}/model.json schedule`);
+  const ab = alphaBars(betas(schedule.beta_schedule, { numTrainTimesteps: schedule.num_train_timesteps, betaStart: schedule.beta_start, betaEnd: schedule.beta_end, trainedBetas: schedule.trained_betas }));
+  const aT = ab[ab.length - 1]!;
+  const band = model.meta['band'];
+  return { dir, name: basename(dir.replace(/\/+$/, '')), model, schedule, sigmaMax: Math.sqrt((1 - aT) / aT), undertrained: band !== null && band !== undefined };
+}
+
+async function loadModels(main: string, compare: string | undefined): Promise<{ main: LoadedModel; compare: LoadedModel[]; all: LoadedModel[] }> {
+  const m = await loadOne(main, '--model');
+  const c: LoadedModel[] = [];
+  for (const dir of (compare ?? '').split(',').filter((x) => x.length)) c.push(await loadOne(dir, '--compare'));
+  const names = new Set<string>();
+  for (const x of [m, ...c]) {
+    if (names.has(x.name)) throw new UsageError(`--compare: two models are named '${x.name}'; give directories with different names`);
+    names.add(x.name);
+  }
+  return { main: m, compare: c, all: [m, ...c] };
+}
+
+function poolOf(model: TrainedModel, n: number): number[] {
+  return model.imagePool === 'all' ? Array.from({ length: n }, (_, i) => i) : [...model.imagePool];
+}
+
+/** The trajectory-level table of SPEC §5.6: the models, D_lin, and the swaps in the band; optional band search. */
+async function swapTable(
+  trained: { main: LoadedModel; compare: LoadedModel[] },
+  o: { seeds: number[]; sampler: string; steps: number; band?: SwapBand | undefined; target?: number | undefined; generalizer?: string | undefined; classifier: string; seed: number },
+  r: GeometryResult,
+  train28: Parameters<typeof runSwapStudy>[2]['train'],
+  fullTrain: Parameters<typeof runSwapStudy>[2]['train'],
+  pool: number[],
+  workDir: string,
+  log: (m: string) => void,
+): Promise<{ study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null }> {
+  const classifier = await Classifier.load(o.classifier).catch((e: Error) => {
+    throw new UsageError(`--classifier: cannot load ${o.classifier}: ${e.message}`);
+  });
+  const lin = await makeGaussianDenoiser(pad28to32(fullTrain, pool), { name: 'D_lin' });
+  try {
+    const config = trained.main.schedule;
+    const sampler = o.sampler as (typeof SAMPLER_NAMES)[number];
+    const s = { seeds: o.seeds, sampler, steps: o.steps, config, threshold: r.ratio };
+    const heldOut = loadFashionMnist({ split: 'test' }).images;
+    const sc = { train: train28, heldOut, quality: classifierTools(classifier).quality, toImageSpace: crop32to28 };
+    const byName = new Map<string, Denoiser>([['lin', lin], ...trained.compare.map((c) => [c.dir, c.model.denoiser] as const)]);
+    const genList = o.generalizer === undefined ? [...trained.compare.filter((c) => !c.undertrained).map((c) => c.dir), 'lin'] : o.generalizer.split(',').filter((x) => x.length);
+    for (const g of genList) {
+      if (!byName.has(g)) {
+        const extra = await loadOne(g, '--generalizer');
+        trained.compare.push(extra);
+        byName.set(g, extra.model.denoiser);
+      }
+    }
+    const b = r.regimes.boundaries;
+    const band = o.band ?? (b.coverage !== null && b.concentration !== null && b.concentration > b.coverage ? { sigmaLo: b.coverage, sigmaHi: b.concentration } : r.regimes.medium ? { sigmaLo: r.regimes.medium[0], sigmaHi: r.regimes.medium[1] } : null);
+    const sig = samplerSigmas(sampler, config, o.steps);
+    if (band && !sig.some((x) => x >= band.sigmaLo && x <= band.sigmaHi)) throw new UsageError(`--band: [${band.sigmaLo}, ${band.sigmaHi}] contains none of the sampler's σ (${fmt(Math.min(...sig))} … ${fmt(Math.max(...sig))})`);
+    const mem = trained.main.model.denoiser;
+    const variants: SwapVariant[] = [
+      { name: trained.main.name, kind: 'memorizing', denoiser: mem },
+      ...trained.compare.filter((c) => o.generalizer === undefined || !genList.includes(c.dir) || c.undertrained).map((c): SwapVariant => ({ name: c.name, kind: c.undertrained ? 'undertrained' : 'generalizing', denoiser: c.model.denoiser })),
+      ...(o.generalizer === undefined ? [{ name: 'D_lin', kind: 'generalizing' as const, denoiser: lin }] : genList.map((g): SwapVariant => ({ name: g === 'lin' ? 'D_lin' : basename(g), kind: 'generalizing', denoiser: byName.get(g)! }))),
+      ...(band ? genList.map((g): SwapVariant => { const gname = g === 'lin' ? 'D_lin' : basename(g); return { name: `swap ${gname} in [${short(band.sigmaLo)}, ${short(band.sigmaHi)}]`, kind: 'swap', band, denoiser: swapDenoiser(mem, byName.get(g)!, band, { disposeInner: false, mapCond: () => null }) }; }) : []),
+    ];
+    const study = await runSwapStudy(variants, s, sc, { workDir, log });
+    const search = o.target === undefined ? null : await searchSwapBand(mem, byName.get(genList[0]!)!, s, sc, { target: o.target, workDir, log });
+    return { study, search, band };
+  } finally {
+    await lin.dispose();
+    await classifier.dispose();
+  }
+}
+
+function swapHtml(swap: { study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null }): string[] {
+  const st = swap.study;
+  const rows = st.rows.map((row) => [row.name, row.kind, row.band ? `[${fmt(row.band.sigmaLo)}, ${fmt(row.band.sigmaHi)}]` : '—', row.samples, `${(100 * row.rate).toFixed(1)} %`, row.medianRatio, row.sameNearest === null ? '—' : `${(100 * row.sameNearest).toFixed(0)} %`, row.frechet === null ? '—' : row.frechet, row.swappedCalls === null ? '—' : `${(100 * row.swappedCalls).toFixed(0)} %`]);
+  const out = [
+    '<h2>Mitigations at the trajectory level (SPEC §5.6)</h2>',
+    `<p>Unconditional samples on the same seeds; memorized when d1/d2 &lt; ${fmt(st.threshold)} against the model's training images. Fréchet distance of classifier features to the held-out images; a same-size set of real training images reaches ${st.frechetFloor === null ? '—' : fmt(st.frechetFloor)}. "same NN" = samples whose nearest training image is that of the memorizing model's sample of the same seed.</p>`,
+    table(['variant', 'kind', 'band σ', 'samples', 'memorization rate', 'median d1/d2', 'same NN', 'Fréchet', 'calls swapped'], rows),
+  ];
+  if (swap.search) {
+    const s = swap.search;
+    out.push(`<h3>Band search (target rate ≤ ${fmt(s.target)}; model alone ${(100 * s.baseRate).toFixed(1)} %)</h3>`);
+    out.push(`<p>${s.best ? `Narrowest band: [${fmt(s.best.band.sigmaLo)}, ${fmt(s.best.band.sigmaHi)}] (${s.best.stepsInBand} sampler steps) → ${(100 * s.best.rate).toFixed(1)} %.` : 'No tried band reaches the target.'} Candidate edges: ${s.edges.map((e) => fmt(e)).join(', ')}.</p>`);
+    out.push(table(['band σ', 'steps in band', 'memorization rate', 'Fréchet'], s.trials.map((t) => [`[${fmt(t.band.sigmaLo)}, ${fmt(t.band.sigmaHi)}]`, t.stepsInBand, `${(100 * t.rate).toFixed(1)} %`, t.frechet ?? '—'])));
+  }
+  return out;
 }

@@ -31,6 +31,8 @@ Flags (defaults in brackets):
   --sampling vp|edm  noise levels: t uniform (VP) or EDM log-normal σ [edm for edm-*, else vp]
   --checkpoint-every N  [250]                 --ema-decay X    EMA of the weights [0.999]
   --channels A,B,C   U-Net widths [32,64,64]
+  --images N         training images of small-set [300] / edm-small(-undertrained) [1000]
+  --band LO-HI[:RHO] edm-small-undertrained: loss × ρ for σ in [LO, HI] [0.2-2:0.1]
 
 Writes DIR/model.json (settings, architecture, tokenizer, prompts, training stats) and
 DIR/weights.safetensors (EMA weights).
@@ -56,6 +58,21 @@ const Schema = z.object({
     .string()
     .regex(/^\d+(,\d+)*$/, { message: 'expected comma-separated positive integers, e.g. 32,64,64' })
     .transform((s) => s.split(',').map(Number))
+    .optional(),
+  images: positiveInt('images').optional(),
+  band: z
+    .string()
+    .regex(/^[0-9.eE+-]+-[0-9.eE+]+(:[0-9.eE+-]+)?$/, { message: 'expected LO-HI or LO-HI:RHO, e.g. 1-4:0.1' })
+    .transform((v, ctx) => {
+      const [range, rhoText] = v.split(':') as [string, string | undefined];
+      const cut = range.indexOf('-', 1);
+      const sigmaLo = Number(range.slice(0, cut));
+      const sigmaHi = Number(range.slice(cut + 1));
+      const rho = rhoText === undefined ? 0.1 : Number(rhoText);
+      if (!(sigmaLo > 0 && sigmaHi > sigmaLo && Number.isFinite(sigmaHi))) ctx.addIssue({ code: 'custom', message: `expected 0 < LO < HI, got "${v}"` });
+      if (!(rho >= 0 && rho <= 1)) ctx.addIssue({ code: 'custom', message: `expected ρ in [0, 1], got "${rhoText ?? ''}"` });
+      return { sigmaLo, sigmaHi, rho };
+    })
     .optional(),
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
@@ -96,6 +113,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
         ...(o['checkpoint-every'] === undefined ? {} : { checkpointEvery: o['checkpoint-every'] }),
         ...(o['ema-decay'] === undefined ? {} : { emaDecay: o['ema-decay'] }),
         ...(o.sampling === undefined ? {} : { sampling: o.sampling }),
+        ...(o.images === undefined ? {} : scenario === 'small-set' ? { smallSet: o.images } : { edmSmall: o.images }),
+        ...(o.band === undefined ? {} : { band: o.band }),
         ...(o.channels === undefined ? {} : { model: { channels: o.channels, attentionLevels: o.channels.map((_, i) => i > 0) } }),
       },
       out,

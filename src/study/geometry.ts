@@ -32,6 +32,51 @@ import {
   shellCoverage,
 } from '../analysis/geometry.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { TorchGenerator } from '../random/torch.ts';
+
+/** A trained (or any) denoiser whose per-σ curves the study adds (SPEC §5.4, §5.5). */
+export interface GeometryModel {
+  readonly name: string;
+  /** D(y;σ) on images of the study's shape (see {@link paddedDenoiseFn} for 32×32 models). */
+  readonly denoise: DenoiseFn;
+  /** Largest σ the model was trained on (grid points above it are skipped; default ∞). */
+  readonly sigmaMax?: number;
+}
+
+/** Per-σ curves of one {@link GeometryModel}, on the grid points σ ≤ its sigmaMax (the gap's train side uses the first min(n, m) training images, as many as test images). */
+export interface GeometryModelCurves {
+  readonly name: string;
+  readonly sigma: number[];
+  readonly memorization: MemorizationRate;
+  readonly gap: GeneralizationGap;
+  readonly seconds: number;
+}
+
+/**
+ * Run a D(y;σ) of `[B, c, h+2p, w+2p]` images on `[B, c, h, w]` inputs: the input is padded by `pad`
+ * pixels of value `fill` plus σ·z (z from `TorchGenerator(seed)`, so the border is as noisy as the
+ * training inputs were), and the output is cropped back. The trained testbed models see 28×28
+ * Fashion-MNIST padded to 32×32 with −1 (`pad28to32`); their defaults are pad 2, fill −1.
+ */
+export function paddedDenoiseFn(D: DenoiseFn, opts: { pad?: number; fill?: number; seed?: number } = {}): DenoiseFn {
+  const p = opts.pad ?? 2;
+  const fill = opts.fill ?? -1;
+  const seed = opts.seed ?? 0;
+  return async (y: Tensor, sigma: number): Promise<Tensor> => {
+    if (y.dims.length !== 4) throw new Error(`paddedDenoiseFn: y must be [B, c, h, w], got [${y.dims.join(', ')}]`);
+    const [B, c, h, w] = y.dims as [number, number, number, number];
+    const H = h + 2 * p;
+    const W = w + 2 * p;
+    const z = new TorchGenerator(seed).randn([B * c * H * W]);
+    const big = new Float32Array(B * c * H * W);
+    for (let i = 0; i < big.length; i++) big[i] = fill + sigma * z[i]!;
+    for (let b = 0; b < B * c; b++) for (let r = 0; r < h; r++) big.set(y.data.subarray((b * h + r) * w, (b * h + r + 1) * w), (b * H + r + p) * W + p);
+    const out = await D({ dims: [B, c, H, W], data: big }, sigma);
+    const small = new Float32Array(B * c * h * w);
+    for (let b = 0; b < B * c; b++) for (let r = 0; r < h; r++) small.set(out.data.subarray((b * H + r + p) * W + p, (b * H + r + p) * W + p + w), (b * h + r) * w);
+    return { dims: [B, c, h, w], data: small };
+  };
+}
 
 /** Settings of {@link runGeometry} (SPEC §5); the CLI fills the defaults noted here. */
 export interface GeometrySettings {
@@ -53,6 +98,8 @@ export interface GeometrySettings {
   readonly ratio?: number;
   /** Rows per denoiser call (default 256). */
   readonly batch?: number;
+  /** Denoisers whose per-σ memorization rate and generalization gap are added (default none). */
+  readonly models?: readonly GeometryModel[];
 }
 
 /** Everything {@link runGeometry} measured, one entry per σ in every curve (SPEC §5). */
@@ -77,11 +124,13 @@ export interface GeometryResult {
   readonly memorization: MemorizationRate;
   /** §5.5 train vs test per-pixel MSE of D*. */
   readonly gap: GeneralizationGap;
+  /** Per-σ memorization rate and generalization gap of each of `settings.models`. */
+  readonly models: GeometryModelCurves[];
   /** The thresholds used. */
   readonly kappa: number;
   readonly ratio: number;
   /** Wall-clock seconds per stage and in total. */
-  readonly seconds: { readonly posterior: number; readonly coverage: number; readonly linearity: number; readonly memorization: number; readonly gap: number; readonly total: number };
+  readonly seconds: { readonly posterior: number; readonly coverage: number; readonly linearity: number; readonly memorization: number; readonly gap: number; readonly models: number; readonly total: number };
 }
 
 /**
@@ -140,6 +189,19 @@ export async function runGeometry(settings: GeometrySettings, log: (msg: string)
     const gap = await generalizationGap(dStar, train, test, sweep);
     const tGap = lap();
     log(`generalization gap in ${tGap.toFixed(1)} s`);
+    const models: GeometryModelCurves[] = [];
+    for (const model of settings.models ?? []) {
+      const ms = sigmas.filter((x) => x <= (model.sigmaMax ?? Infinity));
+      if (ms.length === 0) throw new Error(`runGeometry: model '${model.name}': no grid σ ≤ its sigmaMax = ${model.sigmaMax}`);
+      const sw = { ...sweep, sigmas: ms };
+      const mm = await memorizationRate(model.denoise, test, train, { ...sw, threshold: ratio });
+      const gapTrain = n > m ? { dims: [m, ...train.dims.slice(1)], data: train.data.subarray(0, (train.data.length / n) * m) } : train;
+      const mg = await generalizationGap(model.denoise, gapTrain, test, sw);
+      const secs = lap();
+      models.push({ name: model.name, sigma: ms, memorization: mm, gap: mg, seconds: secs });
+      const peak = mm.rate.reduce((k, v, i, a) => (v > a[k]! ? i : k), 0);
+      log(`${model.name}: ${ms.length} σ in ${secs.toFixed(1)} s; peak memorization rate ${mm.rate[peak]!.toFixed(3)} at σ = ${ms[peak]!.toPrecision(3)}`);
+    }
     return {
       sigma: sigmas,
       n,
@@ -152,9 +214,10 @@ export async function runGeometry(settings: GeometrySettings, log: (msg: string)
       linearity,
       memorization,
       gap,
+      models,
       kappa,
       ratio,
-      seconds: { posterior: tPost, coverage: tCov, linearity: tLin, memorization: tMem, gap: tGap, total: (performance.now() - t0) / 1000 },
+      seconds: { posterior: tPost, coverage: tCov, linearity: tLin, memorization: tMem, gap: tGap, models: models.reduce((a, x) => a + x.seconds, 0), total: (performance.now() - t0) / 1000 },
     };
   } finally {
     await den.dispose();

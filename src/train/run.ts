@@ -42,6 +42,11 @@ export const TrainSettingsSchema = z.object({
   duplicates: z.number().int().positive().default(100),
   smallSet: z.number().int().positive().default(300),
   edmSmall: z.number().int().positive().default(1000),
+  /** Mid-σ loss band for `edm-small-undertrained` (SPEC §5.6b): loss × ρ for σ ∈ [sigmaLo, sigmaHi] (default: the scenario's [0.2, 2], ρ 0.1). */
+  band: z
+    .object({ sigmaLo: z.number().positive(), sigmaHi: z.number().positive(), rho: z.number().min(0).max(1) })
+    .refine((b) => b.sigmaLo < b.sigmaHi, { message: 'band: expected sigmaLo < sigmaHi' })
+    .optional(),
   model: DiffusionModelConfigSchema.shape.unet.optional(),
 });
 /** Resolved training settings. */
@@ -81,7 +86,7 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
   const s = { ...parsed, sampling: parsed.sampling ?? (parsed.scenario.startsWith('edm') ? ('edm' as const) : ('vp' as const)) };
   const log = opts.log ?? (() => {});
   const ds = loadFashionMnist({ split: 'train' });
-  const data = buildScenario(s.scenario as ScenarioName, ds.labels, ds.classNames, s.seed, { captions: s.captions, duplicates: s.duplicates, smallSet: s.smallSet, edmSmall: s.edmSmall });
+  const data = buildScenario(s.scenario as ScenarioName, ds.labels, ds.classNames, s.seed, { captions: s.captions, duplicates: s.duplicates, smallSet: s.smallSet, edmSmall: s.edmSmall, ...(s.band ? { band: s.band } : {}) });
   const tokenizer = WordTokenizer.fromTexts(data.prompts.map((p) => p.text));
   const model = defaultModelConfig(data, tokenizer.vocabSize, s.model as DiffusionModelConfig['unet'] | undefined);
   const B = s.batchSize;

@@ -52,6 +52,8 @@ export interface ScenarioSizes {
   readonly smallSet?: number;
   /** edm-small: number of images (default 1000). */
   readonly edmSmall?: number;
+  /** edm-small-undertrained: the mid-σ band and its loss weight ρ (default σ ∈ [0.2, 2], ρ 0.1). */
+  readonly band?: { readonly sigmaLo: number; readonly sigmaHi: number; readonly rho: number };
 }
 
 const COLORS = ['red', 'blue', 'green', 'black', 'white', 'grey', 'pink', 'yellow', 'brown', 'purple'];
@@ -114,7 +116,7 @@ export function buildScenario(name: ScenarioName, labels: Uint8Array, classNames
       const S = sizes.edmSmall ?? 1000;
       const pick = sampleIndices(n, S, seed).sort((a, b) => a - b);
       const base = { conditioning: 'none' as const, prompts: [], image: Int32Array.from(pick), prompt: new Int32Array(pick.length).fill(-1), imagePool: pick };
-      return name === 'edm-small' ? { name, ...base } : { name, ...base, band: { sigmaLo: 0.2, sigmaHi: 2, rho: 0.1 } };
+      return name === 'edm-small' ? { name, ...base } : { name, ...base, band: sizes.band ?? { sigmaLo: 0.2, sigmaHi: 2, rho: 0.1 } };
     }
     case 'edm-large':
       return { name, conditioning: 'none', prompts: [], image: Int32Array.from(all), prompt: new Int32Array(n).fill(-1), imagePool: all };

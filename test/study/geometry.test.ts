@@ -14,7 +14,10 @@ import { makeEmpiricalDenoiser } from '../../src/denoisers/empirical.ts';
 import { makeGaussianDenoiser } from '../../src/denoisers/gaussian.ts';
 import type { CondRef } from '../../src/denoisers/denoiser.ts';
 import { type DenoiseFn, generalizationGap, linearityResidual, logSigmaGrid, memorizationRate, posteriorStats, regimeMap, shellCoverage } from '../../src/analysis/geometry.ts';
-import { runGeometry } from '../../src/study/geometry.ts';
+import { runGeometry, paddedDenoiseFn } from '../../src/study/geometry.ts';
+import { pad28to32 } from '../../src/train/run.ts';
+import { samplerSigmas } from '../../src/study/swap.ts';
+import { parseSchedulerConfig } from '../../src/schedules/config.ts';
 import { main } from '../../src/cli/main.ts';
 import { useTempCache } from '../helpers/cache.ts';
 
@@ -89,6 +92,50 @@ describe('runGeometry', () => {
   }, 60_000);
 });
 
+describe('paddedDenoiseFn', () => {
+  it('D* of the 32×32 padded images, run through the padding, equals D* of the 28×28 images (constant border: same weights)', async () => {
+    const tr = loadFashionMnist({ split: 'train', limit: 30 });
+    const idx = Array.from({ length: 30 }, (_, i) => i);
+    const d28 = await makeEmpiricalDenoiser(tr.images);
+    const d32 = await makeEmpiricalDenoiser(pad28to32(tr.images, idx));
+    const D28: DenoiseFn = (y, sigma) => d28.denoise(y, sigma, new Array<CondRef>(y.dims[0]!).fill(null));
+    const D32 = paddedDenoiseFn((y, sigma) => d32.denoise(y, sigma, new Array<CondRef>(y.dims[0]!).fill(null)), { seed: 3 });
+    const y = { dims: [4, 1, 28, 28], data: Float32Array.from(test.data.subarray(0, 4 * 784), (v, i) => v + 0.7 * Math.sin(i)) };
+    for (const sigma of [0.05, 0.7, 5]) {
+      const a = await D28(y, sigma);
+      const b = await D32(y, sigma);
+      expect(b.dims).toEqual([4, 1, 28, 28]);
+      let err = 0;
+      for (let i = 0; i < a.data.length; i++) err = Math.max(err, Math.abs(a.data[i]! - b.data[i]!));
+      expect(err).toBeLessThan(2e-4);
+    }
+    // the identity model returns its input: crop ∘ pad = id
+    const id = await paddedDenoiseFn(async (x) => x)(y, 1);
+    expect(Array.from(id.data)).toEqual(Array.from(y.data));
+    await d28.dispose();
+    await d32.dispose();
+  });
+
+  it('adds each model\'s per-σ memorization rate and gap, equal to the library calls on σ ≤ sigmaMax', async () => {
+    const den = await makeEmpiricalDenoiser(train);
+    const D: DenoiseFn = (y, sigma) => den.denoise(y, sigma, new Array<CondRef>(y.dims[0]!).fill(null));
+    // a shrunk D*: (D* + y)/2 (not a copy at small σ), used as a "model"
+    const half: DenoiseFn = async (y, sigma) => {
+      const a = await D(y, sigma);
+      return { dims: a.dims, data: a.data.map((v, i) => (v + y.data[i]!) / 2) };
+    };
+    const r = await runGeometry({ train, test, sigmas, seed: 2, models: [{ name: 'half', denoise: half, sigmaMax: 10 }] });
+    const ms = sigmas.filter((x) => x <= 10);
+    expect(r.models[0]!.sigma).toEqual(ms);
+    const mem = await memorizationRate(half, test, train, { sigmas: ms, seed: 2 });
+    const gap = await generalizationGap(half, { dims: [20, 1, 28, 28], data: train.data.subarray(0, 20 * 784) }, test, { sigmas: ms, seed: 2 });
+    expect(r.models[0]!.memorization.rate).toEqual(mem.rate);
+    r.models[0]!.gap.testMse.forEach((v, i) => expect(v).toBeCloseTo(gap.testMse[i]!, 8));
+    r.models[0]!.gap.trainMse.forEach((v, i) => expect(v).toBeCloseTo(gap.trainMse[i]!, 8));
+    await den.dispose();
+  }, 60_000);
+});
+
 describe('memscope geometry', () => {
   afterEach(() => vi.restoreAllMocks());
 
@@ -113,7 +160,41 @@ describe('memscope geometry', () => {
     }
   }, 60_000);
 
+  it('--model adds the trained model\'s curves and the trajectory-level swap / under-training table', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'memscope-geometry-model-'));
+    const out = join(dir, 'g');
+    try {
+      const { code, out: stdout, err } = await runCli(['geometry', '--model', 'models/edm-small', '--compare', 'models/edm-small-undertrained', '--test', '6', '--sigmas', '4', '--seeds', '0-3', '--steps', '6', '--band', '0.5-3', '--out', out]);
+      expect(err).not.toMatch(/Error/);
+      expect(code).toBe(0);
+      expect(stdout).toMatch(/edm-small: peak per-σ memorization rate/);
+      const sw = JSON.parse(readFileSync(join(out, 'swap.json'), 'utf8')) as { band: { sigmaLo: number; sigmaHi: number }; study: { rows: { name: string; kind: string; samples: number; rate: number; swappedCalls: number | null }[] } };
+      expect(sw.band).toEqual({ sigmaLo: 0.5, sigmaHi: 3 });
+      expect(sw.study.rows.map((r) => [r.name, r.kind])).toEqual([
+        ['edm-small', 'memorizing'],
+        ['edm-small-undertrained', 'undertrained'],
+        ['D_lin', 'generalizing'],
+        ['swap D_lin in [0.5, 3]', 'swap'],
+      ]);
+      expect(sw.study.rows.every((r) => r.samples === 4)).toBe(true);
+      const sig = samplerSigmas('ddim', parseSchedulerConfig({ beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, num_train_timesteps: 1000, prediction_type: 'epsilon' }), 6);
+      expect(sw.study.rows[3]!.swappedCalls).toBeCloseTo(sig.filter((x) => x >= 0.5 && x <= 3).length / 6, 12);
+      const g = JSON.parse(readFileSync(join(out, 'geometry.json'), 'utf8')) as { n: number; models: { name: string; sigma: number[] }[] };
+      expect(g.n).toBe(1000);
+      expect(g.models.map((m) => m.name)).toEqual(['edm-small', 'edm-small-undertrained']);
+      expect(Math.max(...g.models[0]!.sigma)).toBeLessThan(15);
+      expect(existsSync(`${out}.work`)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it.each([
+    [['geometry', '--band', '1-2'], /--band: needs --model/],
+    [['geometry', '--model', 'models/edm-small', '--band', '3-1'], /--band: expected 0 ≤ LO < HI/],
+    [['geometry', '--model', 'models/class'], /--model: .*text-conditioned/],
+    [['geometry', '--model', 'models/nope'], /--model: cannot load/],
+    [['geometry', '--model', 'models/edm-small', '--target', '2'], /--target/],
     [['geometry', '--sigmas', '0'], /--sigmas/],
     [['geometry', '--sigmas', '1'], /--sigmas: expected an integer ≥ 2/],
     [['geometry', '--kappa', 'x'], /--kappa: expected a number/],

@@ -52,5 +52,19 @@ describe('memscope train / sample / export on a tiny duplication model', () => {
     expect((await run(['train', '--scenario', 'big'])).err).toMatch(/--scenario/);
     expect((await run(['train', '--scenario', 'class', '--steps', '0'])).err).toMatch(/--steps/);
     expect((await run(['train', '--scenario', 'class', '--channels', '8,x'])).err).toMatch(/--channels/);
+    expect((await run(['train', '--scenario', 'edm-small', '--images', '0'])).err).toMatch(/--images/);
+    expect((await run(['train', '--scenario', 'edm-small-undertrained', '--band', '4-1'])).err).toMatch(/--band: expected 0 < LO < HI/);
+    expect((await run(['train', '--scenario', 'edm-small-undertrained', '--band', '1-4:2'])).err).toMatch(/--band: expected ρ in \[0, 1\]/);
+    expect((await run(['train', '--scenario', 'edm-small-undertrained', '--band', 'x'])).err).toMatch(/--band: expected LO-HI/);
+  });
+
+  it('--images and --band reach the scenario: the pool size and the loss band stored in model.json', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'memscope-train-band-'));
+    const r = await run(['train', '--scenario', 'edm-small-undertrained', '--images', '12', '--band', '0.5-3:0.25', '--batch-size', '4', '--channels', '8,16', '--steps', '1', '--out', join(dir, 'u')]);
+    expect(r.code).toBe(0);
+    const meta = JSON.parse(await readFile(join(dir, 'u', 'model.json'), 'utf8'));
+    expect(meta.imagePool).toHaveLength(12);
+    expect(meta.band).toEqual({ sigmaLo: 0.5, sigmaHi: 3, rho: 0.25 });
+    expect(meta.settings.edmSmall).toBe(12);
   });
 });
