@@ -100,6 +100,8 @@ export interface GeometrySettings {
   readonly batch?: number;
   /** Denoisers whose per-σ memorization rate and generalization gap are added (default none). */
   readonly models?: readonly GeometryModel[];
+  /** Also add the curves of D_lin (the linear Gaussian denoiser of the training images) as the first model (default true). */
+  readonly linearCurves?: boolean;
 }
 
 /** Everything {@link runGeometry} measured, one entry per σ in every curve (SPEC §5). */
@@ -124,7 +126,7 @@ export interface GeometryResult {
   readonly memorization: MemorizationRate;
   /** §5.5 train vs test per-pixel MSE of D*. */
   readonly gap: GeneralizationGap;
-  /** Per-σ memorization rate and generalization gap of each of `settings.models`. */
+  /** Per-σ memorization rate and generalization gap of D_lin (unless `linearCurves: false`) and each of `settings.models`. */
   readonly models: GeometryModelCurves[];
   /** The thresholds used. */
   readonly kappa: number;
@@ -190,7 +192,8 @@ export async function runGeometry(settings: GeometrySettings, log: (msg: string)
     const tGap = lap();
     log(`generalization gap in ${tGap.toFixed(1)} s`);
     const models: GeometryModelCurves[] = [];
-    for (const model of settings.models ?? []) {
+    const curveModels: GeometryModel[] = [...((settings.linearCurves ?? true) ? [{ name: 'D_lin', denoise: dLin }] : []), ...(settings.models ?? [])];
+    for (const model of curveModels) {
       const ms = sigmas.filter((x) => x <= (model.sigmaMax ?? Infinity));
       if (ms.length === 0) throw new Error(`runGeometry: model '${model.name}': no grid σ ≤ its sigmaMax = ${model.sigmaMax}`);
       const sw = { ...sweep, sigmas: ms };

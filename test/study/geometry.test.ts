@@ -46,6 +46,7 @@ describe('runGeometry', () => {
     const res = await linearityResidual(D, L, test, sweep);
     const mem = await memorizationRate(D, test, train, { ...sweep, threshold: 0.3 });
     const gap = await generalizationGap(D, train, test, sweep);
+    const linMem = await memorizationRate(L, test, train, { ...sweep, threshold: 0.3 });
     await den.dispose();
     await lin.dispose();
 
@@ -69,6 +70,10 @@ describe('runGeometry', () => {
     close(r.gap.trainMse, gap.trainMse, 8);
     close(r.gap.testMse, gap.testMse, 8);
     close(r.gap.gap, gap.gap, 8);
+    // D_lin's curves come first among the models; at small σ it returns ≈ y, never a training copy
+    expect(r.models[0]!.name).toBe('D_lin');
+    close(r.models[0]!.memorization.rate, linMem.rate);
+    expect(r.models[0]!.memorization.rate[0]).toBe(0);
 
     // regimes: the library map of the run's own curves, and each label follows the rule
     const rm = regimeMap(sigmas, cov.coverage, pTest.mSigma, { coverageMin: 0.4, concentrationMin: 0.6 });
@@ -124,7 +129,7 @@ describe('paddedDenoiseFn', () => {
       const a = await D(y, sigma);
       return { dims: a.dims, data: a.data.map((v, i) => (v + y.data[i]!) / 2) };
     };
-    const r = await runGeometry({ train, test, sigmas, seed: 2, models: [{ name: 'half', denoise: half, sigmaMax: 10 }] });
+    const r = await runGeometry({ train, test, sigmas, seed: 2, models: [{ name: 'half', denoise: half, sigmaMax: 10 }], linearCurves: false });
     const ms = sigmas.filter((x) => x <= 10);
     expect(r.models[0]!.sigma).toEqual(ms);
     const mem = await memorizationRate(half, test, train, { sigmas: ms, seed: 2 });
@@ -181,8 +186,9 @@ describe('memscope geometry', () => {
       expect(sw.study.rows[3]!.swappedCalls).toBeCloseTo(sig.filter((x) => x >= 0.5 && x <= 3).length / 6, 12);
       const g = JSON.parse(readFileSync(join(out, 'geometry.json'), 'utf8')) as { n: number; models: { name: string; sigma: number[] }[] };
       expect(g.n).toBe(1000);
-      expect(g.models.map((m) => m.name)).toEqual(['edm-small', 'edm-small-undertrained']);
-      expect(Math.max(...g.models[0]!.sigma)).toBeLessThan(15);
+      expect(g.models.map((m) => m.name)).toEqual(['D_lin', 'edm-small', 'edm-small-undertrained']);
+      expect(Math.max(...g.models[1]!.sigma)).toBeLessThan(15);
+      expect(g.models[0]!.sigma).toHaveLength(4);
       expect(existsSync(`${out}.work`)).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
