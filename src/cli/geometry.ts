@@ -130,6 +130,24 @@ function boundarySeries(r: GeometryResult, lo: number, hi: number): Series[] {
   return out;
 }
 
+/** Shaded regime bands (small grey, medium red, large blue) spanning [lo, hi] in y, x in log10 σ from grid midpoints. */
+function regimeBands(r: GeometryResult, lo: number, hi: number): Series[] {
+  const x = r.sigma.map((v) => Math.log10(v));
+  const edge = (i: number): number => (i <= 0 ? x[0]! : i >= x.length ? x[x.length - 1]! : (x[i - 1]! + x[i]!) / 2);
+  const out: Series[] = [];
+  let start = 0;
+  const labels = r.regimes.labels;
+  for (let i = 1; i <= labels.length; i++) {
+    if (i < labels.length && labels[i] === labels[start]) continue;
+    const k = labels[start]!;
+    const a = edge(start);
+    const b = edge(i);
+    out.push({ label: k === 'medium' ? 'danger zone' : `${k} σ`, x: [a, b], y: [lo, lo], color: REGIME_COLOR[k], width: 0, band: { lo: [lo, lo], hi: [hi, hi] } });
+    start = i;
+  }
+  return out;
+}
+
 /** Parse and run `memscope geometry` (SPEC §5). */
 export async function geometryCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
@@ -175,7 +193,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
       dir,
       'concentration',
       lineChart({
-        title: 'm_σ and C_σ (dashed: regime boundaries)',
+        title: 'm_σ and C_σ (shaded: small / medium / large regimes)',
         width: 640,
         xLabel,
         yLabel: 'm_σ, C_σ',
@@ -183,6 +201,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
           { label: 'm_σ train', x, y: r.posteriorTrain.mSigma, color: '#ff7f0e' },
           { label: 'm_σ test', x, y: r.posteriorTest.mSigma, color: '#d62728' },
           { label: `C_σ test (κ = ${fmt(r.kappa)})`, x, y: r.coverage.coverage, color: '#2ca02c' },
+          ...regimeBands(r, 0, 1),
           ...boundarySeries(r, 0, 1),
         ],
       }),
