@@ -293,7 +293,8 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   if (swap) {
     process.stdout.write(`trajectory level (${swap.study.rows[0]!.samples} samples, ${o.sampler} ${o.steps} steps; swap band ${swap.band ? `[${fmt(swap.band.sigmaLo)}, ${fmt(swap.band.sigmaHi)}]` : 'none'}; Fréchet floor ${swap.study.frechetFloor === null ? '—' : fmt(swap.study.frechetFloor)}):\n`);
     for (const row of swap.study.rows) process.stdout.write(`  ${row.name.padEnd(44)} rate ${(100 * row.rate).toFixed(1).padStart(5)} %  median d1/d2 ${row.medianRatio.toFixed(3)}  Fréchet ${row.frechet === null ? '—' : row.frechet.toFixed(1)}\n`);
-    if (swap.search) process.stdout.write(swap.search.best ? `narrowest band with rate ≤ ${fmt(swap.search.target)}: [${fmt(swap.search.best.band.sigmaLo)}, ${fmt(swap.search.best.band.sigmaHi)}] (${swap.search.best.stepsInBand} steps) → ${(100 * swap.search.best.rate).toFixed(1)} %\n` : `no band of the ${swap.search.trials.length} tried reaches rate ≤ ${fmt(swap.search.target)}\n`);
+    if (swap.search && swap.search.baseRate <= swap.search.target) process.stdout.write(`band search: the model alone is already at ${(100 * swap.search.baseRate).toFixed(1)} % ≤ ${fmt(swap.search.target)}; no band needed\n`);
+    else if (swap.search) process.stdout.write(swap.search.best ? `narrowest band with rate ≤ ${fmt(swap.search.target)}: [${fmt(swap.search.best.band.sigmaLo)}, ${fmt(swap.search.best.band.sigmaHi)}] (${swap.search.best.stepsInBand} steps) → ${(100 * swap.search.best.rate).toFixed(1)} %\n` : `no band of the ${swap.search.trials.length} tried reaches rate ≤ ${fmt(swap.search.target)}\n`);
   }
   await rm(workDir, { recursive: true, force: true });
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
@@ -413,7 +414,7 @@ function swapHtml(swap: { study: SwapStudyResult; search: BandSearch | null; ban
   if (swap.search) {
     const s = swap.search;
     out.push(`<h3>Band search (target rate ≤ ${fmt(s.target)}; model alone ${(100 * s.baseRate).toFixed(1)} %)</h3>`);
-    out.push(`<p>${s.best ? `Narrowest band: [${fmt(s.best.band.sigmaLo)}, ${fmt(s.best.band.sigmaHi)}] (${s.best.stepsInBand} sampler steps) → ${(100 * s.best.rate).toFixed(1)} %.` : 'No tried band reaches the target.'} Candidate edges: ${s.edges.map((e) => fmt(e)).join(', ')}.</p>`);
+    out.push(`<p>${s.baseRate <= s.target ? 'The model alone is already under the target: no band needed.' : s.best ? `Narrowest band: [${fmt(s.best.band.sigmaLo)}, ${fmt(s.best.band.sigmaHi)}] (${s.best.stepsInBand} sampler steps) → ${(100 * s.best.rate).toFixed(1)} %.` : 'No tried band reaches the target.'} Candidate edges: ${s.edges.map((e) => fmt(e)).join(', ')}.</p>`);
     out.push(table(['band σ', 'steps in band', 'memorization rate', 'Fréchet'], s.trials.map((t) => [`[${fmt(t.band.sigmaLo)}, ${fmt(t.band.sigmaHi)}]`, t.stepsInBand, `${(100 * t.rate).toFixed(1)} %`, t.frechet ?? '—'])));
   }
   return out;

@@ -202,7 +202,7 @@ export interface BandTrial {
 
 /** Result of {@link searchSwapBand}. */
 export interface BandSearch {
-  /** The narrowest band reaching the target (lowest rate among equally narrow ones), or null when none does. */
+  /** The narrowest band reaching the target (lowest rate among equally narrow ones), or null when none does or the model alone already does (`baseRate ≤ target`, no band tried). */
   readonly best: BandTrial | null;
   readonly target: number;
   /** The memorizing model's own rate (no swap). */
@@ -250,6 +250,10 @@ export async function searchSwapBand(
   const base = await runSwapStudy([{ name: 'memorizing', kind: 'memorizing', denoiser: memorizing }], s, sc, { ...(opts.workDir ? { workDir: opts.workDir } : {}), log });
   const baseRate = base.rows[0]!.rate;
   const trials: BandTrial[] = [];
+  if (baseRate <= target) {
+    log(`the memorizing model alone is already at ${(100 * baseRate).toFixed(1)} % ≤ target ${(100 * target).toFixed(1)} %: no band needed`);
+    return { best: null, target, baseRate, trials, edges };
+  }
   let best: BandTrial | null = null;
   let widthHit: number | null = null;
   for (const c of cands) {

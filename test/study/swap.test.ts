@@ -147,6 +147,11 @@ describe('searchSwapBand', () => {
     const s = await runSampling({ denoiser: swap, conds: [null], seeds: small.seeds, sampler: 'ddim', steps: 10, config });
     expect(bruteRate(s.samples, trainImages, 1 / 3).rate).toBe(r.best!.rate);
     await expect(searchSwapBand(mem, gen, small, scoring, { target: 1.5 })).rejects.toThrow(/target must be a rate in \[0, 1\]/);
+    // a target the model already meets: no band is tried
+    const none = await searchSwapBand(gen, mem, small, { train: trainImages, heldOut, quality: null }, { target: 0.5, nEdges: 5 });
+    expect(none.baseRate).toBeLessThanOrEqual(0.5);
+    expect(none.trials).toEqual([]);
+    expect(none.best).toBeNull();
     await mem.dispose();
     await gen.dispose();
   });
