@@ -52,7 +52,16 @@ export interface SessionOptions {
   readonly threads?: number;
   /** Graph optimisation level (default `'all'`). */
   readonly optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Execution provider (default `'cpu'`). `'cuda'` runs on the GPU (CPU as fallback for nodes the
+   * CUDA provider lacks); creating the session fails with a clear error when this
+   * onnxruntime-node installation has no CUDA provider libraries.
+   */
+  readonly executionProvider?: ExecutionProvider;
 }
+
+/** Execution providers memscope can ask onnxruntime for. */
+export type ExecutionProvider = 'cpu' | 'cuda';
 
 /** Default intra-op thread count: `MEMSCOPE_THREADS` or 2. */
 export function defaultThreads(): number {
@@ -280,18 +289,20 @@ function toFloat32(t: ort.Tensor, what: string): Float32Array {
 }
 
 function ortOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
-  return {
+  const o: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: opts.threads ?? defaultThreads(),
     interOpNumThreads: 1,
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
   };
+  return opts.executionProvider === 'cuda' ? { ...o, executionProviders: ['cuda', 'cpu'] } : o;
 }
 
 /**
  * Create a new (uncached) session from serialized ONNX bytes or a file path (external weight
  * files beside a path are found by onnxruntime). Defaults: `intraOpNumThreads` =
- * {@link defaultThreads}, optimisation `'all'`, CPU execution provider.
+ * {@link defaultThreads}, optimisation `'all'`, CPU execution provider (`executionProvider:
+ * 'cuda'` only when asked; a clear error when CUDA is not available).
  */
 export async function createSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<Session> {
   const o = ortOptions(opts);
@@ -300,7 +311,15 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
     s = typeof model === 'string' ? await ort.InferenceSession.create(model, o) : await ort.InferenceSession.create(model, o);
   } catch (e) {
     const src = typeof model === 'string' ? model : `ONNX bytes (${model.byteLength} B)`;
-    throw new Error(`onnxruntime could not load ${src}: ${(e as Error).message}`);
+    const msg = (e as Error).message;
+    if (opts.executionProvider === 'cuda' && /cuda|shared library|provider/i.test(msg)) {
+      throw new Error(
+        `onnxruntime could not load ${src} with the CUDA execution provider: ${msg} — this onnxruntime-node ` +
+          'installation has no usable CUDA provider (it needs libonnxruntime_providers_cuda.so beside its binding, ' +
+          "installed by onnxruntime-node's install script on linux x64, and CUDA 12 + cuDNN 9 libraries); use executionProvider 'cpu'",
+      );
+    }
+    throw new Error(`onnxruntime could not load ${src}: ${msg}`);
   }
   return new Session(s, typeof model === 'string' ? model : `bytes:${sha1(model).slice(0, 12)}`);
 }
@@ -318,7 +337,7 @@ const pending = new Map<string, Promise<Session>>();
  */
 export async function getSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<Session> {
   const o = ortOptions(opts);
-  const key = `${typeof model === 'string' ? `path:${model}` : `sha1:${sha1(model)}`}|${o.intraOpNumThreads}|${o.graphOptimizationLevel}`;
+  const key = `${typeof model === 'string' ? `path:${model}` : `sha1:${sha1(model)}`}|${o.intraOpNumThreads}|${o.graphOptimizationLevel}|${opts.executionProvider ?? 'cpu'}`;
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
   const p = pending.get(key);

@@ -1,0 +1,356 @@
+/**
+ * A TINY Stable-Diffusion-layout ONNX export written by memscope itself (SPEC §7): the same
+ * folders, file names, input/output names, dtypes and ranks as real exports, with random but
+ * fixed (seeded) weights and a few hundred kB in all — for tests and demos of the SD loader
+ * without downloading gigabytes.
+ *
+ * Two exporter variants (SPEC §7 lists the differences):
+ *
+ * | | `legacy` (diffusers `convert_stable_diffusion_checkpoint_to_onnx.py`) | `optimum` (≥ late 2024) |
+ * |---|---|---|
+ * | text encoder `input_ids` | int32 `[B, 77]` | int64 `[B, 77]` |
+ * | U-Net `timestep` | int64 `[B]` | float32 scalar `[]` |
+ * | VAE encoder output | `latent_sample` (sampled in the graph) | `latent_parameters` (mean ‖ log-variance) |
+ * | U-Net external weights | `unet/weights.pb` | `unet/model.onnx_data` |
+ * | `model_index.json` | `OnnxStableDiffusionPipeline`, `vae_encoder`/`vae_decoder` | the source pipeline's (`StableDiffusionPipeline`, `vae`) |
+ *
+ * Both variants built with the same seed hold the same weights, so they compute the same
+ * functions (the timestep is cast / expanded to float32 `[B]` inside the U-Net graph).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GraphBuilder, f } from '../graph/builder.ts';
+import { writeModelWithExternalData } from '../graph/external-data.ts';
+import { paramFnFor, paramSeed } from '../train/models/init.ts';
+import { conv2d, reshape, silu, upsample2x } from '../train/models/layers.ts';
+import { buildTextEncoder } from '../train/models/text-encoder.ts';
+import { buildUnet } from '../train/models/unet.ts';
+
+/** Which exporter's conventions a tiny export follows (SPEC §7). */
+export type SdExporterVariant = 'legacy' | 'optimum';
+
+/** Options of {@link writeTinySdExport}. */
+export interface TinySdExportOptions {
+  /** Exporter conventions (default `'legacy'`; see the module table). */
+  readonly variant?: SdExporterVariant;
+  /** Seed of every weight (default 0); the same seed gives the same weights in both variants. */
+  readonly seed?: number;
+  /** Image height = width in pixels, a multiple of 16 (default 64 → latents 8×8). */
+  readonly imageSize?: number;
+  /** Text-encoder width E = the U-Net's `cross_attention_dim` (default 32; even). */
+  readonly hiddenSize?: number;
+  /** Latent channels (default 4, as SD). */
+  readonly latentChannels?: number;
+  /** Scheduler `prediction_type` (default `'epsilon'`; SD 2.x 768 models use `'v_prediction'`). */
+  readonly predictionType?: 'epsilon' | 'v_prediction';
+  /** Tokenizer pad token (default `'<|endoftext|>'` as SD 1.x; `'!'` as SD 2.x). */
+  readonly padToken?: '<|endoftext|>' | '!';
+  /**
+   * VAE scaling factor to write into `vae_encoder/config.json` and `vae_decoder/config.json`
+   * (default: none written for `legacy` — readers assume 0.18215 — and 0.18215 for `optimum`,
+   * which copies the VAE config).
+   */
+  readonly scalingFactor?: number;
+}
+
+/** What {@link writeTinySdExport} wrote. */
+export interface TinySdExportInfo {
+  /** The export root. */
+  readonly dir: string;
+  /** Exporter conventions followed. */
+  readonly variant: SdExporterVariant;
+  /** Weight seed used. */
+  readonly seed: number;
+  /** Every file written, relative to `dir`, sorted. */
+  readonly files: readonly string[];
+  /** Text-encoder width E. */
+  readonly hiddenSize: number;
+  /** Latent channels. */
+  readonly latentChannels: number;
+  /** Image side in pixels. */
+  readonly imageSize: number;
+  /** Latent side (`imageSize / 8`). */
+  readonly latentSize: number;
+  /** Tokens per prompt (77). */
+  readonly sequenceLength: number;
+  /** Tokenizer vocabulary size (the last id is `<|endoftext|>`). */
+  readonly vocabSize: number;
+  /** Total bytes written. */
+  readonly bytes: number;
+}
+
+const SEQ = 77;
+const BOS = '<|startoftext|>';
+const EOS = '<|endoftext|>';
+/** Words whose BPE merges the tiny vocabulary has, so that they are single tokens. */
+const WORDS = ['photo', 'of', 'the', 'cat', 'dog', 'on', 'beach', 'painting', 'astronaut', 'riding', 'horse', 'in', 'style'];
+
+/** GPT-2's byte → symbol table: symbol of id i (CLIP's order: printable bytes, then the rest at U+0100 + n). */
+function byteSymbols(): string[] {
+  const printable: number[] = [];
+  for (let b = 33; b <= 126; b++) printable.push(b);
+  for (let b = 161; b <= 172; b++) printable.push(b);
+  for (let b = 174; b <= 255; b++) printable.push(b);
+  const chars = printable.map((b) => String.fromCharCode(b));
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!printable.includes(b)) chars.push(String.fromCharCode(0x100 + n++));
+  }
+  return chars;
+}
+
+/**
+ * A small CLIP-layout byte-level BPE vocabulary: the 256 byte symbols, the same with `</w>`, one
+ * token per merge (left-to-right merges spelling {@link WORDS}), then `<|startoftext|>` and
+ * `<|endoftext|>` (the highest id, as in CLIP, so the text encoder's pooler finds eos by arg-max).
+ */
+function tinyVocab(): { vocab: Record<string, number>; merges: Array<[string, string]> } {
+  const syms = byteSymbols();
+  const vocab: Record<string, number> = {};
+  syms.forEach((s, i) => (vocab[s] = i));
+  syms.forEach((s, i) => (vocab[`${s}</w>`] = 256 + i));
+  const merges: Array<[string, string]> = [];
+  let id = 512;
+  for (const w of WORDS) {
+    let left = w[0]!;
+    for (let i = 1; i < w.length; i++) {
+      const right = i === w.length - 1 ? `${w[i]}</w>` : w[i]!;
+      const merged = left + right;
+      if (vocab[merged] === undefined) {
+        merges.push([left, right]);
+        vocab[merged] = id++;
+      }
+      left = merged;
+    }
+  }
+  vocab[BOS] = id++;
+  vocab[EOS] = id++;
+  return { vocab, merges };
+}
+
+function tokenizerFiles(pad: string): Record<string, string> {
+  const { vocab, merges } = tinyVocab();
+  const added = (content: string): Record<string, unknown> => ({ __type: 'AddedToken', content, lstrip: false, normalized: true, rstrip: false, single_word: false });
+  const config = {
+    add_prefix_space: false,
+    bos_token: added(BOS),
+    clean_up_tokenization_spaces: true,
+    do_lower_case: true,
+    eos_token: added(EOS),
+    errors: 'replace',
+    model_max_length: SEQ,
+    pad_token: pad === EOS ? added(EOS) : pad,
+    tokenizer_class: 'CLIPTokenizer',
+    unk_token: added(EOS),
+  };
+  const special = {
+    bos_token: { content: BOS, lstrip: false, normalized: true, rstrip: false, single_word: false },
+    eos_token: { content: EOS, lstrip: false, normalized: true, rstrip: false, single_word: false },
+    pad_token: pad === EOS ? { content: EOS, lstrip: false, normalized: true, rstrip: false, single_word: false } : pad,
+    unk_token: { content: EOS, lstrip: false, normalized: true, rstrip: false, single_word: false },
+  };
+  return {
+    'vocab.json': JSON.stringify(vocab),
+    'merges.txt': `#version: 0.2\n${merges.map(([a, b]) => `${a} ${b}`).join('\n')}\n`,
+    'tokenizer_config.json': JSON.stringify(config, null, 2),
+    'special_tokens_map.json': JSON.stringify(special, null, 2),
+  };
+}
+
+/** The tiny text encoder: CLIP-like transformer (`buildTextEncoder`) + CLIP's pooler (hidden state at the arg-max id = eos). */
+function textEncoderGraph(variant: SdExporterVariant, vocabSize: number, E: number, seed: number): GraphBuilder {
+  const b = new GraphBuilder({ name: 'text_encoder' });
+  const ids = b.input('input_ids', variant === 'legacy' ? 'int32' : 'int64', ['batch', SEQ]);
+  const reg = paramFnFor(b, 'initializer', { seed: paramSeed(seed, 'text_encoder') });
+  const h = buildTextEncoder(b, { vocabSize, maxLength: SEQ, width: E, layers: 1, heads: 2, mlpMult: 2 }, ids, reg.param, 'dynamic');
+  // pooler_output: CLIP takes the hidden state at input_ids.argmax(-1) (the first eos)
+  const am = b.op('ArgMax', [b.op('Cast', [ids], { to: 1 })], { axis: 1, keepdims: 1 }); // [B, 1] int64
+  const pos = b.constI64(Array.from({ length: SEQ }, (_, i) => i), [1, SEQ]);
+  const oneHot = b.op('Cast', [b.op('Equal', [am, pos])], { to: 1 }); // [B, 77]
+  const pooled = reshape(b, b.op('MatMul', [reshape(b, oneHot, [-1, 1, SEQ]), h]), [-1, E]);
+  b.output(h, 'float32', ['batch', SEQ, E], 'last_hidden_state');
+  b.output(pooled, 'float32', ['batch', E], 'pooler_output');
+  return b;
+}
+
+/** The tiny U-Net (`buildUnet`, channels 16/32, attention at 32 and in the mid block) with the exporter's timestep convention. */
+function unetGraph(variant: SdExporterVariant, C: number, h: number, E: number, seed: number): GraphBuilder {
+  const b = new GraphBuilder({ name: 'unet' });
+  const sample = b.input('sample', 'float32', ['batch', C, h, h]);
+  let t: string;
+  if (variant === 'legacy') {
+    t = b.op('Cast', [b.input('timestep', 'int64', ['batch'])], { to: 1 });
+  } else {
+    const scalar = b.input('timestep', 'float32', []);
+    t = b.op('Expand', [scalar, b.op('Shape', [sample], { start: 0, end: 1 })]); // [B]
+  }
+  const context = b.input('encoder_hidden_states', 'float32', ['batch', SEQ, E]);
+  const reg = paramFnFor(b, 'initializer', { seed: paramSeed(seed, 'unet') });
+  const cfg = {
+    channels: [16, 32],
+    attentionLevels: [false, true],
+    groups: 4,
+    heads: 2,
+    ffMult: 2,
+    timeEmbedDim: 64,
+    contextDim: E,
+    contextLength: SEQ,
+    inChannels: C,
+    sampleSize: h,
+  };
+  const eps = buildUnet(b, cfg, { sample, timestep: t, context }, reg.param, 'dynamic');
+  b.output(eps, 'float32', ['batch', C, h, h], 'out_sample');
+  return b;
+}
+
+const VAE_CH = 16;
+
+/** Tiny VAE encoder: conv_in, three stride-2 convs with SiLU, conv_out to 2C moments, 1×1 quant_conv. */
+function vaeEncoderGraph(variant: SdExporterVariant, C: number, seed: number): GraphBuilder {
+  const b = new GraphBuilder({ name: 'vae_encoder' });
+  const x = b.input('sample', 'float32', ['batch', 3, 'height', 'width']);
+  const { param } = paramFnFor(b, 'initializer', { seed: paramSeed(seed, 'vae') });
+  let h = silu(b, conv2d(b, param, 'encoder.conv_in', x, 3, VAE_CH));
+  for (let i = 0; i < 3; i++) h = silu(b, conv2d(b, param, `encoder.down.${i}`, h, VAE_CH, VAE_CH, { stride: 2 }));
+  h = conv2d(b, param, 'encoder.conv_out', h, VAE_CH, 2 * C);
+  const moments = conv2d(b, param, 'quant_conv', h, 2 * C, 2 * C, { k: 1 });
+  const dims = ['batch', C, 'height_latent', 'width_latent'];
+  if (variant === 'optimum') {
+    b.output(moments, 'float32', ['batch', 2 * C, 'height_latent', 'width_latent'], 'latent_parameters');
+    return b;
+  }
+  // legacy: DiagonalGaussianDistribution.sample() inside the graph (log-variance clamped to [−30, 20])
+  const [mean, logvar] = b.opN('Split', [moments, b.constI64([C, C])], { axis: 1 }, { outputs: 2 });
+  const std = b.op('Exp', [b.op('Mul', [b.op('Clip', [logvar!, b.constF32(-30), b.constF32(20)]), b.constF32(0.5)])]);
+  const noise = b.op('RandomNormalLike', [mean!], { seed: f(seed) });
+  b.output(b.op('Add', [mean!, b.op('Mul', [std, noise])]), 'float32', dims, 'latent_sample');
+  return b;
+}
+
+/** Tiny VAE decoder: 1×1 post_quant_conv, conv_in, three (nearest 2× up-sampling, conv, SiLU), conv_out to RGB. */
+function vaeDecoderGraph(C: number, seed: number): GraphBuilder {
+  const b = new GraphBuilder({ name: 'vae_decoder' });
+  const z = b.input('latent_sample', 'float32', ['batch', C, 'height_latent', 'width_latent']);
+  const { param } = paramFnFor(b, 'initializer', { seed: paramSeed(seed, 'vae') });
+  let h = conv2d(b, param, 'post_quant_conv', z, C, C, { k: 1 });
+  h = silu(b, conv2d(b, param, 'decoder.conv_in', h, C, VAE_CH));
+  for (let i = 0; i < 3; i++) h = silu(b, conv2d(b, param, `decoder.up.${i}`, upsample2x(b, h), VAE_CH, VAE_CH));
+  h = conv2d(b, param, 'decoder.conv_out', h, VAE_CH, 3);
+  b.output(h, 'float32', ['batch', 3, 'height', 'width'], 'sample');
+  return b;
+}
+
+function schedulerConfig(predictionType: 'epsilon' | 'v_prediction'): Record<string, unknown> {
+  return {
+    _class_name: 'PNDMScheduler',
+    _diffusers_version: '0.30.0',
+    beta_end: 0.012,
+    beta_schedule: 'scaled_linear',
+    beta_start: 0.00085,
+    clip_sample: false,
+    num_train_timesteps: 1000,
+    prediction_type: predictionType,
+    set_alpha_to_one: false,
+    skip_prk_steps: true,
+    steps_offset: 1,
+    timestep_spacing: 'leading',
+    trained_betas: null,
+  };
+}
+
+function modelIndex(variant: SdExporterVariant): Record<string, unknown> {
+  if (variant === 'legacy') {
+    return {
+      _class_name: 'OnnxStableDiffusionPipeline',
+      _diffusers_version: '0.30.0',
+      feature_extractor: [null, null],
+      requires_safety_checker: false,
+      safety_checker: [null, null],
+      scheduler: ['diffusers', 'PNDMScheduler'],
+      text_encoder: ['diffusers', 'OnnxRuntimeModel'],
+      tokenizer: ['transformers', 'CLIPTokenizer'],
+      unet: ['diffusers', 'OnnxRuntimeModel'],
+      vae_decoder: ['diffusers', 'OnnxRuntimeModel'],
+      vae_encoder: ['diffusers', 'OnnxRuntimeModel'],
+    };
+  }
+  // optimum keeps the source pipeline's index (no vae_encoder/vae_decoder keys)
+  return {
+    _class_name: 'StableDiffusionPipeline',
+    _diffusers_version: '0.30.0',
+    feature_extractor: [null, null],
+    requires_safety_checker: false,
+    safety_checker: [null, null],
+    scheduler: ['diffusers', 'PNDMScheduler'],
+    text_encoder: ['transformers', 'CLIPTextModel'],
+    tokenizer: ['transformers', 'CLIPTokenizer'],
+    unet: ['diffusers', 'UNet2DConditionModel'],
+    vae: ['diffusers', 'AutoencoderKL'],
+  };
+}
+
+function vaeConfig(C: number, imageSize: number, scalingFactor: number): Record<string, unknown> {
+  return {
+    _class_name: 'AutoencoderKL',
+    _diffusers_version: '0.30.0',
+    block_out_channels: [VAE_CH, VAE_CH, VAE_CH, VAE_CH],
+    in_channels: 3,
+    latent_channels: C,
+    out_channels: 3,
+    sample_size: imageSize,
+    scaling_factor: scalingFactor,
+  };
+}
+
+/**
+ * Write a tiny Stable-Diffusion ONNX export into `dir` (created if needed; existing files are
+ * overwritten) following the `legacy` or `optimum` exporter conventions of SPEC §7:
+ * `model_index.json`, `scheduler/scheduler_config.json` (SD's PNDM config: scaled_linear
+ * 0.00085–0.012, 1000 steps, `clip_sample: false`, `set_alpha_to_one: false`, `steps_offset: 1`,
+ * `skip_prk_steps: true`), `tokenizer/` (a small CLIP byte-level BPE vocabulary),
+ * `text_encoder/model.onnx`, `unet/model.onnx` (weights external: `weights.pb` or
+ * `model.onnx_data`), `vae_encoder/model.onnx`, `vae_decoder/model.onnx`. Defaults: variant
+ * `legacy`, seed 0, image 64×64 (latents 4×8×8), E = 32, epsilon prediction, pad `<|endoftext|>`.
+ */
+export function writeTinySdExport(dir: string, opts: TinySdExportOptions = {}): TinySdExportInfo {
+  const variant = opts.variant ?? 'legacy';
+  const seed = opts.seed ?? 0;
+  const imageSize = opts.imageSize ?? 64;
+  const E = opts.hiddenSize ?? 32;
+  const C = opts.latentChannels ?? 4;
+  if (variant !== 'legacy' && variant !== 'optimum') throw new Error(`writeTinySdExport: variant must be 'legacy' or 'optimum', got '${String(variant)}'`);
+  if (!Number.isInteger(imageSize) || imageSize < 16 || imageSize % 16 !== 0) throw new Error(`writeTinySdExport: imageSize must be a multiple of 16 (≥ 16), got ${imageSize}`);
+  if (!Number.isInteger(E) || E < 2 || E % 2 !== 0) throw new Error(`writeTinySdExport: hiddenSize must be an even integer ≥ 2, got ${E}`);
+  if (!Number.isInteger(C) || C < 1) throw new Error(`writeTinySdExport: latentChannels must be a positive integer, got ${C}`);
+  const h = imageSize / 8;
+  const files: string[] = [];
+  let bytes = 0;
+  const put = (rel: string, body: string | Uint8Array): void => {
+    const full = join(dir, rel);
+    mkdirSync(join(full, '..'), { recursive: true });
+    writeFileSync(full, body);
+    files.push(rel);
+    bytes += typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+  };
+  const json = (o: unknown): string => `${JSON.stringify(o, null, 2)}\n`;
+
+  put('model_index.json', json(modelIndex(variant)));
+  put('scheduler/scheduler_config.json', json(schedulerConfig(opts.predictionType ?? 'epsilon')));
+  const tok = tokenizerFiles(opts.padToken ?? EOS);
+  for (const [name, body] of Object.entries(tok)) put(`tokenizer/${name}`, body);
+  const vocabSize = Object.keys(JSON.parse(tok['vocab.json']!) as object).length;
+
+  put('text_encoder/model.onnx', textEncoderGraph(variant, vocabSize, E, seed).toBytes());
+  const location = variant === 'legacy' ? 'weights.pb' : 'model.onnx_data';
+  const unet = writeModelWithExternalData(unetGraph(variant, C, h, E, seed), join(dir, 'unet', 'model.onnx'), { location });
+  files.push('unet/model.onnx', `unet/${location}`);
+  bytes += unet.model.byteLength + unet.data.byteLength;
+  put('vae_encoder/model.onnx', vaeEncoderGraph(variant, C, seed).toBytes());
+  put('vae_decoder/model.onnx', vaeDecoderGraph(C, seed).toBytes());
+  const sf = opts.scalingFactor ?? (variant === 'optimum' ? 0.18215 : undefined);
+  if (sf !== undefined) {
+    put('vae_encoder/config.json', json(vaeConfig(C, imageSize, sf)));
+    put('vae_decoder/config.json', json(vaeConfig(C, imageSize, sf)));
+  }
+  return { dir, variant, seed, files: files.sort(), hiddenSize: E, latentChannels: C, imageSize, latentSize: h, sequenceLength: SEQ, vocabSize, bytes };
+}
