@@ -17,6 +17,7 @@
  * | `random-number[:n]`| n random integers in [0, 100000) inserted (Somepalli et al.; n = 1)          |
  * | `wen[:l]`         | prompt embedding optimised until ‖ε_c − ε_u‖ ≤ l at x_T (Wen et al.; l = 3)   |
  * | `ren[:c]`         | start-token logits × c, padding masked (Ren et al.; c = 1.25)                 |
+ * | `swap:DIR@lo-hi`  | the trained model in DIR denoises for σ ∈ [lo, hi], this model elsewhere (Dodson & Gao's denoiser swap, SPEC §5.6a); constant λ |
  *
  * Wen et al. optimise per prompt on the latents of one generation call (their default 4 images per
  * prompt, whose joint norm the target l applies to); memscope does the same on groups of
@@ -30,9 +31,11 @@ import { modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenois
 import { createWenObjective, optimizePromptEmbedding, wenDenoiser, WEN_DEFAULTS } from './wen-embedding.ts';
 import { renMitigatedDenoiser, REN_DEFAULTS } from './ren-attention.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { loadTrainedModel } from '../denoisers/trained.ts';
+import { swapDenoiser } from '../denoisers/swap.ts';
 
 /** Method kinds, in the order of Jain et al.'s tables. */
-export const METHOD_KINDS = ['cfg', 'random-word', 'random-number', 'wen', 'ren', 'stp', 'og+stp', 'dtp', 'og+dtp', 'interval'] as const;
+export const METHOD_KINDS = ['cfg', 'random-word', 'random-number', 'wen', 'ren', 'stp', 'og+stp', 'dtp', 'og+dtp', 'interval', 'swap'] as const;
 /** A method kind. */
 export type MethodKind = (typeof METHOD_KINDS)[number];
 
@@ -53,9 +56,11 @@ export interface MethodSpec {
   readonly range?: readonly [number, number];
   /** og+stp / og+dtp: λ_og, the scale of the opposite guidance (absent: λ, as Algorithm 1). */
   readonly ogScale?: number;
+  /** swap only: the generalizing trained model's directory and the σ band it denoises. */
+  readonly swap?: { readonly model: string; readonly sigmaLo: number; readonly sigmaHi: number };
 }
 
-const FORMS = 'cfg | stp[:τ] | og+stp[:τ[/λog]] | dtp | og+dtp[:λog] | interval[:lo-hi] | random-word[:n] | random-number[:n] | wen[:l_target] | ren[:c]';
+const FORMS = 'cfg | stp[:τ] | og+stp[:τ[/λog]] | dtp | og+dtp[:λog] | interval[:lo-hi] | random-word[:n] | random-number[:n] | wen[:l_target] | ren[:c] | swap:DIR@σlo-σhi';
 
 /** The default method list: every method with its default parameter, and Wen et al. also at l_target = 1 (as Jain et al.'s Table 3). */
 export const DEFAULT_METHODS = 'cfg,random-word,random-number,wen,wen:1,ren,stp,og+stp,dtp,og+dtp,interval';
@@ -117,6 +122,17 @@ export function parseMethod(spec: string, arg = '--methods'): MethodSpec {
     case 'ren': {
       const c = rest === null ? METHOD_DEFAULTS.renScale : numberArg(rest, 'c', s, arg);
       return { kind, name: `ren:${c}`, param: c };
+    }
+    case 'swap': {
+      const at = rest === null ? -1 : rest.lastIndexOf('@');
+      if (rest === null || at <= 0) throw new Error(`${arg}: "${s}": swap needs a model directory and a σ band, e.g. swap:models/class@1-4; expected ${FORMS}`);
+      const model = rest.slice(0, at);
+      const band = rest.slice(at + 1);
+      const cut = band.indexOf('-', 1);
+      const lo = numberArg(cut < 0 ? '' : band.slice(0, cut), 'σ_lo', s, arg);
+      const hi = numberArg(cut < 0 ? '' : band.slice(cut + 1), 'σ_hi', s, arg);
+      if (!(lo >= 0 && hi > lo)) throw new Error(`${arg}: "${s}": need 0 ≤ σ_lo < σ_hi`);
+      return { kind, name: `swap:${model}@${lo}-${hi}`, param: null, swap: { model, sigmaLo: lo, sigmaHi: hi } };
     }
   }
 }
@@ -222,6 +238,28 @@ export async function prepareMethod(m: MethodSpec, ctx: MethodContext): Promise<
     details,
     dispose,
   });
+  if (m.kind === 'swap') {
+    const sw = m.swap!;
+    const gen = await loadTrainedModel(sw.model).catch((e: Error) => {
+      throw new Error(`--methods: ${m.name}: cannot load the generalizing model in ${sw.model}: ${e.message}`);
+    });
+    const genIds = new Map(gen.denoiser.conditions.map((c, i) => [c.id, i] as const));
+    const prompts = ctx.trained?.prompts ?? [];
+    const mapped: Record<string, string | null> = {};
+    // a condition goes to the generalizing condition with the same id, else to the class prompt of its image's class, else to e_∅
+    const mapCond = (c: CondRef): CondRef => {
+      if (c === null) return null;
+      const id = ctx.denoiser.conditions[c]!.id;
+      const label = prompts[c]?.label;
+      const g = genIds.get(id) ?? (label === undefined ? undefined : genIds.get(`class:${label}`));
+      mapped[id] = g === undefined ? null : gen.denoiser.conditions[g]!.id;
+      return g ?? null;
+    };
+    const d = swapDenoiser(ctx.denoiser, gen.denoiser, { sigmaLo: sw.sigmaLo, sigmaHi: sw.sigmaHi }, { disposeInner: false, mapCond, name: `${ctx.denoiser.name}+${m.name}` });
+    return done([{ denoiser: d, seedIndices: allSeeds }], { generalizing: sw.model, band: [sw.sigmaLo, sw.sigmaHi], counts: d.counts, mapped }, async () => {
+      await gen.denoiser.dispose?.();
+    });
+  }
   if (!needsTextModel(m)) return done([{ denoiser: ctx.denoiser, seedIndices: allSeeds }], {}, async () => {});
   const tm = ctx.trained;
   if (tm === null || tm.textEncoderBytes === null) throw new Error(`--methods: ${m.name} needs a trained text-conditioned model (prompt, embedding or attention transforms); this model has no text encoder`);

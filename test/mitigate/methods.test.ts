@@ -89,6 +89,35 @@ describe('prepareMethod on a trained text model', () => {
     await low.dispose();
   }, 120_000);
 
+  it('swap: the other model inside the σ band (same-id condition, else the class prompt of the caption\'s image, else e_∅), this model outside', async () => {
+    const cls = await loadTrainedModel('models/class');
+    const p = await prepareMethod(parseMethod('swap:models/class@1-4'), ctx);
+    expect(p.parts).toHaveLength(1);
+    const d = p.parts[0]!.denoiser;
+    const x = initialNoise(tm.denoiser.shape, [7, 8]);
+    const conds = [2, 11, null] as const;
+    const xt = { dims: [3, ...tm.denoiser.shape], data: new Float32Array(3 * x.data.length / 2) };
+    xt.data.set(x.data);
+    xt.data.set(x.data.subarray(0, x.data.length / 2), x.data.length);
+    // σ = √((1−ᾱ)/ᾱ): ᾱ = 0.2 → σ = 2 (inside), ᾱ = 0.01 → σ ≈ 9.95 (outside), ᾱ = 0.9 → σ ≈ 0.33 (outside)
+    const inside = { t: 500, alphaBar: 0.2 };
+    const capLabel = tm.prompts[11]!.label!;
+    expect(tm.denoiser.conditions[11]!.id).toMatch(/^caption:/);
+    const want = await cls.denoiser.predict(xt, inside, [cls.denoiser.conditions.findIndex((c) => c.id === 'class:2'), cls.denoiser.conditions.findIndex((c) => c.id === `class:${capLabel}`), null]);
+    expect(maxAbs(await d.predict(xt, inside, [...conds]), want)).toBe(0);
+    for (const outside of [{ t: 900, alphaBar: 0.01 }, { t: 100, alphaBar: 0.9 }]) {
+      expect(maxAbs(await d.predict(xt, outside, [...conds]), await tm.denoiser.predict(xt, outside, [...conds]))).toBe(0);
+    }
+    expect((p.details['counts'] as { generalizing: { calls: number } }).generalizing.calls).toBe(1);
+    await p.dispose();
+    await cls.denoiser.dispose?.();
+    expect(parseMethod('swap:models/class@0.5-3').swap).toEqual({ model: 'models/class', sigmaLo: 0.5, sigmaHi: 3 });
+    expect(() => parseMethod('swap')).toThrow(/swap needs a model directory and a σ band/);
+    expect(() => parseMethod('swap:models/class@3-1')).toThrow(/0 ≤ σ_lo < σ_hi/);
+    expect(() => parseMethod('swap:models/class@x')).toThrow(/σ_lo must be a number/);
+    await expect(prepareMethod(parseMethod('swap:models/nope@1-2'), ctx)).rejects.toThrow(/cannot load the generalizing model in models\/nope/);
+  }, 60_000);
+
   it('prompt methods need a trained text model', async () => {
     await expect(prepareMethod(parseMethod('random-word'), { ...ctx, trained: null })).rejects.toThrow(/--methods: random-word needs a trained text-conditioned model/);
   });
