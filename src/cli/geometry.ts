@@ -42,7 +42,7 @@ Usage: memscope geometry [flags]
   --seeds LIST           seeds of the unconditional samples of the swap table (default 0-63)
   --sampler NAME         ${SAMPLER_NAMES.join('|')} (default ddim)   --steps N  sampler steps (default 50)
   --classifier DIR       Fréchet features (default models/classifier)
-  --train N              without --model: the first N images of the embedded Fashion-MNIST train split (default 1000, the edm-small size)
+  --train N              without --model: the first N images of the embedded Fashion-MNIST train split (default 1000)
   --test M               test images: the first M of the embedded test split (default 200)
   --sigmas N             number of log-spaced noise levels (default 40, at least 2)
   --sigma-min X          smallest σ (default 0.002)     --sigma-max X  largest σ (default 80)

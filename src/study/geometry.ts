@@ -80,7 +80,7 @@ export function paddedDenoiseFn(D: DenoiseFn, opts: { pad?: number; fill?: numbe
 
 /** Settings of {@link runGeometry} (SPEC §5); the CLI fills the defaults noted here. */
 export interface GeometrySettings {
-  /** Training images `[n, ...shape]` (n ≥ 2): the support of D* (CLI default: the first 1,000 embedded Fashion-MNIST training images, the edm-small size). */
+  /** Training images `[n, ...shape]` (n ≥ 2): the support of D* (CLI default: the first 1,000 embedded Fashion-MNIST training images, or a --model's image pool). */
   readonly train: Tensor;
   /** Test images `[m, ...shape]`, disjoint from `train` (CLI default: the first 200 embedded test images). */
   readonly test: Tensor;
