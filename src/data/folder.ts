@@ -19,7 +19,7 @@
  */
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parse } from 'csv-parse/sync';
+import { parseCsvTable, type CsvTable } from './csv.ts';
 import sharp from 'sharp';
 import type { Tensor } from '../tensor/tensor.ts';
 
@@ -84,21 +84,13 @@ export function readCaptionsCsv(path: string): CaptionRow[] {
   } catch (e) {
     throw new Error(`loadImageFolder: cannot read captions CSV "${path}": ${(e as Error).message}`);
   }
-  let header: string[] = [];
-  let records: { record: Record<string, string>; info: { lines: number } }[];
+  let table: CsvTable;
   try {
-    records = parse(text, {
-      bom: true,
-      skip_empty_lines: true,
-      info: true,
-      columns: (h: string[]) => {
-        header = h.map((c) => c.trim());
-        return header;
-      },
-    }) as { record: Record<string, string>; info: { lines: number } }[];
+    table = parseCsvTable(text);
   } catch (e) {
     throw new Error(`loadImageFolder: captions CSV "${path}" is not valid CSV: ${(e as Error).message}`);
   }
+  const { header, records } = table;
   if (header.length === 0) throw new Error(`loadImageFolder: captions CSV "${path}" is empty (a header row with columns file,caption is required)`);
   for (const col of ['file', 'caption']) {
     if (!header.includes(col)) {

@@ -19,7 +19,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse } from 'csv-parse/sync';
+import { parseCsvTable, type CsvTable } from './csv.ts';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
 
 /** File formats read by {@link readPromptSet}. */
@@ -152,21 +152,13 @@ function formatOf(path: string, explicit: PromptSetFormat | undefined): PromptSe
 }
 
 function readCsv(path: string, text: string): RawTable {
-  let columns: string[] = [];
-  let records: { record: Record<string, string>; info: { lines: number } }[];
+  let table: CsvTable;
   try {
-    records = parse(text, {
-      bom: true,
-      skip_empty_lines: true,
-      info: true,
-      columns: (h: string[]) => {
-        columns = h.map((c) => c.trim());
-        return columns;
-      },
-    }) as { record: Record<string, string>; info: { lines: number } }[];
+    table = parseCsvTable(text);
   } catch (e) {
     return fail(path, `not valid CSV: ${(e as Error).message}`);
   }
+  const { header: columns, records } = table;
   return {
     columns,
     rows: records.map((r) => r.record),
