@@ -152,8 +152,23 @@ function cacheKey(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]+/g, '_');
 }
 
-/** Reference statistics of the held-out images and the same-size floor of real training images. */
-async function reference(sc: SwapScoring, n: number, seed: number): Promise<{ stats: GaussianStats | null; floor: number | null }> {
+const referenceCache = new WeakMap<SwapScoring, Map<string, Promise<{ stats: GaussianStats | null; floor: number | null }>>>();
+
+/** Reference statistics of the held-out images and the same-size floor of real training images (computed once per scoring object, sample count and seed: the band search calls it per trial). */
+function reference(sc: SwapScoring, n: number, seed: number): Promise<{ stats: GaussianStats | null; floor: number | null }> {
+  let m = referenceCache.get(sc);
+  if (!m) referenceCache.set(sc, (m = new Map()));
+  const key = `${n}|${seed}`;
+  let p = m.get(key);
+  if (!p) {
+    p = computeReference(sc, n, seed);
+    p.catch(() => m.delete(key));
+    m.set(key, p);
+  }
+  return p;
+}
+
+async function computeReference(sc: SwapScoring, n: number, seed: number): Promise<{ stats: GaussianStats | null; floor: number | null }> {
   if (!sc.quality) return { stats: null, floor: null };
   const ref = await sc.quality.features(sc.heldOut);
   const stats = gaussianStats(ref.data, ref.dims[0]!, ref.dims[1]!);
