@@ -290,8 +290,20 @@ describe('loadClipTokenizer (vocab.json + merges.txt, no tokenizer.json)', () =>
     const t2 = loadClipTokenizer(d2);
     expect(t2.specialTokens.pad).toBe('!');
     expect(Array.from(t2.encode('a cat').ids)).toEqual(padded([320, 515], BANG));
-    // "!" inside a prompt is still BPE-tokenized: "wow!!" → wow | !! → [w, o, w</w>] [!, !</w>] = [86, 78, 342] [0, 256]
-    expect(t2.tokenIds('wow!!')).toEqual([86, 78, 342, 0, 256]);
+    // transformers/diffusers (default): "!" is an added token, so every "!" in a prompt is the pad id.
+    // diffusers#4153 prints "! !! !!!" → 49406, 0, 0, 0, 0, 0, 0, 49407, 0, … for SD 2.x / XL.
+    expect(Array.from(t2.encode('! !! !!!').ids)).toEqual(padded([0, 0, 0, 0, 0, 0], BANG));
+    // "wow!!" → wow | ! | ! → [w, o, w</w>] [0] [0] (w is byte 119 → id 86, o 111 → 78, w</w> 86 + 256)
+    expect(t2.tokenIds('wow!!')).toEqual([86, 78, 342, 0, 0]);
+    // OpenCLIP: "!" stays text and is BPE-tokenized: !! → [!, !</w>] = [0, 256]; "! !! !!!" → [!</w>] [!, !</w>] [!, !, !</w>]
+    const t2o = loadClipTokenizer(d2, { padSplitting: 'openclip' });
+    expect(t2o.tokenIds('wow!!')).toEqual([86, 78, 342, 0, 256]);
+    expect(t2o.tokenIds('! !! !!!')).toEqual([256, 0, 256, 0, 0, 256]);
+    expect(Array.from(t2o.encode('a cat').ids)).toEqual(padded([320, 515], BANG));
+    expect(() => loadClipTokenizer(d2, { padSplitting: 'clip' as 'openclip' })).toThrow(/padSplitting must be 'transformers' or 'openclip'/);
+    // SD 1.x (pad = eos): nothing changes — "!" is text
+    const d1x = writeDir('sd1-bang/tokenizer', { 'vocab.json': VOCAB, 'merges.txt': MERGES_TXT, 'tokenizer_config.json': sd1Config() });
+    expect(loadClipTokenizer(d1x).tokenIds('wow!!')).toEqual([86, 78, 342, 0, 256]);
     // pad defaults to eos when neither file names one
     const d3 = writeDir('nopad/tokenizer', { 'vocab.json': VOCAB, 'merges.txt': MERGES_TXT });
     expect(loadClipTokenizer(d3).padId).toBe(EOS);

@@ -22,9 +22,12 @@
  * than `maxLength − 2` tokens is cut so that eos sits at index `maxLength − 1`. The pad token is
  * the one the export names (`special_tokens_map.json` wins over `tokenizer_config.json`, as in
  * `transformers`): `<|endoftext|>` for SD 1.x, `!` for SD 2.x; it defaults to the eos token.
- * The pad token is only used for padding: it is not made an added token, so a `!` inside an
- * SD 2.x prompt is BPE-tokenized as OpenCLIP does (`transformers` instead splits it out as the
- * pad id, huggingface/diffusers#4153). A shipped `tokenizer.json` is honoured as written.
+ * By default the pad token is also an added (special) token, as `transformers` makes it, so a `!`
+ * inside an SD 2.x prompt becomes the pad id 0 — what diffusers' pipelines feed the text encoder
+ * (huggingface/diffusers#4153: `"! !! !!!"` → `49406, 0, 0, 0, 0, 0, 0, 49407, 0…`), which is the
+ * behaviour memscope must reproduce to match a diffusers run. `padSplitting: 'openclip'` keeps the
+ * pad token for padding only, so `!` is BPE-tokenized as OpenCLIP (the SD 2.x training code) does.
+ * A shipped `tokenizer.json` is honoured as written.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -117,6 +120,8 @@ export interface ClipJsonSpecials {
   readonly eos?: SpecialTokenSpec;
   /** Default `<|endoftext|>`. */
   readonly unk?: SpecialTokenSpec;
+  /** The pad token, made an added token too when given (as `transformers` does; default none). */
+  readonly pad?: SpecialTokenSpec;
 }
 
 /** One encoded prompt. */
@@ -154,6 +159,13 @@ export interface ClipTokenizerOptions {
    * in [2, 65536] (larger values are `transformers`' "no limit" sentinel), otherwise 77.
    */
   readonly maxLength?: number;
+  /**
+   * How a pad token other than bos/eos/unk (SD 2.x: `!`) is treated inside prompts when the
+   * tokenizer is built from vocab.json + merges.txt: `'transformers'` (default; it is an added
+   * token, so each `!` in a prompt becomes the pad id, as diffusers feeds SD 2.x) or `'openclip'`
+   * (padding only; `!` is BPE-tokenized as in OpenCLIP). Ignored for a shipped `tokenizer.json`.
+   */
+  readonly padSplitting?: 'transformers' | 'openclip';
 }
 
 /** Where a {@link ClipTokenizer} came from. */
@@ -218,8 +230,9 @@ export function buildClipTokenizerJson(
   const bos = addedToken(specials.bos ?? CLIP_BOS_TOKEN, vocab, 'bos');
   const eos = addedToken(specials.eos ?? CLIP_EOS_TOKEN, vocab, 'eos');
   const unk = addedToken(specials.unk ?? CLIP_EOS_TOKEN, vocab, 'unk');
+  const pad = specials.pad === undefined ? [] : [addedToken(specials.pad, vocab, 'pad')];
   const added: AddedTokenJson[] = [];
-  for (const t of [bos, eos, unk]) if (!added.some((a) => a.content === t.content)) added.push(t);
+  for (const t of [bos, eos, unk, ...pad]) if (!added.some((a) => a.content === t.content)) added.push(t);
   added.sort((a, b) => a.id - b.id);
   return {
     version: '1.0',
@@ -476,13 +489,17 @@ export function loadClipTokenizer(dir: string, options: ClipTokenizerOptions = {
     throw new Error(`loadClipTokenizer: "${vocabPath}" must be a JSON object mapping tokens to non-negative integer ids`);
   }
   const merges = parseMerges(readFileSync(mergesPath, 'utf8'), mergesPath);
-  const specials: { bos?: SpecialTokenSpec; eos?: SpecialTokenSpec; unk?: SpecialTokenSpec } = {};
+  const specials: { bos?: SpecialTokenSpec; eos?: SpecialTokenSpec; unk?: SpecialTokenSpec; pad?: SpecialTokenSpec } = {};
   const bos = asSpec(merged.bos_token);
   const eos = asSpec(merged.eos_token);
   const unk = asSpec(merged.unk_token);
+  const pad = asSpec(merged.pad_token);
   if (bos !== undefined) specials.bos = bos;
   if (eos !== undefined) specials.eos = eos;
   if (unk !== undefined) specials.unk = unk;
+  const splitting = options.padSplitting ?? 'transformers';
+  if (splitting !== 'transformers' && splitting !== 'openclip') throw new Error(`loadClipTokenizer: padSplitting must be 'transformers' or 'openclip', got ${JSON.stringify(splitting)}`);
+  if (pad !== undefined && splitting === 'transformers') specials.pad = pad;
   const json = buildClipTokenizerJson(vocab as Record<string, number>, merges, specials);
   return new ClipTokenizer(json, merged, options, 'vocab.json+merges.txt');
 }
