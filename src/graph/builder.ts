@@ -33,10 +33,10 @@ export interface FloatsAttr {
   readonly kind: 'floats';
   readonly value: readonly number[];
 }
-/** A tensor-valued attribute (e.g. `Constant`'s `value`). */
+/** A tensor-valued attribute (e.g. `Constant`'s `value`; a `Uint16Array` is float16 half bits, as in {@link InitData}). */
 export interface TensorAttr {
   readonly kind: 'tensor';
-  readonly data: Float32Array | Float64Array | BigInt64Array | Int32Array;
+  readonly data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint16Array;
   readonly dims: readonly number[];
 }
 
@@ -74,8 +74,13 @@ export function fs(value: readonly number[]): FloatsAttr {
   return { kind: 'floats', value };
 }
 
-/** Initializer / constant payloads accepted by the builder. */
-export type InitData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+/**
+ * Initializer / constant payloads accepted by the builder; the array type decides the element
+ * type: `Float32Array` float32, `Float64Array` float64, `BigInt64Array` int64, `Int32Array`
+ * int32, `Uint8Array` uint8, and `Uint16Array` **float16** given as IEEE-754 half bits (convert
+ * numbers with `toHalfArray` from `session.ts`; there is no uint16 element type here).
+ */
+export type InitData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Uint16Array;
 
 /** Options of {@link GraphBuilder}. */
 export interface GraphBuilderOptions {
@@ -101,6 +106,7 @@ function dtypeOf(data: InitData): DType {
   if (data instanceof Float64Array) return 'float64';
   if (data instanceof BigInt64Array) return 'int64';
   if (data instanceof Int32Array) return 'int32';
+  if (data instanceof Uint16Array) return 'float16';
   return 'uint8';
 }
 
@@ -213,7 +219,10 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Add a constant tensor (an initializer); returns its name (a fresh one when `name` is omitted). */
+  /**
+   * Add a constant tensor (an initializer); returns its name (a fresh one when `name` is omitted).
+   * The element type follows the array type ({@link InitData}; `Uint16Array` = float16 half bits).
+   */
   initializer(name: string | undefined, data: InitData, dims: readonly number[]): string {
     const n = this.claim(name ?? this.fresh('init'));
     this.inits.push(tensorProto(n, data, dims));

@@ -8,7 +8,9 @@
  * `external_data` entries `location` (file name relative to the model's folder), `offset` and
  * `length` (bytes), exactly as `onnx.save_model(..., save_as_external_data=True,
  * all_tensors_to_one_file=True)` writes them; onnxruntime resolves them when the model is
- * loaded BY PATH (not from bytes).
+ * loaded BY PATH (not from bytes). Every element type moves the same way, float16 initializers
+ * (builder `Uint16Array` half bits) included: the data file holds each tensor's little-endian raw
+ * bytes (2 per float16 value, so an fp16 model's data file is half the size of its fp32 one).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';

@@ -1,13 +1,21 @@
 /**
  * Graph builder + sessions: a Conv/Gemm/Softmax/Concat/Resize graph against float64 hand
- * computations, attribute typing, metadata, dtype casts (int64/int32/float16), the cache.
+ * computations, attribute typing, metadata, dtype casts (int64/int32/float16), float16
+ * initializers (inline and as external data), the cache.
  */
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GraphBuilder, f } from './builder.ts';
-import { createSession, defaultThreads, disposeAll, fromHalfBits, getSession, toHalfBits } from './session.ts';
+import { externalDataLocations, splitExternalData, writeModelWithExternalData } from './external-data.ts';
+import { createSession, defaultThreads, disposeAll, fromHalfArray, fromHalfBits, getSession, toHalfArray, toHalfBits } from './session.ts';
+
+const tmp = mkdtempSync(join(tmpdir(), 'memscope-graph-session-'));
 
 afterAll(async () => {
   await disposeAll();
+  rmSync(tmp, { recursive: true, force: true });
 });
 
 describe('GraphBuilder + Session', () => {
@@ -76,6 +84,55 @@ describe('GraphBuilder + Session', () => {
     expect(fromHalfBits(0xfc00)).toBe(-Infinity);
     for (const v of [0.333, -12.5, 1e-4, 3000.7]) expect(Math.abs(fromHalfBits(toHalfBits(v)) - v) / Math.abs(v)).toBeLessThan(2 ** -11);
     for (const v of [1e-5, -3.3e-6]) expect(Math.abs(fromHalfBits(toHalfBits(v)) - v)).toBeLessThanOrEqual(2 ** -25); // subnormal spacing 2^-24
+  });
+
+  it('toHalfArray / fromHalfArray convert element-wise like toHalfBits / fromHalfBits', () => {
+    const v = [0, 1, -2, 0.1, 65504, 70000, 2 ** -24, 1 + 2 ** -11, -3000.7];
+    const h = toHalfArray(v);
+    expect(h).toBeInstanceOf(Uint16Array);
+    expect(Array.from(h)).toEqual(v.map(toHalfBits));
+    expect(Array.from(fromHalfArray(h))).toEqual(v.map((x) => Math.fround(fromHalfBits(toHalfBits(x)))));
+    expect(Array.from(toHalfArray(fromHalfArray(h)))).toEqual(Array.from(h)); // halves round-trip exactly
+  });
+
+  it('float16 initializers (Uint16Array half bits): Cast to float32 gives the half values; fp16 outputs come back as float32', async () => {
+    const vals = Float32Array.from({ length: 6 }, (_, i) => Math.sin(i + 0.3) * 3);
+    const b = new GraphBuilder({ name: 'half' });
+    const x = b.input('x', 'float32', ['B', 6]);
+    const w = b.initializer('w', toHalfArray(vals), [6]);
+    const y = b.op('Add', [x, b.op('Cast', [w], { to: 1 })]);
+    b.output(y, 'float32', ['B', 6], 'y');
+    b.output(b.op('Cast', [y], { to: 10 }), 'float16', ['B', 6], 'y16');
+    const s = await createSession(b.toBytes(), { threads: 1 });
+    expect(s.outputs.map((o) => o.type)).toEqual(['float32', 'float16']);
+    const o = await s.run({ x: { dims: [1, 6], data: new Float32Array(6) } });
+    expect(Array.from(o['y']!.data)).toEqual(Array.from(fromHalfArray(toHalfArray(vals))));
+    expect(Array.from(o['y16']!.data)).toEqual(Array.from(fromHalfArray(toHalfArray(vals))));
+    const raw = await s.runRaw({ x: { dims: [1, 6], data: new Float32Array(6) } }, ['y16']);
+    expect(raw['y16']!.type).toBe('float16');
+    expect(Array.from(raw['y16']!.data as Uint16Array)).toEqual(Array.from(toHalfArray(vals)));
+  });
+
+  it('float16 initializers move to external data at 2 bytes a value and load by path with the inline result', async () => {
+    const n = 300 * 3;
+    const half = toHalfArray(Float32Array.from({ length: n }, (_, i) => Math.sin(i) / 4));
+    const b = new GraphBuilder({ name: 'ext16' });
+    const x = b.input('x', 'float16', ['B', 300]);
+    const w = b.initializer('w', half, [300, 3]);
+    const y = b.op('MatMul', [b.op('Cast', [x], { to: 1 }), b.op('Cast', [w], { to: 1 })]);
+    b.output(b.op('Cast', [y], { to: 10 }), 'float16', ['B', 3], 'y');
+    const split = splitExternalData(b, { location: 'model.onnx_data' });
+    expect(split.externalTensors).toEqual(['w']);
+    expect(split.data.byteLength).toBe(n * 2);
+    const path = join(tmp, 'ext16', 'model.onnx');
+    writeModelWithExternalData(b, path, { location: 'model.onnx_data' });
+    expect(externalDataLocations(path)).toEqual(['model.onnx_data']);
+    expect(statSync(join(tmp, 'ext16', 'model.onnx_data')).size).toBe(n * 2);
+    const xv = { dims: [2, 300], data: Float32Array.from({ length: 600 }, (_, i) => Math.cos(i / 7)) };
+    const inline = await (await createSession(b.toBytes(), { threads: 1 })).run({ x: xv });
+    const external = await (await createSession(path, { threads: 1 })).run({ x: xv });
+    expect(Array.from(external['y']!.data)).toEqual(Array.from(inline['y']!.data));
+    expect(inline['y']!.data.some((v) => v !== 0)).toBe(true);
   });
 
   it('getSession caches by bytes and options; disposeAll releases', async () => {

@@ -124,6 +124,24 @@ export function fromHalfBits(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
+/**
+ * Numbers → IEEE-754 half bits, element-wise with {@link toHalfBits} (round to nearest even;
+ * overflow gives ±Infinity). The form float16 initializers and feeds take (Node 20 has no
+ * Float16Array).
+ */
+export function toHalfArray(values: ArrayLike<number>): Uint16Array {
+  const o = new Uint16Array(values.length);
+  for (let i = 0; i < o.length; i++) o[i] = toHalfBits(values[i]!);
+  return o;
+}
+
+/** IEEE-754 half bits → float32, element-wise with {@link fromHalfBits} (exact: every half is a float32). */
+export function fromHalfArray(bits: ArrayLike<number>): Float32Array {
+  const o = new Float32Array(bits.length);
+  for (let i = 0; i < o.length; i++) o[i] = fromHalfBits(bits[i]!);
+  return o;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function isTensorFeed(f: Feed): f is Tensor {
@@ -140,6 +158,7 @@ function castData(type: TypedFeed['type'], src: ArrayLike<number> | BigInt64Arra
       return src instanceof Float64Array ? src : Float64Array.from({ length: n }, (_, i) => num(i));
     case 'float16': {
       if (src instanceof Uint16Array) return src;
+      if (!(src instanceof BigInt64Array)) return toHalfArray(src);
       const o = new Uint16Array(n);
       for (let i = 0; i < n; i++) o[i] = toHalfBits(num(i));
       return o;
@@ -275,12 +294,7 @@ export class Session {
 function toFloat32(t: ort.Tensor, what: string): Float32Array {
   const d = t.data;
   if (d instanceof Float32Array) return d;
-  if (t.type === 'float16') {
-    const h = d as Uint16Array;
-    const o = new Float32Array(h.length);
-    for (let i = 0; i < h.length; i++) o[i] = fromHalfBits(h[i]!);
-    return o;
-  }
+  if (t.type === 'float16') return fromHalfArray(d as Uint16Array);
   if (d instanceof Float64Array || d instanceof Int32Array || d instanceof Uint8Array || d instanceof Int8Array || d instanceof Uint16Array || d instanceof Int16Array || d instanceof Uint32Array) {
     return Float32Array.from(d);
   }

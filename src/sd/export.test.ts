@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
+import { GraphBuilder } from '../graph/builder.ts';
 import { disposeAll } from '../graph/session.ts';
 import { randnTorch } from '../random/torch.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -49,10 +50,10 @@ describe('loadSdExport: metadata', () => {
     expect(legacy).toMatchObject({
       className: 'OnnxStableDiffusionPipeline',
       components: ['text_encoder', 'unet', 'vae_encoder', 'vae_decoder'],
-      textEncoder: { idsType: 'int32', sequenceLength: 77, hiddenSize: 32, hiddenStateOutput: 'last_hidden_state', pooledOutput: 'pooler_output' },
-      unet: { timestep: { type: 'int64', layout: 'batch' }, timestepRank: 1, latentChannels: 4, sampleSize: [8, 8], hiddenSize: 32, contextLength: 77, output: 'out_sample' },
-      vaeEncoder: { input: 'sample', outputKind: 'latent_sample', latentChannels: 4 },
-      vaeDecoder: { input: 'latent_sample', output: 'sample', latentChannels: 4 },
+      textEncoder: { idsType: 'int32', sequenceLength: 77, hiddenSize: 32, hiddenStateOutput: 'last_hidden_state', pooledOutput: 'pooler_output', dtype: 'float32' },
+      unet: { timestep: { type: 'int64', layout: 'batch' }, timestepRank: 1, latentChannels: 4, sampleSize: [8, 8], hiddenSize: 32, contextLength: 77, output: 'out_sample', dtype: 'float32' },
+      vaeEncoder: { input: 'sample', outputKind: 'latent_sample', latentChannels: 4, dtype: 'float32' },
+      vaeDecoder: { input: 'latent_sample', output: 'sample', latentChannels: 4, dtype: 'float32' },
       hiddenSize: 32,
       latentChannels: 4,
       predictionType: 'epsilon',
@@ -177,6 +178,24 @@ describe('loadSdExport: errors', () => {
     );
     expect(err?.message).toMatch(/unet\/model\.onnx input 'encoder_hidden_states' \[batch, 77, 48\] has width 48 but text_encoder\/model\.onnx output 'last_hidden_state' \[batch, 77, 32\] has hidden size 32/);
     expect(err?.message).toMatch(/latent channels differ: unet\/model\.onnx input 'sample' has 3, vae_decoder\/model\.onnx input 'latent_sample' has 4/);
+  });
+
+  it("a non-float U-Net 'sample' (or 'encoder_hidden_states') is an error naming the file, the input and its type", async () => {
+    for (const [bad, type] of [
+      ['sample', 'int32'],
+      ['encoder_hidden_states', 'int64'],
+    ] as const) {
+      const dir = join(tmp, `int-${bad}`);
+      cpSync(join(tmp, 'legacy'), dir, { recursive: true });
+      rmSync(join(dir, 'unet', 'weights.pb'));
+      const b = new GraphBuilder({ name: 'unet' });
+      const x = b.input('sample', bad === 'sample' ? type : 'float32', ['batch', 4, 8, 8]);
+      b.input('timestep', 'int64', ['batch']);
+      b.input('encoder_hidden_states', bad === 'encoder_hidden_states' ? type : 'float32', ['batch', 77, 32]);
+      b.output(b.op('Cast', [x], { to: 1 }), 'float32', ['batch', 4, 8, 8], 'out_sample');
+      writeFileSync(join(dir, 'unet', 'model.onnx'), b.toBytes());
+      await expect(loadSdExport(dir, { threads: 1 })).rejects.toThrow(new RegExp(`unet/model\\.onnx: input '${bad}' has type ${type}; expected a float tensor \\(float32 or float16\\)`));
+    }
   });
 
   it("executionProvider 'cuda' is tried only when asked and fails clearly where onnxruntime-node has no CUDA provider", async () => {

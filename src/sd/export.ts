@@ -6,6 +6,12 @@
  * VAE scaling factor and the scheduler's `prediction_type`. Every ONNX model is opened BY PATH so
  * that external weights (`weights.pb`, `model.onnx_data`) load.
  *
+ * Float16 exports (fp16 `sample`, `encoder_hidden_states`, hidden states, VAE inputs/outputs) load
+ * like float32 ones, and components of different float types may be mixed (an fp16 U-Net with an
+ * fp32 text encoder): each component's float type is reported (`unet.dtype`, …) and memscope
+ * tensors stay float32 — the session boundary (`graph/session.ts`) rounds feeds to float16 and
+ * widens float16 outputs. A non-float tensor where a float one belongs is an error naming it.
+ *
  * Errors list every missing component or file at once (`unet/model.onnx`, `tokenizer/merges.txt`,
  * an external weight file a model refers to), and every mismatch between components naming both
  * sides (e.g. the U-Net's `encoder_hidden_states` width against the text encoder's hidden size).
@@ -25,6 +31,11 @@ export type SdComponentName = 'text_encoder' | 'unet' | 'vae_encoder' | 'vae_dec
 
 /** SD 1.x/2.x VAE scaling factor, used when no config says otherwise (SPEC §0, §7). */
 export const SD_DEFAULT_SCALING_FACTOR = 0.18215;
+
+/** Float element type of a component's float inputs / outputs, from the session metadata. */
+export type SdFloatType = 'float32' | 'float16' | 'float64';
+
+const FLOAT_TYPES: ReadonlySet<string> = new Set(['float32', 'float16', 'float64']);
 
 /** Options of {@link loadSdExport}. */
 export interface LoadSdExportOptions {
@@ -50,6 +61,8 @@ export interface SdTextEncoderInfo {
   readonly hiddenStateOutput: string;
   /** Name of the pooled output (`pooler_output`), `null` when absent. */
   readonly pooledOutput: string | null;
+  /** Element type of the hidden-state output (float16 for fp16 exports; returned as float32 either way). */
+  readonly dtype: SdFloatType;
 }
 
 /** The U-Net as its metadata describes it. */
@@ -70,6 +83,8 @@ export interface SdUnetInfo {
   readonly contextLength: number | null;
   /** Name of the prediction output (`out_sample`). */
   readonly output: string;
+  /** Element type of `sample` (float16 for fp16 exports; fed and read back as float32 by memscope). */
+  readonly dtype: SdFloatType;
 }
 
 /** The VAE encoder as its metadata describes it. */
@@ -82,6 +97,8 @@ export interface SdVaeEncoderInfo {
   readonly outputKind: 'latent_sample' | 'latent_parameters';
   /** Latent channels (half the `latent_parameters` channels; `null` when dynamic). */
   readonly latentChannels: number | null;
+  /** Element type of the image input (float16 for fp16 exports). */
+  readonly dtype: SdFloatType;
 }
 
 /** The VAE decoder as its metadata describes it. */
@@ -94,6 +111,8 @@ export interface SdVaeDecoderInfo {
   readonly output: string;
   /** Latent channels (`null` when dynamic). */
   readonly latentChannels: number | null;
+  /** Element type of the latent input (float16 for fp16 exports). */
+  readonly dtype: SdFloatType;
 }
 
 /** Everything {@link loadSdExport} read about an export. */
@@ -168,6 +187,15 @@ function dimNum(shape: readonly (number | string)[] | null, i: number): number |
   return typeof d === 'number' && d > 0 ? d : null;
 }
 
+/** The float type of `info`, or an error naming the component, the input/output and its type. */
+function floatType(rel: string, kind: 'input' | 'output', info: ValueInfo): SdFloatType {
+  const t = info.type;
+  if (t === undefined || !FLOAT_TYPES.has(t)) {
+    throw new Error(`${rel}: ${kind} '${info.name}' has type ${t ?? 'non-tensor'}; expected a float tensor (float32 or float16)`);
+  }
+  return t as SdFloatType;
+}
+
 function fmtShape(info: ValueInfo): string {
   return info.shape === null ? '(no shape)' : `[${info.shape.join(', ')}]`;
 }
@@ -219,13 +247,17 @@ function describeTextEncoder(s: Session, rel: string, path: string): SdTextEncod
   if (ids.type !== 'int32' && ids.type !== 'int64') throw new Error(`${rel}: input 'input_ids' has type ${ids.type}; expected int32 or int64`);
   const hs = s.outputs.find((o) => o.name === 'last_hidden_state') ?? s.outputs[0];
   if (hs === undefined) throw new Error(`${rel}: model has no outputs`);
+  const dtype = floatType(rel, 'output', hs);
+  const pooled = s.outputs.find((o) => o.name === 'pooler_output');
+  if (pooled !== undefined) floatType(rel, 'output', pooled);
   return {
     path,
     idsType: ids.type,
     sequenceLength: dimNum(ids.shape, 1),
     hiddenSize: hs.shape !== null && hs.shape.length === 3 ? dimNum(hs.shape, 2) : null,
     hiddenStateOutput: hs.name,
-    pooledOutput: s.outputs.find((o) => o.name === 'pooler_output')?.name ?? null,
+    pooledOutput: pooled?.name ?? null,
+    dtype,
   };
 }
 
@@ -236,6 +268,9 @@ function describeUnet(s: Session, rel: string, path: string): SdUnetInfo {
   const sample = s.input('sample');
   const ehs = s.input('encoder_hidden_states');
   const tInfo = s.input('timestep');
+  const dtype = floatType(rel, 'input', sample);
+  floatType(rel, 'input', ehs);
+  floatType(rel, 'output', s.outputs[0]!);
   const h = dimNum(sample.shape, 2);
   const w = dimNum(sample.shape, 3);
   return {
@@ -247,6 +282,7 @@ function describeUnet(s: Session, rel: string, path: string): SdUnetInfo {
     hiddenSize: ehs.shape !== null && ehs.shape.length === 3 ? dimNum(ehs.shape, 2) : null,
     contextLength: ehs.shape !== null && ehs.shape.length === 3 ? dimNum(ehs.shape, 1) : null,
     output: s.outputNames[0]!,
+    dtype,
   };
 }
 
@@ -255,15 +291,19 @@ function describeVaeEncoder(s: Session, rel: string, path: string): SdVaeEncoder
   if (out === undefined) throw new Error(`${rel}: no output 'latent_sample' or 'latent_parameters' (outputs: ${s.outputNames.join(', ')})`);
   if (s.inputs.length !== 1) throw new Error(`${rel}: expected one image input, got ${s.inputNames.join(', ') || 'none'}`);
   const kind = out.name as 'latent_sample' | 'latent_parameters';
+  const dtype = floatType(rel, 'input', s.inputs[0]!);
+  floatType(rel, 'output', out);
   const ch = dimNum(out.shape, 1);
   if (kind === 'latent_parameters' && ch !== null && ch % 2 !== 0) throw new Error(`${rel}: output 'latent_parameters' has ${ch} channels; expected mean and log-variance (an even count)`);
-  return { path, input: s.inputNames[0]!, outputKind: kind, latentChannels: ch === null ? null : kind === 'latent_parameters' ? ch / 2 : ch };
+  return { path, input: s.inputNames[0]!, outputKind: kind, latentChannels: ch === null ? null : kind === 'latent_parameters' ? ch / 2 : ch, dtype };
 }
 
 function describeVaeDecoder(s: Session, rel: string, path: string): SdVaeDecoderInfo {
   const input = s.inputs.find((i) => i.name === 'latent_sample') ?? s.inputs[0];
   if (input === undefined || s.outputs.length === 0) throw new Error(`${rel}: expected a latent input and an image output (inputs: ${s.inputNames.join(', ') || 'none'}; outputs: ${s.outputNames.join(', ') || 'none'})`);
-  return { path, input: input.name, output: s.outputNames[0]!, latentChannels: dimNum(input.shape, 1) };
+  const dtype = floatType(rel, 'input', input);
+  floatType(rel, 'output', s.outputs[0]!);
+  return { path, input: input.name, output: s.outputNames[0]!, latentChannels: dimNum(input.shape, 1), dtype };
 }
 
 /** Scaling factor from the `vae…/config.json` files or `model_index.json`; conflicting values are an error naming both files. */
@@ -295,8 +335,11 @@ function scalingFactorOf(root: string, modelIndex: Readonly<Record<string, unkno
  * `tokenizer.json`), `text_encoder/`, `unet/`, `vae_decoder/` (each `model.onnx`) exist —
  * `vae_encoder/` is loaded when its folder exists — then open each model by path and describe it
  * from the session metadata ({@link SdExportDescription}). Throws one error listing every missing
- * file, or every mismatch between components naming both sides. Defaults: CPU execution
- * provider, `MEMSCOPE_THREADS` (or 2) threads, VAE encoder optional. Call `dispose()` when done.
+ * file, or every mismatch between components naming both sides. float32 and float16 components
+ * (and mixes of them) are accepted, each component's float type reported as its `dtype`; a
+ * non-float `sample`, `encoder_hidden_states`, hidden-state or VAE input/output is an error
+ * naming the file and the value. Defaults: CPU execution provider, `MEMSCOPE_THREADS` (or 2)
+ * threads, VAE encoder optional. Call `dispose()` when done.
  */
 export async function loadSdExport(dir: string, opts: LoadSdExportOptions = {}): Promise<SdExport> {
   const root = resolve(dir);
@@ -389,7 +432,8 @@ export interface SdPromptEmbeddings {
 
 /**
  * Tokenize `prompts` with the export's tokenizer and run its text encoder, feeding `input_ids`
- * in the dtype its metadata declares (int32 or int64) (SPEC §7).
+ * in the dtype its metadata declares (int32 or int64) (SPEC §7). The embeddings come back as
+ * float32 also from a float16 text encoder (widened exactly at the session boundary).
  */
 export async function encodePrompts(exp: SdExport, prompts: readonly string[]): Promise<SdPromptEmbeddings> {
   const enc = exp.tokenizer.encodeBatch(prompts);

@@ -16,7 +16,7 @@ import { sample } from '../samplers/index.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type SdExport, encodePrompts, loadSdExport, sdUnetDenoiser } from './export.ts';
 import { generate, initialLatents, vaeDecode, vaeEncode } from './pipeline.ts';
-import { writeTinySdExport } from './tiny-export.ts';
+import { type TinySdTimestep, writeTinySdExport } from './tiny-export.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-sd-pipeline-'));
 let legacy: SdExport;
@@ -123,6 +123,46 @@ describe('generate', () => {
     expectImages(v.images, 2);
     const e = await generate(optimum, { prompts: ['a cat'], seeds: [1, 2], steps: STEPS, sampler: 'euler' });
     expect(maxAbsDiff(v.latents.data, e.latents.data)).toBeGreaterThan(1e-4);
+  });
+});
+
+describe('U-Net timestep layouts', () => {
+  const LAYOUTS: ReadonlyArray<[TinySdTimestep, { type: string; layout: string }]> = [
+    ['int64-batch', { type: 'int64', layout: 'batch' }],
+    ['float32-batch', { type: 'float32', layout: 'batch' }],
+    ['float32-one', { type: 'float32', layout: 'one' }],
+    ['float32-scalar', { type: 'float32', layout: 'scalar' }],
+  ];
+  for (const [timestep, layout] of LAYOUTS) {
+    for (const variant of ['legacy', 'optimum'] as const) {
+      it(`${variant} with timestep '${timestep}': reported as ${layout.type} ${layout.layout}, and generate gives the default legacy export's images`, async () => {
+        const dir = join(tmp, `ts-${variant}-${timestep}`);
+        const info = writeTinySdExport(dir, { variant, seed: 5, imageSize: 64, timestep });
+        expect(info.timestep).toBe(timestep);
+        const exp = await loadSdExport(dir, { threads: 1 });
+        try {
+          expect(exp.unet.timestep).toEqual(layout);
+          expect(exp.unet.timestepRank).toBe(layout.layout === 'scalar' ? 0 : 1);
+          // CFG doubles the U-Net batch (4 rows): [1] and [] are broadcast to it inside the graph
+          const opts = { prompts: PROMPTS, seeds: SEEDS, steps: STEPS };
+          const [a, b] = [await generate(exp, opts), await generate(legacy, opts)];
+          expect(maxAbsDiff(a.images.data, b.images.data)).toBeLessThan(1e-6);
+          expect(maxAbsDiff(a.latents.data, b.latents.data)).toBeLessThan(1e-6);
+          // fractional timesteps (euler) reach the float layouts unrounded: a float export matches the float32 default
+          if (layout.type === 'float32') {
+            const eu = { ...opts, sampler: 'euler' as const };
+            expect(maxAbsDiff((await generate(exp, eu)).images.data, (await generate(optimum, eu)).images.data)).toBeLessThan(1e-6);
+          }
+        } finally {
+          await exp.dispose();
+        }
+      });
+    }
+  }
+
+  it('rejects an unknown timestep layout or dtype', () => {
+    expect(() => writeTinySdExport(join(tmp, 'bad-ts'), { timestep: 'int32-batch' as TinySdTimestep })).toThrow(/timestep must be one of 'int64-batch', 'float32-scalar', 'float32-batch', 'float32-one', got 'int32-batch'/);
+    expect(() => writeTinySdExport(join(tmp, 'bad-dt'), { dtype: 'bfloat16' as 'float16' })).toThrow(/dtype must be 'float32' or 'float16'/);
   });
 });
 

@@ -4,6 +4,9 @@
  * sampling of the U-Net in latent space with a memscope sampler → VAE decode to images in [0, 1].
  * Also the VAE encode/decode halves on their own (targets x = scaling_factor · mean latent).
  *
+ * float16 exports need nothing special: memscope tensors stay float32 and the session boundary
+ * rounds feeds to float16 and widens float16 outputs (see `graph/session.ts`).
+ *
  * Every step reuses the library: {@link encodePrompts} and {@link sdUnetDenoiser} (which converts
  * v-prediction to ε), the {@link cfg} combinator (cond + uncond in one batched U-Net call), the
  * diffusers-exact samplers ({@link sample}) driven by the export's own scheduler config, and

@@ -70,8 +70,10 @@ describe('writeTinySdExport', () => {
     for (const info of [legacy, optimum]) {
       for (const f of info.files) expect(existsSync(join(info.dir, f))).toBe(true);
       expect(info.bytes).toBeLessThan(3_000_000);
-      expect(info).toMatchObject({ hiddenSize: 32, latentChannels: 4, imageSize: 64, latentSize: 8, sequenceLength: 77 });
+      expect(info).toMatchObject({ hiddenSize: 32, latentChannels: 4, imageSize: 64, latentSize: 8, sequenceLength: 77, dtype: 'float32' });
     }
+    expect(legacy.timestep).toBe('int64-batch');
+    expect(optimum.timestep).toBe('float32-scalar');
     expect(externalDataLocations(join(legacy.dir, 'unet/model.onnx'))).toEqual(['weights.pb']);
     expect(externalDataLocations(join(optimum.dir, 'unet/model.onnx'))).toEqual(['model.onnx_data']);
     // the graph file is small, the weights are beside it

@@ -9,25 +9,50 @@
  * | | `legacy` (diffusers `convert_stable_diffusion_checkpoint_to_onnx.py`) | `optimum` (≥ late 2024) |
  * |---|---|---|
  * | text encoder `input_ids` | int32 `[B, 77]` | int64 `[B, 77]` |
- * | U-Net `timestep` | int64 `[B]` | float32 scalar `[]` |
+ * | U-Net `timestep` (default; option `timestep`) | int64 `[B]` | float32 scalar `[]` |
  * | VAE encoder output | `latent_sample` (sampled in the graph) | `latent_parameters` (mean ‖ log-variance) |
  * | U-Net external weights | `unet/weights.pb` | `unet/model.onnx_data` |
  * | `model_index.json` | `OnnxStableDiffusionPipeline`, `vae_encoder`/`vae_decoder` | the source pipeline's (`StableDiffusionPipeline`, `vae`) |
  *
  * Both variants built with the same seed hold the same weights, so they compute the same
  * functions (the timestep is cast / expanded to float32 `[B]` inside the U-Net graph).
+ *
+ * The U-Net timestep layout can also be chosen on its own (option `timestep`: int64 `[B]`, or a
+ * float scalar `[]`, `[1]` or `[B]` — every layout SPEC §7 lists), and the whole export can be
+ * written in float16 (option `dtype`): float inputs and outputs of every component are float16 in
+ * the graph signature and the weights are stored as float16 initializers (files about half the
+ * size), as in a real fp16 export. Unlike a real fp16 export — which computes in fp16 on CUDA —
+ * the tiny graphs Cast their fp16 weights and inputs to float32 and compute in float32, because
+ * onnxruntime's CPU execution provider lacks float16 kernels for many operators (Conv,
+ * InstanceNorm, Softmax, …); outputs are Cast back to float16.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraphBuilder, f } from '../graph/builder.ts';
 import { writeModelWithExternalData } from '../graph/external-data.ts';
-import { paramFnFor, paramSeed } from '../train/models/init.ts';
+import { fromHalfArray, toHalfArray } from '../graph/session.ts';
+import type { ParamFn } from '../train/params.ts';
+import { initParam, paramFnFor, paramSeed } from '../train/models/init.ts';
 import { conv2d, reshape, silu, upsample2x } from '../train/models/layers.ts';
 import { buildTextEncoder } from '../train/models/text-encoder.ts';
 import { buildUnet } from '../train/models/unet.ts';
 
 /** Which exporter's conventions a tiny export follows (SPEC §7). */
 export type SdExporterVariant = 'legacy' | 'optimum';
+
+/**
+ * U-Net `timestep` input of a tiny export (SPEC §7): element type and shape. `int64-batch` = int64
+ * `[B]` (older legacy exports), `float32-batch` = float `[B]` (current legacy script),
+ * `float32-one` = float `[1]` (broadcast to the batch; the diffusers ONNX pipeline feeds `[1]`
+ * even for batch 2), `float32-scalar` = float rank 0 `[]` (optimum ≥ late 2024). With
+ * `dtype: 'float16'` the float layouts are float16 in the signature.
+ */
+export type TinySdTimestep = 'int64-batch' | 'float32-scalar' | 'float32-batch' | 'float32-one';
+
+/** Float element type of a tiny export's model inputs, outputs and stored weights. */
+export type TinySdDtype = 'float32' | 'float16';
+
+const TIMESTEPS: readonly TinySdTimestep[] = ['int64-batch', 'float32-scalar', 'float32-batch', 'float32-one'];
 
 /** Options of {@link writeTinySdExport}. */
 export interface TinySdExportOptions {
@@ -51,6 +76,28 @@ export interface TinySdExportOptions {
    * which copies the VAE config).
    */
   readonly scalingFactor?: number;
+  /**
+   * U-Net timestep layout (default: `'int64-batch'` for `legacy`, `'float32-scalar'` for
+   * `optimum`). Every layout is cast / expanded to float32 `[B]` inside the graph, so exports that
+   * differ only in this option compute the same function.
+   */
+  readonly timestep?: TinySdTimestep;
+  /**
+   * Float type of every component's float inputs and outputs and of the stored weights (default
+   * `'float32'`). `'float16'`: U-Net `sample` / float `timestep` / `encoder_hidden_states` /
+   * `out_sample`, text-encoder `last_hidden_state` / `pooler_output`, VAE inputs and outputs are
+   * float16, and the weights are float16 initializers (≈ half the bytes), Cast to float32 inside
+   * the graph for compute (onnxruntime's CPU provider lacks fp16 kernels for many ops; a real fp16
+   * export computes in fp16 on CUDA). The same seed draws the same weights before rounding.
+   */
+  readonly dtype?: TinySdDtype;
+  /**
+   * Round every weight to the nearest float16 but store it as float32 (default false; no effect
+   * with `dtype: 'float16'`, whose weights are float16 already). An fp32 export with exactly the
+   * weights of the fp16 export of the same seed — a reference that isolates the fp16 rounding of
+   * the inputs and outputs.
+   */
+  readonly roundWeightsToHalf?: boolean;
 }
 
 /** What {@link writeTinySdExport} wrote. */
@@ -61,6 +108,10 @@ export interface TinySdExportInfo {
   readonly variant: SdExporterVariant;
   /** Weight seed used. */
   readonly seed: number;
+  /** U-Net timestep layout written. */
+  readonly timestep: TinySdTimestep;
+  /** Float type of the models' float inputs, outputs and weights. */
+  readonly dtype: TinySdDtype;
   /** Every file written, relative to `dir`, sorted. */
   readonly files: readonly string[];
   /** Text-encoder width E. */
@@ -157,35 +208,73 @@ function tokenizerFiles(pad: string): Record<string, string> {
   };
 }
 
+/** Float graph-building conventions shared by the component graphs of one export. */
+interface Precision {
+  readonly dtype: TinySdDtype;
+  readonly roundWeights: boolean;
+}
+
+const ONNX_FLOAT = 1;
+const ONNX_FLOAT16 = 10;
+
+/**
+ * The weight ParamFn of one component: seeded initializers as {@link paramFnFor} draws them
+ * (same seed → same values); float16 exports store them as float16 and Cast to float32.
+ */
+function weightParam(b: GraphBuilder, seed: number, component: string, prec: Precision): ParamFn {
+  const s = paramSeed(seed, component);
+  if (prec.dtype === 'float32' && !prec.roundWeights) return paramFnFor(b, 'initializer', { seed: s }).param;
+  return (name, dims, init) => {
+    const half = toHalfArray(initParam({ name, dims: [...dims], init }, s));
+    if (prec.dtype === 'float32') return b.initializer(name, fromHalfArray(half), dims);
+    return b.op('Cast', [b.initializer(name, half, dims)], { to: ONNX_FLOAT });
+  };
+}
+
+/** Declare a float graph input in the export's dtype; returns a float32 value. */
+function floatInput(b: GraphBuilder, prec: Precision, name: string, dims: readonly (number | string)[]): string {
+  const x = b.input(name, prec.dtype, dims);
+  return prec.dtype === 'float32' ? x : b.op('Cast', [x], { to: ONNX_FLOAT });
+}
+
+/** Declare float32 `value` a graph output `name` in the export's dtype. */
+function floatOutput(b: GraphBuilder, prec: Precision, value: string, dims: readonly (number | string)[], name: string): void {
+  if (prec.dtype === 'float32') b.output(value, 'float32', dims, name);
+  else b.output(b.op('Cast', [value], { to: ONNX_FLOAT16 }, { outputs: [name] }), 'float16', dims);
+}
+
 /** The tiny text encoder: CLIP-like transformer (`buildTextEncoder`) + CLIP's pooler (hidden state at the arg-max id = eos). */
-function textEncoderGraph(variant: SdExporterVariant, vocabSize: number, E: number, seed: number): GraphBuilder {
+function textEncoderGraph(variant: SdExporterVariant, vocabSize: number, E: number, seed: number, prec: Precision): GraphBuilder {
   const b = new GraphBuilder({ name: 'text_encoder' });
   const ids = b.input('input_ids', variant === 'legacy' ? 'int32' : 'int64', ['batch', SEQ]);
-  const reg = paramFnFor(b, 'initializer', { seed: paramSeed(seed, 'text_encoder') });
-  const h = buildTextEncoder(b, { vocabSize, maxLength: SEQ, width: E, layers: 1, heads: 2, mlpMult: 2 }, ids, reg.param, 'dynamic');
+  const param = weightParam(b, seed, 'text_encoder', prec);
+  const h = buildTextEncoder(b, { vocabSize, maxLength: SEQ, width: E, layers: 1, heads: 2, mlpMult: 2 }, ids, param, 'dynamic');
   // pooler_output: CLIP takes the hidden state at input_ids.argmax(-1) (the first eos)
   const am = b.op('ArgMax', [b.op('Cast', [ids], { to: 1 })], { axis: 1, keepdims: 1 }); // [B, 1] int64
   const pos = b.constI64(Array.from({ length: SEQ }, (_, i) => i), [1, SEQ]);
   const oneHot = b.op('Cast', [b.op('Equal', [am, pos])], { to: 1 }); // [B, 77]
   const pooled = reshape(b, b.op('MatMul', [reshape(b, oneHot, [-1, 1, SEQ]), h]), [-1, E]);
-  b.output(h, 'float32', ['batch', SEQ, E], 'last_hidden_state');
-  b.output(pooled, 'float32', ['batch', E], 'pooler_output');
+  floatOutput(b, prec, h, ['batch', SEQ, E], 'last_hidden_state');
+  floatOutput(b, prec, pooled, ['batch', E], 'pooler_output');
   return b;
 }
 
-/** The tiny U-Net (`buildUnet`, channels 16/32, attention at 32 and in the mid block) with the exporter's timestep convention. */
-function unetGraph(variant: SdExporterVariant, C: number, h: number, E: number, seed: number): GraphBuilder {
+/** The tiny U-Net (`buildUnet`, channels 16/32, attention at 32 and in the mid block) with the given timestep layout, cast / expanded to float32 `[B]`. */
+function unetGraph(timestep: TinySdTimestep, C: number, h: number, E: number, seed: number, prec: Precision): GraphBuilder {
   const b = new GraphBuilder({ name: 'unet' });
-  const sample = b.input('sample', 'float32', ['batch', C, h, h]);
+  const sampleIn = b.input('sample', prec.dtype, ['batch', C, h, h]);
+  const sample = prec.dtype === 'float32' ? sampleIn : b.op('Cast', [sampleIn], { to: ONNX_FLOAT });
   let t: string;
-  if (variant === 'legacy') {
-    t = b.op('Cast', [b.input('timestep', 'int64', ['batch'])], { to: 1 });
+  if (timestep === 'int64-batch') {
+    t = b.op('Cast', [b.input('timestep', 'int64', ['batch'])], { to: ONNX_FLOAT });
+  } else if (timestep === 'float32-batch') {
+    t = floatInput(b, prec, 'timestep', ['batch']);
   } else {
-    const scalar = b.input('timestep', 'float32', []);
-    t = b.op('Expand', [scalar, b.op('Shape', [sample], { start: 0, end: 1 })]); // [B]
+    const one = floatInput(b, prec, 'timestep', timestep === 'float32-one' ? [1] : []);
+    t = b.op('Expand', [one, b.op('Shape', [sample], { start: 0, end: 1 })]); // [] or [1] → [B]
   }
-  const context = b.input('encoder_hidden_states', 'float32', ['batch', SEQ, E]);
-  const reg = paramFnFor(b, 'initializer', { seed: paramSeed(seed, 'unet') });
+  const context = floatInput(b, prec, 'encoder_hidden_states', ['batch', SEQ, E]);
+  const param = weightParam(b, seed, 'unet', prec);
   const cfg = {
     channels: [16, 32],
     attentionLevels: [false, true],
@@ -198,45 +287,45 @@ function unetGraph(variant: SdExporterVariant, C: number, h: number, E: number, 
     inChannels: C,
     sampleSize: h,
   };
-  const eps = buildUnet(b, cfg, { sample, timestep: t, context }, reg.param, 'dynamic');
-  b.output(eps, 'float32', ['batch', C, h, h], 'out_sample');
+  const eps = buildUnet(b, cfg, { sample, timestep: t, context }, param, 'dynamic');
+  floatOutput(b, prec, eps, ['batch', C, h, h], 'out_sample');
   return b;
 }
 
 const VAE_CH = 16;
 
 /** Tiny VAE encoder: conv_in, three stride-2 convs with SiLU, conv_out to 2C moments, 1×1 quant_conv. */
-function vaeEncoderGraph(variant: SdExporterVariant, C: number, seed: number): GraphBuilder {
+function vaeEncoderGraph(variant: SdExporterVariant, C: number, seed: number, prec: Precision): GraphBuilder {
   const b = new GraphBuilder({ name: 'vae_encoder' });
-  const x = b.input('sample', 'float32', ['batch', 3, 'height', 'width']);
-  const { param } = paramFnFor(b, 'initializer', { seed: paramSeed(seed, 'vae') });
+  const x = floatInput(b, prec, 'sample', ['batch', 3, 'height', 'width']);
+  const param = weightParam(b, seed, 'vae', prec);
   let h = silu(b, conv2d(b, param, 'encoder.conv_in', x, 3, VAE_CH));
   for (let i = 0; i < 3; i++) h = silu(b, conv2d(b, param, `encoder.down.${i}`, h, VAE_CH, VAE_CH, { stride: 2 }));
   h = conv2d(b, param, 'encoder.conv_out', h, VAE_CH, 2 * C);
   const moments = conv2d(b, param, 'quant_conv', h, 2 * C, 2 * C, { k: 1 });
   const dims = ['batch', C, 'height_latent', 'width_latent'];
   if (variant === 'optimum') {
-    b.output(moments, 'float32', ['batch', 2 * C, 'height_latent', 'width_latent'], 'latent_parameters');
+    floatOutput(b, prec, moments, ['batch', 2 * C, 'height_latent', 'width_latent'], 'latent_parameters');
     return b;
   }
   // legacy: DiagonalGaussianDistribution.sample() inside the graph (log-variance clamped to [−30, 20])
   const [mean, logvar] = b.opN('Split', [moments, b.constI64([C, C])], { axis: 1 }, { outputs: 2 });
   const std = b.op('Exp', [b.op('Mul', [b.op('Clip', [logvar!, b.constF32(-30), b.constF32(20)]), b.constF32(0.5)])]);
   const noise = b.op('RandomNormalLike', [mean!], { seed: f(seed) });
-  b.output(b.op('Add', [mean!, b.op('Mul', [std, noise])]), 'float32', dims, 'latent_sample');
+  floatOutput(b, prec, b.op('Add', [mean!, b.op('Mul', [std, noise])]), dims, 'latent_sample');
   return b;
 }
 
 /** Tiny VAE decoder: 1×1 post_quant_conv, conv_in, three (nearest 2× up-sampling, conv, SiLU), conv_out to RGB. */
-function vaeDecoderGraph(C: number, seed: number): GraphBuilder {
+function vaeDecoderGraph(C: number, seed: number, prec: Precision): GraphBuilder {
   const b = new GraphBuilder({ name: 'vae_decoder' });
-  const z = b.input('latent_sample', 'float32', ['batch', C, 'height_latent', 'width_latent']);
-  const { param } = paramFnFor(b, 'initializer', { seed: paramSeed(seed, 'vae') });
+  const z = floatInput(b, prec, 'latent_sample', ['batch', C, 'height_latent', 'width_latent']);
+  const param = weightParam(b, seed, 'vae', prec);
   let h = conv2d(b, param, 'post_quant_conv', z, C, C, { k: 1 });
   h = silu(b, conv2d(b, param, 'decoder.conv_in', h, C, VAE_CH));
   for (let i = 0; i < 3; i++) h = silu(b, conv2d(b, param, `decoder.up.${i}`, upsample2x(b, h), VAE_CH, VAE_CH));
   h = conv2d(b, param, 'decoder.conv_out', h, VAE_CH, 3);
-  b.output(h, 'float32', ['batch', 3, 'height', 'width'], 'sample');
+  floatOutput(b, prec, h, ['batch', 3, 'height', 'width'], 'sample');
   return b;
 }
 
@@ -310,7 +399,9 @@ function vaeConfig(C: number, imageSize: number, scalingFactor: number): Record<
  * `skip_prk_steps: true`), `tokenizer/` (a small CLIP byte-level BPE vocabulary),
  * `text_encoder/model.onnx`, `unet/model.onnx` (weights external: `weights.pb` or
  * `model.onnx_data`), `vae_encoder/model.onnx`, `vae_decoder/model.onnx`. Defaults: variant
- * `legacy`, seed 0, image 64×64 (latents 4×8×8), E = 32, epsilon prediction, pad `<|endoftext|>`.
+ * `legacy`, seed 0, image 64×64 (latents 4×8×8), E = 32, epsilon prediction, pad `<|endoftext|>`,
+ * timestep int64 `[B]` (legacy) / float32 `[]` (optimum), dtype float32 (`'float16'`: fp16
+ * signatures and stored weights, float32 compute inside — see {@link TinySdExportOptions.dtype}).
  */
 export function writeTinySdExport(dir: string, opts: TinySdExportOptions = {}): TinySdExportInfo {
   const variant = opts.variant ?? 'legacy';
@@ -319,6 +410,11 @@ export function writeTinySdExport(dir: string, opts: TinySdExportOptions = {}): 
   const E = opts.hiddenSize ?? 32;
   const C = opts.latentChannels ?? 4;
   if (variant !== 'legacy' && variant !== 'optimum') throw new Error(`writeTinySdExport: variant must be 'legacy' or 'optimum', got '${String(variant)}'`);
+  const timestep = opts.timestep ?? (variant === 'legacy' ? 'int64-batch' : 'float32-scalar');
+  if (!TIMESTEPS.includes(timestep)) throw new Error(`writeTinySdExport: timestep must be one of ${TIMESTEPS.map((t) => `'${t}'`).join(', ')}, got '${String(timestep)}'`);
+  const dtype = opts.dtype ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'float16') throw new Error(`writeTinySdExport: dtype must be 'float32' or 'float16', got '${String(dtype)}'`);
+  const prec: Precision = { dtype, roundWeights: opts.roundWeightsToHalf === true };
   if (!Number.isInteger(imageSize) || imageSize < 16 || imageSize % 16 !== 0) throw new Error(`writeTinySdExport: imageSize must be a multiple of 16 (≥ 16), got ${imageSize}`);
   if (!Number.isInteger(E) || E < 2 || E % 2 !== 0) throw new Error(`writeTinySdExport: hiddenSize must be an even integer ≥ 2, got ${E}`);
   if (!Number.isInteger(C) || C < 1) throw new Error(`writeTinySdExport: latentChannels must be a positive integer, got ${C}`);
@@ -340,17 +436,17 @@ export function writeTinySdExport(dir: string, opts: TinySdExportOptions = {}): 
   for (const [name, body] of Object.entries(tok)) put(`tokenizer/${name}`, body);
   const vocabSize = Object.keys(JSON.parse(tok['vocab.json']!) as object).length;
 
-  put('text_encoder/model.onnx', textEncoderGraph(variant, vocabSize, E, seed).toBytes());
+  put('text_encoder/model.onnx', textEncoderGraph(variant, vocabSize, E, seed, prec).toBytes());
   const location = variant === 'legacy' ? 'weights.pb' : 'model.onnx_data';
-  const unet = writeModelWithExternalData(unetGraph(variant, C, h, E, seed), join(dir, 'unet', 'model.onnx'), { location });
+  const unet = writeModelWithExternalData(unetGraph(timestep, C, h, E, seed, prec), join(dir, 'unet', 'model.onnx'), { location });
   files.push('unet/model.onnx', `unet/${location}`);
   bytes += unet.model.byteLength + unet.data.byteLength;
-  put('vae_encoder/model.onnx', vaeEncoderGraph(variant, C, seed).toBytes());
-  put('vae_decoder/model.onnx', vaeDecoderGraph(C, seed).toBytes());
+  put('vae_encoder/model.onnx', vaeEncoderGraph(variant, C, seed, prec).toBytes());
+  put('vae_decoder/model.onnx', vaeDecoderGraph(C, seed, prec).toBytes());
   const sf = opts.scalingFactor ?? (variant === 'optimum' ? 0.18215 : undefined);
   if (sf !== undefined) {
     put('vae_encoder/config.json', json(vaeConfig(C, imageSize, sf)));
     put('vae_decoder/config.json', json(vaeConfig(C, imageSize, sf)));
   }
-  return { dir, variant, seed, files: files.sort(), hiddenSize: E, latentChannels: C, imageSize, latentSize: h, sequenceLength: SEQ, vocabSize, bytes };
+  return { dir, variant, seed, timestep, dtype, files: files.sort(), hiddenSize: E, latentChannels: C, imageSize, latentSize: h, sequenceLength: SEQ, vocabSize, bytes };
 }
