@@ -4,9 +4,8 @@ import { join, resolve, dirname, basename } from 'node:path';
 import { parseFlags, validate as validateFlags, positiveInt, UsageError, asUsage } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
-import { stableDiffusionConfig } from '../schedules/config.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadStudySource, resolveModelSpec } from '../study/source.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../study/kim.ts';
 import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
@@ -17,7 +16,8 @@ import { writeJsonAtomic } from '../io/atomic.ts';
 export const ANALYZE_HELP = `memscope analyze kim — how diffusion models memorize (Kim et al.; SPEC §3)
 
 Usage: memscope analyze kim [flags]
-  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
+                     (with --prompt-set) | default (models/duplication when present)
   --prompts SPEC     conditions to study, e.g. caption:0-49,class:0-9 (default all)
   --seeds LIST       seeds per prompt (default 0-15)
   --scales LIST      guidance scales s (default 1,7.5)
@@ -26,11 +26,13 @@ Usage: memscope analyze kim [flags]
                      drives the correlations, the others are scored on the same samples:
                      pixel (mean-centred cosine), learned[:DIR] (memscope's contrastive
                      descriptor, models/descriptor), sscd:PATH (a user's SSCD ONNX export)
-                     (default pixel,learned)
+                     (default pixel,learned; pixel on a Stable Diffusion export)
   --threshold X      memorization-score threshold (default 0.75)
   --k-scales LIST    scales at which k(T) and x̂0(T) are shown (default 0,0.5,1,2,4,7.5,10)
   --no-replay        skip the target-unknown pass (x = each seed's own final sample)
   --out DIR          results directory (default runs/kim)
+
+${SD_SOURCE_HELP}
 
 Per prompt and scale, streaming over the denoising steps: the x0- and ε-space loss, cos(x̂0, x),
 k(t) with its affine split, the first-step noise diagnostics, the seed diversity trace, the PC1
@@ -54,11 +56,12 @@ const Schema = z.object({
   scales: z.string().default('1,7.5'),
   sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
-  descriptor: z.string().default('pixel,learned'),
+  descriptor: z.string().optional(),
   threshold: z.coerce.number().min(-1, { message: '--threshold: expected a number in [−1, 1]' }).max(1, { message: '--threshold: expected a number in [−1, 1]' }).default(0.75),
   'k-scales': z.string().default(KIM_DEFAULTS.kScales.join(',')),
   'no-replay': z.boolean().default(false),
   out: z.string().default('runs/kim'),
+  ...SD_SOURCE_FIELDS,
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'no-replay' ? ('boolean' as const) : ('string' as const) }]));
 
@@ -78,14 +81,12 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');
   const kScales = parseNumberList(o['k-scales'], '--k-scales');
-  const spec = await resolveModelSpec(o.model);
-  const src = await loadStudySource(spec).catch((e: Error) => {
-    throw new UsageError(e.message);
-  });
+  const { spec, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no prompt to analyse; list conditions such as caption:0-9,class:0-9'));
   const trainMean = meanBatch(src.trainImages).data;
-  const specs = o.descriptor.split(',').map((x) => x.trim());
-  if (specs.some((x) => x === '')) throw new UsageError(`--descriptor: empty entry in "${o.descriptor}"`);
+  const descriptorSpec = o.descriptor ?? (src.sd ? 'pixel' : 'pixel,learned');
+  const specs = descriptorSpec.split(',').map((x) => x.trim());
+  if (specs.some((x) => x === '')) throw new UsageError(`--descriptor: empty entry in "${descriptorSpec}"`);
   const [descriptor, ...extraDescriptors] = await Promise.all(
     specs.map((x) =>
       loadDescriptor(x, { trainMean }).catch((e: Error) => {
@@ -101,7 +102,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
     kScales,
     sampler: o.sampler,
     steps: o.steps,
-    config: stableDiffusionConfig(),
+    config: studyConfig(src),
     threshold: o.threshold,
     unknownTarget: !o['no-replay'],
   };
@@ -110,7 +111,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const started = performance.now();
   const study = await runKimStudy(src, settings, descriptor!, { workDir, extraDescriptors, log: (m) => process.stderr.write(`${m}\n`) });
   const claims = await withResultsDir(out, async (dir) => {
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'analyze kim', model: spec, ...settings, descriptor: o.descriptor, scoreRecord: study.scoreRecord, extraScoreRecords: study.extraScoreRecords });
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'analyze kim', model: spec, ...settings, descriptor: descriptorSpec, scoreRecord: study.scoreRecord, extraScoreRecords: study.extraScoreRecords });
     return writeKimReport(dir, study);
   });
   await src.denoiser.dispose?.();

@@ -4,9 +4,8 @@ import { join } from 'node:path';
 import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
-import { stableDiffusionConfig } from '../schedules/config.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadStudySource, resolveModelSpec } from '../study/source.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runCurves, type CurveMode, type GroupCurves } from '../study/curves.ts';
 import { withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -17,7 +16,8 @@ import { page, table, fmt, escapeHtml } from '../report/html.ts';
 export const CURVES_HELP = `memscope curves — guidance-magnitude curves and the static transition point (SPEC §4.1–4.2)
 
 Usage: memscope curves [flags]
-  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
+                     (with --prompt-set) | default (models/duplication when present)
   --prompts SPEC     prompts (default all; memorized = conditions tied to a training image)
   --seeds LIST       (default 0-3)
   --guidance X       λ: standard CFG uses s = λ, opposite guidance s = −λ (default 7.5)
@@ -25,6 +25,8 @@ Usage: memscope curves [flags]
   --fraction X       d_t counts as low below this fraction of its maximum (default 0.1)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
   --out DIR          (default runs/curves)
+
+${SD_SOURCE_HELP}
 
 Per step, mean ± std over the prompts' seeds of ‖ε_c‖, ‖ε_u‖ and ‖ε_c − ε_u‖ (√d_t) for memorized
 and normal prompts under each mode, and the static transition point of each group: the first step
@@ -43,6 +45,7 @@ const Schema = z.object({
   sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().default('runs/curves'),
+  ...SD_SOURCE_FIELDS,
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
 
@@ -52,12 +55,9 @@ export async function curvesCommand(argv: string[]): Promise<void> {
   const modes = o.modes.split(',').map((m) => m.trim());
   for (const m of modes) if (!MODES.includes(m as CurveMode)) throw new UsageError(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
-  const spec = await resolveModelSpec(o.model);
-  const src = await loadStudySource(spec).catch((e: Error) => {
-    throw new UsageError(e.message);
-  });
+  const { spec, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no conditional branch to measure'));
-  const settings = { prompts, seeds, lambda: o.guidance, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig(), fraction: o.fraction };
+  const settings = { prompts, seeds, lambda: o.guidance, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: studyConfig(src), fraction: o.fraction };
   const r = await runCurves(src, settings);
   await src.denoiser.dispose?.();
   const label = (m: CurveMode, s: number): string => (m === 'zero' ? 's = 0' : m === 'cfg' ? `CFG s = ${s}` : `OG s = ${s}`);

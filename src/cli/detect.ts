@@ -4,9 +4,8 @@ import { join } from 'node:path';
 import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
-import { stableDiffusionConfig } from '../schedules/config.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadStudySource, resolveModelSpec } from '../study/source.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runDetection } from '../study/detect.ts';
 import { withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -17,12 +16,15 @@ import { page, table, fmt, escapeHtml } from '../report/html.ts';
 export const DETECT_HELP = `memscope detect — is this prompt memorized? Detection scores and ROC (SPEC §4.4)
 
 Usage: memscope detect [flags]
-  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
+                     (with --prompt-set) | default (models/duplication when present)
   --prompts SPEC     labelled prompt set (default all: memorized = conditions tied to a training image)
   --seeds LIST       generations per prompt (default 0-3, as Wen et al.)
   --guidance X       guidance scale of the scored sampling run (default 7.5)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
   --out DIR          (default runs/detect)
+
+${SD_SOURCE_HELP}
 
 Detectors: Wen et al.'s first-step ‖ε_c − ε_u‖ averaged over the seeds and its all-steps mean;
 Ren et al.'s cross-attention entropy at the first step on trained text models. For each: ROC AUC
@@ -40,6 +42,7 @@ const Schema = z.object({
   sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().default('runs/detect'),
+  ...SD_SOURCE_FIELDS,
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
 
@@ -47,14 +50,13 @@ const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type
 export async function detectCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
-  const spec = await resolveModelSpec(o.model);
-  const src = await loadStudySource(spec, { exposeCrossAttention: spec !== 'testbed' }).catch(async (e: Error) => {
+  const { spec, src } = await loadCliSource(o.model, o, { exposeCrossAttention: o.model !== 'testbed' }).catch(async (e: Error) => {
     // unconditional models have no cross-attention: load them plainly
-    if (/unconditional model/.test(e.message)) return loadStudySource(spec);
-    throw new UsageError(e.message);
+    if (/unconditional model/.test(e.message)) return loadCliSource(o.model, o);
+    throw e;
   });
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
-  const settings = { prompts, seeds, scale: o.guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig(), promptsPerBatch: 16 };
+  const settings = { prompts, seeds, scale: o.guidance, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
   const r = await runDetection(src, settings, (m) => process.stderr.write(`${m}\n`)).catch((e: Error) => {
     throw /^--/.test(e.message) ? new UsageError(e.message) : e;
   });

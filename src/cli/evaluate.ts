@@ -5,24 +5,29 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
-import { stableDiffusionConfig } from '../schedules/config.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadStudySource, resolveModelSpec, type StudySource } from '../study/source.ts';
+import type { StudySource } from '../study/source.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
+import { loadImageFolder } from '../data/folder.ts';
 import { runEvaluation, removeWork, classifierTools, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
 import { DEFAULT_METHODS, needsTextModel, parseMethods } from '../mitigate/methods.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
+import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../metrics/clip.ts';
+import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
+import { meanBatch } from '../tensor/ops.ts';
 import { Classifier } from '../train/classifier.ts';
 import { withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { writeNpy } from '../io/npy.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { type Tensor, numel } from '../tensor/tensor.ts';
 
 export const EVALUATE_HELP = `memscope evaluate — which mitigation removes the copy, at what cost? (SPEC §4.5, Jain et al. Tables 1–4)
 
 Usage: memscope evaluate [flags]
-  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
+                     (with --prompt-set) | default (models/duplication when present)
   --prompts SPEC     prompts to evaluate: memorized (those tied to a training image; all when none),
                      all, or a selection like caption:0-19,class:0-9 (default memorized)
   --seeds LIST       seeds per prompt (default 0-15)
@@ -35,14 +40,25 @@ Usage: memscope evaluate [flags]
   --guidance X       λ, the guidance scale of every method (default 7.5)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default dpmpp2m, as the paper)     --steps N  (default 50)
   --descriptor SPEC  copy descriptor: learned (default, models/descriptor) | pixel | sscd:PATH
+                     (default pixel on a Stable Diffusion export; sscd:PATH is the papers' choice)
   --threshold X      copy threshold on the similarity (default: calibrated, the --calibration quantile
                      of held-out test images' similarity to their nearest training image)
   --calibration Q    quantile for the calibrated threshold (default 0.99)
   --classifier DIR   classifier for alignment and Fréchet features (default models/classifier)
+  --clip DIR         CLIP score alignment (max(100·cos, 0) against the prompt text) from a CLIP ONNX
+                     export split into vision_model.onnx + text_model.onnx with its tokenizer files
+                     (DIR or DIR/onnx, DIR/tokenizer); replaces the classifier's accuracy
+  --inception PATH   Inception-v3 pool features (ONNX) for the Fréchet distance (FID) instead of the
+                     classifier's; --inception-convention pytorch-fid (default; 299² bilinear, [−1, 1])
+                     | torchvision (antialiased 299², ImageNet mean/std)
+  --held-out DIR     Stable Diffusion: a folder of real images not in the training set (threshold
+                     calibration, Fréchet reference); without it give --threshold
   --batch N          rows per sampler call (default 128)
   --seed N           seed of the prompt perturbations (default 0)
   --grid N           prompts shown in each method's sample grid (default 8)
   --out DIR          (default runs/evaluate)
+
+${SD_SOURCE_HELP}
 
 Columns: copy similarity to the nearest training image (95th percentile, mean ± std), similarity
 to the prompt's own training image (prompts tied to one), memorization rate (samples whose nearest
@@ -66,7 +82,7 @@ const Schema = z.object({
   guidance: finiteNumber('guidance').default(7.5),
   sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('dpmpp2m'),
   steps: positiveInt('steps', 1000).default(50),
-  descriptor: z.string().default('learned'),
+  descriptor: z.string().optional(),
   threshold: finiteNumber('threshold').optional(),
   calibration: finiteNumber('calibration').refine((q) => q > 0 && q < 1, { message: 'expected a quantile strictly between 0 and 1' }).default(0.99),
   classifier: z.string().optional(),
@@ -74,11 +90,18 @@ const Schema = z.object({
   seed: z.string().regex(/^\s*\d+\s*$/, { message: 'expected a non-negative integer' }).transform(Number).default(0),
   grid: positiveInt('grid', 1000).default(8),
   out: z.string().default('runs/evaluate'),
+  'held-out': z.string().min(1).optional(),
+  clip: z.string().min(1).optional(),
+  inception: z.string().min(1).optional(),
+  'inception-convention': z.enum(['pytorch-fid', 'torchvision']).optional(),
+  ...SD_SOURCE_FIELDS,
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
 
 const pct = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : `${(100 * v).toFixed(1)} %`);
 const f3 = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : v.toFixed(3));
+/** The alignment column in its unit: a rate in %, or a score (CLIP score, 0–100) with two decimals. */
+const alignFmt = (r: EvaluateResult, v: number | null): string => (r.alignmentUnit === 'score' ? (v === null || Number.isNaN(v) ? '—' : v.toFixed(2)) : pct(v));
 
 /** The Markdown evaluation table (and the DTP never-switched lines) of a result. */
 export function evaluateMarkdown(r: EvaluateResult): string {
@@ -86,9 +109,9 @@ export function evaluateMarkdown(r: EvaluateResult): string {
   const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|';
   const lines = r.rows.map(
     (x) =>
-      `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${pct(x.memorizationRate)} | ${pct(x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
+      `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${pct(x.memorizationRate)} | ${alignFmt(r, x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
   );
-  const notes = [...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(x))];
+  const notes = [...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x))];
   return [head, sep, ...lines, '', ...notes.map((n) => `- ${n}`)].join('\n') + '\n';
 }
 
@@ -109,11 +132,11 @@ export function marginLines(r: EvaluateResult): string[] {
     });
 }
 
-function switchingLine(x: MethodRow): string {
+function switchingLine(r: EvaluateResult, x: MethodRow): string {
   const s = x.switching!;
   return (
-    `${x.method}: ${pct(s.neverFraction)} of samples never switched to λ (${s.never.count}; similarity mean ${f3(s.never.similarityMean)}, alignment ${pct(s.never.alignment)}); ` +
-    `switched ${s.switched.count} (similarity mean ${f3(s.switched.similarityMean)}, alignment ${pct(s.switched.alignment)}, mean switch step ${s.meanSwitchStep === null ? '—' : s.meanSwitchStep.toFixed(1)})`
+    `${x.method}: ${pct(s.neverFraction)} of samples never switched to λ (${s.never.count}; similarity mean ${f3(s.never.similarityMean)}, alignment ${alignFmt(r, s.never.alignment)}); ` +
+    `switched ${s.switched.count} (similarity mean ${f3(s.switched.similarityMean)}, alignment ${alignFmt(r, s.switched.alignment)}, mean switch step ${s.meanSwitchStep === null ? '—' : s.meanSwitchStep.toFixed(1)})`
   );
 }
 
@@ -129,14 +152,15 @@ async function methodGrid(src: StudySource, r: EvaluateResult, samples: Tensor, 
   const cols = Math.min(N, 8);
   const withTarget = r.prompts.slice(0, P).some((p) => p.target !== null);
   const C = cols + (withTarget ? 1 : 0);
-  const per = 784;
+  const shape = samples.dims.slice(1);
+  const per = numel(shape);
   const data = new Float32Array(P * C * per).fill(1);
   for (let p = 0; p < P; p++) {
     const t = r.prompts[p]!.target;
     if (withTarget && t !== null) data.set(src.trainImages.data.subarray(t * per, (t + 1) * per), p * C * per);
     for (let j = 0; j < cols; j++) data.set(samples.data.subarray((p * N + j) * per, (p * N + j + 1) * per), (p * C + j + (withTarget ? 1 : 0)) * per);
   }
-  return gridPng({ dims: [P * C, 1, 28, 28], data }, { cols: C, zoom: 2 });
+  return gridPng({ dims: [P * C, ...shape], data }, { cols: C, zoom: shape[1]! <= 64 ? 2 : 1 });
 }
 
 /** Parse and run `memscope evaluate`. */
@@ -144,16 +168,21 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   let methods = asUsage(() => parseMethods(o.methods));
-  const spec = await resolveModelSpec(o.model);
-  const src = await loadStudySource(spec).catch((e: Error) => {
-    throw new UsageError(e.message);
-  });
+  const { spec, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
+  if (o['held-out'] !== undefined && !src.sd) throw new UsageError('--held-out: only for a Stable Diffusion export; the embedded models use the Fashion-MNIST test split');
+  if (o.classifier !== undefined && src.sd) throw new UsageError('--classifier: memscope\'s classifier is for the 28×28 testbed models, not a Stable Diffusion export');
   if (d.conditions.length === 0) throw new UsageError(`--model: ${src.description} is unconditional; mitigation by guidance needs prompts`);
   const textModel = src.trained !== null && src.trained.textEncoderBytes !== null;
   if (!textModel) {
     const dropped = methods.filter(needsTextModel);
-    if (o.methods !== DEFAULT_METHODS && dropped.length) throw new UsageError(`--methods: ${dropped.map((m) => m.name).join(', ')} need a trained text-conditioned model; ${src.description} has none`);
+    if (o.methods !== DEFAULT_METHODS && dropped.length) {
+      throw new UsageError(
+        src.sd
+          ? `--methods: ${dropped.map((m) => m.name).join(', ')} change the prompt text or its embedding inside memscope's own trained text models; not implemented for Stable Diffusion exports (use the guidance methods)`
+          : `--methods: ${dropped.map((m) => m.name).join(', ')} need a trained text-conditioned model; ${src.description} has none`,
+      );
+    }
     methods = methods.filter((m) => !needsTextModel(m));
   }
   const prompts = asUsage(() => {
@@ -163,11 +192,12 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     }
     return parsePrompts(o.prompts, d, '--prompts', 'is not a prompt; mitigation acts on conditional sampling');
   });
-  const descriptor = await loadDescriptor(o.descriptor).catch((e: Error) => {
+  const descriptorSpec = o.descriptor ?? (src.sd ? 'pixel' : 'learned');
+  const descriptor = await loadDescriptor(descriptorSpec, descriptorSpec === 'pixel' && src.sd ? { trainMean: meanBatch(src.trainImages).data } : {}).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
   const clfDir = o.classifier ?? join(dirname(src.trained ? resolve(spec) : resolve('models', 'duplication')), 'classifier');
-  const hasClf = await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false);
+  const hasClf = !src.sd && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
   const classifier = hasClf ? await Classifier.load(clfDir) : null;
   const settings: EvaluateSettings = {
@@ -177,7 +207,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     lambda: o.guidance,
     sampler: o.sampler,
     steps: o.steps,
-    config: stableDiffusionConfig(),
+    config: studyConfig(src),
     batchSize: o.batch,
     threshold: o.threshold ?? null,
     calibrationQuantile: o.calibration,
@@ -186,13 +216,34 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const out = resolve(o.out);
   const workDir = join(dirname(out), `${basename(out)}.work`);
   const started = performance.now();
-  const tools = classifier ? classifierTools(classifier) : { quality: null, alignment: null };
-  const r = await runEvaluation(src, settings, { descriptor, ...tools }, { workDir, log: (m) => process.stderr.write(`${m}\n`) }).catch((e: Error) => {
+  const base = classifier ? classifierTools(classifier) : { quality: null, alignment: null };
+  let clip: Clip | null = null;
+  let inception: InceptionFeatures | null = null;
+  if (o['inception-convention'] !== undefined && o.inception === undefined) throw new UsageError('--inception-convention: only with --inception PATH');
+  if (o.clip !== undefined) {
+    clip = await (async () => loadClip(clipPathsFromDir(o.clip!)))().catch((e: Error) => {
+      throw new UsageError(`--clip: ${e.message}`);
+    });
+  }
+  if (o.inception !== undefined) {
+    inception = await loadInceptionFeatures(o.inception, o['inception-convention'] === undefined ? {} : { convention: o['inception-convention'] }).catch((e: Error) => {
+      throw new UsageError(`--inception: ${e.message}`);
+    });
+  }
+  const tools = { quality: inception ?? base.quality, alignment: clip === null ? base.alignment : clipAlignmentScorer(clip) };
+  let heldOut: Tensor | undefined;
+  if (o['held-out'] !== undefined) {
+    const [, c, h, w] = src.trainImages.dims as [number, number, number, number];
+    heldOut = (await loadImageFolder({ dir: o['held-out'], size: [h, w], color: c === 1 ? 'gray' : 'rgb' }).catch((e: Error) => {
+      throw new UsageError(`--held-out: ${e.message}`);
+    })).images;
+  }
+  const r = await runEvaluation(src, settings, { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }) }, { workDir, log: (m) => process.stderr.write(`${m}\n`) }).catch((e: Error) => {
     throw /^--/.test(e.message) ? new UsageError(e.message) : e;
   });
   const md = evaluateMarkdown(r);
   await withResultsDir(out, async (dir) => {
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null });
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null, clip: o.clip ?? null, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing }, alignment: r.alignmentName, quality: r.qualityName });
     const { samples: _s, similarities, targetSimilarities, ...rest } = r;
     void _s;
     const plain = (m: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
@@ -224,13 +275,13 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
           x.targetSimilarity ? `${fmt(x.targetSimilarity.mean)} ± ${fmt(x.targetSimilarity.std)}` : '—',
           pct(x.copyRate),
           pct(x.memorizationRate),
-          pct(x.alignment),
+          alignFmt(r, x.alignment),
           x.frechet === null ? '—' : fmt(x.frechet),
           fmt(x.secondsPerImage),
         ]),
       ),
       ...marginLines(r).map((l) => `<p class="note">${escapeHtml(l)}</p>`),
-      ...r.rows.filter((x) => x.switching).map((x) => `<p class="note">${escapeHtml(switchingLine(x))}</p>`),
+      ...r.rows.filter((x) => x.switching).map((x) => `<p class="note">${escapeHtml(switchingLine(r, x))}</p>`),
       '<h2>Samples</h2><p class="note">One row per prompt (its training image first when it has one), one column per seed.</p>',
       `<div class="grid">${grids.join('\n')}</div>`,
     ].join('\n');
@@ -238,6 +289,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   });
   await removeWork(workDir);
   await classifier?.dispose();
+  await clip?.dispose();
+  await inception?.dispose();
   await d.dispose?.();
   process.stdout.write(`${md}\ntotal ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
 }

@@ -12,6 +12,9 @@ import { parseConditions } from '../study/conditions.ts';
 import { defaultTestbed } from '../study/testbed.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
+import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, sdSourceOptions } from './source-flags.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { stat } from 'node:fs/promises';
 import { readNpy, writeNpy } from '../io/npy.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -30,6 +33,9 @@ Model (one of):
       --condition SPEC       conditions to sample: caption:0-3,class:0,uncond,all (default caption:0-1,class:0-1)
       --captions N           number of memorized captions in the testbed (default 20)
   --model DIR                a model trained by memscope train (DIR/model.json); --condition as for the testbed
+  --model EXPORT_DIR         a Stable Diffusion ONNX export (diffusers / optimum layout), latent space
+      --prompt TEXT          one prompt to sample (or --prompt-set FILE with --condition caption:0-3)
+      (the export's own scheduler config is used unless --scheduler-config is given)
   --model PATH.onnx          an ONNX noise-prediction model with the diffusers U-Net signature
       --cond FILE.npy        condition rows (class labels [K] or encoder_hidden_states [K,L,D]); each row is sampled
       --uncond FILE.npy      the null condition (default zeros)
@@ -51,7 +57,9 @@ Output:
   --trajectory               also save x_t of every step as trajectory.npy [steps+1, rows, ...]
   --record LIST              more per-step tensors: ${TENSOR_QUANTITIES.join(',')} (saved as <name>.npy)
 
-Writes config.json (resolved settings), samples.npy, noise.npy, grid.png, guidance.json (t, ᾱ_t, s and
+${SD_SOURCE_HELP}
+
+Writes config.json (resolved settings), samples.npy (latents for an export, plus images.npy decoded), noise.npy, grid.png, guidance.json (t, ᾱ_t, s and
 d_t per step and row, switch steps), report.html.
 
 Examples:
@@ -83,6 +91,8 @@ const Schema = z.object({
   out: z.string().min(1).default('runs/sample'),
   trajectory: z.boolean().default(false),
   record: z.string().optional(),
+  prompt: z.string().min(1).optional(),
+  ...SD_SOURCE_FIELDS,
 });
 
 const FLAGS = Object.fromEntries(
@@ -98,7 +108,9 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   for (const q of record) if (!TENSOR_QUANTITIES.includes(q)) throw new UsageError(`--record: unknown quantity "${q}"; expected some of ${TENSOR_QUANTITIES.join(', ')}`);
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
-  const config: SchedulerConfig = o['scheduler-config'] ? await loadSchedulerConfig(o['scheduler-config']) : stableDiffusionConfig();
+  let config: SchedulerConfig = o['scheduler-config'] ? await loadSchedulerConfig(o['scheduler-config']) : stableDiffusionConfig();
+  if (!isSdExportDir(o.model) && (o.prompt !== undefined || o['prompt-set'] !== undefined)) throw new UsageError('--prompt/--prompt-set: only for a Stable Diffusion export (--model EXPORT_DIR)');
+  let decode: ((x: Tensor) => Promise<Tensor>) | null = null;
 
   let denoiser: Denoiser;
   let conds: CondRef[];
@@ -109,6 +121,17 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     denoiser = tb.denoiser;
     conds = wrap(() => parseConditions(o.condition ?? 'caption:0-1,class:0-1', denoiser));
     modelInfo = { kind: 'testbed', name: denoiser.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets };
+  } else if (isSdExportDir(o.model)) {
+    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a Stable Diffusion export takes --prompt or --prompt-set');
+    const sdOpts = { ...sdSourceOptions(o), ...(o.prompt === undefined ? {} : { texts: [o.prompt] }) };
+    const sd = await loadSdStudySource(o.model, sdOpts).catch((e: Error) => {
+      throw new UsageError(e.message);
+    });
+    denoiser = sd.denoiser;
+    decode = sd.toImageSpace;
+    if (!o['scheduler-config']) config = sd.config;
+    conds = wrap(() => parseConditions(o.condition ?? 'all', denoiser));
+    modelInfo = { kind: 'stable-diffusion', dir: o.model, promptSet: o['prompt-set'] ?? null, prompt: o.prompt ?? null, predictionType: sd.sd.export.predictionType, executionProvider: sd.sd.export.executionProvider, shape: denoiser.shape };
   } else if (await isTrainedModelDir(o.model)) {
     if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a trained model takes --condition');
     const tm = await loadTrainedModel(o.model);
@@ -144,6 +167,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     ...(o.eta === undefined ? {} : { eta: o.eta }),
     ...(o['batch-size'] === undefined ? {} : { batchSize: o['batch-size'] }),
   });
+  const images = decode === null ? null : await decode(result.samples);
   await denoiser.dispose?.();
 
   const resolved = {
@@ -159,7 +183,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     record,
     memscopeVersion: '0.1.0',
   };
-  await withResultsDir(o.out, async (dir) => writeSampleResults(dir, resolved, result, denoiser, conds, seeds));
+  await withResultsDir(o.out, async (dir) => writeSampleResults(dir, resolved, result, denoiser, conds, seeds, images));
   process.stdout.write(`${o.out}/report.html\n`);
 }
 
@@ -185,8 +209,10 @@ async function writeSampleResults(
   denoiser: Denoiser,
   conds: readonly CondRef[],
   seeds: readonly number[],
+  images: Tensor | null,
 ): Promise<void> {
   await writeJsonAtomic(join(dir, 'config.json'), resolved);
+  if (images !== null) await writeNpy(join(dir, 'images.npy'), images);
   await writeNpy(join(dir, 'samples.npy'), r.samples);
   await writeNpy(join(dir, 'noise.npy'), r.noise);
   for (const [q, t] of r.recorded) await writeNpy(join(dir, q === 'xt' ? 'trajectory.npy' : `${q}.npy`), t);
@@ -199,8 +225,9 @@ async function writeSampleResults(
     switchSteps: r.switchSteps,
     seconds: r.seconds,
   });
-  const viewable = denoiser.shape.length === 3 && (denoiser.shape[0] === 1 || denoiser.shape[0] === 3);
-  const png = viewable ? await gridPng(r.samples, { cols: seeds.length, zoom: denoiser.shape[1]! <= 32 ? 3 : 1 }) : null;
+  const shown = images ?? r.samples;
+  const viewable = shown.dims.length === 4 && (shown.dims[1] === 1 || shown.dims[1] === 3);
+  const png = viewable ? await gridPng(shown, { cols: seeds.length, zoom: shown.dims[2]! <= 32 ? 3 : 1 }) : null;
   if (png) await writeFileAtomic(join(dir, 'grid.png'), png);
   const N = seeds.length;
   const series = r.s[0]?.length

@@ -3,9 +3,8 @@ import { z } from 'zod';
 import { join } from 'node:path';
 import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError } from './args.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
-import { stableDiffusionConfig } from '../schedules/config.ts';
 import { parseConditions } from '../study/conditions.ts';
-import { loadStudySource, resolveModelSpec } from '../study/source.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runSweep, type SweepResult } from '../study/sweep.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -18,7 +17,8 @@ import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 export const SWEEP_HELP = `memscope sweep — the CFG-start sweep of Jain et al. (SPEC §4.3)
 
 Usage: memscope sweep --prompt COND [flags]
-  --model SPEC       testbed | a trained model directory | default (models/duplication when present)
+  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
+                     (with --prompt-set) | default (models/duplication when present)
   --prompt COND      one memorized condition, e.g. caption:0
   --seed N           (default 0)
   --guidance X       λ applied from the start step k on (default 7.5)
@@ -26,9 +26,11 @@ Usage: memscope sweep --prompt COND [flags]
   --og-scale X       λ_og of the OG variant (default λ)
   --every N          sweep every N-th start step (default 1)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --descriptor SPEC  pixel | learned[:DIR] | sscd:PATH (default learned)
+  --descriptor SPEC  pixel | learned[:DIR] | sscd:PATH (default learned; pixel on a Stable Diffusion export)
   --threshold X      a sample is a copy when its descriptor cosine to the target is ≥ X (default 0.75)
   --out DIR          (default runs/sweep)
+
+${SD_SOURCE_HELP}
 
 For every start step k one sample with s = 0 before k and λ from k (k = 0 is standard CFG,
 k = steps never guides), its copy similarity to the prompt's training image and whether its
@@ -50,9 +52,10 @@ const Schema = z.object({
   every: positiveInt('every', 1000).default(1),
   sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
-  descriptor: z.string().default('learned'),
+  descriptor: z.string().optional(),
   threshold: finiteNumber('threshold').default(0.75),
   out: z.string().default('runs/sweep'),
+  ...SD_SOURCE_FIELDS,
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'og' ? ('boolean' as const) : ('string' as const) }]));
 
@@ -61,10 +64,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
   const raw = parseFlags(argv, FLAGS);
   if (raw['prompt'] === undefined) throw new UsageError('--prompt: required; one memorized condition such as caption:0');
   const o = validateFlags(Schema, raw);
-  const spec = await resolveModelSpec(o.model);
-  const src = await loadStudySource(spec).catch((e: Error) => {
-    throw new UsageError(e.message);
-  });
+  const { spec, src } = await loadCliSource(o.model, o);
   let cond: number;
   try {
     const cs = parseConditions(o.prompt, src.denoiser, '--prompt');
@@ -74,10 +74,10 @@ export async function sweepCommand(argv: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const descriptor = await loadDescriptor(o.descriptor, { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
+  const descriptor = await loadDescriptor(o.descriptor ?? (src.sd ? 'pixel' : 'learned'), { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
-  const settings = { cond, seed: o.seed, lambda: o.guidance, og: o.og, ogLambda: o['og-scale'] ?? o.guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig(), every: o.every, threshold: o.threshold };
+  const settings = { cond, seed: o.seed, lambda: o.guidance, og: o.og, ogLambda: o['og-scale'] ?? o.guidance, sampler: o.sampler, steps: o.steps, config: studyConfig(src), every: o.every, threshold: o.threshold };
   const r = await runSweep(src, settings, descriptor, (m) => process.stderr.write(`${m}\n`));
   await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'sweep', model: spec, prompt: o.prompt, descriptor: descriptor.info, ...settings });

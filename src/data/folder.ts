@@ -200,14 +200,19 @@ export async function loadImageFolder(options: ImageFolderOptions): Promise<Imag
     if (labels) labels = labels.slice(0, limit);
   }
 
-  const c = color === 'gray' ? 1 : 3;
+  const images = await readImages(files.map((f) => join(dir, f)), files, h, w, color === 'gray', concurrency);
+  return { images, files, captions, labels, dir };
+}
+
+async function readImages(paths: readonly string[], names: readonly string[], h: number, w: number, gray: boolean, concurrency: number): Promise<Tensor> {
+  const c = gray ? 1 : 3;
   const plane = h * w;
-  const out = new Float32Array(files.length * c * plane);
+  const out = new Float32Array(paths.length * c * plane);
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < files.length) {
+    while (next < paths.length) {
       const i = next++;
-      const px = await decode(join(dir, files[i]!), files[i]!, h, w, color === 'gray');
+      const px = await decode(paths[i]!, names[i]!, h, w, gray);
       const base = i * c * plane;
       // HWC bytes → CHW floats
       for (let ch = 0; ch < c; ch++) {
@@ -216,7 +221,32 @@ export async function loadImageFolder(options: ImageFolderOptions): Promise<Imag
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(concurrency, paths.length) }, worker));
+  return { dims: [paths.length, c, h, w], data: out };
+}
 
-  return { images: { dims: [files.length, c, h, w], data: out }, files, captions, labels, dir };
+/** Options of {@link loadImageFiles}. */
+export interface ImageFilesOptions {
+  /** Output size: a side length for square images, or `[height, width]`. Positive integers. */
+  readonly size: number | readonly [height: number, width: number];
+  /** `'gray'` → 1 channel, `'rgb'` → 3 channels. Default `'rgb'`. */
+  readonly color?: 'gray' | 'rgb';
+  /** How many images sharp decodes at once. Default 8. */
+  readonly concurrency?: number;
+}
+
+/**
+ * Read image files (PNG / JPEG / WebP / anything sharp decodes) into `[n, C, H, W]` in [−1, 1],
+ * row i = `paths[i]`, with the same decoding as {@link loadImageFolder}: EXIF orientation applied,
+ * alpha flattened on black, resized to cover H×W and centre-cropped (Lanczos-3), 8-bit sRGB.
+ * Errors name the file.
+ */
+export async function loadImageFiles(paths: readonly string[], options: ImageFilesOptions): Promise<Tensor> {
+  const [h, w] = checkSize(options.size);
+  const color = options.color ?? 'rgb';
+  if (color !== 'gray' && color !== 'rgb') throw new Error(`loadImageFiles: color must be 'gray' or 'rgb', got ${JSON.stringify(color)}`);
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`loadImageFiles: concurrency must be a positive integer, got ${concurrency}`);
+  for (const p of paths) if (!existsSync(p) || !statSync(p).isFile()) throw new Error(`loadImageFiles: image "${p}" does not exist`);
+  return readImages(paths, paths, h, w, color === 'gray', concurrency);
 }

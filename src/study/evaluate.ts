@@ -120,6 +120,8 @@ export interface EvaluateResult {
   readonly prompts: readonly EvaluatedPrompt[];
   /** What the alignment and quality columns were measured with (null: not measured). */
   readonly alignmentName: string | null;
+  /** Unit of the alignment column: a `'fraction'` (classifier accuracy) or a `'score'` (CLIP score, 0–100). */
+  readonly alignmentUnit: 'fraction' | 'score';
   readonly qualityName: string | null;
   readonly descriptor: DescriptorInfo;
   readonly threshold: { readonly value: number; readonly calibrated: boolean; readonly quantile: number | null; readonly heldOut: number };
@@ -157,6 +159,8 @@ export interface FeatureExtractor {
 /** A per-sample alignment score with the sample's prompt (classifier accuracy here; CLIP score for text-to-image). */
 export interface AlignmentScorer {
   readonly name: string;
+  /** `'fraction'` (default: a 0/1 or [0, 1] score averaged into a rate) or `'score'` (e.g. CLIP score, 0–100). */
+  readonly unit?: 'fraction' | 'score';
   /** One score per image (`prompts[r]` is row r's prompt); null when the prompts carry no usable label. */
   score(images: Tensor, prompts: readonly EvaluatedPrompt[]): Promise<number[] | null>;
 }
@@ -227,7 +231,7 @@ async function methodSamples(src: StudySource, s: EvaluateSettings, m: MethodSpe
       const seeds = part.seedIndices.map((i) => s.seeds[i]!);
       const r = await runSampling({ denoiser: part.denoiser, conds: s.prompts, seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: prepared.guidance, batchSize: s.batchSize });
       samplingSeconds += r.seconds;
-      const img = src.toImageSpace(r.samples);
+      const img = await src.toImageSpace(r.samples);
       const per = numel(img.dims.slice(1));
       samples ??= { dims: [P * N, ...img.dims.slice(1)], data: new Float32Array(P * N * per) };
       const n = seeds.length;
@@ -357,12 +361,15 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
   const pool = tm === null || tm.imagePool === 'all' ? null : tm.imagePool;
   const poolImages = pool === null ? src.trainImages : takeRows(src.trainImages, pool);
   const poolIndex = pool ?? Array.from({ length: poolImages.dims[0]! }, (_, i) => i);
+  // a Stable Diffusion source has no embedded held-out split: the user gives one (--held-out) or a threshold
+  const heldOut = tools.heldOut ?? (src.sd ? null : loadFashionMnist({ split: 'test' }).images);
+  if (heldOut === null && s.threshold === null) throw new Error('--held-out: a Stable Diffusion export needs held-out real images (a folder) to calibrate the copy threshold, or give --threshold');
+  if (heldOut === null && tools.quality) throw new Error(`--held-out: the Fréchet distance (${tools.quality.name}) needs held-out real images as its reference (a folder)`);
   const index = await NearestIndex.create(l2NormalizeRows(await tools.descriptor.embed(poolImages)));
-  const heldOut = tools.heldOut ?? loadFashionMnist({ split: 'test' }).images;
   try {
     let threshold: EvaluateResult['threshold'];
     if (s.threshold === null) {
-      const h = await nearestCosine(index, l2NormalizeRows(await tools.descriptor.embed(heldOut)));
+      const h = await nearestCosine(index, l2NormalizeRows(await tools.descriptor.embed(heldOut!)));
       const sorted = Float64Array.from(h.sim).sort();
       threshold = { value: quantileSorted(sorted, s.calibrationQuantile), calibrated: true, quantile: s.calibrationQuantile, heldOut: sorted.length };
       log(`copy threshold ${threshold.value.toFixed(4)} (the ${s.calibrationQuantile} quantile of ${sorted.length} held-out images' nearest-training similarity)`);
@@ -375,7 +382,7 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
     let floor: number | null = null;
     const floorImages = Math.min(R, poolImages.dims[0]!);
     if (tools.quality) {
-      const ref = await tools.quality.features(heldOut);
+      const ref = await tools.quality.features(heldOut!);
       refStats = gaussianStats(ref.data, ref.dims[0]!, ref.dims[1]!);
       const real = await tools.quality.features(takeRows(poolImages, sampleIndices(poolImages.dims[0]!, floorImages, s.runSeed + 1)));
       floor = frechetDistance(gaussianStats(real.data, floorImages, real.dims[1]!), refStats);
@@ -466,11 +473,12 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
     return {
       prompts,
       alignmentName: tools.alignment?.name ?? null,
+      alignmentUnit: tools.alignment?.unit ?? 'fraction',
       qualityName: tools.quality?.name ?? null,
       descriptor: tools.descriptor.info,
       threshold,
       poolSize: poolImages.dims[0]!,
-      reference: { heldOut: heldOut.dims[0]!, floor, floorImages },
+      reference: { heldOut: heldOut?.dims[0] ?? 0, floor, floorImages },
       rows: withMargins,
       samples: samplesBy,
       similarities: simsBy,

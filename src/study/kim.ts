@@ -241,7 +241,7 @@ export async function runKimStudy(
         const c = batch[i]!;
         const info = d.conditions[c]!;
         const target = targetOf(c);
-        const gen = src.toImageSpace({ dims: [N, ...d.shape], data: pass1[i]!.finalSamples });
+        const gen = await src.toImageSpace({ dims: [N, ...d.shape], data: pass1[i]!.finalSamples });
         const tgt = target === null ? null : { dims: [1, ...imageShape], data: src.trainImages.data.slice(target * imgPer, (target + 1) * imgPer) };
         const score = await memorizationScore(descriptor, gen, tgt, { threshold: s.threshold, trainEmbeddings: trainEmb });
         const extraScores: Record<string, MemorizationScore> = {};
@@ -396,7 +396,7 @@ async function firstStepPictures(src: StudySource, s: KimSettings, results: read
         data[j * per + i] = (xT.data[i]! - b * (eU + sc * (eC - eU))) / a;
       }
     });
-    out.push({ cond: r.cond, label: r.label, memorized: r.memorized, images: src.toImageSpace({ dims: [s.kScales.length, ...d.shape], data }) });
+    out.push({ cond: r.cond, label: r.label, memorized: r.memorized, images: await src.toImageSpace({ dims: [s.kScales.length, ...d.shape], data }) });
   }
   return out;
 }

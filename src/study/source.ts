@@ -13,6 +13,8 @@ import { defaultTestbed } from './testbed.ts';
 import { crop32to28 } from './validate.ts';
 import { pad28to32 } from '../train/run.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import type { SchedulerConfig } from '../schedules/config.ts';
+import { isSdExportDir, loadSdStudySource, type SdSourceExtras, type SdSourceOptions } from './sd-source.ts';
 
 /** A study's model with its training data. */
 export interface StudySource {
@@ -25,10 +27,20 @@ export interface StudySource {
   readonly spec: string;
   /** Training image `index` in the model's space (`[1, ...denoiser.shape]`). */
   toModelSpace(index: number): Tensor;
-  /** Model-space samples `[n, ...shape]` as 28×28 images (crops the training padding). */
-  toImageSpace(x: Tensor): Tensor;
+  /** Model-space samples `[n, ...shape]` as images in [−1, 1] (crops the training padding; VAE-decodes latents). */
+  toImageSpace(x: Tensor): Promise<Tensor>;
   /** The trained model, when the source is one. */
   readonly trained: TrainedModel | null;
+  /** The scheduler config the model was trained with, when it brings one (SD exports); else studies use SD 1.x's. */
+  readonly config?: SchedulerConfig;
+  /** The Stable Diffusion export and prompt set, when the source is one. */
+  readonly sd?: SdSourceExtras;
+}
+
+/** Options of {@link loadStudySource}. */
+export interface StudySourceOptions extends LoadTrainedOptions {
+  /** For a Stable Diffusion export: the prompt set and friends (see {@link loadSdStudySource}). */
+  readonly sd?: SdSourceOptions;
 }
 
 /** The shipped trained model used by default (inside the package, wherever it is run from). */
@@ -40,8 +52,13 @@ export async function resolveModelSpec(model: string): Promise<string> {
   return (await stat(join(SHIPPED_MODEL, 'model.json')).then(() => true, () => false)) ? SHIPPED_MODEL : 'testbed';
 }
 
-/** Load `'testbed'` (the analytic testbed, 20 captions) or a trained model directory. */
-export async function loadStudySource(spec: string, opts: LoadTrainedOptions = {}): Promise<StudySource> {
+/**
+ * Load `'testbed'` (the analytic testbed, 20 captions), a trained model directory, or a Stable
+ * Diffusion ONNX export directory (with `opts.sd.promptSet`, see {@link loadSdStudySource}).
+ */
+export async function loadStudySource(spec: string, opts: StudySourceOptions = {}): Promise<StudySource> {
+  if (spec !== 'testbed' && isSdExportDir(spec)) return loadSdStudySource(spec, opts.sd ?? {});
+  if (opts.sd?.promptSet !== undefined) throw new Error(`--prompt-set: only for a Stable Diffusion export (--model EXPORT_DIR); "${spec}" is not one`);
   if (spec === 'testbed') {
     const tb = await defaultTestbed();
     const images = tb.train.images;
@@ -51,12 +68,12 @@ export async function loadStudySource(spec: string, opts: LoadTrainedOptions = {
       description: 'the analytic testbed (SPEC §6)',
       spec,
       toModelSpace: (i) => ({ dims: [1, 1, 28, 28], data: images.data.slice(i * 784, (i + 1) * 784) }),
-      toImageSpace: (x) => x,
+      toImageSpace: async (x) => x,
       trained: null,
     };
   }
   const exists = await stat(join(spec, 'model.json')).then(() => true, () => false);
-  if (!exists) throw new Error(`--model: expected 'testbed' or a trained model directory with model.json, got "${spec}"`);
+  if (!exists) throw new Error(`--model: expected 'testbed', a trained model directory with model.json or a Stable Diffusion ONNX export directory (model_index.json, unet/, …), got "${spec}"`);
   const tm = await loadTrainedModel(spec, opts);
   const images = loadFashionMnist({ split: 'train' }).images;
   const padded = tm.denoiser.shape[1] === 32;
@@ -66,7 +83,7 @@ export async function loadStudySource(spec: string, opts: LoadTrainedOptions = {
     description: `the trained "${tm.scenario}" model (${spec === SHIPPED_MODEL ? 'models/duplication, shipped' : spec})`,
     spec,
     toModelSpace: (i) => (padded ? pad28to32(images, [i]) : { dims: [1, 1, 28, 28], data: images.data.slice(i * 784, (i + 1) * 784) }),
-    toImageSpace: (x) => (x.dims[2] === 32 ? crop32to28(x) : x),
+    toImageSpace: async (x) => (x.dims[2] === 32 ? crop32to28(x) : x),
     trained: tm,
   };
 }

@@ -95,7 +95,7 @@ export async function runSweep(src: StudySource, s: SweepSettings, descriptor: D
         const tau = k < timesteps.length ? timesteps[k]! : -Infinity;
         const schedule = k === 0 && !og ? constant(s.lambda) : stp(s.lambda, tau, og ? s.ogLambda : undefined);
         const r = k === 0 && !og ? first : await runSampling({ ...job, guidance: schedule });
-        samples.push(src.toImageSpace(r.samples));
+        samples.push(await src.toImageSpace(r.samples));
       }
       const images: Tensor = { dims: [ks.length, ...samples[0]!.dims.slice(1)], data: new Float32Array(ks.length * imgPer) };
       samples.forEach((x, i) => images.data.set(x.data, i * imgPer));

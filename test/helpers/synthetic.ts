@@ -50,7 +50,7 @@ export async function syntheticSource(seed: number, captionImages: readonly numb
       description: 'synthetic testbed',
       spec: 'synthetic',
       toModelSpace: (i) => ({ dims: [1, 1, 4, 4], data: images.slice(i * d, (i + 1) * d) }),
-      toImageSpace: (x) => x,
+      toImageSpace: async (x) => x,
       trained: null,
     },
   };

@@ -130,7 +130,7 @@ describe('memscope evaluate: bad input', () => {
     [['evaluate', '--calibration', '1.5'], /--calibration: expected a quantile strictly between 0 and 1/],
     [['evaluate', '--seeds', 'x'], /--seeds/],
     [['evaluate', '--model', 'testbed', '--methods', 'cfg,wen'], /--methods: wen:3 need a trained text-conditioned model/],
-    [['evaluate', '--model', '/nonexistent'], /--model: expected 'testbed' or a trained model directory/],
+    [['evaluate', '--model', '/nonexistent'], /--model: expected 'testbed', a trained model directory with model.json or a Stable Diffusion ONNX export directory/],
     [['evaluate', '--prompts', 'caption:999'], /--prompts "caption:999": .* has no condition caption:999/],
   ])('%j exits 2 naming the argument', async (argv, re) => {
     const { code, err } = await runCli(argv);

@@ -147,7 +147,7 @@ describe('memscope analyze: bad input', () => {
     [['analyze'], /expected a suite name: kim/],
     [['analyze', 'kimm'], /expected a suite name: kim \(got "kimm"\)/],
     [['analyze', 'kim', '--scales', '1,x'], /--scales: expected comma-separated numbers/],
-    [['analyze', 'kim', '--model', '/nonexistent/model'], /--model: expected 'testbed' or a trained model directory/],
+    [['analyze', 'kim', '--model', '/nonexistent/model'], /--model: expected 'testbed', a trained model directory with model.json or a Stable Diffusion ONNX export directory/],
     [['analyze', 'kim', '--model', 'testbed', '--prompts', 'caption:99'], /--prompts.*no condition caption:99/],
     [['analyze', 'kim', '--model', 'testbed', '--prompts', 'uncond'], /--prompts: uncond has no prompt/],
     [['analyze', 'kim', '--model', 'testbed', '--descriptor', 'sscd:/nope.onnx'], /--descriptor/],

@@ -1,0 +1,60 @@
+/** Flags shared by the study commands for a Stable Diffusion ONNX export as `--model` (issue 7). */
+import { z } from 'zod';
+import { positiveInt, UsageError } from './args.ts';
+import { loadStudySource, resolveModelSpec, type StudySource, type StudySourceOptions } from '../study/source.ts';
+import type { SdSourceOptions } from '../study/sd-source.ts';
+import { stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
+
+/** The zod fields of the SD source flags (merged into each command's schema). */
+export const SD_SOURCE_FIELDS = {
+  'prompt-set': z.string().min(1).optional(),
+  'image-root': z.string().min(1).optional(),
+  'prompt-limit': positiveInt('prompt-limit', 1_000_000).optional(),
+  'image-size': positiveInt('image-size', 8192).optional(),
+  provider: z.enum(['cpu', 'cuda']).optional(),
+} as const;
+
+/** Help text of the SD source flags. */
+export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers/optimum ONNX export, latent space):
+  --prompt-set FILE  CSV / JSONL / Parquet prompt list (caption, image path, optional verbatim /
+                     template / none label); memorized = prompts tied to a training image
+  --image-root DIR   folder that relative image paths resolve against (default: the list's folder)
+  --prompt-limit N   use only the first N prompts      --image-size PX  when the U-Net is dynamic
+  --provider P       cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)`;
+
+/** Parsed SD source flag values. */
+export interface SdSourceFlags {
+  readonly 'prompt-set'?: string | undefined;
+  readonly 'image-root'?: string | undefined;
+  readonly 'prompt-limit'?: number | undefined;
+  readonly 'image-size'?: number | undefined;
+  readonly provider?: 'cpu' | 'cuda' | undefined;
+}
+
+/** The {@link SdSourceOptions} the flags ask for. */
+export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
+  return {
+    ...(o['prompt-set'] === undefined ? {} : { promptSet: o['prompt-set'] }),
+    ...(o['image-root'] === undefined ? {} : { imageRoot: o['image-root'] }),
+    ...(o['prompt-limit'] === undefined ? {} : { limit: o['prompt-limit'] }),
+    ...(o['image-size'] === undefined ? {} : { imageSize: o['image-size'] }),
+    ...(o.provider === undefined ? {} : { executionProvider: o.provider }),
+  };
+}
+
+/**
+ * Resolve `--model` and load the study source (testbed, trained model or SD export with its
+ * prompt set); load errors become usage errors naming the flag.
+ */
+export async function loadCliSource(model: string, flags: SdSourceFlags, extra: Omit<StudySourceOptions, 'sd'> = {}): Promise<{ spec: string; src: StudySource }> {
+  const spec = await resolveModelSpec(model);
+  const src = await loadStudySource(spec, { ...extra, sd: sdSourceOptions(flags) }).catch((e: Error) => {
+    throw new UsageError(e.message);
+  });
+  return { spec, src };
+}
+
+/** The scheduler config of a study: the source's own (SD exports) or Stable Diffusion 1.x's. */
+export function studyConfig(src: StudySource): SchedulerConfig {
+  return src.config ?? stableDiffusionConfig();
+}

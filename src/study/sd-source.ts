@@ -1,0 +1,200 @@
+/**
+ * A Stable Diffusion ONNX export with a Webster-style prompt set as a study source (issue 7,
+ * SPEC §7): every analysis, detector and mitigation that runs on a {@link StudySource} runs on it,
+ * in latent space, through the same {@link Denoiser} interface.
+ *
+ * - conditions: one per prompt of the set (`caption:i`, kind `caption`, the caption text as the
+ *   label, embedded once by the export's text encoder); the null condition e_∅ is the embedding
+ *   of the empty prompt, as the diffusers pipeline uses;
+ * - memorized prompts = prompts tied to a training image: an image in the set and a label other
+ *   than `none` (verbatim or template; every prompt with an image when the set has no labels);
+ * - training images: the distinct images the set names, read at the model's resolution (resized
+ *   to cover and centre-cropped, see {@link loadImageFiles}), `[n, 3, H, W]` in [−1, 1]; the
+ *   target latent x of image i is the VAE encoding × the scaling factor (`latent_parameters`
+ *   exports: the mean, deterministic; `latent_sample` exports: the graph's own sample);
+ * - image space: samples are decoded by the VAE (`(y/2 + 0.5)` clamped, mapped back to [−1, 1]);
+ * - the scheduler config is the export's own.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import type { ConditionInfo, Denoiser } from '../denoisers/denoiser.ts';
+import { loadImageFiles } from '../data/folder.ts';
+import { readPromptSet, type PromptRecord } from '../data/prompt-set.ts';
+import type { ExecutionProvider } from '../graph/session.ts';
+import type { SchedulerConfig } from '../schedules/config.ts';
+import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdExport } from '../sd/export.ts';
+import { defaultImageSize, vaeDecode, vaeEncode } from '../sd/pipeline.ts';
+import { type Tensor, numel } from '../tensor/tensor.ts';
+
+/** Options of {@link loadSdStudySource}. */
+export interface SdSourceOptions {
+  /** The prompt set (CSV / JSONL / Parquet, see `readPromptSet`); required unless `texts` is given. */
+  readonly promptSet?: string;
+  /** Plain prompts instead of a prompt set (no training images: sampling only, nothing to copy). */
+  readonly texts?: readonly string[];
+  /** Folder that relative image paths resolve against (default: the prompt set's folder). */
+  readonly imageRoot?: string;
+  /** Use only the first `limit` prompts (default all). */
+  readonly limit?: number;
+  /** Execution provider (default `'cpu'`). */
+  readonly executionProvider?: ExecutionProvider;
+  /** Image side in pixels when the U-Net's sample size is dynamic (default: the U-Net's declared size × 8). */
+  readonly imageSize?: number;
+  /** Prompts per text-encoder call and images per VAE call (default 8). */
+  readonly batch?: number;
+}
+
+/** What an SD source adds to a study source: the open export and the prompt records. */
+export interface SdSourceExtras {
+  /** The open export (its sessions are released by the denoiser's `dispose`). */
+  readonly export: SdExport;
+  /** The prompts, row i = condition i. */
+  readonly prompts: readonly PromptRecord[];
+  /** The export's scheduler config. */
+  readonly config: SchedulerConfig;
+}
+
+/** True when `dir` looks like a Stable Diffusion export (a directory with `model_index.json` and `unet/`). */
+export function isSdExportDir(dir: string): boolean {
+  return existsSync(join(dir, 'model_index.json')) && existsSync(join(dir, 'unet')) && statSync(join(dir, 'unet')).isDirectory();
+}
+
+/** A Stable Diffusion study source (see the module note): the {@link StudySource} fields plus the export. */
+export interface SdStudySource {
+  readonly denoiser: Denoiser;
+  readonly trainImages: Tensor;
+  readonly description: string;
+  readonly spec: string;
+  toModelSpace(index: number): Tensor;
+  toImageSpace(x: Tensor): Promise<Tensor>;
+  readonly trained: null;
+  readonly config: SchedulerConfig;
+  readonly sd: SdSourceExtras;
+}
+
+function rowsOf(t: Tensor, rows: readonly number[]): Tensor {
+  const per = numel(t.dims.slice(1));
+  const data = new Float32Array(rows.length * per);
+  rows.forEach((r, i) => data.set(t.data.subarray(r * per, (r + 1) * per), i * per));
+  return { dims: [rows.length, ...t.dims.slice(1)], data };
+}
+
+function concatRows(parts: readonly Tensor[]): Tensor {
+  const n = parts.reduce((a, p) => a + p.dims[0]!, 0);
+  const data = new Float32Array(parts.reduce((a, p) => a + p.data.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    data.set(p.data, o);
+    o += p.data.length;
+  }
+  return { dims: [n, ...parts[0]!.dims.slice(1)], data };
+}
+
+/**
+ * Open the export in `dir` with the prompt set `opts.promptSet` as a study source (module note).
+ * Errors name the flag: `--prompt-set` (missing, unreadable, URL images — memscope downloads
+ * nothing: save the images and point the image column at the files), `--model` (not an export).
+ */
+export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {}): Promise<SdStudySource> {
+  if (!isSdExportDir(dir)) throw new Error(`--model: "${dir}" is not a Stable Diffusion ONNX export (expected model_index.json and unet/ inside)`);
+  if (opts.promptSet !== undefined && opts.texts !== undefined) throw new Error('--prompt: give either --prompt-set or --prompt, not both');
+  if (opts.promptSet === undefined && opts.texts === undefined) {
+    throw new Error('--prompt-set: required with a Stable Diffusion export — a CSV / JSONL / Parquet list of captions with an image column (the training images) and optionally memorization labels (verbatim / template / none)');
+  }
+  const batch = opts.batch ?? 8;
+  if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch: expected a positive integer, got ${batch}`);
+  let all: readonly PromptRecord[];
+  if (opts.texts !== undefined) {
+    if (opts.texts.length === 0) throw new Error('--prompt: need at least one prompt');
+    all = opts.texts.map((caption, i) => ({ id: String(i), caption, image: null, label: null }));
+  } else {
+    const set = await readPromptSet(opts.promptSet!, opts.imageRoot === undefined ? {} : { imageRoot: opts.imageRoot }).catch((e: Error) => {
+      throw new Error(`--prompt-set: ${e.message}`);
+    });
+    all = set.prompts;
+  }
+  const limit = opts.limit ?? all.length;
+  if (!Number.isInteger(limit) || limit < 1) throw new Error(`--prompt-limit: expected a positive integer, got ${limit}`);
+  const prompts = all.slice(0, limit);
+  for (const [i, p] of prompts.entries()) {
+    if (p.image?.kind === 'url') {
+      throw new Error(`--prompt-set: prompt ${i} (id ${p.id}) names its image by URL (${p.image.value}); memscope downloads nothing — save the training images locally and point the image column (or --image-root) at the files`);
+    }
+  }
+  const exp = await loadSdExport(dir, opts.executionProvider === undefined ? {} : { executionProvider: opts.executionProvider });
+  try {
+    let size: { height: number; width: number };
+    if (opts.imageSize !== undefined) size = { height: opts.imageSize, width: opts.imageSize };
+    else if (exp.unet.sampleSize !== null) size = defaultImageSize(exp);
+    else throw new Error(`--image-size: the U-Net in ${dir} has a dynamic sample size; give the image side in pixels (e.g. 512)`);
+    if (size.height % 8 !== 0 || size.width % 8 !== 0) throw new Error(`--image-size: expected a multiple of 8, got ${size.height}`);
+
+    // training images: the distinct files the set names, in first-use order
+    const imageIndex = new Map<string, number>();
+    for (const p of prompts) if (p.image !== null && !imageIndex.has(p.image.value)) imageIndex.set(p.image.value, imageIndex.size);
+    const paths = [...imageIndex.keys()];
+    if (paths.length === 0 && opts.texts === undefined) throw new Error(`--prompt-set: ${opts.promptSet} names no training image (no image column or every cell empty); memorization is measured against the training images`);
+    const trainImages: Tensor =
+      paths.length === 0
+        ? { dims: [0, 3, size.height, size.width], data: new Float32Array(0) }
+        : await loadImageFiles(paths, { size: [size.height, size.width], color: 'rgb' }).catch((e: Error) => {
+            throw new Error(`--prompt-set: ${e.message}`);
+          });
+    const hasLabels = prompts.some((p) => p.label !== null);
+    const conditions: ConditionInfo[] = prompts.map((p, i) => {
+      const memorized = p.image !== null && (hasLabels ? p.label !== null && p.label !== 'none' : true);
+      return { id: `caption:${i}`, kind: 'caption', label: p.caption, ...(memorized ? { targets: [imageIndex.get(p.image!.value)!] } : {}) };
+    });
+
+    // embeddings (cond rows and e_∅) and target latents, in batches
+    const hidden: Tensor[] = [];
+    for (let a = 0; a < prompts.length; a += batch) hidden.push((await encodePrompts(exp, prompts.slice(a, a + batch).map((p) => p.caption))).hiddenStates);
+    const uncond = (await encodePrompts(exp, [''])).hiddenStates;
+    if (exp.vaeEncoder === null && paths.length > 0) throw new Error(`--model: ${dir} has no vae_encoder/; the target latents of the training images need it`);
+    const latentParts: Tensor[] = [];
+    for (let a = 0; a < paths.length; a += batch) {
+      latentParts.push(await vaeEncode(exp, rowsOf(trainImages, Array.from({ length: Math.min(batch, paths.length - a) }, (_, k) => a + k))));
+    }
+    const shape = [exp.latentChannels, size.height / 8, size.width / 8];
+    const latents = paths.length === 0 ? { dims: [0, ...shape], data: new Float32Array(0) } : concatRows(latentParts);
+    const inner = sdUnetDenoiser(exp, { conditions: concatRows(hidden), uncond, labels: prompts.map((p) => p.caption), shape });
+    const name = `sd:${basename(resolve(dir))}`;
+    const denoiser: Denoiser = {
+      name,
+      space: 'latent',
+      shape,
+      conditions,
+      predict: (xt, level, cond) => inner.predict(xt, level, cond),
+      dispose: () => exp.dispose(),
+    };
+    const per = numel(shape);
+    const memorized = conditions.filter((c) => c.targets !== undefined).length;
+    return {
+      denoiser,
+      trainImages,
+      description: `the Stable Diffusion export ${dir} (${exp.className ?? 'pipeline'}, ${exp.predictionType}) on ${prompts.length} prompts${opts.promptSet === undefined ? '' : ` of ${opts.promptSet}`} (${memorized} tied to one of ${paths.length} training images)`,
+      spec: resolve(dir),
+      toModelSpace: (i) => {
+        if (!Number.isInteger(i) || i < 0 || i >= paths.length) throw new Error(`training image ${i} is out of range (0..${paths.length - 1})`);
+        return { dims: [1, ...shape], data: latents.data.slice(i * per, (i + 1) * per) };
+      },
+      toImageSpace: async (x) => {
+        const parts: Tensor[] = [];
+        const n = x.dims[0]!;
+        for (let a = 0; a < n; a += batch) {
+          const img = await vaeDecode(exp, rowsOf(x, Array.from({ length: Math.min(batch, n - a) }, (_, k) => a + k)));
+          const d = img.data;
+          for (let k = 0; k < d.length; k++) d[k] = 2 * d[k]! - 1;
+          parts.push(img);
+        }
+        return concatRows(parts);
+      },
+      trained: null,
+      config: exp.scheduler,
+      sd: { export: exp, prompts, config: exp.scheduler },
+    };
+  } catch (e) {
+    await exp.dispose();
+    throw e;
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * `--model EXPORT_DIR` (issue 7): every study command on a tiny Stable Diffusion export the project
+ * writes itself, with a prompt set and training images on disk. Independent expectations: the
+ * latents and images of `sample` and `evaluate` equal the latent pipeline's `generate` (prompt →
+ * torch-seeded latents → CFG sampling on the export's scheduler → VAE decode), the target latents
+ * equal `vaeEncode` of the images, the memorized flags follow the set's labels.
+ */
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeTinySdExport } from '../../src/sd/tiny-export.ts';
+import { loadSdExport } from '../../src/sd/export.ts';
+import { generate, vaeEncode } from '../../src/sd/pipeline.ts';
+import { loadSdStudySource } from '../../src/study/sd-source.ts';
+import { loadImageFiles } from '../../src/data/folder.ts';
+import { readNpy } from '../../src/io/npy.ts';
+import { runCli } from '../helpers/cli.ts';
+import { GraphBuilder } from '../../src/graph/builder.ts';
+import { loadClip, clipPathsFromDir } from '../../src/metrics/clip.ts';
+import { loadInceptionFeatures } from '../../src/metrics/inception.ts';
+import { frechetDistance, gaussianStats } from '../../src/metrics/frechet.ts';
+import { loadImageFolder } from '../../src/data/folder.ts';
+
+/** Tiny CLIP towers (pixel_values → mean colour → linear; input_ids → linear) and a tiny Inception (GAP → linear → [B, 2, 1, 1]). */
+function writeTinyMetricModels(dir: string, tokenizerDir: string): { clipDir: string; inception: string } {
+  const clipDir = join(dir, 'clip');
+  mkdirSync(clipDir, { recursive: true });
+  const D = 3;
+  const v = new GraphBuilder();
+  v.input('pixel_values', 'float32', ['B', 3, 224, 224]);
+  const g = v.op('Flatten', [v.op('GlobalAveragePool', ['pixel_values'])], { axis: 1 });
+  v.output(v.op('MatMul', [g, v.initializer('Wv', Float32Array.from([1, 0.5, -0.2, -0.3, 1, 0.4, 0.2, -0.6, 1]), [3, D])]), 'float32', ['B', D], 'image_embeds');
+  writeFileSync(join(clipDir, 'vision_model.onnx'), v.toBytes());
+  const t = new GraphBuilder();
+  t.input('input_ids', 'int64', ['B', 77]);
+  const ids = t.op('Cast', ['input_ids'], { to: 1 });
+  const w = new Float32Array(77 * D);
+  for (let i = 0; i < w.length; i++) w[i] = Math.sin(1.7 * i + 0.3) / 500;
+  t.output(t.op('MatMul', [ids, t.initializer('Wt', w, [77, D])]), 'float32', ['B', D], 'text_embeds');
+  writeFileSync(join(clipDir, 'text_model.onnx'), t.toBytes());
+  for (const f of ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json']) {
+    try {
+      writeFileSync(join(clipDir, f), readFileSync(join(tokenizerDir, f)));
+    } catch {
+      /* optional tokenizer files */
+    }
+  }
+  const inc = new GraphBuilder();
+  inc.input('x', 'float32', ['B', 3, 299, 299]);
+  const gi = inc.op('Flatten', [inc.op('GlobalAveragePool', ['x'])], { axis: 1 });
+  const yi = inc.op('MatMul', [gi, inc.initializer('Wi', Float32Array.from([1, 0.3, -0.5, 1, 0.2, 0.7]), [3, 2])]);
+  inc.output(inc.op('Reshape', [yi, inc.constI64([-1, 2, 1, 1])]), 'float32', ['B', 2, 1, 1], 'pool3');
+  const inception = join(dir, 'inception.onnx');
+  writeFileSync(inception, inc.toBytes());
+  return { clipDir, inception };
+}
+
+let root: string;
+let exportDir: string;
+const CAPTIONS = ['a cat on <i>the</i> mat', 'the “cafe” sign', 'a red car', 'the cat'];
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'memscope-sdcli-'));
+  exportDir = join(root, 'export');
+  writeTinySdExport(exportDir, { variant: 'optimum', seed: 3 });
+  mkdirSync(join(root, 'images'));
+  mkdirSync(join(root, 'heldout'));
+  let s = 7;
+  const rnd = (): number => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (let i = 0; i < 7; i++) {
+    const px = Buffer.alloc(64 * 64 * 3);
+    for (let k = 0; k < px.length; k++) px[k] = Math.floor(rnd() * 256);
+    await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(i < 4 ? join(root, 'images', `img${i}.png`) : join(root, 'heldout', `h${i}.png`));
+  }
+  const q = (x: string): string => `"${x.replace(/"/g, '""')}"`;
+  writeFileSync(join(root, 'prompts.csv'), `caption,image,label\n${CAPTIONS.map((c, i) => `${q(c)},images/img${i}.png,${['MV', 'TV', 'N', 'N'][i]}`).join('\n')}\n`);
+  writeFileSync(join(root, 'urls.csv'), 'caption,url\n"a cat",https://example.com/cat.png\n');
+}, 60_000);
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('SD export as a study source', () => {
+  it('maps the prompt set to conditions, targets and VAE latents', async () => {
+    const src = await loadSdStudySource(exportDir, { promptSet: join(root, 'prompts.csv') });
+    try {
+      expect(src.denoiser.space).toBe('latent');
+      expect(src.denoiser.shape).toEqual([4, 8, 8]);
+      expect(src.denoiser.conditions.map((c) => c.label)).toEqual(CAPTIONS);
+      // MV → verbatim and TV → template are memorized (tied to their image); N is not
+      expect(src.denoiser.conditions.map((c) => c.targets ?? null)).toEqual([[0], [1], null, null]);
+      expect(src.trainImages.dims).toEqual([4, 3, 64, 64]);
+      expect(src.config.steps_offset).toBe(1); // the export's PNDM config, not a default
+      // target latent = scaling_factor × VAE mean of the image, as vaeEncode computes it on its own
+      const exp = await loadSdExport(exportDir);
+      const imgs = await loadImageFiles([join(root, 'images', 'img2.png')], { size: 64 });
+      const ref = await vaeEncode(exp, imgs);
+      await exp.dispose();
+      expect(maxAbsDiff(src.toModelSpace(2).data, ref.data)).toBeLessThan(1e-6);
+      expect(() => src.toModelSpace(4)).toThrow(/out of range/);
+    } finally {
+      await src.denoiser.dispose?.();
+    }
+  });
+
+  it('gives clear errors for a missing prompt set, URL images and a bad model', async () => {
+    await expect(loadSdStudySource(exportDir, {})).rejects.toThrow(/--prompt-set: required/);
+    await expect(loadSdStudySource(exportDir, { promptSet: join(root, 'urls.csv') })).rejects.toThrow(/--prompt-set: prompt 0 \(id 0\) names its image by URL .*downloads nothing/);
+    await expect(loadSdStudySource(join(root, 'images'), { promptSet: join(root, 'prompts.csv') })).rejects.toThrow(/--model: .* is not a Stable Diffusion ONNX export/);
+    const r = await runCli(['analyze', 'kim', '--model', 'testbed', '--prompt-set', join(root, 'prompts.csv')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--prompt-set: only for a Stable Diffusion export/);
+  });
+});
+
+describe('memscope commands with --model EXPORT_DIR', () => {
+  it('sample: latents and decoded images equal the pipeline generate() for the same prompt and seeds', async () => {
+    const out = join(root, 'runs', 'sample');
+    const r = await runCli(['sample', '--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--condition', 'caption:1', '--seeds', '0-1', '--steps', '8', '--guidance', 'constant:5', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const exp = await loadSdExport(exportDir);
+    const { constant } = await import('../../src/guidance/schedules.ts');
+    const ref = await generate(exp, { prompts: [CAPTIONS[1]!], seeds: [0, 1], steps: 8, guidance: constant(5) });
+    await exp.dispose();
+    const lat = await readNpy(join(out, 'samples.npy'));
+    const img = await readNpy(join(out, 'images.npy'));
+    expect(lat.dims).toEqual([2, 4, 8, 8]);
+    expect(maxAbsDiff(lat.data, ref.latents.data)).toBeLessThan(1e-5);
+    expect(img.dims).toEqual([2, 3, 64, 64]);
+    // images.npy is in memscope's [−1, 1] image convention; generate() returns [0, 1]
+    expect(maxAbsDiff(img.data, Array.from(ref.images.data, (v) => 2 * v - 1))).toBeLessThan(1e-5);
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(cfg.model.kind).toBe('stable-diffusion');
+    expect(cfg.schedulerConfig.steps_offset).toBe(1);
+    // --prompt TEXT samples a prompt without a prompt set
+    const r2 = await runCli(['sample', '--model', exportDir, '--prompt', CAPTIONS[1]!, '--seeds', '0-1', '--steps', '8', '--guidance', 'constant:5', '--out', join(root, 'runs', 'sample2')]);
+    expect(r2.code, r2.err).toBe(0);
+    expect(maxAbsDiff((await readNpy(join(root, 'runs', 'sample2', 'samples.npy'))).data, lat.data)).toBe(0);
+  }, 60_000);
+
+  it('analyze kim, sweep, curves and detect run on the export with its labels', async () => {
+    const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--steps', '6'];
+    const k = await runCli(['analyze', 'kim', ...S, '--seeds', '0-2', '--out', join(root, 'runs', 'kim')]);
+    expect(k.code, k.err).toBe(0);
+    const kim = JSON.parse(readFileSync(join(root, 'runs', 'kim', 'kim.json'), 'utf8'));
+    const flags = new Map<string, boolean>(kim.results.map((x: { id: string; memorized: boolean }) => [x.id, x.memorized]));
+    expect([...flags.entries()].sort()).toEqual([['caption:0', true], ['caption:1', true], ['caption:2', false], ['caption:3', false]]);
+    const settings = JSON.parse(readFileSync(join(root, 'runs', 'kim', 'settings.json'), 'utf8'));
+    expect(settings.descriptor).toBe('pixel');
+    expect(settings.config.steps_offset).toBe(1);
+    const sw = await runCli(['sweep', ...S, '--prompt', 'caption:0', '--every', '3', '--out', join(root, 'runs', 'sweep')]);
+    expect(sw.code, sw.err).toBe(0);
+    const sweep = JSON.parse(readFileSync(join(root, 'runs', 'sweep', 'sweep.json'), 'utf8'));
+    expect(sweep.variants[0].rows.map((x: { k: number }) => x.k)).toEqual([0, 3, 6]);
+    const bad = await runCli(['sweep', ...S, '--prompt', 'caption:2', '--out', join(root, 'runs', 'sweep-bad')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/caption:2 has no training image to copy/);
+    const cu = await runCli(['curves', ...S, '--seeds', '0-1', '--out', join(root, 'runs', 'curves')]);
+    expect(cu.code, cu.err).toBe(0);
+    const de = await runCli(['detect', ...S, '--seeds', '0-1', '--out', join(root, 'runs', 'detect')]);
+    expect(de.code, de.err).toBe(0);
+    const det = JSON.parse(readFileSync(join(root, 'runs', 'detect', 'detect.json'), 'utf8'));
+    expect(det.prompts.map((p: { memorized: boolean }) => p.memorized)).toEqual([true, true, false, false]);
+  }, 120_000);
+
+  it('evaluate: needs --held-out or --threshold; its cfg samples are the pipeline images', async () => {
+    const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--steps', '6', '--seeds', '0-1'];
+    const miss = await runCli(['evaluate', ...S, '--out', join(root, 'runs', 'ev0')]);
+    expect(miss.code).toBe(2);
+    expect(miss.err).toMatch(/--held-out: a Stable Diffusion export needs held-out real images/);
+    const wen = await runCli(['evaluate', ...S, '--threshold', '0.5', '--methods', 'cfg,wen', '--out', join(root, 'runs', 'ev1')]);
+    expect(wen.code).toBe(2);
+    expect(wen.err).toMatch(/--methods: wen:3 .*not implemented for Stable Diffusion exports/);
+    const out = join(root, 'runs', 'ev');
+    const r = await runCli(['evaluate', ...S, '--held-out', join(root, 'heldout'), '--methods', 'cfg,og+stp', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const ev = JSON.parse(readFileSync(join(out, 'evaluate.json'), 'utf8'));
+    expect(ev.threshold.calibrated).toBe(true);
+    expect(ev.threshold.heldOut).toBe(3);
+    expect(ev.prompts.map((p: { target: number | null }) => p.target)).toEqual([0, 1]); // memorized prompts only
+    const samples = await readNpy(join(out, 'samples-cfg.npy'));
+    expect(samples.dims).toEqual([4, 3, 64, 64]);
+    const exp = await loadSdExport(exportDir);
+    const ref = await generate(exp, { prompts: [CAPTIONS[0]!, CAPTIONS[0]!, CAPTIONS[1]!, CAPTIONS[1]!], seeds: [0, 1, 0, 1], steps: 6, sampler: 'dpmpp2m' });
+    await exp.dispose();
+    expect(maxAbsDiff(samples.data, Array.from(ref.images.data, (v) => 2 * v - 1))).toBeLessThan(1e-5);
+  }, 120_000);
+
+  it('evaluate --clip and --inception: CLIP score and FID columns equal the extractors run on the saved samples', async () => {
+    const { clipDir, inception } = writeTinyMetricModels(join(root, 'metrics'), join(exportDir, 'tokenizer'));
+    const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--steps', '4', '--seeds', '0-1'];
+    const out = join(root, 'runs', 'ev-metrics');
+    const r = await runCli(['evaluate', ...S, '--held-out', join(root, 'heldout'), '--methods', 'cfg', '--clip', clipDir, '--inception', inception, '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const ev = JSON.parse(readFileSync(join(out, 'evaluate.json'), 'utf8'));
+    expect(ev.alignmentUnit).toBe('score');
+    expect(ev.alignmentName).toMatch(/CLIP score/);
+    const samples = await readNpy(join(out, 'samples-cfg.npy'));
+    const clip = await loadClip(clipPathsFromDir(clipDir));
+    const scores = await clip.scores(samples, [CAPTIONS[0]!, CAPTIONS[0]!, CAPTIONS[1]!, CAPTIONS[1]!]);
+    await clip.dispose();
+    const meanScore = scores.reduce((a, b) => a + b, 0) / scores.length;
+    expect(meanScore).toBeGreaterThan(1); // a real score, not the clamp's 0
+    expect(ev.rows[0].alignment).toBeCloseTo(meanScore, 6);
+    const inc = await loadInceptionFeatures(inception);
+    const f = await inc.features(samples);
+    const held = (await loadImageFolder({ dir: join(root, 'heldout'), size: 64 })).images;
+    const fr = await inc.features(held);
+    await inc.dispose();
+    const fd = frechetDistance(gaussianStats(f.data, 4, 2), gaussianStats(fr.data, 3, 2));
+    expect(ev.rows[0].frechet).toBeCloseTo(fd, 6);
+    expect(readFileSync(join(out, 'evaluate.md'), 'utf8')).toContain(meanScore.toFixed(2));
+    const bad = await runCli(['evaluate', ...S, '--threshold', '0.5', '--clip', join(root, 'nope'), '--out', join(root, 'runs', 'ev-bad')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--clip: /);
+    const bad2 = await runCli(['evaluate', ...S, '--threshold', '0.5', '--inception-convention', 'torchvision', '--out', join(root, 'runs', 'ev-bad')]);
+    expect(bad2.code).toBe(2);
+    expect(bad2.err).toMatch(/--inception-convention: only with --inception/);
+  }, 120_000);
+});
