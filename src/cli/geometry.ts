@@ -22,6 +22,11 @@ import { crop32to28 } from '../study/validate.ts';
 import { Classifier } from '../train/classifier.ts';
 import { classifierTools } from '../study/evaluate.ts';
 import { withResultsDir } from '../io/results.ts';
+import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, sdSourceOptions } from './source-flags.ts';
+import { loadImageFolder } from '../data/folder.ts';
+import { vaeEncode } from '../sd/pipeline.ts';
+import type { Tensor } from '../tensor/tensor.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
@@ -52,6 +57,14 @@ Usage: memscope geometry [flags]
   --concentration-min X  large regime where the test m_σ < X (default 0.5)
   --ratio X              memorized when ‖x̂ − NN1‖/‖x̂ − NN2‖ < X (default 1/3)
   --out DIR              (default runs/geometry)
+
+Stable Diffusion (--model EXPORT_DIR with --prompt-set FILE and --held-out DIR, latent space): D* is built
+over the VAE latents (× scaling factor) of the prompt set's training images, the test side is the held-out
+folder's images encoded the same way, and the export's U-Net is added as a model through its
+unconditional branch (e_∅ = the empty prompt) up to the σ of its last training timestep. The swap table
+(--compare, --generalizer, --band, --target) needs memscope's trained models and is not available.
+${SD_SOURCE_HELP}
+  --held-out DIR         real images not in the training set (the test inputs)
 
 On the exact empirical denoiser D* over the training images: posterior concentration m_σ and the
 effective number of contributors for noisy train and test inputs, the Gaussian-shell coverage C_σ of
@@ -111,6 +124,8 @@ const Schema = z.object({
   sampler: z.enum(SAMPLER_NAMES as unknown as [string, ...string[]], { message: `expected one of ${SAMPLER_NAMES.join(', ')}` }).default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   classifier: z.string().default('models/classifier'),
+  'held-out': z.string().min(1).optional(),
+  ...SD_SOURCE_FIELDS,
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
 
@@ -158,13 +173,18 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   }
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
-  const trained = o.model === undefined ? null : await loadModels(o.model, o.compare);
+  const sdMode = o.model !== undefined && isSdExportDir(o.model);
+  if (!sdMode) {
+    for (const k of ['prompt-set', 'held-out'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
+  }
+  const sd = sdMode ? await loadSdGeometry(o) : null;
+  const trained = o.model === undefined || sd !== null ? null : await loadModels(o.model, o.compare);
   const fullTrain = trained ? loadFashionMnist({ split: 'train' }) : null;
   const pool = trained ? poolOf(trained.main.model, fullTrain!.images.dims[0]!) : null;
-  const trainSet = fullTrain ? { ...fullTrain, images: takeRows(fullTrain.images, pool!) } : loadFashionMnist({ split: 'train', limit: o.train });
-  const testSet = loadFashionMnist({ split: 'test', limit: o.test });
+  const trainSet = sd ? { images: sd.train, source: sd.source } : fullTrain ? { ...fullTrain, images: takeRows(fullTrain.images, pool!) } : loadFashionMnist({ split: 'train', limit: o.train });
+  const testSet = sd ? { images: sd.test, source: sd.source } : loadFashionMnist({ split: 'test', limit: o.test });
   const settings = { seed: o.seed, kappa: o.kappa, coverageMin: o['coverage-min'], concentrationMin: o['concentration-min'], ratio: o.ratio };
-  const models: GeometryModel[] = trained ? trained.all.map((t) => ({ name: t.name, denoise: paddedDenoiseFn(denoiserFn(t.model.denoiser, { config: t.schedule }), { seed: o.seed }), sigmaMax: t.sigmaMax })) : [];
+  const models: GeometryModel[] = sd ? [sd.model] : trained ? trained.all.map((t) => ({ name: t.name, denoise: paddedDenoiseFn(denoiserFn(t.model.denoiser, { config: t.schedule }), { seed: o.seed }), sigmaMax: t.sigmaMax })) : [];
   let r: GeometryResult;
   let swap: { study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null } | null = null;
   const workDir = join(dirname(o.out), `${basename(o.out)}.work`);
@@ -173,6 +193,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     if (trained) swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, workDir, log);
   } finally {
     if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();
+    await sd?.dispose();
   }
   const x = r.sigma.map((s) => Math.log10(s));
   const xLabel = 'log10 σ';
@@ -181,9 +202,9 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'settings.json'), {
       command: 'geometry',
-      train: trained ? { split: 'train', imagePoolOf: o.model, images: pool!.length, source: trainSet.source } : { split: 'train', first: o.train, source: trainSet.source },
+      train: sd ? { stableDiffusion: o.model, promptSet: o['prompt-set'], latents: sd.train.dims, scalingFactor: sd.scalingFactor } : trained ? { split: 'train', imagePoolOf: o.model, images: pool!.length, source: trainSet.source } : { split: 'train', first: o.train, source: trainSet.source },
       ...(trained ? { models: trained.all.map((t) => ({ dir: t.dir, scenario: t.model.scenario, sigmaMax: t.sigmaMax })), swap: { seeds, sampler: o.sampler, steps: o.steps, band: swap?.band ?? null, target: o.target ?? null, generalizer: o.generalizer ?? null, classifier: o.classifier } } : {}),
-      test: { split: 'test', first: o.test, source: testSet.source },
+      test: sd ? { heldOut: o['held-out'], latents: sd.test.dims } : { split: 'test', first: o.test, source: testSet.source },
       sigmas,
       ...settings,
     });
@@ -265,7 +286,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     ]);
     const b = rg.boundaries;
     const body = [
-      `<p>Exact empirical denoiser D* over ${trained ? `the ${r.n} training images of ${escapeHtml(o.model!)}` : `the first ${r.n} Fashion-MNIST training images`}; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}; seed ${o.seed}; ${fmt(r.seconds.total)} s. Plots use log10 σ on the x axis.</p>`,
+      `<p>Exact empirical denoiser D* over ${sd ? `the VAE latents of the ${r.n} training images of ${escapeHtml(o['prompt-set']!)} (Stable Diffusion export ${escapeHtml(o.model!)}, latent space; test: ${escapeHtml(o['held-out']!)})` : trained ? `the ${r.n} training images of ${escapeHtml(o.model!)}` : `the first ${r.n} Fashion-MNIST training images`}; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}; seed ${o.seed}; ${fmt(r.seconds.total)} s. Plots use log10 σ on the x axis.</p>`,
       '<h2>Regimes</h2>',
       `<p>small: C_σ &lt; ${fmt(rg.coverageMin)}; large: test m_σ &lt; ${fmt(rg.concentrationMin)}; medium otherwise. Boundaries (interpolated): coverage ${b.coverage === null ? 'never crosses' : `σ = ${fmt(b.coverage)}`}, concentration ${b.concentration === null ? 'never crosses' : `σ = ${fmt(b.concentration)}`}.${rg.contiguous ? '' : ' <strong>The labels are not contiguous</strong> (the intervals only span each label).'}</p>`,
       table(['regime', 'grid σ', 'grid points'], regimeRows),
@@ -298,6 +319,64 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   }
   await rm(workDir, { recursive: true, force: true });
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
+
+/** Geometry inputs from a Stable Diffusion export: D*'s latents, the held-out latents and the U-Net as D(y;σ). */
+async function loadSdGeometry(o: {
+  model?: string | undefined;
+  compare?: string | undefined;
+  generalizer?: string | undefined;
+  band?: unknown;
+  target?: number | undefined;
+  'held-out'?: string | undefined;
+  'prompt-set'?: string | undefined;
+  'image-root'?: string | undefined;
+  'prompt-limit'?: number | undefined;
+  'image-size'?: number | undefined;
+  provider?: 'cpu' | 'cuda' | undefined;
+}): Promise<{ train: Tensor; test: Tensor; model: GeometryModel; source: { dataset: string; license: string; copyright: string }; scalingFactor: number; dispose: () => Promise<void> }> {
+  for (const k of ['compare', 'generalizer', 'band', 'target'] as const) {
+    if (o[k] !== undefined) throw new UsageError(`--${k}: the swap table needs memscope's trained models; not available for a Stable Diffusion export`);
+  }
+  if (o['held-out'] === undefined) throw new UsageError('--held-out: a Stable Diffusion export needs a folder of held-out real images (the test inputs of m_σ, C_σ, the memorization rate and the gap)');
+  const src = await loadSdStudySource(o.model!, sdSourceOptions(o)).catch((e: Error) => {
+    throw new UsageError(e.message);
+  });
+  try {
+    const n = src.trainImages.dims[0]!;
+    const shape = src.denoiser.shape;
+    const per = shape.reduce((a, b) => a * b, 1);
+    const train = new Float32Array(n * per);
+    for (let i = 0; i < n; i++) train.set(src.toModelSpace(i).data, i * per);
+    const [, , h, w] = src.trainImages.dims as [number, number, number, number];
+    const held = await loadImageFolder({ dir: o['held-out'], size: [h, w] }).catch((e: Error) => {
+      throw new UsageError(`--held-out: ${e.message}`);
+    });
+    const exp = src.sd.export;
+    const parts: Tensor[] = [];
+    const m = held.images.dims[0]!;
+    const imgPer = 3 * h * w;
+    for (let a = 0; a < m; a += 8) {
+      const k = Math.min(8, m - a);
+      parts.push(await vaeEncode(exp, { dims: [k, 3, h, w], data: held.images.data.subarray(a * imgPer, (a + k) * imgPer) }));
+    }
+    const test = new Float32Array(m * per);
+    parts.forEach((t, i) => test.set(t.data, i * 8 * per));
+    const cfg = src.config;
+    const ab = alphaBars(betas(cfg.beta_schedule, { numTrainTimesteps: cfg.num_train_timesteps, betaStart: cfg.beta_start, betaEnd: cfg.beta_end, trainedBetas: cfg.trained_betas }));
+    const aT = ab[ab.length - 1]!;
+    return {
+      train: { dims: [n, ...shape], data: train },
+      test: { dims: [m, ...shape], data: test },
+      model: { name: src.denoiser.name, denoise: denoiserFn(src.denoiser, { config: cfg }), sigmaMax: Math.sqrt((1 - aT) / aT) },
+      source: { dataset: `the prompt set's training images and the held-out folder (user data)`, license: 'user-supplied', copyright: 'their owners' },
+      scalingFactor: exp.scalingFactor,
+      dispose: async () => src.denoiser.dispose?.(),
+    };
+  } catch (e) {
+    await src.denoiser.dispose?.();
+    throw e;
+  }
 }
 
 const MODEL_COLORS = ['#d62728', '#2ca02c', '#1f77b4', '#9467bd', '#8c564b', '#e377c2'];

@@ -17,6 +17,7 @@ import { loadSdStudySource } from '../../src/study/sd-source.ts';
 import { loadImageFiles } from '../../src/data/folder.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { runCli } from '../helpers/cli.ts';
+import type { Tensor } from '../../src/tensor/tensor.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import { loadClip, clipPathsFromDir } from '../../src/metrics/clip.ts';
 import { loadInceptionFeatures } from '../../src/metrics/inception.ts';
@@ -224,5 +225,34 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     const bad2 = await runCli(['evaluate', ...S, '--threshold', '0.5', '--inception-convention', 'torchvision', '--out', join(root, 'runs', 'ev-bad')]);
     expect(bad2.code).toBe(2);
     expect(bad2.err).toMatch(/--inception-convention: only with --inception/);
+  }, 120_000);
+
+  it('geometry: D* over the VAE latents of the prompt set, the held-out latents as test inputs, the U-Net up to its σ_max', async () => {
+    const out = join(root, 'runs', 'geo');
+    const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--held-out', join(root, 'heldout'), '--sigmas', '6', '--sigma-max', '40'];
+    const r = await runCli(['geometry', ...S, '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const geo = JSON.parse(readFileSync(join(out, 'geometry.json'), 'utf8'));
+    // the same study run directly on latents encoded here
+    const exp = await loadSdExport(exportDir);
+    const enc = async (paths: string[]): Promise<Tensor> => vaeEncode(exp, await loadImageFiles(paths, { size: 64 }));
+    const train = await enc([0, 1, 2, 3].map((i) => join(root, 'images', `img${i}.png`)));
+    const test = await enc([4, 5, 6].map((i) => join(root, 'heldout', `h${i}.png`)));
+    await exp.dispose();
+    const { runGeometry } = await import('../../src/study/geometry.ts');
+    const { logSigmaGrid } = await import('../../src/analysis/geometry.ts');
+    const ref = await runGeometry({ train, test, sigmas: logSigmaGrid(0.002, 40, 6), seed: 0, kappa: 3, coverageMin: 0.5, concentrationMin: 0.5, ratio: 1 / 3, models: [] });
+    expect(geo.n).toBe(4);
+    expect(geo.m).toBe(3);
+    expect(maxAbsDiff(geo.posteriorTest.mSigma, ref.posteriorTest.mSigma)).toBeLessThan(1e-9);
+    expect(maxAbsDiff(geo.coverage.coverage, ref.coverage.coverage)).toBeLessThan(1e-9);
+    expect(maxAbsDiff(geo.gap.testMse, ref.gap.testMse)).toBeLessThan(1e-9);
+    // SD's scaled-linear schedule ends at ᾱ_T ≈ 0.0047, σ_max = √((1 − ᾱ_T)/ᾱ_T) ≈ 14.6: the U-Net curve stops below it
+    const sdCurve = geo.models.find((m: { name: string }) => m.name.startsWith('sd:'));
+    expect(sdCurve.sigma.length).toBe(geo.sigma.filter((v: number) => v <= 14.62).length);
+    expect(sdCurve.sigma.length).toBeLessThan(geo.sigma.length);
+    const bad = await runCli(['geometry', ...S, '--compare', 'models/edm-large', '--out', join(root, 'runs', 'geo-bad')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--compare: the swap table needs memscope's trained models/);
   }, 120_000);
 });
