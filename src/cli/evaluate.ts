@@ -35,7 +35,8 @@ Usage: memscope evaluate [flags]
                      methods are dropped on models without a text encoder):
                        cfg | stp[:τ] | og+stp[:τ[/λog]] (τ default 500) | dtp | og+dtp[:λog] (λog default λ)
                        interval[:lo-hi] (default 200-700)
-                       random-word[:n] | random-number[:n] (n insertions, default 1; Somepalli et al.)
+                       random-word[:n] | random-number[:n] (n insertions, default 1; Somepalli et al.;
+                         on a Stable Diffusion export the texts are re-encoded by its text encoder)
                        wen[:l_target] (default 3; Wen et al.) | ren[:c] (start-token scale, default 1.25; Ren et al.)
   --guidance X       λ, the guidance scale of every method (default 7.5)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default dpmpp2m, as the paper)     --steps N  (default 50)
@@ -175,7 +176,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   if (d.conditions.length === 0) throw new UsageError(`--model: ${src.description} is unconditional; mitigation by guidance needs prompts`);
   const textModel = src.trained !== null && src.trained.textEncoderBytes !== null;
   if (!textModel) {
-    const dropped = methods.filter(needsTextModel);
+    const dropped = methods.filter((m) => needsTextModel(m) && !(src.sd && (m.kind === 'random-word' || m.kind === 'random-number')));
     if (o.methods !== DEFAULT_METHODS && dropped.length) {
       throw new UsageError(
         src.sd
@@ -183,7 +184,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
           : `--methods: ${dropped.map((m) => m.name).join(', ')} need a trained text-conditioned model; ${src.description} has none`,
       );
     }
-    methods = methods.filter((m) => !needsTextModel(m));
+    methods = methods.filter((m) => !dropped.includes(m));
   }
   const prompts = asUsage(() => {
     if (o.prompts === 'memorized') {

@@ -199,6 +199,19 @@ export interface PreparedMethod {
   dispose(): Promise<void>;
 }
 
+/**
+ * A model whose prompts are texts that can be re-encoded (a Stable Diffusion export): the prompt
+ * perturbations (random-word / random-number) use it when there is no trained memscope text model.
+ */
+export interface PromptTextModel {
+  /** The text of condition k. */
+  readonly texts: readonly string[];
+  /** Words random-word inserts (the tokenizer's whole-word tokens). */
+  readonly vocabulary: readonly string[];
+  /** A denoiser with the same conditions (ids, targets) whose condition k is `texts[k]` encoded; its dispose releases only what it made. */
+  denoiserFor(texts: readonly string[]): Promise<Denoiser>;
+}
+
 /** What {@link prepareMethod} needs. */
 export interface MethodContext {
   /** The model's plain denoiser (guidance methods sample it directly). */
@@ -215,6 +228,8 @@ export interface MethodContext {
   readonly firstTimestep: number;
   /** Seed of the prompt perturbations (default 0). */
   readonly runSeed?: number;
+  /** Re-encodable prompt texts (Stable Diffusion exports), for random-word / random-number without a trained text model. */
+  readonly textModel?: PromptTextModel;
 }
 
 function rowsOf(t: Tensor, idx: readonly number[]): Tensor {
@@ -261,6 +276,21 @@ export async function prepareMethod(m: MethodSpec, ctx: MethodContext): Promise<
     });
   }
   if (!needsTextModel(m)) return done([{ denoiser: ctx.denoiser, seedIndices: allSeeds }], {}, async () => {});
+  const runSeed0 = ctx.runSeed ?? 0;
+  const tmx = ctx.textModel;
+  if ((ctx.trained === null || ctx.trained.textEncoderBytes === null) && tmx !== undefined && (m.kind === 'random-word' || m.kind === 'random-number')) {
+    // Somepalli et al.'s prompt perturbations on a model that re-encodes text itself (a Stable Diffusion export)
+    const texts = tmx.texts.map((t, k) =>
+      m.kind === 'random-word'
+        ? randomWordInsertion(t, { seed: perturbationSeed(k, runSeed0), count: m.param!, vocabulary: tmx.vocabulary })
+        : randomNumberInsertion(t, { seed: perturbationSeed(k, runSeed0), count: m.param! }),
+    );
+    const d = await tmx.denoiserFor(texts);
+    const perturbed = Object.fromEntries(ctx.conds.filter((c): c is number => c !== null).map((c) => [tmx.texts[c]!, texts[c]!]));
+    return done([{ denoiser: d, seedIndices: allSeeds }], { perturbed }, async () => {
+      await d.dispose?.();
+    });
+  }
   const tm = ctx.trained;
   if (tm === null || tm.textEncoderBytes === null) throw new Error(`--methods: ${m.name} needs a trained text-conditioned model (prompt, embedding or attention transforms); this model has no text encoder`);
   const runSeed = ctx.runSeed ?? 0;

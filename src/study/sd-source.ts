@@ -22,6 +22,7 @@ import { loadImageFiles } from '../data/folder.ts';
 import { readPromptSet, type PromptRecord } from '../data/prompt-set.ts';
 import type { ExecutionProvider } from '../graph/session.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
+import type { PromptTextModel } from '../mitigate/methods.ts';
 import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdExport } from '../sd/export.ts';
 import { defaultImageSize, vaeDecode, vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
@@ -52,6 +53,20 @@ export interface SdSourceExtras {
   readonly prompts: readonly PromptRecord[];
   /** The export's scheduler config. */
   readonly config: SchedulerConfig;
+  /** The prompts as re-encodable texts (Somepalli et al.'s prompt perturbations). */
+  readonly textModel: PromptTextModel;
+}
+
+/**
+ * The whole-word tokens of a CLIP vocabulary (`word</w>` with 3+ lower-case letters, the `</w>`
+ * dropped), sorted: what random-word insertion draws from on an SD export.
+ */
+export function clipWordVocabulary(tokenizerJson: object): string[] {
+  const vocab = (tokenizerJson as { model?: { vocab?: Record<string, number> } }).model?.vocab ?? {};
+  return Object.keys(vocab)
+    .filter((t) => /^[a-z]{3,}<\/w>$/.test(t))
+    .map((t) => t.slice(0, -4))
+    .sort();
 }
 
 /** True when `dir` looks like a Stable Diffusion export (a directory with `model_index.json` and `unet/`). */
@@ -159,6 +174,18 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
     const latents = paths.length === 0 ? { dims: [0, ...shape], data: new Float32Array(0) } : concatRows(latentParts);
     const inner = sdUnetDenoiser(exp, { conditions: concatRows(hidden), uncond, labels: prompts.map((p) => p.caption), shape });
     const name = `sd:${basename(resolve(dir))}`;
+    const textModel: PromptTextModel = {
+      texts: prompts.map((p) => p.caption),
+      vocabulary: clipWordVocabulary(exp.tokenizer.tokenizerJson),
+      async denoiserFor(texts) {
+        if (texts.length !== prompts.length) throw new Error(`denoiserFor: ${texts.length} texts for ${prompts.length} prompts`);
+        const rows: Tensor[] = [];
+        for (let a = 0; a < texts.length; a += batch) rows.push((await encodePrompts(exp, texts.slice(a, a + batch))).hiddenStates);
+        const d2 = sdUnetDenoiser(exp, { conditions: concatRows(rows), uncond, labels: [...texts], shape });
+        // never dispose d2: it shares (and would release) the export's U-Net session
+        return { name: `${name}+perturbed`, space: 'latent', shape, conditions, predict: (xt, level, cond) => d2.predict(xt, level, cond) };
+      },
+    };
     const denoiser: Denoiser = {
       name,
       space: 'latent',
@@ -191,7 +218,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
       },
       trained: null,
       config: exp.scheduler,
-      sd: { export: exp, prompts, config: exp.scheduler },
+      sd: { export: exp, prompts, config: exp.scheduler, textModel },
     };
   } catch (e) {
     await exp.dispose();

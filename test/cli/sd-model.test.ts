@@ -255,4 +255,32 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--compare: the swap table needs memscope's trained models/);
   }, 120_000);
+
+  it('evaluate random-word / random-number on an export: the perturbed prompts re-encoded by its text encoder give the pipeline images of the perturbed text', async () => {
+    const out = join(root, 'runs', 'ev-rw');
+    const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--steps', '4', '--seeds', '0-1', '--threshold', '0.5'];
+    const r = await runCli(['evaluate', ...S, '--methods', 'cfg,random-word,random-number:2', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const ev = JSON.parse(readFileSync(join(out, 'evaluate.json'), 'utf8'));
+    const rw = ev.rows.find((x: { method: string }) => x.method === 'random-word');
+    const perturbed: Record<string, string> = rw.details.perturbed;
+    const p0 = perturbed[CAPTIONS[0]!]!;
+    const p1 = perturbed[CAPTIONS[1]!]!;
+    // one whole word inserted, the original words kept in order
+    for (const [orig, pert] of [[CAPTIONS[0]!, p0], [CAPTIONS[1]!, p1]] as const) {
+      const a = orig.split(' ');
+      const b = pert.split(' ');
+      expect(b.length).toBe(a.length + 1);
+      expect(b.filter((w, i) => i !== b.findIndex((_, j) => a[j] !== b[j])).join(' ')).toBe(orig);
+    }
+    const rn = ev.rows.find((x: { method: string }) => x.method === 'random-number:2');
+    for (const c of [CAPTIONS[0]!, CAPTIONS[1]!]) expect(rn.details.perturbed[c].split(' ').length).toBe(c.split(' ').length + 2);
+    const samples = await readNpy(join(out, 'samples-random-word.npy'));
+    const exp = await loadSdExport(exportDir);
+    const ref = await generate(exp, { prompts: [p0, p0, p1, p1], seeds: [0, 1, 0, 1], steps: 4, sampler: 'dpmpp2m' });
+    const plain = await generate(exp, { prompts: [CAPTIONS[0]!, CAPTIONS[0]!, CAPTIONS[1]!, CAPTIONS[1]!], seeds: [0, 1, 0, 1], steps: 4, sampler: 'dpmpp2m' });
+    await exp.dispose();
+    expect(maxAbsDiff(samples.data, Array.from(ref.images.data, (v) => 2 * v - 1))).toBeLessThan(1e-5);
+    expect(maxAbsDiff(samples.data, Array.from(plain.images.data, (v) => 2 * v - 1))).toBeGreaterThan(1e-4); // the perturbation changed the images
+  }, 120_000);
 });
