@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: runs every benchmark and writes one JSON file per benchmark under
  * bench/results/ (plus all.json). Figures are ratios against a peer measured in the same run.
- * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, kim, mitigation, geometry)
+ * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, kim, mitigation, geometry, sd)
+ * `sd` (SD 1.x-sized U-Net at 512×512, ~15 min on 2 cores) takes MEMSCOPE_BENCH_SD_STEPS (default 50).
  */
 import { writeFile, mkdir } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
@@ -15,6 +16,7 @@ import { benchTrain } from './train.ts';
 import { benchKim } from './kim.ts';
 import { benchMitigation } from './mitigation.ts';
 import { benchGeometry } from './geometry.ts';
+import { benchSd } from './sd.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -36,6 +38,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   kim: benchKim,
   mitigation: () => benchMitigation(5),
   geometry: benchGeometry,
+  sd: benchSd,
 };
 
 const want = process.argv.slice(2).filter((a) => a !== '--');

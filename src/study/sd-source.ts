@@ -23,6 +23,7 @@ import { readPromptSet, type PromptRecord } from '../data/prompt-set.ts';
 import type { ExecutionProvider } from '../graph/session.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { PromptTextModel } from '../mitigate/methods.ts';
+import type { StudySource } from './source.ts';
 import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdExport } from '../sd/export.ts';
 import { defaultImageSize, vaeDecode, vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
@@ -74,18 +75,8 @@ export function isSdExportDir(dir: string): boolean {
   return existsSync(join(dir, 'model_index.json')) && existsSync(join(dir, 'unet')) && statSync(join(dir, 'unet')).isDirectory();
 }
 
-/** A Stable Diffusion study source (see the module note): the {@link StudySource} fields plus the export. */
-export interface SdStudySource {
-  readonly denoiser: Denoiser;
-  readonly trainImages: Tensor;
-  readonly description: string;
-  readonly spec: string;
-  toModelSpace(index: number): Tensor;
-  toImageSpace(x: Tensor): Promise<Tensor>;
-  readonly trained: null;
-  readonly config: SchedulerConfig;
-  readonly sd: SdSourceExtras;
-}
+/** A Stable Diffusion study source (see the module note): a {@link StudySource} with the export, its scheduler config and the prompt set. */
+export type SdStudySource = StudySource & { readonly trained: null; readonly config: SchedulerConfig; readonly sd: SdSourceExtras };
 
 function rowsOf(t: Tensor, rows: readonly number[]): Tensor {
   const per = numel(t.dims.slice(1));
