@@ -6,6 +6,7 @@ import { GraphBuilder, type Dim } from '../graph/builder.ts';
 import { writeTinySdExport } from '../sd/tiny-export.ts';
 import type { EvaluatedPrompt } from '../study/evaluate.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { expectClose, rand, saveModel, unit } from '../../test/helpers/metrics.ts';
 import { pilBilinearWeights } from './descriptor.ts';
 import {
   clipAlignmentScorer,
@@ -24,14 +25,6 @@ import { centerCropOffset, keysCubic, pilBicubicWeights, pilResampleWeights, sho
 // - embeddings (outputs O(1)): abs 1e-4;
 // - CLIP scores (0…100): abs 1e-3;
 // - resize weights: abs 1e-7 (float32 rounding of exact fractions).
-
-function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * s) / 2 ** 32;
-  });
-}
 
 const S = 224;
 const D = 6;
@@ -109,11 +102,6 @@ function linear(v: ArrayLike<number>, W: Float32Array, d: number): number[] {
   return o;
 }
 
-function unit(v: number[]): number[] {
-  const n = Math.sqrt(v.reduce((a, b) => a + b * b, 0));
-  return v.map((x) => x / n);
-}
-
 function cos(a: number[], b: number[]): number {
   let ab = 0;
   let aa = 0;
@@ -124,20 +112,6 @@ function cos(a: number[], b: number[]): number {
     bb += b[i]! * b[i]!;
   });
   return ab / Math.sqrt(aa * bb);
-}
-
-function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
-  expect(got.length).toBe(want.length);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i]! - want[i]!);
-    if (!(e <= worst)) {
-      worst = e;
-      at = i;
-    }
-  }
-  expect(worst, `max |error| ${worst} at ${at}`).toBeLessThanOrEqual(tol);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'memscope-clip-'));
@@ -160,9 +134,7 @@ function visionModel(name: string, o: { inDims?: readonly Dim[]; outDims?: reado
   const od = o.outDims ?? ['batch', d];
   const yy = od.length === 3 ? b.op('Unsqueeze', [y, b.constI64([2])]) : y;
   b.output(yy, 'float32', od, o.outName ?? 'image_embeds');
-  const p = join(dir, name);
-  writeFileSync(p, b.toBytes());
-  return p;
+  return saveModel(b, dir, name);
 }
 
 /** A tiny CLIP text tower: Gather(E, input_ids) → masked mean over the sequence (or plain mean without a mask) → text_embeds. */
@@ -182,9 +154,7 @@ function textModel(name: string, o: { mask?: boolean; idType?: 'int64' | 'int32'
   }
   b.output(b.op('Relu', [b.constF32(0)]), 'float32', [], 'decoy');
   b.output(y, 'float32', ['batch', d], 'text_embeds');
-  const p = join(dir, name);
-  writeFileSync(p, b.toBytes());
-  return p;
+  return saveModel(b, dir, name);
 }
 
 let vision: string;

@@ -42,6 +42,7 @@ import type { AlignmentScorer, EvaluatedPrompt, FeatureExtractor } from '../stud
 import type { Tensor } from '../tensor/tensor.ts';
 import { loadClipTokenizer, type ClipTokenizer } from '../text/clip-tokenizer.ts';
 import { l2NormalizeRows } from './descriptor.ts';
+import { embedImageChunks, fixedDim, preprocessImages, runFixedBatch, runInChunks, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
 import { centerCropOffset, pilBicubicWeights, preprocessSession, shortestEdgeSize, sliceRows, type CropRounding } from './resize.ts';
 
 /** OpenAI CLIP's per-channel mean (RGB) of its `Normalize` (= transformers `OPENAI_CLIP_MEAN`). */
@@ -120,10 +121,6 @@ export interface ClipTextOptions {
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-function shapeText(v: ValueInfo): string {
-  return v.shape === null ? '(unknown)' : `[${v.shape.join(', ')}]`;
-}
-
 function checkFile(fn: string, arg: string, path: string, what: string): void {
   if (!existsSync(path)) throw new Error(`${fn}: ${arg} '${path}' does not exist (expected ${what})`);
   if (!statSync(path).isFile()) throw new Error(`${fn}: ${arg} '${path}' is not a file (expected ${what})`);
@@ -157,9 +154,14 @@ function checkOutput(o: ValueInfo): string | null {
   return null;
 }
 
-function fixedDim(v: ValueInfo, axis: number): number | null {
-  const d = v.shape?.[axis];
-  return typeof d === 'number' && d > 0 ? d : null;
+/**
+ * A tower's {@link ClipTowerInfo}: fed at `input`, reading `output` `[B, dim]`, projected when
+ * `output` is the tower's `embeds` output (`image_embeds` / `text_embeds`); `preprocessing` is
+ * completed with the output read.
+ */
+function towerInfo(path: string, dim: number, input: string, output: string, embeds: string, preprocessing: string): ClipTowerInfo {
+  const projected = output === embeds;
+  return { path, dim, input, output, projected, preprocessing: `${preprocessing}output '${output}' [B, ${dim}]${projected ? '' : ` (not a projected ${embeds} output)`}` };
 }
 
 /** Cosines of matching rows of `a` and `b` `[n, D]`, in float64 (0 for a zero row). */
@@ -242,92 +244,58 @@ export async function loadClipImageEncoder(path: string, opts: ClipImageOptions 
   }
   const fixedBatch = fixedDim(inp, 0);
   const chunk = fixedBatch ?? batch;
-  const pre = new Map<string, Session>();
-  const prep = async (c: 1 | 3, h: number, w: number): Promise<Session> => {
-    const key = `${c}x${h}x${w}`;
-    let s = pre.get(key);
-    if (s === undefined) {
-      const [rh, rw] = shortestEdgeSize(h, w, S);
-      const top = centerCropOffset(rh, S, crop);
-      const left = centerCropOffset(rw, S, crop);
-      s = await preprocessSession({
-        c,
-        h,
-        w,
-        rows: sliceRows(pilBicubicWeights(h, rh), h, top, S),
-        oh: S,
-        cols: sliceRows(pilBicubicWeights(w, rw), w, left, S),
-        ow: S,
-        clampPasses: true,
-        mean: OPENAI_CLIP_MEAN,
-        std: OPENAI_CLIP_STD,
-      });
-      pre.set(key, s);
-    }
-    return s;
+  const pre = sessionCache();
+  const run: ImageModelRun = {
+    what: `CLIP image encoder (${path})`,
+    prep: (c, h, w) =>
+      pre.get(`${c}x${h}x${w}`, () => {
+        const [rh, rw] = shortestEdgeSize(h, w, S);
+        const top = centerCropOffset(rh, S, crop);
+        const left = centerCropOffset(rw, S, crop);
+        return preprocessSession({
+          c,
+          h,
+          w,
+          rows: sliceRows(pilBicubicWeights(h, rh), h, top, S),
+          oh: S,
+          cols: sliceRows(pilBicubicWeights(w, rw), w, left, S),
+          ow: S,
+          clampPasses: true,
+          mean: OPENAI_CLIP_MEAN,
+          std: OPENAI_CLIP_STD,
+        });
+      }),
+    chunk,
+    run: (x) =>
+      runFixedBatch(x, fixedBatch, async (feed) => {
+        const y = (await model.run({ [inp.name]: feed }, [out.name]))[out.name]!;
+        if (y.dims.length !== 2 || y.dims[0] !== feed.dims[0]) {
+          throw new Error(`${fn}: path '${path}': output '${out.name}' came back as [${y.dims.join(', ')}] for ${feed.dims[0]} images, not rank 2 [B, D]`);
+        }
+        return y;
+      }),
+    mismatch: (got, want) => new Error(`${fn}: path '${path}': output '${out.name}' has ${got} columns, expected ${want}`),
   };
-  const runModel = async (x: Tensor): Promise<Tensor> => {
-    const n = x.dims[0]!;
-    let feed = x;
-    if (fixedBatch !== null && n !== fixedBatch) {
-      const data = new Float32Array(fixedBatch * (x.data.length / n));
-      data.set(x.data);
-      feed = { dims: [fixedBatch, ...x.dims.slice(1)], data };
-    }
-    const y = (await model.run({ [inp.name]: feed }, [out.name]))[out.name]!;
-    if (y.dims.length !== 2 || y.dims[0] !== feed.dims[0]) {
-      throw new Error(`${fn}: path '${path}': output '${out.name}' came back as [${y.dims.join(', ')}] for ${feed.dims[0]} images, not rank 2 [B, D]`);
-    }
-    const d = y.dims[1]!;
-    return n === y.dims[0] ? y : { dims: [n, d], data: y.data.slice(0, n * d) };
-  };
-  const checkImages = (images: Tensor): [number, 1 | 3, number, number] => {
-    if (images.dims.length !== 4) throw new Error(`CLIP image encoder (${path}): images must be [n, C, H, W], got [${images.dims.join(', ')}]`);
-    const [n, c, h, w] = images.dims as [number, number, number, number];
-    if (c !== 1 && c !== 3) throw new Error(`CLIP image encoder (${path}): images must have 1 (grey) or 3 (RGB) channels, got ${c}`);
-    return [n, c, h, w];
-  };
-  const preprocess = async (images: Tensor): Promise<Tensor> => {
-    const [, c, h, w] = checkImages(images);
-    const p = await prep(c, h, w);
-    return (await p.run({ x: images }))['y']!;
-  };
+  const preprocess = (images: Tensor): Promise<Tensor> => preprocessImages(images, run);
   let dim = fixedDim(out, 1);
-  const embedRaw = async (images: Tensor): Promise<Tensor> => {
-    const [n, c, h, w] = checkImages(images);
-    const p = await prep(c, h, w);
-    const row = c * h * w;
-    let res: Float32Array | null = dim === null ? null : new Float32Array(n * dim);
-    for (let s = 0; s < n; s += chunk) {
-      const e = Math.min(n, s + chunk);
-      const x = (await p.run({ x: { dims: [e - s, c, h, w], data: images.data.subarray(s * row, e * row) } }))['y']!;
-      const y = await runModel(x);
-      if (dim === null) dim = y.dims[1]!;
-      if (y.dims[1] !== dim) throw new Error(`${fn}: path '${path}': output '${out.name}' has ${y.dims[1]} columns, expected ${dim}`);
-      res ??= new Float32Array(n * dim);
-      res.set(y.data, s * dim);
-    }
-    return { dims: [n, dim ?? 0], data: res ?? new Float32Array(0) };
-  };
+  const embedRaw = (images: Tensor): Promise<Tensor> => embedImageChunks(images, dim, run);
   if (dim === null) {
     // probe D with one mid-grey image
     dim = (await embedRaw({ dims: [1, 1, S, S], data: new Float32Array(S * S) })).dims[1]!;
   }
-  const projected = out.name === 'image_embeds';
-  const info: ClipTowerInfo = {
+  const info = towerInfo(
     path,
     dim,
-    input: inp.name,
-    output: out.name,
-    projected,
-    preprocessing:
-      'HF CLIPImageProcessor / OpenAI CLIP: x in [-1, 1] -> (x + 1)/2 clipped to [0, 1]; 1-channel images repeated to RGB; ' +
+    inp.name,
+    out.name,
+    'image_embeds',
+    'HF CLIPImageProcessor / OpenAI CLIP: x in [-1, 1] -> (x + 1)/2 clipped to [0, 1]; 1-channel images repeated to RGB; ' +
       `resize the shortest edge to ${S} (long edge floor(${S}*long/short)) with PIL BICUBIC (Keys a = -0.5, antialiased when downsampling; ` +
       'float, clamped to [0, 1] after each pass, no 8-bit rounding); ' +
       `center crop ${S}x${S} (${crop === 'hf' ? 'offset (n - S) // 2, transformers center_crop' : 'offset int(round((n - S)/2)), torchvision CenterCrop'}); ` +
       `normalise with mean (${OPENAI_CLIP_MEAN.join(', ')}) and std (${OPENAI_CLIP_STD.join(', ')}); ` +
-      `fed to '${inp.name}', output '${out.name}' [B, ${dim}]${projected ? '' : ' (not a projected image_embeds output)'}`,
-  };
+      `fed to '${inp.name}', `,
+  );
   return {
     info,
     embedRaw,
@@ -337,8 +305,7 @@ export async function loadClipImageEncoder(path: string, opts: ClipImageOptions 
     },
     async dispose(): Promise<void> {
       await model.release();
-      for (const s of pre.values()) await s.release();
-      pre.clear();
+      await pre.release();
     },
   };
 }
@@ -418,31 +385,24 @@ export async function loadClipTextEncoder(path: string, tokenizerDir: string, op
     return n === rows ? y : { dims: [n, d], data: y.data.slice(0, n * d) };
   };
   let dim = fixedDim(out, 1);
-  const embedRaw = async (texts: readonly string[]): Promise<Tensor> => {
-    const n = texts.length;
-    let res: Float32Array | null = dim === null ? null : new Float32Array(n * dim);
-    for (let s = 0; s < n; s += chunk) {
-      const y = await runModel(texts.slice(s, s + chunk));
-      if (dim === null) dim = y.dims[1]!;
-      if (y.dims[1] !== dim) throw new Error(`${fn}: path '${path}': output '${out.name}' has ${y.dims[1]} columns, expected ${dim}`);
-      res ??= new Float32Array(n * dim);
-      res.set(y.data, s * dim);
-    }
-    return { dims: [n, dim ?? 0], data: res ?? new Float32Array(0) };
-  };
+  const embedRaw = (texts: readonly string[]): Promise<Tensor> =>
+    runInChunks(
+      texts.length,
+      chunk,
+      dim,
+      (s, e) => runModel(texts.slice(s, e)),
+      (got, want) => new Error(`${fn}: path '${path}': output '${out.name}' has ${got} columns, expected ${want}`),
+    );
   if (dim === null) dim = (await embedRaw([''])).dims[1]!;
-  const projected = out.name === 'text_embeds';
-  const info: ClipTowerInfo = {
+  const info = towerInfo(
     path,
     dim,
-    input: ids.name,
-    output: out.name,
-    projected,
-    preprocessing:
-      `CLIP BPE tokenizer from '${tokenizerDir}' (${tokenizer.source}): <|startoftext|>, tokens, <|endoftext|>, padded with '${tokenizer.specialTokens.pad}' ` +
-      `to ${tokenizer.maxLength} ids (longer prompts truncated); ${mask === undefined ? 'no attention_mask input' : 'attention_mask 1 before the padding'}; ` +
-      `output '${out.name}' [B, ${dim}]${projected ? '' : ' (not a projected text_embeds output)'}`,
-  };
+    ids.name,
+    out.name,
+    'text_embeds',
+    `CLIP BPE tokenizer from '${tokenizerDir}' (${tokenizer.source}): <|startoftext|>, tokens, <|endoftext|>, padded with '${tokenizer.specialTokens.pad}' ` +
+      `to ${tokenizer.maxLength} ids (longer prompts truncated); ${mask === undefined ? 'no attention_mask input' : 'attention_mask 1 before the padding'}; `,
+  );
   return {
     info,
     tokenizer,

@@ -5,30 +5,12 @@ import { join } from 'node:path';
 import { GraphBuilder, type Dim } from '../graph/builder.ts';
 import { loadDescriptor, pilBilinearWeights, pixelDescriptor, sscdDescriptor, learnedDescriptor, l2NormalizeRows } from './descriptor.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { rand, triRow, unit } from '../../test/helpers/metrics.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 
-function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * s) / 2 ** 32;
-  });
-}
-
-/**
- * Independent PIL bilinear (triangle-filter) weights: output i centred at (i + ½)·in/out in
- * input pixel units, filter half-width max(1, in/out), weights over all in-image pixels,
- * renormalised. Float64, row-major [out][in].
- */
-function triWeights(inN: number, outN: number): number[][] {
-  const s = inN / outN;
-  const half = Math.max(1, s);
-  return Array.from({ length: outN }, (_, i) => {
-    const c = (i + 0.5) * s;
-    const w = Array.from({ length: inN }, (_, j) => Math.max(0, 1 - Math.abs(j + 0.5 - c) / half));
-    const t = w.reduce((a, b) => a + b, 0);
-    return w.map((v) => v / t);
-  });
+/** Independent PIL bilinear (triangle-filter) weights, float64, one row per output ([out][in]; see `triRow`). */
+function triWeights(inN: number, outN: number): Float64Array[] {
+  return Array.from({ length: outN }, (_, i) => triRow(inN, outN, i));
 }
 
 /** Independent SSCD preprocessing of one image [c, h, w] → [3, oh, ow] (float64). */
@@ -55,11 +37,6 @@ function sscdPre(x: Float32Array, c: number, h: number, w: number, oh: number, o
     }
   }
   return out;
-}
-
-function unit(v: number[]): number[] {
-  const n = Math.sqrt(v.reduce((a, b) => a + b * b, 0));
-  return v.map((x) => x / n);
 }
 
 let dir: string;

@@ -19,9 +19,14 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { GraphBuilder } from '../graph/builder.ts';
-import { createSession, type Session, type ValueInfo } from '../graph/session.ts';
+import { createSession, type Session } from '../graph/session.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { batchRows, checkImageBatch, embedImageChunks, fixedDim, runFixedBatch, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
+import { pilBilinearWeights } from './resize.ts';
 import { DESCRIPTOR_SIZE, LEARNED_PREPROCESSING, defaultDescriptorDir, descriptorInferenceGraph, readDescriptorModel } from '../train/descriptor.ts';
+
+/** PIL bilinear resampling weights (re-exported from `resize.ts`, where the PIL resampling code lives). */
+export { pilBilinearWeights };
 
 /** What a descriptor is and how it treats its input (recorded with every score). */
 export interface DescriptorInfo {
@@ -57,35 +62,6 @@ export const LUMA_WEIGHTS: readonly number[] = Object.freeze([0.299, 0.587, 0.11
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/**
- * PIL's bilinear resampling weights from `inN` to `outN` samples along one axis, `[outN, inN]`
- * row-major (rows sum to 1): scale `s = inN/outN`, filter scale `fs = max(s, 1)`, output sample
- * i centred at `c = (i + ½)·s`, weight of input j ∝ `max(0, 1 − |j + ½ − c| / fs)` over the
- * in-image taps (PIL `precompute_coeffs` with the bilinear filter, support 1).
- */
-export function pilBilinearWeights(inN: number, outN: number): Float32Array {
-  if (!Number.isInteger(inN) || inN < 1 || !Number.isInteger(outN) || outN < 1) throw new Error(`pilBilinearWeights: sizes must be positive integers, got ${inN} → ${outN}`);
-  const scale = inN / outN;
-  const fs = Math.max(scale, 1);
-  const support = fs; // bilinear support 1.0 × filter scale
-  const w = new Float32Array(outN * inN);
-  const row = new Float64Array(inN);
-  for (let i = 0; i < outN; i++) {
-    const c = (i + 0.5) * scale;
-    const xmin = Math.max(Math.trunc(c - support + 0.5), 0);
-    const xmax = Math.min(Math.trunc(c + support + 0.5), inN);
-    row.fill(0);
-    let tot = 0;
-    for (let j = xmin; j < xmax; j++) {
-      const v = Math.max(0, 1 - Math.abs((j + 0.5 - c) / fs));
-      row[j] = v;
-      tot += v;
-    }
-    for (let j = xmin; j < xmax; j++) w[i * inN + j] = tot > 0 ? row[j]! / tot : 0;
-  }
-  return w;
-}
-
 /** Each row of `[n, ...]` divided by its L2 norm (computed in float64); rows of zero norm stay zero. Returns `[n, d]`. */
 export function l2NormalizeRows(t: Tensor): Tensor {
   const n = t.dims[0] ?? 0;
@@ -98,13 +74,6 @@ export function l2NormalizeRows(t: Tensor): Tensor {
     for (let k = 0; k < d; k++) out[i * d + k] = t.data[i * d + k]! * inv;
   }
   return { dims: [n, d], data: out };
-}
-
-function checkImages(what: string, images: Tensor): [n: number, c: number, h: number, w: number] {
-  if (images.dims.length !== 4) throw new Error(`${what}: images must be [n, C, H, W], got [${images.dims.join(', ')}]`);
-  const [n, c, h, w] = images.dims as [number, number, number, number];
-  if (c !== 1 && c !== 3) throw new Error(`${what}: images must have 1 (grey) or 3 (RGB) channels, got ${c}`);
-  return [n, c, h, w];
 }
 
 /** How the preprocessing graph maps its input. */
@@ -195,28 +164,18 @@ export async function learnedDescriptor(dir?: string): Promise<Descriptor> {
   const { config, weights } = await readDescriptorModel(d);
   const arch = { convs: config.architecture.convs, dim: config.architecture.dim };
   const net = await createSession(descriptorInferenceGraph(weights, arch));
-  const pre = new Map<string, Session>();
+  const pre = sessionCache();
   const S = DESCRIPTOR_SIZE;
   const info: DescriptorInfo = { name: 'learned', preprocessing: LEARNED_PREPROCESSING, dim: arch.dim, source: d };
   const chunk = 512;
   return {
     info,
     async embed(images: Tensor): Promise<Tensor> {
-      const [n, c, h, w] = checkImages(`learned descriptor (${d})`, images);
-      let p: Session | undefined;
-      if (c !== 1 || h !== S || w !== S) {
-        const key = `${c}x${h}x${w}`;
-        p = pre.get(key);
-        if (p === undefined) {
-          p = await preprocessSession({ c, h, w, channels: 1, oh: S, ow: S, range: 'signed' });
-          pre.set(key, p);
-        }
-      }
-      const row = c * h * w;
+      const [n, c, h, w] = checkImageBatch(`learned descriptor (${d})`, images);
+      const p = c !== 1 || h !== S || w !== S ? await pre.get(`${c}x${h}x${w}`, () => preprocessSession({ c, h, w, channels: 1, oh: S, ow: S, range: 'signed' })) : undefined;
       const out = new Float32Array(n * arch.dim);
       for (let s = 0; s < n; s += chunk) {
-        const e = Math.min(n, s + chunk);
-        let x: Tensor = { dims: [e - s, c, h, w], data: images.data.subarray(s * row, e * row) };
+        let x = batchRows(images, s, Math.min(n, s + chunk));
         if (p !== undefined) x = (await p.run({ x }))['y']!;
         out.set((await net.run({ x }))['embedding']!.data, s * arch.dim);
       }
@@ -225,8 +184,7 @@ export async function learnedDescriptor(dir?: string): Promise<Descriptor> {
     },
     async dispose(): Promise<void> {
       await net.release();
-      for (const s of pre.values()) await s.release();
-      pre.clear();
+      await pre.release();
     },
   };
 }
@@ -252,10 +210,6 @@ function sscdSignatureError(path: string, msg: string): Error {
     `sscdDescriptor: path '${path}' is not an SSCD export: ${msg}. An SSCD TorchScript model (sscd_disc_mixup / sscd_disc_large) exported to ONNX ` +
       'takes one float input [B, 3, H, W] (ImageNet-normalised RGB) and returns one float descriptor [B, D].',
   );
-}
-
-function showShape(v: ValueInfo): string {
-  return v.shape === null ? '(unknown)' : `[${v.shape.join(', ')}]`;
 }
 
 /**
@@ -290,12 +244,12 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
   if (model.inputs.length !== 1) await fail(`it has ${model.inputs.length} inputs (${model.inputNames.join(', ')})`);
   const inp = model.inputs[0]!;
   if (!inp.isTensor || (inp.type !== 'float32' && inp.type !== 'float16')) await fail(`input '${inp.name}' has type ${inp.type ?? 'non-tensor'}, not float`);
-  if (inp.shape !== null && inp.shape.length !== 4) await fail(`input '${inp.name}' has shape ${showShape(inp)}, not [B, 3, H, W]`);
+  if (inp.shape !== null && inp.shape.length !== 4) await fail(`input '${inp.name}' has shape ${shapeText(inp)}, not [B, 3, H, W]`);
   if (inp.shape !== null && typeof inp.shape[1] === 'number' && inp.shape[1] !== 3) await fail(`input '${inp.name}' has ${inp.shape[1]} channels, not 3`);
   if (model.outputs.length < 1) await fail('it has no outputs');
   const outInfo = model.outputs[0]!;
   if (!outInfo.isTensor || (outInfo.type !== 'float32' && outInfo.type !== 'float16')) await fail(`output '${outInfo.name}' has type ${outInfo.type ?? 'non-tensor'}, not float`);
-  if (outInfo.shape !== null && outInfo.shape.length !== 2) await fail(`output '${outInfo.name}' has shape ${showShape(outInfo)}, not [B, D]`);
+  if (outInfo.shape !== null && outInfo.shape.length !== 2) await fail(`output '${outInfo.name}' has shape ${shapeText(outInfo)}, not [B, D]`);
   const fixed: [number, number] | null =
     inp.shape !== null && typeof inp.shape[2] === 'number' && typeof inp.shape[3] === 'number' ? [inp.shape[2], inp.shape[3]] : null;
   if (fixed !== null && r !== undefined) {
@@ -317,32 +271,25 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
       : r === undefined || typeof r === 'number'
         ? `small edge to ${r ?? SSCD_DEFAULT_RESIZE} keeping the aspect ratio (torchvision Resize(${r ?? SSCD_DEFAULT_RESIZE}); long edge floor(size*long/short))`
         : `to ${r[0]}x${r[1]} (torchvision Resize([${r[0]}, ${r[1]}]), skew)`;
-  const pre = new Map<string, Session>();
-  const prep = async (c: number, h: number, w: number): Promise<Session> => {
+  const pre = sessionCache();
+  const prep = (c: number, h: number, w: number): Promise<Session> => {
     const [oh, ow] = sizeOf(h, w);
-    const key = `${c}x${h}x${w}`;
-    let s = pre.get(key);
-    if (s === undefined) {
-      s = await preprocessSession({ c, h, w, channels: 3, oh, ow, range: 'unit', normalize: { mean: SSCD_MEAN, std: SSCD_STD } });
-      pre.set(key, s);
-    }
-    return s;
+    return pre.get(`${c}x${h}x${w}`, () => preprocessSession({ c, h, w, channels: 3, oh, ow, range: 'unit', normalize: { mean: SSCD_MEAN, std: SSCD_STD } }));
   };
   // an export without dynamic axes has a fixed batch size: run chunks of exactly that many (zero-padded)
-  const fixedBatch = inp.shape !== null && typeof inp.shape[0] === 'number' && inp.shape[0] > 0 ? inp.shape[0] : null;
+  const fixedBatch = fixedDim(inp, 0);
   const chunk = fixedBatch ?? batch;
-  const runModel = async (x: Tensor): Promise<Tensor> => {
-    const n = x.dims[0]!;
-    let feed = x;
-    if (fixedBatch !== null && n !== fixedBatch) {
-      const data = new Float32Array(fixedBatch * (x.data.length / n));
-      data.set(x.data);
-      feed = { dims: [fixedBatch, ...x.dims.slice(1)], data };
-    }
-    const out = (await model.run({ [inp.name]: feed }, [outInfo.name]))[outInfo.name]!;
-    if (out.dims.length !== 2 || out.dims[0] !== feed.dims[0]) throw sscdSignatureError(path, `output '${outInfo.name}' came back as [${out.dims.join(', ')}] for ${feed.dims[0]} images, not [B, D]`);
-    const d = out.dims[1]!;
-    return n === out.dims[0] ? out : { dims: [n, d], data: out.data.slice(0, n * d) };
+  const run: ImageModelRun = {
+    what: `sscd descriptor (${path})`,
+    prep,
+    chunk,
+    run: (x) =>
+      runFixedBatch(x, fixedBatch, async (feed) => {
+        const out = (await model.run({ [inp.name]: feed }, [outInfo.name]))[outInfo.name]!;
+        if (out.dims.length !== 2 || out.dims[0] !== feed.dims[0]) throw sscdSignatureError(path, `output '${outInfo.name}' came back as [${out.dims.join(', ')}] for ${feed.dims[0]} images, not [B, D]`);
+        return out;
+      }),
+    mismatch: (got, want) => sscdSignatureError(path, `output '${outInfo.name}' has ${got} columns, earlier ${want}`),
   };
   let dim: number;
   if (outInfo.shape !== null && typeof outInfo.shape[1] === 'number') {
@@ -351,7 +298,7 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
     // probe the descriptor size with one mid-grey image
     const [oh, ow] = sizeOf(SSCD_DEFAULT_RESIZE, SSCD_DEFAULT_RESIZE);
     const probe = (await (await prep(1, oh, ow)).run({ x: { dims: [1, 1, oh, ow], data: new Float32Array(oh * ow) } }))['y']!;
-    dim = (await runModel(probe)).dims[1]!;
+    dim = (await run.run(probe)).dims[1]!;
   }
   const info: DescriptorInfo = {
     name: 'sscd',
@@ -366,23 +313,11 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
   return {
     info,
     async embed(images: Tensor): Promise<Tensor> {
-      const [n, c, h, w] = checkImages(`sscd descriptor (${path})`, images);
-      const p = await prep(c, h, w);
-      const row = c * h * w;
-      const out = new Float32Array(n * dim);
-      for (let s = 0; s < n; s += chunk) {
-        const e = Math.min(n, s + chunk);
-        const x = (await p.run({ x: { dims: [e - s, c, h, w], data: images.data.subarray(s * row, e * row) } }))['y']!;
-        const y = await runModel(x);
-        if (y.dims[1] !== dim) throw sscdSignatureError(path, `output '${outInfo.name}' has ${y.dims[1]} columns, earlier ${dim}`);
-        out.set(y.data, s * dim);
-      }
-      return l2NormalizeRows({ dims: [n, dim], data: out });
+      return l2NormalizeRows(await embedImageChunks(images, dim, run));
     },
     async dispose(): Promise<void> {
       await model.release();
-      for (const s of pre.values()) await s.release();
-      pre.clear();
+      await pre.release();
     },
   };
 }

@@ -1,37 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, type Dim } from '../graph/builder.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { expectClose, rand, saveModel, triRow } from '../../test/helpers/metrics.ts';
 import { loadInceptionFeatures } from './inception.ts';
 
 // Tolerances (float32 pipeline against float64 references computed here):
 // - preprocessed pixels (|v| ≲ 2.7): abs 1e-5;
 // - features of the linear model (outputs O(1)): abs 1e-4;
 // - 2048 pooled features (means over 299² pixels): abs 1e-5.
-
-function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * s) / 2 ** 32;
-  });
-}
-
-function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
-  expect(got.length).toBe(want.length);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i]! - want[i]!);
-    if (!(e <= worst)) {
-      worst = e;
-      at = i;
-    }
-  }
-  expect(worst, `max |error| ${worst} at ${at}`).toBeLessThanOrEqual(tol);
-}
 
 const u = (v: number): number => Math.min(1, Math.max(0, (v + 1) / 2));
 
@@ -58,16 +37,6 @@ function fidPre(x: Float32Array, c: number, h: number, w: number, H: number, W: 
     }
   }
   return out;
-}
-
-/** PIL bilinear weights of output i (triangle widened by max(in/out, 1), all taps, renormalised), float64. */
-function triRow(inN: number, outN: number, i: number): Float64Array {
-  const s = inN / outN;
-  const half = Math.max(1, s);
-  const c = (i + 0.5) * s;
-  const r = Float64Array.from({ length: inN }, (_, j) => Math.max(0, 1 - Math.abs(j + 0.5 - c) / half));
-  const t = r.reduce((a, b) => a + b, 0);
-  return r.map((v) => v / t);
 }
 
 /** torchvision reference: (x+1)/2 clipped, PIL bilinear resize to H×W, ImageNet normalisation (float64). */
@@ -131,9 +100,7 @@ function linearModel(name: string, o: { outDims?: readonly Dim[]; inDims?: reado
   const y = b.op('MatMul', [b.op('Flatten', ['input'], { axis: 1 }), b.initializer('W', WL, [3 * L * L, DL])]);
   const od = o.outDims ?? ['N', DL];
   b.output(od.length === 2 ? y : b.op('Reshape', [y, b.constI64(od.map((d) => (typeof d === 'number' ? d : -1)))]), 'float32', od, 'pool');
-  const p = join(dir, name);
-  writeFileSync(p, b.toBytes());
-  return p;
+  return saveModel(b, dir, name);
 }
 
 /**
@@ -149,9 +116,7 @@ function poolModel(name: string, inDims: readonly Dim[]): string {
   for (let k = 0; k < K; k++) for (let c = 0; c < 3; c++) wt[c * K + k] = WC[k * 3 + c]!;
   const y = b.op('MatMul', [g, b.initializer('WcT', wt, [3, K])]);
   b.output(b.op('Reshape', [y, b.constI64([-1, K, 1, 1])]), 'float32', ['batch', K, 1, 1], 'pool3');
-  const p = join(dir, name);
-  writeFileSync(p, b.toBytes());
-  return p;
+  return saveModel(b, dir, name);
 }
 
 let linear: string;

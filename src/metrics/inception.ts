@@ -23,9 +23,10 @@
  * `[B, D]` or `[B, D, 1, 1]` and is flattened to `[n, D]`. Resizing is two MatMuls in an ONNX graph.
  */
 import { existsSync, statSync } from 'node:fs';
-import { createSession, type Session, type ValueInfo } from '../graph/session.ts';
+import { createSession, type Session } from '../graph/session.ts';
 import type { FeatureExtractor } from '../study/evaluate.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { embedImageChunks, fixedDim, preprocessImages, runFixedBatch, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
 import { preprocessSession, pilResampleWeights, torchBilinearWeights } from './resize.ts';
 
 /** Inception preprocessing conventions (see the module comment). */
@@ -62,15 +63,6 @@ export interface InceptionFeatures extends FeatureExtractor {
   preprocess(images: Tensor): Promise<Tensor>;
   /** Release the sessions. */
   dispose(): Promise<void>;
-}
-
-function shapeText(v: ValueInfo): string {
-  return v.shape === null ? '(unknown)' : `[${v.shape.join(', ')}]`;
-}
-
-function fixedDim(v: ValueInfo, axis: number): number | null {
-  const d = v.shape?.[axis];
-  return typeof d === 'number' && d > 0 ? d : null;
 }
 
 /**
@@ -115,53 +107,23 @@ export async function loadInceptionFeatures(path: string, opts: InceptionOptions
   const chunk = fixedBatch ?? batch;
   const [mean, std] = convention === 'pytorch-fid' ? [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]] : [IMAGENET_MEAN, IMAGENET_STD];
   const weights = (a: number, b: number): Float32Array => (convention === 'pytorch-fid' ? torchBilinearWeights(a, b) : pilResampleWeights(a, b, 'bilinear'));
-  const pre = new Map<string, Session>();
-  const prep = async (c: 1 | 3, h: number, w: number): Promise<Session> => {
-    const key = `${c}x${h}x${w}`;
-    let s = pre.get(key);
-    if (s === undefined) {
-      s = await preprocessSession({ c, h, w, rows: weights(h, H), oh: H, cols: weights(w, W), ow: W, clampPasses: false, mean, std });
-      pre.set(key, s);
-    }
-    return s;
-  };
-  const checkImages = (images: Tensor): [number, 1 | 3, number, number] => {
-    if (images.dims.length !== 4) throw new Error(`Inception features (${path}): images must be [n, C, H, W], got [${images.dims.join(', ')}]`);
-    const [n, c, h, w] = images.dims as [number, number, number, number];
-    if (c !== 1 && c !== 3) throw new Error(`Inception features (${path}): images must have 1 (grey) or 3 (RGB) channels, got ${c}`);
-    return [n, c, h, w];
-  };
-  const runModel = async (x: Tensor): Promise<Tensor> => {
-    const n = x.dims[0]!;
-    let feed = x;
-    if (fixedBatch !== null && n !== fixedBatch) {
-      const data = new Float32Array(fixedBatch * (x.data.length / n));
-      data.set(x.data);
-      feed = { dims: [fixedBatch, ...x.dims.slice(1)], data };
-    }
-    const y = (await model.run({ [inp.name]: feed }, [out.name]))[out.name]!;
-    const ok = y.dims[0] === feed.dims[0] && (y.dims.length === 2 || (y.dims.length === 4 && y.dims[2] === 1 && y.dims[3] === 1));
-    if (!ok) throw new Error(`${fn}: path '${path}': output '${out.name}' came back as [${y.dims.join(', ')}] for ${feed.dims[0]} images, not [B, D] or [B, D, 1, 1]`);
-    const d = y.dims[1]!;
-    return { dims: [n, d], data: n === y.dims[0] ? y.data : y.data.slice(0, n * d) };
+  const pre = sessionCache();
+  const run: ImageModelRun = {
+    what: `Inception features (${path})`,
+    prep: (c, h, w) =>
+      pre.get(`${c}x${h}x${w}`, () => preprocessSession({ c, h, w, rows: weights(h, H), oh: H, cols: weights(w, W), ow: W, clampPasses: false, mean, std })),
+    chunk,
+    run: (x) =>
+      runFixedBatch(x, fixedBatch, async (feed) => {
+        const y = (await model.run({ [inp.name]: feed }, [out.name]))[out.name]!;
+        const ok = y.dims[0] === feed.dims[0] && (y.dims.length === 2 || (y.dims.length === 4 && y.dims[2] === 1 && y.dims[3] === 1));
+        if (!ok) throw new Error(`${fn}: path '${path}': output '${out.name}' came back as [${y.dims.join(', ')}] for ${feed.dims[0]} images, not [B, D] or [B, D, 1, 1]`);
+        return y;
+      }),
+    mismatch: (got, want) => new Error(`${fn}: path '${path}': output '${out.name}' has ${got} features, expected ${want}`),
   };
   let dim = fixedDim(out, 1);
-  const features = async (images: Tensor): Promise<Tensor> => {
-    const [n, c, h, w] = checkImages(images);
-    const p = await prep(c, h, w);
-    const row = c * h * w;
-    let res: Float32Array | null = dim === null ? null : new Float32Array(n * dim);
-    for (let s = 0; s < n; s += chunk) {
-      const e = Math.min(n, s + chunk);
-      const x = (await p.run({ x: { dims: [e - s, c, h, w], data: images.data.subarray(s * row, e * row) } }))['y']!;
-      const y = await runModel(x);
-      if (dim === null) dim = y.dims[1]!;
-      if (y.dims[1] !== dim) throw new Error(`${fn}: path '${path}': output '${out.name}' has ${y.dims[1]} features, expected ${dim}`);
-      res ??= new Float32Array(n * dim);
-      res.set(y.data, s * dim);
-    }
-    return { dims: [n, dim ?? 0], data: res ?? new Float32Array(0) };
-  };
+  const features = (images: Tensor): Promise<Tensor> => embedImageChunks(images, dim, run);
   if (dim === null) dim = (await features({ dims: [1, 1, H, W], data: new Float32Array(H * W) })).dims[1]!;
   const preprocessing =
     convention === 'pytorch-fid'
@@ -176,14 +138,10 @@ export async function loadInceptionFeatures(path: string, opts: InceptionOptions
     convention,
     preprocessing: `${preprocessing}; fed to '${inp.name}', output '${out.name}' flattened to [n, ${dim}]`,
     features,
-    async preprocess(images: Tensor): Promise<Tensor> {
-      const [, c, h, w] = checkImages(images);
-      return (await (await prep(c, h, w)).run({ x: images }))['y']!;
-    },
+    preprocess: (images: Tensor): Promise<Tensor> => preprocessImages(images, run),
     async dispose(): Promise<void> {
       await model.release();
-      for (const s of pre.values()) await s.release();
-      pre.clear();
+      await pre.release();
     },
   };
 }

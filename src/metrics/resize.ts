@@ -1,6 +1,7 @@
 /**
  * Resampling weight matrices and the image-preprocessing graph shared by the CLIP
- * (`clip.ts`) and Inception (`inception.ts`) feature extractors.
+ * (`clip.ts`) and Inception (`inception.ts`) feature extractors (the weights also by the
+ * descriptors of `descriptor.ts`).
  *
  * A separable resize from `inN` to `outN` samples along one axis is a matrix `[outN, inN]`; a
  * resize of `[B, C, H, W]` images is then two MatMuls (`R_h · X · R_wᵀ`), and a crop just keeps a
@@ -87,6 +88,17 @@ export function pilResampleWeights(inN: number, outN: number, filter: PilFilter)
  */
 export function pilBicubicWeights(inN: number, outN: number): Float32Array {
   return pilResampleWeights(inN, outN, 'bicubic');
+}
+
+/**
+ * PIL `BILINEAR` resampling weights (`Image.resize(..., Image.BILINEAR)`, what torchvision's
+ * `Resize` does to PIL images: triangle filter, support 1 widened by the scale when downsampling,
+ * half-pixel centres, taps outside dropped, weights renormalised), `[outN, inN]` row-major (rows
+ * sum to 1). Equals {@link pilResampleWeights}`(inN, outN, 'bilinear')`.
+ */
+export function pilBilinearWeights(inN: number, outN: number): Float32Array {
+  checkSizes('pilBilinearWeights', inN, outN);
+  return pilResampleWeights(inN, outN, 'bilinear');
 }
 
 /**

@@ -2,15 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { memorizationScore, scoreRecord, DEFAULT_MEMORIZATION_THRESHOLD, SCORE_AGGREGATION } from './score.ts';
 import { pixelDescriptor, type Descriptor } from './descriptor.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-
-/** Deterministic pseudo-random values in [−1, 1) (LCG), independent of the code under test. */
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 31 - 1;
-  });
-}
+import { rand } from '../../test/helpers/metrics.ts';
 
 const img = (n: number, seed: number): Tensor => ({ dims: [n, 1, 3, 4], data: rand(n * 12, seed) });
 
