@@ -283,4 +283,22 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     expect(maxAbsDiff(samples.data, Array.from(ref.images.data, (v) => 2 * v - 1))).toBeLessThan(1e-5);
     expect(maxAbsDiff(samples.data, Array.from(plain.images.data, (v) => 2 * v - 1))).toBeGreaterThan(1e-4); // the perturbation changed the images
   }, 120_000);
+
+  it.each([
+    ['legacy, v_prediction, SD 2.x pad "!"', { variant: 'legacy', predictionType: 'v_prediction', padToken: '!' }],
+    ['optimum, fp16, float32 [B] timestep', { variant: 'optimum', dtype: 'float16', timestep: 'float32-batch' }],
+  ] as const)('sample on every export kind (%s) equals generate()', async (_label, opts) => {
+    const dir = join(root, `export-${opts.variant}-${'dtype' in opts ? opts.dtype : opts.predictionType}`);
+    writeTinySdExport(dir, { seed: 5, ...opts });
+    const out = join(root, 'runs', `sample-${opts.variant}`);
+    const prompt = 'wow!! a cat on <i>the</i> mat';
+    const r = await runCli(['sample', '--model', dir, '--prompt', prompt, '--seeds', '3-4', '--steps', '5', '--sampler', 'euler', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const exp = await loadSdExport(dir);
+    const ref = await generate(exp, { prompts: [prompt], seeds: [3, 4], steps: 5, sampler: 'euler' });
+    await exp.dispose();
+    expect(maxAbsDiff((await readNpy(join(out, 'samples.npy'))).data, ref.latents.data)).toBeLessThan(1e-5);
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(cfg.model.predictionType).toBe('predictionType' in opts ? opts.predictionType : 'epsilon');
+  }, 60_000);
 });
