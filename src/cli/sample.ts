@@ -109,7 +109,11 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
   let config: SchedulerConfig = o['scheduler-config'] ? await loadSchedulerConfig(o['scheduler-config']) : stableDiffusionConfig();
-  if (!isSdExportDir(o.model) && (o.prompt !== undefined || o['prompt-set'] !== undefined)) throw new UsageError('--prompt/--prompt-set: only for a Stable Diffusion export (--model EXPORT_DIR)');
+  if (!isSdExportDir(o.model)) {
+    for (const k of ['prompt', 'prompt-set', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt'] as const) {
+      if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
+    }
+  }
   let decode: ((x: Tensor) => Promise<Tensor>) | null = null;
 
   let denoiser: Denoiser;

@@ -12,6 +12,7 @@ export const SD_SOURCE_FIELDS = {
   'prompt-limit': positiveInt('prompt-limit', 1_000_000).optional(),
   'image-size': positiveInt('image-size', 8192).optional(),
   provider: z.enum(['cpu', 'cuda']).optional(),
+  'negative-prompt': z.string().optional(),
 } as const;
 
 /** Help text of the SD source flags. */
@@ -20,7 +21,8 @@ export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers
                      template / none label); memorized = prompts tied to a training image
   --image-root DIR   folder that relative image paths resolve against (default: the list's folder)
   --prompt-limit N   use only the first N prompts      --image-size PX  when the U-Net is dynamic
-  --provider P       cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)`;
+  --provider P       cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)
+  --negative-prompt T the unconditional branch e_∅ = this text's embedding (default the empty prompt)`;
 
 /** Parsed SD source flag values. */
 export interface SdSourceFlags {
@@ -29,6 +31,7 @@ export interface SdSourceFlags {
   readonly 'prompt-limit'?: number | undefined;
   readonly 'image-size'?: number | undefined;
   readonly provider?: 'cpu' | 'cuda' | undefined;
+  readonly 'negative-prompt'?: string | undefined;
 }
 
 /** The {@link SdSourceOptions} the flags ask for. */
@@ -39,6 +42,7 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
     ...(o['prompt-limit'] === undefined ? {} : { limit: o['prompt-limit'] }),
     ...(o['image-size'] === undefined ? {} : { imageSize: o['image-size'] }),
     ...(o.provider === undefined ? {} : { executionProvider: o.provider }),
+    ...(o['negative-prompt'] === undefined ? {} : { negativePrompt: o['negative-prompt'] }),
   };
 }
 

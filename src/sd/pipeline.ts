@@ -135,6 +135,8 @@ export interface GenerateOptions {
   readonly height?: number;
   /** Image width (default: the U-Net's sample size × 8). */
   readonly width?: number;
+  /** Negative prompt: its embedding replaces the empty prompt's as the unconditional branch, as diffusers' `negative_prompt` (default `''`). */
+  readonly negativePrompt?: string;
   /** Keep x̂0(t) of every step in `x0Latents` (default false). */
   readonly recordX0?: boolean;
   /** Called once per sampler step (SPEC §1 observers); must not mutate the event. */
@@ -172,7 +174,7 @@ export async function generate(exp: SdExport, opts: GenerateOptions): Promise<Ge
   const noise = initialLatents(exp, seeds, size);
 
   const cond = await encodePrompts(exp, prompts);
-  const uncond = await encodePrompts(exp, ['']);
+  const uncond = await encodePrompts(exp, [opts.negativePrompt ?? '']);
   const denoiser = sdUnetDenoiser(exp, {
     conditions: cond.hiddenStates,
     uncond: uncond.hiddenStates,

@@ -42,6 +42,8 @@ export interface SdSourceOptions {
   readonly executionProvider?: ExecutionProvider;
   /** Image side in pixels when the U-Net's sample size is dynamic (default: the U-Net's declared size × 8). */
   readonly imageSize?: number;
+  /** Negative prompt: the unconditional branch e_∅ becomes its embedding (diffusers' `negative_prompt`; default the empty prompt). */
+  readonly negativePrompt?: string;
   /** Prompts per text-encoder call and images per VAE call (default 8). */
   readonly batch?: number;
 }
@@ -155,7 +157,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
     // embeddings (cond rows and e_∅) and target latents, in batches
     const hidden: Tensor[] = [];
     for (let a = 0; a < prompts.length; a += batch) hidden.push((await encodePrompts(exp, prompts.slice(a, a + batch).map((p) => p.caption))).hiddenStates);
-    const uncond = (await encodePrompts(exp, [''])).hiddenStates;
+    const uncond = (await encodePrompts(exp, [opts.negativePrompt ?? ''])).hiddenStates;
     if (exp.vaeEncoder === null && paths.length > 0) throw new Error(`--model: ${dir} has no vae_encoder/; the target latents of the training images need it`);
     const latentParts: Tensor[] = [];
     for (let a = 0; a < paths.length; a += batch) {

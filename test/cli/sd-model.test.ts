@@ -301,4 +301,22 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
     expect(cfg.model.predictionType).toBe('predictionType' in opts ? opts.predictionType : 'epsilon');
   }, 60_000);
+
+  it('--negative-prompt replaces the empty prompt as e_∅ (diffusers negative_prompt); refused on other models', async () => {
+    const out = join(root, 'runs', 'sample-neg');
+    const r = await runCli(['sample', '--model', exportDir, '--prompt', CAPTIONS[0]!, '--negative-prompt', 'a red car', '--seeds', '0', '--steps', '5', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const exp = await loadSdExport(exportDir);
+    const ref = await generate(exp, { prompts: [CAPTIONS[0]!], seeds: [0], steps: 5, negativePrompt: 'a red car' });
+    const plain = await generate(exp, { prompts: [CAPTIONS[0]!], seeds: [0], steps: 5 });
+    await exp.dispose();
+    const lat = (await readNpy(join(out, 'samples.npy'))).data;
+    expect(maxAbsDiff(lat, ref.latents.data)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(lat, plain.latents.data)).toBeGreaterThan(1e-4);
+    for (const argv of [['sample', '--model', 'testbed', '--negative-prompt', 'x'], ['curves', '--model', 'testbed', '--negative-prompt', 'x']]) {
+      const bad = await runCli([...argv, '--out', join(root, 'runs', 'neg-bad')]);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/--negative-prompt: only for a Stable Diffusion export/);
+    }
+  }, 60_000);
 });
