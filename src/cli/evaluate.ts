@@ -37,7 +37,8 @@ Usage: memscope evaluate [flags]
                        interval[:lo-hi] (default 200-700)
                        random-word[:n] | random-number[:n] (n insertions, default 1; Somepalli et al.;
                          on a Stable Diffusion export the texts are re-encoded by its text encoder)
-                       wen[:l_target] (default 3; Wen et al.) | ren[:c] (start-token scale, default 1.25; Ren et al.)
+                       wen[:l_target] (default 3; Wen et al.) | ren[:c] (start-token scale, default 1.25; Ren et al.;
+                         on a Stable Diffusion export by graph surgery on its U-Net's attn2 softmax nodes)
   --guidance X       λ, the guidance scale of every method (default 7.5)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default dpmpp2m, as the paper)     --steps N  (default 50)
   --descriptor SPEC  copy descriptor: learned (default, models/descriptor) | pixel | sscd:PATH
@@ -176,7 +177,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   if (d.conditions.length === 0) throw new UsageError(`--model: ${src.description} is unconditional; mitigation by guidance needs prompts`);
   const textModel = src.trained !== null && src.trained.textEncoderBytes !== null;
   if (!textModel) {
-    const dropped = methods.filter((m) => needsTextModel(m) && !(src.sd && (m.kind === 'random-word' || m.kind === 'random-number')));
+    const dropped = methods.filter((m) => needsTextModel(m) && !(src.sd && (m.kind === 'random-word' || m.kind === 'random-number' || m.kind === 'ren')));
     if (o.methods !== DEFAULT_METHODS && dropped.length) {
       throw new UsageError(
         src.sd

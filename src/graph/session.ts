@@ -58,6 +58,12 @@ export interface SessionOptions {
    * onnxruntime-node installation has no CUDA provider libraries.
    */
   readonly executionProvider?: ExecutionProvider;
+  /**
+   * External data files given in memory (`path` = the `location` the model names, `data` = the
+   * file's bytes), for a model whose data files cannot sit beside it (default none: onnxruntime
+   * reads them from the model's folder).
+   */
+  readonly externalData?: readonly { readonly path: string; readonly data: Uint8Array }[];
 }
 
 /** Execution providers memscope can ask onnxruntime for. */
@@ -309,7 +315,8 @@ function ortOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
   };
-  return opts.executionProvider === 'cuda' ? { ...o, executionProviders: ['cuda', 'cpu'] } : o;
+  const withData = opts.externalData === undefined || opts.externalData.length === 0 ? o : { ...o, externalData: opts.externalData.map((e) => ({ path: e.path, data: e.data })) };
+  return opts.executionProvider === 'cuda' ? { ...withData, executionProviders: ['cuda', 'cpu'] } : withData;
 }
 
 /**

@@ -29,7 +29,7 @@ import { constant, dtp, interval, stp, type GuidanceSchedule } from '../guidance
 import { mulberry32 } from '../data/indices.ts';
 import { modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenoiser } from './prompt-noise.ts';
 import { createWenObjective, optimizePromptEmbedding, wenDenoiser, WEN_DEFAULTS } from './wen-embedding.ts';
-import { renMitigatedDenoiser, REN_DEFAULTS } from './ren-attention.ts';
+import { renMitigatedDenoiser, REN_DEFAULTS, type ScaledAttentionUnet } from './ren-attention.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { swapDenoiser } from '../denoisers/swap.ts';
@@ -230,6 +230,11 @@ export interface MethodContext {
   readonly runSeed?: number;
   /** Re-encodable prompt texts (Stable Diffusion exports), for random-word / random-number without a trained text model. */
   readonly textModel?: PromptTextModel;
+  /**
+   * Opens the model's U-Net with cross-attention exposed (Stable Diffusion exports: `src.sd.attention`),
+   * for `ren` without a trained text model; the prepared method disposes what it opened. Default none.
+   */
+  readonly attention?: () => Promise<ScaledAttentionUnet>;
 }
 
 function rowsOf(t: Tensor, idx: readonly number[]): Tensor {
@@ -288,6 +293,17 @@ export async function prepareMethod(m: MethodSpec, ctx: MethodContext): Promise<
     const d = await tmx.denoiserFor(texts);
     const perturbed = Object.fromEntries(ctx.conds.filter((c): c is number => c !== null).map((c) => [tmx.texts[c]!, texts[c]!]));
     return done([{ denoiser: d, seedIndices: allSeeds }], { perturbed }, async () => {
+      await d.dispose?.();
+    });
+  }
+  if ((ctx.trained === null || ctx.trained.textEncoderBytes === null) && ctx.attention !== undefined && m.kind === 'ren') {
+    // Ren et al. on a model whose U-Net is exposed by graph surgery (a Stable Diffusion export)
+    const att = await ctx.attention();
+    const d = await renMitigatedDenoiser({ denoiser: ctx.denoiser, attention: att }, { startScale: m.param!, name: `${ctx.denoiser.name}+${m.name}` }).catch(async (e: unknown) => {
+      await att.dispose();
+      throw e;
+    });
+    return done([{ denoiser: d, seedIndices: allSeeds }], { startScale: m.param, maskPadding: REN_DEFAULTS.maskPadding, layers: att.layers.length }, async () => {
       await d.dispose?.();
     });
   }

@@ -34,6 +34,13 @@
  * embeddings; and C = 1.25 was tuned for SD's start token, whose logit is large (an attention sink),
  * while memscope's small text model need not have one — check `startMass` before relying on it.
  * An extra additive per-token bias (`tokenBias`) down-weights chosen (trigger) tokens directly.
+ *
+ * On a Stable Diffusion export the same rule and the same entropy run on the export's own U-Net
+ * after graph surgery (`sd/cross-attention.ts`: scale and bias inserted before every `attn2`
+ * softmax, head-averaged probabilities out), through the same {@link ScaledAttentionUnet}
+ * interface ({@link RenTarget}); there the tokens are CLIP's (`<|startoftext|>`, BPE tokens,
+ * `<|endoftext|>`, then SD 1.x's `<|endoftext|>` or SD 2.x's `!` padding) and, as in their code,
+ * the mask covers everything after the FIRST end token.
  */
 import p from 'onnx-proto';
 import { GraphBuilder } from '../graph/builder.ts';
@@ -70,7 +77,16 @@ export function buildScaledAttentionUnet(model: TrainedModel): Uint8Array {
   if (cfg.unet.conditioning !== 'text') throw new Error(`${model.denoiser.name}: cross-attention exists only in text-conditioned models`);
   const b = new GraphBuilder({ name: 'memscope_unet_scaled_attention' });
   buildDiffusersUnet(b, cfg.unet, prefixed(paramFnFor(b, 'initializer', graphWeights(model.unetBytes)).param, 'unet.'), 'dynamic', { exposeCrossAttention: true });
-  const m = b.toModel();
+  return onnx.ModelProto.encode(addLogitScale(b.toModel(), cfg.unet.contextLength)).finish();
+}
+
+/**
+ * Splice the per-token logit scale input {@link CROSS_ATTENTION_SCALE} float32 `[B, contextLength]`
+ * into a U-Net built by `buildDiffusersUnet(…, { exposeCrossAttention: true })` (modified in place
+ * and returned): every cross-attention logit becomes `scale[b, i] · (q·k_i/√d) + bias[b, i]`, the
+ * scale multiplied in before each bias `Add`. Scale 1 and bias 0 give the plain U-Net.
+ */
+export function addLogitScale(m: InstanceType<typeof onnx.ModelProto>, contextLength: number): InstanceType<typeof onnx.ModelProto> {
   const g = m.graph!;
   const nodes = [...(g.node ?? [])];
   const ri = nodes.findIndex((n) => n.opType === 'Reshape' && n.input?.[0] === CROSS_ATTENTION_BIAS);
@@ -107,10 +123,10 @@ export function buildScaledAttentionUnet(model: TrainedModel): Uint8Array {
     ...(g.input ?? []),
     onnx.ValueInfoProto.create({
       name: CROSS_ATTENTION_SCALE,
-      type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'B' }, { dimValue: cfg.unet.contextLength }] } } },
+      type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'B' }, { dimValue: contextLength }] } } },
     }),
   ];
-  return onnx.ModelProto.encode(m).finish();
+  return m;
 }
 
 /** Per-row adjustments of the cross-attention logits (each `B·L` values; defaults: scale 1, bias 0). */
@@ -119,7 +135,12 @@ export interface LogitAdjustment {
   readonly bias?: Float32Array;
 }
 
-/** The U-Net of {@link buildScaledAttentionUnet} over a trained model's prompt embeddings. */
+/**
+ * A U-Net with its cross-attention exposed and adjustable per token: the U-Net of
+ * {@link buildScaledAttentionUnet} over a trained model's prompt embeddings
+ * ({@link scaledAttentionUnet}), or a Stable Diffusion export's U-Net after graph surgery
+ * (`sdScaledAttentionUnet` in `sd/cross-attention.ts`).
+ */
 export interface ScaledAttentionUnet {
   /** Cross-attention layer names, in graph order. */
   readonly layers: readonly string[];
@@ -191,18 +212,28 @@ export interface RenOptions {
   readonly tokenBias?: (cond: number, tokens: readonly string[]) => ArrayLike<number> | undefined;
 }
 
-/** The scale and bias (L values each) Ren et al.'s rule gives a conditional row with tokens `tokens` (see the module note). */
+/** Start tokens {@link renAdjustment} accepts: memscope's word tokenizer's and CLIP's (Stable Diffusion). */
+export const START_TOKENS: readonly string[] = ['<start>', '<|startoftext|>'];
+/** End tokens {@link renAdjustment} accepts: memscope's word tokenizer's and CLIP's (Stable Diffusion). */
+export const END_TOKENS: readonly string[] = ['<end>', '<|endoftext|>'];
+
+/**
+ * The scale and bias (L values each) Ren et al.'s rule gives a conditional row with tokens `tokens`
+ * (see the module note). The first token must be a start token ({@link START_TOKENS}); the prompt
+ * ends at the FIRST end token ({@link END_TOKENS}) — SD 1.x pads with `<|endoftext|>` itself, SD 2.x
+ * with `!`, memscope with `<pad>` — and every token after it is masked (default; `maskEnd` also masks it).
+ */
 export function renAdjustment(tokens: readonly string[], opts: Omit<RenOptions, 'tokenBias'> = {}): { scale: Float32Array; bias: Float32Array } {
   const L = tokens.length;
   const c1 = opts.startScale ?? REN_DEFAULTS.startScale;
   if (!Number.isFinite(c1)) throw new Error(`Ren et al.: startScale must be finite, got ${c1}`);
   const scale = new Float32Array(L).fill(1);
   const bias = new Float32Array(L);
-  if (tokens[0] !== '<start>') throw new Error(`Ren et al.: expected the first token to be <start>, got ${tokens[0]}`);
+  if (!START_TOKENS.includes(tokens[0] ?? '')) throw new Error(`Ren et al.: expected the first token to be a start token (${START_TOKENS.join(' or ')}), got ${tokens[0]}`);
   scale[0] = c1;
   if (opts.maskPadding ?? REN_DEFAULTS.maskPadding) {
-    const end = tokens.indexOf('<end>');
-    if (end < 0) throw new Error('Ren et al.: the prompt has no <end> token');
+    const end = tokens.findIndex((t) => END_TOKENS.includes(t));
+    if (end < 0) throw new Error(`Ren et al.: the prompt has no end token (${END_TOKENS.join(' or ')})`);
     const from = (opts.maskEnd ?? REN_DEFAULTS.maskEnd) ? end : end + 1;
     bias.fill(MASKED_LOGIT, from);
   }
@@ -217,16 +248,26 @@ export interface RenDenoiser extends Denoiser {
   adjustment(cond: readonly CondRef[]): Required<LogitAdjustment>;
 }
 
+/** A model other than a trained memscope model that Ren et al.'s mitigation can run on (a Stable Diffusion export). */
+export interface RenTarget {
+  /** The plain denoiser (its name, space, shape and conditions are the mitigated denoiser's). */
+  readonly denoiser: Denoiser;
+  /** The same U-Net with cross-attention exposed and adjustable (disposed by the mitigated denoiser's `dispose`). */
+  readonly attention: ScaledAttentionUnet;
+}
+
 /**
  * Ren et al. 2024 inference-time mitigation as a {@link Denoiser}: every call runs the U-Net with
  * the start-token logits of the conditional rows times C (default 1.25) and the tokens after
- * `<end>` masked (default on); unconditional rows (`null`) run unchanged. Same conditions as
- * `model.denoiser`; `startScale: 1, maskPadding: false` gives the plain model.
+ * the prompt's end token masked (default on); unconditional rows (`null`) run unchanged. Same
+ * conditions as `model.denoiser`; `startScale: 1, maskPadding: false` gives the plain model.
+ * `model` is a trained memscope text model (its U-Net rebuilt by {@link scaledAttentionUnet}) or a
+ * {@link RenTarget} (e.g. a Stable Diffusion export's U-Net after graph surgery).
  */
-export async function renMitigatedDenoiser(model: TrainedModel, opts: RenOptions & { readonly name?: string } = {}): Promise<RenDenoiser> {
-  const att = await scaledAttentionUnet(model);
+export async function renMitigatedDenoiser(model: TrainedModel | RenTarget, opts: RenOptions & { readonly name?: string } = {}): Promise<RenDenoiser> {
+  const att = 'unetBytes' in model ? await scaledAttentionUnet(model) : model.attention;
   const L = att.contextLength;
-  const K = model.prompts.length;
+  const K = 'unetBytes' in model ? model.prompts.length : model.denoiser.conditions.length;
   const rows: { scale: Float32Array; bias: Float32Array }[] = [];
   for (let k = 0; k < K; k++) {
     const toks = att.tokens(k);

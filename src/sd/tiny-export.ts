@@ -35,7 +35,7 @@ import type { ParamFn } from '../train/params.ts';
 import { initParam, paramFnFor, paramSeed } from '../train/models/init.ts';
 import { conv2d, reshape, silu, upsample2x } from '../train/models/layers.ts';
 import { buildTextEncoder } from '../train/models/text-encoder.ts';
-import { buildUnet } from '../train/models/unet.ts';
+import { buildUnet, type UnetConfigInput } from '../train/models/unet.ts';
 
 /** Which exporter's conventions a tiny export follows (SPEC §7). */
 export type SdExporterVariant = 'legacy' | 'optimum';
@@ -98,6 +98,13 @@ export interface TinySdExportOptions {
    * the inputs and outputs.
    */
   readonly roundWeightsToHalf?: boolean;
+  /**
+   * Layout of the U-Net's attention softmax (default `'heads'`): `'heads'` = `[B, heads, q, L]`
+   * (diffusers' SDPA processor, decomposed by the exporter), `'batch-heads'` = `[B·heads, q, L]`
+   * (the classic `AttnProcessor`'s `baddbmm`). Same values either way. Softmax nodes are always
+   * named as torch.onnx names diffusers' modules (`/down_blocks.1/attentions.0/transformer_blocks.0/attn2/Softmax`).
+   */
+  readonly attentionLayout?: 'heads' | 'batch-heads';
 }
 
 /** What {@link writeTinySdExport} wrote. */
@@ -259,8 +266,29 @@ function textEncoderGraph(variant: SdExporterVariant, vocabSize: number, E: numb
   return b;
 }
 
-/** The tiny U-Net (`buildUnet`, channels 16/32, attention at 32 and in the mid block) with the given timestep layout, cast / expanded to float32 `[B]`. */
-function unetGraph(timestep: TinySdTimestep, C: number, h: number, E: number, seed: number, prec: Precision): GraphBuilder {
+/**
+ * The `buildUnet` configuration of a tiny export's U-Net (channels 16/32, attention at 32 and in the
+ * mid block, 2 heads, 77 tokens) for latent side `latentSize`, width E `hiddenSize` and `latentChannels`
+ * (defaults 8, 32, 4 as {@link writeTinySdExport}'s). Its weights are `paramFnFor(b, 'initializer',
+ * { seed: paramSeed(seed, 'unet') })`'s, so memscope's own builder can rebuild the same U-Net.
+ */
+export function tinySdUnetConfig(opts: { readonly latentSize?: number; readonly hiddenSize?: number; readonly latentChannels?: number } = {}): UnetConfigInput {
+  return {
+    channels: [16, 32],
+    attentionLevels: [false, true],
+    groups: 4,
+    heads: 2,
+    ffMult: 2,
+    timeEmbedDim: 64,
+    contextDim: opts.hiddenSize ?? 32,
+    contextLength: SEQ,
+    inChannels: opts.latentChannels ?? 4,
+    sampleSize: opts.latentSize ?? 8,
+  };
+}
+
+/** The tiny U-Net ({@link tinySdUnetConfig}) with the given timestep layout, cast / expanded to float32 `[B]`. */
+function unetGraph(timestep: TinySdTimestep, C: number, h: number, E: number, seed: number, prec: Precision, layout: 'heads' | 'batch-heads'): GraphBuilder {
   const b = new GraphBuilder({ name: 'unet' });
   const sampleIn = b.input('sample', prec.dtype, ['batch', C, h, h]);
   const sample = prec.dtype === 'float32' ? sampleIn : b.op('Cast', [sampleIn], { to: ONNX_FLOAT });
@@ -275,19 +303,8 @@ function unetGraph(timestep: TinySdTimestep, C: number, h: number, E: number, se
   }
   const context = floatInput(b, prec, 'encoder_hidden_states', ['batch', SEQ, E]);
   const param = weightParam(b, seed, 'unet', prec);
-  const cfg = {
-    channels: [16, 32],
-    attentionLevels: [false, true],
-    groups: 4,
-    heads: 2,
-    ffMult: 2,
-    timeEmbedDim: 64,
-    contextDim: E,
-    contextLength: SEQ,
-    inChannels: C,
-    sampleSize: h,
-  };
-  const eps = buildUnet(b, cfg, { sample, timestep: t, context }, param, 'dynamic');
+  const cfg = tinySdUnetConfig({ latentSize: h, hiddenSize: E, latentChannels: C });
+  const eps = buildUnet(b, cfg, { sample, timestep: t, context }, param, 'dynamic', { diffusersNodeNames: true, attentionLayout: layout });
   floatOutput(b, prec, eps, ['batch', C, h, h], 'out_sample');
   return b;
 }
@@ -414,6 +431,8 @@ export function writeTinySdExport(dir: string, opts: TinySdExportOptions = {}): 
   if (!TIMESTEPS.includes(timestep)) throw new Error(`writeTinySdExport: timestep must be one of ${TIMESTEPS.map((t) => `'${t}'`).join(', ')}, got '${String(timestep)}'`);
   const dtype = opts.dtype ?? 'float32';
   if (dtype !== 'float32' && dtype !== 'float16') throw new Error(`writeTinySdExport: dtype must be 'float32' or 'float16', got '${String(dtype)}'`);
+  const attentionLayout = opts.attentionLayout ?? 'heads';
+  if (attentionLayout !== 'heads' && attentionLayout !== 'batch-heads') throw new Error(`writeTinySdExport: attentionLayout must be 'heads' or 'batch-heads', got '${String(attentionLayout)}'`);
   const prec: Precision = { dtype, roundWeights: opts.roundWeightsToHalf === true };
   if (!Number.isInteger(imageSize) || imageSize < 16 || imageSize % 16 !== 0) throw new Error(`writeTinySdExport: imageSize must be a multiple of 16 (≥ 16), got ${imageSize}`);
   if (!Number.isInteger(E) || E < 2 || E % 2 !== 0) throw new Error(`writeTinySdExport: hiddenSize must be an even integer ≥ 2, got ${E}`);
@@ -438,7 +457,7 @@ export function writeTinySdExport(dir: string, opts: TinySdExportOptions = {}): 
 
   put('text_encoder/model.onnx', textEncoderGraph(variant, vocabSize, E, seed, prec).toBytes());
   const location = variant === 'legacy' ? 'weights.pb' : 'model.onnx_data';
-  const unet = writeModelWithExternalData(unetGraph(timestep, C, h, E, seed, prec), join(dir, 'unet', 'model.onnx'), { location });
+  const unet = writeModelWithExternalData(unetGraph(timestep, C, h, E, seed, prec, attentionLayout), join(dir, 'unet', 'model.onnx'), { location });
   files.push('unet/model.onnx', `unet/${location}`);
   bytes += unet.model.byteLength + unet.data.byteLength;
   put('vae_encoder/model.onnx', vaeEncoderGraph(variant, C, seed, prec).toBytes());

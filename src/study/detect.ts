@@ -1,8 +1,9 @@
 /**
  * Memorization detection over a labelled prompt set (Jain et al.'s comparison, SPEC §4.4): Wen et
  * al.'s score — the text-conditional noise magnitude ‖ε_c − ε_u‖ at the first step, averaged over
- * seeds, and its mean over all steps — and, where the model exposes cross-attention, Ren et al.'s
- * attention entropy at the first step (lower = memorized, so −entropy is the score). Labels are the
+ * seeds, and its mean over all steps — and, where the model exposes cross-attention (a trained
+ * text model loaded with `exposeCrossAttention`, or a Stable Diffusion export, by graph surgery on
+ * its U-Net: `src.sd.attention`), Ren et al.'s attention entropy at the first step (lower = memorized, so −entropy is the score). Labels are the
  * ground truth (a condition tied to a training image is memorized); ROC AUC and TPR at 1 % FPR.
  */
 import type { SamplerName } from '../samplers/index.ts';
@@ -82,11 +83,27 @@ export async function runDetection(src: StudySource, s: DetectSettings, log: (m:
     detector('wen-all-steps', `Wen et al.: the same magnitude averaged over all ${s.steps} steps and the seeds`, all, labels, 0),
   ];
   const tm = src.trained;
-  if (tm?.attention && t0) {
+  const sdAttention = src.sd?.attention;
+  if ((tm?.attention || sdAttention !== undefined) && t0) {
     const started = performance.now();
     const xT = initialNoise(d.shape, s.seeds);
     const ent: number[] = [];
-    for (const p of prompts) ent.push(-(await attentionEntropy(tm, p.cond, xT, t0)));
+    // a trained model's own exposed U-Net, or the Stable Diffusion export's U-Net after graph surgery
+    // (an export whose U-Net has no diffusers attn2 nodes gets no ren-entropy row, with a log line)
+    let att: Awaited<ReturnType<NonNullable<typeof sdAttention>>> | null = null;
+    if (!tm?.attention) {
+      try {
+        att = await sdAttention!();
+      } catch (e) {
+        log(`ren-entropy skipped: ${(e as Error).message}`);
+        return { prompts, detectors, samplingSeconds };
+      }
+    }
+    try {
+      for (const p of prompts) ent.push(-(await attentionEntropy(att ?? tm!, p.cond, xT, t0)));
+    } finally {
+      await att?.dispose();
+    }
     detectors.push(detector('ren-entropy', 'Ren et al.: −(entropy of the cross-attention over the prompt tokens at the first step, averaged over pixels, heads, layers and seeds)', ent, labels, (performance.now() - started) / 1000));
   }
   return { prompts, detectors, samplingSeconds };

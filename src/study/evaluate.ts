@@ -222,7 +222,7 @@ async function methodSamples(src: StudySource, s: EvaluateSettings, m: MethodSpe
   const P = s.prompts.length;
   const noise = initialNoise(d.shape, s.seeds);
   const firstTimestep = samplerTimesteps(s.sampler, s.config, s.steps)[0]!;
-  const prepared = await prepareMethod(m, { denoiser: d, trained: src.trained, lambda: s.lambda, conds: s.prompts, noise, firstTimestep, runSeed: s.runSeed, ...(src.sd ? { textModel: src.sd.textModel } : {}) });
+  const prepared = await prepareMethod(m, { denoiser: d, trained: src.trained, lambda: s.lambda, conds: s.prompts, noise, firstTimestep, runSeed: s.runSeed, ...(src.sd ? { textModel: src.sd.textModel, attention: src.sd.attention } : {}) });
   let samples: Tensor | null = null;
   const switchSteps: (number | null)[] = new Array<number | null>(P * N).fill(null);
   let samplingSeconds = 0;

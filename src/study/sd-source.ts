@@ -24,6 +24,8 @@ import type { ExecutionProvider } from '../graph/session.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { PromptTextModel } from '../mitigate/methods.ts';
 import type { StudySource } from './source.ts';
+import type { ScaledAttentionUnet } from '../mitigate/ren-attention.ts';
+import { sdScaledAttentionUnet } from '../sd/cross-attention.ts';
 import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdExport } from '../sd/export.ts';
 import { defaultImageSize, vaeDecode, vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
@@ -58,6 +60,13 @@ export interface SdSourceExtras {
   readonly config: SchedulerConfig;
   /** The prompts as re-encodable texts (Somepalli et al.'s prompt perturbations). */
   readonly textModel: PromptTextModel;
+  /**
+   * Open the U-Net with its cross-attention exposed and adjustable per token (Ren et al. 2024's
+   * detector and mitigation; graph surgery on `unet/model.onnx`, see `sd/cross-attention.ts`):
+   * condition k = prompt k's embedding, e_∅ = the empty (or negative) prompt's. A second session
+   * — the caller disposes it. Rejects, naming the file, when the U-Net is not a diffusers export.
+   */
+  attention(): Promise<ScaledAttentionUnet>;
 }
 
 /**
@@ -165,7 +174,8 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
     }
     const shape = [exp.latentChannels, size.height / 8, size.width / 8];
     const latents = paths.length === 0 ? { dims: [0, ...shape], data: new Float32Array(0) } : concatRows(latentParts);
-    const inner = sdUnetDenoiser(exp, { conditions: concatRows(hidden), uncond, labels: prompts.map((p) => p.caption), shape });
+    const condRows = concatRows(hidden);
+    const inner = sdUnetDenoiser(exp, { conditions: condRows, uncond, labels: prompts.map((p) => p.caption), shape });
     const name = `sd:${basename(resolve(dir))}`;
     const textModel: PromptTextModel = {
       texts: prompts.map((p) => p.caption),
@@ -211,7 +221,13 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
       },
       trained: null,
       config: exp.scheduler,
-      sd: { export: exp, prompts, config: exp.scheduler, textModel },
+      sd: {
+        export: exp,
+        prompts,
+        config: exp.scheduler,
+        textModel,
+        attention: () => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '' }),
+      },
     };
   } catch (e) {
     await exp.dispose();

@@ -170,6 +170,11 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     expect(de.code, de.err).toBe(0);
     const det = JSON.parse(readFileSync(join(root, 'runs', 'detect', 'detect.json'), 'utf8'));
     expect(det.prompts.map((p: { memorized: boolean }) => p.memorized)).toEqual([true, true, false, false]);
+    // Ren et al.'s attention entropy, by graph surgery on the export's attn2 softmax nodes: one finite score per prompt, −E ∈ [−ln 77, 0]
+    const ren = det.detectors.find((x: { name: string }) => x.name === 'ren-entropy');
+    expect(ren, JSON.stringify(det.detectors.map((x: { name: string }) => x.name))).toBeDefined();
+    expect(ren.scores).toHaveLength(4);
+    for (const v of ren.scores) expect(v <= 0 && v >= -Math.log(77)).toBe(true);
   }, 120_000);
 
   it('evaluate: needs --held-out or --threshold; its cfg samples are the pipeline images', async () => {
@@ -193,6 +198,21 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     const ref = await generate(exp, { prompts: [CAPTIONS[0]!, CAPTIONS[0]!, CAPTIONS[1]!, CAPTIONS[1]!], seeds: [0, 1, 0, 1], steps: 6, sampler: 'dpmpp2m' });
     await exp.dispose();
     expect(maxAbsDiff(samples.data, Array.from(ref.images.data, (v) => 2 * v - 1))).toBeLessThan(1e-5);
+  }, 120_000);
+
+  it('evaluate --methods cfg,ren on an export: Ren et al. by graph surgery changes the samples', async () => {
+    const out = join(root, 'runs', 'ev-ren');
+    const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--steps', '4', '--seeds', '0-1', '--threshold', '0.5'];
+    const r = await runCli(['evaluate', ...S, '--methods', 'cfg,ren', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const ev = JSON.parse(readFileSync(join(out, 'evaluate.json'), 'utf8'));
+    const row = ev.rows.find((x: { method: string }) => x.method === 'ren:1.25');
+    expect(row.details.startScale).toBe(1.25);
+    expect(row.details.layers).toBe(4);
+    const cfg = await readNpy(join(out, 'samples-cfg.npy'));
+    const ren = await readNpy(join(out, 'samples-ren_1.25.npy'));
+    expect(ren.dims).toEqual(cfg.dims);
+    expect(maxAbsDiff(ren.data, cfg.data)).toBeGreaterThan(1e-4);
   }, 120_000);
 
   it('evaluate --clip and --inception: CLIP score and FID columns equal the extractors run on the saved samples', async () => {

@@ -228,6 +228,18 @@ export interface AttentionOptions {
   readonly logitBias?: string;
   /** Called with the name of the attention probabilities `[B, heads, qLen, kvLen]` (after the softmax). */
   readonly onProbs?: (probs: string) => void;
+  /**
+   * ONNX node name of the Softmax (default: the builder's `Softmax_<n>`). Names only label the
+   * graph (e.g. torch.onnx's `/down_blocks.1/attentions.0/transformer_blocks.0/attn2/Softmax`);
+   * they change no value.
+   */
+  readonly softmaxName?: string;
+  /**
+   * Take the softmax on `[B·heads, qLen, kvLen]` as diffusers' classic `AttnProcessor`
+   * (`head_to_batch_dim` + `baddbmm`) exports it, instead of `[B, heads, qLen, kvLen]` (SDPA
+   * decomposed); the values are identical. Default false.
+   */
+  readonly foldHeadsIntoBatch?: boolean;
 }
 
 /**
@@ -254,7 +266,11 @@ export function attention(b: GraphBuilder, param: ParamFn, name: string, qIn: st
   const v = b.op('Transpose', [reshape(b, lin('to_v', kvIn, kvDim, dim, kvLen, bias), [bd, kvLen, heads, hd])], { perm: [0, 2, 1, 3] });
   let scores = b.op('Mul', [b.op('MatMul', [q, k]), b.constF32(1 / Math.sqrt(hd))]); // [B, h, qLen, kvLen]
   if (opts.logitBias !== undefined) scores = b.op('Add', [scores, opts.logitBias]);
-  const probs = b.op('Softmax', [scores], { axis: -1 });
+  const smOpts = opts.softmaxName === undefined ? {} : { name: opts.softmaxName };
+  const probs =
+    opts.foldHeadsIntoBatch === true
+      ? reshape(b, b.op('Softmax', [reshape(b, scores, [-1, qLen, kvLen])], { axis: -1 }, smOpts), [bd, heads, qLen, kvLen])
+      : b.op('Softmax', [scores], { axis: -1 }, smOpts);
   opts.onProbs?.(probs);
   const ctx = b.op('MatMul', [probs, v]); // [B, h, qLen, hd]
   if (t !== undefined) t.macs += 2 * qLen * kvLen * dim;

@@ -106,7 +106,34 @@ export interface UnetIO {
   readonly crossAttentionProbs?: { name: string; probs: string; qLen: number }[];
 }
 
+/**
+ * Graph-labelling options of {@link buildUnet} that change no value: they make the graph look like
+ * a torch.onnx export of diffusers' `UNet2DConditionModel` (used by the tiny Stable Diffusion export).
+ */
+export interface UnetGraphOptions {
+  /**
+   * Name each attention Softmax node as torch.onnx names diffusers' modules:
+   * `/down_blocks.I/attentions.J/transformer_blocks.0/attn1/Softmax` (self) and `…/attn2/Softmax`
+   * (cross), `/mid_block/attentions.0/…`, `/up_blocks.I/…` (diffusers counts up blocks from the
+   * lowest resolution). Default false (the builder's `Softmax_<n>`).
+   */
+  readonly diffusersNodeNames?: boolean;
+  /** Attention softmax layout: `'heads'` `[B, heads, q, L]` (SDPA, default) or `'batch-heads'` `[B·heads, q, L]` (classic `AttnProcessor`); same values. */
+  readonly attentionLayout?: 'heads' | 'batch-heads';
+}
+
+/** The diffusers module path (torch.onnx scope, `/`-separated) of memscope Transformer block `name` (`down.1.attn.0`) in a U-Net of `levels` levels. */
+function diffusersScope(name: string, levels: number): string {
+  const m = /^(down|up|mid)\.(?:(\d+)\.)?attn\.(\d+)$/.exec(name);
+  if (m === null) throw new Error(`diffusersScope: unexpected block name '${name}'`);
+  const [, kind, lvl, j] = m;
+  if (kind === 'mid') return `/mid_block/attentions.${j}`;
+  const i = Number(lvl);
+  return kind === 'down' ? `/down_blocks.${i}/attentions.${j}` : `/up_blocks.${levels - 1 - i}/attentions.${j}`;
+}
+
 interface Ctx {
+  readonly graph: UnetGraphOptions;
   readonly b: GraphBuilder;
   readonly param: ParamFn;
   readonly cfg: UnetConfig;
@@ -147,17 +174,20 @@ function transformer(c: Ctx, name: string, x: string, C: number, hw: number): st
   h = conv2d(b, param, `${name}.proj_in`, h, C, C, { k: 1, tally, hw: [hw, hw] });
   h = reshape(b, b.op('Transpose', [h], { perm: [0, 2, 3, 1] }), [bd, n, C]);
   const blk = `${name}.block`;
-  const att = { dim: C, heads: cfg.heads, qLen: n, batch, tally };
+  const att = { dim: C, heads: cfg.heads, qLen: n, batch, tally, ...(c.graph.attentionLayout === 'batch-heads' ? { foldHeadsIntoBatch: true } : {}) };
+  const scope = c.graph.diffusersNodeNames === true ? `${diffusersScope(name, cfg.channels.length)}/transformer_blocks.0` : null;
+  const sm = (a: 'attn1' | 'attn2'): { softmaxName?: string } => (scope === null ? {} : { softmaxName: `${scope}/${a}/Softmax` });
   if (cfg.selfAttention) {
     const q = layerNorm(b, param, `${blk}.norm1`, h, C);
-    h = b.op('Add', [h, attention(b, param, `${blk}.attn1`, q, q, { ...att, kvLen: n })]);
+    h = b.op('Add', [h, attention(b, param, `${blk}.attn1`, q, q, { ...att, kvLen: n, ...sm('attn1') })]);
   }
   const q2 = layerNorm(b, param, `${blk}.norm2`, h, C);
   const cross =
     c.context === null
-      ? attention(b, param, `${blk}.attn2`, q2, q2, { ...att, kvLen: n })
+      ? attention(b, param, `${blk}.attn2`, q2, q2, { ...att, kvLen: n, ...sm('attn1') })
       : attention(b, param, `${blk}.attn2`, q2, c.context, {
           ...att,
+          ...sm('attn2'),
           kvLen: cfg.contextLength,
           kvDim: cfg.contextDim,
           ...(c.crossBias === null ? {} : { logitBias: c.crossBias }),
@@ -176,13 +206,14 @@ function transformer(c: Ctx, name: string, x: string, C: number, hw: number): st
  * `[B, inChannels, sampleSize, sampleSize]` (float32). Inputs are existing graph values
  * ({@link UnetIO}); parameters are declared through `param`. `batch` is the build-time batch size
  * (training graphs: every shape static) or `'dynamic'` (Reshape targets use −1 in the batch
- * position). `cfg` may be partial; it is parsed with {@link UnetConfigSchema}.
+ * position). `cfg` may be partial; it is parsed with {@link UnetConfigSchema}. `graph` only
+ * labels / lays out the graph ({@link UnetGraphOptions}; default: neither) and changes no value.
  */
-export function buildUnet(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, param: ParamFn, batch: BatchDim): string {
-  return buildUnetCounted(b, cfgIn, io, param, batch).out;
+export function buildUnet(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, param: ParamFn, batch: BatchDim, graph: UnetGraphOptions = {}): string {
+  return buildUnetCounted(b, cfgIn, io, param, batch, graph).out;
 }
 
-function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, param: ParamFn, batch: BatchDim): { out: string; macs: number } {
+function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, param: ParamFn, batch: BatchDim, graph: UnetGraphOptions = {}): { out: string; macs: number } {
   const cfg = UnetConfigSchema.parse(cfgIn);
   batchDim(batch); // validate
   const tally: MacTally = { macs: 0 };
@@ -203,7 +234,7 @@ function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, p
     throw new Error("buildUnet: cross-attention bias/probabilities need conditioning 'text'");
   }
   const crossBias = io.crossAttentionBias === undefined ? null : reshape(b, io.crossAttentionBias, [batchDim(batch), 1, 1, cfg.contextLength]);
-  const c: Ctx = { b, param, cfg, batch, tally, temb: silu(b, emb), context, crossBias, crossProbs: io.crossAttentionProbs ?? null };
+  const c: Ctx = { graph, b, param, cfg, batch, tally, temb: silu(b, emb), context, crossBias, crossProbs: io.crossAttentionProbs ?? null };
 
   let hw = cfg.sampleSize;
   let h = conv2d(b, param, 'conv_in', io.sample, cfg.inChannels, ch[0]!, { tally, hw: [hw, hw] });
