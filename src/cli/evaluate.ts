@@ -12,6 +12,7 @@ import { loadImageFolder } from '../data/folder.ts';
 import { runEvaluation, removeWork, classifierTools, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
 import { DEFAULT_METHODS, needsTextModel, parseMethods } from '../mitigate/methods.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
+import { hasCrossAttentionSoftmax } from '../sd/cross-attention.ts';
 import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../metrics/clip.ts';
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -186,6 +187,11 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
       );
     }
     methods = methods.filter((m) => !dropped.includes(m));
+  }
+  // the default list on an export whose U-Net has no exposable cross-attention: skip Ren et al. with a note
+  if (src.sd && o.methods === DEFAULT_METHODS && methods.some((m) => m.kind === 'ren') && !hasCrossAttentionSoftmax(src.sd.export.unet.path)) {
+    process.stderr.write(`ren skipped: ${src.sd.export.unet.path} has no cross-attention Softmax node named like '.../attn2/Softmax' (fused or renamed attention), so Ren et al.'s rule cannot be applied\n`);
+    methods = methods.filter((m) => m.kind !== 'ren');
   }
   const prompts = asUsage(() => {
     if (o.prompts === 'memorized') {

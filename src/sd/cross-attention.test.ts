@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import p from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTinySdExport, tinySdUnetConfig } from './tiny-export.ts';
-import { writeExposedUnet, CROSS_ATTENTION_SOFTMAX_PATTERN } from './cross-attention.ts';
+import { writeExposedUnet, hasCrossAttentionSoftmax, CROSS_ATTENTION_SOFTMAX_PATTERN } from './cross-attention.ts';
 import { createSession, type Session, type TypedFeed } from '../graph/session.ts';
 import { GraphBuilder } from '../graph/builder.ts';
 import { buildDiffusersUnet, CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../train/models/unet.ts';
@@ -183,5 +183,9 @@ describe('cross-attention surgery errors', () => {
     const path = join(root, 'plain.onnx');
     writeFileSync(path, b.toBytes());
     expect(() => writeExposedUnet(path)).toThrow(new RegExp(`${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: no cross-attention Softmax node .*1 Softmax node in all.*not look like a diffusers UNet2DConditionModel`));
+    expect(hasCrossAttentionSoftmax(path)).toBe(false);
+    const tiny = join(root, 'has-attn2');
+    writeTinySdExport(tiny, { seed: 1 });
+    expect(hasCrossAttentionSoftmax(join(tiny, 'unet', 'model.onnx'))).toBe(true);
   });
 });

@@ -420,3 +420,9 @@ export async function sdScaledAttentionUnet(exp: SdExport, opts: SdAttentionOpti
     },
   };
 }
+
+/** True when the U-Net at `modelPath` has cross-attention Softmax nodes that {@link writeExposedUnet} can expose (reads only the graph file). */
+export function hasCrossAttentionSoftmax(modelPath: string): boolean {
+  const model = onnx.ModelProto.decode(readFileSync(modelPath));
+  return (model.graph?.node ?? []).some((n) => n.opType === 'Softmax' && (n.domain ?? '') === '' && CROSS_ATTENTION_SOFTMAX_PATTERN.test(n.name ?? ''));
+}
