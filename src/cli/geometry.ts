@@ -175,7 +175,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const sdMode = o.model !== undefined && isSdExportDir(o.model);
   if (!sdMode) {
-    for (const k of ['prompt-set', 'held-out', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
+    for (const k of ['prompt-set', 'held-out', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt', 'unet-batch'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
   }
   const sd = sdMode ? await loadSdGeometry(o) : null;
   const trained = o.model === undefined || sd !== null ? null : await loadModels(o.model, o.compare);

@@ -13,6 +13,7 @@ export const SD_SOURCE_FIELDS = {
   'image-size': positiveInt('image-size', 8192).optional(),
   provider: z.enum(['cpu', 'cuda']).optional(),
   'negative-prompt': z.string().optional(),
+  'unet-batch': positiveInt('unet-batch', 4096).optional(),
 } as const;
 
 /** Help text of the SD source flags. */
@@ -22,7 +23,8 @@ export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers
   --image-root DIR   folder that relative image paths resolve against (default: the list's folder)
   --prompt-limit N   use only the first N prompts      --image-size PX  when the U-Net is dynamic
   --provider P       cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)
-  --negative-prompt T the unconditional branch e_∅ = this text's embedding (default the empty prompt)`;
+  --negative-prompt T the unconditional branch e_∅ = this text's embedding (default the empty prompt)
+  --unet-batch N     rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)`;
 
 /** Parsed SD source flag values. */
 export interface SdSourceFlags {
@@ -32,6 +34,7 @@ export interface SdSourceFlags {
   readonly 'image-size'?: number | undefined;
   readonly provider?: 'cpu' | 'cuda' | undefined;
   readonly 'negative-prompt'?: string | undefined;
+  readonly 'unet-batch'?: number | undefined;
 }
 
 /** The {@link SdSourceOptions} the flags ask for. */
@@ -43,6 +46,7 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
     ...(o['image-size'] === undefined ? {} : { imageSize: o['image-size'] }),
     ...(o.provider === undefined ? {} : { executionProvider: o.provider }),
     ...(o['negative-prompt'] === undefined ? {} : { negativePrompt: o['negative-prompt'] }),
+    ...(o['unet-batch'] === undefined ? {} : { unetBatch: o['unet-batch'] }),
   };
 }
 

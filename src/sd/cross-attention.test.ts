@@ -157,6 +157,26 @@ describe('sdScaledAttentionUnet: the SD source\'s attention provider (Ren et al.
       const mine = await att.run(xt, level, cond);
       expect(maxAbsDiff(mine.eps.data, plain.data)).toBeLessThan(1e-5);
       expect(mine.probs.size).toBe(4);
+      // the default --unet-batch 2 runs these 3 rows as 2 + 1: same ε̂ and probabilities as one call, per-row adjustments sliced right
+      const wide = await loadSdStudySource(dir, { texts: ['a cat on the beach', 'photo of the dog'], unetBatch: 100 });
+      const attW = await wide.sd.attention();
+      try {
+        const scale = new Float32Array(3 * 77).fill(1);
+        const bias = new Float32Array(3 * 77);
+        scale.set(renAdjustment(toks).scale, 0);
+        bias.set(renAdjustment(att.tokens(1)).bias, 77);
+        bias[2 * 77 + 1] = -3;
+        const c = await att.run(xt, level, cond, { scale, bias });
+        const w = await attW.run(xt, level, cond, { scale, bias });
+        expect(maxAbsDiff(c.eps.data, w.eps.data)).toBeLessThan(1e-6);
+        for (const [l, p] of w.probs) {
+          expect(c.probs.get(l)!.dims).toEqual(p.dims);
+          expect(maxAbsDiff(c.probs.get(l)!.data, p.data)).toBeLessThan(1e-6);
+        }
+      } finally {
+        await attW.dispose();
+        await wide.denoiser.dispose?.();
+      }
       const off = await renMitigatedDenoiser({ denoiser: src.denoiser, attention: att }, { startScale: 1, maskPadding: false });
       expect(maxAbsDiff((await off.predict(xt, level, cond)).data, plain.data)).toBeLessThan(1e-5);
       const ren = await renMitigatedDenoiser({ denoiser: src.denoiser, attention: att });

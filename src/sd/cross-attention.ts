@@ -334,6 +334,8 @@ export interface SdAttentionOptions {
   readonly texts: readonly string[];
   /** The text of e_∅ (default `''`, the empty prompt). */
   readonly uncondText?: string;
+  /** Rows per U-Net call; larger batches run in chunks (default: all rows in one call). */
+  readonly maxRows?: number;
 }
 
 function timestepFeed(ts: TimestepLayout, t: number, B: number): TypedFeed {
@@ -376,11 +378,42 @@ export async function sdScaledAttentionUnet(exp: SdExport, opts: SdAttentionOpti
   let ts = exp.unet.timestep;
   let tsUnsure = ts.layout === 'scalar';
   const shape = opts.denoiser.shape;
-  return {
+  type ChunkRunner = (xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], adjust: LogitAdjustment, ro: { readonly probs?: boolean }) => Promise<AttentionOutput>;
+  const unet: ScaledAttentionUnet & { runChunk: ChunkRunner } = {
     layers,
     contextLength: L,
     tokens: (cond) => [...names[cond === null ? K : cond]!],
     async run(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], adjust: LogitAdjustment = {}, ro: { readonly probs?: boolean } = {}): Promise<AttentionOutput> {
+      const B = batchSize(xt);
+      const maxRows = opts.maxRows ?? B;
+      if (B <= maxRows) return this.runChunk(xt, level, cond, adjust, ro);
+      // chunks of maxRows rows; ε̂ and every layer's probabilities concatenated along the batch
+      const rowSize = xt.data.length / B;
+      const eps = new Float32Array(xt.data.length);
+      const parts: ReadonlyMap<string, Tensor>[] = [];
+      for (let a = 0; a < B; a += maxRows) {
+        const k = Math.min(maxRows, B - a);
+        const sub = (v: Float32Array | undefined): Float32Array | undefined => v?.subarray(a * L, (a + k) * L);
+        const scale = sub(adjust.scale);
+        const bias = sub(adjust.bias);
+        const r = await this.runChunk({ dims: [k, ...xt.dims.slice(1)], data: xt.data.subarray(a * rowSize, (a + k) * rowSize) }, level, cond.slice(a, a + k), { ...(scale ? { scale } : {}), ...(bias ? { bias } : {}) }, ro);
+        eps.set(r.eps.data, a * rowSize);
+        parts.push(r.probs);
+      }
+      const probs = new Map<string, Tensor>();
+      for (const l of parts[0]!.keys()) {
+        const ts0 = parts.map((m) => m.get(l)!);
+        const data = new Float32Array(ts0.reduce((n, t) => n + t.data.length, 0));
+        let o = 0;
+        for (const t of ts0) {
+          data.set(t.data, o);
+          o += t.data.length;
+        }
+        probs.set(l, { dims: [B, ...ts0[0]!.dims.slice(1)], data });
+      }
+      return { eps: { dims: [...xt.dims], data: eps }, probs };
+    },
+    async runChunk(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], adjust: LogitAdjustment, ro: { readonly probs?: boolean }): Promise<AttentionOutput> {
       const B = batchSize(xt);
       checkConds(opts.denoiser, cond, B, 'attention cond');
       if (xt.dims.length !== shape.length + 1 || xt.dims.slice(1).some((v, i) => v !== shape[i])) throw new Error(`attention xt: expected [B, ${shape.join(', ')}], got [${xt.dims.join(', ')}]`);
@@ -419,6 +452,7 @@ export async function sdScaledAttentionUnet(exp: SdExport, opts: SdAttentionOpti
       file.dispose();
     },
   };
+  return unet;
 }
 
 /** True when the U-Net at `modelPath` has cross-attention Softmax nodes that {@link writeExposedUnet} can expose (reads only the graph file). */

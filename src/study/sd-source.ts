@@ -48,6 +48,12 @@ export interface SdSourceOptions {
   readonly negativePrompt?: string;
   /** Prompts per text-encoder call and images per VAE call (default 8). */
   readonly batch?: number;
+  /**
+   * Rows per U-Net call (default 2 = one image's cond + uncond, as diffusers runs CFG): the studies
+   * hand the denoiser up to hundreds of rows, and at 512×512 the attention scores alone take
+   * 8·4096²·4 B ≈ 0.5 GB per row; larger values trade memory for speed on a GPU.
+   */
+  readonly unetBatch?: number;
 }
 
 /** What an SD source adds to a study source: the open export and the prompt records. */
@@ -89,6 +95,22 @@ export function isSdExportDir(dir: string): boolean {
 /** A Stable Diffusion study source (see the module note): a {@link StudySource} with the export, its scheduler config and the prompt set. */
 export type SdStudySource = StudySource & { readonly trained: null; readonly config: SchedulerConfig; readonly sd: SdSourceExtras };
 
+/** `d.predict` run on at most `maxRows` rows at a time (same result: rows are independent). */
+export function chunkedPredict(d: Pick<Denoiser, 'predict'>, maxRows: number): Denoiser['predict'] {
+  return async (xt, level, cond) => {
+    const B = xt.dims[0]!;
+    if (B <= maxRows) return d.predict(xt, level, cond);
+    const per = xt.data.length / B;
+    const out = new Float32Array(xt.data.length);
+    for (let a = 0; a < B; a += maxRows) {
+      const k = Math.min(maxRows, B - a);
+      const e = await d.predict({ dims: [k, ...xt.dims.slice(1)], data: xt.data.subarray(a * per, (a + k) * per) }, level, cond.slice(a, a + k));
+      out.set(e.data, a * per);
+    }
+    return { dims: [...xt.dims], data: out };
+  };
+}
+
 function rowsOf(t: Tensor, rows: readonly number[]): Tensor {
   const per = numel(t.dims.slice(1));
   const data = new Float32Array(rows.length * per);
@@ -120,6 +142,8 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
   }
   const batch = opts.batch ?? 8;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch: expected a positive integer, got ${batch}`);
+  const unetBatch = opts.unetBatch ?? 2;
+  if (!Number.isInteger(unetBatch) || unetBatch < 1) throw new Error(`--unet-batch: expected a positive integer, got ${unetBatch}`);
   let all: readonly PromptRecord[];
   if (opts.texts !== undefined) {
     if (opts.texts.length === 0) throw new Error('--prompt: need at least one prompt');
@@ -186,7 +210,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
         for (let a = 0; a < texts.length; a += batch) rows.push((await encodePrompts(exp, texts.slice(a, a + batch))).hiddenStates);
         const d2 = sdUnetDenoiser(exp, { conditions: concatRows(rows), uncond, labels: [...texts], shape });
         // never dispose d2: it shares (and would release) the export's U-Net session
-        return { name: `${name}+perturbed`, space: 'latent', shape, conditions, predict: (xt, level, cond) => d2.predict(xt, level, cond) };
+        return { name: `${name}+perturbed`, space: 'latent', shape, conditions, predict: chunkedPredict(d2, unetBatch) };
       },
     };
     const denoiser: Denoiser = {
@@ -194,7 +218,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
       space: 'latent',
       shape,
       conditions,
-      predict: (xt, level, cond) => inner.predict(xt, level, cond),
+      predict: chunkedPredict(inner, unetBatch),
       dispose: () => exp.dispose(),
     };
     const per = numel(shape);
@@ -226,7 +250,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
         prompts,
         config: exp.scheduler,
         textModel,
-        attention: () => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '' }),
+        attention: () => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '', maxRows: unetBatch }),
       },
     };
   } catch (e) {

@@ -112,6 +112,24 @@ describe('SD export as a study source', () => {
     }
   });
 
+  it('splits U-Net calls into --unet-batch rows without changing ε̂ (5 rows: 2 + 2 + 1 vs one call)', async () => {
+    const small = await loadSdStudySource(exportDir, { promptSet: join(root, 'prompts.csv'), unetBatch: 2 });
+    const big = await loadSdStudySource(exportDir, { promptSet: join(root, 'prompts.csv'), unetBatch: 100 });
+    try {
+      const xt = { dims: [5, 4, 8, 8], data: Float32Array.from({ length: 5 * 256 }, (_, i) => Math.sin(0.37 * i)) };
+      const cond = [0, null, 1, 3, null];
+      const level = { t: 501, alphaBar: 0.3 };
+      const a = await small.denoiser.predict(xt, level, cond);
+      const b = await big.denoiser.predict(xt, level, cond);
+      expect(a.dims).toEqual([5, 4, 8, 8]);
+      expect(maxAbsDiff(a.data, b.data)).toBeLessThan(1e-6);
+      await expect(loadSdStudySource(exportDir, { promptSet: join(root, 'prompts.csv'), unetBatch: 0 })).rejects.toThrow(/--unet-batch: expected a positive integer/);
+    } finally {
+      await small.denoiser.dispose?.();
+      await big.denoiser.dispose?.();
+    }
+  });
+
   it('gives clear errors for a missing prompt set, URL images and a bad model', async () => {
     await expect(loadSdStudySource(exportDir, {})).rejects.toThrow(/--prompt-set: required/);
     await expect(loadSdStudySource(exportDir, { promptSet: join(root, 'urls.csv') })).rejects.toThrow(/--prompt-set: prompt 0 \(id 0\) names its image by URL .*downloads nothing/);
