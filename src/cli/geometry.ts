@@ -175,7 +175,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const sdMode = o.model !== undefined && isSdExportDir(o.model);
   if (!sdMode) {
-    for (const k of ['prompt-set', 'held-out', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt', 'unet-batch'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
+    for (const k of ['prompt-set', 'held-out', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt', 'unet-batch', 'vae-batch'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
   }
   const sd = sdMode ? await loadSdGeometry(o) : null;
   const trained = o.model === undefined || sd !== null ? null : await loadModels(o.model, o.compare);
@@ -356,12 +356,13 @@ async function loadSdGeometry(o: {
     const parts: Tensor[] = [];
     const m = held.images.dims[0]!;
     const imgPer = 3 * h * w;
-    for (let a = 0; a < m; a += 8) {
-      const k = Math.min(8, m - a);
+    const vb = src.sd.vaeBatch;
+    for (let a = 0; a < m; a += vb) {
+      const k = Math.min(vb, m - a);
       parts.push(await vaeEncode(exp, { dims: [k, 3, h, w], data: held.images.data.subarray(a * imgPer, (a + k) * imgPer) }));
     }
     const test = new Float32Array(m * per);
-    parts.forEach((t, i) => test.set(t.data, i * 8 * per));
+    parts.forEach((t, i) => test.set(t.data, i * vb * per));
     const cfg = src.config;
     const ab = alphaBars(betas(cfg.beta_schedule, { numTrainTimesteps: cfg.num_train_timesteps, betaStart: cfg.beta_start, betaEnd: cfg.beta_end, trainedBetas: cfg.trained_betas }));
     const aT = ab[ab.length - 1]!;

@@ -110,7 +110,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
   let config: SchedulerConfig = o['scheduler-config'] ? await loadSchedulerConfig(o['scheduler-config']) : stableDiffusionConfig();
   if (!isSdExportDir(o.model)) {
-    for (const k of ['prompt', 'prompt-set', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt', 'unet-batch'] as const) {
+    for (const k of ['prompt', 'prompt-set', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt', 'unet-batch', 'vae-batch'] as const) {
       if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
     }
   }

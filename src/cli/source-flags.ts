@@ -14,6 +14,7 @@ export const SD_SOURCE_FIELDS = {
   provider: z.enum(['cpu', 'cuda']).optional(),
   'negative-prompt': z.string().optional(),
   'unet-batch': positiveInt('unet-batch', 4096).optional(),
+  'vae-batch': positiveInt('vae-batch', 4096).optional(),
 } as const;
 
 /** Help text of the SD source flags. */
@@ -24,7 +25,8 @@ export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers
   --prompt-limit N   use only the first N prompts      --image-size PX  when the U-Net is dynamic
   --provider P       cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)
   --negative-prompt T the unconditional branch e_∅ = this text's embedding (default the empty prompt)
-  --unet-batch N     rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)`;
+  --unet-batch N     rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)
+  --vae-batch N      images per VAE encode / decode call (default 1)`;
 
 /** Parsed SD source flag values. */
 export interface SdSourceFlags {
@@ -35,6 +37,7 @@ export interface SdSourceFlags {
   readonly provider?: 'cpu' | 'cuda' | undefined;
   readonly 'negative-prompt'?: string | undefined;
   readonly 'unet-batch'?: number | undefined;
+  readonly 'vae-batch'?: number | undefined;
 }
 
 /** The {@link SdSourceOptions} the flags ask for. */
@@ -47,6 +50,7 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
     ...(o.provider === undefined ? {} : { executionProvider: o.provider }),
     ...(o['negative-prompt'] === undefined ? {} : { negativePrompt: o['negative-prompt'] }),
     ...(o['unet-batch'] === undefined ? {} : { unetBatch: o['unet-batch'] }),
+    ...(o['vae-batch'] === undefined ? {} : { vaeBatch: o['vae-batch'] }),
   };
 }
 

@@ -46,8 +46,10 @@ export interface SdSourceOptions {
   readonly imageSize?: number;
   /** Negative prompt: the unconditional branch e_∅ becomes its embedding (diffusers' `negative_prompt`; default the empty prompt). */
   readonly negativePrompt?: string;
-  /** Prompts per text-encoder call and images per VAE call (default 8). */
+  /** Prompts per text-encoder call (default 8). */
   readonly batch?: number;
+  /** Images per VAE encoder / decoder call (default 1: the SD VAE decoder at 512² holds ≈ 1 GB of activations per image). */
+  readonly vaeBatch?: number;
   /**
    * Rows per U-Net call (default 2 = one image's cond + uncond, as diffusers runs CFG): the studies
    * hand the denoiser up to hundreds of rows, and at 512×512 the attention scores alone take
@@ -64,6 +66,8 @@ export interface SdSourceExtras {
   readonly prompts: readonly PromptRecord[];
   /** The export's scheduler config. */
   readonly config: SchedulerConfig;
+  /** Images per VAE call. */
+  readonly vaeBatch: number;
   /** The prompts as re-encodable texts (Somepalli et al.'s prompt perturbations). */
   readonly textModel: PromptTextModel;
   /**
@@ -143,6 +147,8 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
   const batch = opts.batch ?? 8;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch: expected a positive integer, got ${batch}`);
   const unetBatch = opts.unetBatch ?? 2;
+  const vaeBatch = opts.vaeBatch ?? 1;
+  if (!Number.isInteger(vaeBatch) || vaeBatch < 1) throw new Error(`--vae-batch: expected a positive integer, got ${vaeBatch}`);
   if (!Number.isInteger(unetBatch) || unetBatch < 1) throw new Error(`--unet-batch: expected a positive integer, got ${unetBatch}`);
   let all: readonly PromptRecord[];
   if (opts.texts !== undefined) {
@@ -193,8 +199,8 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
     const uncond = (await encodePrompts(exp, [opts.negativePrompt ?? ''])).hiddenStates;
     if (exp.vaeEncoder === null && paths.length > 0) throw new Error(`--model: ${dir} has no vae_encoder/; the target latents of the training images need it`);
     const latentParts: Tensor[] = [];
-    for (let a = 0; a < paths.length; a += batch) {
-      latentParts.push(await vaeEncode(exp, rowsOf(trainImages, Array.from({ length: Math.min(batch, paths.length - a) }, (_, k) => a + k))));
+    for (let a = 0; a < paths.length; a += vaeBatch) {
+      latentParts.push(await vaeEncode(exp, rowsOf(trainImages, Array.from({ length: Math.min(vaeBatch, paths.length - a) }, (_, k) => a + k))));
     }
     const shape = [exp.latentChannels, size.height / 8, size.width / 8];
     const latents = paths.length === 0 ? { dims: [0, ...shape], data: new Float32Array(0) } : concatRows(latentParts);
@@ -235,8 +241,8 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
       toImageSpace: async (x) => {
         const parts: Tensor[] = [];
         const n = x.dims[0]!;
-        for (let a = 0; a < n; a += batch) {
-          const img = await vaeDecode(exp, rowsOf(x, Array.from({ length: Math.min(batch, n - a) }, (_, k) => a + k)));
+        for (let a = 0; a < n; a += vaeBatch) {
+          const img = await vaeDecode(exp, rowsOf(x, Array.from({ length: Math.min(vaeBatch, n - a) }, (_, k) => a + k)));
           const d = img.data;
           for (let k = 0; k < d.length; k++) d[k] = 2 * d[k]! - 1;
           parts.push(img);
@@ -250,6 +256,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
         prompts,
         config: exp.scheduler,
         textModel,
+        vaeBatch,
         attention: () => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '', maxRows: unetBatch }),
       },
     };

@@ -58,7 +58,7 @@ export async function resolveModelSpec(model: string): Promise<string> {
  */
 export async function loadStudySource(spec: string, opts: StudySourceOptions = {}): Promise<StudySource> {
   if (spec !== 'testbed' && isSdExportDir(spec)) return loadSdStudySource(spec, opts.sd ?? {});
-  const sdOnly: [keyof SdSourceOptions, string][] = [['promptSet', '--prompt-set'], ['texts', '--prompt'], ['imageRoot', '--image-root'], ['limit', '--prompt-limit'], ['imageSize', '--image-size'], ['executionProvider', '--provider'], ['negativePrompt', '--negative-prompt'], ['unetBatch', '--unet-batch']];
+  const sdOnly: [keyof SdSourceOptions, string][] = [['promptSet', '--prompt-set'], ['texts', '--prompt'], ['imageRoot', '--image-root'], ['limit', '--prompt-limit'], ['imageSize', '--image-size'], ['executionProvider', '--provider'], ['negativePrompt', '--negative-prompt'], ['unetBatch', '--unet-batch'], ['vaeBatch', '--vae-batch']];
   for (const [k, flag] of sdOnly) if (opts.sd?.[k] !== undefined) throw new Error(`${flag}: only for a Stable Diffusion export (--model EXPORT_DIR); "${spec}" is not one`);
   if (spec === 'testbed') {
     const tb = await defaultTestbed();
