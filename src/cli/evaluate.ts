@@ -186,6 +186,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
           : `--methods: ${dropped.map((m) => m.name).join(', ')} need a trained text-conditioned model; ${src.description} has none`,
       );
     }
+    if (dropped.length) process.stderr.write(`${dropped.map((m) => m.name).join(', ')} skipped: ${src.sd ? 'not available on Stable Diffusion exports (Wen et al. needs gradients through the U-Net)' : `${src.description} has no text encoder`}\n`);
     methods = methods.filter((m) => !dropped.includes(m));
   }
   // the default list on an export whose U-Net has no exposable cross-attention: skip Ren et al. with a note
