@@ -179,14 +179,12 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const textModel = src.trained !== null && src.trained.textEncoderBytes !== null;
   if (!textModel) {
     const dropped = methods.filter((m) => needsTextModel(m) && !(src.sd && (m.kind === 'random-word' || m.kind === 'random-number' || m.kind === 'ren')));
-    if (o.methods !== DEFAULT_METHODS && dropped.length) {
-      throw new UsageError(
-        src.sd
-          ? `--methods: ${dropped.map((m) => m.name).join(', ')} change the prompt text or its embedding inside memscope's own trained text models; not implemented for Stable Diffusion exports (use the guidance methods)`
-          : `--methods: ${dropped.map((m) => m.name).join(', ')} need a trained text-conditioned model; ${src.description} has none`,
-      );
-    }
-    if (dropped.length) process.stderr.write(`${dropped.map((m) => m.name).join(', ')} skipped: ${src.sd ? 'not available on Stable Diffusion exports (Wen et al. needs gradients through the U-Net)' : `${src.description} has no text encoder`}\n`);
+    // on an export only Wen et al. is left here: it needs ∂‖ε_c − ε_u‖/∂e through the U-Net, and memscope differentiates only graphs it builds
+    const why = src.sd
+      ? "optimise the prompt embedding with gradients through the U-Net, and memscope's differentiator covers only the graphs it builds, not an export's U-Net (on an export use the guidance methods, random-word, random-number or ren)"
+      : `need a trained text-conditioned model; ${src.description} has none`;
+    if (o.methods !== DEFAULT_METHODS && dropped.length) throw new UsageError(`--methods: ${dropped.map((m) => m.name).join(', ')} ${why}`);
+    if (dropped.length) process.stderr.write(`${dropped.map((m) => m.name).join(', ')} skipped: they ${why}\n`);
     methods = methods.filter((m) => !dropped.includes(m));
   }
   // the default list on an export whose U-Net has no exposable cross-attention: skip Ren et al. with a note

@@ -202,7 +202,7 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     expect(miss.err).toMatch(/--held-out: a Stable Diffusion export needs held-out real images/);
     const wen = await runCli(['evaluate', ...S, '--threshold', '0.5', '--methods', 'cfg,wen', '--out', join(root, 'runs', 'ev1')]);
     expect(wen.code).toBe(2);
-    expect(wen.err).toMatch(/--methods: wen:3 .*not implemented for Stable Diffusion exports/);
+    expect(wen.err).toMatch(/--methods: wen:3 optimise the prompt embedding with gradients through the U-Net.*not an export's U-Net/);
     const out = join(root, 'runs', 'ev');
     const r = await runCli(['evaluate', ...S, '--held-out', join(root, 'heldout'), '--methods', 'cfg,og+stp', '--out', out]);
     expect(r.code, r.err).toBe(0);
