@@ -23,10 +23,10 @@ import { Classifier } from '../train/classifier.ts';
 import { classifierTools } from '../study/evaluate.ts';
 import { withResultsDir } from '../io/results.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, sdSourceOptions } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { vaeEncode } from '../sd/pipeline.ts';
-import type { Tensor } from '../tensor/tensor.ts';
+import { type Tensor, concatBatch, sliceBatch } from '../tensor/tensor.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
@@ -175,7 +175,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const sdMode = o.model !== undefined && isSdExportDir(o.model);
   if (!sdMode) {
-    for (const k of ['prompt-set', 'held-out', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt', 'unet-batch', 'vae-batch'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
+    refuseSdFlags(o, ['held-out']);
   }
   const sd = sdMode ? await loadSdGeometry(o) : null;
   const trained = o.model === undefined || sd !== null ? null : await loadModels(o.model, o.compare);
@@ -344,10 +344,7 @@ async function loadSdGeometry(o: {
   });
   try {
     const n = src.trainImages.dims[0]!;
-    const shape = src.denoiser.shape;
-    const per = shape.reduce((a, b) => a * b, 1);
-    const train = new Float32Array(n * per);
-    for (let i = 0; i < n; i++) train.set(src.toModelSpace(i).data, i * per);
+    const train = concatBatch(Array.from({ length: n }, (_, i) => src.toModelSpace(i)));
     const [, , h, w] = src.trainImages.dims as [number, number, number, number];
     const held = await loadImageFolder({ dir: o['held-out'], size: [h, w] }).catch((e: Error) => {
       throw new UsageError(`--held-out: ${e.message}`);
@@ -355,20 +352,15 @@ async function loadSdGeometry(o: {
     const exp = src.sd.export;
     const parts: Tensor[] = [];
     const m = held.images.dims[0]!;
-    const imgPer = 3 * h * w;
     const vb = src.sd.vaeBatch;
-    for (let a = 0; a < m; a += vb) {
-      const k = Math.min(vb, m - a);
-      parts.push(await vaeEncode(exp, { dims: [k, 3, h, w], data: held.images.data.subarray(a * imgPer, (a + k) * imgPer) }));
-    }
-    const test = new Float32Array(m * per);
-    parts.forEach((t, i) => test.set(t.data, i * vb * per));
+    for (let a = 0; a < m; a += vb) parts.push(await vaeEncode(exp, sliceBatch(held.images, a, Math.min(a + vb, m))));
+    const test = concatBatch(parts);
     const cfg = src.config;
     const ab = alphaBars(betas(cfg.beta_schedule, { numTrainTimesteps: cfg.num_train_timesteps, betaStart: cfg.beta_start, betaEnd: cfg.beta_end, trainedBetas: cfg.trained_betas }));
     const aT = ab[ab.length - 1]!;
     return {
-      train: { dims: [n, ...shape], data: train },
-      test: { dims: [m, ...shape], data: test },
+      train,
+      test,
       model: { name: src.denoiser.name, denoise: denoiserFn(src.denoiser, { config: cfg }), sigmaMax: Math.sqrt((1 - aT) / aT) },
       source: { dataset: `the prompt set's training images and the held-out folder (user data)`, license: 'user-supplied', copyright: 'their owners' },
       scalingFactor: exp.scalingFactor,

@@ -13,7 +13,7 @@ import { defaultTestbed } from '../study/testbed.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, sdSourceOptions } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { stat } from 'node:fs/promises';
 import { readNpy, writeNpy } from '../io/npy.ts';
@@ -109,11 +109,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
   let config: SchedulerConfig = o['scheduler-config'] ? await loadSchedulerConfig(o['scheduler-config']) : stableDiffusionConfig();
-  if (!isSdExportDir(o.model)) {
-    for (const k of ['prompt', 'prompt-set', 'image-root', 'prompt-limit', 'image-size', 'provider', 'negative-prompt', 'unet-batch', 'vae-batch'] as const) {
-      if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
-    }
-  }
+  if (!isSdExportDir(o.model)) refuseSdFlags(o, ['prompt']);
   let decode: ((x: Tensor) => Promise<Tensor>) | null = null;
 
   let denoiser: Denoiser;

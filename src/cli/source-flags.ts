@@ -17,6 +17,13 @@ export const SD_SOURCE_FIELDS = {
   'vae-batch': positiveInt('vae-batch', 4096).optional(),
 } as const;
 
+/** Throw a usage error naming the first SD source flag (or one of `extra`) given, for a model that is not a Stable Diffusion export. */
+export function refuseSdFlags(o: Readonly<Record<string, unknown>>, extra: readonly string[] = []): void {
+  for (const k of [...extra, ...Object.keys(SD_SOURCE_FIELDS)]) {
+    if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
+  }
+}
+
 /** Help text of the SD source flags. */
 export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers/optimum ONNX export, latent space):
   --prompt-set FILE  CSV / JSONL / Parquet prompt list (caption, image path, optional verbatim /

@@ -47,7 +47,7 @@ import type { AttentionOutput } from '../denoisers/trained.ts';
 import { checkConds, type CondRef, type Denoiser, type NoiseLevel } from '../denoisers/denoiser.ts';
 import { toEps } from '../denoisers/parameterization.ts';
 import type { TimestepLayout } from '../denoisers/onnx.ts';
-import { type Tensor, batchSize } from '../tensor/tensor.ts';
+import { type Tensor, batchSize, concatBatch, sliceBatch } from '../tensor/tensor.ts';
 import type { SdExport } from './export.ts';
 
 const { onnx } = p;
@@ -388,30 +388,16 @@ export async function sdScaledAttentionUnet(exp: SdExport, opts: SdAttentionOpti
       const maxRows = opts.maxRows ?? B;
       if (B <= maxRows) return this.runChunk(xt, level, cond, adjust, ro);
       // chunks of maxRows rows; ε̂ and every layer's probabilities concatenated along the batch
-      const rowSize = xt.data.length / B;
-      const eps = new Float32Array(xt.data.length);
-      const parts: ReadonlyMap<string, Tensor>[] = [];
+      const outs: AttentionOutput[] = [];
       for (let a = 0; a < B; a += maxRows) {
-        const k = Math.min(maxRows, B - a);
-        const sub = (v: Float32Array | undefined): Float32Array | undefined => v?.subarray(a * L, (a + k) * L);
-        const scale = sub(adjust.scale);
-        const bias = sub(adjust.bias);
-        const r = await this.runChunk({ dims: [k, ...xt.dims.slice(1)], data: xt.data.subarray(a * rowSize, (a + k) * rowSize) }, level, cond.slice(a, a + k), { ...(scale ? { scale } : {}), ...(bias ? { bias } : {}) }, ro);
-        eps.set(r.eps.data, a * rowSize);
-        parts.push(r.probs);
+        const e = Math.min(a + maxRows, B);
+        const scale = adjust.scale?.subarray(a * L, e * L);
+        const bias = adjust.bias?.subarray(a * L, e * L);
+        outs.push(await this.runChunk(sliceBatch(xt, a, e), level, cond.slice(a, e), { ...(scale ? { scale } : {}), ...(bias ? { bias } : {}) }, ro));
       }
       const probs = new Map<string, Tensor>();
-      for (const l of parts[0]!.keys()) {
-        const ts0 = parts.map((m) => m.get(l)!);
-        const data = new Float32Array(ts0.reduce((n, t) => n + t.data.length, 0));
-        let o = 0;
-        for (const t of ts0) {
-          data.set(t.data, o);
-          o += t.data.length;
-        }
-        probs.set(l, { dims: [B, ...ts0[0]!.dims.slice(1)], data });
-      }
-      return { eps: { dims: [...xt.dims], data: eps }, probs };
+      for (const l of outs[0]!.probs.keys()) probs.set(l, concatBatch(outs.map((r) => r.probs.get(l)!)));
+      return { eps: concatBatch(outs.map((r) => r.eps)), probs };
     },
     async runChunk(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], adjust: LogitAdjustment, ro: { readonly probs?: boolean }): Promise<AttentionOutput> {
       const B = batchSize(xt);

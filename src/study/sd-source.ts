@@ -28,7 +28,7 @@ import type { ScaledAttentionUnet } from '../mitigate/ren-attention.ts';
 import { sdScaledAttentionUnet } from '../sd/cross-attention.ts';
 import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdExport } from '../sd/export.ts';
 import { defaultImageSize, vaeDecode, vaeEncode } from '../sd/pipeline.ts';
-import { type Tensor, numel } from '../tensor/tensor.ts';
+import { type Tensor, concatBatch, numel, sliceBatch } from '../tensor/tensor.ts';
 
 /** Options of {@link loadSdStudySource}. */
 export interface SdSourceOptions {
@@ -104,33 +104,10 @@ export function chunkedPredict(d: Pick<Denoiser, 'predict'>, maxRows: number): D
   return async (xt, level, cond) => {
     const B = xt.dims[0]!;
     if (B <= maxRows) return d.predict(xt, level, cond);
-    const per = xt.data.length / B;
-    const out = new Float32Array(xt.data.length);
-    for (let a = 0; a < B; a += maxRows) {
-      const k = Math.min(maxRows, B - a);
-      const e = await d.predict({ dims: [k, ...xt.dims.slice(1)], data: xt.data.subarray(a * per, (a + k) * per) }, level, cond.slice(a, a + k));
-      out.set(e.data, a * per);
-    }
-    return { dims: [...xt.dims], data: out };
+    const parts: Tensor[] = [];
+    for (let a = 0; a < B; a += maxRows) parts.push(await d.predict(sliceBatch(xt, a, Math.min(a + maxRows, B)), level, cond.slice(a, a + maxRows)));
+    return concatBatch(parts);
   };
-}
-
-function rowsOf(t: Tensor, rows: readonly number[]): Tensor {
-  const per = numel(t.dims.slice(1));
-  const data = new Float32Array(rows.length * per);
-  rows.forEach((r, i) => data.set(t.data.subarray(r * per, (r + 1) * per), i * per));
-  return { dims: [rows.length, ...t.dims.slice(1)], data };
-}
-
-function concatRows(parts: readonly Tensor[]): Tensor {
-  const n = parts.reduce((a, p) => a + p.dims[0]!, 0);
-  const data = new Float32Array(parts.reduce((a, p) => a + p.data.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    data.set(p.data, o);
-    o += p.data.length;
-  }
-  return { dims: [n, ...parts[0]!.dims.slice(1)], data };
 }
 
 /**
@@ -200,11 +177,11 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
     if (exp.vaeEncoder === null && paths.length > 0) throw new Error(`--model: ${dir} has no vae_encoder/; the target latents of the training images need it`);
     const latentParts: Tensor[] = [];
     for (let a = 0; a < paths.length; a += vaeBatch) {
-      latentParts.push(await vaeEncode(exp, rowsOf(trainImages, Array.from({ length: Math.min(vaeBatch, paths.length - a) }, (_, k) => a + k))));
+      latentParts.push(await vaeEncode(exp, sliceBatch(trainImages, a, Math.min(a + vaeBatch, paths.length))));
     }
     const shape = [exp.latentChannels, size.height / 8, size.width / 8];
-    const latents = paths.length === 0 ? { dims: [0, ...shape], data: new Float32Array(0) } : concatRows(latentParts);
-    const condRows = concatRows(hidden);
+    const latents = paths.length === 0 ? { dims: [0, ...shape], data: new Float32Array(0) } : concatBatch(latentParts);
+    const condRows = concatBatch(hidden);
     const inner = sdUnetDenoiser(exp, { conditions: condRows, uncond, labels: prompts.map((p) => p.caption), shape });
     const name = `sd:${basename(resolve(dir))}`;
     const textModel: PromptTextModel = {
@@ -214,7 +191,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
         if (texts.length !== prompts.length) throw new Error(`denoiserFor: ${texts.length} texts for ${prompts.length} prompts`);
         const rows: Tensor[] = [];
         for (let a = 0; a < texts.length; a += batch) rows.push((await encodePrompts(exp, texts.slice(a, a + batch))).hiddenStates);
-        const d2 = sdUnetDenoiser(exp, { conditions: concatRows(rows), uncond, labels: [...texts], shape });
+        const d2 = sdUnetDenoiser(exp, { conditions: concatBatch(rows), uncond, labels: [...texts], shape });
         // never dispose d2: it shares (and would release) the export's U-Net session
         return { name: `${name}+perturbed`, space: 'latent', shape, conditions, predict: chunkedPredict(d2, unetBatch) };
       },
@@ -242,12 +219,12 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
         const parts: Tensor[] = [];
         const n = x.dims[0]!;
         for (let a = 0; a < n; a += vaeBatch) {
-          const img = await vaeDecode(exp, rowsOf(x, Array.from({ length: Math.min(vaeBatch, n - a) }, (_, k) => a + k)));
+          const img = await vaeDecode(exp, sliceBatch(x, a, Math.min(a + vaeBatch, n)));
           const d = img.data;
           for (let k = 0; k < d.length; k++) d[k] = 2 * d[k]! - 1;
           parts.push(img);
         }
-        return concatRows(parts);
+        return concatBatch(parts);
       },
       trained: null,
       config: exp.scheduler,
