@@ -10,7 +10,7 @@ import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../study/kim.ts';
 import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 
 export const ANALYZE_HELP = `memscope analyze kim — how diffusion models memorize (Kim et al.; SPEC §3)
@@ -81,6 +81,10 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');
   const kScales = parseNumberList(o['k-scales'], '--k-scales');
+  const out = resolve(o.out);
+  const workDir = join(dirname(out), `${basename(out)}.work`);
+  await checkResultsTarget(o.out);
+  await checkWorkDir(workDir, o.out);
   const { spec, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no prompt to analyse; list conditions such as caption:0-9,class:0-9'));
   const trainMean = meanBatch(src.trainImages).data;
@@ -106,14 +110,17 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
     threshold: o.threshold,
     unknownTarget: !o['no-replay'],
   };
-  const out = resolve(o.out);
-  const workDir = join(dirname(out), `${basename(out)}.work`);
   const started = performance.now();
-  const study = await runKimStudy(src, settings, descriptor!, { workDir, extraDescriptors, log: (m) => process.stderr.write(`${m}\n`) });
-  const claims = await withResultsDir(out, async (dir) => {
+  await prepareWorkDir(workDir, 'analyze kim');
+  const study = await runKimStudy(src, settings, descriptor!, { workDir, extraDescriptors, log: (m) => process.stderr.write(`${m}\n`) }).catch(async (e: unknown) => {
+    await removeWorkDir(workDir, { onlyIfEmpty: true });
+    throw e;
+  });
+  const claims = await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'analyze kim', model: spec, ...settings, descriptor: descriptorSpec, scoreRecord: study.scoreRecord, extraScoreRecords: study.extraScoreRecords });
     return writeKimReport(dir, study);
-  });
+  }, { command: 'analyze kim' });
+  await removeWorkDir(workDir);
   await src.denoiser.dispose?.();
   const t = study.timing;
   process.stdout.write(

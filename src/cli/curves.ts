@@ -7,7 +7,7 @@ import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runCurves, type CurveMode, type GroupCurves } from '../study/curves.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series, type Marker } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
@@ -55,6 +55,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
   const modes = o.modes.split(',').map((m) => m.trim());
   for (const m of modes) if (!MODES.includes(m as CurveMode)) throw new UsageError(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
+  await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no conditional branch to measure'));
   const settings = { prompts, seeds, lambda: o.guidance, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: studyConfig(src), fraction: o.fraction };
@@ -98,7 +99,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
       '<img src="d.svg" width="640" alt="guidance magnitude"><img src="norms.svg" width="640" alt="noise norms">',
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope curves', body));
-  });
+  }, { command: 'curves' });
   for (const m of r.modes) {
     for (const g of ['memorized', 'normal'] as const) {
       const c = m[g];

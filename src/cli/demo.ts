@@ -7,7 +7,7 @@ import { parseGuidance } from '../guidance/schedules.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 import { runDemo, type DemoOutcome, type DemoSettings } from '../study/demo.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { lineChart, type Series, type Marker } from '../report/svg.ts';
@@ -65,6 +65,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  await checkResultsTarget(o.out);
   const started = performance.now();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   log('memscope demo: building the analytic testbed on the embedded Fashion-MNIST subset…');
@@ -78,7 +79,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     throw /memorized|generalizing/.test((e as Error).message) ? new UsageError((e as Error).message.replace(/^(memorized|generalizing)/, '--$1')) : e;
   }
   const seconds = (performance.now() - started) / 1000;
-  await withResultsDir(o.out, (dir) => writeDemo(dir, tb, settings, outcome, seconds));
+  await withResultsDir(o.out, (dir) => writeDemo(dir, tb, settings, outcome, seconds), { command: 'demo' });
   await tb.denoiser.dispose?.();
   log(`  done in ${seconds.toFixed(1)} s`);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);

@@ -7,7 +7,7 @@ import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runDetection } from '../study/detect.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
@@ -50,6 +50,7 @@ const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type
 export async function detectCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
+  await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o, { exposeCrossAttention: o.model !== 'testbed' }).catch(async (e: Error) => {
     // unconditional models have no cross-attention: load them plainly
     if (/unconditional model/.test(e.message)) return loadCliSource(o.model, o);
@@ -83,7 +84,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
       '<img src="roc.svg" width="560" alt="ROC curves">',
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope detect', body));
-  });
+  }, { command: 'detect' });
   await src.trained?.attention?.dispose();
   await src.denoiser.dispose?.();
   for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.auc.toFixed(3)}, TPR@1%FPR ${x.tprAt1.toFixed(3)}\n`);

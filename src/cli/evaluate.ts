@@ -9,7 +9,7 @@ import { parsePrompts } from '../study/conditions.ts';
 import type { StudySource } from '../study/source.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
-import { runEvaluation, removeWork, classifierTools, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
+import { runEvaluation, classifierTools, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
 import { DEFAULT_METHODS, needsTextModel, parseMethods } from '../mitigate/methods.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { hasCrossAttentionSoftmax } from '../sd/cross-attention.ts';
@@ -17,7 +17,7 @@ import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../m
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { Classifier } from '../train/classifier.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { writeNpy } from '../io/npy.ts';
@@ -171,6 +171,10 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   let methods = asUsage(() => parseMethods(o.methods));
+  const out = resolve(o.out);
+  const workDir = join(dirname(out), `${basename(out)}.work`);
+  await checkResultsTarget(o.out);
+  await checkWorkDir(workDir, o.out);
   const { spec, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
   if (o['held-out'] !== undefined && !src.sd) throw new UsageError('--held-out: only for a Stable Diffusion export; the embedded models use the Fashion-MNIST test split');
@@ -220,8 +224,6 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     calibrationQuantile: o.calibration,
     runSeed: o.seed,
   };
-  const out = resolve(o.out);
-  const workDir = join(dirname(out), `${basename(out)}.work`);
   const started = performance.now();
   const base = classifier ? classifierTools(classifier) : { quality: null, alignment: null };
   let clip: Clip | null = null;
@@ -245,11 +247,13 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
       throw new UsageError(`--held-out: ${e.message}`);
     })).images;
   }
-  const r = await runEvaluation(src, settings, { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }) }, { workDir, log: (m) => process.stderr.write(`${m}\n`) }).catch((e: Error) => {
+  await prepareWorkDir(workDir, 'evaluate');
+  const r = await runEvaluation(src, settings, { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }) }, { workDir, log: (m) => process.stderr.write(`${m}\n`) }).catch(async (e: Error) => {
+    await removeWorkDir(workDir, { onlyIfEmpty: true });
     throw /^--/.test(e.message) ? new UsageError(e.message) : e;
   });
   const md = evaluateMarkdown(r);
-  await withResultsDir(out, async (dir) => {
+  await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null, clip: o.clip ?? null, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing }, alignment: r.alignmentName, quality: r.qualityName });
     const { samples: _s, similarities, targetSimilarities, ...rest } = r;
     void _s;
@@ -293,8 +297,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
       `<div class="grid">${grids.join('\n')}</div>`,
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope evaluate', body));
-  });
-  await removeWork(workDir);
+  }, { command: 'evaluate' });
+  await removeWorkDir(workDir);
   await classifier?.dispose();
   await clip?.dispose();
   await inception?.dispose();

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { join } from 'node:path';
 import { parseFlags, validate } from './args.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { writeNpy } from '../io/npy.ts';
 import { WordTokenizer } from '../train/tokenizer.ts';
@@ -30,6 +30,7 @@ const Schema = z.object({ model: z.string().min(1), out: z.string().min(1) });
 /** Parse and run `memscope export`. */
 export async function exportCommand(argv: string[]): Promise<void> {
   const o = validate(Schema, parseFlags(argv, { model: { type: 'string' }, out: { type: 'string' } }));
+  await checkResultsTarget(o.out);
   const m = await loadTrainedModel(o.model);
   await withResultsDir(o.out, async (dir) => {
     await writeFileAtomic(join(dir, 'unet.onnx'), m.unetBytes);
@@ -49,7 +50,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
       await writeJsonAtomic(join(dir, 'prompts.json'), m.prompts);
       await writeJsonAtomic(join(dir, 'tokenizer.json'), tok.toJSON());
     }
-  });
+  }, { command: 'export' });
   await m.denoiser.dispose?.();
   process.stdout.write(`${join(o.out, 'unet.onnx')}\n`);
 }

@@ -1,7 +1,6 @@
 /** `memscope geometry`: Dodson & Gao's noise regimes (SPEC §5) on the exact empirical denoiser and trained models, with the swap / under-training table. */
 import { z } from 'zod';
 import { join, dirname, basename } from 'node:path';
-import { rm } from 'node:fs/promises';
 import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { logSigmaGrid } from '../analysis/geometry.ts';
@@ -21,7 +20,7 @@ import { pad28to32 } from '../train/run.ts';
 import { crop32to28 } from '../study/validate.ts';
 import { Classifier } from '../train/classifier.ts';
 import { classifierTools } from '../study/evaluate.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
 import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
@@ -172,6 +171,9 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     for (const k of ['compare', 'generalizer', 'band', 'target'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: needs --model`);
   }
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
+  const workDir = join(dirname(o.out), `${basename(o.out)}.work`);
+  await checkResultsTarget(o.out);
+  await checkWorkDir(workDir, o.out);
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const sdMode = o.model !== undefined && isSdExportDir(o.model);
   if (!sdMode) {
@@ -187,10 +189,15 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   const models: GeometryModel[] = sd ? [sd.model] : trained ? trained.all.map((t) => ({ name: t.name, denoise: paddedDenoiseFn(denoiserFn(t.model.denoiser, { config: t.schedule }), { seed: o.seed }), sigmaMax: t.sigmaMax })) : [];
   let r: GeometryResult;
   let swap: { study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null } | null = null;
-  const workDir = join(dirname(o.out), `${basename(o.out)}.work`);
   try {
     r = await runGeometry({ train: trainSet.images, test: testSet.images, sigmas, ...settings, models }, log);
-    if (trained) swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, workDir, log);
+    if (trained) {
+      await prepareWorkDir(workDir, 'geometry');
+      swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, workDir, log).catch(async (e: unknown) => {
+        await removeWorkDir(workDir, { onlyIfEmpty: true });
+        throw e;
+      });
+    }
   } finally {
     if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();
     await sd?.dispose();
@@ -298,7 +305,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
       `<p>${escapeHtml(trainSet.source.dataset)} (${escapeHtml(trainSet.source.license)}), ${escapeHtml(trainSet.source.copyright)}.</p>`,
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope geometry', body));
-  });
+  }, { command: 'geometry' });
   const b = rg.boundaries;
   process.stdout.write(`small  (C_σ < ${fmt(rg.coverageMin)}): ${fmtSpan(rg.small)}\n`);
   process.stdout.write(`medium (danger zone): ${fmtSpan(rg.medium)}\n`);
@@ -317,7 +324,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     if (swap.search && swap.search.baseRate <= swap.search.target) process.stdout.write(`band search: the model alone is already at ${(100 * swap.search.baseRate).toFixed(1)} % ≤ ${fmt(swap.search.target)}; no band needed\n`);
     else if (swap.search) process.stdout.write(swap.search.best ? `narrowest band with rate ≤ ${fmt(swap.search.target)}: [${fmt(swap.search.best.band.sigmaLo)}, ${fmt(swap.search.best.band.sigmaHi)}] (${swap.search.best.stepsInBand} steps) → ${(100 * swap.search.best.rate).toFixed(1)} %\n` : `no band of the ${swap.search.trials.length} tried reaches rate ≤ ${fmt(swap.search.target)}\n`);
   }
-  await rm(workDir, { recursive: true, force: true });
+  await removeWorkDir(workDir);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
 }
 

@@ -18,7 +18,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { stat } from 'node:fs/promises';
 import { readNpy, writeNpy } from '../io/npy.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { gridPng } from '../report/png.ts';
 import { lineChart } from '../report/svg.ts';
 import { page, imgTag, table, escapeHtml } from '../report/html.ts';
@@ -108,6 +108,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   for (const q of record) if (!TENSOR_QUANTITIES.includes(q)) throw new UsageError(`--record: unknown quantity "${q}"; expected some of ${TENSOR_QUANTITIES.join(', ')}`);
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
+  await checkResultsTarget(o.out);
   let config: SchedulerConfig = o['scheduler-config'] ? await loadSchedulerConfig(o['scheduler-config']) : stableDiffusionConfig();
   if (!isSdExportDir(o.model)) refuseSdFlags(o, ['prompt']);
   let decode: ((x: Tensor) => Promise<Tensor>) | null = null;
@@ -183,7 +184,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     record,
     memscopeVersion: '0.1.0',
   };
-  await withResultsDir(o.out, async (dir) => writeSampleResults(dir, resolved, result, denoiser, conds, seeds, images));
+  await withResultsDir(o.out, async (dir) => writeSampleResults(dir, resolved, result, denoiser, conds, seeds, images), { command: 'sample' });
   process.stdout.write(`${o.out}/report.html\n`);
 }
 

@@ -8,7 +8,7 @@ import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './
 import { runSweep, type SweepResult } from '../study/sweep.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series } from '../report/svg.ts';
 import { writeFigure, labelledStrip } from '../report/figure.ts';
@@ -64,6 +64,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
   const raw = parseFlags(argv, FLAGS);
   if (raw['prompt'] === undefined) throw new UsageError('--prompt: required; one memorized condition such as caption:0');
   const o = validateFlags(Schema, raw);
+  await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o);
   let cond: number;
   try {
@@ -82,7 +83,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
   await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'sweep', model: spec, prompt: o.prompt, descriptor: descriptor.info, ...settings });
     await writeSweepReport(dir, r, descriptor.info.name);
-  });
+  }, { command: 'sweep' });
   await descriptor.dispose?.();
   await src.denoiser.dispose?.();
   for (const v of r.variants) process.stdout.write(`${v.label}: empirical transition point k = ${v.transition ?? 'none (every output is a copy)'}\n`);

@@ -2,9 +2,10 @@
 import { z } from 'zod';
 import { parseFlags, validate, positiveInt, finiteNumber, UsageError } from './args.ts';
 import { SCENARIO_NAMES } from '../train/scenarios.ts';
-import { trainScenario } from '../train/run.ts';
-import { trainClassifier } from '../train/classifier.ts';
-import { trainDescriptor } from '../train/descriptor.ts';
+import { trainScenario, TrainSettingsSchema } from '../train/run.ts';
+import { trainClassifier, CLASSIFIER_DEFAULT_STEPS } from '../train/classifier.ts';
+import { trainDescriptor, DESCRIPTOR_DEFAULT_STEPS } from '../train/descriptor.ts';
+import { checkTrainTarget, defaultTrainOut } from '../train/out.ts';
 
 const TARGETS = [...SCENARIO_NAMES, 'classifier', 'descriptor'] as const;
 
@@ -23,8 +24,12 @@ Scenarios: ${SCENARIO_NAMES.join(', ')}
                           contrastively (NT-Xent, τ 0.1) over strong augmentations (1,800 steps, batch 128)
 
 Flags (defaults in brackets):
-  --out DIR          model directory [models/<scenario>]; checkpoints go to DIR/checkpoints and a
-                     killed run resumes from the last one
+  --out DIR          model directory [runs/train/<scenario>]; checkpoints go to DIR/checkpoints;
+                     rerunning the same command resumes a killed run from the last one, and a
+                     larger --steps extends a run that still has its checkpoints. A folder of
+                     other files, or a finished model without checkpoints (such as a shipped
+                     model), is refused instead of retrained from scratch
+  --into-models      allow --out inside memscope's shipped models/ folder (never by default)
   --steps N          optimizer steps [3000]      --batch-size N   [64]
   --seed N           [0]                         --lr X           AdamW learning rate [1e-3]
   --captions N       duplication: captions [50]  --duplicates K   duplication: copies per caption [100]
@@ -38,8 +43,8 @@ Writes DIR/model.json (settings, architecture, tokenizer, prompts, training stat
 DIR/weights.safetensors (EMA weights).
 
 Examples:
-  memscope train --scenario duplication --out models/duplication
-  memscope train --scenario edm-small --steps 5000 --out models/edm-small
+  memscope train --scenario duplication                (→ runs/train/duplication)
+  memscope train --scenario edm-small --steps 5000 --out runs/edm-small-5k
 `;
 
 const Schema = z.object({
@@ -74,15 +79,19 @@ const Schema = z.object({
       return { sigmaLo, sigmaHi, rho };
     })
     .optional(),
+  'into-models': z.boolean().default(false),
 });
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'into-models' ? ('boolean' as const) : ('string' as const) }]));
 
 /** Parse and run `memscope train`. */
 export async function trainCommand(argv: string[]): Promise<void> {
   const raw = parseFlags(argv, FLAGS);
   if (raw['scenario'] === undefined) throw new UsageError(`--scenario: required; expected one of ${TARGETS.join(', ')}`);
   const o = validate(Schema, raw);
-  const out = o.out ?? `models/${o.scenario}`;
+  const out = o.out ?? defaultTrainOut(o.scenario);
+  const kind = o.scenario === 'classifier' || o.scenario === 'descriptor' ? o.scenario : 'model';
+  const steps = o.steps ?? (o.scenario === 'classifier' ? CLASSIFIER_DEFAULT_STEPS : o.scenario === 'descriptor' ? DESCRIPTOR_DEFAULT_STEPS : TrainSettingsSchema.shape.steps.parse(undefined));
+  await checkTrainTarget(out, { kind, scenario: o.scenario, steps, intoModels: o['into-models'] });
   if (o.scenario === 'classifier') {
     const r = await trainClassifier(out, { progress: true, ...(o.steps === undefined ? {} : { steps: o.steps }), ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.lr === undefined ? {} : { lr: o.lr }), ...(o['batch-size'] === undefined ? {} : { batch: o['batch-size'] }) });
     process.stderr.write(`classifier: test accuracy ${(100 * r.testAccuracy).toFixed(1)} % on the 2,000 embedded test images, ${r.seconds.toFixed(0)} s\n`);

@@ -1,6 +1,6 @@
 /** `memscope validate`: does a trained testbed memorize its captions and generalize on its classes? */
 import { z } from 'zod';
-import { join, dirname } from 'node:path';
+import { join, dirname, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Classifier } from '../train/classifier.ts';
 import { parseFlags, validate as validateFlags, positiveInt, UsageError } from './args.ts';
@@ -12,7 +12,7 @@ import { loadTrainedModel } from '../denoisers/trained.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { validateModel, crop32to28 } from '../study/validate.ts';
-import { withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
@@ -24,7 +24,8 @@ Usage: memscope validate --model DIR [flags]
   --guidance SPEC    default constant:7.5
   --condition SPEC   default all (every caption and class prompt)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --out DIR          default <model>/validation
+  --out DIR          default <model>/validation; runs/validate/<name> for a model shipped in
+                     memscope's models/ folder (results never go into models/)
   --classifier DIR   classifier for class-prompt alignment (default models/classifier when present)
 
 For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
@@ -59,6 +60,8 @@ export async function validateCommand(argv: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  const out = o.out ?? (await defaultValidationOut(o.model));
+  await checkResultsTarget(out);
   const tm = await loadTrainedModel(o.model);
   const conds = (() => {
     try {
@@ -86,7 +89,6 @@ export async function validateCommand(argv: string[]): Promise<void> {
   });
   await clf?.dispose();
   await tm.denoiser.dispose?.();
-  const out = o.out ?? join(o.model, 'validation');
   const { result, copies, ...summary } = v;
   await withResultsDir(out, async (dir) => {
     await writeJsonAtomic(join(dir, 'validation.json'), { model: o.model, sampler: o.sampler, steps: o.steps, ...summary, nn1: copies.map((c) => c.nn1) });
@@ -110,13 +112,20 @@ export async function validateCommand(argv: string[]): Promise<void> {
       imgTag(png, 'samples'),
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope validate', body));
-  });
+  }, { command: 'validate' });
   process.stdout.write(
     `captions memorized (nearest = own image in ≥ ${v.captionThreshold * 100} % of ${seeds.length} seeds): ${pct(v.captionsMemorized)}\n` +
       `caption samples: nearest = own ${pct(v.captionNearestIsTarget)}, ratio test ${pct(v.captionRatioCopy)}, median d1/d2 ${fmt(v.captionMedianRatio)}, similarity ${fmt(v.captionMeanSimilarity)}\n` +
       `class samples: ratio test ${pct(v.classRatioCopy)}, similarity ${fmt(v.classMeanSimilarity)}, classifier accuracy ${v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)}\n` +
       `${join(out, 'report.html')}\n`,
   );
+}
+
+/** `<model>/validation`, or `runs/validate/<name>` when the model is one of the package's shipped models. */
+async function defaultValidationOut(model: string): Promise<string> {
+  const pkg = await packageRootReal();
+  const shipped = pkg !== null && isSameOrAncestor(join(pkg, 'models'), await realish(model));
+  return shipped ? join('runs', 'validate', basename(resolve(model))) : join(model, 'validation');
 }
 
 function pct(v: number): string {

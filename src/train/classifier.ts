@@ -42,9 +42,12 @@ function trainingGraph(batch: number): { bytes: Uint8Array; specs: readonly Para
   return { bytes: b.toBytes(), specs, shapes };
 }
 
+/** Default number of optimizer steps of {@link trainClassifier}. */
+export const CLASSIFIER_DEFAULT_STEPS = 600;
+
 /** Train the classifier on the embedded train split (cross-entropy, AdamW) and save it to `dir`. */
 export async function trainClassifier(dir: string, opts: { steps?: number; batch?: number; seed?: number; lr?: number; progress?: boolean } = {}): Promise<{ testAccuracy: number; seconds: number }> {
-  const steps = opts.steps ?? 600;
+  const steps = opts.steps ?? CLASSIFIER_DEFAULT_STEPS;
   const B = opts.batch ?? 128;
   const seed = opts.seed ?? 0;
   const ds = loadFashionMnist({ split: 'train' });

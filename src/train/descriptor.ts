@@ -503,6 +503,9 @@ export async function readDescriptorModel(dir: string): Promise<{ config: Descri
   return { config: parsed.data, weights: new Map([...st.tensors].map(([k, t]) => [k, t.data])) };
 }
 
+/** Default number of optimizer steps of {@link trainDescriptor}. */
+export const DESCRIPTOR_DEFAULT_STEPS = 1800;
+
 /**
  * Train the descriptor on the embedded Fashion-MNIST train split (NT-Xent over two strongly
  * augmented views per image, AdamW, checkpoints in `dir/checkpoints`, resumable), evaluate copy
@@ -512,7 +515,7 @@ export async function readDescriptorModel(dir: string): Promise<{ config: Descri
  */
 export async function trainDescriptor(dir: string, opts: TrainDescriptorOptions = {}): Promise<TrainDescriptorResult> {
   const wall0 = performance.now();
-  const steps = opts.steps ?? 1800;
+  const steps = opts.steps ?? DESCRIPTOR_DEFAULT_STEPS;
   const B = opts.batch ?? 128;
   const seed = opts.seed ?? 0;
   const lr = opts.lr ?? 2e-3;

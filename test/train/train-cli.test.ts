@@ -33,7 +33,7 @@ describe('memscope train / sample / export on a tiny duplication model', () => {
     // sampling the model directory equals sampling its ONNX export with the exported embeddings
     expect((await run(['sample', '--model', join(dir, 'a'), '--condition', 'caption:0,class:1', '--steps', '4', '--seeds', '0-1', '--out', join(dir, 's1')])).code).toBe(0);
     expect((await run(['export', '--model', join(dir, 'a'), '--out', join(dir, 'e')])).code).toBe(0);
-    expect((await readdir(join(dir, 'e'))).sort()).toEqual(['cond.npy', 'prompts.json', 'scheduler_config.json', 'text_encoder.onnx', 'tokenizer.json', 'uncond.npy', 'unet.onnx']);
+    expect((await readdir(join(dir, 'e'))).sort()).toEqual(['.memscope-results.json', 'cond.npy', 'prompts.json', 'scheduler_config.json', 'text_encoder.onnx', 'tokenizer.json', 'uncond.npy', 'unet.onnx']);
     const e = join(dir, 'e');
     const r2 = await run(['sample', '--model', join(e, 'unet.onnx'), '--cond', join(e, 'cond.npy'), '--uncond', join(e, 'uncond.npy'), '--scheduler-config', join(e, 'scheduler_config.json'), '--steps', '4', '--seeds', '0-1', '--out', join(dir, 's2')]);
     expect(r2.err).toBe('');
