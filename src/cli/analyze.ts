@@ -1,7 +1,7 @@
 /** `memscope analyze kim`: the Kim et al. analysis suite (SPEC §3) on a model and a prompt set. */
 import { z } from 'zod';
 import { join, resolve, dirname, basename } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, UsageError, asUsage, samplerFlag, finiteNumber } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
@@ -76,7 +76,7 @@ export function parseNumberList(spec: string, arg: string): number[] {
 /** Parse and run `memscope analyze <suite>`. */
 export async function analyzeCommand(argv: string[]): Promise<void> {
   const [suite, ...rest] = argv;
-  if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"`})`);
+  if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"${didYouMean(suite, ['kim'])}`})`);
   const o = validateFlags(Schema, parseFlags(rest, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');

@@ -109,6 +109,20 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const raw = parseFlags(argv, FLAGS);
   if (raw['scenario'] === undefined) throw new UsageError(`--scenario: required; expected one of ${TARGETS.join(', ')}`);
   const o = validate(Schema, raw);
+  // flags that only some targets read: refused elsewhere instead of silently ignored
+  const only: Record<string, readonly string[]> = {
+    captions: ['duplication'],
+    duplicates: ['duplication'],
+    images: ['small-set', 'edm-small', 'edm-small-undertrained'],
+    band: ['edm-small-undertrained'],
+    channels: SCENARIO_NAMES,
+    sampling: SCENARIO_NAMES,
+    'ema-decay': SCENARIO_NAMES,
+    'checkpoint-every': SCENARIO_NAMES,
+  };
+  for (const [k, targets] of Object.entries(only)) {
+    if (raw[k] !== undefined && !targets.includes(o.scenario)) throw new UsageError(`--${k}: not used by --scenario ${o.scenario}; only by ${targets.join(', ')}`);
+  }
   const out = o.out ?? `models/${o.scenario}`;
   if (o.scenario === 'classifier') {
     const r = await trainClassifier(out, { progress: true, ...(o.steps === undefined ? {} : { steps: o.steps }), ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.lr === undefined ? {} : { lr: o.lr }), ...(o['batch-size'] === undefined ? {} : { batch: o['batch-size'] }) });

@@ -163,6 +163,10 @@ describe('did you mean, missing values, repeated and stray arguments', () => {
     [['geometry', '--sigma-min', '2', '--sigma-max', '1'], /--sigma-max: expected a number > --sigma-min = 2, got 1/],
     [['analyze', 'kim', '--threshold', '2'], /--threshold: expected a number in \[-1, 1\], got "2"/],
     [['curves', '--fraction', '0'], /--fraction: expected a number in \(0, 1\], got "0"/],
+    [['train', '--scenario', 'classifier', '--channels', '8,8'], /--channels: not used by --scenario classifier; only by duplication, small-set/],
+    [['train', '--scenario', 'class', '--duplicates', '5'], /--duplicates: not used by --scenario class; only by duplication/],
+    [['train', '--scenario', 'duplication', '--band', '1-2'], /--band: not used by --scenario duplication; only by edm-small-undertrained/],
+    [['analyze', 'kmi'], /expected a suite name: kim \(got "kmi" \(did you mean "kim"\?\)\)/],
   ])('%j', async (args, re) => {
     await refused(args.map((a) => a.replace('ROOT', root)), re);
   });
