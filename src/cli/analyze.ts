@@ -1,9 +1,9 @@
 /** `memscope analyze kim`: the Kim et al. analysis suite (SPEC §3) on a model and a prompt set. */
 import { z } from 'zod';
 import { join, resolve, dirname, basename } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, UsageError, asUsage } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../study/kim.ts';
@@ -54,10 +54,10 @@ const Schema = z.object({
   prompts: z.string().default('all'),
   seeds: z.string().default('0-15'),
   scales: z.string().default('1,7.5'),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   descriptor: z.string().optional(),
-  threshold: z.coerce.number().min(-1, { message: '--threshold: expected a number in [−1, 1]' }).max(1, { message: '--threshold: expected a number in [−1, 1]' }).default(0.75),
+  threshold: finiteNumber('threshold', { lo: -1, hi: 1 }).default(0.75),
   'k-scales': z.string().default(KIM_DEFAULTS.kScales.join(',')),
   'no-replay': z.boolean().default(false),
   out: z.string().default('runs/kim'),
@@ -76,7 +76,7 @@ export function parseNumberList(spec: string, arg: string): number[] {
 /** Parse and run `memscope analyze <suite>`. */
 export async function analyzeCommand(argv: string[]): Promise<void> {
   const [suite, ...rest] = argv;
-  if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"`})`);
+  if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"${didYouMean(suite, ['kim'])}`})`);
   const o = validateFlags(Schema, parseFlags(rest, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');

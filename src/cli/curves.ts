@@ -1,9 +1,9 @@
 /** `memscope curves`: guidance-magnitude curves and the static transition point (Jain et al., SPEC §4.1–4.2). */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runCurves, type CurveMode, type GroupCurves } from '../study/curves.ts';
@@ -41,8 +41,8 @@ const Schema = z.object({
   seeds: z.string().default('0-3'),
   guidance: finiteNumber('guidance').default(7.5),
   modes: z.string().default('zero,cfg,og'),
-  fraction: finiteNumber('fraction').refine((v) => v > 0 && v <= 1, { message: 'expected a number in (0, 1] (fraction)' }).default(0.1),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  fraction: finiteNumber('fraction', { lo: 0, hi: 1, loOpen: true }).default(0.1),
+  sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().default('runs/curves'),
   ...SD_SOURCE_FIELDS,

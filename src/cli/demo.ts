@@ -1,10 +1,10 @@
 /** `memscope demo` (= `npm start`): the main job on the embedded default, written as an HTML report. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate, positiveInt, UsageError } from './args.ts';
+import { parseFlags, validate, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/schedules.ts';
-import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 import { runDemo, type DemoOutcome, type DemoSettings } from '../study/demo.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
@@ -48,7 +48,7 @@ const Schema = z.object({
   memorized: z.string().default('caption:0-3'),
   generalizing: z.string().default('class:0-3'),
   guidance: z.string().default('constant:7.5;dtp:7.5;og+dtp:7.5'),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
 });
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
@@ -56,7 +56,7 @@ const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type
 /** Parse and run `memscope demo`. */
 export async function demoCommand(argv: string[]): Promise<void> {
   const o = validate(Schema, parseFlags(argv, FLAGS));
-  const source = await resolveModelSpec(o.model);
+  const source = await asInput('--model', () => resolveModelSpec(o.model));
   let seeds: number[];
   let guidance: string[];
   try {
@@ -69,7 +69,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const started = performance.now();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   log('memscope demo: building the analytic testbed on the embedded Fashion-MNIST subset…');
-  const tb = await loadStudySource(source);
+  const tb = await asInput('--model', () => loadStudySource(source));
   log(`  ${tb.description} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
   const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() };
   let outcome: DemoOutcome;

@@ -1,9 +1,9 @@
 /** `memscope detect`: memorization detection scores and their ROC over a labelled prompt set. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runDetection } from '../study/detect.ts';
@@ -39,7 +39,7 @@ const Schema = z.object({
   prompts: z.string().default('all'),
   seeds: z.string().default('0-3'),
   guidance: finiteNumber('guidance').default(7.5),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().default('runs/detect'),
   ...SD_SOURCE_FIELDS,

@@ -2,9 +2,9 @@
 import { z } from 'zod';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag, nonNegativeInt } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import type { StudySource } from '../study/source.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
@@ -41,7 +41,8 @@ Usage: memscope evaluate [flags]
                        wen[:l_target] (default 3; Wen et al.) | ren[:c] (start-token scale, default 1.25; Ren et al.;
                          on a Stable Diffusion export by graph surgery on its U-Net's attn2 softmax nodes)
   --guidance X       λ, the guidance scale of every method (default 7.5)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default dpmpp2m, as the paper)     --steps N  (default 50)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default dpmpp2m, as the paper; diffusers' class names
+                     accepted)     --steps N  (default 50)
   --descriptor SPEC  copy descriptor: learned (default, models/descriptor) | pixel | sscd:PATH
                      (default pixel on a Stable Diffusion export; sscd:PATH is the papers' choice)
   --threshold X      copy threshold on the similarity (default: calibrated, the --calibration quantile
@@ -70,8 +71,10 @@ rate, the fraction above the threshold, is in the CSV/JSON), alignment (classifi
 the prompt's class), Fréchet distance of classifier features to the held-out split, seconds per image.
 DTP rows add the fraction of samples that never switched to λ, with their similarity and alignment.
 Writes evaluate.md, evaluate.csv, evaluate.json (with every sample's similarities), grid-<method>.png,
-samples-<method>.npy ([prompts·seeds, 1, 28, 28], prompt-major) and report.html. A killed run
-resumes from OUT.work/ with the methods it had finished.
+samples-<method>.npy and report.html. samples-<method>.npy holds the images in [−1, 1], prompt-major
+(row = prompt · seeds + seed index): [prompts·seeds, 1, 28, 28] on the testbed and trained models; on a
+Stable Diffusion export the VAE-decoded RGB images [prompts·seeds, 3, H, W] at the sampled size (not
+the latents). A killed run resumes from OUT.work/ with the methods it had finished.
 
 Example:
   memscope evaluate --model models/duplication --seeds 0-15 --out runs/evaluate-duplication
@@ -83,14 +86,14 @@ const Schema = z.object({
   seeds: z.string().default('0-15'),
   methods: z.string().default(DEFAULT_METHODS),
   guidance: finiteNumber('guidance').default(7.5),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('dpmpp2m'),
+  sampler: samplerFlag().default('dpmpp2m'),
   steps: positiveInt('steps', 1000).default(50),
   descriptor: z.string().optional(),
   threshold: finiteNumber('threshold').optional(),
-  calibration: finiteNumber('calibration').refine((q) => q > 0 && q < 1, { message: 'expected a quantile strictly between 0 and 1' }).default(0.99),
+  calibration: finiteNumber('calibration', { lo: 0, hi: 1, loOpen: true, hiOpen: true, expected: 'a quantile strictly between 0 and 1' }).default(0.99),
   classifier: z.string().optional(),
   batch: positiveInt('batch', 100000).default(128),
-  seed: z.string().regex(/^\s*\d+\s*$/, { message: 'expected a non-negative integer' }).transform(Number).default(0),
+  seed: nonNegativeInt('seed').default(0),
   grid: positiveInt('grid', 1000).default(8),
   out: z.string().default('runs/evaluate'),
   'held-out': z.string().min(1).optional(),
@@ -210,6 +213,11 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const clfDir = o.classifier ?? join(dirname(src.trained ? resolve(spec) : resolve('models', 'duplication')), 'classifier');
   const hasClf = !src.sd && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
+  // checked before anything is sampled or written: the Fréchet distance needs a covariance (≥ 2 samples per method)
+  const perMethod = prompts.length * seeds.length;
+  if ((hasClf || o.inception !== undefined) && perMethod < 2) {
+    throw new UsageError(`--seeds: the Fréchet distance needs at least 2 samples per method; --prompts ${o.prompts} gives ${prompts.length} prompt${prompts.length === 1 ? '' : 's'} and --seeds ${o.seeds} ${seeds.length} seed${seeds.length === 1 ? '' : 's'} (${perMethod} sample); give at least 2 seeds or 2 prompts`);
+  }
   const classifier = hasClf ? await Classifier.load(clfDir) : null;
   const settings: EvaluateSettings = {
     prompts,

@@ -1,7 +1,7 @@
 /** `memscope export`: a trained model as standalone ONNX files with the diffusers U-Net signature. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate } from './args.ts';
+import { parseFlags, validate, asInput } from './args.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
@@ -31,7 +31,7 @@ const Schema = z.object({ model: z.string().min(1), out: z.string().min(1) });
 export async function exportCommand(argv: string[]): Promise<void> {
   const o = validate(Schema, parseFlags(argv, { model: { type: 'string' }, out: { type: 'string' } }));
   await checkResultsTarget(o.out);
-  const m = await loadTrainedModel(o.model);
+  const m = await asInput('--model', () => loadTrainedModel(o.model));
   await withResultsDir(o.out, async (dir) => {
     await writeFileAtomic(join(dir, 'unet.onnx'), m.unetBytes);
     await writeJsonAtomic(join(dir, 'scheduler_config.json'), { _class_name: 'DDIMScheduler', ...(m.meta['schedule'] as object), steps_offset: 1, set_alpha_to_one: false, clip_sample: false });

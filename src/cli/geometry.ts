@@ -1,7 +1,7 @@
 /** `memscope geometry`: Dodson & Gao's noise regimes (SPEC §5) on the exact empirical denoiser and trained models, with the swap / under-training table. */
 import { z } from 'zod';
 import { join, dirname, basename } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, nonNegativeInt, UsageError, asUsage, samplerFlag } from './args.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { logSigmaGrid } from '../analysis/geometry.ts';
 import { runGeometry, paddedDenoiseFn, type GeometryModel, type GeometryResult } from '../study/geometry.ts';
@@ -22,7 +22,7 @@ import { Classifier } from '../train/classifier.ts';
 import { classifierTools } from '../study/evaluate.ts';
 import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS_HELP, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, concatBatch, sliceBatch } from '../tensor/tensor.ts';
@@ -62,8 +62,9 @@ over the VAE latents (× scaling factor) of the prompt set's training images, th
 folder's images encoded the same way, and the export's U-Net is added as a model through its
 unconditional branch (e_∅ = the empty prompt) up to the σ of its last training timestep. The swap table
 (--compare, --generalizer, --band, --target) needs memscope's trained models and is not available.
-${SD_SOURCE_HELP}
-  --held-out DIR         real images not in the training set (the test inputs)
+Its flags:
+${SD_SOURCE_FLAGS_HELP}
+  --held-out DIR     real images not in the training set (the test inputs)
 
 On the exact empirical denoiser D* over the training images: posterior concentration m_σ and the
 effective number of contributors for noisy train and test inputs, the Gaussian-shell coverage C_σ of
@@ -84,23 +85,18 @@ Example:
   memscope geometry --model models/edm-small --compare models/edm-small-undertrained,models/edm-large --target 0.1
 `;
 
-const nonNegInt = (name: string) =>
-  z
-    .string()
-    .regex(/^\s*\d+\s*$/, { message: `expected a non-negative integer (${name})` })
-    .transform(Number)
-    .refine((v) => Number.isSafeInteger(v), { message: `expected a safe integer (${name})` });
-const unit = (name: string) => finiteNumber(name).refine((v) => v >= 0 && v <= 1, { message: `expected a number in [0, 1] (${name})` });
-const positive = (name: string) => finiteNumber(name).refine((v) => v > 0, { message: `expected a number > 0 (${name})` });
+const nonNegInt = (name: string) => nonNegativeInt(name);
+const unit = (name: string) => finiteNumber(name, { lo: 0, hi: 1 });
+const positive = (name: string) => finiteNumber(name, { lo: 0, loOpen: true });
 
 const Schema = z.object({
-  train: positiveInt('train', 12000).refine((v) => v >= 2, { message: 'expected at least 2 training images (train)' }).default(1000),
+  train: positiveInt('train', 12000, 2).default(1000),
   test: positiveInt('test', 2000).default(200),
-  sigmas: positiveInt('sigmas', 1000).refine((v) => v >= 2, { message: 'expected an integer ≥ 2 (sigmas)' }).default(40),
+  sigmas: positiveInt('sigmas', 1000, 2).default(40),
   'sigma-min': positive('sigma-min').default(0.002),
   'sigma-max': positive('sigma-max').default(80),
   seed: nonNegInt('seed').default(0),
-  kappa: finiteNumber('kappa').refine((v) => v >= 0, { message: 'expected a number ≥ 0 (kappa)' }).default(3),
+  kappa: finiteNumber('kappa', { lo: 0 }).default(3),
   'coverage-min': unit('coverage-min').default(0.5),
   'concentration-min': unit('concentration-min').default(0.5),
   ratio: positive('ratio').default(1 / 3),
@@ -120,7 +116,7 @@ const Schema = z.object({
     .optional(),
   target: unit('target').optional(),
   seeds: z.string().default('0-63'),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [string, ...string[]], { message: `expected one of ${SAMPLER_NAMES.join(', ')}` }).default('ddim'),
+  sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   classifier: z.string().default('models/classifier'),
   'held-out': z.string().min(1).optional(),

@@ -1,5 +1,6 @@
 /** The `memscope` command line: one file per command, dispatched here. */
-import { UsageError } from './args.ts';
+import { UsageError, InputError, didYouMean } from './args.ts';
+import { ZodError } from 'zod';
 import { sampleCommand, SAMPLE_HELP } from './sample.ts';
 import { demoCommand, DEMO_HELP } from './demo.ts';
 import { trainCommand, TRAIN_HELP } from './train.ts';
@@ -43,14 +44,12 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     const sub = cmd === 'help' ? rest[0] : undefined;
-    process.stdout.write(sub && COMMANDS[sub] ? COMMANDS[sub].help : MAIN_HELP);
+    if (sub !== undefined && !COMMANDS[sub]) return unknownCommand(sub);
+    process.stdout.write(sub ? COMMANDS[sub]!.help : MAIN_HELP);
     return cmd === undefined ? 2 : 0;
   }
   const c = COMMANDS[cmd];
-  if (!c) {
-    process.stderr.write(`memscope: unknown command "${cmd}"; expected one of ${Object.keys(COMMANDS).join(', ')}\n`);
-    return 2;
-  }
+  if (!c) return unknownCommand(cmd);
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(c.help);
     return 0;
@@ -63,8 +62,20 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`memscope ${cmd}: ${e.message}\n(see memscope ${cmd} --help)\n`);
       return 2;
     }
-    process.stderr.write(`memscope ${cmd}: ${(e as Error).message}\n`);
+    if (e instanceof InputError) {
+      process.stderr.write(`memscope ${cmd}: ${e.message}\n`);
+      return 2;
+    }
+    // a schema check inside the library: one line per issue, never the JSON dump of ZodError.message
+    const msg = e instanceof ZodError ? e.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ') : (e as Error).message;
+    process.stderr.write(`memscope ${cmd}: ${msg}\n`);
     if (process.env['MEMSCOPE_DEBUG']) process.stderr.write(`${(e as Error).stack}\n`);
     return 1;
   }
+}
+
+function unknownCommand(cmd: string): number {
+  const names = Object.keys(COMMANDS);
+  process.stderr.write(`memscope: unknown command "${cmd}"${didYouMean(cmd, names)}; expected one of ${names.join(', ')}\n`);
+  return 2;
 }

@@ -1,10 +1,10 @@
 /** `memscope sample`: sample a testbed condition or an ONNX model, tracing every step. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { parseFlags, validate, positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance, type GuidanceSchedule } from '../guidance/schedules.ts';
-import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { loadSchedulerConfig, stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
 import { TENSOR_QUANTITIES, type TensorQuantity } from '../record/recorders.ts';
 import { runSampling, type SamplingResult } from '../study/sampling.ts';
@@ -13,7 +13,7 @@ import { defaultTestbed } from '../study/testbed.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdSourceOptions, promptText } from './source-flags.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { stat } from 'node:fs/promises';
 import { readNpy, writeNpy } from '../io/npy.ts';
@@ -44,9 +44,12 @@ Model (one of):
 
 Sampling:
   --scheduler-config FILE    a diffusers scheduler_config.json (default: Stable Diffusion 1.x)
-  --sampler NAME             ${SAMPLER_NAMES.join(' | ')} (default ddim)
+  --sampler NAME             ${SAMPLER_NAMES.join(' | ')} (default ddim); diffusers' class names and the usual
+                             spellings are accepted (DDIMScheduler, DPMSolverMultistepScheduler, dpm++2m,
+                             EulerDiscreteScheduler, …)
   --steps N                  inference steps (default 50)
-  --eta X                    DDIM η (default 0)
+  --eta X                    DDIM η in [0, 1] (default 0 = deterministic; 1 = DDPM's posterior variance);
+                             only with --sampler ddim
   --guidance SPEC            constant:7.5 | stp:7.5@500 | dtp:7.5 | og+dtp:7.5 | og+stp:7.5@500 |
                              interval:7.5@200-700 | linear:7.5 | cosine:7.5 | none (default constant:7.5)
   --seeds LIST               e.g. 0-3 or 1,5,9-12 (default 0-3); x_T = torch.randn with that seed
@@ -54,7 +57,10 @@ Sampling:
 
 Output:
   --out DIR                  results directory (default runs/sample); replaced only when the run succeeds
-  --trajectory               also save x_t of every step as trajectory.npy [steps+1, rows, ...]
+  --trajectory               also save x_t of every step as trajectory.npy [steps+1, rows, ...], in the
+                             variance-preserving scale of the model input: for euler that is
+                             sample/√(σ²+1), not diffusers' latents (sample = x_t·√(σ²+1); multiply
+                             entry i by √(σ_i²+1) to get them); for ddim and dpmpp2m they are the same
   --record LIST              more per-step tensors: ${TENSOR_QUANTITIES.join(',')} (saved as <name>.npy)
 
 ${SD_SOURCE_HELP}
@@ -78,20 +84,25 @@ const Schema = z.object({
   'prediction-type': z.enum(['epsilon', 'v_prediction', 'sample']).optional(),
   shape: z
     .string()
-    .regex(/^\d+(,\d+)*$/, { message: 'expected comma-separated positive integers, e.g. 4,64,64' })
-    .transform((s) => s.split(',').map(Number))
+    .transform((s, ctx) => {
+      if (!/^\s*[1-9]\d*(\s*,\s*[1-9]\d*)*\s*$/.test(s)) {
+        ctx.addIssue({ code: 'custom', message: `expected comma-separated positive integers (the per-sample shape C,H,W), e.g. 4,64,64, got "${s}"` });
+        return z.NEVER;
+      }
+      return s.split(',').map(Number);
+    })
     .optional(),
   'scheduler-config': z.string().optional(),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
-  eta: finiteNumber('eta').refine((v) => v >= 0, { message: 'expected η ≥ 0' }).optional(),
+  eta: finiteNumber('eta', { lo: 0, hi: 1, what: "DDIM's η: 0 deterministic, 1 = DDPM's variance; above 1 the step's variance exceeds 1 − ᾱ_prev" }).optional(),
   guidance: z.string().default('constant:7.5'),
   seeds: z.string().default('0-3'),
   'batch-size': positiveInt('batch-size').optional(),
   out: z.string().min(1).default('runs/sample'),
   trajectory: z.boolean().default(false),
   record: z.string().optional(),
-  prompt: z.string().min(1).optional(),
+  prompt: promptText().optional(),
   ...SD_SOURCE_FIELDS,
 });
 
@@ -105,11 +116,16 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const seeds = wrap(() => parseSeeds(o.seeds, '--seeds'));
   const guidance: GuidanceSchedule | undefined = o.guidance === 'none' ? undefined : wrap(() => parseGuidance(o.guidance));
   const record: TensorQuantity[] = o.record ? (o.record.split(',').map((s) => s.trim()) as TensorQuantity[]) : [];
-  for (const q of record) if (!TENSOR_QUANTITIES.includes(q)) throw new UsageError(`--record: unknown quantity "${q}"; expected some of ${TENSOR_QUANTITIES.join(', ')}`);
+  for (const q of record) if (!TENSOR_QUANTITIES.includes(q)) throw new UsageError(`--record: unknown quantity "${q}"${didYouMean(q, TENSOR_QUANTITIES)}; expected some of ${TENSOR_QUANTITIES.join(', ')}`);
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
+  const onnxFile = o.model.endsWith('.onnx');
+  if (!onnxFile) {
+    for (const k of ['shape', 'prediction-type'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for --model PATH.onnx (an ONNX noise-prediction model), not "${o.model}"`);
+  }
+  if (o.captions !== undefined && o.model !== 'testbed') throw new UsageError(`--captions: only for --model testbed (the number of memorized captions it builds), not "${o.model}"`);
   await checkResultsTarget(o.out);
-  let config: SchedulerConfig = o['scheduler-config'] ? await loadSchedulerConfig(o['scheduler-config']) : stableDiffusionConfig();
+  let config: SchedulerConfig = o['scheduler-config'] ? await asInput('--scheduler-config', () => loadSchedulerConfig(o['scheduler-config']!)) : stableDiffusionConfig();
   if (!isSdExportDir(o.model)) refuseSdFlags(o, ['prompt']);
   let decode: ((x: Tensor) => Promise<Tensor>) | null = null;
 
@@ -135,23 +151,26 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     modelInfo = { kind: 'stable-diffusion', dir: o.model, promptSet: o['prompt-set'] ?? null, prompt: o.prompt ?? null, predictionType: sd.sd.export.predictionType, executionProvider: sd.sd.export.executionProvider, shape: denoiser.shape };
   } else if (await isTrainedModelDir(o.model)) {
     if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a trained model takes --condition');
-    const tm = await loadTrainedModel(o.model);
+    const tm = await asInput('--model', () => loadTrainedModel(o.model));
     denoiser = tm.denoiser;
     conds = wrap(() => parseConditions(o.condition ?? (denoiser.conditions.length ? 'all' : 'uncond'), denoiser));
     modelInfo = { kind: 'trained', dir: o.model, scenario: tm.scenario };
   } else {
     if (!o.model.endsWith('.onnx')) throw new UsageError(`--model: expected "testbed", a trained model directory (with model.json) or a path to a .onnx file, got "${o.model}"`);
     if (o.condition) throw new UsageError('--condition: only for the testbed and trained models; an ONNX model takes --cond FILE.npy');
-    const condT = o.cond ? await readNpy(o.cond, '--cond') : undefined;
-    const uncondT = o.uncond ? await readNpy(o.uncond, '--uncond') : undefined;
+    if (!(await isFile(o.model))) throw new InputError(`--model: ${o.model} does not exist or is not a file`);
+    const condT = o.cond ? await asInput('--cond', () => readNpy(o.cond!, '--cond')) : undefined;
+    const uncondT = o.uncond ? await asInput('--uncond', () => readNpy(o.uncond!, '--uncond')) : undefined;
     const predictionType = o['prediction-type'] ?? config.prediction_type ?? 'epsilon';
-    denoiser = await loadOnnxDenoiser({
-      path: o.model,
-      ...(condT ? { conditions: condT } : {}),
-      ...(uncondT ? { uncond: uncondT } : {}),
-      predictionType,
-      ...(o.shape ? { shape: o.shape } : {}),
-    });
+    denoiser = await asInput('--model', () =>
+      loadOnnxDenoiser({
+        path: o.model,
+        ...(condT ? { conditions: condT } : {}),
+        ...(uncondT ? { uncond: uncondT } : {}),
+        predictionType,
+        ...(o.shape ? { shape: o.shape } : {}),
+      }),
+    );
     conds = denoiser.conditions.length ? denoiser.conditions.map((_, i) => i) : [null];
     modelInfo = { kind: 'onnx', path: o.model, cond: o.cond ?? null, uncond: o.uncond ?? null, predictionType, shape: denoiser.shape };
   }
@@ -186,6 +205,13 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   };
   await withResultsDir(o.out, async (dir) => writeSampleResults(dir, resolved, result, denoiser, conds, seeds, images), { command: 'sample' });
   process.stdout.write(`${o.out}/report.html\n`);
+}
+
+async function isFile(p: string): Promise<boolean> {
+  return stat(p).then(
+    (s) => s.isFile(),
+    () => false,
+  );
 }
 
 async function isTrainedModelDir(p: string): Promise<boolean> {

@@ -4,6 +4,20 @@ import { positiveInt, UsageError } from './args.ts';
 import { loadStudySource, resolveModelSpec, type StudySource, type StudySourceOptions } from '../study/source.ts';
 import type { SdSourceOptions } from '../study/sd-source.ts';
 import { stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
+import { promptLengthProblem } from '../data/prompt-set.ts';
+
+/** A prompt text flag (`--prompt`, `--negative-prompt`): non-empty unless `allowEmpty`, at most `MAX_PROMPT_CHARS` (10,000) characters. */
+export function promptText(allowEmpty = false) {
+  return z.string().transform((s, ctx) => {
+    const problem = s.trim() === '' && !allowEmpty ? 'empty prompt' : promptLengthProblem(s);
+    if (problem !== null) {
+      ctx.addIssue({ code: 'custom', message: problem });
+      return z.NEVER;
+    }
+    return s;
+  });
+}
+
 
 /** The zod fields of the SD source flags (merged into each command's schema). */
 export const SD_SOURCE_FIELDS = {
@@ -12,7 +26,7 @@ export const SD_SOURCE_FIELDS = {
   'prompt-limit': positiveInt('prompt-limit', 1_000_000).optional(),
   'image-size': positiveInt('image-size', 8192).optional(),
   provider: z.enum(['cpu', 'cuda']).optional(),
-  'negative-prompt': z.string().optional(),
+  'negative-prompt': promptText(true).optional(),
   'unet-batch': positiveInt('unet-batch', 4096).optional(),
   'vae-batch': positiveInt('vae-batch', 4096).optional(),
 } as const;
@@ -24,9 +38,8 @@ export function refuseSdFlags(o: Readonly<Record<string, unknown>>, extra: reado
   }
 }
 
-/** Help text of the SD source flags. */
-export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers/optimum ONNX export, latent space):
-  --prompt-set FILE  CSV / JSONL / Parquet prompt list (caption, image path, optional verbatim /
+/** Help text of the SD source flags: the flag lines only (see {@link SD_SOURCE_HELP} for the block with its heading). */
+export const SD_SOURCE_FLAGS_HELP = `  --prompt-set FILE  CSV / JSONL / Parquet prompt list (caption, image path, optional verbatim /
                      template / none label); memorized = prompts tied to a training image
   --image-root DIR   folder that relative image paths resolve against (default: the list's folder)
   --prompt-limit N   use only the first N prompts      --image-size PX  when the U-Net is dynamic
@@ -34,6 +47,10 @@ export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers
   --negative-prompt T the unconditional branch e_∅ = this text's embedding (default the empty prompt)
   --unet-batch N     rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)
   --vae-batch N      images per VAE encode / decode call (default 1)`;
+
+/** Help text of the SD source flags, with its heading. */
+export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers/optimum ONNX export, latent space):
+${SD_SOURCE_FLAGS_HELP}`;
 
 /** Parsed SD source flag values. */
 export interface SdSourceFlags {

@@ -1,8 +1,8 @@
 /** `memscope sweep`: Jain et al.'s CFG-start sweep for one prompt and seed (SPEC §4.3). */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError } from './args.ts';
-import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, samplerFlag, nonNegativeInt } from './args.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runSweep, type SweepResult } from '../study/sweep.ts';
@@ -45,12 +45,12 @@ Example:
 const Schema = z.object({
   model: z.string().default('default'),
   prompt: z.string({ message: '--prompt: required, e.g. caption:0' }),
-  seed: z.coerce.number().int().min(0, { message: '--seed: expected a non-negative integer' }).default(0),
+  seed: nonNegativeInt('seed').default(0),
   guidance: finiteNumber('guidance').default(7.5),
   og: z.boolean().default(false),
   'og-scale': finiteNumber('og-scale').optional(),
   every: positiveInt('every', 1000).default(1),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   descriptor: z.string().optional(),
   threshold: finiteNumber('threshold').default(0.75),

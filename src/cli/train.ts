@@ -1,11 +1,12 @@
 /** `memscope train`: train a scenario's model on the embedded data (resumes a killed run). */
 import { z } from 'zod';
-import { parseFlags, validate, positiveInt, finiteNumber, UsageError } from './args.ts';
+import { parseFlags, validate, positiveInt, finiteNumber, nonNegativeInt, UsageError } from './args.ts';
 import { SCENARIO_NAMES } from '../train/scenarios.ts';
 import { trainScenario, TrainSettingsSchema } from '../train/run.ts';
 import { trainClassifier, CLASSIFIER_DEFAULT_STEPS } from '../train/classifier.ts';
 import { trainDescriptor, DESCRIPTOR_DEFAULT_STEPS } from '../train/descriptor.ts';
 import { checkTrainTarget, defaultTrainOut } from '../train/out.ts';
+import { UnetConfigSchema } from '../train/models/unet.ts';
 
 const TARGETS = [...SCENARIO_NAMES, 'classifier', 'descriptor'] as const;
 
@@ -35,7 +36,7 @@ Flags (defaults in brackets):
   --captions N       duplication: captions [50]  --duplicates K   duplication: copies per caption [100]
   --sampling vp|edm  noise levels: t uniform (VP) or EDM log-normal σ [edm for edm-*, else vp]
   --checkpoint-every N  [250]                 --ema-decay X    EMA of the weights [0.999]
-  --channels A,B,C   U-Net widths [32,64,64]
+  --channels A,B,C   U-Net widths, each a multiple of 8 up to 1024, at most 6 levels [32,64,64]
   --images N         training images of small-set [300] / edm-small(-undertrained) [1000]
   --band LO-HI[:RHO] edm-small-undertrained: loss × ρ for σ in [LO, HI] [0.2-2:0.1]
 
@@ -52,17 +53,23 @@ const Schema = z.object({
   out: z.string().min(1).optional(),
   steps: positiveInt('steps').optional(),
   'batch-size': positiveInt('batch-size', 4096).optional(),
-  seed: z.string().regex(/^\d+$/, { message: 'expected a non-negative integer' }).transform(Number).optional(),
-  lr: finiteNumber('lr').refine((v) => v > 0, { message: 'expected a positive number' }).optional(),
+  seed: nonNegativeInt('seed').optional(),
+  lr: finiteNumber('lr', { lo: 0, loOpen: true }).optional(),
   captions: positiveInt('captions', 320).optional(),
   duplicates: positiveInt('duplicates').optional(),
   'checkpoint-every': positiveInt('checkpoint-every').optional(),
   sampling: z.enum(['vp', 'edm']).optional(),
-  'ema-decay': finiteNumber('ema-decay').refine((v) => v >= 0 && v <= 1, { message: 'expected a number in [0, 1]' }).optional(),
+  'ema-decay': finiteNumber('ema-decay', { lo: 0, hi: 1 }).optional(),
   channels: z
     .string()
-    .regex(/^\d+(,\d+)*$/, { message: 'expected comma-separated positive integers, e.g. 32,64,64' })
-    .transform((s) => s.split(',').map(Number))
+    .transform((s, ctx) => {
+      const problem = channelsProblem(s);
+      if (problem !== null) {
+        ctx.addIssue({ code: 'custom', message: problem });
+        return z.NEVER;
+      }
+      return s.split(',').map(Number);
+    })
     .optional(),
   images: positiveInt('images').optional(),
   band: z
@@ -81,6 +88,26 @@ const Schema = z.object({
     .optional(),
   'into-models': z.boolean().default(false),
 });
+/** Widest U-Net level accepted by --channels (a 28×28 testbed model; wider is memory, not science). */
+const MAX_CHANNELS = 1024;
+
+/**
+ * Why a --channels value is not a U-Net memscope can build, or null: comma-separated widths, each a
+ * multiple of 8 (GroupNorm's 8 groups and 4 attention heads) up to {@link MAX_CHANNELS}, at most 6
+ * levels (the 32×32 padded input halves per level), the same rules as `UnetConfigSchema`.
+ */
+export function channelsProblem(s: string): string | null {
+  const parts = s.split(',').map((p) => p.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) return `expected comma-separated positive integers, e.g. 32,64,64, got "${s}"`;
+  const ch = parts.map(Number);
+  const bad = ch.filter((c) => c < 8 || c % 8 !== 0 || c > MAX_CHANNELS);
+  if (bad.length) return `each width must be a multiple of 8 between 8 and ${MAX_CHANNELS} (GroupNorm uses 8 groups, attention 4 heads), got "${s}" (${bad.join(', ')} not allowed)`;
+  if (ch.length > 6) return `at most 6 levels (the 32×32 input halves at each level), got ${ch.length} in "${s}"`;
+  const check = UnetConfigSchema.safeParse({ channels: ch, attentionLevels: ch.map((_, i) => i > 0) });
+  if (!check.success) return `"${s}": ${check.error.issues.map((i) => i.message).join('; ')}`;
+  return null;
+}
+
 const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'into-models' ? ('boolean' as const) : ('string' as const) }]));
 
 /** Parse and run `memscope train`. */
@@ -88,6 +115,20 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const raw = parseFlags(argv, FLAGS);
   if (raw['scenario'] === undefined) throw new UsageError(`--scenario: required; expected one of ${TARGETS.join(', ')}`);
   const o = validate(Schema, raw);
+  // flags that only some targets read: refused elsewhere instead of silently ignored
+  const only: Record<string, readonly string[]> = {
+    captions: ['duplication'],
+    duplicates: ['duplication'],
+    images: ['small-set', 'edm-small', 'edm-small-undertrained'],
+    band: ['edm-small-undertrained'],
+    channels: SCENARIO_NAMES,
+    sampling: SCENARIO_NAMES,
+    'ema-decay': SCENARIO_NAMES,
+    'checkpoint-every': SCENARIO_NAMES,
+  };
+  for (const [k, targets] of Object.entries(only)) {
+    if (raw[k] !== undefined && !targets.includes(o.scenario)) throw new UsageError(`--${k}: not used by --scenario ${o.scenario}; only by ${targets.join(', ')}`);
+  }
   const out = o.out ?? defaultTrainOut(o.scenario);
   const kind = o.scenario === 'classifier' || o.scenario === 'descriptor' ? o.scenario : 'model';
   const steps = o.steps ?? (o.scenario === 'classifier' ? CLASSIFIER_DEFAULT_STEPS : o.scenario === 'descriptor' ? DESCRIPTOR_DEFAULT_STEPS : TrainSettingsSchema.shape.steps.parse(undefined));

@@ -3,10 +3,10 @@ import { z } from 'zod';
 import { join, dirname, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Classifier } from '../train/classifier.ts';
-import { parseFlags, validate as validateFlags, positiveInt, UsageError } from './args.ts';
+import { parseFlags, validate as validateFlags, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/schedules.ts';
-import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
@@ -42,7 +42,7 @@ const Schema = z.object({
   seeds: z.string().default('0-15'),
   guidance: z.string().default('constant:7.5'),
   condition: z.string().default('all'),
-  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().optional(),
   classifier: z.string().optional(),
@@ -62,7 +62,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
   }
   const out = o.out ?? (await defaultValidationOut(o.model));
   await checkResultsTarget(out);
-  const tm = await loadTrainedModel(o.model);
+  const tm = await asInput('--model', () => loadTrainedModel(o.model));
   const conds = (() => {
     try {
       return parseConditions(o.condition, tm.denoiser);

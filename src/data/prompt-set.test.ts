@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, describe, expect, it } from 'vitest';
-import { normalizeMemorizationLabel, readPromptSet, type PromptRecord } from './prompt-set.ts';
+import { firstInvalidUtf8, MAX_PROMPT_CHARS, normalizeMemorizationLabel, readPromptSet, type PromptRecord } from './prompt-set.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-prompt-set-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -186,5 +186,72 @@ describe('readPromptSet: errors name the file and what was expected', () => {
   it('a file that is not Parquet', async () => {
     const p = write('fake.parquet', 'caption\nx\n');
     await expect(readPromptSet(p)).rejects.toThrow(/fake\.parquet.*cannot read as Parquet/);
+  });
+});
+
+describe('readPromptSet: files that hold no usable prompt text (issue 14)', () => {
+  it('a CSV with only a header names the file and says it has no rows', async () => {
+    const p = write('header-only.csv', 'caption,image,label\n');
+    await expect(readPromptSet(p)).rejects.toThrow(/header-only\.csv": has no rows: a header \("caption", "image", "label"\) but no prompts below it/);
+    const e = write('empty.csv', '');
+    await expect(readPromptSet(e)).rejects.toThrow(/empty\.csv": the file is empty/);
+    const j = write('blank.jsonl', '\n\n');
+    await expect(readPromptSet(j)).rejects.toThrow(/blank\.jsonl": the file is empty/);
+  });
+
+  it('non-UTF-8 bytes: the error names the file, the byte offset and the line of the first invalid sequence', async () => {
+    // Latin-1 "Café" on line 3: 'caption\n' (8 bytes) + 'ok\n' (3) + 'Caf' (3) → 0xE9 at offset 14
+    const p = join(tmp, 'latin1.csv');
+    writeFileSync(p, Buffer.concat([Buffer.from('caption\nok\nCaf'), Buffer.from([0xe9]), Buffer.from('\n')]));
+    await expect(readPromptSet(p)).rejects.toThrow(/latin1\.csv": not valid UTF-8: invalid byte sequence at byte offset 14 \(line 3; bytes e9 0a\)/);
+    const q = join(tmp, 'bad.jsonl');
+    writeFileSync(q, Buffer.concat([Buffer.from('{"caption": "a"}\n{"caption": "'), Buffer.from([0xff, 0xfe]), Buffer.from('"}\n')]));
+    await expect(readPromptSet(q)).rejects.toThrow(/bad\.jsonl": not valid UTF-8: invalid byte sequence at byte offset 30 \(line 2/);
+  });
+
+  it('firstInvalidUtf8 agrees with a fatal TextDecoder on valid text, every single bad byte, truncations and ill-formed sequences', () => {
+    const fatal = new TextDecoder('utf-8', { fatal: true });
+    const valid = (b: Uint8Array): boolean => {
+      try {
+        fatal.decode(b);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const text = Buffer.from('Café crème — naïve Ölgemälde, 東京 😀 x', 'utf8');
+    expect(firstInvalidUtf8(text)).toBe(-1);
+    const cases: Uint8Array[] = [
+      Uint8Array.from([0xc0, 0xaf]), // overlong '/'
+      Uint8Array.from([0xe0, 0x80, 0xaf]), // overlong
+      Uint8Array.from([0xed, 0xa0, 0x80]), // surrogate U+D800
+      Uint8Array.from([0xf4, 0x90, 0x80, 0x80]), // > U+10FFFF
+      Uint8Array.from([0xf5, 0x80, 0x80, 0x80]),
+      Uint8Array.from([0x41, 0xe2, 0x82]), // truncated '€'
+      Uint8Array.from([0x80]),
+    ];
+    // every prefix of the valid text (cut inside multi-byte characters too) and every single-byte corruption of it
+    for (let k = 0; k <= text.length; k++) cases.push(text.subarray(0, k));
+    for (let k = 0; k < text.length; k++) {
+      for (const v of [0x80, 0xbf, 0xc3, 0xff]) {
+        const c = Uint8Array.from(text);
+        c[k] = v;
+        cases.push(c);
+      }
+    }
+    for (const c of cases) {
+      const at = firstInvalidUtf8(c);
+      expect(at === -1).toBe(valid(c));
+      // the reported offset is where the valid prefix ends: everything before it decodes
+      if (at >= 0) expect(valid(c.subarray(0, at))).toBe(true);
+    }
+  });
+
+  it(`a caption longer than ${MAX_PROMPT_CHARS} characters is refused with its row`, async () => {
+    const long = 'a'.repeat(MAX_PROMPT_CHARS + 1);
+    const p = write('long.csv', `caption\nshort\n${long}\n`);
+    await expect(readPromptSet(p)).rejects.toThrow(/long\.csv": caption at row 2 \(line 3\) \(column "caption"\): the prompt has 10,001 characters; at most 10,000 are accepted/);
+    const ok = write('limit.csv', `caption\n${'b'.repeat(MAX_PROMPT_CHARS)}\n`);
+    expect((await readPromptSet(ok)).prompts[0]!.caption.length).toBe(MAX_PROMPT_CHARS);
   });
 });

@@ -123,6 +123,72 @@ export function normalizeMemorizationLabel(value: string): MemorizationLabel | n
   return LABELS.get(key) ?? null;
 }
 
+/**
+ * Longest prompt accepted, in characters (UTF-16 code units): 10,000. CLIP's text encoder reads
+ * only its first 77 tokens (a few hundred characters), so a longer text is almost certainly a
+ * mistake (a file pasted as the prompt); refusing it keeps megabytes of text out of
+ * `config.json` and the HTML reports.
+ */
+export const MAX_PROMPT_CHARS = 10_000;
+
+/** Why `text` is not acceptable as a prompt (too long, see {@link MAX_PROMPT_CHARS}), or `null` when it is. */
+export function promptLengthProblem(text: string): string | null {
+  if (text.length <= MAX_PROMPT_CHARS) return null;
+  return `the prompt has ${text.length.toLocaleString('en-US')} characters; at most ${MAX_PROMPT_CHARS.toLocaleString('en-US')} are accepted (the text encoder reads only its first 77 tokens)`;
+}
+
+/**
+ * Byte offset of the first byte that does not start or continue a well-formed UTF-8 sequence
+ * (overlong forms, UTF-16 surrogates and code points above U+10FFFF are ill-formed), or −1 when
+ * all of `bytes` is valid UTF-8. A sequence cut off by the end of the buffer is invalid at its
+ * first byte.
+ */
+export function firstInvalidUtf8(bytes: Uint8Array): number {
+  const n = bytes.length;
+  let i = 0;
+  while (i < n) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let len: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) len = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      len = 3;
+      if (b === 0xe0) lo = 0xa0; // overlong
+      if (b === 0xed) hi = 0x9f; // surrogates
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      len = 4;
+      if (b === 0xf0) lo = 0x90; // overlong
+      if (b === 0xf4) hi = 0x8f; // > U+10FFFF
+    } else return i;
+    if (i + len > n) return i;
+    const b1 = bytes[i + 1]!;
+    if (b1 < lo || b1 > hi) return i;
+    for (let k = 2; k < len; k++) {
+      const c = bytes[i + k]!;
+      if (c < 0x80 || c > 0xbf) return i;
+    }
+    i += len;
+  }
+  return -1;
+}
+
+/** Decode `bytes` as UTF-8 strictly; an error names the byte offset (and line) of the first invalid sequence. */
+function decodeUtf8(path: string, bytes: Uint8Array): string {
+  const bad = firstInvalidUtf8(bytes);
+  if (bad >= 0) {
+    let line = 1;
+    for (let k = 0; k < bad; k++) if (bytes[k] === 0x0a) line++;
+    const hex = Array.from(bytes.subarray(bad, Math.min(bad + 4, bytes.length)), (x) => x.toString(16).padStart(2, '0')).join(' ');
+    fail(path, `not valid UTF-8: invalid byte sequence at byte offset ${bad} (line ${line}; bytes ${hex}); save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)`);
+  }
+  return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+}
+
 /** A raw row: column name → cell (string, number, bigint, boolean, null…). */
 type RawRow = Record<string, unknown>;
 
@@ -260,9 +326,11 @@ function imageOf(value: string, root: string): PromptImage {
  * resolved against `opts.imageRoot` or else the list file's folder. Labels are normalized by
  * {@link normalizeMemorizationLabel}; an empty label cell gives `null`.
  *
- * Errors name the file and what was expected: missing file, unsupported extension,
- * malformed CSV / JSONL (with the line) / Parquet, no caption column (listing the columns
- * found), an empty caption (with the row), an unknown label (with the row and value).
+ * Errors name the file and what was expected: missing file, unsupported extension, text that
+ * is not UTF-8 (with the byte offset of the first invalid sequence), malformed CSV / JSONL (with
+ * the line) / Parquet, no rows, no caption column (listing the columns found), an empty caption
+ * or one longer than {@link MAX_PROMPT_CHARS} (with the row), an unknown label (with the row and
+ * value).
  *
  * @example
  * const { prompts } = await readPromptSet('webster/sdv1_500_memorized.jsonl');
@@ -278,15 +346,19 @@ export async function readPromptSet(path: string, opts: PromptSetOptions = {}): 
   if (format === 'parquet') {
     table = await readParquet(path, abs);
   } else {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = readFileSync(abs, 'utf8');
+      bytes = readFileSync(abs);
     } catch (e) {
       return fail(path, `cannot read: ${(e as Error).message}`);
     }
+    const text = decodeUtf8(path, bytes);
     table = format === 'csv' ? readCsv(path, text) : readJsonl(path, text);
   }
   const { columns, rows, where } = table;
+  if (rows.length === 0) {
+    fail(path, columns.length === 0 ? 'the file is empty: no header and no prompts' : `has no rows: a header (${listColumns(columns)}) but no prompts below it`);
+  }
 
   const captionCol = pickColumn(path, columns, 'caption', opts.captionColumn, CAPTION_COLUMNS);
   if (captionCol === null) {
@@ -301,6 +373,8 @@ export async function readPromptSet(path: string, opts: PromptSetOptions = {}): 
     const at = where(i);
     const caption = (cellText(path, at, captionCol, row[captionCol]) ?? '').trim();
     if (caption === '') fail(path, `empty caption at ${at} (column ${JSON.stringify(captionCol)})`);
+    const tooLong = promptLengthProblem(caption);
+    if (tooLong !== null) fail(path, `caption at ${at} (column ${JSON.stringify(captionCol)}): ${tooLong}`);
 
     let image: PromptImage | null = null;
     if (imageCol !== null) {

@@ -5,6 +5,8 @@
  * the history only growing.
  */
 
+import { didYouMean } from '../text/suggest.ts';
+
 /** What a schedule sees at one step of one trajectory. */
 export interface GuidanceContext {
   /** 0-based inference step. */
@@ -112,6 +114,9 @@ function num(s: string | undefined, what: string, spec: string): number {
   return v;
 }
 
+/** The schedule names {@link parseGuidance} reads before the colon. */
+const GUIDANCE_KINDS: readonly string[] = ['constant', 'cfg', 'linear', 'cosine', 'interval', 'stp', 'og+stp', 'dtp', 'og+dtp'];
+
 /**
  * Parse a guidance string: `constant:7.5`, `stp:7.5@500`, `dtp:7.5`, `og+dtp:7.5`,
  * `og+stp:7.5@500`, `og+dtp:7.5/3` (λ_og = 3; default λ_og = λ as in Algorithm 1),
@@ -120,9 +125,12 @@ function num(s: string | undefined, what: string, spec: string): number {
 export function parseGuidance(spec: string): GuidanceSchedule {
   const s = spec.trim();
   if (s !== '' && Number.isFinite(Number(s))) return constant(Number(s));
-  const m = /^([a-z+]+):(.*)$/.exec(s);
-  if (!m) throw new Error(`--guidance "${spec}": expected ${FORMS}`);
-  const kind = m[1]!;
+  const m = /^([A-Za-z+_-]+):(.*)$/.exec(s);
+  if (!m) {
+    const hint = /^[A-Za-z+_-]+$/.test(s) && GUIDANCE_KINDS.includes(s.toLowerCase()) ? ` ("${s}" needs a scale, e.g. ${s.toLowerCase()}:7.5)` : didYouMean(s, GUIDANCE_KINDS);
+    throw new Error(`--guidance "${spec}":${hint ? `${hint};` : ''} expected ${FORMS}`);
+  }
+  const kind = m[1]!.toLowerCase();
   const rest = m[2]!;
   switch (kind) {
     case 'constant':
@@ -154,6 +162,6 @@ export function parseGuidance(spec: string): GuidanceSchedule {
       return dtp(l, kind === 'og+dtp' ? (ogPart === undefined ? l : num(ogPart, 'λ_og', spec)) : undefined);
     }
     default:
-      throw new Error(`--guidance "${spec}": unknown schedule "${kind}"; expected ${FORMS}`);
+      throw new Error(`--guidance "${spec}": unknown schedule "${kind}"${didYouMean(kind, GUIDANCE_KINDS)}; expected ${FORMS}`);
   }
 }

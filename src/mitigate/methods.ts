@@ -23,6 +23,7 @@
  * prompt, whose joint norm the target l applies to); memscope does the same on groups of
  * `WEN_GROUP` = 4 seeds, so l means the same whatever the number of seeds evaluated.
  */
+import { didYouMean } from '../text/suggest.ts';
 import type { Denoiser, CondRef } from '../denoisers/denoiser.ts';
 import type { TrainedModel } from '../denoisers/trained.ts';
 import { constant, dtp, interval, stp, type GuidanceSchedule } from '../guidance/schedules.ts';
@@ -77,7 +78,7 @@ export function parseMethod(spec: string, arg = '--methods'): MethodSpec {
   const i = s.indexOf(':');
   const kind = (i < 0 ? s : s.slice(0, i)) as MethodKind;
   const rest = i < 0 ? null : s.slice(i + 1);
-  if (!(METHOD_KINDS as readonly string[]).includes(kind)) throw new Error(`${arg}: unknown method "${s}"; expected ${FORMS}`);
+  if (!(METHOD_KINDS as readonly string[]).includes(kind)) throw new Error(`${arg}: unknown method "${s}"${didYouMean(kind, METHOD_KINDS)}; expected ${FORMS}`);
   const noParam = (): MethodSpec => {
     if (rest !== null) throw new Error(`${arg}: "${s}": ${kind} takes no parameter; expected ${FORMS}`);
     return { kind, name: kind, param: null };

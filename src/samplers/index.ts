@@ -21,6 +21,39 @@ export type SamplerName = 'ddim' | 'dpmpp2m' | 'euler';
 /** The sampler names, in a fixed order. */
 export const SAMPLER_NAMES: readonly SamplerName[] = ['ddim', 'dpmpp2m', 'euler'];
 
+/** Spellings (after {@link samplerKey}) of each sampler: memscope's, diffusers' scheduler classes, k-diffusion / A1111 names. */
+const SAMPLER_SPELLINGS: Readonly<Record<string, SamplerName>> = {
+  ddim: 'ddim',
+  ddimscheduler: 'ddim',
+  dpmpp2m: 'dpmpp2m',
+  dpmsolverpp2m: 'dpmpp2m',
+  dpmsolvermultistep: 'dpmpp2m',
+  dpmsolvermultistepscheduler: 'dpmpp2m',
+  kdpmpp2m: 'dpmpp2m',
+  sampledpmpp2m: 'dpmpp2m',
+  euler: 'euler',
+  eulerdiscrete: 'euler',
+  eulerdiscretescheduler: 'euler',
+  keuler: 'euler',
+  sampleeuler: 'euler',
+};
+
+/** A sampler spelling reduced to a lookup key: lower case, `++` → `pp`, spaces, `-`, `_` and `.` removed. */
+function samplerKey(s: string): string {
+  return s.trim().toLowerCase().replace(/\+\+/g, 'pp').replace(/[\s._-]+/g, '');
+}
+
+/**
+ * The sampler a user's spelling names, or `null`: case and the separators space, `-`, `_`, `.` are
+ * ignored and `++` reads as `pp`, so `dpmpp-2m`, `dpmpp_2m`, `dpm++2m`, `DPM++ 2M`, `k_dpmpp_2m` and
+ * diffusers' `DPMSolverMultistepScheduler` all give `dpmpp2m`; `DDIMScheduler` gives `ddim`;
+ * `EulerDiscreteScheduler`, `euler_discrete` and `k_euler` give `euler`. Variants that are a
+ * different sampler (ancestral Euler, Karras σ, SDE, 3M) are not accepted.
+ */
+export function parseSamplerName(s: string): SamplerName | null {
+  return SAMPLER_SPELLINGS[samplerKey(s)] ?? null;
+}
+
 /** Options any sampler takes; `eta` > 0 (and `useClippedModelOutput`) only for `ddim`. */
 export type AnySamplerOptions = SamplerOptions & { readonly eta?: number; readonly useClippedModelOutput?: boolean };
 

@@ -1,4 +1,5 @@
 /** Parsing condition selections such as `caption:0-3,class:0,uncond` against a denoiser's conditions. */
+import { didYouMean } from '../text/suggest.ts';
 import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
 
 function range(part: string, arg: string, spec: string): number[] {
@@ -32,7 +33,8 @@ export function parseConditions(spec: string, denoiser: Denoiser, arg = '--condi
         const idx = ids.get(`${kind}:${k}`);
         if (idx === undefined) {
           const n = denoiser.conditions.filter((c) => c.id.startsWith(`${kind}:`)).length;
-          throw new Error(`${arg} "${spec}": ${denoiser.name} has no condition ${kind}:${k}; ` + (n ? `${kind} runs 0..${n - 1}` : `kinds are ${kinds.join(', ')} (or uncond, all)`));
+          const known = kinds.filter((x): x is string => x !== undefined);
+          throw new Error(`${arg} "${spec}": ${denoiser.name} has no condition ${kind}:${k}; ` + (n ? `${kind} runs 0..${n - 1}` : `kinds are ${known.join(', ')} (or uncond, all)${didYouMean(kind, known, (x) => `${x}:${part}`)}`));
         }
         out.push(idx);
       }

@@ -355,7 +355,7 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
   const P = prompts.length;
   const R = P * N;
   const work = opts.workDir ?? null;
-  if (work) await mkdir(work, { recursive: true });
+  if (tools.quality && R < 2) throw new Error(`--seeds: the Fréchet distance (${tools.quality.name}) needs at least 2 samples per method (a covariance); --prompts gives ${P} and --seeds ${N}: ${P} × ${N} = ${R}`);
 
   // the training pool in descriptor space, and the held-out split
   const pool = tm === null || tm.imagePool === 'all' ? null : tm.imagePool;
@@ -365,6 +365,8 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
   const heldOut = tools.heldOut ?? (src.sd ? null : loadFashionMnist({ split: 'test' }).images);
   if (heldOut === null && s.threshold === null) throw new Error('--held-out: a Stable Diffusion export needs held-out real images (a folder) to calibrate the copy threshold, or give --threshold');
   if (heldOut === null && tools.quality) throw new Error(`--held-out: the Fréchet distance (${tools.quality.name}) needs held-out real images as its reference (a folder)`);
+  // every input check above runs before anything is written
+  if (work) await mkdir(work, { recursive: true });
   const index = await NearestIndex.create(l2NormalizeRows(await tools.descriptor.embed(poolImages)));
   try {
     let threshold: EvaluateResult['threshold'];

@@ -19,7 +19,7 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { ConditionInfo, Denoiser } from '../denoisers/denoiser.ts';
 import { loadImageFiles } from '../data/folder.ts';
-import { readPromptSet, type PromptRecord } from '../data/prompt-set.ts';
+import { readPromptSet, promptLengthProblem, type PromptRecord } from '../data/prompt-set.ts';
 import type { ExecutionProvider } from '../graph/session.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { PromptTextModel } from '../mitigate/methods.ts';
@@ -127,9 +127,17 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
   const vaeBatch = opts.vaeBatch ?? 1;
   if (!Number.isInteger(vaeBatch) || vaeBatch < 1) throw new Error(`--vae-batch: expected a positive integer, got ${vaeBatch}`);
   if (!Number.isInteger(unetBatch) || unetBatch < 1) throw new Error(`--unet-batch: expected a positive integer, got ${unetBatch}`);
+  if (opts.negativePrompt !== undefined) {
+    const problem = promptLengthProblem(opts.negativePrompt);
+    if (problem !== null) throw new Error(`--negative-prompt: ${problem}`);
+  }
   let all: readonly PromptRecord[];
   if (opts.texts !== undefined) {
     if (opts.texts.length === 0) throw new Error('--prompt: need at least one prompt');
+    for (const t of opts.texts) {
+      const problem = promptLengthProblem(t);
+      if (problem !== null) throw new Error(`--prompt: ${problem}`);
+    }
     all = opts.texts.map((caption, i) => ({ id: String(i), caption, image: null, label: null }));
   } else {
     const set = await readPromptSet(opts.promptSet!, opts.imageRoot === undefined ? {} : { imageRoot: opts.imageRoot }).catch((e: Error) => {
