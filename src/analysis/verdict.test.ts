@@ -7,6 +7,7 @@
 import { describe, it, expect } from 'vitest';
 import {
   wilsonInterval,
+  clusteredRateInterval,
   fisherZInterval,
   aucInterval,
   hanleyMcNeilSe,
@@ -57,6 +58,23 @@ describe('intervals', () => {
     const z = 1.959963984540054;
     expect(wilsonInterval(0, 4).hi).toBeCloseTo((z * z) / (4 + z * z), 12);
     expect(() => wilsonInterval(5, 4)).toThrow(/0 ≤ k ≤ n/);
+  });
+  it('cluster-adjusted Wilson: Wilson over all samples when prompts do not differ, over the prompts when each is all-or-nothing', () => {
+    const same = clusteredRateInterval([2, 2, 2, 2, 2], 4); // every prompt 2 of 4: ρ clipped to 0
+    expect(same.designEffect).toBe(1);
+    expect(same.interval.lo).toBeCloseTo(wilsonInterval(10, 20).lo, 12);
+    expect(same.interval.hi).toBeCloseTo(wilsonInterval(10, 20).hi, 12);
+    const blocks = clusteredRateInterval([4, 0, 4, 0, 0], 4); // ρ = 1: 2 of 5 prompts
+    expect(blocks.designEffect).toBeCloseTo(4, 12);
+    expect(blocks.effectiveN).toBeCloseTo(5, 12);
+    expect(blocks.interval.lo).toBeCloseTo(wilsonInterval(2, 5).lo, 12);
+    expect(blocks.interval.hi).toBeCloseTo(wilsonInterval(2, 5).hi, 12);
+    // by hand: hits [3, 1, 2, 2], m = 4 → p = ½, MSB = 4·(1/16 + 1/16)/3 = 1/6, MSW = (3/4 + 3/4 + 1 + 1)/12 = 7/24,
+    // ρ = (1/6 − 7/24)/(…) < 0 → 0
+    expect(clusteredRateInterval([3, 1, 2, 2], 4).designEffect).toBe(1);
+    // hits [4, 3, 0, 1], m = 4: p = ½, MSB = 4·(1/4 + 1/16 + 1/4 + 1/16)/3 = 5/6, MSW = (0 + 3/4 + 0 + 3/4)/12 = 1/8,
+    // ρ = (5/6 − 1/8)/(5/6 + 3/8) = (17/24)/(29/24) = 17/29
+    expect(clusteredRateInterval([4, 3, 0, 1], 4).designEffect).toBeCloseTo(1 + (3 * 17) / 29, 12);
   });
   it('Fisher-z interval equals tanh(atanh r ± z/√(n − 3))', () => {
     const f = fisherZInterval(0.5, 28);

@@ -205,20 +205,65 @@ const zOf = (level: number): number => {
 // ---------------------------------------------------------------------------------------------
 // intervals
 
+/** Wilson score interval of a rate p̂ from n trials (n may be an effective, non-integer n). */
+function wilsonRate(p: number, n: number, level: number, method: string): Interval {
+  if (!(n > 0)) return { lo: NaN, hi: NaN, level, method };
+  const z = zOf(level);
+  const z2 = z * z;
+  const den = 1 + z2 / n;
+  const centre = (p + z2 / (2 * n)) / den;
+  const half = (z / den) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return { lo: p === 0 ? 0 : Math.max(0, centre - half), hi: p === 1 ? 1 : Math.min(1, centre + half), level, method };
+}
+
 /**
  * Wilson score interval of a proportion k/n (Wilson 1927): centre (p̂ + z²/2n)/(1 + z²/n),
  * half-width z/(1 + z²/n)·√(p̂(1−p̂)/n + z²/4n²). NaN bounds when n = 0.
  */
 export function wilsonInterval(k: number, n: number, level = 0.95): Interval {
   if (!(Number.isInteger(k) && Number.isInteger(n) && k >= 0 && k <= n)) throw new Error(`wilsonInterval: need integers 0 ≤ k ≤ n, got k = ${k}, n = ${n}`);
-  if (n === 0) return { lo: NaN, hi: NaN, level, method: 'Wilson score' };
-  const z = zOf(level);
-  const p = k / n;
-  const z2 = z * z;
-  const den = 1 + z2 / n;
-  const centre = (p + z2 / (2 * n)) / den;
-  const half = (z / den) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
-  return { lo: k === 0 ? 0 : Math.max(0, centre - half), hi: k === n ? 1 : Math.min(1, centre + half), level, method: 'Wilson score' };
+  return wilsonRate(n ? k / n : NaN, n, level, 'Wilson score');
+}
+
+/** A rate over clusters (prompts × seeds) with its interval, effective n and design effect. */
+export interface ClusteredRate {
+  readonly value: number;
+  readonly interval: Interval;
+  /** Trials (all samples). */
+  readonly n: number;
+  /** Clusters (prompts). */
+  readonly clusters: number;
+  /** Kish design effect 1 + (m − 1)·ρ (ρ the ANOVA intra-cluster correlation, clipped to [0, 1]). */
+  readonly designEffect: number;
+  /** n / design effect, between the clusters and n. */
+  readonly effectiveN: number;
+}
+
+/**
+ * A proportion from equal-size clusters (the seeds of one prompt are not independent): Wilson's
+ * interval at the effective n = n / deff, deff = 1 + (m − 1)·ρ with the one-way ANOVA estimate of
+ * the intra-cluster correlation ρ = (MSB − MSW)/(MSB + (m − 1)·MSW) clipped to [0, 1]
+ * (Kish 1965). ρ = 0 gives Wilson over all samples; ρ = 1 (each prompt all copies or none)
+ * gives Wilson over the prompts. `hits[i]` is the number of successes in cluster i of size `m`.
+ */
+export function clusteredRateInterval(hits: readonly number[], m: number, level = 0.95): ClusteredRate {
+  const P = hits.length;
+  const n = P * m;
+  const method = 'Wilson score, cluster-adjusted n';
+  if (P === 0 || !(m >= 1)) return { value: NaN, interval: { lo: NaN, hi: NaN, level, method }, n, clusters: P, designEffect: NaN, effectiveN: 0 };
+  const p = hits.reduce((a, b) => a + b, 0) / n;
+  let rho = 0;
+  if (P > 1 && m > 1) {
+    const msb = (m * hits.reduce((a, k) => a + (k / m - p) ** 2, 0)) / (P - 1);
+    const msw = hits.reduce((a, k) => a + m * (k / m) * (1 - k / m), 0) / (P * (m - 1));
+    const den = msb + (m - 1) * msw;
+    rho = den > 0 ? Math.max(0, Math.min(1, (msb - msw) / den)) : 0;
+  } else if (P === 1 && m > 1) {
+    rho = 1; // one prompt: nothing tells its seeds apart from the prompt, so it counts once
+  }
+  const designEffect = 1 + (m - 1) * rho;
+  const effectiveN = n / designEffect;
+  return { value: p, interval: wilsonRate(p, effectiveN, level, method), n, clusters: P, designEffect, effectiveN };
 }
 
 /** Fisher-z interval of Pearson's r from n pairs: tanh(atanh r ± z/√(n − 3)); NaN bounds when n ≤ 3 or r is not finite. */
