@@ -23,6 +23,7 @@ import {
   minNegativesForFpr,
   minCalibrationImages,
   MIN_N,
+  rateText,
 } from './verdict.ts';
 
 describe('distributions', () => {
@@ -115,6 +116,15 @@ describe('intervals', () => {
     expect(minCalibrationImages(0.99)).toBe(100);
     expect(minCalibrationImages(0.95)).toBe(20);
     expect(MIN_N.correlation).toBe(10);
+  });
+});
+
+describe('rateText', () => {
+  it('prints the rate with its Wilson interval and n, inconclusive below 10 trials', () => {
+    // Wilson 0/20: [0, z²/(20 + z²)] = [0, 16.1 %]
+    expect(rateText(0, 20)).toBe('0.0 % [0.0, 16.1] (n = 20)');
+    expect(rateText(0.5, 4)).toMatch(/^50\.0 % \[15\.0, 85\.0\] \(n = 4\): inconclusive \(n = 4 < 10\)$/);
+    expect(rateText(NaN, 4)).toBe('not measured');
   });
 });
 

@@ -432,3 +432,16 @@ export function allOf(claim: string, parts: readonly Verdict[], paper: string | 
     text: `${word} (${deciding.map((p) => `${p.claim}: ${p.text}`).join('; ')})`,
   };
 }
+
+/**
+ * A rate k/n as printed: "12.5 % [3.5, 36.0] (n = 16)" with its 95 % Wilson interval, and
+ * ": inconclusive (n = 4 < 10)" below {@link MIN_N}.proportion trials. `rate` is rounded to the
+ * nearest count k = rate·n.
+ */
+export function rateText(rate: number, n: number, level = 0.95): string {
+  if (!Number.isFinite(rate) || !(n > 0)) return 'not measured';
+  const k = Math.max(0, Math.min(n, Math.round(rate * n)));
+  const w = wilsonInterval(k, n, level);
+  const pc = (v: number): string => (100 * v).toFixed(1);
+  return `${pc(k / n)} % [${pc(w.lo)}, ${pc(w.hi)}] (n = ${n})${n < MIN_N.proportion ? `: inconclusive (n = ${n} < ${MIN_N.proportion})` : ''}`;
+}
