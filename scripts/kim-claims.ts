@@ -10,7 +10,10 @@ interface Claim {
   section: string;
   claim: string;
   measured: string;
-  holds: boolean | null;
+  /** Current results: the judged verdict (interval, n, minimum n). */
+  verdict?: { verdict: string; text: string };
+  /** Results written before verdicts had intervals: a point-estimate comparison, not a verdict. */
+  holds?: boolean | null;
 }
 
 const dirs = process.argv.slice(2);
@@ -18,7 +21,12 @@ if (dirs.length === 0) throw new Error('usage: scripts/kim-claims.ts DIR [DIR…
 const runs = dirs.map((d) => JSON.parse(readFileSync(join(d, 'kim.json'), 'utf8')) as { model: string; claims: Claim[] });
 const keys: string[] = [];
 for (const r of runs) for (const c of r.claims) if (!keys.includes(`${c.section}|${c.claim}`)) keys.push(`${c.section}|${c.claim}`);
-const verdict = (c: Claim | undefined): string => (c === undefined ? '—' : c.holds === null ? 'n/a' : c.holds ? '**holds**' : 'does not hold');
+// a verdict only from an interval with its n: older kim.json files (point comparisons, no interval) are not judged
+const verdict = (c: Claim | undefined): string => {
+  if (c === undefined) return '—';
+  if (c.verdict !== undefined) return c.verdict.verdict === 'holds' ? `**${c.verdict.text}**` : c.verdict.text;
+  return 'not judged (results predate interval verdicts; rerun memscope analyze kim)';
+};
 const lines = [
   `| § | claim | ${runs.map((r) => `${r.model}: measured | verdict`).join(' | ')} |`,
   `|---|---|${runs.map(() => '---|---').join('|')}|`,

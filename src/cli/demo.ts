@@ -1,4 +1,5 @@
 /** `memscope demo` (= `npm start`): the main job on the embedded default, written as an HTML report. */
+import { rateText } from '../analysis/verdict.ts';
 import { z } from 'zod';
 import { join } from 'node:path';
 import { parseFlags, validate, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
@@ -182,12 +183,12 @@ function readingNotes(out: DemoOutcome, analytic: boolean): string {
   const cfgMem = row('constant', 'memorized caption');
   const cfgCls = row('constant', 'class prompt');
   if (cfgMem && cfgCls) {
-    notes.push(`Under constant CFG, ${pct(cfgMem.nearestIsTarget ?? 0)} of memorized-caption samples have their own training image as nearest neighbour (${pct(cfgMem.ratioCopy)} pass the strict ratio test), against ${pct(cfgCls.ratioCopy)} ratio-test copies for class prompts.`);
+    notes.push(`Under constant CFG, ${rateText(cfgMem.nearestIsTarget ?? 0, cfgMem.samples)} of memorized-caption samples have their own training image as nearest neighbour (${rateText(cfgMem.ratioCopy, cfgMem.samples)} pass the strict ratio test), against ${rateText(cfgCls.ratioCopy, cfgCls.samples)} ratio-test copies for class prompts (95 % Wilson intervals; seeds of one prompt are not independent, so they are optimistic).`);
   }
   for (const g of ['dtp', 'og+dtp']) {
     const m = row(g, 'memorized caption');
     if (m && m.neverSwitched !== null) {
-      notes.push(`${g}: the switch to λ happened for ${pct(1 - m.neverSwitched)} of memorized-caption trajectories${m.medianSwitchStep === null ? '' : ` (median step ${fmt(m.medianSwitchStep)})`}; ${pct(m.nearestIsTarget ?? 0)} of them end nearest their own image.`);
+      notes.push(`${g}: the switch to λ happened for ${rateText(1 - m.neverSwitched, m.samples)} of memorized-caption trajectories${m.medianSwitchStep === null ? '' : ` (median step ${fmt(m.medianSwitchStep)})`}; ${rateText(m.nearestIsTarget ?? 0, m.samples)} of them end nearest their own image.`);
     }
   }
   if (analytic) notes.push(`On this exact testbed ε_c − ε_u = −(D_c − D_u)/σ_t, so d_t = ‖D_c − D_u‖²/σ_t²: a memorized caption's denoiser D_c is its training image whatever x_t is, so d_t only falls when the trajectory itself approaches that image (inside the basin, under CFG) and grows as σ_t → 0 otherwise. Trajectories that are not pulled into the basin (s ≤ 0 before a switch) therefore rarely show the local minimum that Algorithm 1 waits for, and once guidance turns on, the point-mass conditional captures the sample wherever it is. Trained networks (whose conditional prediction follows x_t at low noise) behave differently; compare on a trained model.`);

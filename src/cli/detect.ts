@@ -28,7 +28,8 @@ ${SD_SOURCE_HELP}
 
 Detectors: Wen et al.'s first-step ‖ε_c − ε_u‖ averaged over the seeds and its all-steps mean;
 Ren et al.'s cross-attention entropy at the first step on trained text models. For each: ROC AUC
-and TPR at 1 % FPR. Writes detect.json, detect.csv, roc.svg|png and report.html.
+with its 95 % Hanley–McNeil interval ("inconclusive" below 10 prompts per class) and TPR at 1 % FPR
+with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detect.json, detect.csv, roc.svg|png and report.html.
 
 Example:
   memscope detect --model models/duplication --out runs/detect
@@ -75,18 +76,18 @@ export async function detectCommand(argv: string[]): Promise<void> {
         title: 'ROC of memorization detectors',
         xLabel: 'false positive rate',
         yLabel: 'true positive rate',
-        series: [...r.detectors.map((x, i) => ({ label: `${x.name} (AUC ${fmt(x.auc)})`, x: x.roc.fpr, y: x.roc.tpr, color: colors[i % 3]! })), { label: 'chance', x: [0, 1], y: [0, 1], color: '#7f7f7f', dashed: true, width: 1 }],
+        series: [...r.detectors.map((x, i) => ({ label: `${x.name} (AUC ${fmt(x.auc)} [${fmt(x.aucInterval.lo)}, ${fmt(x.aucInterval.hi)}], ${x.positives}+${x.negatives} prompts)`, x: x.roc.fpr, y: x.roc.tpr, color: colors[i % 3]! })), { label: 'chance', x: [0, 1], y: [0, 1], color: '#7f7f7f', dashed: true, width: 1 }],
       }),
     );
     const body = [
       `<p>${escapeHtml(src.description)}; ${r.prompts.length} prompts (${r.prompts.filter((p) => p.memorized).length} memorized); ${seeds.length} seeds; CFG ${o.guidance}; ${escapeHtml(o.sampler)} ${o.steps} steps; sampling ${fmt(r.samplingSeconds)} s.</p>`,
-      table(['detector', 'AUC', 'TPR @ 1 % FPR', 'extra seconds', 'definition'], r.detectors.map((x) => [x.name, fmt(x.auc), fmt(x.tprAt1), fmt(x.seconds), x.description])),
+      table(['detector', 'AUC [95 % interval]', 'TPR @ 1 % FPR', 'extra seconds', 'definition'], r.detectors.map((x) => [x.name, x.aucText, x.tprAt1Text, fmt(x.seconds), x.description])),
       '<img src="roc.svg" width="560" alt="ROC curves">',
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope detect', body));
   }, { command: 'detect' });
   await src.trained?.attention?.dispose();
   await src.denoiser.dispose?.();
-  for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.auc.toFixed(3)}, TPR@1%FPR ${x.tprAt1.toFixed(3)}\n`);
+  for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.aucText}; TPR@1%FPR ${x.tprAt1Text}\n`);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
 }

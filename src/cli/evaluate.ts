@@ -9,12 +9,13 @@ import { parsePrompts } from '../study/conditions.ts';
 import type { StudySource } from '../study/source.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
-import { runEvaluation, classifierTools, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
+import { runEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
 import { DEFAULT_METHODS, needsTextModel, parseMethods } from '../mitigate/methods.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { hasCrossAttentionSoftmax } from '../sd/cross-attention.ts';
 import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../metrics/clip.ts';
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
+import type { Verdict } from '../analysis/verdict.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { Classifier } from '../train/classifier.ts';
 import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
@@ -65,8 +66,12 @@ Usage: memscope evaluate [flags]
 ${SD_SOURCE_HELP}
 
 Columns: copy similarity to the nearest training image (95th percentile, mean ± std), similarity
-to the prompt's own training image (prompts tied to one), memorization rate (samples whose nearest
-training image is the prompt's own; for prompts without one, similarity above the threshold; copy
+to the prompt's own training image (prompts tied to one), memorization rate with its 95 % Wilson
+interval at the prompt-cluster effective n ("inconclusive" below 10 prompts, or when the threshold
+was calibrated on fewer than 1/(1 − Q) held-out images) — on a Stable Diffusion prompt set:
+similarity to the prompt's own training image above the threshold (SSCD: 0.5, as Wen et al. and
+Somepalli et al.; otherwise --threshold or the calibrated one); on the testbeds: the nearest
+training image is the prompt's own; for prompts without one, similarity above the threshold (copy
 rate, the fraction above the threshold, is in the CSV/JSON), alignment (classifier accuracy against
 the prompt's class), Fréchet distance of classifier features to the held-out split, seconds per image.
 DTP rows add the fraction of samples that never switched to λ, with their similarity and alignment.
@@ -115,13 +120,16 @@ export function evaluateMarkdown(r: EvaluateResult): string {
   const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|';
   const lines = r.rows.map(
     (x) =>
-      `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${pct(x.memorizationRate)} | ${alignFmt(r, x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
+      `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${x.memorization.text} | ${alignFmt(r, x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
   );
-  const notes = [...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x))];
+  const notes = [`memorization rate: ${r.memorization.text}; 95 % Wilson intervals at the prompt-cluster effective n`, ...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x))];
   return [head, sep, ...lines, '', ...notes.map((n) => `- ${n}`)].join('\n') + '\n';
 }
 
 const signed = (v: number): string => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(3)}`;
+
+/** A verdict in a few words: the word, and the n when it is below the minimum. */
+const verdictWord = (v: Verdict): string => (v.n < v.minN && v.verdict === 'inconclusive' ? v.text : v.verdict);
 
 /** One line per method: Δ p95 against CFG with its prompt-bootstrap interval. */
 export function marginLines(r: EvaluateResult): string[] {
@@ -133,7 +141,7 @@ export function marginLines(r: EvaluateResult): string[] {
       return (
         `${x.method} vs cfg: Δ p95 similarity ${signed(m.similarityP95.delta)} [${signed(m.similarityP95.lo)}, ${signed(m.similarityP95.hi)}]` +
         (t ? `, Δ p95 own-image similarity ${signed(t.delta)} [${signed(t.lo)}, ${signed(t.hi)}]` : '') +
-        ` (95 % prompt-bootstrap intervals)`
+        ` (95 % prompt-bootstrap intervals); lowers the p95 similarity: ${verdictWord(marginVerdict('p95 similarity', m.similarityP95))}`
       );
     });
 }
@@ -270,7 +278,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     await writeFileAtomic(join(dir, 'evaluate.csv'), csv(r));
     const intro =
       `${src.description}; ${r.prompts.length} prompts × ${seeds.length} seeds; λ = ${o.guidance}; ${o.sampler} ${o.steps} steps; ` +
-      `descriptor ${descriptor.info.name}; copy threshold ${r.threshold.value.toFixed(4)} ${r.threshold.calibrated ? `(calibrated: the ${r.threshold.quantile} quantile over ${r.threshold.heldOut} held-out images)` : '(given)'}; ` +
+      `descriptor ${descriptor.info.name}; copy threshold ${r.threshold.text}; ` +
       `similarity against ${r.poolSize} training images; Fréchet reference: ${r.reference.heldOut} held-out images` +
       (r.reference.floor === null ? '' : ` (${r.reference.floorImages} real training images reach ${r.reference.floor.toFixed(2)})`) +
       '.';
@@ -292,8 +300,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
           `${fmt(x.similarity.mean)} ± ${fmt(x.similarity.std)}`,
           x.targetSimilarity ? fmt(x.targetSimilarity.p95) : '—',
           x.targetSimilarity ? `${fmt(x.targetSimilarity.mean)} ± ${fmt(x.targetSimilarity.std)}` : '—',
-          pct(x.copyRate),
-          pct(x.memorizationRate),
+          x.copy.text,
+          x.memorization.text,
           alignFmt(r, x.alignment),
           x.frechet === null ? '—' : fmt(x.frechet),
           fmt(x.secondsPerImage),

@@ -1,4 +1,5 @@
 /** `memscope geometry`: Dodson & Gao's noise regimes (SPEC §5) on the exact empirical denoiser and trained models, with the swap / under-training table. */
+import { rateText } from '../analysis/verdict.ts';
 import { z } from 'zod';
 import { join, dirname, basename } from 'node:path';
 import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, nonNegativeInt, UsageError, asUsage, samplerFlag } from './args.ts';
@@ -316,7 +317,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   }
   if (swap) {
     process.stdout.write(`trajectory level (${swap.study.rows[0]!.samples} samples, ${o.sampler} ${o.steps} steps; swap band ${swap.band ? `[${fmt(swap.band.sigmaLo)}, ${fmt(swap.band.sigmaHi)}]` : 'none'}; Fréchet floor ${swap.study.frechetFloor === null ? '—' : fmt(swap.study.frechetFloor)}):\n`);
-    for (const row of swap.study.rows) process.stdout.write(`  ${row.name.padEnd(44)} rate ${(100 * row.rate).toFixed(1).padStart(5)} %  median d1/d2 ${row.medianRatio.toFixed(3)}  Fréchet ${row.frechet === null ? '—' : row.frechet.toFixed(1)}\n`);
+    for (const row of swap.study.rows) process.stdout.write(`  ${row.name.padEnd(44)} rate ${rateText(row.rate, row.samples)}  median d1/d2 ${row.medianRatio.toFixed(3)}  Fréchet ${row.frechet === null ? '—' : row.frechet.toFixed(1)}\n`);
     if (swap.search && swap.search.baseRate <= swap.search.target) process.stdout.write(`band search: the model alone is already at ${(100 * swap.search.baseRate).toFixed(1)} % ≤ ${fmt(swap.search.target)}; no band needed\n`);
     else if (swap.search) process.stdout.write(swap.search.best ? `narrowest band with rate ≤ ${fmt(swap.search.target)}: [${fmt(swap.search.best.band.sigmaLo)}, ${fmt(swap.search.best.band.sigmaHi)}] (${swap.search.best.stepsInBand} steps) → ${(100 * swap.search.best.rate).toFixed(1)} %\n` : `no band of the ${swap.search.trials.length} tried reaches rate ≤ ${fmt(swap.search.target)}\n`);
   }
@@ -480,11 +481,11 @@ async function swapTable(
 
 function swapHtml(swap: { study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null }): string[] {
   const st = swap.study;
-  const rows = st.rows.map((row) => [row.name, row.kind, row.band ? `[${fmt(row.band.sigmaLo)}, ${fmt(row.band.sigmaHi)}]` : '—', row.samples, `${(100 * row.rate).toFixed(1)} %`, row.medianRatio, row.sameNearest === null ? '—' : `${(100 * row.sameNearest).toFixed(0)} %`, row.frechet === null ? '—' : row.frechet, row.swappedCalls === null ? '—' : `${(100 * row.swappedCalls).toFixed(0)} %`]);
+  const rows = st.rows.map((row) => [row.name, row.kind, row.band ? `[${fmt(row.band.sigmaLo)}, ${fmt(row.band.sigmaHi)}]` : '—', row.samples, rateText(row.rate, row.samples), row.medianRatio, row.sameNearest === null ? '—' : `${(100 * row.sameNearest).toFixed(0)} %`, row.frechet === null ? '—' : row.frechet, row.swappedCalls === null ? '—' : `${(100 * row.swappedCalls).toFixed(0)} %`]);
   const out = [
     '<h2>Mitigations at the trajectory level (SPEC §5.6)</h2>',
     `<p>Unconditional samples on the same seeds; memorized when d1/d2 &lt; ${fmt(st.threshold)} against the model's training images. Fréchet distance of classifier features to the held-out images; a same-size set of real training images reaches ${st.frechetFloor === null ? '—' : fmt(st.frechetFloor)}. "same NN" = samples whose nearest training image is that of the memorizing model's sample of the same seed.</p>`,
-    table(['variant', 'kind', 'band σ', 'samples', 'memorization rate', 'median d1/d2', 'same NN', 'Fréchet', 'calls swapped'], rows),
+    table(['variant', 'kind', 'band σ', 'samples', 'memorization rate [95 % Wilson]', 'median d1/d2', 'same NN', 'Fréchet', 'calls swapped'], rows),
   ];
   if (swap.search) {
     const s = swap.search;

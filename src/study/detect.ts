@@ -4,13 +4,15 @@
  * seeds, and its mean over all steps — and, where the model exposes cross-attention (a trained
  * text model loaded with `exposeCrossAttention`, or a Stable Diffusion export, by graph surgery on
  * its U-Net: `src.sd.attention`), Ren et al.'s attention entropy at the first step (lower = memorized, so −entropy is the score). Labels are the
- * ground truth (a condition tied to a training image is memorized); ROC AUC and TPR at 1 % FPR.
+ * ground truth (a condition tied to a training image is memorized); ROC AUC (with its Hanley–McNeil
+ * interval) and TPR at 1 % FPR (with its Wilson interval; "inconclusive" below 100 negatives).
  */
 import type { SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import { constant } from '../guidance/schedules.ts';
 import { wenScores, WEN_AGGREGATION } from '../analysis/wen.ts';
 import { rocAuc, rocCurve, tprAtFpr, type RocCurve } from '../metrics/roc.ts';
+import { MIN_N, aucInterval, judge, minNegativesForFpr, wilsonInterval, type Interval, type Verdict } from '../analysis/verdict.ts';
 import { attentionEntropy } from '../mitigate/ren-attention.ts';
 import { runSampling, initialNoise } from './sampling.ts';
 import type { StudySource } from './source.ts';
@@ -36,7 +38,20 @@ export interface DetectorResult {
   /** Per prompt, higher = more likely memorized. */
   readonly scores: readonly number[];
   readonly auc: number;
+  /** 95 % Hanley–McNeil interval of the AUC. */
+  readonly aucInterval: Interval;
   readonly tprAt1: number;
+  /** 95 % Wilson interval of the TPR at 1 % FPR over the positives (the threshold's own uncertainty is not in it). */
+  readonly tprAt1Interval: Interval;
+  /** Memorized (positive) and normal (negative) prompts. */
+  readonly positives: number;
+  readonly negatives: number;
+  /** "better than chance" (AUC > 0.5) judged by the AUC interval, with at least {@link MIN_N}.aucPerClass prompts per class. */
+  readonly aucVerdict: Verdict;
+  /** The AUC as printed: value, interval, n per class and, below the minimum n, "inconclusive (…)". */
+  readonly aucText: string;
+  /** The TPR at 1 % FPR as printed: "inconclusive (n_neg = 4 < 100)" below ⌈1/0.01⌉ negatives, else value, interval and n. */
+  readonly tprAt1Text: string;
   readonly roc: RocCurve;
   /** Seconds spent computing this detector beyond the shared sampling run. */
   readonly seconds: number;
@@ -49,8 +64,31 @@ export interface DetectResult {
   readonly samplingSeconds: number;
 }
 
+const g3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : 'n/a');
+
+/**
+ * An AUC and a TPR at 1 % FPR with their intervals and n, judged: the AUC is "better than chance"
+ * only when its whole Hanley–McNeil interval is above 0.5 with ≥ MIN_N.aucPerClass prompts per
+ * class; the TPR at 1 % FPR is printed only from ≥ 100 negatives (below that no threshold can hold
+ * the FPR at 1 %: one false positive is already more).
+ */
+export function detectionStats(scores: readonly number[], labels: readonly boolean[]): Pick<DetectorResult, 'auc' | 'aucInterval' | 'tprAt1' | 'tprAt1Interval' | 'positives' | 'negatives' | 'aucVerdict' | 'aucText' | 'tprAt1Text'> {
+  const P = labels.filter((l) => l).length;
+  const N = labels.length - P;
+  const auc = rocAuc(scores, labels);
+  const tprAt1 = tprAtFpr(scores, labels, 0.01);
+  const aucCi = aucInterval(auc, P, N);
+  const tprCi = wilsonInterval(Math.round(tprAt1 * P), P);
+  const nMin = Math.min(P, N);
+  const aucVerdict = judge({ claim: 'detects memorized prompts better than chance (AUC > 0.5)', value: auc, interval: aucCi, n: nMin, nLabel: P <= N ? 'n_pos' : 'n_neg', minN: MIN_N.aucPerClass, side: { above: 0.5 } });
+  const aucText = `${g3(auc)} [${g3(aucCi.lo)}, ${g3(aucCi.hi)}] (95 % Hanley–McNeil; n_pos = ${P}, n_neg = ${N})${nMin < MIN_N.aucPerClass ? `: ${aucVerdict.text}` : `; better than chance: ${aucVerdict.verdict}`}`;
+  const needNeg = minNegativesForFpr(0.01);
+  const tprAt1Text = N < needNeg ? `inconclusive (n_neg = ${N} < ${needNeg})` : `${g3(tprAt1)} [${g3(tprCi.lo)}, ${g3(tprCi.hi)}] (95 % Wilson; n_pos = ${P}, n_neg = ${N})`;
+  return { auc, aucInterval: aucCi, tprAt1, tprAt1Interval: tprCi, positives: P, negatives: N, aucVerdict, aucText, tprAt1Text };
+}
+
 function detector(name: string, description: string, scores: number[], labels: boolean[], seconds: number): DetectorResult {
-  return { name, description, scores, auc: rocAuc(scores, labels), tprAt1: tprAtFpr(scores, labels, 0.01), roc: rocCurve(scores, labels), seconds };
+  return { name, description, scores, ...detectionStats(scores, labels), roc: rocCurve(scores, labels), seconds };
 }
 
 /** Score every prompt with every available detector and evaluate them against the ground truth. */

@@ -9,12 +9,21 @@
  * - **copy rate**: the fraction of samples whose similarity exceeds the threshold — given, or
  *   calibrated as the 99th percentile of the same similarity for held-out real images (the test
  *   split, which no model trained on): "closer to a training image than 99 % of unseen images";
- * - **memorization rate**: the fraction of samples that are copies — for a prompt tied to a
- *   training image, its nearest training image in descriptor space is that image; for other
- *   prompts, copy similarity above the threshold. (SPEC §4.5 reads "score > threshold"; on
- *   Fashion-MNIST the nearest-training similarity does not separate copies from unseen images —
- *   the held-out images' median, 0.898 with the learned descriptor, equals that of CFG copies —
- *   so where the memorized image is known, its identity is the test.)
+ * - **memorization rate**: the fraction of samples that are copies, with a 95 % Wilson interval at
+ *   the prompt-cluster effective n (`analysis/verdict.ts`), "inconclusive" below 10 prompts or
+ *   when its threshold was calibrated on fewer than ⌈1/(1 − q)⌉ held-out images. Two definitions:
+ *   - Stable Diffusion prompt sets (the papers' code, Wen et al. / Somepalli et al.): a sample
+ *     whose descriptor similarity to its prompt's OWN training image exceeds a threshold — SSCD
+ *     > 0.5 when the descriptor is SSCD, else the given --threshold or the held-out-calibrated
+ *     one. The identity of the nearest image among the list's own images is no test there: with
+ *     3 images a random model is "right" 1 time in 3 (a random-weight export scored 66.7 %).
+ *   - the embedded / trained testbeds: for a prompt tied to a training image, its nearest
+ *     training image in descriptor space is that image (chance 1/pool, the pool being thousands
+ *     of Fashion-MNIST images; SPEC §4.5 reads "score > threshold", but on Fashion-MNIST the
+ *     nearest-training similarity does not separate copies from unseen images — the held-out
+ *     images' median, 0.898 with the learned descriptor, equals that of CFG copies — so where the
+ *     memorized image is known, its identity is the test); for other prompts, similarity above the
+ *     threshold.
  * - **alignment**: accuracy of memscope's classifier against the prompt's class (class prompts:
  *   the class named; captions: the class of the captioned garment), the testbed analogue of CLIP score;
  * - **quality**: the Fréchet distance between the classifier's 64-d features of the samples and of
@@ -40,6 +49,7 @@ import { l2NormalizeRows } from '../metrics/descriptor.ts';
 import { NearestIndex } from '../metrics/nearest.ts';
 import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
 import { quantileSorted } from '../analysis/correlation.ts';
+import { MIN_N, clusteredRateInterval, judge, minCalibrationImages, type Interval, type Verdict } from '../analysis/verdict.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { mulberry32, sampleIndices, takeRows } from '../data/indices.ts';
 import type { Classifier } from '../train/classifier.ts';
@@ -95,11 +105,12 @@ export interface MethodRow {
   readonly targetSimilarity: SimilarityStats | null;
   /** Fraction of samples with similarity (to the nearest training image) > threshold. */
   readonly copyRate: number;
-  /**
-   * Fraction of samples that are copies: for a prompt tied to a training image, its nearest training
-   * image (descriptor) is that image; for other prompts, similarity > threshold.
-   */
+  /** Fraction of samples that are copies, by {@link EvaluateResult.memorization}'s definition. */
   readonly memorizationRate: number;
+  /** The memorization rate with its interval, n and printed text ("inconclusive (…)" below the minimum n). */
+  readonly memorization: RateEstimate;
+  /** The copy rate with its interval, n and printed text. */
+  readonly copy: RateEstimate;
   /** Mean alignment score (testbed: classifier accuracy against the prompt's class; null when not measured). */
   readonly alignment: number | null;
   /** Fréchet distance of the quality features to the held-out split (null when not measured). */
@@ -124,7 +135,10 @@ export interface EvaluateResult {
   readonly alignmentUnit: 'fraction' | 'score';
   readonly qualityName: string | null;
   readonly descriptor: DescriptorInfo;
-  readonly threshold: { readonly value: number; readonly calibrated: boolean; readonly quantile: number | null; readonly heldOut: number };
+  /** The copy threshold: given, or the `quantile` of `heldOut` images' nearest-training similarity (adequate only from `minHeldOut` = ⌈1/(1 − q)⌉ images). */
+  readonly threshold: { readonly value: number; readonly calibrated: boolean; readonly quantile: number | null; readonly heldOut: number; readonly minHeldOut: number | null; readonly text: string };
+  /** How a sample is counted as memorized, in words and numbers. */
+  readonly memorization: MemorizationDefinition;
   /** Training images the similarity is measured against. */
   readonly poolSize: number;
   /** Fréchet reference: held-out images, and the floor a same-size set of real training images reaches (null when not measured). */
@@ -136,6 +150,34 @@ export interface EvaluateResult {
   readonly similarities: ReadonlyMap<string, Float64Array>;
   /** Per method, per sample of a prompt with a training image: the similarity to that image (rows in order). */
   readonly targetSimilarities: ReadonlyMap<string, Float64Array>;
+}
+
+/** A rate with its interval and n, as printed. */
+export interface RateEstimate {
+  readonly value: number;
+  readonly interval: Interval;
+  readonly samples: number;
+  readonly prompts: number;
+  /** Prompt-cluster design effect of the interval. */
+  readonly designEffect: number;
+  /** "12.5 % [3.1, 38.0] (16 samples of 4 prompts)", or with ": inconclusive (…)" below the minimum n. */
+  readonly text: string;
+}
+
+/** The definition of "memorized" an evaluation used. */
+export interface MemorizationDefinition {
+  /** `own-similarity`: similarity to the prompt's own training image > threshold (SD prompt sets); `nearest-is-own`: the nearest training image is the prompt's own (testbeds). */
+  readonly rule: 'own-similarity' | 'nearest-is-own';
+  /** The similarity threshold (own-similarity; and prompts without an own image). */
+  readonly threshold: number;
+  /** Where it comes from: the papers' SSCD 0.5, the user's --threshold, or the held-out calibration. */
+  readonly thresholdSource: 'sscd-paper' | 'given' | 'calibrated';
+  /** Whether the threshold rests on enough data (false: calibrated on fewer than ⌈1/(1 − q)⌉ held-out images). */
+  readonly adequate: boolean;
+  /** Chance level of the nearest-is-own rule (1 / training pool), null for own-similarity. */
+  readonly chance: number | null;
+  /** The definition in one sentence, for the table. */
+  readonly text: string;
 }
 
 /** Tools the evaluation measures with. */
@@ -302,6 +344,8 @@ export interface QuantileMargin {
   readonly q: number;
   readonly level: number;
   readonly resamples: number;
+  /** Prompts resampled (the interval's n). */
+  readonly prompts: number;
 }
 
 /**
@@ -333,7 +377,59 @@ export function quantileMargin(a: ArrayLike<number>, b: ArrayLike<number>, N: nu
   }
   diffs.sort();
   const tail = (1 - level) / 2;
-  return { delta, lo: quantileSorted(diffs, tail), hi: quantileSorted(diffs, 1 - tail), q, level, resamples: B };
+  return { delta, lo: quantileSorted(diffs, tail), hi: quantileSorted(diffs, 1 - tail), q, level, resamples: B, prompts: P };
+}
+
+/** The printed rate: value, 95 % cluster-adjusted Wilson interval and n; "inconclusive" below the minimum prompts or with an under-calibrated threshold. */
+function rateEstimate(hitsPerPrompt: readonly number[], seedsPerPrompt: number, heldOutShort: number | null, minHeldOut: number | null): RateEstimate {
+  const c = clusteredRateInterval(hitsPerPrompt, seedsPerPrompt);
+  const pc = (v: number): string => (100 * v).toFixed(1);
+  const base = `${pc(c.value)} % [${pc(c.interval.lo)}, ${pc(c.interval.hi)}] (${c.n} samples of ${c.clusters} prompts)`;
+  const why =
+    heldOutShort !== null
+      ? `: inconclusive (threshold from n_heldout = ${heldOutShort} < ${minHeldOut})`
+      : c.clusters < MIN_N.proportion
+        ? `: inconclusive (prompts = ${c.clusters} < ${MIN_N.proportion})`
+        : '';
+  return { value: c.value, interval: c.interval, samples: c.n, prompts: c.clusters, designEffect: c.designEffect, text: base + why };
+}
+
+/** The papers' SSCD copy threshold (Somepalli et al. 2023; Wen et al. 2024: "SSCD similarity > 0.5"). */
+export const SSCD_COPY_THRESHOLD = 0.5;
+
+/**
+ * Which definition of "memorized" applies. Stable Diffusion prompt sets: similarity to the prompt's
+ * own training image above a threshold — the given `--threshold`, else SSCD 0.5 with an SSCD
+ * descriptor, else the held-out-calibrated copy threshold. Embedded / trained testbeds: the
+ * nearest training image is the prompt's own (chance 1/pool).
+ */
+export function memorizationDefinition(sd: boolean, sscd: boolean, given: number | null, copyThreshold: number, copyAdequate: boolean, pool: number, copyThresholdText: string): MemorizationDefinition {
+  if (sd) {
+    const source: MemorizationDefinition['thresholdSource'] = given !== null ? 'given' : sscd ? 'sscd-paper' : 'calibrated';
+    const threshold = source === 'sscd-paper' ? SSCD_COPY_THRESHOLD : copyThreshold;
+    const from = source === 'sscd-paper' ? 'SSCD > 0.5, as Wen et al. and Somepalli et al.' : source === 'given' ? `--threshold ${threshold}` : `the calibrated copy threshold ${copyThresholdText}`;
+    return {
+      rule: 'own-similarity',
+      threshold,
+      thresholdSource: source,
+      adequate: source !== 'calibrated' || copyAdequate,
+      chance: null,
+      text: `a sample is memorized when its descriptor similarity to its prompt's own training image exceeds ${threshold.toFixed(4)} (${from}); prompts without an image: similarity to the nearest training image above it`,
+    };
+  }
+  return {
+    rule: 'nearest-is-own',
+    threshold: copyThreshold,
+    thresholdSource: given !== null ? 'given' : 'calibrated',
+    adequate: given !== null || copyAdequate,
+    chance: 1 / pool,
+    text: `a sample of a prompt tied to a training image is memorized when its nearest training image (descriptor) is that image (chance 1/${pool} = ${(100 / pool).toPrecision(2)} %); other prompts: similarity above the copy threshold ${copyThresholdText}`,
+  };
+}
+
+/** "lowers the p95 similarity vs cfg", judged by the prompt-bootstrap interval of Δ p95 with at least {@link MIN_N}.bootstrapPrompts prompts. */
+export function marginVerdict(what: string, m: QuantileMargin): Verdict {
+  return judge({ claim: `lowers the ${what} vs cfg`, value: m.delta, interval: { lo: m.lo, hi: m.hi, level: m.level, method: 'prompt bootstrap' }, n: m.prompts, nLabel: 'prompts', minN: MIN_N.bootstrapPrompts, side: { below: 0 } });
 }
 
 /** Run the evaluation: every method in turn (cached in `workDir` when given), then the metrics. */
@@ -373,12 +469,18 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
     if (s.threshold === null) {
       const h = await nearestCosine(index, l2NormalizeRows(await tools.descriptor.embed(heldOut!)));
       const sorted = Float64Array.from(h.sim).sort();
-      threshold = { value: quantileSorted(sorted, s.calibrationQuantile), calibrated: true, quantile: s.calibrationQuantile, heldOut: sorted.length };
-      log(`copy threshold ${threshold.value.toFixed(4)} (the ${s.calibrationQuantile} quantile of ${sorted.length} held-out images' nearest-training similarity)`);
+      const value = quantileSorted(sorted, s.calibrationQuantile);
+      const minHeldOut = minCalibrationImages(s.calibrationQuantile);
+      const text = `${value.toFixed(4)} (the ${s.calibrationQuantile} quantile of ${sorted.length} held-out images' nearest-training similarity${sorted.length < minHeldOut ? `: inconclusive (n_heldout = ${sorted.length} < ${minHeldOut})` : ''})`;
+      threshold = { value, calibrated: true, quantile: s.calibrationQuantile, heldOut: sorted.length, minHeldOut, text };
+      log(`copy threshold ${text}`);
     } else {
       if (!Number.isFinite(s.threshold)) throw new Error(`--threshold: expected a finite number, got ${s.threshold}`);
-      threshold = { value: s.threshold, calibrated: false, quantile: null, heldOut: 0 };
+      threshold = { value: s.threshold, calibrated: false, quantile: null, heldOut: 0, minHeldOut: null, text: `${s.threshold} (given)` };
     }
+    const thresholdAdequate = !threshold.calibrated || threshold.heldOut >= threshold.minHeldOut!;
+    const memorization = memorizationDefinition(src.sd !== undefined, tools.descriptor.info.name === 'sscd', s.threshold, threshold.value, thresholdAdequate, poolImages.dims[0]!, threshold.text);
+    log(`memorization: ${memorization.text}`);
     // Fréchet reference features and the same-size floor of real training images
     let refStats: ReturnType<typeof gaussianStats> | null = null;
     let floor: number | null = null;
@@ -402,20 +504,27 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
       const unit = l2NormalizeRows(await tools.descriptor.embed(ms.samples));
       const { sim, nn } = await nearestCosine(index, unit);
       const dim = unit.dims[1]!;
-      let copies = 0;
+      const copiesPer = new Array<number>(P).fill(0);
+      const aboveThreshold = new Array<number>(P).fill(0);
       const targetSims: number[] = [];
       for (let r = 0; r < R; r++) {
         const p = Math.floor(r / N);
         const t = prompts[p]!.target;
+        if (sim[r]! > threshold.value) aboveThreshold[p]!++;
         if (t === null) {
-          if (sim[r]! > threshold.value) copies++;
+          if (sim[r]! > memorization.threshold) copiesPer[p]!++;
           continue;
         }
-        if (poolIndex[nn[r]!] === t) copies++;
         let c = 0;
         for (let k = 0; k < dim; k++) c += unit.data[r * dim + k]! * targetUnit!.data[p * dim + k]!;
         targetSims.push(c);
+        if (memorization.rule === 'nearest-is-own' ? poolIndex[nn[r]!] === t : c > memorization.threshold) copiesPer[p]!++;
       }
+      const copies = copiesPer.reduce((a, b) => a + b, 0);
+      // prompts without an own image use the threshold under both rules
+      const memUsesThreshold = memorization.rule === 'own-similarity' || prompts.some((q) => q.target === null);
+      const memEstimate = rateEstimate(copiesPer, N, memUsesThreshold && !memorization.adequate ? threshold.heldOut : null, threshold.minHeldOut);
+      const copyEstimate = rateEstimate(aboveThreshold, N, thresholdAdequate ? null : threshold.heldOut, threshold.minHeldOut);
       const rowPrompts = Array.from({ length: R }, (_, r) => prompts[Math.floor(r / N)]!);
       const align = tools.alignment ? await tools.alignment.score(ms.samples, rowPrompts) : null;
       let frechet: number | null = null;
@@ -445,6 +554,8 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
         targetSimilarity: targetSims.length ? similarityStats(targetSims) : null,
         copyRate: sim.filter((v) => v > threshold.value).length / R,
         memorizationRate: copies / R,
+        memorization: memEstimate,
+        copy: copyEstimate,
         alignment: acc(all),
         frechet,
         secondsPerImage: (ms.prepSeconds + ms.samplingSeconds) / R,
@@ -479,6 +590,7 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
       qualityName: tools.quality?.name ?? null,
       descriptor: tools.descriptor.info,
       threshold,
+      memorization,
       poolSize: poolImages.dims[0]!,
       reference: { heldOut: heldOut?.dims[0] ?? 0, floor, floorImages },
       rows: withMargins,

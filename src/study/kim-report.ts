@@ -11,6 +11,7 @@ import { trajectoryFan, projectPaths } from '../report/fan.ts';
 import { writeFigure, labelledStrip } from '../report/figure.ts';
 import { gridPng } from '../report/png.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
+import { MIN_N, fisherZInterval } from '../analysis/verdict.ts';
 import { kimClaims, promptStatistic, type KimClaim, type KimPromptResult, type KimStudy, type KimStats } from './kim.ts';
 
 const MEM = '#d62728';
@@ -72,10 +73,27 @@ function csv(header: readonly string[], rows: readonly (readonly unknown[])[]): 
   return [header.map(csvCell).join(','), ...rows.map((r) => r.map(csvCell).join(','))].join('\n') + '\n';
 }
 
-/** The claims table as Markdown. */
+/** How the claims are judged (printed under the table). */
+export const KIM_VERDICT_RULE = `A verdict holds only when the whole 95 % interval lies on the claim's side, does not hold only when it lies wholly on the other side, and is inconclusive otherwise or below ${MIN_N.promptMean} prompts (${MIN_N.correlation} for a correlation, ${MIN_N.proportion} per group for a flag rate); not measured when the statistic is missing.`;
+
+/** The verdict cell of a claim: the verdict text (word, interval, n). */
+export function claimVerdictText(c: KimClaim): string {
+  return c.verdict.text;
+}
+
+/** The claims table as Markdown: claim, the paper's value, what was measured (with intervals and n) and the verdict. */
 export function claimsMarkdown(claims: readonly KimClaim[], model: string): string {
-  const rows = claims.map((c) => `| §${c.section} | ${c.claim} | ${c.measured} | ${c.holds === null ? 'n/a' : c.holds ? 'holds' : 'does not hold'} |`);
-  return [`Claims of SPEC §3 on ${model}`, '', '| § | claim | measured | verdict |', '|---|---|---|---|', ...rows].join('\n') + '\n';
+  const cell = (t: string): string => t.replace(/\|/g, '\\|');
+  const rows = claims.map((c) => `| §${c.section} | ${cell(c.claim)} | ${cell(c.paper)} | ${cell(c.measured)} | ${cell(claimVerdictText(c))} |`);
+  return [
+    `Claims of SPEC §3 on ${model}`,
+    '',
+    '| § | claim | paper | measured | verdict |',
+    '|---|---|---|---|---|',
+    ...rows,
+    '',
+    KIM_VERDICT_RULE,
+  ].join('\n') + '\n';
 }
 
 /** Write the study's results directory (everything but `settings.json`, which the command writes). */
@@ -146,15 +164,19 @@ export async function writeKimReport(dir: string, study: KimStudy): Promise<KimC
   await writeFileAtomic(
     join(dir, 'correlations.csv'),
     csv(
-      ['scale', 'statistic', 'prompts', 'pearson', 'pearson_lo', 'pearson_hi', 'spearman', 'spearman_lo', 'spearman_hi', 'n'],
-      study.correlations.map((c) => [c.scale, c.statistic, c.prompts, c.pearson.r, c.pearson.lo, c.pearson.hi, c.spearman.r, c.spearman.lo, c.spearman.hi, c.pearson.n]),
+      ['scale', 'statistic', 'prompts', 'pearson', 'pearson_lo', 'pearson_hi', 'pearson_fisher_lo', 'pearson_fisher_hi', 'spearman', 'spearman_lo', 'spearman_hi', 'n'],
+      study.correlations.map((c) => {
+        const fz = fisherZInterval(c.pearson.r, c.pearson.n);
+        return [c.scale, c.statistic, c.prompts, c.pearson.r, c.pearson.lo, c.pearson.hi, fz.lo, fz.hi, c.spearman.r, c.spearman.lo, c.spearman.hi, c.pearson.n];
+      }),
     ),
   );
   const claimsMd = claimsMarkdown(claims, study.model);
   await writeFileAtomic(join(dir, 'claims.md'), claimsMd);
 
   // figures
-  html.push(`<h2>Claims (SPEC §3)</h2>`, table(['§', 'claim', 'measured', 'verdict'], claims.map((c) => [c.section, c.claim, c.measured, c.holds === null ? 'n/a' : c.holds ? 'holds' : 'does not hold'])));
+  html.push(`<h2>Claims (SPEC §3)</h2>`, table(['§', 'claim', 'paper', 'measured', 'verdict'], claims.map((c) => [c.section, c.claim, c.paper, c.measured, claimVerdictText(c)])));
+  html.push(`<p class="note">${escapeHtml(KIM_VERDICT_RULE)}</p>`);
   html.push(`<h2>§3.1 Loss along the trajectory</h2>`);
   await fig('loss-x0', lineChart({ title: 'L_x0(t) = ‖x̂0(t) − x‖² (mean over prompts)', xLabel: 'inference step', yLabel: 'L_x0', logY: true, series: groupSeries(study, (st) => st.lossX0.mean, { band: false }) }), 'x0-space loss along denoising; memorized prompts use their training image, normal prompts their own final sample');
   await fig('loss-eps', lineChart({ title: 'L_ε(t) = ᾱ/(1−ᾱ)·‖x̂0(t) − x‖²', xLabel: 'inference step', yLabel: 'L_ε', logY: true, series: groupSeries(study, (st) => st.lossEps.mean, { band: false }) }), 'ε-space loss along denoising');

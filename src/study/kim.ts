@@ -20,6 +20,7 @@ import type { StepObserver } from '../record/recorders.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 import { KimAccumulator, forwardNoisedLoss, type KimGroupStats, type StepSeries } from '../analysis/kim.ts';
 import { bootstrapCorrelation, type CorrelationCI } from '../analysis/correlation.ts';
+import { MIN_N, allOf, fisherZInterval, judge, meanInterval, notMeasured, pairedDifferenceInterval, welchDifferenceInterval, wilsonInterval, type ClaimSide, type Interval, type MeanEstimate, type Verdict } from '../analysis/verdict.ts';
 import type { Descriptor } from '../metrics/descriptor.ts';
 import { memorizationScore, scoreRecord, type MemorizationScore, type ScoreRecord } from '../metrics/score.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
@@ -422,22 +423,38 @@ async function trajectoryFans(src: StudySource, s: KimSettings, results: readonl
   });
 }
 
-/** One claim of SPEC §3 with what was measured. */
+/** One claim of SPEC §3 with what was measured and its verdict (from an interval with its n; see `analysis/verdict.ts`). */
 export interface KimClaim {
   readonly section: string;
   readonly claim: string;
+  /** What the paper (Kim et al.) reports for it. */
+  readonly paper: string;
   readonly measured: string;
-  /** Whether it holds on this model (null: not measurable here). */
-  readonly holds: boolean | null;
+  /** The judged claim: value, interval, n, minimum n and the verdict word. */
+  readonly verdict: Verdict;
 }
 
 const f3 = (v: number): string => (Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : 'n/a');
 
-function groupMean(results: readonly KimPromptResult[], pick: (r: KimPromptResult) => number): number {
-  return mean(results.map(pick));
+/** Per-prompt values of the finite picks. */
+function values(results: readonly KimPromptResult[], pick: (r: KimPromptResult) => number): number[] {
+  return results.map(pick);
 }
 
-/** Evaluate the claims of SPEC §3 on a study (memorized = ground-truth memorized prompts). */
+/** "m [lo, hi], n = k" of a mean estimate. */
+const withCi = (m: MeanEstimate): string => `${f3(m.value)} [${f3(m.interval.lo)}, ${f3(m.interval.hi)}], n = ${m.n}`;
+
+/** Judge a mean (or difference of means) across prompts. */
+function judgeMean(claim: string, m: MeanEstimate, side: ClaimSide): Verdict {
+  return judge({ claim, value: m.value, interval: m.interval, n: m.n, nLabel: 'prompts', minN: MIN_N.promptMean, side });
+}
+
+/**
+ * Evaluate the claims of SPEC §3 on a study (memorized = ground-truth memorized prompts). Each
+ * verdict comes from a 95 % interval across prompts (Student / paired / Welch t for means,
+ * Fisher z for Pearson r, Wilson for flag rates) and reads "inconclusive" below
+ * {@link MIN_N} prompts (or trials), "not measured" when the statistic is missing.
+ */
 export function kimClaims(study: KimStudy): KimClaim[] {
   const s = study.settings;
   const lo = Math.min(...s.scales);
@@ -450,101 +467,148 @@ export function kimClaims(study: KimStudy): KimClaim[] {
   const memLo = at(lo, true);
   const norHi = at(hi, false);
   if (memHi.length && memLo.length && hi !== lo) {
-    const lHi = groupMean(memHi, (r) => avg(r.known!.lossX0.mean, 0, early));
-    const lLo = groupMean(memLo, (r) => avg(r.known!.lossX0.mean, 0, early));
-    claims.push({ section: '3.1', claim: `memorized prompts: the x0-space loss in the first ${early} steps is larger with CFG (s=${hi}) than without (s=${lo})`, measured: `mean L_x0 = ${f3(lHi)} (s=${hi}) vs ${f3(lLo)} (s=${lo})`, holds: lHi > lLo });
+    const lossEarly = (r: KimPromptResult): number => avg(r.known!.lossX0.mean, 0, early);
+    const lHiV = values(memHi, lossEarly);
+    const lLoByCond = new Map(memLo.map((r) => [r.cond, lossEarly(r)]));
+    const lLoV = memHi.map((r) => lLoByCond.get(r.cond) ?? NaN);
+    const dL = pairedDifferenceInterval(lHiV, lLoV);
+    const c31 = `memorized prompts: the x0-space loss in the first ${early} steps is larger with CFG (s=${hi}) than without (s=${lo})`;
+    claims.push({ section: '3.1', claim: c31, paper: 'large early loss under CFG, small without (Kim et al. §3.1)', measured: `mean L_x0 = ${f3(mean(lHiV))} (s=${hi}) vs ${f3(mean(lLoV))} (s=${lo}); paired difference ${withCi(dL)}`, verdict: judgeMean(c31, dL, { above: 0 }) });
     const fwd = memHi.filter((r) => r.forward !== null);
     if (fwd.length) {
-      const fHi = groupMean(fwd, (r) => mean(r.forward!.lossX0.mean.filter((_, j) => r.forward!.steps[j]! < early)));
+      const fV = values(fwd, (r) => mean(r.forward!.lossX0.mean.filter((_, j) => r.forward!.steps[j]! < early)));
+      const tV = values(fwd, lossEarly);
+      const dF = pairedDifferenceInterval(fV, tV);
+      const c = `the large early loss under CFG is not overfitting: on the same levels the training (forward-noised, s = 1) loss of memorized prompts is below the trajectory loss under CFG`;
       claims.push({
         section: '3.1',
-        claim: `the large early loss under CFG is not overfitting: on the same levels the training (forward-noised, s = 1) loss of memorized prompts is far below the trajectory loss under CFG`,
-        measured: `first ${early} steps: training L_x0 = ${f3(fHi)} vs trajectory L_x0 = ${f3(lHi)} (s=${hi})`,
-        holds: fHi < lHi,
+        claim: c,
+        paper: 'training loss of memorized prompts ≪ trajectory loss under CFG (Kim et al. §3.1)',
+        measured: `first ${early} steps: training L_x0 = ${f3(mean(fV))} vs trajectory L_x0 = ${f3(mean(tV))} (s=${hi}); paired difference ${withCi(dF)}`,
+        verdict: judgeMean(c, dF, { below: 0 }),
       });
+    } else {
+      claims.push({ section: '3.1', claim: 'the large early loss under CFG is not overfitting (training loss below the trajectory loss)', paper: 'training loss of memorized prompts ≪ trajectory loss under CFG (Kim et al. §3.1)', measured: 'n/a', verdict: notMeasured('training vs trajectory loss', 'the forward-noised loss was not computed (--forward-loss-every 0)') });
     }
-    const cosEnd = groupMean(memHi, (r) => r.known!.cos.mean[r.known!.cos.mean.length - 1]!);
-    claims.push({ section: '3.2', claim: 'memorized prompts end at their training image: cos(x̂0, x) ≈ 1 at the last step', measured: `mean cos at the last step = ${f3(cosEnd)} (s=${hi})`, holds: cosEnd > 0.9 });
-    const kLoEnd = groupMean(memLo, (r) => r.known!.k.mean[r.known!.k.mean.length - 1]!);
-    claims.push({ section: '3.2', claim: `with s = ${lo}, k ≈ 1 (no overestimation) at the end`, measured: `mean k at the last step = ${f3(kLoEnd)}`, holds: Math.abs(kLoEnd - 1) < 0.15 });
-    const kHiEarly = groupMean(memHi, (r) => avg(r.known!.k.mean, 0, early));
-    claims.push({ section: '3.2', claim: `with CFG (s = ${hi}) k > 1 in early steps (overestimation)`, measured: `mean k over the first ${early} steps = ${f3(kHiEarly)}`, holds: kHiEarly > 1 });
-    const kT = groupMean(memHi, (r) => r.known!.firstStep.k);
-    const kCT = groupMean(memHi, (r) => r.known!.kC.mean[0]!);
-    const kUT = groupMean(memHi, (r) => r.known!.kU.mean[0]!);
+    const cosM = meanInterval(values(memHi, (r) => r.known!.cos.mean[r.known!.cos.mean.length - 1]!));
+    const c32a = 'memorized prompts end at their training image: cos(x̂0, x) ≈ 1 at the last step';
+    claims.push({ section: '3.2', claim: c32a, paper: 'cos ≈ 1', measured: `mean cos at the last step = ${withCi(cosM)} (s=${hi}); judged as > 0.9`, verdict: judgeMean(c32a, cosM, { above: 0.9 }) });
+    const kLo = meanInterval(values(memLo, (r) => r.known!.k.mean[r.known!.k.mean.length - 1]!));
+    const c32b = `with s = ${lo}, k ≈ 1 (no overestimation) at the end`;
+    claims.push({ section: '3.2', claim: c32b, paper: 'k ≈ 1 with s = 1', measured: `mean k at the last step = ${withCi(kLo)}; judged as within 1 ± 0.15`, verdict: judgeMean(c32b, kLo, { within: [0.85, 1.15] }) });
+    const kHiE = meanInterval(values(memHi, (r) => avg(r.known!.k.mean, 0, early)));
+    const c32c = `with CFG (s = ${hi}) k > 1 in early steps (overestimation)`;
+    claims.push({ section: '3.2', claim: c32c, paper: 'k > 1 under CFG', measured: `mean k over the first ${early} steps = ${withCi(kHiE)}`, verdict: judgeMean(c32c, kHiE, { above: 1 }) });
+    const kT = meanInterval(values(memHi, (r) => r.known!.firstStep.k));
+    const kCT = mean(values(memHi, (r) => r.known!.kC.mean[0]!));
+    const kUT = mean(values(memHi, (r) => r.known!.kU.mean[0]!));
+    const c32d = `at the first step x̂0(T) ≈ s·x (k(T) ≈ s = ${hi})`;
     claims.push({
       section: '3.2',
-      claim: `at the first step x̂0(T) ≈ s·x (k(T) ≈ s = ${hi})`,
-      measured: `k(T) = ${f3(kT)}; exact split k(T) = k_u + s(k_c − k_u) with k_c = ${f3(kCT)}, k_u = ${f3(kUT)}`,
-      holds: Math.abs(kT - hi) / hi < 0.25,
+      claim: c32d,
+      paper: 'x̂0(T) ≈ s·x',
+      measured: `k(T) = ${withCi(kT)}; exact split k(T) = k_u + s(k_c − k_u) with k_c = ${f3(kCT)}, k_u = ${f3(kUT)}; judged as within s·(1 ± 0.25)`,
+      verdict: judgeMean(c32d, kT, { within: [0.75 * hi, 1.25 * hi] }),
     });
     const fs = (r: KimPromptResult) => r.known!.firstStep;
-    const cU = groupMean(memHi, (r) => fs(r).cosEpsUxT);
-    const cC = groupMean(memHi, (r) => fs(r).cosEpsCxT);
-    const dU = groupMean(memHi, (r) => fs(r).sqDistEpsUxT / study.dim);
-    const cUx = groupMean(memHi, (r) => fs(r).cosEpsUMinusXTNegX);
-    const cCx = groupMean(memHi, (r) => fs(r).cosEpsCMinusXTNegX);
-    const cCxN = groupMean(norHi.length ? norHi : [], (r) => (r.unknown ?? r.known)!.firstStep.cosEpsCMinusXTNegX);
+    const cU = meanInterval(values(memHi, (r) => fs(r).cosEpsUxT));
+    const cC = meanInterval(values(memHi, (r) => fs(r).cosEpsCxT));
+    const dU = mean(values(memHi, (r) => fs(r).sqDistEpsUxT / study.dim));
+    const cUx = meanInterval(values(memHi, (r) => fs(r).cosEpsUMinusXTNegX));
+    const cCx = meanInterval(values(memHi, (r) => fs(r).cosEpsCMinusXTNegX));
+    const cCxN = mean(values(norHi, (r) => (r.unknown ?? r.known)!.firstStep.cosEpsCMinusXTNegX));
+    const c33 = 'first step: cos(ε_u, x_T) ≈ cos(ε_c, x_T) ≈ 1, ‖ε_u − x_T‖² ≈ 0, cos(ε_u − x_T, −x) ≈ 0, cos(ε_c − x_T, −x) high when memorized';
     claims.push({
       section: '3.3',
-      claim: 'first step: cos(ε_u, x_T) ≈ cos(ε_c, x_T) ≈ 1, ‖ε_u − x_T‖² ≈ 0, cos(ε_u − x_T, −x) ≈ 0, cos(ε_c − x_T, −x) high when memorized',
-      measured: `cos(ε_u,x_T) = ${f3(cU)}, cos(ε_c,x_T) = ${f3(cC)}, ‖ε_u − x_T‖²/d = ${f3(dU)}, cos(ε_u − x_T, −x) = ${f3(cUx)}, cos(ε_c − x_T, −x) = ${f3(cCx)} (normal prompts, x = own sample: ${f3(cCxN)})`,
-      holds: cU > 0.9 && cC > 0.9 && Math.abs(cUx) < 0.2 && cCx > 0.5,
+      claim: c33,
+      paper: 'cos ≈ 1, ‖ε_u − x_T‖² ≈ 0, cos(ε_u − x_T, −x) ≈ 0, cos(ε_c − x_T, −x) high',
+      measured: `cos(ε_u,x_T) = ${withCi(cU)}, cos(ε_c,x_T) = ${withCi(cC)}, ‖ε_u − x_T‖²/d = ${f3(dU)}, cos(ε_u − x_T, −x) = ${withCi(cUx)}, cos(ε_c − x_T, −x) = ${withCi(cCx)} (normal prompts, x = own sample: ${f3(cCxN)}); judged as > 0.9, > 0.9, within ±0.2, > 0.5`,
+      verdict: allOf(c33, [
+        judgeMean('cos(ε_u, x_T) > 0.9', cU, { above: 0.9 }),
+        judgeMean('cos(ε_c, x_T) > 0.9', cC, { above: 0.9 }),
+        judgeMean('|cos(ε_u − x_T, −x)| < 0.2', cUx, { within: [-0.2, 0.2] }),
+        judgeMean('cos(ε_c − x_T, −x) > 0.5', cCx, { above: 0.5 }),
+      ]),
     });
   }
   const memAll = at(hi, true);
   const norAll = at(hi, false);
   if (memAll.length && norAll.length) {
     const st = s.traceStep;
-    const trM = groupMean(memAll, (r) => (r.known ?? r.unknown)!.trace[st]!);
-    const trN = groupMean(norAll, (r) => (r.unknown ?? r.known)!.trace[st]!);
+    const trM = values(memAll, (r) => (r.known ?? r.unknown)!.trace[st]!);
+    const trN = values(norAll, (r) => (r.unknown ?? r.known)!.trace[st]!);
+    const dTr = welchDifferenceInterval(trM, trN);
     const corr = study.correlations.find((c) => c.scale === hi && c.statistic.startsWith('trace'));
+    const c34 = `diversity: trace Cov[x_t] is lower for memorized prompts from early steps, and its correlation with the score reaches |r| > 0.7 after ${st} steps`;
+    const trV = judge({ claim: 'trace lower for memorized prompts', value: dTr.value, interval: dTr.interval, n: dTr.n, nLabel: 'prompts per group', minN: MIN_N.promptMean, side: { below: 0 } });
+    const rV = corr ? judgeCorrelation('Pearson r < −0.7', corr.pearson.r, corr.pearson.n, { below: -0.7 }) : notMeasured('Pearson r < −0.7', 'fewer than 3 prompts with a finite trace');
     claims.push({
       section: '3.4',
-      claim: `diversity: trace Cov[x_t] is lower for memorized prompts from early steps, and its correlation with the score reaches |r| > 0.7 after ${st} steps`,
-      measured: `trace at step ${st}: ${f3(trM)} (memorized) vs ${f3(trN)} (normal); Pearson r = ${corr ? `${f3(corr.pearson.r)} [${f3(corr.pearson.lo)}, ${f3(corr.pearson.hi)}]` : 'n/a'} (s=${hi})`,
-      holds: trM < trN && (corr ? corr.pearson.r < -0.7 : false),
+      claim: c34,
+      paper: 'Pearson r < −0.7 after 10 of 50 steps',
+      measured: `trace at step ${st}: ${f3(mean(trM))} (memorized) vs ${f3(mean(trN))} (normal), Welch difference ${withCi(dTr)}; Pearson r = ${corr ? `${f3(corr.pearson.r)} (Fisher z ${fmtIv(fisherZInterval(corr.pearson.r, corr.pearson.n))}, n = ${corr.pearson.n})` : 'n/a'} (s=${hi})`,
+      verdict: allOf(c34, [trV, rV]),
     });
-    const pM = groupMean(memAll, (r) => avg((r.known ?? r.unknown)!.pc1, 0, early));
-    const pN = groupMean(norAll, (r) => avg((r.unknown ?? r.known)!.pc1, 0, early));
-    claims.push({ section: '3.5', claim: 'update alignment: the first PC of the updates explains nearly all variance early when memorized', measured: `mean PC1 ratio over the first ${early} steps: ${f3(pM)} (memorized) vs ${f3(pN)} (normal), s=${hi}`, holds: pM > 0.8 && pM > pN });
-    const dxM = groupMean(memAll, (r) => r.known!.deviation.dX);
-    const dnM = groupMean(memAll, (r) => r.known!.deviation.dNoise);
-    claims.push({ section: '3.6', claim: `memorized + CFG: w0 rises faster than √ᾱ_t (D_x > 0) and wT falls faster than √(1−ᾱ_t) (D_noise > 0)`, measured: `mean D_x = ${f3(dxM)}, D_noise = ${f3(dnM)} (x = target, s=${hi})`, holds: dxM > 0 && dnM > 0 });
+    const pM = values(memAll, (r) => avg((r.known ?? r.unknown)!.pc1, 0, early));
+    const pN = values(norAll, (r) => avg((r.unknown ?? r.known)!.pc1, 0, early));
+    const pMi = meanInterval(pM);
+    const dP = welchDifferenceInterval(pM, pN);
+    const c35 = 'update alignment: the first PC of the updates explains nearly all variance early when memorized';
+    claims.push({
+      section: '3.5',
+      claim: c35,
+      paper: 'PC1 ratio ≈ 1 early when memorized',
+      measured: `mean PC1 ratio over the first ${early} steps: ${withCi(pMi)} (memorized) vs ${f3(mean(pN))} (normal), Welch difference ${withCi(dP)}, s=${hi}; judged as > 0.8 and above normal`,
+      verdict: allOf(c35, [judgeMean('PC1 ratio > 0.8 (memorized)', pMi, { above: 0.8 }), judge({ claim: 'memorized above normal', value: dP.value, interval: dP.interval, n: dP.n, nLabel: 'prompts per group', minN: MIN_N.promptMean, side: { above: 0 } })]),
+    });
+    const dxM = meanInterval(values(memAll, (r) => r.known!.deviation.dX));
+    const dnM = meanInterval(values(memAll, (r) => r.known!.deviation.dNoise));
+    const c36 = `memorized + CFG: w0 rises faster than √ᾱ_t (D_x > 0) and wT falls faster than √(1−ᾱ_t) (D_noise > 0)`;
+    claims.push({ section: '3.6', claim: c36, paper: 'D_x > 0 and D_noise > 0', measured: `mean D_x = ${withCi(dxM)}, D_noise = ${withCi(dnM)} (x = target, s=${hi})`, verdict: allOf(c36, [judgeMean('D_x > 0', dxM, { above: 0 }), judgeMean('D_noise > 0', dnM, { above: 0 })]) });
     for (const name of ['D_x', 'D_noise', 'D_total']) {
       const c = study.correlations.find((k) => k.scale === hi && k.prompts === 'all' && k.statistic.startsWith(`${name} `));
+      const claim = `${name} correlates strongly with the memorization score across prompts (Pearson r up to ≈ 0.9)`;
       if (c) {
         claims.push({
           section: '3.7',
-          claim: `${name} correlates strongly with the memorization score across prompts (Pearson r up to ≈ 0.9)`,
-          measured: `Pearson r = ${f3(c.pearson.r)} [${f3(c.pearson.lo)}, ${f3(c.pearson.hi)}], Spearman ρ = ${f3(c.spearman.r)}, n = ${c.pearson.n} (x = own sample, s=${hi})`,
-          holds: c.pearson.r > 0.7,
+          claim,
+          paper: 'Pearson r up to ≈ 0.9',
+          measured: `Pearson r = ${f3(c.pearson.r)} (Fisher z ${fmtIv(fisherZInterval(c.pearson.r, c.pearson.n))}; bootstrap [${f3(c.pearson.lo)}, ${f3(c.pearson.hi)}]), Spearman ρ = ${f3(c.spearman.r)}, n = ${c.pearson.n} (x = own sample, s=${hi}); judged as r > 0.7`,
+          verdict: judgeCorrelation(claim, c.pearson.r, c.pearson.n, { above: 0.7 }),
         });
+      } else {
+        claims.push({ section: '3.7', claim, paper: 'Pearson r up to ≈ 0.9', measured: 'n/a', verdict: notMeasured(claim, `fewer than 3 prompts with a finite ${name}`) });
       }
     }
-    const scM = groupMean(memAll, (r) => r.score.score);
-    const scN = groupMean(norAll, (r) => r.score.score);
-    const flagged = memAll.filter((r) => r.score.memorized).length;
-    const falsePos = norAll.filter((r) => r.score.memorized).length;
-    claims.push({
-      section: '3.8',
-      claim: `the memorization score (${study.scoreRecord.descriptor.name}) separates memorized from normal prompts at threshold ${s.threshold}`,
-      measured: `mean score ${f3(scM)} vs ${f3(scN)}; flagged ${flagged}/${memAll.length} memorized, ${falsePos}/${norAll.length} normal (s=${hi})`,
-      holds: flagged / memAll.length >= 0.8 && falsePos / norAll.length <= 0.2,
-    });
+    const sep = (name: string, isFlagged: (r: KimPromptResult) => boolean, score: (r: KimPromptResult) => number): KimClaim => {
+      const flagged = memAll.filter(isFlagged).length;
+      const falsePos = norAll.filter(isFlagged).length;
+      const tpr = wilsonInterval(flagged, memAll.length);
+      const fpr = wilsonInterval(falsePos, norAll.length);
+      const claim = `the memorization score (${name}) separates memorized from normal prompts at threshold ${s.threshold}`;
+      return {
+        section: '3.8',
+        claim,
+        paper: 'memorized if score > 0.75 (SSCD)',
+        measured: `mean score ${f3(mean(values(memAll, score)))} vs ${f3(mean(values(norAll, score)))}; flagged ${flagged}/${memAll.length} memorized (Wilson ${fmtIv(tpr)}), ${falsePos}/${norAll.length} normal (Wilson ${fmtIv(fpr)}) (s=${hi}); judged as ≥ 80 % flagged and ≤ 20 % false positives`,
+        verdict: allOf(claim, [
+          judge({ claim: 'flagged memorized > 0.8', value: flagged / memAll.length, interval: tpr, n: memAll.length, nLabel: 'memorized prompts', minN: MIN_N.proportion, side: { above: 0.8 } }),
+          judge({ claim: 'flagged normal < 0.2', value: falsePos / norAll.length, interval: fpr, n: norAll.length, nLabel: 'normal prompts', minN: MIN_N.proportion, side: { below: 0.2 } }),
+        ]),
+      };
+    };
+    claims.push(sep(study.scoreRecord.descriptor.name, (r) => r.score.memorized, (r) => r.score.score));
     for (const rec of study.extraScoreRecords) {
       const name = rec.descriptor.name;
-      const m = groupMean(memAll, (r) => r.extraScores[name]?.score ?? NaN);
-      const n2 = groupMean(norAll, (r) => r.extraScores[name]?.score ?? NaN);
-      const fl = memAll.filter((r) => r.extraScores[name]?.memorized === true).length;
-      const fp = norAll.filter((r) => r.extraScores[name]?.memorized === true).length;
-      claims.push({
-        section: '3.8',
-        claim: `the memorization score (${name}) separates memorized from normal prompts at threshold ${s.threshold}`,
-        measured: `mean score ${f3(m)} vs ${f3(n2)}; flagged ${fl}/${memAll.length} memorized, ${fp}/${norAll.length} normal (s=${hi})`,
-        holds: fl / memAll.length >= 0.8 && fp / norAll.length <= 0.2,
-      });
+      claims.push(sep(name, (r) => r.extraScores[name]?.memorized === true, (r) => r.extraScores[name]?.score ?? NaN));
     }
   }
   return claims;
+}
+
+const fmtIv = (iv: Interval): string => `[${f3(iv.lo)}, ${f3(iv.hi)}]`;
+
+/** Judge a Pearson r by its Fisher-z interval, with at least {@link MIN_N}.correlation prompts. */
+function judgeCorrelation(claim: string, r: number, n: number, side: ClaimSide): Verdict {
+  return judge({ claim, value: r, interval: fisherZInterval(r, n), n, nLabel: 'prompts', minN: MIN_N.correlation, side });
 }

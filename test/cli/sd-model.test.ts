@@ -218,6 +218,35 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     expect(maxAbsDiff(samples.data, Array.from(ref.images.data, (v) => 2 * v - 1))).toBeLessThan(1e-5);
   }, 120_000);
 
+  it('evaluate on an export: the memorization rate is similarity to the prompt\'s own image above the threshold, stated, and a random-weight export does not score high by chance', async () => {
+    // a random-weight export memorizes nothing. Under the old rule (the nearest of the list's 4 images is the
+    // prompt's own) chance alone counts 1 sample in 4 as a copy (5 of these 16 did)
+    const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--steps', '4', '--seeds', '0-7'];
+    const out = join(root, 'runs', 'ev-chance');
+    const r = await runCli(['evaluate', ...S, '--held-out', join(root, 'heldout'), '--methods', 'cfg', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const ev = JSON.parse(readFileSync(join(out, 'evaluate.json'), 'utf8'));
+    expect(ev.poolSize).toBe(4);
+    expect(ev.memorization.rule).toBe('own-similarity');
+    expect(ev.memorization.thresholdSource).toBe('calibrated');
+    expect(ev.memorization.adequate).toBe(false); // 3 held-out images < ⌈1/(1 − 0.99)⌉ = 100
+    const row = ev.rows[0];
+    const own: number[] = ev.targetSimilarities.cfg;
+    const near: number[] = ev.similarities.cfg;
+    expect(own).toHaveLength(16);
+    // the old rule (nearest image is the own one ⇔ own similarity = nearest similarity, to float32 round-off)
+    const oldRule = own.filter((v, i) => Math.abs(v - near[i]!) < 1e-4).length / 16;
+    expect(oldRule).toBeGreaterThanOrEqual(0.25);
+    // the new rule, counted independently from the per-sample similarities and the stated threshold
+    expect(row.memorizationRate).toBeCloseTo(own.filter((v) => v > ev.memorization.threshold).length / 16, 12);
+    expect(row.memorizationRate).toBeLessThanOrEqual(0.125);
+    expect(row.memorizationRate).toBeLessThan(oldRule);
+    expect(row.memorization.text).toMatch(/: inconclusive \(threshold from n_heldout = 3 < 100\)$/);
+    const md = readFileSync(join(out, 'evaluate.md'), 'utf8');
+    expect(md).toContain("memorization rate: a sample is memorized when its descriptor similarity to its prompt's own training image exceeds");
+    expect(md).toContain('inconclusive (n_heldout = 3 < 100)');
+  }, 180_000);
+
   it('evaluate --methods cfg,ren on an export: Ren et al. by graph surgery changes the samples', async () => {
     const out = join(root, 'runs', 'ev-ren');
     const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--steps', '4', '--seeds', '0-1', '--threshold', '0.5'];

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
-import { runDetection } from '../../src/study/detect.ts';
+import { runDetection, detectionStats } from '../../src/study/detect.ts';
 import { runSampling } from '../../src/study/sampling.ts';
 import { constant } from '../../src/guidance/schedules.ts';
 import { syntheticSource } from '../helpers/synthetic.ts';
@@ -41,7 +41,43 @@ describe('runDetection', () => {
         });
       });
       expect(det.auc).toBeCloseTo(wins / pairs, 12);
+      // 3 memorized / 4 normal prompts: an interval and its n, never a bare verdict
+      const A = det.auc;
+      const se = Math.sqrt((A * (1 - A) + 2 * (A / (2 - A) - A * A) + 3 * ((2 * A * A) / (1 + A) - A * A)) / 12);
+      expect(det.aucInterval.lo).toBeCloseTo(Math.max(0, A - 1.959963984540054 * se), 10);
+      expect(det.aucInterval.hi).toBeCloseTo(Math.min(1, A + 1.959963984540054 * se), 10);
+      expect(det.aucVerdict.verdict).toBe('inconclusive');
+      expect(det.aucText).toContain('inconclusive (n_pos = 3 < 10)');
+      expect(det.tprAt1Text).toBe('inconclusive (n_neg = 4 < 100)');
     }
     await expect(runDetection(src, { ...s, prompts: [0, 3] })).rejects.toThrow(/--prompts: need both memorized and normal/);
   }, 120_000);
+});
+
+describe('detectionStats', () => {
+  it('reports TPR at 1 % FPR from ≥ 100 negatives with its Wilson interval, and judges the AUC by its Hanley–McNeil interval', () => {
+    // negatives score 0…99, positives 90.5…99.5: positive 90.5 + j beats 91 + j negatives → AUC = (91 + … + 100)/1000 = 0.955;
+    // at FPR ≤ 1 % (one negative, 99, above the threshold 98.5) two positives (98.5, 99.5) are flagged → TPR 0.2
+    const scores = [...Array.from({ length: 100 }, (_, i) => i), ...Array.from({ length: 10 }, (_, j) => 90.5 + j)];
+    const labels = scores.map((_, i) => i >= 100);
+    const st = detectionStats(scores, labels);
+    expect(st.auc).toBeCloseTo(0.955, 12);
+    expect(st.tprAt1).toBeCloseTo(0.2, 12);
+    expect(st.positives).toBe(10);
+    expect(st.negatives).toBe(100);
+    // Wilson 2/10 by hand: centre (0.2 + z²/20)/(1 + z²/10), half z/(1 + z²/10)·√(0.016 + z²/400)
+    const z = 1.959963984540054;
+    const c = (0.2 + (z * z) / 20) / (1 + (z * z) / 10);
+    const h = (z / (1 + (z * z) / 10)) * Math.sqrt(0.016 + (z * z) / 400);
+    expect(st.tprAt1Interval.lo).toBeCloseTo(c - h, 12);
+    expect(st.tprAt1Interval.hi).toBeCloseTo(c + h, 12);
+    expect(st.tprAt1Text).toMatch(/^0\.200 \[0\.057, 0\.510\] \(95 % Wilson; n_pos = 10, n_neg = 100\)$/);
+    expect(st.aucVerdict.verdict).toBe('holds'); // 0.955 ± 1.96·SE stays above 0.5
+    expect(st.aucText).toContain('better than chance: holds');
+    // 9 negatives: the same AUC is inconclusive, and no TPR at 1 % FPR is printed
+    const few = detectionStats([...scores.slice(0, 9), ...scores.slice(100)], [...labels.slice(0, 9), ...labels.slice(100)]);
+    expect(few.aucVerdict.verdict).toBe('inconclusive');
+    expect(few.aucText).toContain('inconclusive (n_neg = 9 < 10)');
+    expect(few.tprAt1Text).toBe('inconclusive (n_neg = 9 < 100)');
+  });
 });

@@ -8,7 +8,7 @@ import { describe, it, expect } from 'vitest';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { runSampling } from '../../src/study/sampling.ts';
 import { constant, dtp, dtpSwitchIndex, stp } from '../../src/guidance/schedules.ts';
-import { runEvaluation, similarityStats, quantileMargin, type EvaluateSettings } from '../../src/study/evaluate.ts';
+import { runEvaluation, similarityStats, quantileMargin, marginVerdict, memorizationDefinition, type EvaluateSettings } from '../../src/study/evaluate.ts';
 import { parseMethods, methodGuidance } from '../../src/mitigate/methods.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
 import { frechetFromFeatures } from '../../src/metrics/frechet.ts';
@@ -121,6 +121,12 @@ describe('runEvaluation', () => {
     const thr = percentile(held, 0.9);
     expect(r.threshold.calibrated).toBe(true);
     expect(r.threshold.value).toBeCloseTo(thr, 5);
+    // a 0.9-quantile threshold needs ⌈1/(1 − 0.9)⌉ = 10 held-out images
+    expect(r.threshold.minHeldOut).toBe(10);
+    expect(r.threshold.text).toContain(`of ${held.length} held-out images`);
+    expect(r.threshold.text.includes('inconclusive')).toBe(held.length < 10);
+    expect(r.memorization.rule).toBe('nearest-is-own');
+    expect(r.memorization.chance).toBeCloseTo(1 / n, 12);
     expect(r.poolSize).toBe(n);
     expect(r.reference.floor).toBeNull();
     expect(r.prompts.map((p) => p.target)).toEqual([null, null, ...targets]);
@@ -141,6 +147,11 @@ describe('runEvaluation', () => {
       // memorization: captions by the identity of the nearest image, class prompts by the threshold
       const copies = ind.rows.filter((x, i) => (x.cond! >= 10 ? nn[i]!.nn === targets[x.cond! - 10] : sims[i]! > thr)).length;
       expect(row.memorizationRate).toBeCloseTo(copies / R, 10);
+      // printed with its interval and n; 4 prompts are below the minimum of 10
+      expect(row.memorization.value).toBeCloseTo(copies / R, 12);
+      expect(row.memorization.interval.lo).toBeLessThanOrEqual(copies / R);
+      expect(row.memorization.interval.hi).toBeGreaterThanOrEqual(copies / R);
+      expect(row.memorization.text).toMatch(/\(12 samples of 4 prompts\): inconclusive \(prompts = 4 < 10\)$/);
       const own = ind.rows.flatMap((x, i) => (x.cond! >= 10 ? [cosine(ind.samples.data, i, images, targets[x.cond! - 10]!)] : []));
       expect(row.targetSimilarity!.mean).toBeCloseTo(own.reduce((a, b) => a + b, 0) / own.length, 5);
       expect(row.alignment).toBeNull();
@@ -159,6 +170,10 @@ describe('runEvaluation', () => {
     expect(cfg.vsCfg).toBeNull();
     for (const row of r.rows.filter((x) => x.method !== 'cfg')) {
       expect(row.vsCfg!.similarityP95.delta).toBeCloseTo(row.similarity.p95 - cfg.similarity.p95, 10);
+      expect(row.vsCfg!.similarityP95.prompts).toBe(4);
+      const v = marginVerdict('p95 similarity', row.vsCfg!.similarityP95);
+      expect(v.verdict).toBe('inconclusive');
+      expect(v.text).toBe('inconclusive (prompts = 4 < 10)');
       expect(row.vsCfg!.targetSimilarityP95!.delta).toBeCloseTo(row.targetSimilarity!.p95 - cfg.targetSimilarity!.p95, 10);
     }
   }, 120_000);
@@ -246,5 +261,18 @@ describe('quantileMargin', () => {
     expect(m.lo).toBeLessThanOrEqual(m.hi);
     expect(quantileMargin(a, b, 4, { seed: 1 })).toEqual(m);
     expect(() => quantileMargin(a, b.slice(1), 4)).toThrow(/quantileMargin: need two equal/);
+  });
+});
+
+describe('memorizationDefinition', () => {
+  it('Stable Diffusion: own-image similarity above SSCD 0.5, the given threshold, or the calibrated one (flagged when under-calibrated); testbeds: nearest is own, with its chance level', () => {
+    const sscd = memorizationDefinition(true, true, null, 0.93, false, 3, '0.93 (…)');
+    expect(sscd).toMatchObject({ rule: 'own-similarity', threshold: 0.5, thresholdSource: 'sscd-paper', adequate: true, chance: null });
+    expect(sscd.text).toMatch(/own training image exceeds 0\.5000 \(SSCD > 0\.5, as Wen et al\. and Somepalli et al\.\)/);
+    expect(memorizationDefinition(true, true, 0.7, 0.7, true, 3, '0.7 (given)')).toMatchObject({ threshold: 0.7, thresholdSource: 'given' });
+    expect(memorizationDefinition(true, false, null, 0.93, false, 3, '0.93 (…)')).toMatchObject({ rule: 'own-similarity', threshold: 0.93, thresholdSource: 'calibrated', adequate: false });
+    const tb = memorizationDefinition(false, false, null, 0.9, true, 4000, '0.9 (…)');
+    expect(tb).toMatchObject({ rule: 'nearest-is-own', adequate: true });
+    expect(tb.chance).toBeCloseTo(1 / 4000, 15);
   });
 });

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Denoiser } from '../../src/denoisers/denoiser.ts';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
-import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../../src/study/kim.ts';
+import { runKimStudy, kimClaims, KIM_DEFAULTS, type KimSettings } from '../../src/study/kim.ts';
 import { writeKimReport } from '../../src/study/kim-report.ts';
 import type { StudySource } from '../../src/study/source.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
@@ -137,6 +137,25 @@ describe('runKimStudy', () => {
     expect(csv).toHaveLength(1 + 8);
     const html = await readFile(join(dir, 'report.html'), 'utf8');
     expect(html).not.toMatch(/>NaN<|="NaN|NaN \[/);
+    // 2 memorized + 2 normal prompts: far below the minimum n, so no claim may hold or fail
+    for (const c of claims) expect(['inconclusive', 'not measured']).toContain(c.verdict.verdict);
+    const md = await readFile(join(dir, 'claims.md'), 'utf8');
+    expect(md).toContain('inconclusive (prompts = 2 < 10)');
+    expect(md).toContain('inconclusive (prompts = 4 < 10)'); // the correlations over all 4 prompts
+    expect(md).not.toMatch(/\| (holds|does not hold)/);
+    // an unmeasured statistic reads "not measured", never "does not hold"
+    const noCorr = kimClaims({ ...study, correlations: [] });
+    for (const c of noCorr.filter((x) => x.section === '3.7' || x.section === '3.4')) {
+      expect(c.verdict.verdict).toBe('not measured');
+      expect(c.verdict.text).toMatch(/^not measured/);
+    }
+    // the same study with a constructed correlation: judged by its Fisher-z interval, with its n
+    const corr = (r: number, n: number) => study.correlations.map((c) => ({ ...c, pearson: { ...c.pearson, r, n } }));
+    const d37 = (r: number, n: number) => kimClaims({ ...study, correlations: corr(r, n) }).filter((c) => c.section === '3.7').map((c) => c.verdict.verdict);
+    expect(d37(0.95, 30)).toEqual(['holds', 'holds', 'holds']); // Fisher z: [0.896, 0.976] > 0.7
+    expect(d37(0.8, 30)).toEqual(['inconclusive', 'inconclusive', 'inconclusive']); // [0.617, 0.901] straddles 0.7
+    expect(d37(0.1, 30)).toEqual(['does not hold', 'does not hold', 'does not hold']); // [−0.27, 0.45] < 0.7
+    expect(d37(0.996, 9)).toEqual(['inconclusive', 'inconclusive', 'inconclusive']); // below 10 prompts
   }, 120_000);
 });
 
