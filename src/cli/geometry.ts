@@ -23,7 +23,8 @@ import { Classifier } from '../train/classifier.ts';
 import { classifierTools } from '../study/evaluate.ts';
 import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS_HELP, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
+import { SHIPPED_MODEL } from '../study/source.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS_HELP, refuseSdFlags, sdImageSizeNote, sdSourceOptions } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, concatBatch, sliceBatch } from '../tensor/tensor.ts';
@@ -119,7 +120,7 @@ const Schema = z.object({
   seeds: z.string().default('0-63'),
   sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
-  classifier: z.string().default('models/classifier'),
+  classifier: z.string().default(join(dirname(SHIPPED_MODEL), 'classifier')),
   'held-out': z.string().min(1).optional(),
   ...SD_SOURCE_FIELDS,
 });
@@ -346,6 +347,7 @@ async function loadSdGeometry(o: {
   const src = await loadSdStudySource(o.model!, sdSourceOptions(o)).catch((e: Error) => {
     throw new UsageError(e.message);
   });
+  process.stderr.write(`${sdImageSizeNote(src.sd.imageSize)}\n`);
   try {
     const n = src.trainImages.dims[0]!;
     const train = concatBatch(Array.from({ length: n }, (_, i) => src.toModelSpace(i)));

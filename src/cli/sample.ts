@@ -13,7 +13,7 @@ import { defaultTestbed } from '../study/testbed.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdSourceOptions, promptText } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdImageSizeNote, sdSourceOptions, promptText } from './source-flags.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { stat } from 'node:fs/promises';
 import { readNpy, writeNpy } from '../io/npy.ts';
@@ -144,11 +144,12 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     const sd = await loadSdStudySource(o.model, sdOpts).catch((e: Error) => {
       throw new UsageError(e.message);
     });
+    process.stderr.write(`${sdImageSizeNote(sd.sd.imageSize)}\n`);
     denoiser = sd.denoiser;
     decode = sd.toImageSpace;
     if (!o['scheduler-config']) config = sd.config;
     conds = wrap(() => parseConditions(o.condition ?? 'all', denoiser));
-    modelInfo = { kind: 'stable-diffusion', dir: o.model, promptSet: o['prompt-set'] ?? null, prompt: o.prompt ?? null, predictionType: sd.sd.export.predictionType, executionProvider: sd.sd.export.executionProvider, shape: denoiser.shape };
+    modelInfo = { kind: 'stable-diffusion', dir: o.model, promptSet: o['prompt-set'] ?? null, prompt: o.prompt ?? null, predictionType: sd.sd.export.predictionType, executionProvider: sd.sd.export.executionProvider, shape: denoiser.shape, imageSize: sd.sd.imageSize };
   } else if (await isTrainedModelDir(o.model)) {
     if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a trained model takes --condition');
     const tm = await asInput('--model', () => loadTrainedModel(o.model));

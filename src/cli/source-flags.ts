@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { positiveInt, UsageError } from './args.ts';
 import { loadStudySource, resolveModelSpec, type StudySource, type StudySourceOptions } from '../study/source.ts';
 import type { SdSourceOptions } from '../study/sd-source.ts';
+import type { SdDefaultImageSize } from '../sd/export.ts';
 import { stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
 import { promptLengthProblem } from '../data/prompt-set.ts';
 
@@ -38,11 +39,18 @@ export function refuseSdFlags(o: Readonly<Record<string, unknown>>, extra: reado
   }
 }
 
+/** The line memscope prints about the image size of a Stable Diffusion run: the size and where it came from. */
+export function sdImageSizeNote(size: SdDefaultImageSize): string {
+  return `image size ${size.height}×${size.width} (${size.source === '--image-size' ? 'from --image-size' : `${size.source}; --image-size PX to change`})`;
+}
+
 /** Help text of the SD source flags: the flag lines only (see {@link SD_SOURCE_HELP} for the block with its heading). */
 export const SD_SOURCE_FLAGS_HELP = `  --prompt-set FILE  CSV / JSONL / Parquet prompt list (caption, image path, optional verbatim /
                      template / none label); memorized = prompts tied to a training image
   --image-root DIR   folder that relative image paths resolve against (default: the list's folder)
-  --prompt-limit N   use only the first N prompts      --image-size PX  when the U-Net is dynamic
+  --prompt-limit N   use only the first N prompts
+  --image-size PX    image side (default: unet/config.json sample_size × VAE scale factor, as
+                     diffusers: SD 1.x 512, SD 2.1 768; 512 without unet/config.json)
   --provider P       cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)
   --negative-prompt T the unconditional branch e_∅ = this text's embedding (default the empty prompt)
   --unet-batch N     rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)
@@ -87,6 +95,7 @@ export async function loadCliSource(model: string, flags: SdSourceFlags, extra: 
   const src = await loadStudySource(spec, { ...extra, sd: sdSourceOptions(flags) }).catch((e: Error) => {
     throw new UsageError(e.message);
   });
+  if (src.sd !== undefined) process.stderr.write(`${sdImageSizeNote(src.sd.imageSize)}\n`);
   return { spec, src };
 }
 

@@ -141,6 +141,10 @@ export interface SdExportDescription {
   readonly scalingFactor: number;
   /** Where the scaling factor came from (`vae_decoder/config.json`, …, or `default`). */
   readonly scalingFactorSource: string;
+  /** VAE scale factor 2^(len(block_out_channels) − 1) from the VAE config (8 without one, as diffusers). */
+  readonly vaeScaleFactor: number;
+  /** The image size used when none is asked for, and where it came from (see {@link sdDefaultImageSize}). */
+  readonly defaultSize: SdDefaultImageSize;
   /** Execution provider the sessions run on. */
   readonly executionProvider: ExecutionProvider;
 }
@@ -306,6 +310,59 @@ function describeVaeDecoder(s: Session, rel: string, path: string): SdVaeDecoder
   return { path, input: input.name, output: s.outputNames[0]!, latentChannels: dimNum(input.shape, 1), dtype };
 }
 
+/** The default image size of an export, as diffusers derives it, with where it came from. */
+export interface SdDefaultImageSize {
+  /** Height in pixels. */
+  readonly height: number;
+  /** Width in pixels. */
+  readonly width: number;
+  /** Where the size came from, in words (e.g. `unet/config.json sample_size 64 × VAE scale factor 8 (vae_decoder/config.json)`). */
+  readonly source: string;
+}
+
+/** The image side diffusers' ONNX pipeline uses when the export says nothing (`OnnxStableDiffusionPipeline.__call__` height = width = 512). */
+export const SD_FALLBACK_IMAGE_SIZE = 512;
+
+/**
+ * The VAE scale factor as diffusers computes it, `2^(len(vae.config.block_out_channels) − 1)`,
+ * from the first of `vae_decoder/config.json`, `vae_encoder/config.json`, `vae/config.json` that
+ * lists `block_out_channels`; 8 (diffusers' value without a VAE config) when none does.
+ */
+export function vaeScaleFactorOf(root: string): { value: number; source: string } {
+  for (const d of ['vae_decoder', 'vae_encoder', 'vae']) {
+    const p = join(root, d, 'config.json');
+    if (!existsSync(p)) continue;
+    const boc = readJsonObject(p, `${d}/config.json`)['block_out_channels'];
+    if (boc === undefined || boc === null) continue;
+    if (!Array.isArray(boc) || boc.length === 0) throw new Error(`${d}/config.json: block_out_channels must be a non-empty list, got ${JSON.stringify(boc)}`);
+    return { value: 2 ** (boc.length - 1), source: `${d}/config.json block_out_channels` };
+  }
+  return { value: 8, source: 'default, no VAE config with block_out_channels' };
+}
+
+/**
+ * The image size an export generates when none is asked for, as diffusers derives it: the U-Net's
+ * declared latent size when its `sample` input has fixed height and width; otherwise
+ * `unet/config.json` `sample_size` (a number or `[h, w]`) × the VAE scale factor
+ * ({@link vaeScaleFactorOf}) — SD 1.x 64 × 8 = 512, SD 2.1 96 × 8 = 768, SD 2.1-base 512 —; and
+ * {@link SD_FALLBACK_IMAGE_SIZE} (512, the ONNX pipeline's default) when the export has no
+ * `unet/config.json` (diffusers' legacy ONNX exporter writes none).
+ */
+export function sdDefaultImageSize(root: string, declared: readonly [number, number] | null): SdDefaultImageSize {
+  const f = vaeScaleFactorOf(root);
+  const factor = `VAE scale factor ${f.value} (${f.source})`;
+  if (declared !== null) return { height: declared[0] * f.value, width: declared[1] * f.value, source: `unet/model.onnx's fixed sample size ${declared[0]}×${declared[1]} × ${factor}` };
+  const p = join(root, 'unet', 'config.json');
+  if (existsSync(p)) {
+    const ss = readJsonObject(p, 'unet/config.json')['sample_size'];
+    const hw = typeof ss === 'number' ? [ss, ss] : Array.isArray(ss) && ss.length === 2 ? ss : null;
+    if (hw === null || !hw.every((v) => Number.isInteger(v) && (v as number) > 0)) throw new Error(`unet/config.json: sample_size must be a positive integer or [height, width], got ${JSON.stringify(ss)}`);
+    const [h, w] = hw as [number, number];
+    return { height: h * f.value, width: w * f.value, source: `unet/config.json sample_size ${h === w ? h : `[${h}, ${w}]`} × ${factor}` };
+  }
+  return { height: SD_FALLBACK_IMAGE_SIZE, width: SD_FALLBACK_IMAGE_SIZE, source: `no unet/config.json and a dynamic U-Net sample size: ${SD_FALLBACK_IMAGE_SIZE}, diffusers' ONNX pipeline default` };
+}
+
 /** Scaling factor from the `vae…/config.json` files or `model_index.json`; conflicting values are an error naming both files. */
 function scalingFactorOf(root: string, modelIndex: Readonly<Record<string, unknown>>): { value: number; source: string } {
   const found: { value: number; source: string }[] = [];
@@ -386,6 +443,9 @@ export async function loadSdExport(dir: string, opts: LoadSdExportOptions = {}):
       if (latent[i]!.c !== latent[0]!.c) problems.push(`latent channels differ: ${latent[0]!.who} has ${latent[0]!.c}, ${latent[i]!.who} has ${latent[i]!.c}`);
     }
     if (problems.length > 0) throw new Error(`Stable Diffusion export ${root}: components do not fit together:\n  - ${problems.join('\n  - ')}`);
+    const vsf = vaeScaleFactorOf(root);
+    if (vsf.value !== 8) throw new Error(`Stable Diffusion export ${root}: VAE scale factor ${vsf.value} (${vsf.source}) is not supported; memscope's latent pipeline takes latents at 1/8 of the image side, as every SD 1.x / 2.x VAE`);
+    const defaultSize = sdDefaultImageSize(root, unet.sampleSize);
 
     const s = {
       textEncoder: sessions.get('text_encoder')!,
@@ -407,6 +467,8 @@ export async function loadSdExport(dir: string, opts: LoadSdExportOptions = {}):
       predictionType: scheduler.prediction_type,
       scalingFactor: scaling.value,
       scalingFactorSource: scaling.source,
+      vaeScaleFactor: vsf.value,
+      defaultSize,
       executionProvider: opts.executionProvider ?? 'cpu',
       modelIndex,
       scheduler,

@@ -91,11 +91,12 @@ export interface SdImageSize {
   readonly width: number;
 }
 
-/** The export's default image size: the U-Net's declared latent size × 8 (throws when the U-Net's sample dims are dynamic). */
+/**
+ * The export's default image size (diffusers' rule, see `sdDefaultImageSize`): the U-Net's fixed
+ * latent size × 8, else `unet/config.json` `sample_size` × the VAE scale factor, else 512.
+ */
 export function defaultImageSize(exp: SdExport): SdImageSize {
-  const s = exp.unet.sampleSize;
-  if (s === null) throw new Error(`${exp.unet.path}: the U-Net's sample size is dynamic; pass height and width`);
-  return { height: s[0] * 8, width: s[1] * 8 };
+  return { height: exp.defaultSize.height, width: exp.defaultSize.width };
 }
 
 /**
@@ -131,9 +132,9 @@ export interface GenerateOptions {
   readonly sampler?: SamplerName;
   /** Inference steps (default {@link SD_DEFAULT_STEPS} = 50). */
   readonly steps?: number;
-  /** Image height (default: the U-Net's sample size × 8). */
+  /** Image height (default: {@link defaultImageSize}). */
   readonly height?: number;
-  /** Image width (default: the U-Net's sample size × 8). */
+  /** Image width (default: {@link defaultImageSize}). */
   readonly width?: number;
   /** Negative prompt: its embedding replaces the empty prompt's as the unconditional branch, as diffusers' `negative_prompt` (default `''`). */
   readonly negativePrompt?: string;
@@ -160,7 +161,7 @@ export interface GenerateResult {
  * U-Net call), sample from {@link initialLatents} with the named memscope sampler on the export's
  * scheduler config (its `clip_sample`, `set_alpha_to_one`, `steps_offset` honoured), and decode
  * with {@link vaeDecode}. Defaults: guidance `constant(7.5)`, sampler `ddim`, 50 steps, the
- * export's sample size × 8. The export's sessions stay open (dispose the export when done).
+ * export's default size ({@link defaultImageSize}). The export's sessions stay open (dispose the export when done).
  */
 export async function generate(exp: SdExport, opts: GenerateOptions): Promise<GenerateResult> {
   const { prompts, seeds } = opts;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../graph/builder.ts';
 import { externalDataLocations, splitExternalData, writeModelWithExternalData } from '../graph/external-data.ts';
-import { createSession, disposeAll } from '../graph/session.ts';
+import { type TypedFeed, createSession, disposeAll } from '../graph/session.ts';
 import { parseJsonLenient, parseSchedulerConfig, resolveDdimConfig } from '../schedules/config.ts';
 import { loadClipTokenizer } from '../text/clip-tokenizer.ts';
 import { type TinySdExportInfo, writeTinySdExport } from './tiny-export.ts';
@@ -66,7 +66,7 @@ describe('writeTinySdExport', () => {
       'vae_encoder/model.onnx',
     ];
     expect(legacy.files).toEqual([...common, 'unet/weights.pb'].sort());
-    expect(optimum.files).toEqual([...common, 'unet/model.onnx_data', 'vae_decoder/config.json', 'vae_encoder/config.json'].sort());
+    expect(optimum.files).toEqual([...common, 'unet/config.json', 'unet/model.onnx_data', 'vae_decoder/config.json', 'vae_encoder/config.json'].sort());
     for (const info of [legacy, optimum]) {
       for (const f of info.files) expect(existsSync(join(info.dir, f))).toBe(true);
       expect(info.bytes).toBeLessThan(3_000_000);
@@ -129,5 +129,31 @@ describe('writeTinySdExport', () => {
   it('rejects sizes the tiny U-Net cannot take', () => {
     expect(() => writeTinySdExport(join(tmp, 'bad'), { imageSize: 40 })).toThrow(/multiple of 16/);
     expect(() => writeTinySdExport(join(tmp, 'bad'), { hiddenSize: 33 })).toThrow(/hiddenSize/);
+  });
+
+  it("spatial 'dynamic': sample / out_sample [batch, C, height, width] as real exports, the same ε as the static U-Net at its size, and other sizes run", async () => {
+    for (const [variant, layout] of [['legacy', 'batch-heads'], ['optimum', 'heads']] as const) {
+      const st = writeTinySdExport(join(tmp, `st-${variant}`), { variant, seed: 6, attentionLayout: layout });
+      const dy = writeTinySdExport(join(tmp, `dy-${variant}`), { variant, seed: 6, attentionLayout: layout, spatial: 'dynamic' });
+      const a = await createSession(join(st.dir, 'unet', 'model.onnx'));
+      const b = await createSession(join(dy.dir, 'unet', 'model.onnx'));
+      expect(a.input('sample').shape).toEqual(['batch', 4, 8, 8]);
+      expect(b.input('sample').shape).toEqual(['batch', 4, 'height', 'width']);
+      expect(b.outputs[0]!.shape).toEqual(['batch', 4, 'height', 'width']);
+      const feed = (h: number): Record<string, TypedFeed> => ({
+        sample: { type: 'float32', dims: [2, 4, h, h], data: Float32Array.from({ length: 2 * 4 * h * h }, (_, i) => Math.sin(0.13 * i)) },
+        timestep: variant === 'legacy' ? { type: 'int64', dims: [2], data: BigInt64Array.from([501n, 21n]) } : { type: 'float32', dims: [], data: Float32Array.from([501]) },
+        encoder_hidden_states: { type: 'float32', dims: [2, 77, 32], data: Float32Array.from({ length: 2 * 77 * 32 }, (_, i) => Math.cos(0.07 * i)) },
+      });
+      const ya = (await a.run(feed(8)))['out_sample']!;
+      const yb = (await b.run(feed(8)))['out_sample']!;
+      expect(Array.from(yb.data)).toEqual(Array.from(ya.data));
+      const y16 = (await b.run(feed(16)))['out_sample']!;
+      expect(y16.dims).toEqual([2, 4, 16, 16]);
+      expect(y16.data.every((v) => Number.isFinite(v))).toBe(true);
+      await a.release();
+      await b.release();
+    }
+    expect(() => writeTinySdExport(join(tmp, 'bad'), { spatial: 'fixed' as 'static' })).toThrow(/spatial must be 'static' or 'dynamic'/);
   });
 });

@@ -13,6 +13,7 @@
  * | VAE encoder output | `latent_sample` (sampled in the graph) | `latent_parameters` (mean ‖ log-variance) |
  * | U-Net external weights | `unet/weights.pb` | `unet/model.onnx_data` |
  * | `model_index.json` | `OnnxStableDiffusionPipeline`, `vae_encoder`/`vae_decoder` | the source pipeline's (`StableDiffusionPipeline`, `vae`) |
+ * | component `config.json` | none | `unet/config.json` (`sample_size` = latent side), `vae_encoder/config.json`, `vae_decoder/config.json` |
  *
  * Both variants built with the same seed hold the same weights, so they compute the same
  * functions (the timestep is cast / expanded to float32 `[B]` inside the U-Net graph).
@@ -105,6 +106,14 @@ export interface TinySdExportOptions {
    * named as torch.onnx names diffusers' modules (`/down_blocks.1/attentions.0/transformer_blocks.0/attn2/Softmax`).
    */
   readonly attentionLayout?: 'heads' | 'batch-heads';
+  /**
+   * Height and width of the U-Net's `sample` / `out_sample` (default `'static'`: fixed at the
+   * latent size). `'dynamic'`: `[batch, C, height, width]` as real exports declare them (both
+   * exporters mark the spatial axes dynamic), the graph reading its sizes at run time, so any
+   * latent side divisible by 2 works; readers then take the default size from `unet/config.json`
+   * (optimum) or fall back to 512 (legacy, which has none).
+   */
+  readonly spatial?: 'static' | 'dynamic';
 }
 
 /** What {@link writeTinySdExport} wrote. */
@@ -288,9 +297,10 @@ export function tinySdUnetConfig(opts: { readonly latentSize?: number; readonly 
 }
 
 /** The tiny U-Net ({@link tinySdUnetConfig}) with the given timestep layout, cast / expanded to float32 `[B]`. */
-function unetGraph(timestep: TinySdTimestep, C: number, h: number, E: number, seed: number, prec: Precision, layout: 'heads' | 'batch-heads'): GraphBuilder {
+function unetGraph(timestep: TinySdTimestep, C: number, h: number, E: number, seed: number, prec: Precision, layout: 'heads' | 'batch-heads', dynamicSpatial: boolean): GraphBuilder {
   const b = new GraphBuilder({ name: 'unet' });
-  const sampleIn = b.input('sample', prec.dtype, ['batch', C, h, h]);
+  const hw: readonly (number | string)[] = dynamicSpatial ? ['height', 'width'] : [h, h];
+  const sampleIn = b.input('sample', prec.dtype, ['batch', C, ...hw]);
   const sample = prec.dtype === 'float32' ? sampleIn : b.op('Cast', [sampleIn], { to: ONNX_FLOAT });
   let t: string;
   if (timestep === 'int64-batch') {
@@ -304,8 +314,8 @@ function unetGraph(timestep: TinySdTimestep, C: number, h: number, E: number, se
   const context = floatInput(b, prec, 'encoder_hidden_states', ['batch', SEQ, E]);
   const param = weightParam(b, seed, 'unet', prec);
   const cfg = tinySdUnetConfig({ latentSize: h, hiddenSize: E, latentChannels: C });
-  const eps = buildUnet(b, cfg, { sample, timestep: t, context }, param, 'dynamic', { diffusersNodeNames: true, attentionLayout: layout });
-  floatOutput(b, prec, eps, ['batch', C, h, h], 'out_sample');
+  const eps = buildUnet(b, cfg, { sample, timestep: t, context }, param, 'dynamic', { diffusersNodeNames: true, attentionLayout: layout, dynamicSpatial });
+  floatOutput(b, prec, eps, ['batch', C, ...hw], 'out_sample');
   return b;
 }
 
@@ -395,6 +405,20 @@ function modelIndex(variant: SdExporterVariant): Record<string, unknown> {
   };
 }
 
+/** optimum's copy of the source U-Net's `config.json` (the fields readers use; `sample_size` = the latent side). */
+function unetConfigJson(C: number, latentSize: number, E: number): Record<string, unknown> {
+  const u = tinySdUnetConfig({ latentSize, hiddenSize: E, latentChannels: C });
+  return {
+    _class_name: 'UNet2DConditionModel',
+    _diffusers_version: '0.30.0',
+    block_out_channels: u.channels,
+    cross_attention_dim: E,
+    in_channels: C,
+    out_channels: C,
+    sample_size: latentSize,
+  };
+}
+
 function vaeConfig(C: number, imageSize: number, scalingFactor: number): Record<string, unknown> {
   return {
     _class_name: 'AutoencoderKL',
@@ -415,7 +439,8 @@ function vaeConfig(C: number, imageSize: number, scalingFactor: number): Record<
  * 0.00085–0.012, 1000 steps, `clip_sample: false`, `set_alpha_to_one: false`, `steps_offset: 1`,
  * `skip_prk_steps: true`), `tokenizer/` (a small CLIP byte-level BPE vocabulary),
  * `text_encoder/model.onnx`, `unet/model.onnx` (weights external: `weights.pb` or
- * `model.onnx_data`), `vae_encoder/model.onnx`, `vae_decoder/model.onnx`. Defaults: variant
+ * `model.onnx_data`), `vae_encoder/model.onnx`, `vae_decoder/model.onnx`, and for `optimum`
+ * `unet/config.json` and the VAE configs. Defaults: variant
  * `legacy`, seed 0, image 64×64 (latents 4×8×8), E = 32, epsilon prediction, pad `<|endoftext|>`,
  * timestep int64 `[B]` (legacy) / float32 `[]` (optimum), dtype float32 (`'float16'`: fp16
  * signatures and stored weights, float32 compute inside — see {@link TinySdExportOptions.dtype}).
@@ -432,6 +457,8 @@ export function writeTinySdExport(dir: string, opts: TinySdExportOptions = {}): 
   const dtype = opts.dtype ?? 'float32';
   if (dtype !== 'float32' && dtype !== 'float16') throw new Error(`writeTinySdExport: dtype must be 'float32' or 'float16', got '${String(dtype)}'`);
   const attentionLayout = opts.attentionLayout ?? 'heads';
+  const spatial = opts.spatial ?? 'static';
+  if (spatial !== 'static' && spatial !== 'dynamic') throw new Error(`writeTinySdExport: spatial must be 'static' or 'dynamic', got '${String(spatial)}'`);
   if (attentionLayout !== 'heads' && attentionLayout !== 'batch-heads') throw new Error(`writeTinySdExport: attentionLayout must be 'heads' or 'batch-heads', got '${String(attentionLayout)}'`);
   const prec: Precision = { dtype, roundWeights: opts.roundWeightsToHalf === true };
   if (!Number.isInteger(imageSize) || imageSize < 16 || imageSize % 16 !== 0) throw new Error(`writeTinySdExport: imageSize must be a multiple of 16 (≥ 16), got ${imageSize}`);
@@ -457,8 +484,9 @@ export function writeTinySdExport(dir: string, opts: TinySdExportOptions = {}): 
 
   put('text_encoder/model.onnx', textEncoderGraph(variant, vocabSize, E, seed, prec).toBytes());
   const location = variant === 'legacy' ? 'weights.pb' : 'model.onnx_data';
-  const unet = writeModelWithExternalData(unetGraph(timestep, C, h, E, seed, prec, attentionLayout), join(dir, 'unet', 'model.onnx'), { location });
+  const unet = writeModelWithExternalData(unetGraph(timestep, C, h, E, seed, prec, attentionLayout, spatial === 'dynamic'), join(dir, 'unet', 'model.onnx'), { location });
   files.push('unet/model.onnx', `unet/${location}`);
+  if (variant === 'optimum') put('unet/config.json', json(unetConfigJson(C, h, E)));
   bytes += unet.model.byteLength + unet.data.byteLength;
   put('vae_encoder/model.onnx', vaeEncoderGraph(variant, C, seed, prec).toBytes());
   put('vae_decoder/model.onnx', vaeDecoderGraph(C, seed, prec).toBytes());

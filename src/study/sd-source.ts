@@ -26,8 +26,8 @@ import type { PromptTextModel } from '../mitigate/methods.ts';
 import type { StudySource } from './source.ts';
 import type { ScaledAttentionUnet } from '../mitigate/ren-attention.ts';
 import { sdScaledAttentionUnet } from '../sd/cross-attention.ts';
-import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdExport } from '../sd/export.ts';
-import { defaultImageSize, vaeDecode, vaeEncode } from '../sd/pipeline.ts';
+import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdDefaultImageSize, type SdExport } from '../sd/export.ts';
+import { vaeDecode, vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, concatBatch, numel, sliceBatch } from '../tensor/tensor.ts';
 
 /** Options of {@link loadSdStudySource}. */
@@ -42,7 +42,7 @@ export interface SdSourceOptions {
   readonly limit?: number;
   /** Execution provider (default `'cpu'`). */
   readonly executionProvider?: ExecutionProvider;
-  /** Image side in pixels when the U-Net's sample size is dynamic (default: the U-Net's declared size × 8). */
+  /** Image side in pixels (default: the export's, see `sdDefaultImageSize`: unet/config.json `sample_size` × the VAE scale factor, else 512). */
   readonly imageSize?: number;
   /** Negative prompt: the unconditional branch e_∅ becomes its embedding (diffusers' `negative_prompt`; default the empty prompt). */
   readonly negativePrompt?: string;
@@ -68,6 +68,8 @@ export interface SdSourceExtras {
   readonly config: SchedulerConfig;
   /** Images per VAE call. */
   readonly vaeBatch: number;
+  /** The image size the study runs at and where it came from (`--image-size` or the export's default). */
+  readonly imageSize: SdDefaultImageSize;
   /** The prompts as re-encodable texts (Somepalli et al.'s prompt perturbations). */
   readonly textModel: PromptTextModel;
   /**
@@ -155,11 +157,12 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
   }
   const exp = await loadSdExport(dir, opts.executionProvider === undefined ? {} : { executionProvider: opts.executionProvider });
   try {
-    let size: { height: number; width: number };
-    if (opts.imageSize !== undefined) size = { height: opts.imageSize, width: opts.imageSize };
-    else if (exp.unet.sampleSize !== null) size = defaultImageSize(exp);
-    else throw new Error(`--image-size: the U-Net in ${dir} has a dynamic sample size; give the image side in pixels (e.g. 512)`);
+    const size: SdDefaultImageSize = opts.imageSize !== undefined ? { height: opts.imageSize, width: opts.imageSize, source: '--image-size' } : exp.defaultSize;
     if (size.height % 8 !== 0 || size.width % 8 !== 0) throw new Error(`--image-size: expected a multiple of 8, got ${size.height}`);
+    const declared = exp.unet.sampleSize;
+    if (opts.imageSize !== undefined && declared !== null && (declared[0] * 8 !== size.height || declared[1] * 8 !== size.width)) {
+      throw new Error(`--image-size: ${opts.imageSize} does not fit ${dir}'s U-Net, whose sample size is fixed at ${declared[0]}×${declared[1]} latents (${declared[0] * 8}×${declared[1] * 8} pixels); omit --image-size`);
+    }
 
     // training images: the distinct files the set names, in first-use order
     const imageIndex = new Map<string, number>();
@@ -217,7 +220,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
     return {
       denoiser,
       trainImages,
-      description: `the Stable Diffusion export ${dir} (${exp.className ?? 'pipeline'}, ${exp.predictionType}) on ${prompts.length} prompts${opts.promptSet === undefined ? '' : ` of ${opts.promptSet}`} (${memorized} tied to one of ${paths.length} training images)`,
+      description: `the Stable Diffusion export ${dir} (${exp.className ?? 'pipeline'}, ${exp.predictionType}, ${size.height}×${size.width}) on ${prompts.length} prompts${opts.promptSet === undefined ? '' : ` of ${opts.promptSet}`} (${memorized} tied to one of ${paths.length} training images)`,
       spec: resolve(dir),
       toModelSpace: (i) => {
         if (!Number.isInteger(i) || i < 0 || i >= paths.length) throw new Error(`training image ${i} is out of range (0..${paths.length - 1})`);
@@ -242,6 +245,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
         config: exp.scheduler,
         textModel,
         vaeBatch,
+        imageSize: size,
         attention: () => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '', maxRows: unetBatch }),
       },
     };

@@ -145,6 +145,12 @@ export interface GroupNormOptions {
   readonly eps?: number;
   /** Batch size (default `'dynamic'`). */
   readonly batch?: BatchDim;
+  /**
+   * Height and width read from the input at run time (`H`, `W` then only label the graph): the
+   * reshapes become `[0, G, −1]` and back to `Shape(x)`, so one graph serves any spatial size, as
+   * exported diffusers U-Nets do. Same values. Default false.
+   */
+  readonly dynamicSpatial?: boolean;
 }
 
 /**
@@ -156,9 +162,10 @@ export interface GroupNormOptions {
 export function groupNorm(b: GraphBuilder, param: ParamFn, name: string, x: string, C: number, groups: number, H: number, W: number, opts: GroupNormOptions = {}): string {
   if (C % groups !== 0) throw new Error(`groupNorm '${name}': ${C} channels are not divisible into ${groups} groups`);
   const bd = batchDim(opts.batch ?? 'dynamic');
-  const r = reshape(b, x, [bd, groups, (C / groups) * H * W]);
+  const dyn = opts.dynamicSpatial === true;
+  const r = reshape(b, x, dyn ? [0, groups, -1] : [bd, groups, (C / groups) * H * W]);
   const y = normalizeLastAxis(b, r, opts.eps ?? 1e-5);
-  const back = reshape(b, y, [bd, C, H, W]);
+  const back = dyn ? b.op('Reshape', [y, b.op('Shape', [x])]) : reshape(b, y, [bd, C, H, W]);
   const gamma = reshape(b, param(`${name}.weight`, [C], { kind: 'ones' }, { noDecay: true }), [C, 1, 1]);
   const beta = reshape(b, param(`${name}.bias`, [C], { kind: 'zeros' }, { noDecay: true }), [C, 1, 1]);
   return b.op('Add', [b.op('Mul', [back, gamma]), beta]);
@@ -240,6 +247,13 @@ export interface AttentionOptions {
    * decomposed); the values are identical. Default false.
    */
   readonly foldHeadsIntoBatch?: boolean;
+  /**
+   * Token counts read from the inputs at run time (`qLen`, and `kvLen` of a self-attention, then
+   * only size the MAC tally): the reshapes copy the batch (`0`) and infer the length (`−1`), so one
+   * graph serves any number of query tokens (a U-Net with dynamic height and width). Same values.
+   * Default false.
+   */
+  readonly dynamicLength?: boolean;
 }
 
 /**
@@ -261,20 +275,24 @@ export function attention(b: GraphBuilder, param: ParamFn, name: string, qIn: st
   const t = opts.tally;
   const lin = (n: string, x: string, cin: number, cout: number, rows: number, withBias: boolean): string =>
     linear(b, param, `${name}.${n}`, x, cin, cout, t === undefined ? { bias: withBias } : { bias: withBias, tally: t, rows });
-  const q = b.op('Transpose', [reshape(b, lin('to_q', qIn, qDim, dim, qLen, bias), [bd, qLen, heads, hd])], { perm: [0, 2, 1, 3] });
-  const k = b.op('Transpose', [reshape(b, lin('to_k', kvIn, kvDim, dim, kvLen, bias), [bd, kvLen, heads, hd])], { perm: [0, 2, 3, 1] });
-  const v = b.op('Transpose', [reshape(b, lin('to_v', kvIn, kvDim, dim, kvLen, bias), [bd, kvLen, heads, hd])], { perm: [0, 2, 1, 3] });
+  const dyn = opts.dynamicLength === true;
+  const q = b.op('Transpose', [reshape(b, lin('to_q', qIn, qDim, dim, qLen, bias), dyn ? [0, -1, heads, hd] : [bd, qLen, heads, hd])], { perm: [0, 2, 1, 3] });
+  const k = b.op('Transpose', [reshape(b, lin('to_k', kvIn, kvDim, dim, kvLen, bias), dyn ? [0, -1, heads, hd] : [bd, kvLen, heads, hd])], { perm: [0, 2, 3, 1] });
+  const v = b.op('Transpose', [reshape(b, lin('to_v', kvIn, kvDim, dim, kvLen, bias), dyn ? [0, -1, heads, hd] : [bd, kvLen, heads, hd])], { perm: [0, 2, 1, 3] });
   let scores = b.op('Mul', [b.op('MatMul', [q, k]), b.constF32(1 / Math.sqrt(hd))]); // [B, h, qLen, kvLen]
   if (opts.logitBias !== undefined) scores = b.op('Add', [scores, opts.logitBias]);
   const smOpts = opts.softmaxName === undefined ? {} : { name: opts.softmaxName };
-  const probs =
-    opts.foldHeadsIntoBatch === true
-      ? reshape(b, b.op('Softmax', [reshape(b, scores, [-1, qLen, kvLen])], { axis: -1 }, smOpts), [bd, heads, qLen, kvLen])
-      : b.op('Softmax', [scores], { axis: -1 }, smOpts);
+  let probs: string;
+  if (opts.foldHeadsIntoBatch !== true) probs = b.op('Softmax', [scores], { axis: -1 }, smOpts);
+  else if (!dyn) probs = reshape(b, b.op('Softmax', [reshape(b, scores, [-1, qLen, kvLen])], { axis: -1 }, smOpts), [bd, heads, qLen, kvLen]);
+  else {
+    const folded = b.op('Reshape', [scores, b.op('Concat', [b.constI64([-1]), b.op('Shape', [scores], { start: 2 })], { axis: 0 })]);
+    probs = b.op('Reshape', [b.op('Softmax', [folded], { axis: -1 }, smOpts), b.op('Shape', [scores])]);
+  }
   opts.onProbs?.(probs);
   const ctx = b.op('MatMul', [probs, v]); // [B, h, qLen, hd]
   if (t !== undefined) t.macs += 2 * qLen * kvLen * dim;
-  const merged = reshape(b, b.op('Transpose', [ctx], { perm: [0, 2, 1, 3] }), [bd, qLen, dim]);
+  const merged = reshape(b, b.op('Transpose', [ctx], { perm: [0, 2, 1, 3] }), dyn ? [0, -1, dim] : [bd, qLen, dim]);
   return lin('to_out', merged, dim, qDim, qLen, true);
 }
 

@@ -120,6 +120,13 @@ export interface UnetGraphOptions {
   readonly diffusersNodeNames?: boolean;
   /** Attention softmax layout: `'heads'` `[B, heads, q, L]` (SDPA, default) or `'batch-heads'` `[B·heads, q, L]` (classic `AttnProcessor`); same values. */
   readonly attentionLayout?: 'heads' | 'batch-heads';
+  /**
+   * Height and width of `sample` read at run time (as exported diffusers U-Nets, whose `sample` is
+   * `[batch, C, height, width]`): GroupNorm and Transformer reshapes take their sizes from the
+   * tensors, so any side divisible by 2^(levels−1) works; `sampleSize` then only sizes the MAC
+   * tally. Same values at `sampleSize`. Default false.
+   */
+  readonly dynamicSpatial?: boolean;
 }
 
 /** The diffusers module path (torch.onnx scope, `/`-separated) of memscope Transformer block `name` (`down.1.attn.0`) in a U-Net of `levels` levels. */
@@ -150,7 +157,7 @@ interface Ctx {
 /** diffusers `ResnetBlock2D`: GN–SiLU–conv1, + Linear(SiLU(temb)), GN–SiLU–conv2, + (1×1 conv) shortcut. */
 function resBlock(c: Ctx, name: string, x: string, cin: number, cout: number, hw: number): string {
   const { b, param, cfg, batch, tally } = c;
-  const gn = { eps: cfg.normEps, batch };
+  const gn = { eps: cfg.normEps, batch, dynamicSpatial: c.graph.dynamicSpatial === true };
   const cv = { tally, hw: [hw, hw] as const };
   let h = conv2d(b, param, `${name}.conv1`, silu(b, groupNorm(b, param, `${name}.norm1`, x, cin, cfg.groups, hw, hw, gn)), cin, cout, cv);
   const t = linear(b, param, `${name}.time_emb_proj`, c.temb, cfg.timeEmbedDim, cout, { tally });
@@ -170,11 +177,12 @@ function transformer(c: Ctx, name: string, x: string, C: number, hw: number): st
   const { b, param, cfg, batch, tally } = c;
   const bd = batchDim(batch);
   const n = hw * hw;
-  let h = groupNorm(b, param, `${name}.norm`, x, C, cfg.groups, hw, hw, { eps: 1e-6, batch });
+  const dyn = c.graph.dynamicSpatial === true;
+  let h = groupNorm(b, param, `${name}.norm`, x, C, cfg.groups, hw, hw, { eps: 1e-6, batch, dynamicSpatial: dyn });
   h = conv2d(b, param, `${name}.proj_in`, h, C, C, { k: 1, tally, hw: [hw, hw] });
-  h = reshape(b, b.op('Transpose', [h], { perm: [0, 2, 3, 1] }), [bd, n, C]);
+  h = reshape(b, b.op('Transpose', [h], { perm: [0, 2, 3, 1] }), dyn ? [0, -1, C] : [bd, n, C]);
   const blk = `${name}.block`;
-  const att = { dim: C, heads: cfg.heads, qLen: n, batch, tally, ...(c.graph.attentionLayout === 'batch-heads' ? { foldHeadsIntoBatch: true } : {}) };
+  const att = { dim: C, heads: cfg.heads, qLen: n, batch, tally, ...(c.graph.attentionLayout === 'batch-heads' ? { foldHeadsIntoBatch: true } : {}), ...(dyn ? { dynamicLength: true } : {}) };
   const scope = c.graph.diffusersNodeNames === true ? `${diffusersScope(name, cfg.channels.length)}/transformer_blocks.0` : null;
   const sm = (a: 'attn1' | 'attn2'): { softmaxName?: string } => (scope === null ? {} : { softmaxName: `${scope}/${a}/Softmax` });
   if (cfg.selfAttention) {
@@ -196,7 +204,7 @@ function transformer(c: Ctx, name: string, x: string, C: number, hw: number): st
   h = b.op('Add', [h, cross]);
   const f = feedForward(b, param, `${blk}.ff`, layerNorm(b, param, `${blk}.norm3`, h, C), C, { mult: cfg.ffMult, rows: n, tally });
   h = b.op('Add', [h, f]);
-  h = b.op('Transpose', [reshape(b, h, [bd, hw, hw, C])], { perm: [0, 3, 1, 2] });
+  h = dyn ? b.op('Reshape', [b.op('Transpose', [h], { perm: [0, 2, 1] }), b.op('Shape', [x])]) : b.op('Transpose', [reshape(b, h, [bd, hw, hw, C])], { perm: [0, 3, 1, 2] });
   h = conv2d(b, param, `${name}.proj_out`, h, C, C, { k: 1, tally, hw: [hw, hw] });
   return b.op('Add', [h, x]);
 }
@@ -279,7 +287,7 @@ function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, p
   }
   if (skips.length !== 0) throw new Error('buildUnet: internal error, unused skips');
 
-  h = silu(b, groupNorm(b, param, 'conv_norm_out', h, cur, cfg.groups, hw, hw, { eps: cfg.normEps, batch }));
+  h = silu(b, groupNorm(b, param, 'conv_norm_out', h, cur, cfg.groups, hw, hw, { eps: cfg.normEps, batch, dynamicSpatial: c.graph.dynamicSpatial === true }));
   h = conv2d(b, param, 'conv_out', h, cur, cfg.inChannels, { tally, hw: [hw, hw] });
   return { out: h, macs: tally.macs };
 }
