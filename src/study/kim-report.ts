@@ -75,7 +75,7 @@ function csv(header: readonly string[], rows: readonly (readonly unknown[])[]): 
 /** The claims table as Markdown. */
 export function claimsMarkdown(claims: readonly KimClaim[], model: string): string {
   const rows = claims.map((c) => `| §${c.section} | ${c.claim} | ${c.measured} | ${c.holds === null ? 'n/a' : c.holds ? 'holds' : 'does not hold'} |`);
-  return [`Claims of SPEC §3 on ${model}`, '', '| § | claim | measured | verdict |', '|---|---|---|---|', ...rows].join('\n') + '\n';
+  return [`Claims of Kim et al. (docs/methods.md §3) on ${model}`, '', '| § | claim | measured | verdict |', '|---|---|---|---|', ...rows].join('\n') + '\n';
 }
 
 /** Write the study's results directory (everything but `settings.json`, which the command writes). */
@@ -154,7 +154,7 @@ export async function writeKimReport(dir: string, study: KimStudy): Promise<KimC
   await writeFileAtomic(join(dir, 'claims.md'), claimsMd);
 
   // figures
-  html.push(`<h2>Claims (SPEC §3)</h2>`, table(['§', 'claim', 'measured', 'verdict'], claims.map((c) => [c.section, c.claim, c.measured, c.holds === null ? 'n/a' : c.holds ? 'holds' : 'does not hold'])));
+  html.push(`<h2>Claims (Kim et al., docs/methods.md §3)</h2>`, table(['§', 'claim', 'measured', 'verdict'], claims.map((c) => [c.section, c.claim, c.measured, c.holds === null ? 'n/a' : c.holds ? 'holds' : 'does not hold'])));
   html.push(`<h2>§3.1 Loss along the trajectory</h2>`);
   await fig('loss-x0', lineChart({ title: 'L_x0(t) = ‖x̂0(t) − x‖² (mean over prompts)', xLabel: 'inference step', yLabel: 'L_x0', logY: true, series: groupSeries(study, (st) => st.lossX0.mean, { band: false }) }), 'x0-space loss along denoising; memorized prompts use their training image, normal prompts their own final sample');
   await fig('loss-eps', lineChart({ title: 'L_ε(t) = ᾱ/(1−ᾱ)·‖x̂0(t) − x‖²', xLabel: 'inference step', yLabel: 'L_ε', logY: true, series: groupSeries(study, (st) => st.lossEps.mean, { band: false }) }), 'ε-space loss along denoising');
