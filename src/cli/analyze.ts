@@ -13,7 +13,7 @@ import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 
-export const ANALYZE_HELP = `memscope analyze kim — how diffusion models memorize (Kim et al.; SPEC §3)
+export const ANALYZE_HELP = `memscope analyze kim — how diffusion models memorize (Kim et al.; docs/methods.md §3)
 
 Usage: memscope analyze kim [flags]
   --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory

@@ -13,7 +13,7 @@ import { lineChart, type Series, type Marker } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 
-export const CURVES_HELP = `memscope curves — guidance-magnitude curves and the static transition point (SPEC §4.1–4.2)
+export const CURVES_HELP = `memscope curves — guidance-magnitude curves and the static transition point (docs/methods.md §4.1–4.2)
 
 Usage: memscope curves [flags]
   --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory

@@ -19,10 +19,12 @@ import { numel } from '../tensor/tensor.ts';
 
 export const DEMO_HELP = `memscope demo — memorized vs generalizing conditions under CFG, DTP and OG+DTP (= npm start)
 
-On the analytic testbed of the embedded Fashion-MNIST subset (memorized captions = the exact
-denoiser of one training image each; class prompts and the unconditional branch = Gaussians that
-generalize), samples each condition with every guidance schedule and reports which samples copy
-their training image, the d_t = ‖ε_c − ε_u‖² curves and where DTP switched.
+On the shipped trained duplication model (default; captions each tied to one training image
+duplicated 100 times, class prompts over all images) or, with --model testbed, on the analytic
+testbed (memorized captions = the exact denoiser of one training image each; class prompts and the
+unconditional branch = Gaussians that generalize), samples each condition with every guidance
+schedule and reports which samples copy their training image, the d_t = ‖ε_c − ε_u‖² curves and
+where DTP switched.
 
 Usage: memscope demo [flags]
   --model M          testbed | a trained model directory | default (the shipped trained duplication
@@ -69,7 +71,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
   await checkResultsTarget(o.out);
   const started = performance.now();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
-  log('memscope demo: building the analytic testbed on the embedded Fashion-MNIST subset…');
+  log(`memscope demo: loading ${o.model === 'default' ? 'the default model' : o.model} (embedded Fashion-MNIST subset)…`);
   const tb = await asInput('--model', () => loadStudySource(source));
   log(`  ${tb.description} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
   const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() };
@@ -100,7 +102,7 @@ async function writeDemo(dir: string, tb: DemoSource, s: DemoSettings, out: Demo
     sampler: s.sampler,
     steps: s.steps,
     schedulerConfig: s.config,
-    copyDetection: { descriptor: 'pixel', similarity: 'cosine after subtracting the training mean image', ratioTest: 'd1/d2 < 1/3 (SPEC §5.4)' },
+    copyDetection: { descriptor: 'pixel', similarity: 'cosine after subtracting the training mean image', ratioTest: 'd1/d2 < 1/3 (docs/methods.md §5.4)' },
   });
   await writeJsonAtomic(join(dir, 'summary.json'), {
     seconds,
@@ -110,7 +112,7 @@ async function writeDemo(dir: string, tb: DemoSource, s: DemoSettings, out: Demo
 
   const parts: string[] = [];
   const analytic = tb.description.startsWith('the analytic');
-  parts.push(`<p>${analytic ? `Analytic memorization testbed (SPEC §6) on the embedded Fashion-MNIST subset (12,000 training images):
+  parts.push(`<p>${analytic ? `Analytic memorization testbed (docs/methods.md §6) on the embedded Fashion-MNIST subset (12,000 training images):
 memorized captions are the exact denoiser of a single training image; class prompts and the unconditional
 branch are Gaussians fitted to each class (they generalize).` : `Model: ${escapeHtml(tb.description)}, trained by memscope on the embedded Fashion-MNIST subset; its captions were each tied to one training image duplicated many times, its class prompts to all images of the class.`} ${s.sampler.toUpperCase()}, ${s.steps} steps, seeds ${escapeHtml(s.seeds.join(', '))}.
 Total ${seconds.toFixed(1)} s.</p>`);

@@ -13,7 +13,7 @@ import { lineChart } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 
-export const DETECT_HELP = `memscope detect — is this prompt memorized? Detection scores and ROC (SPEC §4.4)
+export const DETECT_HELP = `memscope detect — is this prompt memorized? Detection scores and ROC (docs/methods.md §4.4)
 
 Usage: memscope detect [flags]
   --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory

@@ -25,7 +25,7 @@ import { writeNpy } from '../io/npy.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 
-export const EVALUATE_HELP = `memscope evaluate — which mitigation removes the copy, at what cost? (SPEC §4.5, Jain et al. Tables 1–4)
+export const EVALUATE_HELP = `memscope evaluate — which mitigation removes the copy, at what cost? (Jain et al. Tables 1–4; docs/methods.md §4.5)
 
 Usage: memscope evaluate [flags]
   --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory

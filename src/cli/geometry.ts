@@ -34,7 +34,7 @@ import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 
 /** Help text of `memscope geometry` (SPEC §5). */
-export const GEOMETRY_HELP = `memscope geometry — Dodson & Gao's three noise regimes on the exact empirical denoiser (SPEC §5)
+export const GEOMETRY_HELP = `memscope geometry — Dodson & Gao's three noise regimes on the exact empirical denoiser (docs/methods.md §5)
 
 Usage: memscope geometry [flags]
   --model DIR            a trained unconditional model (e.g. models/edm-small): the training set becomes its
@@ -485,7 +485,7 @@ function swapHtml(swap: { study: SwapStudyResult; search: BandSearch | null; ban
   const st = swap.study;
   const rows = st.rows.map((row) => [row.name, row.kind, row.band ? `[${fmt(row.band.sigmaLo)}, ${fmt(row.band.sigmaHi)}]` : '—', row.samples, rateText(row.rate, row.samples), row.medianRatio, row.sameNearest === null ? '—' : `${(100 * row.sameNearest).toFixed(0)} %`, row.frechet === null ? '—' : row.frechet, row.swappedCalls === null ? '—' : `${(100 * row.swappedCalls).toFixed(0)} %`]);
   const out = [
-    '<h2>Mitigations at the trajectory level (SPEC §5.6)</h2>',
+    '<h2>Mitigations at the trajectory level (docs/methods.md §5.6)</h2>',
     `<p>Unconditional samples on the same seeds; memorized when d1/d2 &lt; ${fmt(st.threshold)} against the model's training images. Fréchet distance of classifier features to the held-out images; a same-size set of real training images reaches ${st.frechetFloor === null ? '—' : fmt(st.frechetFloor)}. "same NN" = samples whose nearest training image is that of the memorizing model's sample of the same seed.</p>`,
     table(['variant', 'kind', 'band σ', 'samples', 'memorization rate [95 % Wilson]', 'median d1/d2', 'same NN', 'Fréchet', 'calls swapped'], rows),
   ];

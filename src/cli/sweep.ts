@@ -14,7 +14,7 @@ import { lineChart, type Series } from '../report/svg.ts';
 import { writeFigure, labelledStrip } from '../report/figure.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 
-export const SWEEP_HELP = `memscope sweep — the CFG-start sweep of Jain et al. (SPEC §4.3)
+export const SWEEP_HELP = `memscope sweep — the CFG-start sweep of Jain et al. (docs/methods.md §4.3)
 
 Usage: memscope sweep --prompt COND [flags]
   --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory

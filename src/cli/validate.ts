@@ -29,7 +29,7 @@ Usage: memscope validate --model DIR [flags]
   --classifier DIR   classifier for class-prompt alignment (default models/classifier when present)
 
 For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
-central 28×28) is the caption's own image, the strict ratio test d1/d2 < 1/3 (SPEC §5.4) and the
+central 28×28) is the caption's own image, the strict ratio test d1/d2 < 1/3 (docs/methods.md §5.4) and the
 pixel copy similarity; for class prompts the same copy tests. Writes validation.json and report.html
 and prints the summary.
 

@@ -403,7 +403,7 @@ export async function loadSdExport(dir: string, opts: LoadSdExportOptions = {}):
   if (!isDir(root)) throw new Error(`Stable Diffusion export ${root}: not a directory`);
   const missing = missingFiles(root, opts.requireVaeEncoder === true);
   if (missing.length > 0) {
-    throw new Error(`Stable Diffusion export ${root}: missing ${missing.join(', ')} (SPEC §7 layout: model_index.json, scheduler/, tokenizer/, text_encoder/, unet/, vae_decoder/ and optionally vae_encoder/)`);
+    throw new Error(`Stable Diffusion export ${root}: missing ${missing.join(', ')} (the layout of docs/methods.md §7: model_index.json, scheduler/, tokenizer/, text_encoder/, unet/, vae_decoder/ and optionally vae_encoder/)`);
   }
   const modelIndex = readJsonObject(join(root, 'model_index.json'), 'model_index.json');
   const scheduler = parseSchedulerConfig(parseJsonLenient(readFileSync(join(root, 'scheduler', 'scheduler_config.json'), 'utf8')), 'scheduler/scheduler_config.json');

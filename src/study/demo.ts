@@ -1,5 +1,5 @@
 /**
- * The demo study (`memscope demo`, `npm start`): on the analytic testbed of the embedded data,
+ * The demo study (`memscope demo`, `npm start`): on a trained model or the analytic testbed of the embedded data,
  * sample memorized captions and generalizing class prompts under plain CFG, DTP and OG+DTP
  * (Jain et al.), and measure which samples copy their training image.
  */

@@ -86,7 +86,7 @@ export function claimsMarkdown(claims: readonly KimClaim[], model: string): stri
   const cell = (t: string): string => t.replace(/\|/g, '\\|');
   const rows = claims.map((c) => `| §${c.section} | ${cell(c.claim)} | ${cell(c.paper)} | ${cell(c.measured)} | ${cell(claimVerdictText(c))} |`);
   return [
-    `Claims of SPEC §3 on ${model}`,
+    `Claims of Kim et al. (docs/methods.md §3) on ${model}`,
     '',
     '| § | claim | paper | measured | verdict |',
     '|---|---|---|---|---|',
@@ -175,7 +175,7 @@ export async function writeKimReport(dir: string, study: KimStudy): Promise<KimC
   await writeFileAtomic(join(dir, 'claims.md'), claimsMd);
 
   // figures
-  html.push(`<h2>Claims (SPEC §3)</h2>`, table(['§', 'claim', 'paper', 'measured', 'verdict'], claims.map((c) => [c.section, c.claim, c.paper, c.measured, claimVerdictText(c)])));
+  html.push(`<h2>Claims (Kim et al., docs/methods.md §3)</h2>`, table(['§', 'claim', 'paper', 'measured', 'verdict'], claims.map((c) => [c.section, c.claim, c.paper, c.measured, claimVerdictText(c)])));
   html.push(`<p class="note">${escapeHtml(KIM_VERDICT_RULE)}</p>`);
   html.push(`<h2>§3.1 Loss along the trajectory</h2>`);
   await fig('loss-x0', lineChart({ title: 'L_x0(t) = ‖x̂0(t) − x‖² (mean over prompts)', xLabel: 'inference step', yLabel: 'L_x0', logY: true, series: groupSeries(study, (st) => st.lossX0.mean, { band: false }) }), 'x0-space loss along denoising; memorized prompts use their training image, normal prompts their own final sample');

@@ -66,7 +66,7 @@ export async function loadStudySource(spec: string, opts: StudySourceOptions = {
     return {
       denoiser: tb.denoiser,
       trainImages: images,
-      description: 'the analytic testbed (SPEC §6)',
+      description: 'the analytic testbed (docs/methods.md §6)',
       spec,
       toModelSpace: (i) => ({ dims: [1, 1, 28, 28], data: images.data.slice(i * 784, (i + 1) * 784) }),
       toImageSpace: async (x) => x,
