@@ -16,6 +16,8 @@ Scenarios: ${SCENARIO_NAMES.join(', ')}
   duplication             10 class prompts + captions each tied to one image duplicated K times
   small-set               a few hundred images, each with its own caption
   class                   class prompts only
+  graded                  graded duplication: captions whose image appears 3, 10, 30, 100 times
+                          (10 each), 200 unique captions seen once, class prompts over the rest
   edm-small / edm-large   unconditional, 1,000 images / the whole subset
   edm-small-undertrained  edm-small with the loss scaled by ρ inside a mid-σ band
   classifier              the 10-class CNN used to score class-prompt samples (600 steps, batch 128)
@@ -29,6 +31,10 @@ Flags (defaults in brackets):
   --seed N           [0]                         --lr X           AdamW learning rate [1e-3]
   --captions N       duplication: captions [50]  --duplicates K   duplication: copies per caption [100]
   --sampling vp|edm  noise levels: t uniform (VP) or EDM log-normal σ [edm for edm-*, else vp]
+  --parameterization eps|edm  the network: ε-prediction, or EDM preconditioning (Karras et al. 2022:
+                     c_skip/c_out/c_in/c_noise, σ_data 0.5, ln σ ~ N(−1.2, 1.2²) in [0.002, 80]) [eps]
+  --per-count N      graded: captions per duplication count [10]
+  --unique N         graded: unique captions whose image appears once [200]
   --checkpoint-every N  [250]                 --ema-decay X    EMA of the weights [0.999]
   --channels A,B,C   U-Net widths [32,64,64]
   --images N         training images of small-set [300] / edm-small(-undertrained) [1000]
@@ -53,6 +59,9 @@ const Schema = z.object({
   duplicates: positiveInt('duplicates').optional(),
   'checkpoint-every': positiveInt('checkpoint-every').optional(),
   sampling: z.enum(['vp', 'edm']).optional(),
+  parameterization: z.enum(['eps', 'edm'], { message: 'expected eps or edm' }).optional(),
+  'per-count': positiveInt('per-count').optional(),
+  unique: z.string().regex(/^\d+$/, { message: 'expected a non-negative integer' }).transform(Number).optional(),
   'ema-decay': finiteNumber('ema-decay').refine((v) => v >= 0 && v <= 1, { message: 'expected a number in [0, 1]' }).optional(),
   channels: z
     .string()
@@ -83,6 +92,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (raw['scenario'] === undefined) throw new UsageError(`--scenario: required; expected one of ${TARGETS.join(', ')}`);
   const o = validate(Schema, raw);
   const out = o.out ?? `models/${o.scenario}`;
+  if (o.parameterization === 'edm' && o.sampling === 'vp') throw new UsageError('--sampling: "vp" cannot be combined with --parameterization edm (EDM draws its own log-normal σ); omit --sampling');
+  if ((o['per-count'] !== undefined || o.unique !== undefined) && o.scenario !== 'graded') throw new UsageError(`--per-count/--unique: only for --scenario graded, got --scenario ${o.scenario}`);
   if (o.scenario === 'classifier') {
     const r = await trainClassifier(out, { progress: true, ...(o.steps === undefined ? {} : { steps: o.steps }), ...(o.seed === undefined ? {} : { seed: o.seed }), ...(o.lr === undefined ? {} : { lr: o.lr }), ...(o['batch-size'] === undefined ? {} : { batch: o['batch-size'] }) });
     process.stderr.write(`classifier: test accuracy ${(100 * r.testAccuracy).toFixed(1)} % on the 2,000 embedded test images, ${r.seconds.toFixed(0)} s\n`);
@@ -113,6 +124,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
         ...(o['checkpoint-every'] === undefined ? {} : { checkpointEvery: o['checkpoint-every'] }),
         ...(o['ema-decay'] === undefined ? {} : { emaDecay: o['ema-decay'] }),
         ...(o.sampling === undefined ? {} : { sampling: o.sampling }),
+        ...(o.parameterization === undefined ? {} : { parameterization: o.parameterization }),
+        ...(o['per-count'] === undefined ? {} : { gradedPerCount: o['per-count'] }),
+        ...(o.unique === undefined ? {} : { gradedUnique: o.unique }),
         ...(o.images === undefined ? {} : scenario === 'small-set' ? { smallSet: o.images } : { edmSmall: o.images }),
         ...(o.band === undefined ? {} : { band: o.band }),
         ...(o.channels === undefined ? {} : { model: { channels: o.channels, attentionLevels: o.channels.map((_, i) => i > 0) } }),
