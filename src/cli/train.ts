@@ -18,6 +18,8 @@ Scenarios: ${SCENARIO_NAMES.join(', ')}
   duplication             10 class prompts + captions each tied to one image duplicated K times
   small-set               a few hundred images, each with its own caption
   class                   class prompts only
+  graded                  graded duplication: captions whose image appears 3, 10, 30, 100 times
+                          (10 each), 200 unique captions seen once, class prompts over the rest
   edm-small / edm-large   unconditional, 1,000 images / the whole subset
   edm-small-undertrained  edm-small with the loss scaled by ρ inside a mid-σ band
   classifier              the 10-class CNN used to score class-prompt samples (600 steps, batch 128)
@@ -35,6 +37,10 @@ Flags (defaults in brackets):
   --seed N           [0]                         --lr X           AdamW learning rate [1e-3]
   --captions N       duplication: captions [50]  --duplicates K   duplication: copies per caption [100]
   --sampling vp|edm  noise levels: t uniform (VP) or EDM log-normal σ [edm for edm-*, else vp]
+  --parameterization eps|edm  the network: ε-prediction, or EDM preconditioning (Karras et al. 2022:
+                     c_skip/c_out/c_in/c_noise, σ_data 0.5, ln σ ~ N(−1.2, 1.2²) in [0.002, 80]) [eps]
+  --per-count N      graded: captions per duplication count [10]
+  --unique N         graded: unique captions whose image appears once [200]
   --checkpoint-every N  [250]                 --ema-decay X    EMA of the weights [0.999]
   --channels A,B,C   U-Net widths, each a multiple of 8 up to 1024, at most 6 levels [32,64,64]
   --images N         training images of small-set [300] / edm-small(-undertrained) [1000]
@@ -59,6 +65,9 @@ const Schema = z.object({
   duplicates: positiveInt('duplicates').optional(),
   'checkpoint-every': positiveInt('checkpoint-every').optional(),
   sampling: z.enum(['vp', 'edm']).optional(),
+  parameterization: z.enum(['eps', 'edm'], { message: 'expected eps or edm' }).optional(),
+  'per-count': positiveInt('per-count').optional(),
+  unique: z.string().regex(/^\d+$/, { message: 'expected a non-negative integer' }).transform(Number).optional(),
   'ema-decay': finiteNumber('ema-decay', { lo: 0, hi: 1 }).optional(),
   channels: z
     .string()
@@ -121,6 +130,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
     duplicates: ['duplication'],
     images: ['small-set', 'edm-small', 'edm-small-undertrained'],
     band: ['edm-small-undertrained'],
+    'per-count': ['graded'],
+    unique: ['graded'],
+    parameterization: SCENARIO_NAMES,
     channels: SCENARIO_NAMES,
     sampling: SCENARIO_NAMES,
     'ema-decay': SCENARIO_NAMES,
@@ -129,6 +141,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   for (const [k, targets] of Object.entries(only)) {
     if (raw[k] !== undefined && !targets.includes(o.scenario)) throw new UsageError(`--${k}: not used by --scenario ${o.scenario}; only by ${targets.join(', ')}`);
   }
+  if (o.parameterization === 'edm' && o.sampling === 'vp') throw new UsageError('--sampling: "vp" cannot be combined with --parameterization edm (EDM draws its own log-normal σ); omit --sampling');
   const out = o.out ?? defaultTrainOut(o.scenario);
   const kind = o.scenario === 'classifier' || o.scenario === 'descriptor' ? o.scenario : 'model';
   const steps = o.steps ?? (o.scenario === 'classifier' ? CLASSIFIER_DEFAULT_STEPS : o.scenario === 'descriptor' ? DESCRIPTOR_DEFAULT_STEPS : TrainSettingsSchema.shape.steps.parse(undefined));
@@ -163,6 +176,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
         ...(o['checkpoint-every'] === undefined ? {} : { checkpointEvery: o['checkpoint-every'] }),
         ...(o['ema-decay'] === undefined ? {} : { emaDecay: o['ema-decay'] }),
         ...(o.sampling === undefined ? {} : { sampling: o.sampling }),
+        ...(o.parameterization === undefined ? {} : { parameterization: o.parameterization }),
+        ...(o['per-count'] === undefined ? {} : { gradedPerCount: o['per-count'] }),
+        ...(o.unique === undefined ? {} : { gradedUnique: o.unique }),
         ...(o.images === undefined ? {} : scenario === 'small-set' ? { smallSet: o.images } : { edmSmall: o.images }),
         ...(o.band === undefined ? {} : { band: o.band }),
         ...(o.channels === undefined ? {} : { model: { channels: o.channels, attentionLevels: o.channels.map((_, i) => i > 0) } }),

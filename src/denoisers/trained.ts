@@ -5,7 +5,7 @@
  * signature — runs cond and uncond rows in one batch through the generic ONNX denoiser.
  */
 import { join } from 'node:path';
-import { readModelJson } from '../train/run.ts';
+import { readModelJson, trainingSigmas } from '../train/run.ts';
 import { readSafetensors } from '../train/safetensors.ts';
 import { buildInferenceGraphs, DiffusionModelConfigSchema } from '../train/diffusion-model.ts';
 import { WordTokenizer } from '../train/tokenizer.ts';
@@ -31,6 +31,22 @@ export interface TrainedModel {
   readonly meta: Record<string, unknown>;
   /** The U-Net with cross-attention exposed (text models loaded with `exposeCrossAttention`; else null). */
   readonly attention: AttentionUnet | null;
+  /** EDM-preconditioned models: the denoiser D(x; σ) at any σ (for EDM's Heun sampler); null for ε-prediction models. */
+  readonly edm: EdmDenoiser | null;
+}
+
+/**
+ * The denoiser of an EDM-preconditioned model at arbitrary σ (Karras et al. 2022):
+ * D(x; σ) = c_skip·x + c_out·F(c_in·x; c_noise), x in VE scale (x0 + σ·n).
+ */
+export interface EdmDenoiser {
+  /** Per-sample shape. */
+  readonly shape: readonly number[];
+  /** σ_data of the preconditioning. */
+  readonly sigmaData: number;
+  /** D(x; σ_b) for a batch `x` `[B, ...shape]`, one σ per row (> 0), conditions as `Denoiser.predict` (null = e_∅). */
+  denoise(x: Tensor, sigma: ArrayLike<number>, cond: readonly CondRef[]): Promise<Tensor>;
+  dispose(): Promise<void>;
 }
 
 /** One U-Net call with cross-attention exposed. */
@@ -70,7 +86,8 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
   const cfg = DiffusionModelConfigSchema.parse(meta['model']);
   const weights = await readSafetensors(join(dir, 'weights.safetensors'));
   const values = new Map<string, Float32Array>([...weights.tensors].map(([k, t]) => [k, t.data]));
-  const graphs = buildInferenceGraphs(cfg, values);
+  const vpSigmas = trainingSigmas();
+  const graphs = buildInferenceGraphs(cfg, values, { vpSigmas });
   const prompts = (meta['prompts'] as ScenarioPrompt[]) ?? [];
   const name = `trained:${String(meta['scenario'])}`;
   let denoiser: OnnxDenoiser;
@@ -96,7 +113,7 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
       labels: prompts.map((p) => p.text),
     });
     if (opts.exposeCrossAttention === true) {
-      const bytes = buildInferenceGraphs(cfg, values, { exposeCrossAttention: true }).unet;
+      const bytes = buildInferenceGraphs(cfg, values, { exposeCrossAttention: true, vpSigmas }).unet;
       const ids = enc.data;
       const names = [...prompts.map((p) => p.text), ''].map((_, i) => Array.from(ids.subarray(i * L, (i + 1) * L), (v) => tok.tokenName(Number(v))));
       attention = await attentionUnet(await createSession(bytes), {
@@ -112,6 +129,20 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
   } else {
     denoiser = await loadOnnxDenoiser({ path: join(dir, 'unet.onnx'), bytes: graphs.unet, name });
   }
+  let edm: EdmDenoiser | null = null;
+  if (graphs.edmDenoiser !== null) {
+    const session = await createSession(graphs.edmDenoiser);
+    let embed: { data: Float32Array; K: number; L: number; width: number } | null = null;
+    if (graphs.textEncoder) {
+      const tok = WordTokenizer.fromJSON(meta['tokenizer']);
+      const L = cfg.textEncoder!.maxLength;
+      const te = await createSession(graphs.textEncoder);
+      const out = await te.run({ ids: tok.encodeBatch([...prompts.map((p) => p.text), ''], L) });
+      await te.release();
+      embed = { data: out['last_hidden_state']!.data, K: prompts.length, L, width: cfg.textEncoder!.width };
+    }
+    edm = edmDenoiser(session, denoiser.shape, cfg.preconditioning!.sigmaData, embed, denoiser);
+  }
   // Re-label conditions with the scenario's kinds and targets (ids class:k / caption:k as in the testbed).
   let nClass = 0;
   let nCap = 0;
@@ -126,7 +157,10 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
     shape: denoiser.shape,
     conditions,
     predict: (xt, level, cond) => denoiser.predict(xt, level, cond),
-    dispose: () => denoiser.dispose(),
+    dispose: async () => {
+      await denoiser.dispose();
+      await edm?.dispose();
+    },
   };
   return {
     denoiser: wrapped,
@@ -137,7 +171,48 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
     textEncoderBytes: graphs.textEncoder,
     meta,
     attention,
+    edm,
   };
+}
+
+function edmDenoiser(
+  session: Session,
+  shape: readonly number[],
+  sigmaData: number,
+  embed: { data: Float32Array; K: number; L: number; width: number } | null,
+  probe: Denoiser,
+): EdmDenoiser {
+  const per = numelOf(shape);
+  return {
+    shape,
+    sigmaData,
+    denoise: async (x, sigma, cond) => {
+      const B = batchSize(x);
+      checkConds(probe, cond, B, 'edm denoise cond');
+      if (rowSize(x) !== per) throw new Error(`edm denoise x: expected rows of shape [${shape.join(', ')}], got dims [${x.dims.join(', ')}]`);
+      if (sigma.length !== B) throw new Error(`edm denoise sigma: expected ${B} values (one per row), got ${sigma.length}`);
+      for (let i = 0; i < B; i++) if (!(sigma[i]! > 0) || !Number.isFinite(sigma[i]!)) throw new Error(`edm denoise sigma: row ${i} has σ = ${sigma[i]}, expected a finite number > 0`);
+      const feeds: Record<string, Tensor> = { x, sigma: { dims: [B], data: Float32Array.from(sigma) } };
+      if (embed !== null) {
+        const w = embed.L * embed.width;
+        const ctx = new Float32Array(B * w);
+        cond.forEach((c, r) => {
+          const k = c === null ? embed.K : c;
+          ctx.set(embed.data.subarray(k * w, (k + 1) * w), r * w);
+        });
+        feeds['encoder_hidden_states'] = { dims: [B, embed.L, embed.width], data: ctx };
+      } else if (cond.some((c) => c !== null)) throw new Error('edm denoise cond: an unconditional model takes only null conditions');
+      const out = await session.run(feeds);
+      const d = out['denoised']!;
+      for (let i = 0; i < d.data.length; i++) if (!Number.isFinite(d.data[i]!)) throw new Error(`edm denoise: non-finite output at element ${i}`);
+      return { dims: [...x.dims], data: d.data };
+    },
+    dispose: () => session.release(),
+  };
+}
+
+function numelOf(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
 }
 
 /** Wrap a session of the exposed U-Net graph (embeddings: K prompt rows then the empty prompt). */

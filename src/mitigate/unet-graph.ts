@@ -11,9 +11,14 @@ import type { TrainedModel } from '../denoisers/trained.ts';
 
 const { onnx } = p;
 
-/** The resolved architecture of a trained model (`model.json` → `model`). */
+/**
+ * The resolved architecture of a trained model (`model.json` → `model`). Throws for EDM-preconditioned
+ * models: the graphs rebuilt here lay out the bare U-Net, whose output is F_θ, not ε, for those models.
+ */
 export function modelConfig(model: TrainedModel): DiffusionModelConfig {
-  return DiffusionModelConfigSchema.parse(model.meta['model']);
+  const cfg = DiffusionModelConfigSchema.parse(model.meta['model']);
+  if (cfg.preconditioning) throw new Error(`${model.denoiser.name}: EDM-preconditioned models are not supported by the rebuilt-U-Net mitigations (Wen et al. embedding, Ren et al. attention) yet; their U-Net output is F_θ, not ε`);
+  return cfg;
 }
 
 const cache = new WeakMap<Uint8Array, ReadonlyMap<string, Float32Array>>();

@@ -14,6 +14,8 @@ import { ddimTimesteps, dpmSolverTimesteps, eulerTimesteps } from '../schedules/
 export { sampleDdim, type DdimOptions } from './ddim.ts';
 export { sampleDpmpp2m } from './dpmpp2m.ts';
 export { sampleEuler } from './euler.ts';
+/** EDM's deterministic Heun sampler over a denoiser D(x; σ) (not in {@link SAMPLERS}: it drives a σ-denoiser, not an ε-model on a timestep grid). */
+export { sampleHeunEdm, edmSigmas, guidedHeunModel, type HeunModel, type HeunEdmOptions, type HeunModelOutput, type HeunCallInfo, type SigmaDenoiser } from './heun-edm.ts';
 
 /** A sampler's name: `ddim` (DDIMScheduler), `dpmpp2m` (DPMSolverMultistepScheduler), `euler` (EulerDiscreteScheduler). */
 export type SamplerName = 'ddim' | 'dpmpp2m' | 'euler';

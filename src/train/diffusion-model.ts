@@ -12,12 +12,20 @@ import type { ParamFn, ParamSpec } from './params.ts';
 import { paramFnFor } from './models/init.ts';
 import { UnetConfigSchema, buildUnet, buildDiffusersUnet } from './models/unet.ts';
 import { TextEncoderConfigSchema, buildTextEncoder } from './models/text-encoder.ts';
+import { batchDim } from './models/layers.ts';
+import { EdmPreconditioningSchema, edmCoefficientNodes, sigmaTableNodes, type EdmPreconditioning } from './edm.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX, type UnetConfig, type UnetIO } from './models/unet.ts';
 
 /** Architecture of a trained model (defaults in the schemas). */
 export const DiffusionModelConfigSchema = z.object({
   unet: UnetConfigSchema,
   /** The text encoder (absent for unconditional models: `unet.conditioning = 'none'`). */
   textEncoder: TextEncoderConfigSchema.optional(),
+  /**
+   * EDM preconditioning of the U-Net (Karras et al. 2022; see `edm.ts`). Absent: the U-Net predicts
+   * ε directly (every model trained before issue 16; their model.json and checkpoints load unchanged).
+   */
+  preconditioning: EdmPreconditioningSchema.optional(),
 });
 /** A resolved model configuration. */
 export type DiffusionModelConfig = z.output<typeof DiffusionModelConfigSchema>;
@@ -59,6 +67,7 @@ export function buildTrainingGraph(cfgIn: z.input<typeof DiffusionModelConfigSch
   const b = new GraphBuilder({ name: 'memscope_train' });
   const { param, specs } = paramFnFor(b, 'input');
   const { inChannels: C, sampleSize: S } = cfg.unet;
+  if (cfg.preconditioning) return buildEdmTrainingGraph(cfg, cfg.preconditioning, batch);
   const shapes: Record<string, number[]> = {
     x0: [batch, C, S, S],
     noise: [batch, C, S, S],
@@ -85,18 +94,64 @@ export function buildTrainingGraph(cfgIn: z.input<typeof DiffusionModelConfigSch
   return { bytes: b.toBytes(), specs, inputShapes, loss: 'loss' };
 }
 
+/**
+ * The EDM training graph (see `edm.ts`). Data inputs: `x0`, `noise` `[B,C,S,S]`; `sigma`, `c_skip`,
+ * `c_out`, `c_in` `[B,1,1,1]`; `noise_label` `[B]` (the U-Net timestep input); `weight` `[B]`;
+ * `ids` for text models. x = x0 + σ·n; F = U-Net(c_in·x, noise_label);
+ * loss = (1/B)·Σ_b weight_b·mean((F_b − (x0_b − c_skip·x_b)/c_out)²) = (1/B)·Σ_b weight_b·λ(σ_b)·mean((D_b − x0_b)²).
+ */
+function buildEdmTrainingGraph(cfg: DiffusionModelConfig, _precond: EdmPreconditioning, batch: number): TrainingGraph {
+  const b = new GraphBuilder({ name: 'memscope_train_edm' });
+  const { param, specs } = paramFnFor(b, 'input');
+  const { inChannels: C, sampleSize: S } = cfg.unet;
+  const shapes: Record<string, number[]> = {
+    x0: [batch, C, S, S],
+    noise: [batch, C, S, S],
+    sigma: [batch, 1, 1, 1],
+    c_skip: [batch, 1, 1, 1],
+    c_out: [batch, 1, 1, 1],
+    c_in: [batch, 1, 1, 1],
+    noise_label: [batch],
+    weight: [batch],
+  };
+  for (const [k, v] of Object.entries(shapes)) b.input(k, 'float32', v);
+  const x = b.op('Add', ['x0', b.op('Mul', ['noise', 'sigma'])]);
+  let context: string | undefined;
+  if (cfg.textEncoder) {
+    shapes['ids'] = [batch, cfg.textEncoder.maxLength];
+    b.input('ids', 'int64', shapes['ids']);
+    context = buildTextEncoder(b, cfg.textEncoder, 'ids', prefixed(param, 'text.'), batch);
+  }
+  const F = buildUnet(b, cfg.unet, { sample: b.op('Mul', [x, 'c_in']), timestep: 'noise_label', ...(context ? { context } : {}) }, prefixed(param, 'unet.'), batch);
+  const target = b.op('Div', [b.op('Sub', ['x0', b.op('Mul', ['c_skip', x])]), 'c_out']);
+  const diff = b.op('Sub', [F, target]);
+  const mse = b.op('ReduceMean', [b.op('Mul', [diff, diff])], { axes: [1, 2, 3], keepdims: 0 });
+  const loss = b.op('Div', [b.op('ReduceSum', [b.op('Mul', [mse, 'weight']), b.constI64([0])], { keepdims: 0 }), b.constF32(batch)]);
+  b.output(loss, 'float32', [], 'loss');
+  const inputShapes: Record<string, readonly number[]> = { ...shapes };
+  for (const s of specs) inputShapes[s.name] = s.dims;
+  return { bytes: b.toBytes(), specs, inputShapes, loss: 'loss' };
+}
+
 /** The inference graphs of a trained model (parameters baked in as initializers). */
 export interface InferenceGraphs {
   /** The U-Net with the diffusers signature (`sample`, `timestep`, `encoder_hidden_states`) → `out_sample`, dynamic batch. */
   readonly unet: Uint8Array;
   /** The text encoder `ids` int64 `[B,L]` → `last_hidden_state` `[B,L,width]` (text models only). */
   readonly textEncoder: Uint8Array | null;
+  /**
+   * EDM models only (else null): the denoiser at any σ, inputs `x` float32 `[B,C,S,S]` (VE scale,
+   * x0 + σ·n), `sigma` float32 `[B]` (> 0), and `encoder_hidden_states` for text models → `denoised` D(x; σ).
+   */
+  readonly edmDenoiser: Uint8Array | null;
 }
 
 /** Options of {@link buildInferenceGraphs}. */
 export interface InferenceGraphOptions {
   /** Build the U-Net with the cross-attention bias input and probability outputs (`DiffusersUnetOptions`). Default false. */
   readonly exposeCrossAttention?: boolean;
+  /** EDM models: the σ table of the VP schedule the ε graph serves (σ_t for t = 0..T−1, increasing). Required for EDM models. */
+  readonly vpSigmas?: ArrayLike<number>;
 }
 
 /** Build the inference graphs from parameter values (names as in the training graph). */
@@ -104,7 +159,16 @@ export function buildInferenceGraphs(cfgIn: z.input<typeof DiffusionModelConfigS
   const cfg = DiffusionModelConfigSchema.parse(cfgIn);
   checkConsistent(cfg);
   const ub = new GraphBuilder({ name: 'memscope_unet' });
-  buildDiffusersUnet(ub, cfg.unet, prefixed(paramFnFor(ub, 'initializer', values).param, 'unet.'), 'dynamic', { exposeCrossAttention: opts.exposeCrossAttention === true });
+  let edm: Uint8Array | null = null;
+  if (cfg.preconditioning) {
+    if (opts.vpSigmas === undefined) throw new Error('buildInferenceGraphs: an EDM-preconditioned model needs vpSigmas (the σ table of its VP schedule)');
+    buildEdmEpsUnet(ub, cfg.unet, cfg.preconditioning, prefixed(paramFnFor(ub, 'initializer', values).param, 'unet.'), opts.vpSigmas, opts.exposeCrossAttention === true);
+    const db = new GraphBuilder({ name: 'memscope_edm_denoiser' });
+    buildEdmDenoiser(db, cfg.unet, cfg.preconditioning, prefixed(paramFnFor(db, 'initializer', values).param, 'unet.'));
+    edm = db.toBytes();
+  } else {
+    buildDiffusersUnet(ub, cfg.unet, prefixed(paramFnFor(ub, 'initializer', values).param, 'unet.'), 'dynamic', { exposeCrossAttention: opts.exposeCrossAttention === true });
+  }
   let te: Uint8Array | null = null;
   if (cfg.textEncoder) {
     const tb = new GraphBuilder({ name: 'memscope_text_encoder' });
@@ -113,5 +177,49 @@ export function buildInferenceGraphs(cfgIn: z.input<typeof DiffusionModelConfigS
     tb.output(h, 'float32', ['B', cfg.textEncoder.maxLength, cfg.textEncoder.width], 'last_hidden_state');
     te = tb.toBytes();
   }
-  return { unet: ub.toBytes(), textEncoder: te };
+  return { unet: ub.toBytes(), textEncoder: te, edmDenoiser: edm };
+}
+
+function unetInputs(b: GraphBuilder, cfg: UnetConfig, sampleName: string, extra: string, extraType: 'float32'): { sample: string; extra: string; context?: string } {
+  const sample = b.input(sampleName, 'float32', ['B', cfg.inChannels, cfg.sampleSize, cfg.sampleSize]);
+  const e = b.input(extra, extraType, ['B']);
+  if (cfg.conditioning === 'class') throw new Error("EDM preconditioning: class-label conditioning is not supported (use 'text' or 'none')");
+  if (cfg.conditioning === 'text') return { sample, extra: e, context: b.input('encoder_hidden_states', 'float32', ['B', cfg.contextLength, cfg.contextDim]) };
+  return { sample, extra: e };
+}
+
+/** D(x; σ) = c_skip·x + c_out·F(c_in·x; label) for σ `[B,1,1,1]`; returns D. */
+function edmDenoise(b: GraphBuilder, cfg: UnetConfig, precond: EdmPreconditioning, param: ParamFn, x: string, sigma4: string, io: Omit<UnetIO, 'sample' | 'timestep'>): string {
+  const c = edmCoefficientNodes(b, sigma4, precond, batchDim('dynamic'));
+  const F = buildUnet(b, cfg, { ...io, sample: b.op('Mul', [x, c.cIn]), timestep: c.noiseLabel }, param, 'dynamic');
+  return b.op('Add', [b.op('Mul', [c.cSkip, x]), b.op('Mul', [c.cOut, F])]);
+}
+
+/**
+ * The ε graph of an EDM model with the diffusers signature: σ = σ_table(t), x = sample·√(1 + σ²),
+ * out_sample = (x − D(x; σ))/σ. With `expose`, the cross-attention bias input and probability outputs as in `buildDiffusersUnet`.
+ */
+function buildEdmEpsUnet(b: GraphBuilder, cfg: UnetConfig, precond: EdmPreconditioning, param: ParamFn, vpSigmas: ArrayLike<number>, expose: boolean): void {
+  const io = unetInputs(b, cfg, 'sample', 'timestep', 'float32');
+  if (expose && cfg.conditioning !== 'text') throw new Error("exposeCrossAttention: needs a text-conditioned U-Net (conditioning 'text')");
+  const probs: { name: string; probs: string; qLen: number }[] = [];
+  const extra: Omit<UnetIO, 'sample' | 'timestep'> = {
+    ...(io.context === undefined ? {} : { context: io.context }),
+    ...(expose ? { crossAttentionBias: b.input(CROSS_ATTENTION_BIAS, 'float32', ['B', cfg.contextLength]), crossAttentionProbs: probs } : {}),
+  };
+  const sigma = sigmaTableNodes(b, io.extra, vpSigmas);
+  const sigma4 = b.op('Reshape', [sigma, b.constI64([-1, 1, 1, 1])]);
+  const x = b.op('Mul', [io.sample, b.op('Sqrt', [b.op('Add', [b.op('Mul', [sigma4, sigma4]), b.constF32(1)])])]);
+  const D = edmDenoise(b, cfg, precond, param, x, sigma4, extra);
+  const eps = b.op('Div', [b.op('Sub', [x, D]), sigma4]);
+  for (const p of probs) b.output(p.probs, 'float32', ['B', p.qLen, cfg.contextLength], `${CROSS_ATTENTION_PROBS_PREFIX}${p.name}`);
+  b.output(eps, 'float32', ['B', cfg.inChannels, cfg.sampleSize, cfg.sampleSize], 'out_sample');
+}
+
+/** The EDM denoiser graph: `x` (VE scale), `sigma` `[B]` → `denoised`. */
+function buildEdmDenoiser(b: GraphBuilder, cfg: UnetConfig, precond: EdmPreconditioning, param: ParamFn): void {
+  const io = unetInputs(b, cfg, 'x', 'sigma', 'float32');
+  const sigma4 = b.op('Reshape', [io.extra, b.constI64([-1, 1, 1, 1])]);
+  const D = edmDenoise(b, cfg, precond, param, io.sample, sigma4, io.context === undefined ? {} : { context: io.context });
+  b.output(D, 'float32', ['B', cfg.inChannels, cfg.sampleSize, cfg.sampleSize], 'denoised');
 }

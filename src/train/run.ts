@@ -10,7 +10,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { createSession, type Session, type Feed } from '../graph/session.ts';
 import { gradientGraph } from '../graph/autodiff.ts';
-import { betas, alphaBars } from '../schedules/betas.ts';
+import { betas, alphaBars, sigmaFromAlphaBar } from '../schedules/betas.ts';
+import { EDM_P_MEAN, EDM_P_STD, EDM_SIGMA_MAX, EDM_SIGMA_MIN, EdmPreconditioningSchema, edmNoiseBatch } from './edm.ts';
 import { type Tensor } from '../tensor/tensor.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { buildScenario, SCENARIO_NAMES, type ScenarioData, type ScenarioName } from './scenarios.ts';
@@ -37,6 +38,15 @@ export const TrainSettingsSchema = z.object({
   checkpointEvery: z.number().int().positive().default(250),
   /** Noise-level sampling: VP (t uniform) or EDM log-normal σ (default: edm for the edm-* scenarios, vp otherwise). */
   sampling: z.enum(['vp', 'edm']).optional(),
+  /**
+   * The network's parameterisation: `eps` (ε-prediction, every model before issue 16) or `edm`
+   * (EDM preconditioning, Karras et al. 2022: continuous log-normal σ in [0.002, 80], see `edm.ts`).
+   * Absent = `eps`; kept absent in stored settings so that older checkpoints resume unchanged.
+   */
+  parameterization: z.enum(['eps', 'edm']).optional(),
+  /** `graded`: captions per duplication count (default 10) and unique once-seen captions (default 200); absent = defaults. */
+  gradedPerCount: z.number().int().positive().optional(),
+  gradedUnique: z.number().int().min(0).optional(),
   /** Scenario sizes. */
   captions: z.number().int().positive().default(50),
   duplicates: z.number().int().positive().default(100),
@@ -53,13 +63,24 @@ export const TrainSettingsSchema = z.object({
 export type TrainSettings = z.output<typeof TrainSettingsSchema>;
 
 /** The default architecture per scenario (small enough to train on 2 CPU cores). */
-export function defaultModelConfig(data: ScenarioData, vocabSize: number, unet?: DiffusionModelConfig['unet']): DiffusionModelConfig {
+export function defaultModelConfig(data: ScenarioData, vocabSize: number, unet?: DiffusionModelConfig['unet'], parameterization: 'eps' | 'edm' = 'eps'): DiffusionModelConfig {
   const text = data.conditioning === 'text';
   const u = unet ?? { channels: [32, 64, 64], attentionLevels: [false, true, true] };
   return DiffusionModelConfigSchema.parse({
     unet: { ...u, conditioning: text ? 'text' : 'none', contextDim: 64, contextLength: 16 },
     ...(text ? { textEncoder: { vocabSize, width: 64, maxLength: 16, layers: 1, heads: 4 } } : {}),
+    ...(parameterization === 'edm' ? { preconditioning: EdmPreconditioningSchema.parse({ kind: 'edm' }) } : {}),
   });
+}
+
+/** The VP schedule every memscope model is sampled on (scaled_linear 0.00085–0.012, 1000 steps): its ᾱ_t. */
+export function trainingAlphaBars(): Float64Array {
+  return alphaBars(betas('scaled_linear', { betaStart: 0.00085, betaEnd: 0.012 }));
+}
+
+/** σ_t = √((1 − ᾱ_t)/ᾱ_t) of {@link trainingAlphaBars}, t = 0..999 (increasing): the σ table an EDM model's ε graph reads. */
+export function trainingSigmas(): Float64Array {
+  return trainingAlphaBars().map(sigmaFromAlphaBar);
 }
 
 /** Pad `[n,1,28,28]` images in [−1,1] to `[n,1,32,32]` with the background value −1. */
@@ -83,19 +104,29 @@ export interface TrainOutcome {
 /** Run (or resume) the training of a scenario into `dir`. */
 export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSchema>, dir: string, opts: { progress?: boolean; signal?: AbortSignal; log?: (m: string) => void } = {}): Promise<TrainOutcome> {
   const parsed = TrainSettingsSchema.parse(settingsIn);
-  const s = { ...parsed, sampling: parsed.sampling ?? (parsed.scenario.startsWith('edm') ? ('edm' as const) : ('vp' as const)) };
+  const edm = parsed.parameterization === 'edm';
+  if (edm && parsed.sampling === 'vp') throw new Error('sampling: "vp" cannot be combined with parameterization "edm" (EDM draws its own log-normal σ)');
+  const s = { ...parsed, sampling: parsed.sampling ?? (edm || parsed.scenario.startsWith('edm') ? ('edm' as const) : ('vp' as const)) };
   const log = opts.log ?? (() => {});
   const ds = loadFashionMnist({ split: 'train' });
-  const data = buildScenario(s.scenario as ScenarioName, ds.labels, ds.classNames, s.seed, { captions: s.captions, duplicates: s.duplicates, smallSet: s.smallSet, edmSmall: s.edmSmall, ...(s.band ? { band: s.band } : {}) });
+  const data = buildScenario(s.scenario as ScenarioName, ds.labels, ds.classNames, s.seed, {
+    captions: s.captions,
+    duplicates: s.duplicates,
+    smallSet: s.smallSet,
+    edmSmall: s.edmSmall,
+    ...(s.band ? { band: s.band } : {}),
+    ...(s.gradedPerCount === undefined ? {} : { gradedPerCount: s.gradedPerCount }),
+    ...(s.gradedUnique === undefined ? {} : { gradedUnique: s.gradedUnique }),
+  });
   const tokenizer = WordTokenizer.fromTexts(data.prompts.map((p) => p.text));
-  const model = defaultModelConfig(data, tokenizer.vocabSize, s.model as DiffusionModelConfig['unet'] | undefined);
+  const model = defaultModelConfig(data, tokenizer.vocabSize, s.model as DiffusionModelConfig['unet'] | undefined, edm ? 'edm' : 'eps');
   const B = s.batchSize;
   log(`building the training graph (batch ${B}) and its gradient graph…`);
   const g = buildTrainingGraph(model, B);
   const wrt = g.specs.map((p) => p.name);
   const gradBytes = gradientGraph(g.bytes, { loss: g.loss, wrt, inputShapes: g.inputShapes });
   const session: Session = await createSession(gradBytes);
-  const alphaBar = alphaBars(betas('scaled_linear', { betaStart: 0.00085, betaEnd: 0.012 }));
+  const alphaBar = trainingAlphaBars();
   const L = model.textEncoder?.maxLength ?? 0;
   const promptIds = data.prompts.map((p) => tokenizer.encode(p.text, L || 16));
   const emptyIds = tokenizer.encode('', L || 16);
@@ -104,15 +135,31 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
   const makeBatch = (step: number): TrainBatch => {
     const idx = batchIndices(nEx, s.seed, B, step);
     const x0 = pad28to32(ds.images, idx.map((i) => data.image[i]!));
-    const nb = noiseBatch(x0, { seed: s.seed, step, alphaBar, sampling: s.sampling === 'edm' ? { kind: 'edm' } : { kind: 'vp' }, band: data.band ?? null });
-    const inputs = new Map<string, Tensor>([
-      ['x0', x0],
-      ['noise', nb.eps],
-      ['timestep', { dims: [B], data: Float32Array.from(nb.t) }],
-      ['sqrt_alpha_bar', { dims: [B, 1, 1, 1], data: nb.sqrtAlphaBar }],
-      ['sqrt_one_minus_alpha_bar', { dims: [B, 1, 1, 1], data: nb.sqrtOneMinusAlphaBar }],
-      ['weight', { dims: [B], data: Float32Array.from(nb.weight) }],
-    ]);
+    let inputs: Map<string, Tensor>;
+    if (model.preconditioning) {
+      const e = edmNoiseBatch(x0, { seed: s.seed, step, precond: model.preconditioning, band: data.band ?? null });
+      const col = (v: Float32Array): Tensor => ({ dims: [B, 1, 1, 1], data: v });
+      inputs = new Map<string, Tensor>([
+        ['x0', x0],
+        ['noise', e.noise],
+        ['sigma', col(e.sigma4)],
+        ['c_skip', col(e.cSkip)],
+        ['c_out', col(e.cOut)],
+        ['c_in', col(e.cIn)],
+        ['noise_label', { dims: [B], data: e.noiseLabel }],
+        ['weight', { dims: [B], data: Float32Array.from(e.weight) }],
+      ]);
+    } else {
+      const nb = noiseBatch(x0, { seed: s.seed, step, alphaBar, sampling: s.sampling === 'edm' ? { kind: 'edm' } : { kind: 'vp' }, band: data.band ?? null });
+      inputs = new Map<string, Tensor>([
+        ['x0', x0],
+        ['noise', nb.eps],
+        ['timestep', { dims: [B], data: Float32Array.from(nb.t) }],
+        ['sqrt_alpha_bar', { dims: [B, 1, 1, 1], data: nb.sqrtAlphaBar }],
+        ['sqrt_one_minus_alpha_bar', { dims: [B, 1, 1, 1], data: nb.sqrtOneMinusAlphaBar }],
+        ['weight', { dims: [B], data: Float32Array.from(nb.weight) }],
+      ]);
+    }
     if (L) {
       const drop = uniformFrom(stepEngine(s.seed, step, 'aux'), B);
       const ids = new Float32Array(B * L);
@@ -166,7 +213,9 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
     prompts: data.prompts,
     imagePool: data.imagePool.length === ds.labels.length ? 'all' : data.imagePool,
     band: data.band ?? null,
+    // The U-Net graph memscope builds always outputs ε on this VP schedule (EDM models: converted inside the graph).
     schedule: { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, num_train_timesteps: 1000, prediction_type: 'epsilon' },
+    ...(model.preconditioning ? { edm: { ...model.preconditioning, sigmaMin: EDM_SIGMA_MIN, sigmaMax: EDM_SIGMA_MAX, pMean: EDM_P_MEAN, pStd: EDM_P_STD } } : {}),
     training: { steps: result.step, elapsedSeconds: result.elapsedSeconds, imagesPerSecondLastSession: imagesPerSecond, finalLossMean100: mean(result.lossHistory.slice(-100)) },
   });
   return { dir, result, imagesPerSecond };

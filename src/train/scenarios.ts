@@ -7,6 +7,11 @@
  * - `small-set`: a few hundred images, each with its own unique caption (Somepalli et al.'s
  *   small-data overfitting; Jain et al.'s scenario 1).
  * - `class`: class prompts only (Jain et al.'s scenario 2).
+ * - `graded`: graded duplication (issue 16 §1; Carlini et al.: memorization grows with
+ *   duplication): captions whose image appears exactly 3, 10, 30 and 100 times, unique captions
+ *   whose image appears exactly once (non-memorized negatives), and the 10 class prompts over
+ *   every other image of the subset (caption images are kept out of the class pool, so a
+ *   caption's count is the number of times its image is trained on).
  * - `edm-small`, `edm-large`: unconditional models on 1,000 images and on the whole subset
  *   (Dodson & Gao's EDM-1K setting); `edm-small-undertrained`: as `edm-small` with the loss
  *   scaled by ρ inside a mid-σ band (SPEC §5.6b).
@@ -14,7 +19,7 @@
 import { classIndices, sampleIndices } from '../data/indices.ts';
 
 /** Scenario names. */
-export const SCENARIO_NAMES = ['duplication', 'small-set', 'class', 'edm-small', 'edm-large', 'edm-small-undertrained'] as const;
+export const SCENARIO_NAMES = ['duplication', 'small-set', 'class', 'edm-small', 'edm-large', 'edm-small-undertrained', 'graded'] as const;
 /** A scenario name. */
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
@@ -26,6 +31,8 @@ export interface ScenarioPrompt {
   readonly targets?: readonly number[];
   /** The class of its image(s), when known. */
   readonly label?: number;
+  /** How many training examples show this caption's image (`graded`: 1, 3, 10, 30, 100; absent elsewhere). */
+  readonly duplicates?: number;
 }
 
 /** A scenario's training set: examples are (image index, prompt index or −1 for none). */
@@ -52,6 +59,12 @@ export interface ScenarioSizes {
   readonly smallSet?: number;
   /** edm-small: number of images (default 1000). */
   readonly edmSmall?: number;
+  /** graded: the duplication counts (default [3, 10, 30, 100]). */
+  readonly gradedCounts?: readonly number[];
+  /** graded: captions per duplication count (default 10). */
+  readonly gradedPerCount?: number;
+  /** graded: unique captions whose image appears once (default 200). */
+  readonly gradedUnique?: number;
   /** edm-small-undertrained: the mid-σ band and its loss weight ρ (default σ ∈ [0.2, 2], ρ 0.1). */
   readonly band?: { readonly sigmaLo: number; readonly sigmaHi: number; readonly rho: number };
 }
@@ -118,7 +131,63 @@ export function buildScenario(name: ScenarioName, labels: Uint8Array, classNames
       const base = { conditioning: 'none' as const, prompts: [], image: Int32Array.from(pick), prompt: new Int32Array(pick.length).fill(-1), imagePool: pick };
       return name === 'edm-small' ? { name, ...base } : { name, ...base, band: sizes.band ?? { sigmaLo: 0.2, sigmaHi: 2, rho: 0.1 } };
     }
+    case 'graded':
+      return buildGraded(labels, classNames, seed, sizes);
     case 'edm-large':
       return { name, conditioning: 'none', prompts: [], image: Int32Array.from(all), prompt: new Int32Array(n).fill(-1), imagePool: all };
   }
+}
+
+/** Default duplication counts of the `graded` scenario. */
+export const GRADED_COUNTS: readonly number[] = [3, 10, 30, 100];
+
+/**
+ * The `graded` scenario: `perCount` captions for each count K of `counts` (the caption's image
+ * appears in exactly K training examples, all with that caption), `unique` captions whose image
+ * appears once, and the class prompts over every other image. Caption k (of all captions) has the
+ * text {@link captionText}(j, class) with j a seeded permutation of 0..captions−1 (so memorized
+ * and unique captions draw on the same styles and places) and an image of class k mod 10 drawn
+ * without replacement from that class. Prompt order: the 10 class prompts, the graded captions
+ * (count by count, ascending), then the unique ones. Deterministic in `seed`.
+ */
+function buildGraded(labels: Uint8Array, classNames: readonly string[], seed: number, sizes: ScenarioSizes): ScenarioData {
+  const counts = sizes.gradedCounts ?? GRADED_COUNTS;
+  const P = sizes.gradedPerCount ?? 10;
+  const U = sizes.gradedUnique ?? 200;
+  for (const c of counts) if (!Number.isInteger(c) || c < 1) throw new Error(`graded counts: expected positive integers, got ${counts.join(', ')}`);
+  if (!Number.isInteger(P) || P < 1) throw new Error(`graded captions per count: expected a positive integer, got ${P}`);
+  if (!Number.isInteger(U) || U < 0) throw new Error(`graded unique captions: expected a non-negative integer, got ${U}`);
+  const M = counts.length * P + U;
+  if (M > 320) throw new Error(`graded: at most 320 captions (${counts.length} counts × ${P} + ${U} unique = ${M})`);
+  const n = labels.length;
+  const nc = classNames.length;
+  const byClass = classIndices(labels, nc);
+  const perClass = byClass.map((list, c) => sampleIndices(list, Math.ceil(M / nc), seed + 31 * c + 7));
+  const textOrder = sampleIndices(M, M, seed + 1009);
+  const dup: number[] = [];
+  for (const K of counts) for (let i = 0; i < P; i++) dup.push(K);
+  for (let i = 0; i < U; i++) dup.push(1);
+  const captions: ScenarioPrompt[] = dup.map((K, k) => {
+    const c = k % nc;
+    const img = perClass[c]![Math.floor(k / nc)]!;
+    return { text: captionText(textOrder[k]!, classNames[c]!), kind: 'caption', targets: [img], label: c, duplicates: K };
+  });
+  const captionImages = new Set(captions.map((p) => p.targets![0]!));
+  const classPool: number[] = [];
+  for (let i = 0; i < n; i++) if (!captionImages.has(i)) classPool.push(i);
+  const total = classPool.length + dup.reduce((a, b) => a + b, 0);
+  const image = new Int32Array(total);
+  const prompt = new Int32Array(total);
+  classPool.forEach((img, i) => {
+    image[i] = img;
+    prompt[i] = labels[img]!;
+  });
+  let at = classPool.length;
+  captions.forEach((cap, k) => {
+    image.fill(cap.targets![0]!, at, at + cap.duplicates!);
+    prompt.fill(nc + k, at, at + cap.duplicates!);
+    at += cap.duplicates!;
+  });
+  const classPrompts: ScenarioPrompt[] = classNames.map((c, k) => ({ text: classPromptText(c), kind: 'class', label: k }));
+  return { name: 'graded', conditioning: 'text', prompts: [...classPrompts, ...captions], image, prompt, imagePool: Array.from({ length: n }, (_, i) => i) };
 }
