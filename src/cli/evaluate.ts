@@ -6,7 +6,7 @@ import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, Usage
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { SHIPPED_MODEL, type StudySource } from '../study/source.ts';
+import { SHIPPED_MODEL, defaultClassifierDir, type StudySource } from '../study/source.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { runEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
@@ -218,7 +218,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const descriptor = await loadDescriptor(descriptorSpec, descriptorSpec === 'pixel' && src.sd ? { trainMean: meanBatch(src.trainImages).data } : {}).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
-  const clfDir = o.classifier ?? join(dirname(src.trained ? resolve(spec) : SHIPPED_MODEL), 'classifier');
+  const clfDir = o.classifier ?? (await defaultClassifierDir(src.trained ? spec : SHIPPED_MODEL));
   const hasClf = !src.sd && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
   // checked before anything is sampled or written: the Fréchet distance needs a covariance (≥ 2 samples per method)

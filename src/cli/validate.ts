@@ -1,6 +1,6 @@
 /** `memscope validate`: does a trained testbed memorize its captions and generalize on its classes? */
 import { z } from 'zod';
-import { join, dirname, basename, resolve } from 'node:path';
+import { join, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Classifier } from '../train/classifier.ts';
 import { parseFlags, validate as validateFlags, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
@@ -12,6 +12,7 @@ import { loadTrainedModel } from '../denoisers/trained.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { validateModel, crop32to28 } from '../study/validate.ts';
+import { defaultClassifierDir } from '../study/source.ts';
 import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
@@ -71,7 +72,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
     }
   })();
   const train = loadFashionMnist({ split: 'train' });
-  const clfDir = o.classifier ?? join(dirname(o.model), 'classifier');
+  const clfDir = o.classifier ?? (await defaultClassifierDir(o.model));
   const hasClf = await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false);
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
   const clf = hasClf ? await Classifier.load(clfDir) : null;

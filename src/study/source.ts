@@ -4,7 +4,7 @@
  * trained models) and the 28×28 training images that copies are measured against.
  */
 import { stat } from 'node:fs/promises';
-import { join, dirname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Denoiser } from '../denoisers/denoiser.ts';
 import { loadTrainedModel, type LoadTrainedOptions, type TrainedModel } from '../denoisers/trained.ts';
@@ -45,6 +45,17 @@ export interface StudySourceOptions extends LoadTrainedOptions {
 
 /** The shipped trained model used by default (inside the package, wherever it is run from). */
 export const SHIPPED_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'duplication');
+
+/**
+ * The classifier that scores a trained model's class-prompt samples: `classifier/` beside the model
+ * when there is one (a model trained into runs/train/ next to its own classifier), else the shipped
+ * `models/classifier`.
+ */
+export async function defaultClassifierDir(modelDir: string): Promise<string> {
+  const beside = join(dirname(resolve(modelDir)), 'classifier');
+  const has = await stat(join(beside, 'weights.safetensors')).then(() => true, () => false);
+  return has ? beside : join(dirname(SHIPPED_MODEL), 'classifier');
+}
 
 /** `'default'` → the shipped duplication model when present, else the analytic testbed. */
 export async function resolveModelSpec(model: string): Promise<string> {

@@ -90,6 +90,6 @@ describe('training across the issue-16 fields (EDM preconditioning, graded scena
     expect(p.err).toMatch(/--parameterization: expected eps or edm/);
     const u = await runCli(['train', '--scenario', 'class', '--unique', '5']);
     expect(u.code).toBe(2);
-    expect(u.err).toMatch(/--per-count\/--unique: only for --scenario graded/);
+    expect(u.err).toMatch(/--unique: not used by --scenario class; only by graded/);
   });
 });
