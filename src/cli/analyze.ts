@@ -76,7 +76,7 @@ export function parseNumberList(spec: string, arg: string): number[] {
 /** Parse and run `memscope analyze <suite>`. */
 export async function analyzeCommand(argv: string[]): Promise<void> {
   const [suite, ...rest] = argv;
-  if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"${didYouMean(suite, ['kim'])}`})`);
+  if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"`})${suite === undefined ? '' : didYouMean(suite, ['kim'])}`);
   const o = validateFlags(Schema, parseFlags(rest, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');

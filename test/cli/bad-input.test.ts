@@ -12,12 +12,18 @@ import { runCli } from '../helpers/cli.ts';
 import { writeTinySdExport } from '../../src/sd/tiny-export.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import { decodeNpy } from '../../src/io/npy.ts';
+import { RESULTS_MARKER } from '../../src/io/results.ts';
 
 let root: string;
 let exportDir: string;
 let onnx: string;
 /** Files of the previous result at --out, with their contents. */
-const PREVIOUS: Record<string, string> = { 'config.json': '{"command":"sample","note":"an earlier run"}\n', 'report.html': '<p>earlier</p>\n' };
+const PREVIOUS: Record<string, string> = {
+  'config.json': '{"command":"sample","note":"an earlier run"}\n',
+  'report.html': '<p>earlier</p>\n',
+  // a memscope result (its marker lists what it wrote), so --out may be replaced: only the bad input stops the run
+  [RESULTS_MARKER]: JSON.stringify({ format: 'memscope-results', version: 1, command: 'sample', memscopeVersion: '0.1.0', createdAt: '2026-12-01T00:00:00.000Z', files: ['config.json', 'report.html'] }) + '\n',
+};
 
 /** Every file under `dir` (relative path → contents), for before/after comparisons. */
 function snapshot(dir: string): Record<string, string> {
@@ -166,7 +172,7 @@ describe('did you mean, missing values, repeated and stray arguments', () => {
     [['train', '--scenario', 'classifier', '--channels', '8,8'], /--channels: not used by --scenario classifier; only by duplication, small-set/],
     [['train', '--scenario', 'class', '--duplicates', '5'], /--duplicates: not used by --scenario class; only by duplication/],
     [['train', '--scenario', 'duplication', '--band', '1-2'], /--band: not used by --scenario duplication; only by edm-small-undertrained/],
-    [['analyze', 'kmi'], /expected a suite name: kim \(got "kmi" \(did you mean "kim"\?\)\)/],
+    [['analyze', 'kmi'], /expected a suite name: kim \(got "kmi"\) \(did you mean "kim"\?\)/],
   ])('%j', async (args, re) => {
     await refused(args.map((a) => a.replace('ROOT', root)), re);
   });

@@ -176,7 +176,13 @@ describe('README Stable Diffusion lines', () => {
       if (words[0] === 'sample') {
         const out = flag(argv, '--out') ?? 'runs/sample';
         const img = await readNpy(join(root, out, 'images.npy'));
-        expect(img.dims).toEqual([2, 3, expectedSide, expectedSide]);
+        // rows = prompts × the two seeds shrink() keeps (--condition caption:A-B or A,B,… names the prompts)
+        const cond = flag(argv, '--condition');
+        const prompts = cond === undefined ? 1 : cond.replace(/^caption:/, '').split(',').reduce((n, part) => {
+          const [a, b] = part.split('-').map(Number) as [number, number | undefined];
+          return n + (b === undefined ? 1 : b - a + 1);
+        }, 0);
+        expect(img.dims).toEqual([prompts * 2, 3, expectedSide, expectedSide]);
       }
     }, 240_000);
   });

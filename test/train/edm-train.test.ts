@@ -87,7 +87,7 @@ describe('training across the issue-16 fields (EDM preconditioning, graded scena
     expect(r.err).toMatch(/--sampling: "vp" cannot be combined with --parameterization edm/);
     const p = await runCli(['train', '--scenario', 'graded', '--parameterization', 'x']);
     expect(p.code).toBe(2);
-    expect(p.err).toMatch(/--parameterization: expected eps or edm/);
+    expect(p.err).toMatch(/--parameterization: "x" is not one of eps, edm/);
     const u = await runCli(['train', '--scenario', 'class', '--unique', '5']);
     expect(u.code).toBe(2);
     expect(u.err).toMatch(/--unique: not used by --scenario class; only by graded/);
