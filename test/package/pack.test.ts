@@ -175,11 +175,16 @@ export type D = Denoiser;
     const md = readFileSync(join(REPO, 'README.md'), 'utf8');
     return /```ts\n([\s\S]*?)```/.exec(md.slice(md.indexOf('## Library')))?.[1];
   })();
-  // skipped (visibly) while the README's example still imports from ./src (the checkout form); the inline copy above runs either way
-  it.skipIf(readmeBlock === undefined || !readmeBlock.includes("from 'memscope'"))("the README 'Library' section's own example runs from the installed package", () => {
+  it("the README 'Library' section's own example imports from 'memscope' and runs from the installed package", () => {
+    expect(readmeBlock, "README.md has no ```ts block after '## Library'").toBeDefined();
+    expect(readmeBlock).toContain("from 'memscope'");
     writeFileSync(join(app, 'readme-library.mjs'), readmeBlock!);
     const r = run(process.execPath, ['readme-library.mjs'], app);
     expect(r.code, r.err).toBe(0);
+    // as the inline copy: one line per DDIM step, the first at t = 981
+    const lines = r.out.trim().split('\n');
+    expect(lines.filter((l) => /^\d+ \d+ /.test(l))).toHaveLength(50);
+    expect(lines[0]!.split(' ').slice(0, 2)).toEqual(['0', '981']);
   }, 300_000);
 
   it('the installed bin runs dist/ with plain Node; in a checkout bin/memscope.js runs src/ through tsx, never a stale dist/', () => {
