@@ -21,11 +21,10 @@
  * checkpoint with the highest N (which is what `latest` names, except in the instant between
  * the rename and the pointer update).
  */
-import { readFileSync } from 'node:fs';
+import { memscopeVersion } from '../io/version.ts';
 import { open, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { packageRoot } from '../data/paths.ts';
 import type { AdamWParamState, AdamWState } from './optim.ts';
 import type { EmaState } from './ema.ts';
 import type { ParamSpec } from './params.ts';
@@ -104,19 +103,8 @@ export interface WriteCheckpointOptions {
 const STEP_DIR = /^step-(\d+)$/;
 const TMP_DIR = /^\.step-\d+\.(?:tmp|old)-(\d+)-\d+$/;
 let tmpCounter = 0;
-let cachedVersion: string | undefined;
 
-/** The memscope version (from the package's `package.json`), recorded in every checkpoint. */
-export function memscopeVersion(): string {
-  if (cachedVersion !== undefined) return cachedVersion;
-  try {
-    const pj = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown };
-    cachedVersion = typeof pj.version === 'string' ? pj.version : 'unknown';
-  } catch {
-    cachedVersion = 'unknown';
-  }
-  return cachedVersion;
-}
+export { memscopeVersion };
 
 /** The directory name of the checkpoint after `step` steps: `step-<step>`. */
 export function checkpointName(step: number): string {
