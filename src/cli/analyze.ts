@@ -1,7 +1,7 @@
 /** `memscope analyze kim`: the Kim et al. analysis suite (SPEC §3) on a model and a prompt set. */
 import { z } from 'zod';
 import { join, resolve, dirname, basename } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
+import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
@@ -63,7 +63,7 @@ const Schema = z.object({
   out: z.string().default('runs/kim'),
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'no-replay' ? ('boolean' as const) : ('string' as const) }]));
+const FLAGS = flagsOf(Schema);
 
 /** Parse a comma-separated list of finite numbers, naming the flag on error. */
 export function parseNumberList(spec: string, arg: string): number[] {

@@ -1,5 +1,5 @@
 /** Command-line parsing shared by every command: strict flags, clear errors naming the argument. */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { didYouMean } from '../text/suggest.ts';
 import { parseSamplerName, SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
@@ -20,75 +20,99 @@ export class InputError extends Error {
   override readonly name: string = 'InputError';
 }
 
-/** Options spec of one command (node:util parseArgs). */
-export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
-
-/** A value that reads as a negative number (`-1`, `-0.5`, `-.5`, `-1e-3`), not a flag. */
-const NEGATIVE_NUMBER = /^-(\d|\.\d)/;
+/** Options spec of one command: flag name → `{ type: 'string' }` (takes a value) or `{ type: 'boolean' }` (a switch). */
+export type OptionSpec = Readonly<Record<string, { readonly type: 'string' | 'boolean' }>>;
 
 /**
- * Parse `argv` strictly against `options`; every problem becomes a `UsageError` naming the flag:
- * an unknown flag (with the nearest known flag of the command: "did you mean --sampler?"), a
- * missing value, a value given to a switch, a flag given twice with different values, a stray
- * argument. A negative number after a flag that takes a value is read as its value
- * (`--eta -1` = `--eta=-1`), so that the flag's own range check can name it.
+ * Parse `argv` strictly against `options` with commander; every problem becomes a `UsageError`
+ * naming the flag: an unknown flag (with the nearest known flag of the command: "did you mean
+ * --sampler?"), a missing value, a value given to a switch, a flag given twice with different
+ * values, a stray argument. A negative number after a flag that takes a value is read as its value
+ * (`--eta -1` = `--eta=-1`, as commander does), so that the flag's own range check can name it.
  */
 export function parseFlags(argv: readonly string[], options: OptionSpec): Record<string, string | boolean | undefined> {
   const names = Object.keys(options);
-  const args: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = argv[i + 1];
-    const name = a.startsWith('--') && !a.includes('=') ? a.slice(2) : null;
-    if (name !== null && options[name]?.type === 'string' && next !== undefined && NEGATIVE_NUMBER.test(next)) {
-      args.push(`${a}=${next}`);
-      i++;
-    } else {
-      args.push(a);
+  const cmd = new Command('memscope')
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} })
+    .helpOption(false)
+    .allowExcessArguments(true)
+    .showSuggestionAfterError(false);
+  for (const name of names) {
+    if (options[name]!.type === 'boolean') {
+      cmd.addOption(new Option(`--${name}`));
+      continue;
     }
+    cmd.addOption(
+      new Option(`--${name} <value>`).argParser((value: string, previous: unknown) => {
+        // commander hands a required value the next argument even when it is a flag
+        if (/^--[^\s=]+(=|$)/.test(value)) throw new UsageError(`--${name}: missing value (found the flag ${value.split('=')[0]} after it)`);
+        if (previous !== undefined && previous !== value) throw new UsageError(`--${name}: given twice ("${String(previous)}" and "${value}"); give it once`);
+        return value;
+      }),
+    );
   }
-  let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args, options, strict: true, allowPositionals: true, tokens: true });
+    cmd.parse(argv.map(String), { from: 'user' });
   } catch (e) {
-    throw new UsageError(parseArgsMessage(e as Error & { code?: string }, args, names));
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(commanderMessage(e as Error & { code?: string }, names, options));
   }
-  const { values, positionals, tokens } = parsed;
-  if (positionals.length) {
-    const p = positionals[0]!;
-    const asFlag = names.includes(p) ? ` (did you mean --${p}?)` : '';
-    throw new UsageError(`unexpected argument "${p}"${asFlag}; flags start with --`);
+  const stray = cmd.args[0];
+  if (stray !== undefined) {
+    const asFlag = names.includes(stray) ? ` (did you mean --${stray}?)` : '';
+    throw new UsageError(`unexpected argument "${stray}"${asFlag}; flags start with --`);
   }
-  const seen = new Map<string, string | boolean | undefined>();
-  for (const t of tokens ?? []) {
-    if (t.kind !== 'option') continue;
-    if (seen.has(t.name) && seen.get(t.name) !== t.value) {
-      throw new UsageError(`--${t.name}: given twice ("${String(seen.get(t.name))}" and "${String(t.value)}"); give it once`);
-    }
-    seen.set(t.name, t.value);
+  const values = cmd.opts() as Record<string, string | boolean | undefined>;
+  // commander camel-cases option keys (`--batch-size` → batchSize): give them back by flag name
+  const out: Record<string, string | boolean | undefined> = {};
+  for (const o of cmd.options) {
+    const v = values[o.attributeName()];
+    if (v !== undefined) out[o.name()] = v;
   }
-  return values as Record<string, string | boolean | undefined>;
+  return out;
 }
 
-/** node:util's parseArgs error, restated as memscope's one-line message. */
-function parseArgsMessage(e: Error & { code?: string }, args: readonly string[], names: readonly string[]): string {
-  const quoted = /'(-{1,2}[^'\s<]+)/.exec(e.message)?.[1];
-  const flag = quoted ?? '';
-  const bare = flag.replace(/^-+/, '');
-  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    const hint = didYouMean(bare, names, (s) => `--${s}`);
-    return `unknown flag ${flag}${hint}${hint ? '' : '; see --help for the flags of this command'}`;
-  }
-  if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-    if (/does not take an argument/.test(e.message)) {
-      const given = args.find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1) ?? '';
-      return `${flag}: a switch, takes no value (got "${given}")`;
+/** Commander's parse error, restated as memscope's one-line message naming the flag. */
+function commanderMessage(e: Error & { code?: string }, names: readonly string[], options: OptionSpec): string {
+  const quoted = /'(-{1,2}[^'\s<]+)/.exec(e.message)?.[1] ?? '';
+  if (e.code === 'commander.unknownOption') {
+    const eq = quoted.indexOf('=');
+    if (eq > 0) {
+      const flag = quoted.slice(0, eq);
+      if (options[flag.replace(/^-+/, '')]?.type === 'boolean') return `${flag}: a switch, takes no value (got "${quoted.slice(eq + 1)}")`;
     }
-    const i = args.indexOf(flag);
-    const next = i >= 0 ? args[i + 1] : undefined;
-    return next === undefined ? `${flag}: missing value` : `${flag}: missing value (found the flag ${next} after it)`;
+    const bare = quoted.replace(/^-+/, '');
+    const hint = didYouMean(bare, names, (s) => `--${s}`);
+    return `unknown flag ${quoted}${hint}${hint ? '' : '; see --help for the flags of this command'}`;
   }
-  return e.message.replace(/^TypeError \[[A-Z_]+\]: /, '').replace(/\. To specify.*$/s, '');
+  if (e.code === 'commander.optionMissingArgument') return `${quoted}: missing value`;
+  return e.message.replace(/^error: /, '');
+}
+
+/**
+ * The flags of a command derived from its zod schema: every key of the object schema is a flag;
+ * a boolean field (optionally with a default) is a switch, everything else takes a value.
+ */
+export function flagsOf(schema: z.ZodObject): OptionSpec {
+  const out: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const [k, t] of Object.entries(schema.shape)) out[k] = { type: isBooleanSchema(t as z.ZodType) ? 'boolean' : 'string' };
+  return out;
+}
+
+function isBooleanSchema(t: z.ZodType): boolean {
+  let cur: z.ZodType = t;
+  for (let i = 0; i < 8; i++) {
+    if (cur instanceof z.ZodBoolean) return true;
+    if (cur instanceof z.ZodDefault || cur instanceof z.ZodOptional || cur instanceof z.ZodNullable) cur = cur.unwrap() as z.ZodType;
+    else return false;
+  }
+  return false;
+}
+
+/** Parse `argv` against the flags of `schema` ({@link flagsOf}) and validate them ({@link validate}). */
+export function parseCommand<T extends z.ZodObject>(argv: readonly string[], schema: T): z.infer<T> {
+  return validate(schema, parseFlags(argv, flagsOf(schema)));
 }
 
 /**

@@ -2,7 +2,7 @@
 import { rateText } from '../analysis/verdict.ts';
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
+import { parseFlags, flagsOf, validate, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/schedules.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
@@ -54,7 +54,7 @@ const Schema = z.object({
   sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
 });
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope demo`. */
 export async function demoCommand(argv: string[]): Promise<void> {

@@ -1,7 +1,7 @@
 /** `memscope detect`: memorization detection scores and their ROC over a labelled prompt set. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
@@ -45,7 +45,7 @@ const Schema = z.object({
   out: z.string().default('runs/detect'),
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope detect`. */
 export async function detectCommand(argv: string[]): Promise<void> {

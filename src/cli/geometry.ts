@@ -2,7 +2,7 @@
 import { rateText } from '../analysis/verdict.ts';
 import { z } from 'zod';
 import { join, dirname, basename } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, nonNegativeInt, UsageError, asUsage, samplerFlag } from './args.ts';
+import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, nonNegativeInt, UsageError, asUsage, samplerFlag } from './args.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { logSigmaGrid } from '../analysis/geometry.ts';
 import { runGeometry, paddedDenoiseFn, type GeometryModel, type GeometryResult } from '../study/geometry.ts';
@@ -124,7 +124,7 @@ const Schema = z.object({
   'held-out': z.string().min(1).optional(),
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+const FLAGS = flagsOf(Schema);
 
 const REGIME_COLOR = { small: '#7f7f7f', medium: '#d62728', large: '#1f77b4' } as const;
 

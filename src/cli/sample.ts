@@ -1,7 +1,7 @@
 /** `memscope sample`: sample a testbed condition or an ONNX model, tracing every step. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate, positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean, samplerFlag } from './args.ts';
+import { parseFlags, flagsOf, validate, positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance, type GuidanceSchedule } from '../guidance/schedules.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
@@ -106,9 +106,7 @@ const Schema = z.object({
   ...SD_SOURCE_FIELDS,
 });
 
-const FLAGS = Object.fromEntries(
-  Object.keys(Schema.shape).map((k) => [k, { type: k === 'trajectory' ? ('boolean' as const) : ('string' as const) }]),
-);
+const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope sample`. */
 export async function sampleCommand(argv: string[]): Promise<void> {

@@ -1,7 +1,7 @@
 /** `memscope sweep`: Jain et al.'s CFG-start sweep for one prompt and seed (SPEC §4.3). */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, samplerFlag, nonNegativeInt } from './args.ts';
+import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, samplerFlag, nonNegativeInt } from './args.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
@@ -57,7 +57,7 @@ const Schema = z.object({
   out: z.string().default('runs/sweep'),
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'og' ? ('boolean' as const) : ('string' as const) }]));
+const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope sweep`. */
 export async function sweepCommand(argv: string[]): Promise<void> {

@@ -1,6 +1,6 @@
 /** `memscope train`: train a scenario's model on the embedded data (resumes a killed run). */
 import { z } from 'zod';
-import { parseFlags, validate, positiveInt, finiteNumber, nonNegativeInt, UsageError } from './args.ts';
+import { parseFlags, flagsOf, validate, positiveInt, finiteNumber, nonNegativeInt, UsageError } from './args.ts';
 import { SCENARIO_NAMES } from '../train/scenarios.ts';
 import { trainScenario, TrainSettingsSchema } from '../train/run.ts';
 import { trainClassifier, CLASSIFIER_DEFAULT_STEPS } from '../train/classifier.ts';
@@ -117,7 +117,7 @@ export function channelsProblem(s: string): string | null {
   return null;
 }
 
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: k === 'into-models' ? ('boolean' as const) : ('string' as const) }]));
+const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope train`. */
 export async function trainCommand(argv: string[]): Promise<void> {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { join, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Classifier } from '../train/classifier.ts';
-import { parseFlags, validate as validateFlags, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
+import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/schedules.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
@@ -48,7 +48,7 @@ const Schema = z.object({
   out: z.string().optional(),
   classifier: z.string().optional(),
 });
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope validate`. */
 export async function validateCommand(argv: string[]): Promise<void> {
