@@ -112,7 +112,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   };
   const started = performance.now();
   await prepareWorkDir(workDir, 'analyze kim');
-  const study = await runKimStudy(src, settings, descriptor!, { workDir, extraDescriptors, log: (m) => process.stderr.write(`${m}\n`) }).catch(async (e: unknown) => {
+  const study = await runKimStudy(src, settings, descriptor!, { extraDescriptors, log: (m) => process.stderr.write(`${m}\n`) }).catch(async (e: unknown) => {
     await removeWorkDir(workDir, { onlyIfEmpty: true });
     throw e;
   });

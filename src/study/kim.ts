@@ -6,12 +6,11 @@
  * Two passes per batch of prompts: pass 1 uses each prompt's known target x (memorized captions);
  * pass 2 replays the same seeds — the samplers are deterministic given the seeds — with each
  * seed's own final sample x_0^(n) as x ("target unknown", SPEC §3.6), which is the only way to get
- * that variant without keeping every x_t. Finished batches are cached in a work folder so a killed
- * run resumes without redoing them.
+ * that variant without keeping every x_t. The study is planned as units (one prompt at one scale)
+ * run by the engine's runner; finished units live in a store, so a killed run resumes without
+ * redoing them and a rerun of a finished study makes no model call.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { z } from 'zod';
 import type { CondRef } from '../denoisers/denoiser.ts';
 import { parseGuidance } from '../guidance/schedules.ts';
 import type { SamplerName } from '../samplers/index.ts';
@@ -23,7 +22,11 @@ import { bootstrapCorrelation, type CorrelationCI } from '../analysis/correlatio
 import { MIN_N, allOf, fisherZInterval, judge, meanInterval, notMeasured, pairedDifferenceInterval, welchDifferenceInterval, wilsonInterval, type ClaimSide, type Interval, type MeanEstimate, type Verdict } from '../analysis/verdict.ts';
 import type { Descriptor } from '../metrics/descriptor.ts';
 import { memorizationScore, scoreRecord, type MemorizationScore, type ScoreRecord } from '../metrics/score.ts';
-import { writeJsonAtomic } from '../io/atomic.ts';
+import { encodeNpy, decodeNpy } from '../io/npy.ts';
+import type { Blob, BlobReader, Study, StoredUnit, Unit, UnitOutput, UnitStore } from '../engine/study.ts';
+import { unitKey } from '../engine/canonical.ts';
+import { InProcessRunner, type RunProgress } from '../engine/runner.ts';
+import { MemoryStore } from '../engine/memory-store.ts';
 import { runSampling, initialNoise } from './sampling.ts';
 import type { StudySource } from './source.ts';
 
@@ -154,6 +157,7 @@ export interface KimStudy {
   readonly firstStepImages: readonly FirstStepImages[];
   readonly fans: readonly KimFan[];
   /** Seconds spent in the sampler (model calls included) and in the streaming analyses. */
+  /** Seconds summed over the units (stored ones included, as first computed); `cachedBatches`: units reused from the store. */
   readonly timing: { readonly samplingSeconds: number; readonly analysisSeconds: number; readonly scoringSeconds: number; readonly cachedBatches: number };
 }
 
@@ -163,152 +167,281 @@ function stripSamples(s: KimGroupStats): KimStats {
   return rest;
 }
 
-/** A stable short hash of the settings that determine the results (for the resume cache). */
-function settingsKey(src: StudySource, s: KimSettings, descriptors: readonly Descriptor[]): string {
-  // settings that do not change a cached batch (computed after the batches) stay out of the key
-  const { forwardLossEvery: _f, ...batchSettings } = s;
-  void _f;
-  const key = JSON.stringify({ model: src.spec, denoiser: src.denoiser.name, s: { ...batchSettings, config: s.config }, descriptors: descriptors.map((d) => d.info) });
-  return createHash('sha256').update(key).digest('hex').slice(0, 12);
+/**
+ * One unit of the Kim study: one prompt at one guidance scale, all seeds (rows of units of the
+ * same scale share sampler calls). The unit of the first scale also carries the prompt's
+ * forward-noised loss (memorized prompts) and, for the two pictured prompts, x̂0(T) at `kScales`;
+ * the unit of the largest scale of a fan prompt records its full trajectories.
+ */
+export interface KimUnit {
+  readonly scale: number;
+  readonly cond: number;
+  /** Forward-noised loss at every `forwardLossEvery`-th level (memorized prompts, first scale only). */
+  readonly forward: boolean;
+  /** x̂0(T) images at `kScales` for the first seed (the first memorized and the first other prompt). */
+  readonly firstStep: boolean;
+  /** Record the full trajectories of this prompt (fan chart). */
+  readonly fan: boolean;
 }
 
-/**
- * Run the Kim et al. analysis suite (SPEC §3.1–3.8) on `src` with `descriptor` as f. Batches
- * already finished in `workDir` (same settings) are loaded instead of recomputed.
- */
-export async function runKimStudy(
-  src: StudySource,
-  s: KimSettings,
-  descriptor: Descriptor,
-  opts: { workDir?: string; log?: (m: string) => void; /** More descriptors scored on the same samples (reported beside the primary score). */ extraDescriptors?: readonly Descriptor[] } = {},
-): Promise<KimStudy> {
-  const extras = opts.extraDescriptors ?? [];
-  const log = opts.log ?? (() => {});
-  const d = src.denoiser;
+/** The stored result of a {@link KimUnit} (tensors — x̂0(T) images, fan trajectories — are blobs). */
+export interface KimUnitResult {
+  readonly prompt: KimPromptResult;
+  readonly samplingSeconds: number;
+  readonly analysisSeconds: number;
+  readonly scoringSeconds: number;
+}
+
+/** What the Kim study plans and runs over: the source, the descriptors and the source's identity (part of every key). */
+export interface KimSource {
+  readonly src: StudySource;
+  readonly descriptor: Descriptor;
+  readonly extras: readonly Descriptor[];
+  /** What identifies the model (weights + config); part of every unit key. */
+  readonly fingerprint: unknown;
+}
+
+/** What {@link kimStudy}'s `reduce` gives: the study without what describes the source and descriptors. */
+export type KimReduced = Omit<KimStudy, 'model' | 'dim' | 'imageShape' | 'scoreRecord' | 'extraScoreRecords'>;
+
+/** Everything a unit's result depends on besides its own fields. */
+function unitIdentity(source: KimSource, s: KimSettings, u: KimUnit): unknown {
+  return {
+    model: source.fingerprint,
+    denoiser: source.src.denoiser.name,
+    descriptors: [source.descriptor, ...source.extras].map((x) => x.info),
+    seeds: s.seeds,
+    sampler: s.sampler,
+    steps: s.steps,
+    config: s.config,
+    threshold: s.threshold,
+    unknownTarget: s.unknownTarget,
+    ...u,
+    ...(u.forward ? { forwardLossEvery: s.forwardLossEvery } : {}),
+    ...(u.firstStep ? { kScales: s.kScales } : {}),
+  };
+}
+
+/** Split the settings into units: scales outermost, prompts in the given order (as the report lists them). */
+export function planKim(s: KimSettings, source: KimSource): Unit<KimUnit>[] {
+  const d = source.src.denoiser;
   if (s.prompts.length === 0) throw new Error('--prompts: need at least one prompt');
   if (s.seeds.length < 2) throw new Error(`--seeds: the diversity and alignment analyses need at least 2 seeds, got ${s.seeds.length}`);
   for (const p of s.prompts) if (!Number.isInteger(p) || p < 0 || p >= d.conditions.length) throw new Error(`--prompts: condition index ${p} is out of range (0..${d.conditions.length - 1})`);
+  const memorized = (c: number): boolean => (d.conditions[c]!.targets?.[0] ?? null) !== null;
+  const pictured = new Set([s.prompts.find(memorized), s.prompts.find((c) => !memorized(c))].filter((c): c is number => c !== undefined));
+  const maxScale = Math.max(...s.scales);
+  const fans = s.fanPrompts <= 0 ? new Set<number>() : new Set([...s.prompts.filter(memorized).slice(0, s.fanPrompts), ...s.prompts.filter((c) => !memorized(c)).slice(0, s.fanPrompts)]);
+  const units: Unit<KimUnit>[] = [];
+  s.scales.forEach((scale, si) => {
+    for (const cond of s.prompts) {
+      const u: KimUnit = {
+        scale,
+        cond,
+        forward: si === 0 && s.forwardLossEvery > 0 && memorized(cond),
+        firstStep: si === 0 && pictured.has(cond),
+        fan: scale === maxScale && s.scales.indexOf(maxScale) === si && fans.has(cond),
+      };
+      units.push({ key: unitKey('kim', unitIdentity(source, s, u)), spec: u, batch: `scale:${scale}` });
+    }
+  });
+  return units;
+}
+
+/** Run a batch of units of one scale: the sampler calls, the streaming analyses, the scores. */
+async function runKimUnits(units: readonly Unit<KimUnit>[], source: KimSource, s: KimSettings, embeddings: () => Promise<Tensor[]>): Promise<UnitOutput<KimUnitResult>[]> {
+  const { src, descriptor, extras } = source;
+  const d = src.denoiser;
   const N = s.seeds.length;
   const per = numel(d.shape);
-  const work = opts.workDir ? join(opts.workDir, settingsKey(src, s, [descriptor, ...extras])) : null;
-  if (work) await mkdir(work, { recursive: true });
-
+  const scale = units[0]!.spec.scale;
+  const batch = units.map((u) => u.spec.cond);
+  const schedule = parseGuidance(`constant:${scale}`);
   const targetOf = (c: number): number | null => d.conditions[c]!.targets?.[0] ?? null;
   const imageShape = src.trainImages.dims.slice(1);
   const imgPer = numel(imageShape);
-  const trainEmb = await descriptor.embed(src.trainImages);
-  const extraEmb = await Promise.all(extras.map((x) => x.embed(src.trainImages)));
-  const results: KimPromptResult[] = [];
   let samplingSeconds = 0;
   let analysisSeconds = 0;
-  let scoringSeconds = 0;
-  let cachedBatches = 0;
-  const P = Math.max(1, s.promptsPerBatch);
-
-  for (const scale of s.scales) {
-    const schedule = parseGuidance(`constant:${scale}`);
-    for (let b0 = 0; b0 < s.prompts.length; b0 += P) {
-      const batch = s.prompts.slice(b0, b0 + P);
-      const file = work ? join(work, `s${scale}-b${b0}.json`) : null;
-      if (file && (await stat(file).then(() => true, () => false))) {
-        results.push(...(JSON.parse(await readFile(file, 'utf8')) as KimPromptResult[]));
-        cachedBatches++;
-        continue;
-      }
-      const groups = batch.map((_, i) => ({ rows: Array.from({ length: N }, (_, n) => i * N + n) }));
-      const run = async (targets: (Float32Array | null)[]): Promise<KimGroupStats[]> => {
-        const acc = new KimAccumulator({ groups, targets });
-        let ms = 0;
-        const timed: StepObserver = async (e) => {
-          const t0 = performance.now();
-          await acc.observe(e);
-          ms += performance.now() - t0;
-        };
-        const r = await runSampling({ denoiser: d, conds: batch, seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: schedule, observers: [timed] });
-        analysisSeconds += ms / 1000;
-        samplingSeconds += r.seconds - ms / 1000;
-        return acc.result();
-      };
-      const knownTargets = batch.flatMap((c) => {
-        const t = targetOf(c);
-        const x = t === null ? null : src.toModelSpace(t).data;
-        return Array.from({ length: N }, () => x);
-      });
-      const pass1 = await run(knownTargets);
-      const pass2 = s.unknownTarget ? await run(pass1.flatMap((g) => Array.from({ length: N }, (_, n) => g.finalSamples.slice(n * per, (n + 1) * per)))) : null;
+  let firstLevel: { t: number; alphaBar: number } | null = null;
+  const groups = batch.map((_, i) => ({ rows: Array.from({ length: N }, (_, n) => i * N + n) }));
+  const run = async (targets: (Float32Array | null)[]): Promise<KimGroupStats[]> => {
+    const acc = new KimAccumulator({ groups, targets });
+    let ms = 0;
+    const timed: StepObserver = async (e) => {
+      firstLevel ??= { t: e.t, alphaBar: e.alphaBar };
       const t0 = performance.now();
-      const out: KimPromptResult[] = [];
-      for (let i = 0; i < batch.length; i++) {
-        const c = batch[i]!;
-        const info = d.conditions[c]!;
-        const target = targetOf(c);
-        const gen = await src.toImageSpace({ dims: [N, ...d.shape], data: pass1[i]!.finalSamples });
-        const tgt = target === null ? null : { dims: [1, ...imageShape], data: src.trainImages.data.slice(target * imgPer, (target + 1) * imgPer) };
-        const score = await memorizationScore(descriptor, gen, tgt, { threshold: s.threshold, trainEmbeddings: trainEmb });
-        const extraScores: Record<string, MemorizationScore> = {};
-        for (let k = 0; k < extras.length; k++) extraScores[extras[k]!.info.name] = await memorizationScore(extras[k]!, gen, tgt, { threshold: s.threshold, trainEmbeddings: extraEmb[k]! });
-        out.push({
-          cond: c,
-          id: info.id,
-          label: info.label,
-          memorized: target !== null,
-          target,
-          scale,
-          known: target === null ? null : stripSamples(pass1[i]!),
-          unknown: pass2 ? stripSamples(pass2[i]!) : null,
-          score,
-          extraScores,
-          forward: null,
-          preview: Array.from(gen.data.subarray(0, Math.min(4, N) * imgPer)),
-        });
-      }
-      scoringSeconds += (performance.now() - t0) / 1000;
-      if (file) await writeJsonAtomic(file, out);
-      results.push(...out);
-      log(`s=${scale}: prompts ${b0 + 1}–${b0 + batch.length} of ${s.prompts.length} done`);
+      await acc.observe(e);
+      ms += performance.now() - t0;
+    };
+    const r = await runSampling({ denoiser: d, conds: batch, seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: schedule, observers: [timed] });
+    analysisSeconds += ms / 1000;
+    samplingSeconds += r.seconds - ms / 1000;
+    return acc.result();
+  };
+  const knownTargets = batch.flatMap((c) => {
+    const t = targetOf(c);
+    const x = t === null ? null : src.toModelSpace(t).data;
+    return Array.from({ length: N }, () => x);
+  });
+  const pass1 = await run(knownTargets);
+  const pass2 = s.unknownTarget ? await run(pass1.flatMap((g) => Array.from({ length: N }, (_, n) => g.finalSamples.slice(n * per, (n + 1) * per)))) : null;
+  const t0 = performance.now();
+  const [trainEmb, ...extraEmb] = await embeddings();
+  const outs: UnitOutput<KimUnitResult>[] = [];
+  for (let i = 0; i < batch.length; i++) {
+    const u = units[i]!.spec;
+    const c = batch[i]!;
+    const info = d.conditions[c]!;
+    const target = targetOf(c);
+    const gen = await src.toImageSpace({ dims: [N, ...d.shape], data: pass1[i]!.finalSamples });
+    const tgt = target === null ? null : { dims: [1, ...imageShape], data: src.trainImages.data.slice(target * imgPer, (target + 1) * imgPer) };
+    const score = await memorizationScore(descriptor, gen, tgt, { threshold: s.threshold, trainEmbeddings: trainEmb! });
+    const extraScores: Record<string, MemorizationScore> = {};
+    for (let k = 0; k < extras.length; k++) extraScores[extras[k]!.info.name] = await memorizationScore(extras[k]!, gen, tgt, { threshold: s.threshold, trainEmbeddings: extraEmb[k]! });
+    const known = target === null ? null : stripSamples(pass1[i]!);
+    let forward: KimPromptResult['forward'] = null;
+    const blobs: Blob[] = [];
+    let extraSampling = 0;
+    if (u.forward && known !== null && target !== null) {
+      // the literal training loss uses the conditional model (s = 1) whatever the sampling scale
+      const f0 = performance.now();
+      const steps = known.t.map((_, k) => k).filter((k) => k % s.forwardLossEvery === 0);
+      const levels = steps.map((k) => ({ t: known.t[k]!, alphaBar: known.alphaBar[k]! }));
+      const f = await forwardNoisedLoss(d, { cond: c, x: src.toModelSpace(target).data, levels, seeds: s.seeds, guidanceScale: 1 });
+      forward = { steps, lossX0: f.lossX0, lossEps: f.lossEps };
+      extraSampling += (performance.now() - f0) / 1000;
     }
+    if (u.firstStep && firstLevel !== null) {
+      const f0 = performance.now();
+      blobs.push({ name: 'first-step.npy', bytes: encodeNpy(await firstStepPicture(src, s, c, firstLevel)) });
+      extraSampling += (performance.now() - f0) / 1000;
+    }
+    if (u.fan) {
+      const f0 = performance.now();
+      blobs.push({ name: 'fan.npy', bytes: encodeNpy(await fanTrajectories(src, s, c, scale)) });
+      extraSampling += (performance.now() - f0) / 1000;
+    }
+    const prompt: KimPromptResult = {
+      cond: c,
+      id: info.id,
+      label: info.label,
+      memorized: target !== null,
+      target,
+      scale,
+      known,
+      unknown: pass2 ? stripSamples(pass2[i]!) : null,
+      score,
+      extraScores,
+      forward,
+      preview: Array.from(gen.data.subarray(0, Math.min(4, N) * imgPer)),
+    };
+    outs.push({ result: { prompt, samplingSeconds: samplingSeconds / batch.length + extraSampling, analysisSeconds: analysisSeconds / batch.length, scoringSeconds: 0 }, blobs });
   }
+  const scoring = (performance.now() - t0) / 1000;
+  return outs.map((o) => ({ ...o, result: { ...o.result, scoringSeconds: scoring / batch.length } }));
+}
 
-  if (s.forwardLossEvery > 0) {
-    // the literal training loss uses the conditional model (s = 1) whatever the sampling scale:
-    // computed once per memorized prompt on the inference levels, attached to every scale's result
-    const t0 = performance.now();
-    const done = new Map<number, KimPromptResult['forward']>();
-    for (let i = 0; i < results.length; i++) {
-      const r = results[i]!;
-      if (!r.known || r.target === null) continue;
-      let fwd = done.get(r.cond);
-      if (fwd === undefined) {
-        const steps = r.known.t.map((_, k) => k).filter((k) => k % s.forwardLossEvery === 0);
-        const levels = steps.map((k) => ({ t: r.known!.t[k]!, alphaBar: r.known!.alphaBar[k]! }));
-        const f = await forwardNoisedLoss(d, { cond: r.cond, x: src.toModelSpace(r.target).data, levels, seeds: s.seeds, guidanceScale: 1 });
-        fwd = { steps, lossX0: f.lossX0, lossEps: f.lossEps };
-        done.set(r.cond, fwd);
+/** The Kim et al. suite as a study (issue 15): units per prompt and scale, reduced into a {@link KimStudy}. */
+export function kimStudy(s: KimSettings): Study<KimSettings, KimUnit, KimUnitResult, KimReduced, KimSource> {
+  let emb: Promise<Tensor[]> | null = null;
+  let embFor: KimSource | null = null;
+  return {
+    id: 'kim',
+    schema: z.custom<KimSettings>(),
+    plan: (spec, source) => planKim(spec, source),
+    run: (units, ctx) => {
+      if (embFor !== ctx.source) {
+        const { src, descriptor, extras } = ctx.source;
+        embFor = ctx.source;
+        emb = Promise.all([descriptor, ...extras].map((x) => x.embed(src.trainImages)));
       }
-      results[i] = { ...r, forward: fwd };
-    }
-    samplingSeconds += (performance.now() - t0) / 1000;
-  }
-  const correlations = kimCorrelations(results, s);
-  const firstStepK = firstStepKs(results, s);
-  const firstStepImages = await firstStepPictures(src, s, results);
-  const fans = await trajectoryFans(src, s, results);
-  if (work) await rm(work, { recursive: true, force: true });
+      return runKimUnits(units, ctx.source, s, () => emb!);
+    },
+    reduce: async (stored, blobs, spec) => reduceKim(stored, blobs, spec),
+  };
+}
+
+/** Options of {@link runKimStudy}. */
+export interface KimRunOptions {
+  /** Where finished units are kept (default: in memory, no resume); a rerun against the same store computes only what is missing. */
+  readonly store?: UnitStore;
+  readonly log?: (m: string) => void;
+  /** More descriptors scored on the same samples (reported beside the primary score). */
+  readonly extraDescriptors?: readonly Descriptor[];
+  /** What identifies the model (default: the source's spec and denoiser name). */
+  readonly fingerprint?: unknown;
+  /** Progress after each batch (units done of total, ETA). */
+  readonly onProgress?: (p: RunProgress) => void;
+}
+
+/**
+ * Run the Kim et al. analysis suite (SPEC §3.1–3.8) on `src` with `descriptor` as f. Units already
+ * in `opts.store` (same model, settings and descriptors) are reused, not recomputed.
+ */
+export async function runKimStudy(src: StudySource, s: KimSettings, descriptor: Descriptor, opts: KimRunOptions = {}): Promise<KimStudy> {
+  const extras = opts.extraDescriptors ?? [];
+  const source: KimSource = { src, descriptor, extras, fingerprint: opts.fingerprint ?? { spec: src.spec } };
+  const study = kimStudy(s);
+  const store = opts.store ?? new MemoryStore();
+  const units = planKim(s, source);
+  const log = opts.log;
+  const outcome = await new InProcessRunner().run(study, units, source, store, {
+    maxBatch: Math.max(1, s.promptsPerBatch),
+    onProgress: (p) => {
+      opts.onProgress?.(p);
+      if (log && p.done > p.cached) log(`kim: ${p.done} of ${p.total} prompt × scale units done${p.eta === null ? '' : `, about ${Math.ceil(p.eta)} s left`}`);
+    },
+  });
+  const result = await reduceKim(outcome.units, store, s);
   await descriptor.dispose?.();
   for (const x of extras) await x.dispose?.();
   return {
-    settings: s,
+    ...result,
     model: src.description,
-    dim: per,
-    imageShape,
+    dim: numel(src.denoiser.shape),
+    imageShape: src.trainImages.dims.slice(1),
     scoreRecord: scoreRecord(descriptor, { threshold: s.threshold }),
     extraScoreRecords: extras.map((x) => scoreRecord(x, { threshold: s.threshold })),
+    timing: { ...result.timing, cachedBatches: outcome.reused },
+  };
+}
+
+/** Combine stored units (plan order) into the study: forward losses copied to every scale, pictures and fans from blobs, correlations. */
+async function reduceKim(stored: readonly StoredUnit<KimUnit, KimUnitResult>[], blobs: BlobReader, s: KimSettings): Promise<KimReduced> {
+  const forwardOf = new Map<number, KimPromptResult['forward']>();
+  for (const u of stored) if (u.result.prompt.forward !== null) forwardOf.set(u.spec.cond, u.result.prompt.forward);
+  const results = stored.map((u) => ({ ...u.result.prompt, forward: forwardOf.get(u.spec.cond) ?? null }));
+  let samplingSeconds = 0;
+  let analysisSeconds = 0;
+  let scoringSeconds = 0;
+  for (const u of stored) {
+    samplingSeconds += u.result.samplingSeconds;
+    analysisSeconds += u.result.analysisSeconds;
+    scoringSeconds += u.result.scoringSeconds;
+  }
+  const firstStepImages: FirstStepImages[] = [];
+  // the first memorized prompt, then the first other one (as the report pictures them)
+  const pics = stored.filter((u) => u.spec.firstStep).sort((a, b) => Number(b.result.prompt.memorized) - Number(a.result.prompt.memorized));
+  for (const u of pics) {
+    const r = u.result.prompt;
+    firstStepImages.push({ cond: r.cond, label: r.label, memorized: r.memorized, images: decodeNpy(Buffer.from(await blobs.readBlob(u, 'first-step.npy')), 'first-step.npy') });
+  }
+  const fanUnits = stored.filter((u) => u.spec.fan);
+  const fans: KimFan[] = [];
+  for (const u of [...fanUnits.filter((x) => x.result.prompt.memorized), ...fanUnits.filter((x) => !x.result.prompt.memorized)]) {
+    const t = decodeNpy(Buffer.from(await blobs.readBlob(u, 'fan.npy')), 'fan.npy');
+    const [paths, steps, d] = t.dims as [number, number, number];
+    const r = u.result.prompt;
+    fans.push({ cond: r.cond, label: r.label, memorized: r.memorized, scale: u.spec.scale, trajectories: t.data, paths, steps, d });
+  }
+  return {
+    settings: s,
     results,
-    correlations,
-    firstStepK,
+    correlations: kimCorrelations(results, s),
+    firstStepK: firstStepKs(results, s),
     firstStepImages,
     fans,
-    timing: { samplingSeconds, analysisSeconds, scoringSeconds, cachedBatches },
+    timing: { samplingSeconds, analysisSeconds, scoringSeconds, cachedBatches: 0 },
   };
 }
 
@@ -375,52 +508,37 @@ function firstStepKs(results: readonly KimPromptResult[], s: KimSettings): First
   });
 }
 
-/** x̂0(T) = x̂0_u + s·(x̂0_c − x̂0_u) for seed 0 of the first memorized and first normal prompt, from one model call. */
-async function firstStepPictures(src: StudySource, s: KimSettings, results: readonly KimPromptResult[]): Promise<FirstStepImages[]> {
+/** x̂0(T) of prompt `cond` for the first seed at each of `kScales` (exact affine form from one cond + uncond call), in image space. */
+async function firstStepPicture(src: StudySource, s: KimSettings, cond: number, level: { t: number; alphaBar: number }): Promise<Tensor> {
   const d = src.denoiser;
-  const pick = [results.find((r) => r.memorized), results.find((r) => !r.memorized)].filter((r): r is KimPromptResult => r !== undefined);
-  const st0 = results[0]?.known ?? results[0]?.unknown;
-  if (!st0 || pick.length === 0) return [];
-  const level = { t: st0.t[0]!, alphaBar: st0.alphaBar[0]! };
   const xT = initialNoise(d.shape, [s.seeds[0]!]);
-  const out: FirstStepImages[] = [];
   const per = numel(d.shape);
   const a = Math.sqrt(level.alphaBar);
   const b = Math.sqrt(1 - level.alphaBar);
-  for (const r of pick) {
-    const both = await d.predict({ dims: [2, ...d.shape], data: new Float32Array([...xT.data, ...xT.data]) }, level, [r.cond, null] as CondRef[]);
-    const data = new Float32Array(s.kScales.length * per);
-    s.kScales.forEach((sc, j) => {
-      for (let i = 0; i < per; i++) {
-        const eU = both.data[per + i]!;
-        const eC = both.data[i]!;
-        data[j * per + i] = (xT.data[i]! - b * (eU + sc * (eC - eU))) / a;
-      }
-    });
-    out.push({ cond: r.cond, label: r.label, memorized: r.memorized, images: await src.toImageSpace({ dims: [s.kScales.length, ...d.shape], data }) });
-  }
-  return out;
+  const both = await d.predict({ dims: [2, ...d.shape], data: new Float32Array([...xT.data, ...xT.data]) }, level, [cond, null] as CondRef[]);
+  const data = new Float32Array(s.kScales.length * per);
+  s.kScales.forEach((sc, j) => {
+    for (let i = 0; i < per; i++) {
+      const eU = both.data[per + i]!;
+      const eC = both.data[i]!;
+      data[j * per + i] = (xT.data[i]! - b * (eU + sc * (eC - eU))) / a;
+    }
+  });
+  return src.toImageSpace({ dims: [s.kScales.length, ...d.shape], data });
 }
 
-/** Record full trajectories for `fanPrompts` memorized and normal prompts at the largest scale. */
-async function trajectoryFans(src: StudySource, s: KimSettings, results: readonly KimPromptResult[]): Promise<KimFan[]> {
-  if (s.fanPrompts <= 0) return [];
-  const scale = Math.max(...s.scales);
-  const rs = results.filter((r) => r.scale === scale);
-  const chosen = [...rs.filter((r) => r.memorized).slice(0, s.fanPrompts), ...rs.filter((r) => !r.memorized).slice(0, s.fanPrompts)];
-  if (chosen.length === 0) return [];
+/** Full trajectories of prompt `cond` at `scale`, one path per seed: `[paths, steps + 1, d]` (x_T … x_0). */
+async function fanTrajectories(src: StudySource, s: KimSettings, cond: number, scale: number): Promise<Tensor> {
   const d = src.denoiser;
   const N = s.seeds.length;
   const per = numel(d.shape);
-  const r = await runSampling({ denoiser: d, conds: chosen.map((c) => c.cond), seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: parseGuidance(`constant:${scale}`), record: ['xt'] });
+  const r = await runSampling({ denoiser: d, conds: [cond], seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: parseGuidance(`constant:${scale}`), record: ['xt'] });
   const xt = r.recorded.get('xt')!;
   const T1 = xt.dims[0]!;
   const R = xt.dims[1]!;
-  return chosen.map((c, i) => {
-    const traj = new Float32Array(N * T1 * per);
-    for (let n = 0; n < N; n++) for (let t = 0; t < T1; t++) traj.set(xt.data.subarray((t * R + i * N + n) * per, (t * R + i * N + n + 1) * per), (n * T1 + t) * per);
-    return { cond: c.cond, label: c.label, memorized: c.memorized, scale, trajectories: traj, paths: N, steps: T1, d: per };
-  });
+  const traj = new Float32Array(N * T1 * per);
+  for (let n = 0; n < N; n++) for (let t = 0; t < T1; t++) traj.set(xt.data.subarray((t * R + n) * per, (t * R + n + 1) * per), (n * T1 + t) * per);
+  return { dims: [N, T1, per], data: traj };
 }
 
 /** One claim of SPEC §3 with what was measured and its verdict (from an interval with its n; see `analysis/verdict.ts`). */

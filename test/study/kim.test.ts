@@ -19,6 +19,7 @@ import type { StudySource } from '../../src/study/source.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
 import { syntheticImages, syntheticSource, SYNTHETIC_D } from '../helpers/synthetic.ts';
 import { useTempCache } from '../helpers/cache.ts';
+import { MemoryStore } from '../../src/engine/memory-store.ts';
 
 useTempCache('memscope-kim-study-');
 
@@ -106,17 +107,24 @@ describe('runKimStudy', () => {
     expect(study.fans[0]!.trajectories.length).toBe(6 * 13 * d);
   }, 120_000);
 
-  it('resumes after a crash without redoing finished batches, with identical results', async () => {
-    const work = await mkdtemp(join(tmpdir(), 'memscope-kim-work-'));
+  it('resumes after a crash from the store without redoing finished units, with identical results; a rerun makes no model call', async () => {
+    const store = new MemoryStore();
     const s = { ...settings([10, 2, 11, 5]), scales: [3], fanPrompts: 0 };
     const full = await runKimStudy(await source(), s, pixelDescriptor());
-    // each batch: 2 passes × 12 steps; crash in the second batch
-    await expect(runKimStudy(await source(30), s, pixelDescriptor(), { workDir: work })).rejects.toThrow(/simulated crash/);
-    const resumed = await runKimStudy(await source(), s, pixelDescriptor(), { workDir: work });
-    expect(resumed.timing.cachedBatches).toBe(1);
+    // each batch of 2 prompts: 2 passes × 12 steps + the forward loss of its memorized prompt; crash in the second batch
+    await expect(runKimStudy(await source(30), s, pixelDescriptor(), { store })).rejects.toThrow(/simulated crash/);
+    const resumed = await runKimStudy(await source(), s, pixelDescriptor(), { store });
+    expect(resumed.timing.cachedBatches).toBe(2); // the first batch's 2 units came from the store
     expect(resumed.results.map((r) => r.score.score)).toEqual(full.results.map((r) => r.score.score));
     expect(resumed.results.map((r) => r.known?.deviation.dTotal ?? null)).toEqual(full.results.map((r) => r.known?.deviation.dTotal ?? null));
-    expect(await readdir(work)).toEqual([]); // cache removed after the finished run
+    // a rerun of the finished study: every unit from the store, no model call
+    let calls = 0;
+    const counting = await source();
+    const d0 = counting.denoiser;
+    const again = await runKimStudy({ ...counting, denoiser: { ...d0, name: d0.name, shape: d0.shape, conditions: d0.conditions, predict: (x, l, c) => (calls++, d0.predict(x, l, c)) } }, s, pixelDescriptor(), { store });
+    expect(calls).toBe(0);
+    expect(again.timing.cachedBatches).toBe(4);
+    expect(again.results.map((r) => r.score.score)).toEqual(full.results.map((r) => r.score.score));
   }, 120_000);
 
   it('writes the results directory with every figure and the claims table', async () => {
