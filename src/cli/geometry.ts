@@ -21,7 +21,9 @@ import { pad28to32 } from '../train/run.ts';
 import { crop32to28 } from '../study/validate.ts';
 import { Classifier } from '../train/classifier.ts';
 import { classifierTools } from '../study/evaluate.ts';
-import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
+import type { UnitStore } from '../engine/study.ts';
+import { MemoryStore } from '../engine/memory-store.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
 import { SHIPPED_MODEL } from '../study/source.ts';
 import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS_HELP, refuseSdFlags, sdImageSizeNote, sdSourceOptions } from './source-flags.ts';
@@ -169,9 +171,8 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     for (const k of ['compare', 'generalizer', 'band', 'target'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: needs --model`);
   }
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
-  const workDir = join(dirname(o.out), `${basename(o.out)}.work`);
   await checkResultsTarget(o.out);
-  await checkWorkDir(workDir, o.out);
+  const store: UnitStore = new MemoryStore();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const sdMode = o.model !== undefined && isSdExportDir(o.model);
   if (!sdMode) {
@@ -190,11 +191,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   try {
     r = await runGeometry({ train: trainSet.images, test: testSet.images, sigmas, ...settings, models }, log);
     if (trained) {
-      await prepareWorkDir(workDir, 'geometry');
-      swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, workDir, log).catch(async (e: unknown) => {
-        await removeWorkDir(workDir, { onlyIfEmpty: true });
-        throw e;
-      });
+      swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, store, log);
     }
   } finally {
     if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();
@@ -322,7 +319,6 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     if (swap.search && swap.search.baseRate <= swap.search.target) process.stdout.write(`band search: the model alone is already at ${(100 * swap.search.baseRate).toFixed(1)} % ≤ ${fmt(swap.search.target)}; no band needed\n`);
     else if (swap.search) process.stdout.write(swap.search.best ? `narrowest band with rate ≤ ${fmt(swap.search.target)}: [${fmt(swap.search.best.band.sigmaLo)}, ${fmt(swap.search.best.band.sigmaHi)}] (${swap.search.best.stepsInBand} steps) → ${(100 * swap.search.best.rate).toFixed(1)} %\n` : `no band of the ${swap.search.trials.length} tried reaches rate ≤ ${fmt(swap.search.target)}\n`);
   }
-  await removeWorkDir(workDir);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
 }
 
@@ -439,7 +435,7 @@ async function swapTable(
   train28: Parameters<typeof runSwapStudy>[2]['train'],
   fullTrain: Parameters<typeof runSwapStudy>[2]['train'],
   pool: number[],
-  workDir: string,
+  store: UnitStore,
   log: (m: string) => void,
 ): Promise<{ study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null }> {
   const classifier = await Classifier.load(o.classifier).catch((e: Error) => {
@@ -472,8 +468,8 @@ async function swapTable(
       ...(o.generalizer === undefined ? [{ name: 'D_lin', kind: 'generalizing' as const, denoiser: lin }] : genList.map((g): SwapVariant => ({ name: g === 'lin' ? 'D_lin' : basename(g), kind: 'generalizing', denoiser: byName.get(g)! }))),
       ...(band ? genList.map((g): SwapVariant => { const gname = g === 'lin' ? 'D_lin' : basename(g); return { name: `swap ${gname} in [${short(band.sigmaLo)}, ${short(band.sigmaHi)}]`, kind: 'swap', band, denoiser: swapDenoiser(mem, byName.get(g)!, band, { disposeInner: false, mapCond: () => null }) }; }) : []),
     ];
-    const study = await runSwapStudy(variants, s, sc, { workDir, log });
-    const search = o.target === undefined ? null : await searchSwapBand(mem, byName.get(genList[0]!)!, s, sc, { target: o.target, workDir, log });
+    const study = await runSwapStudy(variants, s, sc, { store, log });
+    const search = o.target === undefined ? null : await searchSwapBand(mem, byName.get(genList[0]!)!, s, sc, { target: o.target, store, log });
     return { study, search, band };
   } finally {
     await lin.dispose();

@@ -9,11 +9,14 @@
  * rate under a target.
  *
  * Every variant samples the same seeds with the same sampler, so rows differ only by the
- * denoiser. Finished variants and tried bands are cached as JSON in `workDir`: a killed run
+ * denoiser. Every variant and tried band is a unit of a study kept in a store: a killed run
  * resumes without resampling them.
  */
-import { join } from 'node:path';
-import { mkdir, readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import type { Study, UnitStore } from '../engine/study.ts';
+import { unitKey } from '../engine/canonical.ts';
+import { InProcessRunner } from '../engine/runner.ts';
+import { MemoryStore } from '../engine/memory-store.ts';
 import type { Denoiser } from '../denoisers/denoiser.ts';
 import { swapDenoiser, type SwapBand } from '../denoisers/swap.ts';
 import { trajectoryMemorization } from '../analysis/geometry.ts';
@@ -25,7 +28,6 @@ import { sampleIndices, takeRows } from '../data/indices.ts';
 import { gaussianStats, frechetDistance, type GaussianStats } from '../metrics/frechet.ts';
 import type { FeatureExtractor } from './evaluate.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { writeJsonAtomic } from '../io/atomic.ts';
 
 /** One denoiser variant of the mitigation table. */
 export interface SwapVariant {
@@ -101,24 +103,43 @@ export function samplerSigmas(sampler: SamplerName, config: SchedulerConfig, ste
   });
 }
 
+/** The stored result of one variant (a unit of the swap study). */
 interface Scored {
-  /** What the row was computed from (a cached row is reused only when it matches). */
-  readonly fingerprint: string;
   readonly row: SwapRow;
   readonly nearest: number[];
 }
 
-/** Score one variant's samples (cached in `workDir/<key>.json`). */
-async function scoreVariant(v: SwapVariant, s: SwapStudySettings, sc: SwapScoring, ref: { stats: GaussianStats | null }, workDir: string | null, key: string, log: (m: string) => void): Promise<Scored> {
-  const file = workDir === null ? null : join(workDir, `${key}.json`);
-  const fingerprint = JSON.stringify({ name: v.name, denoiser: v.denoiser.name, band: v.band ?? null, seeds: s.seeds, sampler: s.sampler, steps: s.steps, threshold: s.threshold ?? 1 / 3, config: s.config, train: sc.train.dims, heldOut: sc.heldOut.dims, quality: sc.quality?.name ?? null });
-  if (file !== null) {
-    const cached = await readFile(file, 'utf8').then((t) => JSON.parse(t) as Scored, () => null);
-    if (cached !== null && cached.fingerprint === fingerprint) {
-      log(`${v.name}: cached (${file})`);
-      return cached;
-    }
-  }
+/** A unit of the swap study: one variant, by name (its denoiser is looked up in the source). */
+interface SwapUnit {
+  readonly name: string;
+}
+
+/** What the swap study runs over: the variants, the scoring and the Fréchet reference. */
+interface SwapSource {
+  readonly variants: ReadonlyMap<string, SwapVariant>;
+  readonly s: SwapStudySettings;
+  readonly sc: SwapScoring;
+  readonly ref: { stats: GaussianStats | null };
+  readonly log: (m: string) => void;
+}
+
+/** Everything a variant's row depends on: the key of its unit. */
+function variantKey(v: SwapVariant, s: SwapStudySettings, sc: SwapScoring): string {
+  return unitKey('swap', { name: v.name, kind: v.kind, denoiser: v.denoiser.name, band: v.band ?? null, seeds: s.seeds, sampler: s.sampler, steps: s.steps, threshold: s.threshold ?? 1 / 3, config: s.config, train: sc.train.dims, heldOut: sc.heldOut.dims, quality: sc.quality?.name ?? null });
+}
+
+/** The swap table as a study: one unit per variant, reduced in order (issue 15). */
+const swapStudy: Study<null, SwapUnit, Scored, Scored[], SwapSource> = {
+  id: 'swap',
+  schema: z.null(),
+  plan: (_spec, src) => [...src.variants.values()].map((v) => ({ key: variantKey(v, src.s, src.sc), spec: { name: v.name } })),
+  run: async (units, ctx) => [{ result: await scoreVariant(ctx.source.variants.get(units[0]!.spec.name)!, ctx.source) }],
+  reduce: (stored) => stored.map((u) => u.result),
+};
+
+/** Score one variant's samples. */
+async function scoreVariant(v: SwapVariant, src: SwapSource): Promise<Scored> {
+  const { s, sc, ref, log } = src;
   const swap = v.kind === 'swap' && 'counts' in v.denoiser ? (v.denoiser as ReturnType<typeof swapDenoiser>) : null;
   swap?.resetCounts();
   const res = await runSampling({ denoiser: v.denoiser, conds: [null], seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, batchSize: s.batchSize ?? 64 });
@@ -142,14 +163,8 @@ async function scoreVariant(v: SwapVariant, s: SwapStudySettings, sc: SwapScorin
     swappedCalls: c ? c.generalizing.calls / Math.max(1, c.generalizing.calls + c.memorizing.calls) : null,
     seconds: res.seconds,
   };
-  const out: Scored = { fingerprint, row, nearest: Array.from(mem.nearest) };
-  if (file !== null) await writeJsonAtomic(file, out);
   log(`${v.name}: memorization rate ${(100 * row.rate).toFixed(1)} %, median d1/d2 ${row.medianRatio.toFixed(3)}${frechet === null ? '' : `, Fréchet ${frechet.toFixed(1)}`} (${row.seconds.toFixed(1)} s)`);
-  return out;
-}
-
-function cacheKey(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]+/g, '_');
+  return { row, nearest: Array.from(mem.nearest) };
 }
 
 const referenceCache = new WeakMap<SwapScoring, Map<string, Promise<{ stats: GaussianStats | null; floor: number | null }>>>();
@@ -177,13 +192,21 @@ async function computeReference(sc: SwapScoring, n: number, seed: number): Promi
   return { stats, floor: frechetDistance(gaussianStats(real.data, k, real.dims[1]!), stats) };
 }
 
+/** Options of {@link runSwapStudy} and {@link searchSwapBand}. */
+export interface SwapRunOptions {
+  /** Where finished rows are kept (default: in memory); rows already there are reused, not resampled. */
+  readonly store?: UnitStore;
+  readonly log?: (m: string) => void;
+}
+
 /**
  * Sample every variant on the same seeds and score it (SPEC §5.6): trajectory-level memorization
  * rate, median d1/d2, the fraction of samples sharing the memorizing model's nearest training
  * image (the first `memorizing` variant is the reference), Fréchet distance and the fraction of
- * calls a swap routed to its generalizing side. Rows are cached in `opts.workDir` when given.
+ * calls a swap routed to its generalizing side. Rows are units of a study: those already in
+ * `opts.store` are reused.
  */
-export async function runSwapStudy(variants: readonly SwapVariant[], s: SwapStudySettings, sc: SwapScoring, opts: { workDir?: string; log?: (m: string) => void } = {}): Promise<SwapStudyResult> {
+export async function runSwapStudy(variants: readonly SwapVariant[], s: SwapStudySettings, sc: SwapScoring, opts: SwapRunOptions = {}): Promise<SwapStudyResult> {
   if (variants.length === 0) throw new Error('runSwapStudy: variants is empty');
   const names = new Set<string>();
   for (const v of variants) {
@@ -192,11 +215,13 @@ export async function runSwapStudy(variants: readonly SwapVariant[], s: SwapStud
   }
   if (s.seeds.length < 2) throw new Error(`runSwapStudy: seeds: need at least 2 seeds, got ${s.seeds.length}`);
   const log = opts.log ?? (() => {});
-  const workDir = opts.workDir ?? null;
-  if (workDir !== null) await mkdir(workDir, { recursive: true });
   const ref = await reference(sc, s.seeds.length, 1);
-  const scored: Scored[] = [];
-  for (const v of variants) scored.push(await scoreVariant(v, s, sc, ref, workDir, cacheKey(v.name), log));
+  const src: SwapSource = { variants: new Map(variants.map((v) => [v.name, v])), s, sc, ref, log };
+  const store = opts.store ?? new MemoryStore();
+  const units = await swapStudy.plan(null, src);
+  const outcome = await new InProcessRunner().run(swapStudy, units, src, store);
+  const scored = await swapStudy.reduce(outcome.units, store, null);
+  if (outcome.reused > 0) log(`${outcome.reused} of ${units.length} rows from the store`);
   const base = variants.findIndex((v) => v.kind === 'memorizing');
   const rows = scored.map((x, i) => {
     if (base < 0 || i === base) return x.row;
@@ -233,14 +258,14 @@ export interface BandSearch {
  * order of increasing log-width (ties: lower σ first); the first width at which some band's swap
  * gives a trajectory-level rate ≤ `target` ends the search (every band of that width is tried and
  * the lowest rate wins). Bands containing no sampler step are skipped. Each trial is one
- * {@link runSwapStudy} row (cached in `workDir`).
+ * {@link runSwapStudy} row (a unit in `opts.store`).
  */
 export async function searchSwapBand(
   memorizing: Denoiser,
   generalizing: Denoiser,
   s: SwapStudySettings,
   sc: SwapScoring,
-  opts: { target: number; edges?: readonly number[]; nEdges?: number; workDir?: string; log?: (m: string) => void },
+  opts: SwapRunOptions & { target: number; edges?: readonly number[]; nEdges?: number },
 ): Promise<BandSearch> {
   const { target } = opts;
   if (!(target >= 0 && target <= 1)) throw new Error(`searchSwapBand: target must be a rate in [0, 1], got ${target}`);
@@ -262,7 +287,7 @@ export async function searchSwapBand(
     }
   }
   cands.sort((a, b) => a.width - b.width || a.band.sigmaLo - b.band.sigmaLo);
-  const base = await runSwapStudy([{ name: 'memorizing', kind: 'memorizing', denoiser: memorizing }], s, sc, { ...(opts.workDir ? { workDir: opts.workDir } : {}), log });
+  const base = await runSwapStudy([{ name: 'memorizing', kind: 'memorizing', denoiser: memorizing }], s, sc, { ...(opts.store ? { store: opts.store } : {}), log });
   const baseRate = base.rows[0]!.rate;
   const trials: BandTrial[] = [];
   if (baseRate <= target) {
@@ -275,7 +300,7 @@ export async function searchSwapBand(
     if (widthHit !== null && c.width > widthHit * (1 + 1e-9)) break;
     const d = swapDenoiser(memorizing, generalizing, c.band, { disposeInner: false, mapCond: () => null });
     const name = `swap[${c.band.sigmaLo.toPrecision(4)},${c.band.sigmaHi.toPrecision(4)}]`;
-    const r = await runSwapStudy([{ name, kind: 'swap', denoiser: d, band: c.band }], s, sc, { ...(opts.workDir ? { workDir: opts.workDir } : {}), log });
+    const r = await runSwapStudy([{ name, kind: 'swap', denoiser: d, band: c.band }], s, sc, { ...(opts.store ? { store: opts.store } : {}), log });
     const t: BandTrial = { band: c.band, stepsInBand: c.stepsInBand, rate: r.rows[0]!.rate, frechet: r.rows[0]!.frechet };
     trials.push(t);
     if (t.rate <= target) {

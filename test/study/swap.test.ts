@@ -1,7 +1,5 @@
-import { describe, expect, it, afterAll } from 'vitest';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { MemoryStore } from '../../src/engine/memory-store.ts';
+import { describe, expect, it } from 'vitest';
 import { makeEmpiricalDenoiser } from '../../src/denoisers/empirical.ts';
 import { makeGaussianDenoiser } from '../../src/denoisers/gaussian.ts';
 import { swapDenoiser } from '../../src/denoisers/swap.ts';
@@ -42,11 +40,6 @@ function bruteRate(samples: Tensor, train: Tensor, thr: number): { rate: number;
   }
   return { rate: hits / R, nearest };
 }
-
-const dirs: string[] = [];
-afterAll(async () => {
-  for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
 
 describe('samplerSigmas', () => {
   it('equals √((1−ᾱ_t)/ᾱ_t) of the DDIM timesteps from the scaled-linear betas computed here', () => {
@@ -104,20 +97,18 @@ describe('runSwapStudy', () => {
     await gen.dispose();
   });
 
-  it('a killed study resumes from its cached variants without resampling them', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'memscope-swap-'));
-    dirs.push(dir);
+  it('a killed study resumes from the rows in its store without resampling them', async () => {
+    const store = new MemoryStore();
     const mem = await makeEmpiricalDenoiser(trainImages, { name: 'D*' });
     let calls = 0;
     const counting = { ...mem, name: 'D*', shape: mem.shape, space: mem.space, conditions: mem.conditions, predict: (...a: Parameters<typeof mem.predict>) => (calls++, mem.predict(...a)) };
     const failing = { ...counting, name: 'boom', predict: async () => Promise.reject(new Error('killed')) };
-    await expect(runSwapStudy([{ name: 'D*', kind: 'memorizing', denoiser: counting }, { name: 'boom', kind: 'generalizing', denoiser: failing }], settings, scoring, { workDir: dir })).rejects.toThrow('killed');
+    await expect(runSwapStudy([{ name: 'D*', kind: 'memorizing', denoiser: counting }, { name: 'boom', kind: 'generalizing', denoiser: failing }], settings, scoring, { store })).rejects.toThrow('killed');
     const first = calls;
     expect(first).toBeGreaterThan(0);
-    const res = await runSwapStudy([{ name: 'D*', kind: 'memorizing', denoiser: counting }], settings, scoring, { workDir: dir });
+    const res = await runSwapStudy([{ name: 'D*', kind: 'memorizing', denoiser: counting }], settings, scoring, { store });
     expect(calls).toBe(first);
     expect(res.rows[0]!.rate).toBeGreaterThan(0.9);
-    expect((await readdir(dir)).sort()).toEqual(['D_.json']);
     await mem.dispose();
   });
 
