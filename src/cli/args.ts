@@ -20,6 +20,9 @@ export class InputError extends Error {
   override readonly name: string = 'InputError';
 }
 
+/** Flags renamed in every command that has the new name (issue 15: one name per concept). */
+export const RENAMED: Readonly<Record<string, string>> = { condition: 'prompts', conditions: 'prompts' };
+
 /** Options spec of one command: flag name → `{ type: 'string' }` (takes a value) or `{ type: 'boolean' }` (a switch). */
 export type OptionSpec = Readonly<Record<string, { readonly type: 'string' | 'boolean' }>>;
 
@@ -30,8 +33,13 @@ export type OptionSpec = Readonly<Record<string, { readonly type: 'string' | 'bo
  * values, a stray argument. A negative number after a flag that takes a value is read as its value
  * (`--eta -1` = `--eta=-1`, as commander does), so that the flag's own range check can name it.
  */
-export function parseFlags(argv: readonly string[], options: OptionSpec): Record<string, string | boolean | undefined> {
+export function parseFlags(argv: readonly string[], options: OptionSpec, renamed: Readonly<Record<string, string>> = {}): Record<string, string | boolean | undefined> {
   const names = Object.keys(options);
+  for (const a of argv) {
+    const old = /^--([^=]+)/.exec(a)?.[1];
+    const now = old === undefined || old in options ? undefined : (renamed[old] ?? RENAMED[old]);
+    if (now !== undefined && now in options) throw new UsageError(`--${old} is now --${now} (one name per concept in every command)`);
+  }
   const cmd = new Command('memscope')
     .exitOverride()
     .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} })
@@ -111,8 +119,8 @@ function isBooleanSchema(t: z.ZodType): boolean {
 }
 
 /** Parse `argv` against the flags of `schema` ({@link flagsOf}) and validate them ({@link validate}). */
-export function parseCommand<T extends z.ZodObject>(argv: readonly string[], schema: T): z.infer<T> {
-  return validate(schema, parseFlags(argv, flagsOf(schema)));
+export function parseCommand<T extends z.ZodObject>(argv: readonly string[], schema: T, renamed: Readonly<Record<string, string>> = {}): z.infer<T> {
+  return validate(schema, parseFlags(argv, flagsOf(schema), renamed));
 }
 
 /**

@@ -16,12 +16,12 @@ import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 
 export const SWEEP_HELP = `memscope sweep — the CFG-start sweep of Jain et al. (docs/methods.md §4.3)
 
-Usage: memscope sweep --prompt COND [flags]
+Usage: memscope sweep --prompts COND [flags]
   --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
                      (with --prompt-set) | default (models/duplication when present)
-  --prompt COND      one memorized condition, e.g. caption:0
-  --seed N           (default 0)
-  --guidance X       λ applied from the start step k on (default 7.5)
+  --prompts COND     one memorized condition, e.g. caption:0
+  --seeds N          one seed (default 0)
+  --scale X          λ applied from the start step k on (default 7.5)
   --og               also sweep with opposite guidance −λ before k
   --og-scale X       λ_og of the OG variant (default λ)
   --every N          sweep every N-th start step (default 1)
@@ -39,14 +39,14 @@ not a copy. Writes sweep.json, sweep.csv, strips of the samples in step order, s
 and report.html.
 
 Example:
-  memscope sweep --model models/duplication --prompt caption:0 --seed 0 --og --out runs/sweep
+  memscope sweep --model models/duplication --prompts caption:0 --seeds 0 --og --out runs/sweep
 `;
 
 const Schema = z.object({
   model: z.string().default('default'),
-  prompt: z.string({ message: '--prompt: required, e.g. caption:0' }),
-  seed: nonNegativeInt('seed').default(0),
-  guidance: finiteNumber('guidance').default(7.5),
+  prompts: z.string({ message: '--prompts: required, e.g. caption:0' }),
+  seeds: nonNegativeInt('seeds').default(0),
+  scale: finiteNumber('scale').default(7.5),
   og: z.boolean().default(false),
   'og-scale': finiteNumber('og-scale').optional(),
   every: positiveInt('every', 1000).default(1),
@@ -61,27 +61,27 @@ const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope sweep`. */
 export async function sweepCommand(argv: string[]): Promise<void> {
-  const raw = parseFlags(argv, FLAGS);
-  if (raw['prompt'] === undefined) throw new UsageError('--prompt: required; one memorized condition such as caption:0');
+  const raw = parseFlags(argv, FLAGS, { prompt: 'prompts', seed: 'seeds', guidance: 'scale' });
+  if (raw['prompts'] === undefined) throw new UsageError('--prompts: required; one memorized condition such as caption:0');
   const o = validateFlags(Schema, raw);
   await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o);
   let cond: number;
   try {
-    const cs = parseConditions(o.prompt, src.denoiser, '--prompt');
-    if (cs.length !== 1 || cs[0] === null) throw new Error(`--prompt: expected exactly one condition such as caption:0, got "${o.prompt}"`);
+    const cs = parseConditions(o.prompts, src.denoiser, '--prompts');
+    if (cs.length !== 1 || cs[0] === null) throw new Error(`--prompts: the sweep takes exactly one condition such as caption:0, got "${o.prompts}"`);
     cond = cs[0];
-    if (src.denoiser.conditions[cond]!.targets === undefined) throw new Error(`--prompt: ${src.denoiser.conditions[cond]!.id} has no training image to copy; pick a memorized caption`);
+    if (src.denoiser.conditions[cond]!.targets === undefined) throw new Error(`--prompts: ${src.denoiser.conditions[cond]!.id} has no training image to copy; pick a memorized caption`);
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
   const descriptor = await loadDescriptor(o.descriptor ?? (src.sd ? 'pixel' : 'learned'), { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
-  const settings = { cond, seed: o.seed, lambda: o.guidance, og: o.og, ogLambda: o['og-scale'] ?? o.guidance, sampler: o.sampler, steps: o.steps, config: studyConfig(src), every: o.every, threshold: o.threshold };
+  const settings = { cond, seed: o.seeds, lambda: o.scale, og: o.og, ogLambda: o['og-scale'] ?? o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), every: o.every, threshold: o.threshold };
   const r = await runSweep(src, settings, descriptor, (m) => process.stderr.write(`${m}\n`));
   await withResultsDir(o.out, async (dir) => {
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'sweep', model: spec, prompt: o.prompt, descriptor: descriptor.info, ...settings });
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'sweep', model: spec, prompt: o.prompts, descriptor: descriptor.info, ...settings });
     await writeSweepReport(dir, r, descriptor.info.name);
   }, { command: 'sweep' });
   await descriptor.dispose?.();

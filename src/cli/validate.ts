@@ -23,7 +23,7 @@ export const VALIDATE_HELP = `memscope validate — measure memorization and gen
 Usage: memscope validate --model DIR [flags]
   --seeds LIST       seeds per condition (default 0-15)
   --guidance SPEC    default constant:7.5
-  --condition SPEC   default all (every caption and class prompt)
+  --prompts SPEC     default all (every caption and class prompt)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
   --out DIR          default <model>/validation; runs/validate/<name> for a model shipped in
                      memscope's models/ folder (results never go into models/)
@@ -42,7 +42,7 @@ const Schema = z.object({
   model: z.string().min(1),
   seeds: z.string().default('0-15'),
   guidance: z.string().default('constant:7.5'),
-  condition: z.string().default('all'),
+  prompts: z.string().default('all'),
   sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().optional(),
@@ -66,7 +66,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
   const tm = await asInput('--model', () => loadTrainedModel(o.model));
   const conds = (() => {
     try {
-      return parseConditions(o.condition, tm.denoiser);
+      return parseConditions(o.prompts, tm.denoiser, '--prompts');
     } catch (e) {
       throw new UsageError((e as Error).message);
     }

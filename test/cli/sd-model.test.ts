@@ -141,11 +141,11 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     const settings = JSON.parse(readFileSync(join(root, 'runs', 'kim', 'settings.json'), 'utf8'));
     expect(settings.descriptor).toBe('pixel');
     expect(settings.config.steps_offset).toBe(1);
-    const sw = await runCli(['sweep', ...S, '--prompt', 'caption:0', '--every', '3', '--out', join(root, 'runs', 'sweep')]);
+    const sw = await runCli(['sweep', ...S, '--prompts', 'caption:0', '--every', '3', '--out', join(root, 'runs', 'sweep')]);
     expect(sw.code, sw.err).toBe(0);
     const sweep = JSON.parse(readFileSync(join(root, 'runs', 'sweep', 'sweep.json'), 'utf8'));
     expect(sweep.variants[0].rows.map((x: { k: number }) => x.k)).toEqual([0, 3, 6]);
-    const bad = await runCli(['sweep', ...S, '--prompt', 'caption:2', '--out', join(root, 'runs', 'sweep-bad')]);
+    const bad = await runCli(['sweep', ...S, '--prompts', 'caption:2', '--out', join(root, 'runs', 'sweep-bad')]);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/caption:2 has no training image to copy/);
     const cu = await runCli(['curves', ...S, '--seeds', '0-1', '--out', join(root, 'runs', 'curves')]);

@@ -61,9 +61,11 @@ describe('runSweep', () => {
 describe('memscope sweep: bad input', () => {
   afterEach(() => vi.restoreAllMocks());
   it.each([
-    [['sweep'], /--prompt: required/],
-    [['sweep', '--prompt', 'caption:0', '--every', '0'], /--every/],
-    [['sweep', '--prompt', 'caption:0', '--guidance', 'lots'], /guidance/],
+    [['sweep'], /--prompts: required/],
+    [['sweep', '--prompts', 'caption:0', '--every', '0'], /--every/],
+    [['sweep', '--prompts', 'caption:0', '--scale', 'lots'], /--scale/],
+    [['sweep', '--prompt', 'caption:0'], /--prompt is now --prompts/],
+    [['sweep', '--prompts', 'caption:0', '--guidance', '3'], /--guidance is now --scale/],
   ])('%j exits 2 naming the argument', async (argv, re) => {
     const { code, err } = await runCli(argv);
     expect(code).toBe(2);
