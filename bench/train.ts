@@ -41,11 +41,11 @@ import { createSession, type Feed } from '../src/graph/session.ts';
 import { gradientGraph } from '../src/graph/autodiff.ts';
 import { alphaBars, betas } from '../src/schedules/betas.ts';
 import { Mt19937 } from '../src/random/torch.ts';
-import { buildTrainingGraph, DiffusionModelConfigSchema, type DiffusionModelConfig } from '../src/train/diffusion-model.ts';
-import { countParams, initParams } from '../src/train/models/init.ts';
-import { unetStats } from '../src/train/models/unet.ts';
-import { textEncoderStats } from '../src/train/models/text-encoder.ts';
-import { AdamW, clipCoefficient, gradNorm } from '../src/train/optim.ts';
+import { buildTrainingGraph, DiffusionModelConfigSchema, type DiffusionModelConfig } from '../src/models/diffusion-model.ts';
+import { countParams, initParams } from '../src/models/init.ts';
+import { unetStats } from '../src/models/unet.ts';
+import { textEncoderStats } from '../src/models/text-encoder.ts';
+import { AdamW, clipCoefficient, gradNorm } from '../src/optim/adamw.ts';
 import { noiseBatch } from '../src/train/noise.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

@@ -17,7 +17,7 @@ import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../m
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
 import type { Verdict } from '../analysis/verdict.ts';
 import { meanBatch } from '../tensor/ops.ts';
-import { Classifier } from '../train/classifier.ts';
+import { Classifier } from '../models/classifier.ts';
 import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';

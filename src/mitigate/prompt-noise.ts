@@ -26,8 +26,8 @@
  * at 77 tokens; an insertion after the cut has no effect.
  */
 import { mulberry32 } from '../data/indices.ts';
-import { WordTokenizer } from '../train/tokenizer.ts';
-import { DiffusionModelConfigSchema } from '../train/diffusion-model.ts';
+import { WordTokenizer } from '../text/word-tokenizer.ts';
+import { DiffusionModelConfigSchema } from '../models/diffusion-model.ts';
 import { createSession } from '../graph/session.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import type { ConditionInfo, Denoiser } from '../denoisers/denoiser.ts';

@@ -45,10 +45,10 @@
 import p from 'onnx-proto';
 import { GraphBuilder } from '../graph/builder.ts';
 import { createSession, type Session } from '../graph/session.ts';
-import { buildDiffusersUnet, CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../train/models/unet.ts';
-import { paramFnFor } from '../train/models/init.ts';
-import { prefixed } from '../train/diffusion-model.ts';
-import { WordTokenizer } from '../train/tokenizer.ts';
+import { buildDiffusersUnet, CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../models/unet.ts';
+import { paramFnFor } from '../models/init.ts';
+import { prefixed } from '../models/diffusion-model.ts';
+import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { checkConds, type CondRef, type Denoiser, type NoiseLevel } from '../denoisers/denoiser.ts';
 import type { AttentionOutput, TrainedModel } from '../denoisers/trained.ts';
 import { type Tensor, assertFinite, batchSize, numel } from '../tensor/tensor.ts';

@@ -6,7 +6,7 @@
  * loss to differentiate (Wen et al.) or a per-token logit scale (Ren et al.).
  */
 import p from 'onnx-proto';
-import { DiffusionModelConfigSchema, type DiffusionModelConfig } from '../train/diffusion-model.ts';
+import { DiffusionModelConfigSchema, type DiffusionModelConfig } from '../models/diffusion-model.ts';
 import type { TrainedModel } from '../denoisers/trained.ts';
 
 const { onnx } = p;

@@ -33,10 +33,10 @@
 import { GraphBuilder } from '../graph/builder.ts';
 import { gradientGraph } from '../graph/autodiff.ts';
 import { createSession, type Session } from '../graph/session.ts';
-import { buildUnet } from '../train/models/unet.ts';
-import { paramFnFor } from '../train/models/init.ts';
-import { prefixed } from '../train/diffusion-model.ts';
-import { AdamW } from '../train/optim.ts';
+import { buildUnet } from '../models/unet.ts';
+import { paramFnFor } from '../models/init.ts';
+import { prefixed } from '../models/diffusion-model.ts';
+import { AdamW } from '../optim/adamw.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import type { Denoiser } from '../denoisers/denoiser.ts';
 import type { TrainedModel } from '../denoisers/trained.ts';

@@ -41,7 +41,7 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import p from 'onnx-proto';
 import { createSession, type Session, type TypedFeed } from '../graph/session.ts';
-import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../train/models/unet.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../models/unet.ts';
 import { CROSS_ATTENTION_SCALE, type LogitAdjustment, type ScaledAttentionUnet } from '../mitigate/ren-attention.ts';
 import type { AttentionOutput } from '../denoisers/trained.ts';
 import { checkConds, type CondRef, type Denoiser, type NoiseLevel } from '../denoisers/denoiser.ts';

@@ -32,11 +32,11 @@ import { join } from 'node:path';
 import { GraphBuilder, f } from '../graph/builder.ts';
 import { writeModelWithExternalData } from '../graph/external-data.ts';
 import { fromHalfArray, toHalfArray } from '../graph/session.ts';
-import type { ParamFn } from '../train/params.ts';
-import { initParam, paramFnFor, paramSeed } from '../train/models/init.ts';
-import { conv2d, reshape, silu, upsample2x } from '../train/models/layers.ts';
-import { buildTextEncoder } from '../train/models/text-encoder.ts';
-import { buildUnet, type UnetConfigInput } from '../train/models/unet.ts';
+import type { ParamFn } from '../models/params.ts';
+import { initParam, paramFnFor, paramSeed } from '../models/init.ts';
+import { conv2d, reshape, silu, upsample2x } from '../models/layers.ts';
+import { buildTextEncoder } from '../models/text-encoder.ts';
+import { buildUnet, type UnetConfigInput } from '../models/unet.ts';
 
 /** Which exporter's conventions a tiny export follows (SPEC §7). */
 export type SdExporterVariant = 'legacy' | 'optimum';

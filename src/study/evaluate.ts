@@ -52,7 +52,7 @@ import { quantileSorted } from '../analysis/correlation.ts';
 import { MIN_N, clusteredRateInterval, judge, minCalibrationImages, type Interval, type Verdict } from '../analysis/verdict.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { mulberry32, sampleIndices, takeRows } from '../data/indices.ts';
-import type { Classifier } from '../train/classifier.ts';
+import type { Classifier } from '../models/classifier.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 import { prepareMethod, type MethodSpec } from '../mitigate/methods.ts';
 import { readNpy, writeNpy } from '../io/npy.ts';

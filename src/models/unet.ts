@@ -11,8 +11,8 @@
  * them. Parameter names follow diffusers' module paths loosely (`down.1.res.0.conv1.weight`).
  */
 import { z } from 'zod';
-import { GraphBuilder } from '../../graph/builder.ts';
-import type { ParamFn } from '../params.ts';
+import { GraphBuilder } from '../graph/builder.ts';
+import type { ParamFn } from './params.ts';
 import { countParams, paramFnFor } from './init.ts';
 import {
   type BatchDim,
