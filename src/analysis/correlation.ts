@@ -5,7 +5,7 @@
  * Every sum accumulates in float64 with the two-pass (centred) formula. Pairs where either value
  * is not finite are dropped before anything is computed.
  */
-import { mulberry32 } from '../data/indices.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
 
 /** A correlation with its bootstrap confidence interval. */
 export interface CorrelationCI {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, type Dim } from '../graph/builder.ts';
 import { writeTinySdExport } from '../sd/tiny-export.ts';
-import type { EvaluatedPrompt } from '../study/evaluate.ts';
+import type { EvaluatedPrompt } from './types.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { expectClose, rand, saveModel, unit } from '../../test/helpers/metrics.ts';
 import { pilBilinearWeights } from './descriptor.ts';

@@ -3,7 +3,7 @@
  * mulberry32 (`src/data/indices.ts`), so the streams are identical to the local copies these
  * files used to carry; nothing here reads `Math.random`.
  */
-import { mulberry32 } from '../../src/data/indices.ts';
+import { mulberry32 } from '../../src/random/mulberry32.ts';
 
 export { mulberry32 };
 
