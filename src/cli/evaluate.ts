@@ -12,7 +12,7 @@ import { loadImageFolder } from '../data/folder.ts';
 import { runEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
 import { DEFAULT_METHODS, needsTextModel, parseMethods } from '../mitigate/methods.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
-import { hasCrossAttentionSoftmax } from '../sd/cross-attention.ts';
+import { hasCrossAttentionSoftmax } from '../graph/cross-attention.ts';
 import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../metrics/clip.ts';
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
 import type { Verdict } from '../analysis/verdict.ts';

@@ -10,7 +10,7 @@ import { readSafetensors } from '../io/safetensors.ts';
 import { buildInferenceGraphs, DiffusionModelConfigSchema } from '../models/diffusion-model.ts';
 import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { createSession, type Session } from '../graph/session.ts';
-import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../models/unet.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../graph/cross-attention.ts';
 import { type Tensor, batchSize, rowSize } from '../tensor/tensor.ts';
 import { loadOnnxDenoiser, type OnnxDenoiser } from './onnx.ts';
 import { checkConds, type CondRef, type ConditionInfo, type Denoiser, type NoiseLevel } from './denoiser.ts';

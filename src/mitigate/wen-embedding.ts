@@ -42,7 +42,8 @@ import type { Denoiser } from '../denoisers/denoiser.ts';
 import type { TrainedModel } from '../denoisers/trained.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 import { embedTexts, textShape } from './prompt-noise.ts';
-import { graphWeights, modelConfig } from './unet-graph.ts';
+import { modelConfig } from './unet-graph.ts';
+import { graphWeights } from '../graph/weights.ts';
 
 /** Wen et al.'s defaults (their `inference_mem.py` and the l_target of the runs Jain et al. compare with). */
 export const WEN_DEFAULTS = { lr: 0.05, maxIters: 10, lossTarget: 3, weightDecay: 0.01 } as const;

@@ -14,7 +14,8 @@ import { UnetConfigSchema, buildUnet, buildDiffusersUnet } from './unet.ts';
 import { TextEncoderConfigSchema, buildTextEncoder } from './text-encoder.ts';
 import { batchDim } from './layers.ts';
 import { EdmPreconditioningSchema, edmCoefficientNodes, sigmaTableNodes, type EdmPreconditioning } from './edm.ts';
-import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX, type UnetConfig, type UnetIO } from './unet.ts';
+import { type UnetConfig, type UnetIO } from './unet.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../graph/cross-attention.ts';
 
 /** Architecture of a trained model (defaults in the schemas). */
 export const DiffusionModelConfigSchema = z.object({
