@@ -71,7 +71,6 @@ export * from './study/swap.ts';
 export * from './study/validate.ts';
 export * from './sd/export.ts';
 export * from './sd/pipeline.ts';
-export * from './sd/tiny-export.ts';
 export * from './text/clip-tokenizer.ts';
 export * from './data/index.ts';
 export * from './io/npy.ts';

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, type Dim } from '../graph/builder.ts';
-import { writeTinySdExport } from '../sd/tiny-export.ts';
+import { writeTinySdExport } from '../../test/helpers/tiny-sd-export.ts';
 import type { EvaluatedPrompt } from './types.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { expectClose, rand, saveModel, unit } from '../../test/helpers/metrics.ts';

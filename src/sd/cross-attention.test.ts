@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import p from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeTinySdExport, tinySdUnetConfig } from './tiny-export.ts';
+import { writeTinySdExport, tinySdUnetConfig } from '../../test/helpers/tiny-sd-export.ts';
 import { writeExposedUnet, hasCrossAttentionSoftmax, CROSS_ATTENTION_SOFTMAX_PATTERN, CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../graph/cross-attention.ts';
 import { createSession, type Session, type TypedFeed } from '../graph/session.ts';
 import { GraphBuilder } from '../graph/builder.ts';
