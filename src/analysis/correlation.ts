@@ -23,7 +23,7 @@ export interface CorrelationCI {
 
 /** Options of {@link bootstrapCorrelation}. */
 export interface BootstrapOptions {
-  /** Seed of the resampling PRNG (mulberry32 of `src/data/indices.ts`). */
+  /** Seed of the resampling PRNG (`src/random/mulberry32.ts`). */
   readonly seed: number;
   /** Number of bootstrap resamples (default 2000). */
   readonly resamples?: number;

@@ -23,9 +23,10 @@
  * eigenvalues √μ_i, and the trace of that root is Σ √μ_i.
  *
  * The eigendecompositions use ml-matrix's symmetric `EigenvalueDecomposition` (Householder
- * tridiagonalisation + implicit QL): the project's faster `eigh` lives in
- * `src/denoisers/gaussian.ts`, whose module imports onnxruntime-node, and the Jacobi solver of
- * `src/analysis/eigen.ts` returns eigenvalues only and is slower at d = 256.
+ * tridiagonalisation + implicit QL; `src/linalg/sym-eig.ts`): the project's faster `eigh` lives in
+ * `src/linalg/eigh.ts`, whose module imports the graph layer (onnxruntime-node) for its thread
+ * count, and the Jacobi solver of `src/linalg/jacobi.ts` returns eigenvalues only and is slower at
+ * d = 256.
  */
 import { symEig } from '../linalg/sym-eig.ts';
 

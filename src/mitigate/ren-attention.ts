@@ -36,7 +36,7 @@
  * An extra additive per-token bias (`tokenBias`) down-weights chosen (trigger) tokens directly.
  *
  * On a Stable Diffusion export the same rule and the same entropy run on the export's own U-Net
- * after graph surgery (`sd/cross-attention.ts`: scale and bias inserted before every `attn2`
+ * after graph surgery (`graph/cross-attention.ts`: scale and bias inserted before every `attn2`
  * softmax, head-averaged probabilities out), through the same {@link ScaledAttentionUnet}
  * interface ({@link RenTarget}); there the tokens are CLIP's (`<|startoftext|>`, BPE tokens,
  * `<|endoftext|>`, then SD 1.x's `<|endoftext|>` or SD 2.x's `!` padding) and, as in their code,
