@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { makeEmpiricalDenoiser } from '../src/denoisers/empirical.ts';
-import { eigh } from '../src/denoisers/gaussian.ts';
+import { eigh } from '../src/linalg/eigh.ts';
 import { defaultThreads } from '../src/graph/session.ts';
 import { mulberry32 } from '../test/helpers/random.ts';
 

@@ -2,7 +2,7 @@
  * Stable-Diffusion-sized U-Net throughput on this machine, and the overhead of memscope's
  * sampling engine over bare onnxruntime calls (`npm run bench -- sd`).
  *
- * Model: `buildDiffusersUnet` (src/train/models/unet.ts) with the architecture dimensions of SD
+ * Model: `buildDiffusersUnet` (src/models/unet.ts) with the architecture dimensions of SD
  * 1.x's `UNet2DConditionModel` (block_out_channels 320/640/1280/1280, 2 layers per block,
  * cross-attention in the first three levels and the mid block, 8 heads, GroupNorm 32, context
  * 77 × 768, time embedding 1280, 4 latent channels, 64 × 64 latents = 512 × 512 images), random
@@ -33,8 +33,8 @@ import { join } from 'node:path';
 import p from 'onnx-proto';
 import { GraphBuilder } from '../src/graph/builder.ts';
 import { createSession, defaultThreads, type Session } from '../src/graph/session.ts';
-import { paramFnFor, initParam, countParams } from '../src/train/models/init.ts';
-import { buildDiffusersUnet, unetStats, type UnetConfigInput } from '../src/train/models/unet.ts';
+import { paramFnFor, initParam, countParams } from '../src/models/init.ts';
+import { buildDiffusersUnet, unetStats, type UnetConfigInput } from '../src/models/unet.ts';
 import { OnnxDenoiser } from '../src/denoisers/onnx.ts';
 import { cfg } from '../src/guidance/cfg.ts';
 import { constant } from '../src/guidance/schedules.ts';

@@ -4,7 +4,7 @@
  * figure: ≥ 0.5× PyTorch, goal 1×).
  *
  * Model: the text encoder + conditional U-Net of `buildTrainingGraph`
- * (src/train/diffusion-model.ts) as `memscope train` builds it (`defaultModelConfig`): 32×32×1
+ * (src/models/diffusion-model.ts) as `memscope train` builds it (`defaultModelConfig`): 32×32×1
  * images, three levels with Transformer blocks (self- + cross-attention, GEGLU) at the two lower
  * levels and in the mid block, a 1-layer width-64 text encoder over 16 tokens, ε-prediction MSE.
  * Two sizes: channels [16, 32, 32] and [32, 64, 64]. Batch 64, 2 threads.
@@ -14,7 +14,7 @@
  * group: `memscope train`'s defaults), on one fixed batch (no data loading, no EMA).
  * - memscope: the gradient graph of `gradientGraph` (src/graph/autodiff.ts) run by onnxruntime
  *   (`createSession`, 2 intra-op threads), then `clipCoefficient` + `AdamW.step` of
- *   src/train/optim.ts on the Float32Array parameters, exactly as src/train/run.ts does.
+ *   src/optim/adamw.ts on the Float32Array parameters, exactly as src/train/run.ts does.
  * - PyTorch 1.13 CPU (`/usr/bin/python3`, `torch.set_num_threads(2)`):
  *   scripts/reference/unet_torch.py, the same modules written with nn.Conv2d/nn.Linear/
  *   nn.GroupNorm/…, `loss.backward()`, `clip_grad_norm_`, `torch.optim.AdamW`.
@@ -41,11 +41,11 @@ import { createSession, type Feed } from '../src/graph/session.ts';
 import { gradientGraph } from '../src/graph/autodiff.ts';
 import { alphaBars, betas } from '../src/schedules/betas.ts';
 import { Mt19937 } from '../src/random/torch.ts';
-import { buildTrainingGraph, DiffusionModelConfigSchema, type DiffusionModelConfig } from '../src/train/diffusion-model.ts';
-import { countParams, initParams } from '../src/train/models/init.ts';
-import { unetStats } from '../src/train/models/unet.ts';
-import { textEncoderStats } from '../src/train/models/text-encoder.ts';
-import { AdamW, clipCoefficient, gradNorm } from '../src/train/optim.ts';
+import { buildTrainingGraph, DiffusionModelConfigSchema, type DiffusionModelConfig } from '../src/models/diffusion-model.ts';
+import { countParams, initParams } from '../src/models/init.ts';
+import { unetStats } from '../src/models/unet.ts';
+import { textEncoderStats } from '../src/models/text-encoder.ts';
+import { AdamW, clipCoefficient, gradNorm } from '../src/optim/adamw.ts';
 import { noiseBatch } from '../src/train/noise.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -314,7 +314,7 @@ async function benchOne(m: TrainBenchModel, o: Required<Omit<TrainBenchOptions, 
 }
 
 /**
- * Training throughput of memscope (onnxruntime gradient graph + AdamW of src/train/optim.ts)
+ * Training throughput of memscope (onnxruntime gradient graph + AdamW of src/optim/adamw.ts)
  * against PyTorch on the same model, batch and threads (see the module note). Returns per size the
  * images/s of both, their ratio, the parameter counts and the first-step agreement; throws if the
  * two models differ. The PyTorch side is skipped with a note when `/usr/bin/python3` lacks torch.
@@ -334,7 +334,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<Record<s
   for (const m of opts.models ?? TRAIN_BENCH_MODELS) results.push(await benchOne(m, o, peerSkip));
   const ratios = results.map((r) => r['throughputRatio']).filter((x): x is number => typeof x === 'number');
   return {
-    what: 'training throughput (images/s) of the text encoder + conditional U-Net of `memscope train` (32×32×1, attention at the two lower levels and mid, 1-layer text encoder, ε-MSE): one step = forward + backward + gradient clipping (1.0) + AdamW (lr 1e-3, wd 0) on a fixed batch; memscope: onnxruntime gradient graph + src/train/optim.ts; PyTorch: scripts/reference/unet_torch.py; same initial parameters, batch and thread count',
+    what: 'training throughput (images/s) of the text encoder + conditional U-Net of `memscope train` (32×32×1, attention at the two lower levels and mid, 1-layer text encoder, ε-MSE): one step = forward + backward + gradient clipping (1.0) + AdamW (lr 1e-3, wd 0) on a fixed batch; memscope: onnxruntime gradient graph + src/optim/adamw.ts; PyTorch: scripts/reference/unet_torch.py; same initial parameters, batch and thread count',
     batch: o.batch,
     threads: o.threads,
     steps: o.steps,

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Write test/fixtures/train_adamw.json: reference AdamW steps, gradient clipping and warmup from torch.
 
-The fixture pins src/train/optim.ts (AdamW, clipGradNorm, warmupLr) to PyTorch:
+The fixture pins src/optim/adamw.ts (AdamW, clipGradNorm, warmupLr) to PyTorch:
 `torch.optim.AdamW(..., foreach=False)` (the single-tensor loop, torch's CPU default),
 `torch.nn.utils.clip_grad_norm_(params, max_norm)` and a `LambdaLR` with diffusers'
 `get_constant_schedule_with_warmup` lambda. Run it with the interpreter that has torch installed

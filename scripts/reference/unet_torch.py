@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """PyTorch peer of memscope's trained text-to-image model, for the training-throughput bench.
 
-The same architecture as src/train/diffusion-model.ts `buildTrainingGraph` (the text encoder of
-src/train/models/text-encoder.ts read by the conditional U-Net of src/train/models/unet.ts through
-cross-attention, built from the layers of src/train/models/layers.ts), layer for layer and shape
+The same architecture as src/models/diffusion-model.ts `buildTrainingGraph` (the text encoder of
+src/models/text-encoder.ts read by the conditional U-Net of src/models/unet.ts through
+cross-attention, built from the layers of src/models/layers.ts), layer for layer and shape
 for shape, written as an ordinary PyTorch user would (nn.Conv2d, nn.Linear, nn.GroupNorm,
 nn.LayerNorm, nn.Embedding, F.gelu(approximate='tanh'), F.interpolate), with the same loss:
 
@@ -88,7 +88,7 @@ RUN_DEFAULTS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# layers (src/train/models/layers.ts)
+# layers (src/models/layers.ts)
 
 
 class Attention(nn.Module):
@@ -150,7 +150,7 @@ class TimestepEmbedding(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# U-Net (src/train/models/unet.ts)
+# U-Net (src/models/unet.ts)
 
 
 class ResBlock(nn.Module):
@@ -312,7 +312,7 @@ class Unet(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# text encoder (src/train/models/text-encoder.ts)
+# text encoder (src/models/text-encoder.ts)
 
 
 class TextEncoderLayer(nn.Module):
@@ -353,7 +353,7 @@ class TextEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# the training model (src/train/diffusion-model.ts buildTrainingGraph)
+# the training model (src/models/diffusion-model.ts buildTrainingGraph)
 
 
 class DiffusionModel(nn.Module):

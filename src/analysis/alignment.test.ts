@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { centredGram, pc1Ratio, pc1RatioFromGram } from './alignment.ts';
-import { jacobiEigenvalues, jacobiEigh } from './eigen.ts';
+import { jacobiEigenvalues, jacobiEigh } from '../linalg/jacobi.ts';
 import { mulberry32, normals } from '../../test/helpers/random.ts';
 
 /** Brute force: the d×d sample covariance and its eigenvalues (ml-matrix). */

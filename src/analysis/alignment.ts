@@ -4,7 +4,7 @@
  * first principal component. With n seeds ≪ d dimensions the nonzero covariance spectrum equals
  * that of the n×n Gram matrix of the centred rows, so nothing d×d is ever formed.
  */
-import { jacobiEigenvalues } from './eigen.ts';
+import { jacobiEigenvalues } from '../linalg/jacobi.ts';
 
 /**
  * The centred Gram matrix `G_ij = ⟨a_i − ā, a_j − ā⟩` (float64, `n×n` row-major) of `n` rows of

@@ -5,7 +5,7 @@
  * Every sum accumulates in float64 with the two-pass (centred) formula. Pairs where either value
  * is not finite are dropped before anything is computed.
  */
-import { mulberry32 } from '../data/indices.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
 
 /** A correlation with its bootstrap confidence interval. */
 export interface CorrelationCI {
@@ -23,7 +23,7 @@ export interface CorrelationCI {
 
 /** Options of {@link bootstrapCorrelation}. */
 export interface BootstrapOptions {
-  /** Seed of the resampling PRNG (mulberry32 of `src/data/indices.ts`). */
+  /** Seed of the resampling PRNG (`src/random/mulberry32.ts`). */
   readonly seed: number;
   /** Number of bootstrap resamples (default 2000). */
   readonly resamples?: number;

@@ -5,20 +5,9 @@ import { didYouMean } from '../text/suggest.ts';
 import { parseSamplerName, SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 
 export { editDistance, nearestName, didYouMean } from '../text/suggest.ts';
-
-/** An error in what the user typed; the CLI prints its message and the command's usage line, exit code 2. */
-export class UsageError extends Error {
-  override readonly name: string = 'UsageError';
-}
-
-/**
- * An error in a file, folder or model the user named (missing, unreadable, malformed, the wrong
- * kind): the CLI prints its message, exit code 2 (as for {@link UsageError}, without the usage line).
- * Failures of memscope itself stay ordinary errors (exit code 1).
- */
-export class InputError extends Error {
-  override readonly name: string = 'InputError';
-}
+import { UsageError, InputError } from '../io/errors.ts';
+/** The user-input errors live in `src/io/errors.ts` (any layer may throw them); re-exported here for the CLI. */
+export { UsageError, InputError } from '../io/errors.ts';
 
 /** Flags renamed in every command that has the new name (issue 15: one name per concept). */
 export const RENAMED: Readonly<Record<string, string>> = { condition: 'prompts', conditions: 'prompts' };

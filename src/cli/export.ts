@@ -6,7 +6,7 @@ import { loadTrainedModel } from '../denoisers/trained.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { writeNpy } from '../io/npy.ts';
-import { WordTokenizer } from '../train/tokenizer.ts';
+import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { createSession } from '../graph/session.ts';
 
 export const EXPORT_HELP = `memscope export — write a trained model as standalone ONNX files

@@ -6,7 +6,7 @@ import { trainScenario, TrainSettingsSchema } from '../train/run.ts';
 import { trainClassifier, CLASSIFIER_DEFAULT_STEPS } from '../train/classifier.ts';
 import { trainDescriptor, DESCRIPTOR_DEFAULT_STEPS } from '../train/descriptor.ts';
 import { checkTrainTarget, defaultTrainOut } from '../train/out.ts';
-import { UnetConfigSchema } from '../train/models/unet.ts';
+import { UnetConfigSchema } from '../models/unet.ts';
 
 const TARGETS = [...SCENARIO_NAMES, 'classifier', 'descriptor'] as const;
 

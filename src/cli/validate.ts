@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { join, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
-import { Classifier } from '../train/classifier.ts';
+import { Classifier } from '../models/classifier.ts';
 import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/schedules.ts';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadImageFolder, readCaptionsCsv } from './folder.ts';
-import { mulberry32 } from './indices.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-folder-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { tensor } from '../tensor/tensor.ts';
-import { classCounts, classIndices, mulberry32, sampleIndices, takeRows } from './indices.ts';
+import { classCounts, classIndices, sampleIndices, takeRows } from './indices.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
 import { bytesToSigned, signedToBytes } from './pixels.ts';
 
 describe('index helpers', () => {

@@ -5,6 +5,7 @@
  * `Math.random`.
  */
 import { type Tensor, batchSize, rowSize } from '../tensor/tensor.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
 
 function checkLabel(l: number, i: number, numClasses: number | undefined): void {
   if (!Number.isInteger(l) || l < 0) throw new Error(`labels: element ${i} is ${l}, not a non-negative integer`);
@@ -37,22 +38,6 @@ export function classIndices(labels: ArrayLike<number>, numClasses?: number): nu
 /** `out[c]` = how many labels equal `c` (length `numClasses`, default max label + 1). */
 export function classCounts(labels: ArrayLike<number>, numClasses?: number): number[] {
   return classIndices(labels, numClasses).map((l) => l.length);
-}
-
-/**
- * A mulberry32 generator: returns a function giving uniform floats in [0, 1). `seed` is
- * taken as a uint32 (`seed >>> 0`); it must be a finite integer.
- */
-export function mulberry32(seed: number): () => number {
-  if (!Number.isInteger(seed)) throw new Error(`seed: must be an integer, got ${seed}`);
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -7,7 +7,9 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { describe, expect, it } from 'vitest';
-import { eigh, eighCached, eighCachedMany, eighMany, eighStats, fitGaussian, gaussianComponent, linearDenoise, makeGaussianDenoiser } from './gaussian.ts';
+import { fitGaussian, gaussianComponent, linearDenoise, makeGaussianDenoiser } from './gaussian.ts';
+import { eigh, eighMany } from '../linalg/eigh.ts';
+import { eighCached, eighCachedMany, eighStats } from '../linalg/eigh-cache.ts';
 import { mulberry32 } from '../../test/helpers/random.ts';
 import { useTempCache } from '../../test/helpers/cache.ts';
 

@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type MixtureComponent, makeMixtureDenoiser } from './mixture.ts';
-import { eigh, makeGaussianDenoiser } from './gaussian.ts';
+import { makeGaussianDenoiser } from './gaussian.ts';
+import { eigh } from '../linalg/eigh.ts';
 import type { CondRef } from './denoiser.ts';
 import { mulberry32 } from '../../test/helpers/random.ts';
 import { cholesky, cholSolve } from '../../test/helpers/linalg.ts';

@@ -5,16 +5,16 @@
  * signature — runs cond and uncond rows in one batch through the generic ONNX denoiser.
  */
 import { join } from 'node:path';
-import { readModelJson, trainingSigmas } from '../train/run.ts';
-import { readSafetensors } from '../train/safetensors.ts';
-import { buildInferenceGraphs, DiffusionModelConfigSchema } from '../train/diffusion-model.ts';
-import { WordTokenizer } from '../train/tokenizer.ts';
+import { readModelJson, trainingSigmas } from '../models/model-dir.ts';
+import { readSafetensors } from '../io/safetensors.ts';
+import { buildInferenceGraphs, DiffusionModelConfigSchema } from '../models/diffusion-model.ts';
+import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { createSession, type Session } from '../graph/session.ts';
-import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../train/models/unet.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../graph/cross-attention.ts';
 import { type Tensor, batchSize, rowSize } from '../tensor/tensor.ts';
 import { loadOnnxDenoiser, type OnnxDenoiser } from './onnx.ts';
 import { checkConds, type CondRef, type ConditionInfo, type Denoiser, type NoiseLevel } from './denoiser.ts';
-import type { ScenarioPrompt } from '../train/scenarios.ts';
+import type { ScenarioPrompt } from '../models/model-dir.ts';
 
 /** A loaded trained model: its denoiser, its prompts and the graphs (for export). */
 export interface TrainedModel {

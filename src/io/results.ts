@@ -23,9 +23,9 @@
  */
 import { access, constants, lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
-import { UsageError } from '../cli/args.ts';
+import { UsageError } from '../io/errors.ts';
 import { packageRoot } from '../data/paths.ts';
-import { memscopeVersion } from '../train/checkpoint.ts';
+import { memscopeVersion } from './version.ts';
 import { writeJsonAtomic } from './atomic.ts';
 
 /** Name of the marker file memscope writes (last) into every results folder it creates. */

@@ -38,7 +38,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSession, type Session, type ValueInfo } from '../graph/session.ts';
-import type { AlignmentScorer, EvaluatedPrompt, FeatureExtractor } from '../study/evaluate.ts';
+import type { AlignmentScorer, EvaluatedPrompt, FeatureExtractor } from './types.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { loadClipTokenizer, type ClipTokenizer } from '../text/clip-tokenizer.ts';
 import { l2NormalizeRows } from './descriptor.ts';

@@ -23,7 +23,7 @@ import { createSession, type Session } from '../graph/session.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { batchRows, checkImageBatch, embedImageChunks, fixedDim, runFixedBatch, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
 import { pilBilinearWeights } from './resize.ts';
-import { DESCRIPTOR_SIZE, LEARNED_PREPROCESSING, defaultDescriptorDir, descriptorInferenceGraph, readDescriptorModel } from '../train/descriptor.ts';
+import { DESCRIPTOR_SIZE, LEARNED_PREPROCESSING, defaultDescriptorDir, descriptorInferenceGraph, readDescriptorModel } from '../models/descriptor.ts';
 
 /** PIL bilinear resampling weights (re-exported from `resize.ts`, where the PIL resampling code lives). */
 export { pilBilinearWeights };

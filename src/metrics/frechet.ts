@@ -23,11 +23,12 @@
  * eigenvalues √μ_i, and the trace of that root is Σ √μ_i.
  *
  * The eigendecompositions use ml-matrix's symmetric `EigenvalueDecomposition` (Householder
- * tridiagonalisation + implicit QL): the project's faster `eigh` lives in
- * `src/denoisers/gaussian.ts`, whose module imports onnxruntime-node, and the Jacobi solver of
- * `src/analysis/eigen.ts` returns eigenvalues only and is slower at d = 256.
+ * tridiagonalisation + implicit QL; `src/linalg/sym-eig.ts`): the project's faster `eigh` lives in
+ * `src/linalg/eigh.ts`, whose module imports the graph layer (onnxruntime-node) for its thread
+ * count, and the Jacobi solver of `src/linalg/jacobi.ts` returns eigenvalues only and is slower at
+ * d = 256.
  */
-import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
+import { symEig } from '../linalg/sym-eig.ts';
 
 /** Mean and covariance of a feature set (float64). */
 export interface GaussianStats {
@@ -79,14 +80,6 @@ function checkStats(s: GaussianStats, name: string): number {
   for (let i = 0; i < d; i++) if (!Number.isFinite(s.mean[i]!)) throw new Error(`frechetDistance: ${name}.mean[${i}] is ${s.mean[i]}`);
   for (let i = 0; i < d * d; i++) if (!Number.isFinite(s.cov[i]!)) throw new Error(`frechetDistance: ${name}.cov[${i}] is ${s.cov[i]}`);
   return d;
-}
-
-/** Symmetric eigendecomposition of the symmetrised d×d `A` (ml-matrix). */
-function symEig(A: Float64Array, d: number): { values: number[]; vectors: Matrix } {
-  const m = new Matrix(d, d);
-  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) m.set(i, j, 0.5 * (A[i * d + j]! + A[j * d + i]!));
-  const e = new EigenvalueDecomposition(m, { assumeSymmetric: true });
-  return { values: e.realEigenvalues, vectors: e.eigenvectorMatrix };
 }
 
 /**

@@ -24,7 +24,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { createSession, type Session } from '../graph/session.ts';
-import type { FeatureExtractor } from '../study/evaluate.ts';
+import type { FeatureExtractor } from './types.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { embedImageChunks, fixedDim, preprocessImages, runFixedBatch, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
 import { preprocessSession, pilResampleWeights, torchBilinearWeights } from './resize.ts';

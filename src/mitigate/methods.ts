@@ -27,7 +27,7 @@ import { didYouMean } from '../text/suggest.ts';
 import type { Denoiser, CondRef } from '../denoisers/denoiser.ts';
 import type { TrainedModel } from '../denoisers/trained.ts';
 import { constant, dtp, interval, stp, type GuidanceSchedule } from '../guidance/schedules.ts';
-import { mulberry32 } from '../data/indices.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
 import { modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenoiser } from './prompt-noise.ts';
 import { createWenObjective, optimizePromptEmbedding, wenDenoiser, WEN_DEFAULTS } from './wen-embedding.ts';
 import { renMitigatedDenoiser, REN_DEFAULTS, type ScaledAttentionUnet } from './ren-attention.ts';

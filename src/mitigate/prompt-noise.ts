@@ -25,9 +25,9 @@
  * Texts longer than the context (L − 2 words) are truncated by the tokenizer, as CLIP truncates
  * at 77 tokens; an insertion after the cut has no effect.
  */
-import { mulberry32 } from '../data/indices.ts';
-import { WordTokenizer } from '../train/tokenizer.ts';
-import { DiffusionModelConfigSchema } from '../train/diffusion-model.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
+import { WordTokenizer } from '../text/word-tokenizer.ts';
+import { DiffusionModelConfigSchema } from '../models/diffusion-model.ts';
 import { createSession } from '../graph/session.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import type { ConditionInfo, Denoiser } from '../denoisers/denoiser.ts';

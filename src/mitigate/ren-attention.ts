@@ -36,29 +36,29 @@
  * An extra additive per-token bias (`tokenBias`) down-weights chosen (trigger) tokens directly.
  *
  * On a Stable Diffusion export the same rule and the same entropy run on the export's own U-Net
- * after graph surgery (`sd/cross-attention.ts`: scale and bias inserted before every `attn2`
+ * after graph surgery (`graph/cross-attention.ts`: scale and bias inserted before every `attn2`
  * softmax, head-averaged probabilities out), through the same {@link ScaledAttentionUnet}
  * interface ({@link RenTarget}); there the tokens are CLIP's (`<|startoftext|>`, BPE tokens,
  * `<|endoftext|>`, then SD 1.x's `<|endoftext|>` or SD 2.x's `!` padding) and, as in their code,
  * the mask covers everything after the FIRST end token.
  */
-import p from 'onnx-proto';
 import { GraphBuilder } from '../graph/builder.ts';
 import { createSession, type Session } from '../graph/session.ts';
-import { buildDiffusersUnet, CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../train/models/unet.ts';
-import { paramFnFor } from '../train/models/init.ts';
-import { prefixed } from '../train/diffusion-model.ts';
-import { WordTokenizer } from '../train/tokenizer.ts';
+import { buildDiffusersUnet } from '../models/unet.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX, CROSS_ATTENTION_SCALE, addLogitScale, encodeModel } from '../graph/cross-attention.ts';
+import { graphWeights } from '../graph/weights.ts';
+import { paramFnFor } from '../models/init.ts';
+import { prefixed } from '../models/diffusion-model.ts';
+import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { checkConds, type CondRef, type Denoiser, type NoiseLevel } from '../denoisers/denoiser.ts';
 import type { AttentionOutput, TrainedModel } from '../denoisers/trained.ts';
 import { type Tensor, assertFinite, batchSize, numel } from '../tensor/tensor.ts';
 import { embedTexts, textShape } from './prompt-noise.ts';
-import { graphWeights, modelConfig } from './unet-graph.ts';
+import { modelConfig } from './unet-graph.ts';
 
-const { onnx } = p;
+/** The graph surgery lives in `src/graph/cross-attention.ts`; re-exported here, where the public API has always had it. */
+export { CROSS_ATTENTION_SCALE, addLogitScale } from '../graph/cross-attention.ts';
 
-/** Input name of the per-token cross-attention logit scale `[B, contextLength]` added by {@link buildScaledAttentionUnet}. */
-export const CROSS_ATTENTION_SCALE = 'cross_attention_scale';
 
 /** Ren et al.'s inference-time defaults (`local_cmd_inference_time_mitigation.sh`: `--c1 1.25 --cross_attn_mask`). */
 export const REN_DEFAULTS = { startScale: 1.25, maskPadding: true, maskEnd: false } as const;
@@ -77,56 +77,7 @@ export function buildScaledAttentionUnet(model: TrainedModel): Uint8Array {
   if (cfg.unet.conditioning !== 'text') throw new Error(`${model.denoiser.name}: cross-attention exists only in text-conditioned models`);
   const b = new GraphBuilder({ name: 'memscope_unet_scaled_attention' });
   buildDiffusersUnet(b, cfg.unet, prefixed(paramFnFor(b, 'initializer', graphWeights(model.unetBytes)).param, 'unet.'), 'dynamic', { exposeCrossAttention: true });
-  return onnx.ModelProto.encode(addLogitScale(b.toModel(), cfg.unet.contextLength)).finish();
-}
-
-/**
- * Splice the per-token logit scale input {@link CROSS_ATTENTION_SCALE} float32 `[B, contextLength]`
- * into a U-Net built by `buildDiffusersUnet(…, { exposeCrossAttention: true })` (modified in place
- * and returned): every cross-attention logit becomes `scale[b, i] · (q·k_i/√d) + bias[b, i]`, the
- * scale multiplied in before each bias `Add`. Scale 1 and bias 0 give the plain U-Net.
- */
-export function addLogitScale(m: InstanceType<typeof onnx.ModelProto>, contextLength: number): InstanceType<typeof onnx.ModelProto> {
-  const g = m.graph!;
-  const nodes = [...(g.node ?? [])];
-  const ri = nodes.findIndex((n) => n.opType === 'Reshape' && n.input?.[0] === CROSS_ATTENTION_BIAS);
-  if (ri < 0) throw new Error(`buildScaledAttentionUnet: no Reshape of '${CROSS_ATTENTION_BIAS}' in the exposed U-Net`);
-  const biasR = nodes[ri]!.output![0]!;
-  const shapeConst = nodes[ri]!.input![1]!;
-  const taken = new Set<string>(nodes.flatMap((n) => [...(n.output ?? []), n.name ?? '']));
-  const fresh = (hint: string): string => {
-    let k = 0;
-    while (taken.has(`${hint}_${k}`)) k++;
-    taken.add(`${hint}_${k}`);
-    return `${hint}_${k}`;
-  };
-  const scaleR = fresh('ren/scale_reshaped');
-  const out: InstanceType<typeof onnx.NodeProto>[] = [];
-  let adds = 0;
-  nodes.forEach((n, i) => {
-    if (n.opType === 'Add' && (n.input ?? []).includes(biasR)) {
-      const slot = n.input![0] === biasR ? 1 : 0;
-      const scaled = fresh('ren/scaled_logits');
-      out.push(onnx.NodeProto.create({ opType: 'Mul', name: fresh('ren/Mul'), input: [n.input![slot]!, scaleR], output: [scaled] }));
-      const inputs = [...n.input!];
-      inputs[slot] = scaled;
-      n.input = inputs;
-      adds++;
-    }
-    out.push(n as InstanceType<typeof onnx.NodeProto>);
-    if (i === ri) out.push(onnx.NodeProto.create({ opType: 'Reshape', name: fresh('ren/Reshape'), input: [CROSS_ATTENTION_SCALE, shapeConst], output: [scaleR] }));
-  });
-  const layers = (g.output ?? []).filter((o) => (o.name ?? '').startsWith(CROSS_ATTENTION_PROBS_PREFIX)).length;
-  if (adds !== layers || adds === 0) throw new Error(`buildScaledAttentionUnet: found ${adds} biased logit Adds for ${layers} cross-attention layers`);
-  g.node = out;
-  g.input = [
-    ...(g.input ?? []),
-    onnx.ValueInfoProto.create({
-      name: CROSS_ATTENTION_SCALE,
-      type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimParam: 'B' }, { dimValue: contextLength }] } } },
-    }),
-  ];
-  return m;
+  return encodeModel(addLogitScale(b.toModel(), cfg.unet.contextLength));
 }
 
 /** Per-row adjustments of the cross-attention logits (each `B·L` values; defaults: scale 1, bias 0). */

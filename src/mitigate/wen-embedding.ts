@@ -33,16 +33,17 @@
 import { GraphBuilder } from '../graph/builder.ts';
 import { gradientGraph } from '../graph/autodiff.ts';
 import { createSession, type Session } from '../graph/session.ts';
-import { buildUnet } from '../train/models/unet.ts';
-import { paramFnFor } from '../train/models/init.ts';
-import { prefixed } from '../train/diffusion-model.ts';
-import { AdamW } from '../train/optim.ts';
+import { buildUnet } from '../models/unet.ts';
+import { paramFnFor } from '../models/init.ts';
+import { prefixed } from '../models/diffusion-model.ts';
+import { AdamW } from '../optim/adamw.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import type { Denoiser } from '../denoisers/denoiser.ts';
 import type { TrainedModel } from '../denoisers/trained.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 import { embedTexts, textShape } from './prompt-noise.ts';
-import { graphWeights, modelConfig } from './unet-graph.ts';
+import { modelConfig } from './unet-graph.ts';
+import { graphWeights } from '../graph/weights.ts';
 
 /** Wen et al.'s defaults (their `inference_mem.py` and the l_target of the runs Jain et al. compare with). */
 export const WEN_DEFAULTS = { lr: 0.05, maxIters: 10, lossTarget: 3, weightDecay: 0.01 } as const;

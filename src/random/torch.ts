@@ -28,7 +28,7 @@
  * to 1 float ulp (≤ 2.4e-7 on the reference fixture), not bit for bit; the engine, the uniforms
  * and the `numel < 16` path agree exactly.
  */
-import type { NormalSource } from '../samplers/types.ts';
+import type { NormalSource } from './normal.ts';
 import { numel, tensor, type Tensor } from '../tensor/tensor.ts';
 
 const N = 624;

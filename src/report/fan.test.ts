@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
-import { projectPaths, trajectoryFan, type PcaMethod } from './fan.ts';
+import { trajectoryFan } from './fan.ts';
+import { projectPaths, type PcaMethod } from '../analysis/pca.ts';
 import { xmlProblems } from './xmlcheck.ts';
 
 function lcg(seed: number): () => number {

@@ -4,7 +4,8 @@ import { numel, tensor, type Tensor } from '../tensor/tensor.ts';
 import { stableDiffusionConfig, type SchedulerConfigInput } from '../schedules/config.ts';
 import { ddimTimesteps } from '../schedules/timesteps.ts';
 import { SAMPLERS, SAMPLER_NAMES, sample, sampleDdim, sampleDpmpp2m, sampleEuler, type SamplerName } from './index.ts';
-import type { EpsModel, ModelOutput, NormalSource, StepEvent, StepInfo } from './types.ts';
+import type { EpsModel, ModelOutput, StepEvent, StepInfo } from './types.ts';
+import type { NormalSource } from '../random/normal.ts';
 
 interface Case {
   sampler: SamplerName;

@@ -5,6 +5,7 @@
  * to the sampler's loop.
  */
 import type { Tensor } from '../tensor/tensor.ts';
+import type { NormalSource } from '../random/normal.ts';
 
 /** The noise level of one model call as a sampler sees it. */
 export interface StepInfo {
@@ -58,12 +59,6 @@ export interface StepEvent {
   readonly xPrev: Tensor;
   /** ᾱ at t_prev (1 after the last step when the scheduler ends at σ = 0). */
   readonly alphaBarPrev: number;
-}
-
-/** A source of standard normal draws (e.g. the torch-compatible generator of one seed). */
-export interface NormalSource {
-  /** Next `numel(dims)` standard normal draws as torch would produce for `torch.randn(dims)`. */
-  randn(dims: readonly number[]): Float32Array;
 }
 
 /** Options common to every sampler. */

@@ -14,7 +14,7 @@ import { disposeAll } from '../graph/session.ts';
 import { randnTorch } from '../random/torch.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type SdExport, encodePrompts, loadSdExport, sdUnetDenoiser } from './export.ts';
-import { writeTinySdExport } from './tiny-export.ts';
+import { writeTinySdExport } from '../../test/helpers/tiny-sd-export.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-sd-export-'));
 const PROMPTS = ['a photo of a cat', 'an astronaut riding a horse'];

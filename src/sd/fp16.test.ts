@@ -29,7 +29,7 @@ import { TorchGenerator, randnTorch } from '../random/torch.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type SdExport, encodePrompts, loadSdExport } from './export.ts';
 import { generate, vaeDecode, vaeEncode } from './pipeline.ts';
-import { type SdExporterVariant, writeTinySdExport } from './tiny-export.ts';
+import { type SdExporterVariant, writeTinySdExport } from '../../test/helpers/tiny-sd-export.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-sd-fp16-'));
 const U = 2 ** -11;

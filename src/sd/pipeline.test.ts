@@ -16,7 +16,7 @@ import { sample } from '../samplers/index.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { type SdExport, encodePrompts, loadSdExport, sdUnetDenoiser } from './export.ts';
 import { generate, initialLatents, vaeDecode, vaeEncode } from './pipeline.ts';
-import { type TinySdTimestep, writeTinySdExport } from './tiny-export.ts';
+import { type TinySdTimestep, writeTinySdExport } from '../../test/helpers/tiny-sd-export.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-sd-pipeline-'));
 let legacy: SdExport;

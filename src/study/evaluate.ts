@@ -51,14 +51,16 @@ import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
 import { quantileSorted } from '../analysis/correlation.ts';
 import { MIN_N, clusteredRateInterval, judge, minCalibrationImages, type Interval, type Verdict } from '../analysis/verdict.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
-import { mulberry32, sampleIndices, takeRows } from '../data/indices.ts';
-import type { Classifier } from '../train/classifier.ts';
+import { sampleIndices, takeRows } from '../data/indices.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
+import type { Classifier } from '../models/classifier.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 import { prepareMethod, type MethodSpec } from '../mitigate/methods.ts';
 import { readNpy, writeNpy } from '../io/npy.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { runSampling, initialNoise } from './sampling.ts';
 import type { StudySource } from './source.ts';
+import type { AlignmentScorer, EvaluatedPrompt, FeatureExtractor } from '../metrics/types.ts';
 
 /** Settings of an evaluation. */
 export interface EvaluateSettings {
@@ -189,33 +191,6 @@ export interface EvaluateTools {
   readonly alignment: AlignmentScorer | null;
   /** Held-out real images `[n, ...]` like the training images (threshold calibration, Fréchet reference); default the embedded test split. */
   readonly heldOut?: Tensor;
-}
-
-/** Image features for the Fréchet distance (memscope's classifier here; Inception pool features for Stable Diffusion). */
-export interface FeatureExtractor {
-  readonly name: string;
-  /** Features `[n, dim]` of images `[n, ...]` (the training images' layout). */
-  features(images: Tensor): Promise<Tensor>;
-}
-
-/** A per-sample alignment score with the sample's prompt (classifier accuracy here; CLIP score for text-to-image). */
-export interface AlignmentScorer {
-  readonly name: string;
-  /** `'fraction'` (default: a 0/1 or [0, 1] score averaged into a rate) or `'score'` (e.g. CLIP score, 0–100). */
-  readonly unit?: 'fraction' | 'score';
-  /** One score per image (`prompts[r]` is row r's prompt); null when the prompts carry no usable label. */
-  score(images: Tensor, prompts: readonly EvaluatedPrompt[]): Promise<number[] | null>;
-}
-
-/** An evaluated prompt. */
-export interface EvaluatedPrompt {
-  readonly cond: number;
-  readonly id: string;
-  readonly label: string;
-  /** The class the prompt names or depicts (class prompts; captions: their garment's class), when known. */
-  readonly classLabel: number | null;
-  /** The training image the prompt is tied to, when any. */
-  readonly target: number | null;
 }
 
 /**

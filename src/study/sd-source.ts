@@ -74,7 +74,7 @@ export interface SdSourceExtras {
   readonly textModel: PromptTextModel;
   /**
    * Open the U-Net with its cross-attention exposed and adjustable per token (Ren et al. 2024's
-   * detector and mitigation; graph surgery on `unet/model.onnx`, see `sd/cross-attention.ts`):
+   * detector and mitigation; graph surgery on `unet/model.onnx`, see `graph/cross-attention.ts`):
    * condition k = prompt k's embedding, e_∅ = the empty (or negative) prompt's. A second session
    * — the caller disposes it. Rejects, naming the file, when the U-Net is not a diffusers export.
    */

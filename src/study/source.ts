@@ -11,7 +11,7 @@ import { loadTrainedModel, type LoadTrainedOptions, type TrainedModel } from '..
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { defaultTestbed } from './testbed.ts';
 import { crop32to28 } from './validate.ts';
-import { pad28to32 } from '../train/run.ts';
+import { pad28to32 } from '../models/model-dir.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import { isSdExportDir, loadSdStudySource, type SdSourceExtras, type SdSourceOptions } from './sd-source.ts';

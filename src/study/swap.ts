@@ -26,7 +26,7 @@ import type { SchedulerConfig } from '../schedules/config.ts';
 import { alphaBars as alphaBarsOf, betas } from '../schedules/betas.ts';
 import { sampleIndices, takeRows } from '../data/indices.ts';
 import { gaussianStats, frechetDistance, type GaussianStats } from '../metrics/frechet.ts';
-import type { FeatureExtractor } from './evaluate.ts';
+import type { FeatureExtractor } from '../metrics/types.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
 /** One denoiser variant of the mitigation table. */

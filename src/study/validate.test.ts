@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { crop32to28, validateModel } from './validate.ts';
-import { pad28to32 } from '../train/run.ts';
+import { pad28to32 } from '../models/model-dir.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { makeEmpiricalDenoiser } from '../denoisers/empirical.ts';
 import { parseGuidance } from '../guidance/schedules.ts';

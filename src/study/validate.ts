@@ -11,7 +11,7 @@ import type { SamplerName } from '../samplers/index.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { runSampling, type SamplingResult } from './sampling.ts';
 import { CopyDetector, type CopyStat } from '../metrics/copy.ts';
-import type { Classifier } from '../train/classifier.ts';
+import type { Classifier } from '../models/classifier.ts';
 
 /** Crop `[n, C, 32, 32]` samples to the central `[n, C, 28, 28]` (undoing the training padding). */
 export function crop32to28(x: Tensor): Tensor {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { packageRoot } from '../data/paths.ts';
 import { listCheckpoints, loadCheckpoint, loadLatestCheckpoint, memscopeVersion, writeCheckpoint, type Checkpoint } from './checkpoint.ts';
-import type { ParamSpec } from './params.ts';
+import type { ParamSpec } from '../models/params.ts';
 
 const specs: ParamSpec[] = [
   { name: 'w', dims: [2, 3], init: { kind: 'normal', std: 0.02 } },

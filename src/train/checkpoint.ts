@@ -25,10 +25,10 @@ import { memscopeVersion } from '../io/version.ts';
 import { open, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.ts';
-import type { AdamWParamState, AdamWState } from './optim.ts';
+import type { AdamWParamState, AdamWState } from '../optim/adamw.ts';
 import type { EmaState } from './ema.ts';
-import type { ParamSpec } from './params.ts';
-import { decodeSafetensors, encodeSafetensors } from './safetensors.ts';
+import type { ParamSpec } from '../models/params.ts';
+import { decodeSafetensors, encodeSafetensors } from '../io/safetensors.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
 /** The `format` tag of `state.json`. */

@@ -9,12 +9,11 @@ import {
   MILD_AUGMENT,
   STRONG_AUGMENT,
   augmentViews,
-  defaultDescriptorDir,
-  descriptorModelSchema,
   evaluateCopyRetrieval,
   trainDescriptor,
   type AugmentConfig,
 } from './descriptor.ts';
+import { defaultDescriptorDir, descriptorModelSchema } from '../models/descriptor.ts';
 
 const IDENTITY: AugmentConfig = {
   cropArea: [1, 1],

@@ -1,13 +1,14 @@
 import { describe, it, expect, afterAll } from 'vitest';
-import { EDM_P_MEAN, EDM_P_STD, edmCoefficients, edmLossWeight, edmNoiseBatch, EdmPreconditioningSchema, isEdmModel } from './edm.ts';
-import { buildInferenceGraphs, buildTrainingGraph, DiffusionModelConfigSchema } from './diffusion-model.ts';
-import { initParams } from './models/init.ts';
+import { edmCoefficients, EdmPreconditioningSchema, isEdmModel } from '../models/edm.ts';
+import { EDM_P_MEAN, EDM_P_STD, edmLossWeight, edmNoiseBatch } from './edm-noise.ts';
+import { buildInferenceGraphs, buildTrainingGraph, DiffusionModelConfigSchema } from '../models/diffusion-model.ts';
+import { initParams } from '../models/init.ts';
 import { createSession, type Session } from '../graph/session.ts';
 import { GraphBuilder } from '../graph/builder.ts';
-import { paramFnFor } from './models/init.ts';
-import { buildDiffusersUnet } from './models/unet.ts';
-import { prefixed } from './diffusion-model.ts';
-import { trainingSigmas, trainingAlphaBars } from './run.ts';
+import { paramFnFor } from '../models/init.ts';
+import { buildDiffusersUnet } from '../models/unet.ts';
+import { prefixed } from '../models/diffusion-model.ts';
+import { trainingSigmas, trainingAlphaBars } from '../models/model-dir.ts';
 
 describe('EDM coefficients (Karras et al. 2022, Table 1)', () => {
   it('match hand-computed values at σ = σ_data = 0.5 and σ = 1', () => {

@@ -24,7 +24,7 @@
  *   `DDPMScheduler.add_noise`.
  * - **Loss weight** λ(σ) (SPEC §5.6b): 1, or ρ for σ inside a band `[σ_lo, σ_hi]`.
  */
-import { mulberry32 } from '../data/indices.ts';
+import { mulberry32 } from '../random/mulberry32.ts';
 import { Mt19937, TorchGenerator } from '../random/torch.ts';
 import { sigmaFromAlphaBar } from '../schedules/betas.ts';
 import type { Tensor } from '../tensor/tensor.ts';

@@ -7,7 +7,7 @@
  */
 import { lstat, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { UsageError } from '../cli/args.ts';
+import { UsageError } from '../io/errors.ts';
 import { isSameOrAncestor, packageRootReal, realish } from '../io/results.ts';
 import { listCheckpoints } from './checkpoint.ts';
 

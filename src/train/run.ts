@@ -6,21 +6,22 @@
  */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { createSession, type Session, type Feed } from '../graph/session.ts';
 import { gradientGraph } from '../graph/autodiff.ts';
-import { betas, alphaBars, sigmaFromAlphaBar } from '../schedules/betas.ts';
-import { EDM_P_MEAN, EDM_P_STD, EDM_SIGMA_MAX, EDM_SIGMA_MIN, EdmPreconditioningSchema, edmNoiseBatch } from './edm.ts';
+import { EDM_SIGMA_MAX, EDM_SIGMA_MIN, EdmPreconditioningSchema } from '../models/edm.ts';
+import { EDM_P_MEAN, EDM_P_STD, edmNoiseBatch } from './edm-noise.ts';
+import { trainingAlphaBars, pad28to32 } from '../models/model-dir.ts';
 import { type Tensor } from '../tensor/tensor.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { buildScenario, SCENARIO_NAMES, type ScenarioData, type ScenarioName } from './scenarios.ts';
-import { buildTrainingGraph, DiffusionModelConfigSchema, type DiffusionModelConfig } from './diffusion-model.ts';
-import { initParams } from './models/init.ts';
-import { WordTokenizer } from './tokenizer.ts';
+import { buildTrainingGraph, DiffusionModelConfigSchema, type DiffusionModelConfig } from '../models/diffusion-model.ts';
+import { initParams } from '../models/init.ts';
+import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { noiseBatch, stepEngine, uniformFrom, batchIndices } from './noise.ts';
 import { train, type TrainBatch, type TrainResult } from './trainer.ts';
-import { writeSafetensors } from './safetensors.ts';
+import { writeSafetensors } from '../io/safetensors.ts';
 
 /** Settings of a training run (defaults in the schema; the resolved object is stored with the model). */
 export const TrainSettingsSchema = z.object({
@@ -71,27 +72,6 @@ export function defaultModelConfig(data: ScenarioData, vocabSize: number, unet?:
     ...(text ? { textEncoder: { vocabSize, width: 64, maxLength: 16, layers: 1, heads: 4 } } : {}),
     ...(parameterization === 'edm' ? { preconditioning: EdmPreconditioningSchema.parse({ kind: 'edm' }) } : {}),
   });
-}
-
-/** The VP schedule every memscope model is sampled on (scaled_linear 0.00085–0.012, 1000 steps): its ᾱ_t. */
-export function trainingAlphaBars(): Float64Array {
-  return alphaBars(betas('scaled_linear', { betaStart: 0.00085, betaEnd: 0.012 }));
-}
-
-/** σ_t = √((1 − ᾱ_t)/ᾱ_t) of {@link trainingAlphaBars}, t = 0..999 (increasing): the σ table an EDM model's ε graph reads. */
-export function trainingSigmas(): Float64Array {
-  return trainingAlphaBars().map(sigmaFromAlphaBar);
-}
-
-/** Pad `[n,1,28,28]` images in [−1,1] to `[n,1,32,32]` with the background value −1. */
-export function pad28to32(images: Tensor, rows: ArrayLike<number>): Tensor {
-  const n = rows.length;
-  const out = new Float32Array(n * 32 * 32).fill(-1);
-  for (let k = 0; k < n; k++) {
-    const src = rows[k]! * 784;
-    for (let y = 0; y < 28; y++) out.set(images.data.subarray(src + y * 28, src + y * 28 + 28), k * 1024 + (y + 2) * 32 + 2);
-  }
-  return { dims: [n, 1, 32, 32], data: out };
 }
 
 /** What a finished run wrote. */
@@ -223,18 +203,4 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
 
 function mean(v: readonly number[]): number {
   return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
-}
-
-/** Read a trained model's `model.json` (validated lightly; errors name the file). */
-export async function readModelJson(dir: string): Promise<Record<string, unknown>> {
-  const p = join(dir, 'model.json');
-  let txt: string;
-  try {
-    txt = await readFile(p, 'utf8');
-  } catch {
-    throw new Error(`--model: ${dir} is not a trained memscope model (no model.json)`);
-  }
-  const j = JSON.parse(txt) as Record<string, unknown>;
-  if (j['format'] !== 'memscope-trained-model') throw new Error(`--model: ${p} is not a memscope trained-model file`);
-  return j;
 }

@@ -17,23 +17,12 @@
  *   scaled by ρ inside a mid-σ band (SPEC §5.6b).
  */
 import { classIndices, sampleIndices } from '../data/indices.ts';
+import type { ScenarioPrompt } from '../models/model-dir.ts';
 
 /** Scenario names. */
 export const SCENARIO_NAMES = ['duplication', 'small-set', 'class', 'edm-small', 'edm-large', 'edm-small-undertrained', 'graded'] as const;
 /** A scenario name. */
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
-
-/** One prompt of a scenario. */
-export interface ScenarioPrompt {
-  readonly text: string;
-  readonly kind: 'class' | 'caption';
-  /** Training images tied to this prompt when it is a memorization target (captions). */
-  readonly targets?: readonly number[];
-  /** The class of its image(s), when known. */
-  readonly label?: number;
-  /** How many training examples show this caption's image (`graded`: 1, 3, 10, 30, 100; absent elsewhere). */
-  readonly duplicates?: number;
-}
 
 /** A scenario's training set: examples are (image index, prompt index or −1 for none). */
 export interface ScenarioData {

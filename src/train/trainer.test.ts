@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TorchGenerator } from '../random/torch.ts';
 import { listCheckpoints } from './checkpoint.ts';
 import { DataOrder, batchIndices, stepGenerator, type DataOrderState } from './noise.ts';
-import type { ParamSpec, ParamValues } from './params.ts';
+import type { ParamSpec, ParamValues } from '../models/params.ts';
 import { train, type StepOutput, type TrainBatch, type TrainOptions, type TrainResult } from './trainer.ts';
 
 // Closed-form toy: linear least squares y ≈ A·w + c on n rows of d features.

@@ -26,9 +26,9 @@
  */
 import type { EmaOptions, EmaState } from './ema.ts';
 import { Ema, resolveEmaOptions } from './ema.ts';
-import { AdamW, clipCoefficient, resolveAdamWOptions, warmupLr, type AdamWOptions, type AdamWState, type ResolvedAdamWOptions } from './optim.ts';
+import { AdamW, clipCoefficient, resolveAdamWOptions, warmupLr, type AdamWOptions, type AdamWState, type ResolvedAdamWOptions } from '../optim/adamw.ts';
 import { loadLatestCheckpoint, writeCheckpoint, type Checkpoint, type LoadedCheckpoint } from './checkpoint.ts';
-import type { ParamSpec, ParamValues } from './params.ts';
+import type { ParamSpec, ParamValues } from '../models/params.ts';
 import { ProgressLine, type ProgressOptions } from './progress.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 

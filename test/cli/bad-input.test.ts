@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.ts';
-import { writeTinySdExport } from '../../src/sd/tiny-export.ts';
+import { writeTinySdExport } from '../helpers/tiny-sd-export.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
 import { decodeNpy } from '../../src/io/npy.ts';
 import { RESULTS_MARKER } from '../../src/io/results.ts';

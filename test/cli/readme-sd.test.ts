@@ -23,7 +23,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeTinySdExport, type SdExporterVariant } from '../../src/sd/tiny-export.ts';
+import { writeTinySdExport, type SdExporterVariant } from '../helpers/tiny-sd-export.ts';
 import { readNpy } from '../../src/io/npy.ts';
 import { runCli } from '../helpers/cli.ts';
 import { writeTinyMetricModels, writeTinySscd } from '../helpers/sd-fixtures.ts';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeTinySdExport } from '../../src/sd/tiny-export.ts';
+import { writeTinySdExport } from '../helpers/tiny-sd-export.ts';
 import { loadSdExport } from '../../src/sd/export.ts';
 import { generate, vaeEncode } from '../../src/sd/pipeline.ts';
 import { loadSdStudySource } from '../../src/study/sd-source.ts';

@@ -8,8 +8,8 @@ import { loadTrainedModel, type TrainedModel } from '../../src/denoisers/trained
 import { TorchGenerator } from '../../src/random/torch.ts';
 import type { Tensor } from '../../src/tensor/tensor.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
-import { buildDiffusersUnet } from '../../src/train/models/unet.ts';
-import { paramFnFor } from '../../src/train/models/init.ts';
+import { buildDiffusersUnet } from '../../src/models/unet.ts';
+import { paramFnFor } from '../../src/models/init.ts';
 
 const maxAbs = (a: Tensor, b: Tensor): number => a.data.reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i]!)), 0);
 

@@ -1,9 +1,9 @@
 /**
  * Seeded random helpers shared by tests and benchmarks. The generator is the project's own
- * mulberry32 (`src/data/indices.ts`), so the streams are identical to the local copies these
+ * mulberry32 (`src/random/mulberry32.ts`), so the streams are identical to the local copies these
  * files used to carry; nothing here reads `Math.random`.
  */
-import { mulberry32 } from '../../src/data/indices.ts';
+import { mulberry32 } from '../../src/random/mulberry32.ts';
 
 export { mulberry32 };
 

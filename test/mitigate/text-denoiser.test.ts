@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { loadTrainedModel, type TrainedModel } from '../../src/denoisers/trained.ts';
 import { embedTexts, modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenoiser } from '../../src/mitigate/prompt-noise.ts';
-import { WordTokenizer, UNK_ID } from '../../src/train/tokenizer.ts';
+import { WordTokenizer, UNK_ID } from '../../src/text/word-tokenizer.ts';
 import { initialNoise } from '../../src/study/sampling.ts';
 import type { Tensor } from '../../src/tensor/tensor.ts';
 

@@ -9,7 +9,7 @@ import { loadTrainedModel, type TrainedModel } from '../../src/denoisers/trained
 import { createWenObjective, optimizePromptEmbedding, wenDenoiser, type WenObjective } from '../../src/mitigate/wen-embedding.ts';
 import { embedTexts } from '../../src/mitigate/prompt-noise.ts';
 import { initialNoise } from '../../src/study/sampling.ts';
-import { mulberry32 } from '../../src/data/indices.ts';
+import { mulberry32 } from '../../src/random/mulberry32.ts';
 import { concatBatch } from '../../src/tensor/tensor.ts';
 
 const T = 999;

@@ -15,7 +15,7 @@ import { makeGaussianDenoiser } from '../../src/denoisers/gaussian.ts';
 import type { CondRef } from '../../src/denoisers/denoiser.ts';
 import { type DenoiseFn, generalizationGap, linearityResidual, logSigmaGrid, memorizationRate, posteriorStats, regimeMap, shellCoverage } from '../../src/analysis/geometry.ts';
 import { runGeometry, paddedDenoiseFn } from '../../src/study/geometry.ts';
-import { pad28to32 } from '../../src/train/run.ts';
+import { pad28to32 } from '../../src/models/model-dir.ts';
 import { samplerSigmas } from '../../src/study/swap.ts';
 import { parseSchedulerConfig } from '../../src/schedules/config.ts';
 import { main } from '../../src/cli/main.ts';

@@ -6,7 +6,7 @@ import { swapDenoiser } from '../../src/denoisers/swap.ts';
 import { parseSchedulerConfig } from '../../src/schedules/config.ts';
 import { runSampling } from '../../src/study/sampling.ts';
 import { runSwapStudy, samplerSigmas, searchSwapBand } from '../../src/study/swap.ts';
-import type { FeatureExtractor } from '../../src/study/evaluate.ts';
+import type { FeatureExtractor } from '../../src/metrics/types.ts';
 import type { Tensor } from '../../src/tensor/tensor.ts';
 import { syntheticImages, SYNTHETIC_D } from '../helpers/synthetic.ts';
 

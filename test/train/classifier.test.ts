@@ -2,7 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { trainClassifier, Classifier } from '../../src/train/classifier.ts';
+import { trainClassifier } from '../../src/train/classifier.ts';
+import { Classifier } from '../../src/models/classifier.ts';
 import { loadFashionMnist } from '../../src/data/fashion-mnist.ts';
 
 describe('classifier trained through the differentiator', () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { runCli } from '../helpers/cli.ts';
 import { loadTrainedModel } from '../../src/denoisers/trained.ts';
 import { sampleHeunEdm, guidedHeunModel } from '../../src/samplers/heun-edm.ts';
-import { trainingAlphaBars } from '../../src/train/run.ts';
+import { trainingAlphaBars } from '../../src/models/model-dir.ts';
 
 /**
  * The checkpoint config (`config.user`) that memscope wrote before issue 16 (commit 7833c30) for

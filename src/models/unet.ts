@@ -11,9 +11,10 @@
  * them. Parameter names follow diffusers' module paths loosely (`down.1.res.0.conv1.weight`).
  */
 import { z } from 'zod';
-import { GraphBuilder } from '../../graph/builder.ts';
-import type { ParamFn } from '../params.ts';
+import { GraphBuilder } from '../graph/builder.ts';
+import type { ParamFn } from './params.ts';
 import { countParams, paramFnFor } from './init.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../graph/cross-attention.ts';
 import {
   type BatchDim,
   type MacTally,
@@ -343,11 +344,6 @@ export function buildDiffusersUnet(b: GraphBuilder, cfgIn: UnetConfigInput, para
   for (const p of probs) b.output(p.probs, 'float32', [B, p.qLen, cfg.contextLength], `${CROSS_ATTENTION_PROBS_PREFIX}${p.name}`);
   return b.output(eps, 'float32', [B, cfg.inChannels, cfg.sampleSize, cfg.sampleSize], 'out_sample');
 }
-
-/** Input name of the per-token cross-attention logit bias `[B, contextLength]` in graphs built with `exposeCrossAttention`. */
-export const CROSS_ATTENTION_BIAS = 'cross_attention_bias';
-/** Prefix of the outputs `cross_attention_probs/<layer>` `[B, qLen, contextLength]` (mean over heads). */
-export const CROSS_ATTENTION_PROBS_PREFIX = 'cross_attention_probs/';
 
 /** Options of {@link buildDiffusersUnet}. */
 export interface DiffusersUnetOptions {

@@ -8,8 +8,8 @@
  * linear layers PyTorch defaults; LayerNorms ones/zeros.
  */
 import { z } from 'zod';
-import { GraphBuilder } from '../../graph/builder.ts';
-import type { ParamFn } from '../params.ts';
+import { GraphBuilder } from '../graph/builder.ts';
+import type { ParamFn } from './params.ts';
 import { countParams, paramFnFor } from './init.ts';
 import { type BatchDim, type MacTally, attention, batchDim, layerNorm, linear, quickGelu } from './layers.ts';
 

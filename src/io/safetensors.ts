@@ -17,7 +17,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { writeFileAtomic } from '../io/atomic.ts';
+import { writeFileAtomic } from './atomic.ts';
 import { numel, type Tensor } from '../tensor/tensor.ts';
 
 /** The contents of a safetensors file: tensors by name and the `__metadata__` string map. */

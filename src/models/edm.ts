@@ -7,7 +7,7 @@
  *     D(x; σ) = c_skip(σ)·x + c_out(σ)·F_θ(c_in(σ)·x; c_noise(σ)),      x = x0 + σ·n  (VE scale)
  *     c_skip = σ_d²/(σ² + σ_d²),  c_out = σ·σ_d/√(σ² + σ_d²),  c_in = 1/√(σ² + σ_d²),  c_noise = ln(σ)/4
  *
- * with σ_d = 0.5 (the data scaled to [−1, 1]). Training draws ln σ ~ N(P_mean, P_std²) = N(−1.2, 1.2²)
+ * with σ_d = 0.5 (the data scaled to [−1, 1]). Training (`src/train/edm-noise.ts`) draws ln σ ~ N(P_mean, P_std²) = N(−1.2, 1.2²)
  * (clamped to [σ_min, σ_max] = [0.002, 80]) and minimises λ(σ)·‖D(x; σ) − x0‖² with
  * λ(σ) = (σ² + σ_d²)/(σ·σ_d)². Because λ(σ)·c_out(σ)² = 1 exactly, that loss equals
  * ‖F_θ − F_target‖² with F_target = (x0 − c_skip·x)/c_out (Karras et al. eq. 8); the training graph
@@ -27,9 +27,6 @@
  */
 import { z } from 'zod';
 import type { GraphBuilder } from '../graph/builder.ts';
-import type { Tensor } from '../tensor/tensor.ts';
-import { stepGenerator } from './noise.ts';
-import { lossWeight, type LossBand } from './noise.ts';
 
 /** σ_data of EDM (data in [−1, 1]). */
 export const EDM_SIGMA_DATA = 0.5;
@@ -37,10 +34,6 @@ export const EDM_SIGMA_DATA = 0.5;
 export const EDM_SIGMA_MIN = 0.002;
 /** EDM's σ_max. */
 export const EDM_SIGMA_MAX = 80;
-/** P_mean of EDM's log-normal training σ. */
-export const EDM_P_MEAN = -1.2;
-/** P_std of EDM's log-normal training σ. */
-export const EDM_P_STD = 1.2;
 /** Default factor from c_noise to the U-Net's timestep input. */
 export const EDM_NOISE_LABEL_SCALE = 250;
 
@@ -70,76 +63,6 @@ export function edmCoefficients(sigma: number, sigmaData = EDM_SIGMA_DATA): EdmC
   if (!(sigma > 0) || !Number.isFinite(sigma)) throw new Error(`edmCoefficients: sigma must be a finite number > 0, got ${sigma}`);
   const s2 = sigma * sigma + sigmaData * sigmaData;
   return { cSkip: (sigmaData * sigmaData) / s2, cOut: (sigma * sigmaData) / Math.sqrt(s2), cIn: 1 / Math.sqrt(s2), cNoise: Math.log(sigma) / 4 };
-}
-
-/** EDM's loss weight λ(σ) = (σ² + σ_d²)/(σ·σ_d)². */
-export function edmLossWeight(sigma: number, sigmaData = EDM_SIGMA_DATA): number {
-  return (sigma * sigma + sigmaData * sigmaData) / (sigma * sigmaData) ** 2;
-}
-
-/** Options of {@link edmNoiseBatch}. */
-export interface EdmNoiseOptions {
-  readonly seed: number;
-  readonly step: number;
-  readonly precond: EdmPreconditioning;
-  /** Loss band (σ ∈ [lo, hi] weighted by ρ; default none). */
-  readonly band?: LossBand | null;
-  readonly pMean?: number;
-  readonly pStd?: number;
-  readonly sigmaMin?: number;
-  readonly sigmaMax?: number;
-}
-
-/** A noised EDM training batch: what the EDM training graph takes. */
-export interface EdmNoisedBatch {
-  /** σ per row (float64, as drawn and clamped). */
-  readonly sigma: Float64Array;
-  /** n ~ N(0, I) shaped like x0 (x = x0 + σ·n). */
-  readonly noise: Tensor;
-  /** Graph inputs `[B,1,1,1]` (float32): σ, c_skip, c_out, c_in. */
-  readonly sigma4: Float32Array;
-  readonly cSkip: Float32Array;
-  readonly cOut: Float32Array;
-  readonly cIn: Float32Array;
-  /** The U-Net's timestep input per row: noiseLabelScale·ln(σ)/4 (float32 `[B]`). */
-  readonly noiseLabel: Float32Array;
-  /** Extra loss weight per row (1, or ρ inside a band); λ(σ) itself is folded into the F-target form. */
-  readonly weight: Float64Array;
-}
-
-/**
- * Draw an EDM training batch for clean rows `x0` `[B, ...]` at `(seed, step)`: ln σ =
- * P_mean + P_std·z with `z = torch.randn([B])` of the `'level'` stream, σ clamped to
- * [σ_min, σ_max]; n = `torch.randn(x0.shape)` of the `'noise'` stream (the same streams as VP
- * training, so runs are reproducible and resumable in the same way).
- */
-export function edmNoiseBatch(x0: Tensor, o: EdmNoiseOptions): EdmNoisedBatch {
-  const B = x0.dims[0]!;
-  const pMean = o.pMean ?? EDM_P_MEAN;
-  const pStd = o.pStd ?? EDM_P_STD;
-  const lo = o.sigmaMin ?? EDM_SIGMA_MIN;
-  const hi = o.sigmaMax ?? EDM_SIGMA_MAX;
-  const z = stepGenerator(o.seed, o.step, 'level').randn([B]);
-  const noise = stepGenerator(o.seed, o.step, 'noise').randn(x0.dims);
-  const sigma = new Float64Array(B);
-  const sigma4 = new Float32Array(B);
-  const cSkip = new Float32Array(B);
-  const cOut = new Float32Array(B);
-  const cIn = new Float32Array(B);
-  const noiseLabel = new Float32Array(B);
-  const weight = new Float64Array(B);
-  for (let b = 0; b < B; b++) {
-    const s = Math.min(hi, Math.max(lo, Math.exp(pMean + pStd * z[b]!)));
-    const c = edmCoefficients(s, o.precond.sigmaData);
-    sigma[b] = s;
-    sigma4[b] = s;
-    cSkip[b] = c.cSkip;
-    cOut[b] = c.cOut;
-    cIn[b] = c.cIn;
-    noiseLabel[b] = o.precond.noiseLabelScale * c.cNoise;
-    weight[b] = lossWeight(s, o.band ?? null);
-  }
-  return { sigma, noise: { dims: [...x0.dims], data: noise }, sigma4, cSkip, cOut, cIn, noiseLabel, weight };
 }
 
 /**

@@ -10,9 +10,9 @@
  * uniform (24 bits of an mt19937 word, `from + (to − from)·u`); normal draws use
  * {@link TorchGenerator.randn} times the standard deviation.
  */
-import type { GraphBuilder } from '../../graph/builder.ts';
-import { Mt19937, TorchGenerator } from '../../random/torch.ts';
-import type { ParamFn, ParamInit, ParamSpec, ParamValues } from '../params.ts';
+import type { GraphBuilder } from '../graph/builder.ts';
+import { Mt19937, TorchGenerator } from '../random/torch.ts';
+import type { ParamFn, ParamInit, ParamSpec, ParamValues } from './params.ts';
 
 /** The 32-bit seed of parameter `name` under the global `seed` (FNV-1a of the name mixed with the seed). */
 export function paramSeed(seed: number, name: string): number {

@@ -4,9 +4,9 @@
  * sinusoidal time embedding, conv, GELU and 2× nearest up-sampling; seeded initialisation.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { GraphBuilder, type Dim } from '../../graph/builder.ts';
-import { type Feed, createSession, disposeAll } from '../../graph/session.ts';
-import type { ParamSpec } from '../params.ts';
+import { GraphBuilder, type Dim } from '../graph/builder.ts';
+import { type Feed, createSession, disposeAll } from '../graph/session.ts';
+import type { ParamSpec } from './params.ts';
 import { countParams, initParam, initParams, paramFnFor, paramSeed } from './init.ts';
 import {
   type BatchDim,
@@ -22,7 +22,7 @@ import {
   upsample2x,
 } from './layers.ts';
 import { attentionRef, groupNormRef, layerNormRef, linearRef, maxAbsDiff, seededArray, siluRef, sinusoidRef } from './reference.test-helpers.ts';
-import type { ParamFn } from '../params.ts';
+import type { ParamFn } from './params.ts';
 
 afterAll(disposeAll);
 

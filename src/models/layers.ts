@@ -16,8 +16,8 @@
  * stored `[in, out]` (the transpose of `torch.nn.Linear.weight`) so that a linear layer is one
  * MatMul on inputs of any rank. Conv weights are `[out, in, k, k]` as in PyTorch.
  */
-import type { GraphBuilder } from '../../graph/builder.ts';
-import type { ParamFn, ParamInit } from '../params.ts';
+import type { GraphBuilder } from '../graph/builder.ts';
+import type { ParamFn, ParamInit } from './params.ts';
 
 /** Batch size of a graph: a build-time number (training graphs) or `'dynamic'` (inference/export graphs). */
 export type BatchDim = number | 'dynamic';

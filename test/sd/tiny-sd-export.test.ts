@@ -7,12 +7,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../graph/builder.ts';
-import { externalDataLocations, splitExternalData, writeModelWithExternalData } from '../graph/external-data.ts';
-import { type TypedFeed, createSession, disposeAll } from '../graph/session.ts';
-import { parseJsonLenient, parseSchedulerConfig, resolveDdimConfig } from '../schedules/config.ts';
-import { loadClipTokenizer } from '../text/clip-tokenizer.ts';
-import { type TinySdExportInfo, writeTinySdExport } from './tiny-export.ts';
+import { GraphBuilder } from '../../src/graph/builder.ts';
+import { externalDataLocations, splitExternalData, writeModelWithExternalData } from '../../src/graph/external-data.ts';
+import { type TypedFeed, createSession, disposeAll } from '../../src/graph/session.ts';
+import { parseJsonLenient, parseSchedulerConfig, resolveDdimConfig } from '../../src/schedules/config.ts';
+import { loadClipTokenizer } from '../../src/text/clip-tokenizer.ts';
+import { type TinySdExportInfo, writeTinySdExport } from '../helpers/tiny-sd-export.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-tiny-sd-'));
 let legacy: TinySdExportInfo;

@@ -1,6 +1,6 @@
 /** The word-level tokenizer: vocabulary order, special ids, encoding, truncation, null prompt, JSON. */
 import { describe, expect, it } from 'vitest';
-import { END_ID, NUM_SPECIAL, PAD_ID, START_ID, UNK_ID, WordTokenizer, splitWords } from './tokenizer.ts';
+import { END_ID, NUM_SPECIAL, PAD_ID, START_ID, UNK_ID, WordTokenizer, splitWords } from './word-tokenizer.ts';
 
 describe('WordTokenizer', () => {
   const texts = ['A photo of a Cat.', 'cat-dog, photo #2', 'Élan vital 2'];

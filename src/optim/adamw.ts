@@ -14,7 +14,7 @@
  * function of its inputs, which is what the trainer's bit-exact resume relies on.
  */
 import { fmaF32 } from '../schedules/betas.ts';
-import type { ParamSpec } from './params.ts';
+import type { ParamSpec } from '../models/params.ts';
 
 const f = Math.fround;
 

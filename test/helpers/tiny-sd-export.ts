@@ -29,14 +29,14 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GraphBuilder, f } from '../graph/builder.ts';
-import { writeModelWithExternalData } from '../graph/external-data.ts';
-import { fromHalfArray, toHalfArray } from '../graph/session.ts';
-import type { ParamFn } from '../train/params.ts';
-import { initParam, paramFnFor, paramSeed } from '../train/models/init.ts';
-import { conv2d, reshape, silu, upsample2x } from '../train/models/layers.ts';
-import { buildTextEncoder } from '../train/models/text-encoder.ts';
-import { buildUnet, type UnetConfigInput } from '../train/models/unet.ts';
+import { GraphBuilder, f } from '../../src/graph/builder.ts';
+import { writeModelWithExternalData } from '../../src/graph/external-data.ts';
+import { fromHalfArray, toHalfArray } from '../../src/graph/session.ts';
+import type { ParamFn } from '../../src/models/params.ts';
+import { initParam, paramFnFor, paramSeed } from '../../src/models/init.ts';
+import { conv2d, reshape, silu, upsample2x } from '../../src/models/layers.ts';
+import { buildTextEncoder } from '../../src/models/text-encoder.ts';
+import { buildUnet, type UnetConfigInput } from '../../src/models/unet.ts';
 
 /** Which exporter's conventions a tiny export follows (SPEC §7). */
 export type SdExporterVariant = 'legacy' | 'optimum';

@@ -4,9 +4,9 @@
  * the parameter count.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { GraphBuilder } from '../../graph/builder.ts';
-import { createSession, disposeAll } from '../../graph/session.ts';
-import { WordTokenizer } from '../tokenizer.ts';
+import { GraphBuilder } from '../graph/builder.ts';
+import { createSession, disposeAll } from '../graph/session.ts';
+import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { countParams, paramFnFor } from './init.ts';
 import { TextEncoderConfigSchema, buildTextEncoder, textEncoderStats } from './text-encoder.ts';
 import { attentionRef, layerNormRef, linearRef, maxAbsDiff } from './reference.test-helpers.ts';

@@ -9,12 +9,13 @@
 import { z } from 'zod';
 import { GraphBuilder } from '../graph/builder.ts';
 import type { ParamFn, ParamSpec } from './params.ts';
-import { paramFnFor } from './models/init.ts';
-import { UnetConfigSchema, buildUnet, buildDiffusersUnet } from './models/unet.ts';
-import { TextEncoderConfigSchema, buildTextEncoder } from './models/text-encoder.ts';
-import { batchDim } from './models/layers.ts';
+import { paramFnFor } from './init.ts';
+import { UnetConfigSchema, buildUnet, buildDiffusersUnet } from './unet.ts';
+import { TextEncoderConfigSchema, buildTextEncoder } from './text-encoder.ts';
+import { batchDim } from './layers.ts';
 import { EdmPreconditioningSchema, edmCoefficientNodes, sigmaTableNodes, type EdmPreconditioning } from './edm.ts';
-import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX, type UnetConfig, type UnetIO } from './models/unet.ts';
+import { type UnetConfig, type UnetIO } from './unet.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../graph/cross-attention.ts';
 
 /** Architecture of a trained model (defaults in the schemas). */
 export const DiffusionModelConfigSchema = z.object({

@@ -2,7 +2,7 @@
  * Eigen-decompositions of small symmetric matrices by the cyclic Jacobi method, in float64. Meant
  * for the n×n Gram matrices of the analysis suite and the Rayleigh–Ritz steps of the report's PCA
  * (n ≤ a few hundred); for the large covariance eigendecompositions of the denoisers see `eigh` in
- * `src/denoisers/gaussian.ts`.
+ * `src/linalg/eigh.ts`.
  */
 
 /** Eigenvalues (descending) and, when asked for, the matching unit eigenvectors as the columns of a row-major n×n matrix. */

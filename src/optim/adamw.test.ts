@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { AdamW, clipCoefficient, clipGradNorm, gradNorm, resolveAdamWOptions, warmupLr } from './optim.ts';
+import { AdamW, clipCoefficient, clipGradNorm, gradNorm, resolveAdamWOptions, warmupLr } from './adamw.ts';
 
 /** Written by scripts/reference/train_adamw.py (torch.optim.AdamW, clip_grad_norm_, LambdaLR). */
 interface Fixture {
