@@ -144,7 +144,8 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   }
   if (o.captions !== undefined && o.model !== 'testbed') throw new UsageError(`--captions: only for --model testbed (the number of memorized captions it builds), not "${o.model}"`);
   if (!dryRun) await checkResultsTarget(o.out);
-  const storeDir = o.store ?? defaultStoreDir();
+  // --config uses the store its run.json names unless --store is given
+  const storeDir = o.store ?? fromConfig?.store ?? defaultStoreDir();
   const store = dryRun ? await openStoreIfPresent(storeDir) : await SqliteStore.open(storeDir);
   try {
     const source = await loadSampleSource(o);
@@ -289,7 +290,7 @@ function definedOnly(raw: Record<string, string | boolean | undefined>): Record<
 }
 
 /** Read `--config OUT/run.json`: the resolved spec it holds, as flags (the command line overrides them). */
-async function readRunConfig(path: string): Promise<{ flags: Record<string, string | boolean> }> {
+async function readRunConfig(path: string): Promise<{ flags: Record<string, string | boolean>; store: string | undefined }> {
   const text = await asInput('--config', () => readFile(path, 'utf8'));
   let j: unknown;
   try {
@@ -297,12 +298,12 @@ async function readRunConfig(path: string): Promise<{ flags: Record<string, stri
   } catch (e) {
     throw new InputError(`--config: ${path} is not valid JSON (${(e as Error).message})`);
   }
-  const r = j as { format?: unknown; command?: unknown; spec?: unknown };
+  const r = j as { format?: unknown; command?: unknown; spec?: unknown; store?: unknown };
   if (r === null || typeof r !== 'object' || r.format !== RUN_FORMAT) throw new InputError(`--config: ${path} is not a memscope run.json (expected "format": "${RUN_FORMAT}")`);
   if (r.command !== 'sample') throw new InputError(`--config: ${path} is the run.json of memscope ${String(r.command)}, not of memscope sample`);
   const parsed = SampleSpecSchema.safeParse(r.spec);
   if (!parsed.success) throw new InputError(`--config: ${path}: its spec is not a sample spec (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`);
-  return { flags: flagsFromSpec(parsed.data as Record<string, unknown>) };
+  return { flags: flagsFromSpec(parsed.data as Record<string, unknown>), store: typeof r.store === 'string' ? r.store : undefined };
 }
 
 async function openStoreIfPresent(dir: string): Promise<SqliteStore | null> {
