@@ -75,6 +75,16 @@ export * from './text/clip-tokenizer.ts';
 export * from './data/index.ts';
 export * from './io/npy.ts';
 export * from './graph/session.ts';
+export * from './engine/study.ts';
+export * from './engine/canonical.ts';
+export * from './engine/runner.ts';
+export * from './engine/memory-store.ts';
+export * from './engine/progress.ts';
+export * from './store/sqlite-store.ts';
+export * from './store/export.ts';
+export * from './store/fingerprint.ts';
+export * from './store/run-record.ts';
+export * from './study/sample-study.ts';
 // two modules name their options `WenOptions`: the detector's stays `WenOptions`, the embedding optimisation's is renamed
 export type { WenOptions } from './analysis/wen.ts';
 export type { WenOptions as WenEmbeddingOptions } from './mitigate/wen-embedding.ts';

@@ -12,6 +12,7 @@ import { detectCommand, DETECT_HELP } from './detect.ts';
 import { curvesCommand, CURVES_HELP } from './curves.ts';
 import { evaluateCommand, EVALUATE_HELP } from './evaluate.ts';
 import { geometryCommand, GEOMETRY_HELP } from './geometry.ts';
+import { resultsCommand, RESULTS_HELP } from './results.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
   demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, summary: 'the mitigation table of Jain et al.: copy similarity, memorization rate, alignment, Fréchet distance, s/image per method' },
   geometry: { run: geometryCommand, help: GEOMETRY_HELP, summary: 'Dodson & Gao geometry: posterior concentration, shell coverage, noise regimes, per-σ memorization, generalization gap' },
   export: { run: exportCommand, help: EXPORT_HELP, summary: 'write a trained model as standalone ONNX files with the diffusers U-Net signature' },
+  results: { run: resultsCommand, help: RESULTS_HELP, summary: 'the results store: list study runs (results ls), export their per-unit and per-step tables (results export)' },
 };
 
 const MAIN_HELP = `memscope — see how and why diffusion models memorize their training data

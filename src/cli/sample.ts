@@ -1,13 +1,12 @@
 /** `memscope sample`: sample a testbed condition or an ONNX model, tracing every step. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate, positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean, samplerFlag } from './args.ts';
+import { parseFlags, flagsOf, type OptionSpec, validate, positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance, type GuidanceSchedule } from '../guidance/schedules.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { loadSchedulerConfig, stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
 import { TENSOR_QUANTITIES, type TensorQuantity } from '../record/recorders.ts';
-import { runSampling, type SamplingResult } from '../study/sampling.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { defaultTestbed } from '../study/testbed.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
@@ -16,13 +15,20 @@ import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
 import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdImageSizeNote, sdSourceOptions, promptText } from './source-flags.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { stat } from 'node:fs/promises';
-import { readNpy, writeNpy } from '../io/npy.ts';
-import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
+import { readNpy } from '../io/npy.ts';
+import { writeJsonAtomic } from '../io/atomic.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
-import { gridPng } from '../report/png.ts';
-import { lineChart } from '../report/svg.ts';
-import { page, imgTag, table, escapeHtml } from '../report/html.ts';
 import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { Unit } from '../engine/study.ts';
+import { InProcessRunner } from '../engine/runner.ts';
+import { progressReporter, formatDuration } from '../engine/progress.ts';
+import { SqliteStore, STORE_MARKER, defaultStoreDir } from '../store/sqlite-store.ts';
+import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts';
+import { RUN_FORMAT, runRecord } from '../store/run-record.ts';
+import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
+import { defaultFashionMnistDir } from '../data/fashion-mnist.ts';
 
 export const SAMPLE_HELP = `memscope sample — sample with any sampler and guidance schedule, tracing every denoising step
 
@@ -57,6 +63,12 @@ Sampling:
 
 Output:
   --out DIR                  results directory (default runs/sample); replaced only when the run succeeds
+  --store DIR                results store (default $MEMSCOPE_STORE, else runs/store): every finished
+                             (condition, seed) unit is kept there; a rerun reuses stored units
+  --dry-run                  print the resolved spec, the number of units (how many are already in the
+                             store) and an estimate of their time; computes and writes nothing
+  --config OUT/run.json      re-run (or re-render from the store) the run that wrote OUT; flags given
+                             beside it override its values (e.g. --out)
   --trajectory               also save x_t of every step as trajectory.npy [steps+1, rows, ...], in the
                              variance-preserving scale of the model input: for euler that is
                              sample/√(σ²+1), not diffusers' latents (sample = x_t·√(σ²+1); multiply
@@ -65,7 +77,7 @@ Output:
 
 ${SD_SOURCE_HELP}
 
-Writes config.json (resolved settings), samples.npy (latents for an export, plus images.npy decoded), noise.npy, grid.png, guidance.json (t, ᾱ_t, s and
+Writes run.json (resolved spec, unit keys, store, versions), config.json (resolved settings), samples.npy (latents for an export, plus images.npy decoded), noise.npy, grid.png, guidance.json (t, ᾱ_t, s and
 d_t per step and row, switch steps), report.html.
 
 Examples:
@@ -103,14 +115,21 @@ const Schema = z.object({
   trajectory: z.boolean().default(false),
   record: z.string().optional(),
   prompt: promptText().optional(),
+  store: z.string().min(1).optional(),
   ...SD_SOURCE_FIELDS,
 });
 
-const FLAGS = flagsOf(Schema);
+const FLAGS: OptionSpec = { ...flagsOf(Schema), config: { type: 'string' }, 'dry-run': { type: 'boolean' } };
 
 /** Parse and run `memscope sample`. */
 export async function sampleCommand(argv: string[]): Promise<void> {
-  const o = validate(Schema, parseFlags(argv, FLAGS));
+  const raw = parseFlags(argv, FLAGS);
+  const configPath = raw['config'];
+  const dryRun = raw['dry-run'] === true;
+  delete raw['config'];
+  delete raw['dry-run'];
+  const fromConfig = typeof configPath === 'string' ? await readRunConfig(configPath) : null;
+  const o = validate(Schema, fromConfig === null ? raw : { ...fromConfig.flags, ...definedOnly(raw) });
   const seeds = wrap(() => parseSeeds(o.seeds, '--seeds'));
   const guidance: GuidanceSchedule | undefined = o.guidance === 'none' ? undefined : wrap(() => parseGuidance(o.guidance));
   const record: TensorQuantity[] = o.record ? (o.record.split(',').map((s) => s.trim()) as TensorQuantity[]) : [];
@@ -122,20 +141,80 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     for (const k of ['shape', 'prediction-type'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for --model PATH.onnx (an ONNX noise-prediction model), not "${o.model}"`);
   }
   if (o.captions !== undefined && o.model !== 'testbed') throw new UsageError(`--captions: only for --model testbed (the number of memorized captions it builds), not "${o.model}"`);
-  await checkResultsTarget(o.out);
+  if (!dryRun) await checkResultsTarget(o.out);
+  // --config uses the store its run.json names unless --store is given
+  const storeDir = o.store ?? fromConfig?.store ?? defaultStoreDir();
+  const store = dryRun ? await openStoreIfPresent(storeDir) : await SqliteStore.open(storeDir);
+  try {
+    const source = await loadSampleSource(o);
+    const spec = sampleStudy.schema.parse(specFromFlags(o, record)) as SampleSpec;
+    const units = await sampleStudy.plan(spec, source);
+    const keys = units.map((u) => u.key);
+    if (dryRun) {
+      await source.denoiser.dispose?.();
+      process.stdout.write(dryRunText(spec, units, store, storeDir));
+      return;
+    }
+    const st = store!;
+    const runId = st.beginStudy('sample', spec, keys, new Map(units.map((u) => [u.key, u.batch ?? ''])));
+    const progress = progressReporter({ label: 'sample' });
+    let outcome;
+    try {
+      outcome = await new InProcessRunner().run(sampleStudy, units, source, st, {
+        onProgress: (p) => progress.update(p),
+        ...(o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] }),
+      });
+    } finally {
+      progress.stop();
+    }
+    await source.denoiser.dispose?.();
+    const denoiser = source.denoiser;
+    const resolved = {
+      command: 'sample',
+      model: source.modelInfo,
+      conditions: source.conds.map((c) => (c === null ? { id: 'uncond', label: 'unconditional' } : denoiser.conditions[c])),
+      seeds,
+      sampler: o.sampler,
+      steps: o.steps,
+      eta: o.eta ?? 0,
+      guidance: guidance?.label ?? 'none',
+      schedulerConfig: source.config,
+      record,
+      memscopeVersion: '0.1.0',
+    };
+    const summary = { ...(await sampleStudy.reduce(outcome.units, st, spec)), resolved };
+    const runJson = runRecord({ command: 'sample', study: sampleStudy.id, runId, spec, keys, store: st.dir, computed: outcome.computed, reused: outcome.reused });
+    await withResultsDir(
+      o.out,
+      async (dir) => {
+        await sampleStudy.report!(summary, dir, spec);
+        await writeJsonAtomic(join(dir, 'run.json'), runJson);
+      },
+      { command: 'sample' },
+    );
+    process.stdout.write(`${o.out}/report.html\n`);
+  } finally {
+    store?.close();
+  }
+}
+
+/** Load the model `--model` names, its conditions, scheduler config and fingerprint. */
+async function loadSampleSource(o: z.infer<typeof Schema>): Promise<SampleSource> {
   let config: SchedulerConfig = o['scheduler-config'] ? await asInput('--scheduler-config', () => loadSchedulerConfig(o['scheduler-config']!)) : stableDiffusionConfig();
   if (!isSdExportDir(o.model)) refuseSdFlags(o, ['prompt']);
   let decode: ((x: Tensor) => Promise<Tensor>) | null = null;
-
   let denoiser: Denoiser;
   let conds: CondRef[];
   let modelInfo: Record<string, unknown>;
+  let fingerprint: string;
   if (o.model === 'testbed') {
     if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; the testbed takes --condition');
     const tb = await defaultTestbed(o.captions === undefined ? {} : { captions: o.captions });
     denoiser = tb.denoiser;
     conds = wrap(() => parseConditions(o.condition ?? 'caption:0-1,class:0-1', denoiser));
     modelInfo = { kind: 'testbed', name: denoiser.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets };
+    // the testbed is its training data (the shipped subset, hashed in its manifest) and its captions
+    fingerprint = await describedFingerprint('testbed', { name: denoiser.name, captionTargets: tb.captionTargets }, { manifest: join(defaultFashionMnistDir(), 'manifest.json') });
   } else if (isSdExportDir(o.model)) {
     if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a Stable Diffusion export takes --prompt or --prompt-set');
     const sdOpts = { ...sdSourceOptions(o), ...(o.prompt === undefined ? {} : { texts: [o.prompt] }) };
@@ -148,12 +227,15 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     if (!o['scheduler-config']) config = sd.config;
     conds = wrap(() => parseConditions(o.condition ?? 'all', denoiser));
     modelInfo = { kind: 'stable-diffusion', dir: o.model, promptSet: o['prompt-set'] ?? null, prompt: o.prompt ?? null, predictionType: sd.sd.export.predictionType, executionProvider: sd.sd.export.executionProvider, shape: denoiser.shape, imageSize: sd.sd.imageSize };
+    const files = await folderFingerprint('stable-diffusion', o.model, { recursive: true });
+    fingerprint = await describedFingerprint('stable-diffusion-source', { files, negativePrompt: o['negative-prompt'] ?? '', shape: denoiser.shape, predictionType: sd.sd.export.predictionType, provider: sd.sd.export.executionProvider });
   } else if (await isTrainedModelDir(o.model)) {
     if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a trained model takes --condition');
     const tm = await asInput('--model', () => loadTrainedModel(o.model));
     denoiser = tm.denoiser;
     conds = wrap(() => parseConditions(o.condition ?? (denoiser.conditions.length ? 'all' : 'uncond'), denoiser));
     modelInfo = { kind: 'trained', dir: o.model, scenario: tm.scenario };
+    fingerprint = await folderFingerprint('trained', o.model);
   } else {
     if (!o.model.endsWith('.onnx')) throw new UsageError(`--model: expected "testbed", a trained model directory (with model.json) or a path to a .onnx file, got "${o.model}"`);
     if (o.condition) throw new UsageError('--condition: only for the testbed and trained models; an ONNX model takes --cond FILE.npy');
@@ -172,38 +254,86 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     );
     conds = denoiser.conditions.length ? denoiser.conditions.map((_, i) => i) : [null];
     modelInfo = { kind: 'onnx', path: o.model, cond: o.cond ?? null, uncond: o.uncond ?? null, predictionType, shape: denoiser.shape };
+    fingerprint = await describedFingerprint('onnx', { predictionType, shape: denoiser.shape }, { model: o.model, cond: o.cond, uncond: o.uncond });
   }
+  return { denoiser, conds, config, decode, modelInfo, fingerprint };
+}
 
-  const result = await runSampling({
-    denoiser,
-    conds,
-    seeds,
-    sampler: o.sampler,
-    steps: o.steps,
-    config,
-    record,
-    ...(guidance ? { guidance } : {}),
-    ...(o.eta === undefined ? {} : { eta: o.eta }),
-    ...(o['batch-size'] === undefined ? {} : { batchSize: o['batch-size'] }),
-  });
-  const images = decode === null ? null : await decode(result.samples);
-  await denoiser.dispose?.();
+/** The study spec of validated flags (flag names; `record` already holds `xt` for --trajectory). */
+function specFromFlags(o: z.infer<typeof Schema>, record: readonly TensorQuantity[]): Record<string, unknown> {
+  const skip = new Set(['out', 'store', 'trajectory', 'record']);
+  const spec: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) if (!skip.has(k) && v !== undefined) spec[k] = v;
+  spec['record'] = [...record];
+  return spec;
+}
 
-  const resolved = {
-    command: 'sample',
-    model: modelInfo,
-    conditions: conds.map((c) => (c === null ? { id: 'uncond', label: 'unconditional' } : denoiser.conditions[c])),
-    seeds,
-    sampler: o.sampler,
-    steps: o.steps,
-    eta: o.eta ?? 0,
-    guidance: guidance?.label ?? 'none',
-    schedulerConfig: config,
-    record,
-    memscopeVersion: '0.1.0',
-  };
-  await withResultsDir(o.out, async (dir) => writeSampleResults(dir, resolved, result, denoiser, conds, seeds, images), { command: 'sample' });
-  process.stdout.write(`${o.out}/report.html\n`);
+/** Flag values (as typed on the command line) of a resolved spec, for --config. */
+function flagsFromSpec(spec: Record<string, unknown>): Record<string, string | boolean> {
+  const out: Record<string, string | boolean> = {};
+  for (const [k, v] of Object.entries(spec)) {
+    if (v === undefined || v === null) continue;
+    if (k === 'record') {
+      if (Array.isArray(v) && v.length) out[k] = v.join(',');
+    } else if (Array.isArray(v)) out[k] = v.join(',');
+    else out[k] = typeof v === 'boolean' ? v : String(v);
+  }
+  return out;
+}
+
+function definedOnly(raw: Record<string, string | boolean | undefined>): Record<string, string | boolean> {
+  const out: Record<string, string | boolean> = {};
+  for (const [k, v] of Object.entries(raw)) if (v !== undefined) out[k] = v;
+  return out;
+}
+
+/** Read `--config OUT/run.json`: the resolved spec it holds, as flags (the command line overrides them). */
+async function readRunConfig(path: string): Promise<{ flags: Record<string, string | boolean>; store: string | undefined }> {
+  const text = await asInput('--config', () => readFile(path, 'utf8'));
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`--config: ${path} is not valid JSON (${(e as Error).message})`);
+  }
+  const r = j as { format?: unknown; command?: unknown; spec?: unknown; store?: unknown };
+  if (r === null || typeof r !== 'object' || r.format !== RUN_FORMAT) throw new InputError(`--config: ${path} is not a memscope run.json (expected "format": "${RUN_FORMAT}")`);
+  if (r.command !== 'sample') throw new InputError(`--config: ${path} is the run.json of memscope ${String(r.command)}, not of memscope sample`);
+  const parsed = SampleSpecSchema.safeParse(r.spec);
+  if (!parsed.success) throw new InputError(`--config: ${path}: its spec is not a sample spec (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`);
+  return { flags: flagsFromSpec(parsed.data as Record<string, unknown>), store: typeof r.store === 'string' ? r.store : undefined };
+}
+
+async function openStoreIfPresent(dir: string): Promise<SqliteStore | null> {
+  if (!(await isFile(join(dir, STORE_MARKER)))) return null;
+  return SqliteStore.open(dir, { mustExist: true, readonly: true });
+}
+
+function dryRunText(spec: SampleSpec, units: readonly Unit<unknown>[], store: SqliteStore | null, storeDir: string): string {
+  const stored = store === null ? 0 : units.filter((u) => store.row(u.key) !== undefined).length;
+  const pending = units.length - stored;
+  let estimate: string;
+  if (pending === 0) estimate = 'nothing to compute (every unit is in the store)';
+  else {
+    const kinds = new Map<string, number>();
+    for (const u of units) if (store === null || store.row(u.key) === undefined) kinds.set(u.batch ?? '', (kinds.get(u.batch ?? '') ?? 0) + 1);
+    let total = 0;
+    let known = true;
+    for (const [b, n] of kinds) {
+      const m = store?.meanSeconds(b) ?? null;
+      if (m === null) known = false;
+      else total += m.mean * n;
+    }
+    estimate = known ? `about ${formatDuration(total)} (from the mean time of the stored units of the same model and settings)` : 'unknown: the store holds no finished unit of this model and these settings yet';
+  }
+  return [
+    'memscope sample --dry-run (nothing is computed or written)',
+    `spec: ${JSON.stringify(spec, null, 2)}`,
+    `store: ${resolve(storeDir)}${store === null ? ' (does not exist yet)' : ''}`,
+    `units: ${units.length} (${stored} already in the store, ${pending} to compute)`,
+    `estimated time: ${estimate}`,
+    '',
+  ].join('\n');
 }
 
 async function isFile(p: string): Promise<boolean> {
@@ -228,54 +358,3 @@ function wrap<T>(f: () => T): T {
   }
 }
 
-async function writeSampleResults(
-  dir: string,
-  resolved: Record<string, unknown>,
-  r: SamplingResult,
-  denoiser: Denoiser,
-  conds: readonly CondRef[],
-  seeds: readonly number[],
-  images: Tensor | null,
-): Promise<void> {
-  await writeJsonAtomic(join(dir, 'config.json'), resolved);
-  if (images !== null) await writeNpy(join(dir, 'images.npy'), images);
-  await writeNpy(join(dir, 'samples.npy'), r.samples);
-  await writeNpy(join(dir, 'noise.npy'), r.noise);
-  for (const [q, t] of r.recorded) await writeNpy(join(dir, q === 'xt' ? 'trajectory.npy' : `${q}.npy`), t);
-  await writeJsonAtomic(join(dir, 'guidance.json'), {
-    rows: r.rows.map((x) => ({ cond: x.cond === null ? 'uncond' : denoiser.conditions[x.cond]!.id, seed: x.seed })),
-    t: r.t,
-    alphaBar: r.alphaBar,
-    s: r.s,
-    d: r.d,
-    switchSteps: r.switchSteps,
-    seconds: r.seconds,
-  });
-  const shown = images ?? r.samples;
-  const viewable = shown.dims.length === 4 && (shown.dims[1] === 1 || shown.dims[1] === 3);
-  const png = viewable ? await gridPng(shown, { cols: seeds.length, zoom: shown.dims[2]! <= 32 ? 3 : 1 }) : null;
-  if (png) await writeFileAtomic(join(dir, 'grid.png'), png);
-  const N = seeds.length;
-  const series = r.s[0]?.length
-    ? conds.map((c, ci) => ({
-        label: c === null ? 'uncond' : denoiser.conditions[c]!.label,
-        x: r.t,
-        y: r.t.map((_, st) => {
-          let acc = 0;
-          for (let n = 0; n < N; n++) acc += r.d[st]![ci * N + n]!;
-          return acc / N;
-        }),
-      }))
-    : [];
-  const chart = series.length ? lineChart({ title: 'd_t = ‖ε_c − ε_u‖² (mean over seeds)', xLabel: 'timestep t', yLabel: 'd_t', series, logY: true, reverseX: true }) : '';
-  if (chart) await writeFileAtomic(join(dir, 'd_t.svg'), chart);
-  const rows = r.rows.map((x, i) => [x.cond === null ? 'uncond' : denoiser.conditions[x.cond]!.label, x.seed, r.switchSteps[i] === null ? '—' : String(r.switchSteps[i])]);
-  const body = [
-    `<p class="note">Rows: conditions; columns: seeds ${escapeHtml(seeds.join(", "))}. Guidance <code>${escapeHtml(String(resolved["guidance"]))}</code>, sampler ${escapeHtml(String(resolved["sampler"]))}, ${String(resolved["steps"])} steps, ${r.seconds.toFixed(2)} s.</p>`,
-    png ? imgTag(png, 'samples') : '<p>(samples are not images; see samples.npy)</p>',
-    chart,
-    '<h2>Transition points</h2>',
-    table(['condition', 'seed', 'switch step'], rows),
-  ].join('\n');
-  await writeFileAtomic(join(dir, 'report.html'), page('memscope sample', body));
-}

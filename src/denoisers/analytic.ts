@@ -83,22 +83,27 @@ export class AnalyticTestbed implements Denoiser {
     const gRows: number[] = [];
     const cRows: number[] = [];
     cond.forEach((c, r) => (this.kindOf(c) === 'caption' ? cRows : gRows).push(r));
+    // A one-row call is padded to two rows (the row twice; the pad row's output is dropped):
+    // onnxruntime's one-row MatMul rounds differently from its many-row path, and a row's result
+    // must not depend on how many rows share its call (resumed or re-batched studies, issue 15).
     const gather = (rows: readonly number[]): Tensor => {
-      const t = new Float32Array(rows.length * d);
-      rows.forEach((r, i) => t.set(y.data.subarray(r * d, (r + 1) * d), i * d));
-      return { dims: [rows.length, ...this.shape], data: t };
+      const padded = rows.length === 1 ? [rows[0]!, rows[0]!] : rows;
+      const t = new Float32Array(padded.length * d);
+      padded.forEach((r, i) => t.set(y.data.subarray(r * d, (r + 1) * d), i * d));
+      return { dims: [padded.length, ...this.shape], data: t };
     };
+    const condsOf = (rows: readonly number[], f: (c: CondRef) => CondRef): CondRef[] => (rows.length === 1 ? [f(cond[rows[0]!]!), f(cond[rows[0]!]!)] : rows.map((r) => f(cond[r]!)));
     const jobs: Promise<void>[] = [];
     if (gRows.length > 0) {
       jobs.push(
-        this.mixture.denoise(gather(gRows), sigma, gRows.map((r) => cond[r]!)).then((D) => {
+        this.mixture.denoise(gather(gRows), sigma, condsOf(gRows, (c) => c)).then((D) => {
           gRows.forEach((r, i) => out.set(D.data.subarray(i * d, (i + 1) * d), r * d));
         }),
       );
     }
     if (cRows.length > 0) {
       jobs.push(
-        this.captionDenoiser.denoise(gather(cRows), sigma, cRows.map((r) => cond[r]! - this.numClasses)).then((D) => {
+        this.captionDenoiser.denoise(gather(cRows), sigma, condsOf(cRows, (c) => c! - this.numClasses)).then((D) => {
           cRows.forEach((r, i) => out.set(D.data.subarray(i * d, (i + 1) * d), r * d));
         }),
       );

@@ -84,8 +84,7 @@ export class InProcessRunner implements Runner {
     }
     const t0 = performance.now();
     const stored = await store.has(units.map((u) => u.key));
-    const pending = units.filter((u) => !stored.has(u.key));
-    const cached = units.length - pending.length;
+    const cached = stored.size;
     let done = cached;
     let computedSeconds = 0;
     let computed = 0;
@@ -95,7 +94,13 @@ export class InProcessRunner implements Runner {
       opts.onProgress?.({ total: units.length, cached, done, elapsed, eta });
     };
     progress();
-    for (const batch of batchUnits(pending, opts.maxBatch ?? Infinity)) {
+    // Batches are cut from the whole plan, not from the pending units: a resumed run puts every unit
+    // into the same model call as an uninterrupted run, so models whose float rounding depends on
+    // the batch composition still give identical bytes. A partly stored batch (a kill between two
+    // commits) is recomputed whole; only its missing units are committed.
+    for (const batch of batchUnits(units, opts.maxBatch ?? Infinity)) {
+      const missing = batch.filter((u) => !stored.has(u.key)).length;
+      if (missing === 0) continue;
       opts.signal?.throwIfAborted();
       const b0 = performance.now();
       const outputs = await study.run(batch, { source, ...(opts.signal ? { signal: opts.signal } : {}) });
@@ -105,12 +110,13 @@ export class InProcessRunner implements Runner {
       const seconds = (performance.now() - b0) / 1000;
       for (let i = 0; i < batch.length; i++) {
         const u = batch[i]!;
+        if (stored.has(u.key)) continue;
         const o = outputs[i]!;
         await store.put({ key: u.key, study: study.id, spec: u.spec, result: o.result, blobs: o.blobs ?? [], seconds: seconds / batch.length });
       }
-      computed += batch.length;
+      computed += missing;
       computedSeconds += seconds;
-      done += batch.length;
+      done += missing;
       progress();
     }
     const all: StoredUnit<U, R>[] = [];

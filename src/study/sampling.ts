@@ -31,6 +31,8 @@ export interface SamplingJob {
   readonly observers?: readonly StepObserver[];
   /** Rows per sampler call (default: all rows in one batch). */
   readonly batchSize?: number;
+  /** Explicit rows to sample (replaces conds × seeds; used by the sample study for a batch of units). */
+  readonly rows?: readonly { readonly cond: CondRef; readonly seed: number }[];
 }
 
 /** What a sampling job produced; row r = conds[⌊r/N⌋] with seeds[r mod N]. */
@@ -64,9 +66,11 @@ export function initialNoise(shape: readonly number[], seeds: readonly number[])
 
 /** Run a sampling job (rows in chunks of `batchSize`), recording guidance scalars and chosen tensors. */
 export async function runSampling(job: SamplingJob): Promise<SamplingResult> {
-  if (job.seeds.length === 0) throw new Error('seeds: need at least one seed');
-  if (job.conds.length === 0) throw new Error('conditions: need at least one condition');
-  const rows = job.conds.flatMap((cond) => job.seeds.map((seed) => ({ cond, seed })));
+  if (job.rows === undefined) {
+    if (job.seeds.length === 0) throw new Error('seeds: need at least one seed');
+    if (job.conds.length === 0) throw new Error('conditions: need at least one condition');
+  } else if (job.rows.length === 0) throw new Error('rows: need at least one row');
+  const rows = job.rows ?? job.conds.flatMap((cond) => job.seeds.map((seed) => ({ cond, seed })));
   const R = rows.length;
   const shape = job.denoiser.shape;
   const per = numel(shape);

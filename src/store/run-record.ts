@@ -1,0 +1,52 @@
+/**
+ * `run.json`: what a results folder was made from (issue 15 §3) — the resolved spec, the unit keys,
+ * the store and the versions — so that `memscope <command> --config OUT/run.json` re-runs (or, with
+ * every unit in the store, re-renders) it exactly.
+ */
+import { RESULT_FORMAT_VERSION } from '../engine/canonical.ts';
+import { memscopeVersion } from '../io/version.ts';
+import { STORE_VERSION } from './sqlite-store.ts';
+
+/** `format` of run.json. */
+export const RUN_FORMAT = 'memscope-run';
+
+/** The JSON of run.json. */
+export interface RunRecord {
+  readonly format: typeof RUN_FORMAT;
+  readonly version: 1;
+  /** The command that wrote it (e.g. `sample`). */
+  readonly command: string;
+  /** The study id. */
+  readonly study: string;
+  /** The study run id in the store (first 16 hex of SHA-256(study + sorted unit keys)). */
+  readonly studyRun: string;
+  /** The resolved spec (every default filled in). */
+  readonly spec: unknown;
+  /** Unit keys in plan order. */
+  readonly units: readonly string[];
+  /** Absolute path of the store folder. */
+  readonly store: string;
+  /** Units this run computed and reused from the store. */
+  readonly computed: number;
+  readonly reused: number;
+  readonly versions: { readonly memscope: string; readonly resultFormat: number; readonly storeLayout: number; readonly node: string };
+  readonly createdAt: string;
+}
+
+/** Build the run.json record of a finished run. */
+export function runRecord(r: { command: string; study: string; runId: string; spec: unknown; keys: readonly string[]; store: string; computed: number; reused: number }): RunRecord {
+  return {
+    format: RUN_FORMAT,
+    version: 1,
+    command: r.command,
+    study: r.study,
+    studyRun: r.runId,
+    spec: r.spec,
+    units: [...r.keys],
+    store: r.store,
+    computed: r.computed,
+    reused: r.reused,
+    versions: { memscope: memscopeVersion(), resultFormat: RESULT_FORMAT_VERSION, storeLayout: STORE_VERSION, node: process.versions.node },
+    createdAt: new Date().toISOString(),
+  };
+}
