@@ -21,7 +21,7 @@ import { extname, join, resolve } from 'node:path';
 import type { StoredUnit, UnitRecord, UnitStore } from '../engine/study.ts';
 import { canonicalJson, sha256Hex } from '../engine/canonical.ts';
 import { memscopeVersion } from '../io/version.ts';
-import { UsageError } from '../cli/args.ts';
+import { UsageError } from '../io/errors.ts';
 import { isSameOrAncestor, packageRootReal, protectedPlace, realish } from '../io/results.ts';
 
 /** Name of the marker file of a store folder. */
