@@ -21,6 +21,7 @@ export * from './samplers/index.ts';
 export * from './samplers/types.ts';
 export * from './guidance/cfg.ts';
 export * from './guidance/schedules.ts';
+export * from './guidance/spec.ts';
 export * from './denoisers/denoiser.ts';
 export * from './denoisers/parameterization.ts';
 export * from './denoisers/analytic.ts';

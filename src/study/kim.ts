@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CondRef } from '../denoisers/denoiser.ts';
-import { parseGuidance } from '../guidance/schedules.ts';
+import { parseGuidance } from '../guidance/spec.ts';
 import type { SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { StepObserver } from '../record/recorders.ts';
