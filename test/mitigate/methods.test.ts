@@ -27,7 +27,7 @@ describe('prepareMethod on a trained text model', () => {
   });
 
   it('guidance methods sample the model itself, all seeds in one part', async () => {
-    for (const name of ['cfg', 'stp', 'og+dtp:2', 'interval']) {
+    for (const name of ['cfg', 'stp', 'og+dtp/2', 'interval']) {
       const p = await prepareMethod(parseMethod(name), ctx);
       expect(p.parts).toHaveLength(1);
       expect(p.parts[0]!.denoiser).toBe(tm.denoiser);
@@ -111,7 +111,7 @@ describe('prepareMethod on a trained text model', () => {
     expect((p.details['counts'] as { generalizing: { calls: number } }).generalizing.calls).toBe(1);
     await p.dispose();
     await cls.denoiser.dispose?.();
-    expect(parseMethod('swap:models/class@0.5-3').swap).toEqual({ model: 'models/class', sigmaLo: 0.5, sigmaHi: 3 });
+    expect(parseMethod('swap:models/class@0.5-3').params).toEqual({ model: 'models/class', sigmaLo: 0.5, sigmaHi: 3 });
     expect(() => parseMethod('swap')).toThrow(/swap needs a model directory and a σ band/);
     expect(() => parseMethod('swap:models/class@3-1')).toThrow(/0 ≤ σ_lo < σ_hi/);
     expect(() => parseMethod('swap:models/class@x')).toThrow(/σ_lo must be a number/);

@@ -114,7 +114,7 @@ describe('runEvaluation', () => {
 
   it('every column equals a brute-force recomputation from independent sampling runs', async () => {
     const { src, images } = await syntheticSource(11, targets);
-    const s = settings('cfg,dtp,og+dtp:2,stp:500');
+    const s = settings('cfg,dtp,og+dtp/2,stp@500');
     const r = await runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut });
     const n = images.length / d;
     const held = Array.from({ length: heldOut.dims[0]! }, (_, i) => nearest(heldOut.data, i, images, n).sim);
