@@ -219,7 +219,7 @@ describe('runEvaluation', () => {
         return inner.predict(xt, level, cond);
       },
     });
-    const s = settings('cfg,stp:500,dtp');
+    const s = settings('cfg,stp@500,dtp');
     const { src } = await syntheticSource(11, targets, wrap);
     failAfter = s.steps + 3; // cfg finishes (12 calls), stp dies midway
     await expect(runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut }, { workDir: work })).rejects.toThrow(/killed/);
