@@ -62,6 +62,8 @@ export * from './study/curves.ts';
 export * from './study/sweep.ts';
 export * from './study/detect.ts';
 export * from './study/evaluate.ts';
+export * from './study/transition.ts';
+export * from './study/capabilities.ts';
 export * from './study/geometry.ts';
 export * from './study/swap.ts';
 export * from './study/validate.ts';
