@@ -5,7 +5,7 @@
  */
 import { defaultTestbed } from '../src/study/testbed.ts';
 import { runSampling } from '../src/study/sampling.ts';
-import { parseGuidance } from '../src/guidance/schedules.ts';
+import { parseGuidance } from '../src/guidance/spec.ts';
 import { stableDiffusionConfig } from '../src/schedules/config.ts';
 import { parseConditions } from '../src/study/conditions.ts';
 

@@ -7,7 +7,7 @@
  */
 import { loadStudySource, resolveModelSpec } from '../src/study/source.ts';
 import { runSampling } from '../src/study/sampling.ts';
-import { parseGuidance } from '../src/guidance/schedules.ts';
+import { parseGuidance } from '../src/guidance/spec.ts';
 import { stableDiffusionConfig } from '../src/schedules/config.ts';
 import { KimAccumulator } from '../src/analysis/kim.ts';
 import type { StepObserver } from '../src/record/recorders.ts';

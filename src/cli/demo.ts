@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { join } from 'node:path';
 import { parseFlags, flagsOf, validate, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { parseGuidance } from '../guidance/schedules.ts';
+import { parseGuidance } from '../guidance/spec.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 import { runDemo, type DemoOutcome, type DemoSettings } from '../study/demo.ts';

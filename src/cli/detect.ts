@@ -7,6 +7,7 @@ import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { runDetection } from '../study/detect.ts';
+import { refuseOldScaleFlag } from './evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart } from '../report/svg.ts';
@@ -20,7 +21,7 @@ Usage: memscope detect [flags]
                      (with --prompt-set) | default (models/duplication when present)
   --prompts SPEC     labelled prompt set (default all: memorized = conditions tied to a training image)
   --seeds LIST       generations per prompt (default 0-3, as Wen et al.)
-  --guidance X       guidance scale of the scored sampling run (default 7.5)
+  --scale X          guidance scale λ of the scored sampling run (default 7.5)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
   --out DIR          (default runs/detect)
 
@@ -39,7 +40,7 @@ const Schema = z.object({
   model: z.string().default('default'),
   prompts: z.string().default('all'),
   seeds: z.string().default('0-3'),
-  guidance: finiteNumber('guidance').default(7.5),
+  scale: finiteNumber('scale').default(7.5),
   sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().default('runs/detect'),
@@ -49,6 +50,7 @@ const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope detect`. */
 export async function detectCommand(argv: string[]): Promise<void> {
+  refuseOldScaleFlag(argv, false);
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   await checkResultsTarget(o.out);
@@ -58,7 +60,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
     throw e;
   });
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
-  const settings = { prompts, seeds, scale: o.guidance, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
+  const settings = { prompts, seeds, scale: o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
   const r = await runDetection(src, settings, (m) => process.stderr.write(`${m}\n`)).catch((e: Error) => {
     throw /^--/.test(e.message) ? new UsageError(e.message) : e;
   });
@@ -80,7 +82,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
       }),
     );
     const body = [
-      `<p>${escapeHtml(src.description)}; ${r.prompts.length} prompts (${r.prompts.filter((p) => p.memorized).length} memorized); ${seeds.length} seeds; CFG ${o.guidance}; ${escapeHtml(o.sampler)} ${o.steps} steps; sampling ${fmt(r.samplingSeconds)} s.</p>`,
+      `<p>${escapeHtml(src.description)}; ${r.prompts.length} prompts (${r.prompts.filter((p) => p.memorized).length} memorized); ${seeds.length} seeds; CFG ${o.scale}; ${escapeHtml(o.sampler)} ${o.steps} steps; sampling ${fmt(r.samplingSeconds)} s.</p>`,
       table(['detector', 'AUC [95 % interval]', 'TPR @ 1 % FPR', 'extra seconds', 'definition'], r.detectors.map((x) => [x.name, x.aucText, x.tprAt1Text, fmt(x.seconds), x.description])),
       '<img src="roc.svg" width="560" alt="ROC curves">',
     ].join('\n');

@@ -10,9 +10,9 @@ import { SHIPPED_MODEL, defaultClassifierDir, type StudySource } from '../study/
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { runEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
-import { DEFAULT_METHODS, needsTextModel, parseMethods } from '../mitigate/methods.ts';
+import { DEFAULT_METHODS, METHODS, parseMethods, methodLambda, methodRequires, skippedMethods, type MethodSpec } from '../mitigate/methods.ts';
+import { sourceCapabilities } from '../study/capabilities.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
-import { hasCrossAttentionSoftmax } from '../graph/cross-attention.ts';
 import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../metrics/clip.ts';
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
 import type { Verdict } from '../analysis/verdict.ts';
@@ -35,13 +35,12 @@ Usage: memscope evaluate [flags]
   --seeds LIST       seeds per prompt (default 0-15)
   --methods LIST     comma-separated (default ${DEFAULT_METHODS}; text-prompt
                      methods are dropped on models without a text encoder):
-                       cfg | stp[:τ] | og+stp[:τ[/λog]] (τ default 500) | dtp | og+dtp[:λog] (λog default λ)
-                       interval[:lo-hi] (default 200-700)
-                       random-word[:n] | random-number[:n] (n insertions, default 1; Somepalli et al.;
-                         on a Stable Diffusion export the texts are re-encoded by its text encoder)
-                       wen[:l_target] (default 3; Wen et al.) | ren[:c] (start-token scale, default 1.25; Ren et al.;
-                         on a Stable Diffusion export by graph surgery on its U-Net's attn2 softmax nodes)
-  --guidance X       λ, the guidance scale of every method (default 7.5)
+                     name[:p][@τ|@lo-hi][/λog], as --guidance; for guidance methods p is λ
+                     (omitted: --scale), for the others their own parameter:
+${METHODS.map((m) => `                       ${m.form.padEnd(22)} ${m.about}`).join('\n')}
+                     random-word / random-number on a Stable Diffusion export re-encode the texts with its
+                     text encoder; ren works there by graph surgery on its U-Net's attn2 softmax nodes
+  --scale X          λ, the guidance scale of every method that does not write its own :λ (default 7.5)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default dpmpp2m, as the paper; diffusers' class names
                      accepted)     --steps N  (default 50)
   --descriptor SPEC  copy descriptor: learned (default, models/descriptor) | pixel | sscd:PATH
@@ -81,8 +80,9 @@ samples-<method>.npy and report.html. samples-<method>.npy holds the images in [
 Stable Diffusion export the VAE-decoded RGB images [prompts·seeds, 3, H, W] at the sampled size (not
 the latents). A killed run resumes from OUT.work/ with the methods it had finished.
 
-Example:
+Examples:
   memscope evaluate --model models/duplication --seeds 0-15 --out runs/evaluate-duplication
+  memscope evaluate --model models/class --methods cfg,stp@700,stp@600,og+dtp/2,interval@200-700 --out runs/ev-class
 `;
 
 const Schema = z.object({
@@ -90,7 +90,7 @@ const Schema = z.object({
   prompts: z.string().default('memorized'),
   seeds: z.string().default('0-15'),
   methods: z.string().default(DEFAULT_METHODS),
-  guidance: finiteNumber('guidance').default(7.5),
+  scale: finiteNumber('scale').default(7.5),
   sampler: samplerFlag().default('dpmpp2m'),
   steps: positiveInt('steps', 1000).default(50),
   descriptor: z.string().optional(),
@@ -177,8 +177,41 @@ async function methodGrid(src: StudySource, r: EvaluateResult, samples: Tensor, 
   return gridPng({ dims: [P * C, ...shape], data }, { cols: C, zoom: shape[1]! <= 64 ? 2 : 1 });
 }
 
+/**
+ * `--guidance X` was evaluate's (and detect's) name for the scale until the guidance grammar
+ * became the method grammar: refuse it, pointing to `--scale` (and to `--methods` for a schedule).
+ */
+export function refuseOldScaleFlag(argv: readonly string[], hasMethods = true): void {
+  const i = argv.findIndex((a) => a === '--guidance' || a.startsWith('--guidance='));
+  if (i < 0) return;
+  const value = argv[i]!.includes('=') ? argv[i]!.slice(argv[i]!.indexOf('=') + 1) : (argv[i + 1] ?? '');
+  const asNumber = value.trim() !== '' && Number.isFinite(Number(value));
+  throw new UsageError(
+    `--guidance: renamed to --scale (the guidance scale λ)${asNumber ? `; write --scale ${value}` : value === '' || !hasMethods ? '' : `; "${value}" is not a scale — a schedule goes into --methods (e.g. --methods cfg,${value})`}`,
+  );
+}
+
+/**
+ * Notes for methods that write their own λ different from `--scale` (their schedule uses it);
+ * for og+… written `og+X:a` without `/λog` the note says what the old method grammar meant by it (λ_og = a).
+ */
+export function scaleNotes(methods: readonly MethodSpec[], scale: number): string[] {
+  const out: string[] = [];
+  for (const m of methods) {
+    const l = methodLambda(m);
+    if (l === null || l === scale) continue;
+    const og = m.kind.startsWith('og+') && m.params['og'] === undefined;
+    out.push(
+      `note: ${m.name} guides with its own λ = ${l}, not --scale ${scale}` +
+        (og ? ` (and λ_og = λ = ${l}); in the old method grammar ${m.name} meant λ_og = ${l} at λ = --scale: write ${m.kind}/${l} for that` : ''),
+    );
+  }
+  return out;
+}
+
 /** Parse and run `memscope evaluate`. */
 export async function evaluateCommand(argv: string[]): Promise<void> {
+  refuseOldScaleFlag(argv);
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   let methods = asUsage(() => parseMethods(o.methods));
@@ -191,22 +224,16 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   if (o['held-out'] !== undefined && !src.sd) throw new UsageError('--held-out: only for a Stable Diffusion export; the embedded models use the Fashion-MNIST test split');
   if (o.classifier !== undefined && src.sd) throw new UsageError('--classifier: memscope\'s classifier is for the 28×28 testbed models, not a Stable Diffusion export');
   if (d.conditions.length === 0) throw new UsageError(`--model: ${src.description} is unconditional; mitigation by guidance needs prompts`);
-  const textModel = src.trained !== null && src.trained.textEncoderBytes !== null;
-  if (!textModel) {
-    const dropped = methods.filter((m) => needsTextModel(m) && !(src.sd && (m.kind === 'random-word' || m.kind === 'random-number' || m.kind === 'ren')));
-    // on an export only Wen et al. is left here: it needs ∂‖ε_c − ε_u‖/∂e through the U-Net, and memscope differentiates only graphs it builds
-    const why = src.sd
-      ? "optimise the prompt embedding with gradients through the U-Net, and memscope's differentiator covers only the graphs it builds, not an export's U-Net (on an export use the guidance methods, random-word, random-number or ren)"
-      : `need a trained text-conditioned model; ${src.description} has none`;
-    if (o.methods !== DEFAULT_METHODS && dropped.length) throw new UsageError(`--methods: ${dropped.map((m) => m.name).join(', ')} ${why}`);
-    if (dropped.length) process.stderr.write(`${dropped.map((m) => m.name).join(', ')} skipped: they ${why}\n`);
-    methods = methods.filter((m) => !dropped.includes(m));
+  // methods whose `requires` the source lacks: refused when listed by hand, skipped with the reason from the default list
+  const skipped = skippedMethods(methods, sourceCapabilities(src, [...new Set(methods.flatMap((m) => methodRequires(m)))]));
+  const reasons = [...new Set(skipped.map((x) => x.reason))];
+  for (const why of reasons) {
+    const names = skipped.filter((x) => x.reason === why).map((x) => x.method.name).join(', ');
+    if (o.methods !== DEFAULT_METHODS) throw new UsageError(`--methods: ${names} ${why}`);
+    process.stderr.write(`${names} skipped: they ${why}\n`);
   }
-  // the default list on an export whose U-Net has no exposable cross-attention: skip Ren et al. with a note
-  if (src.sd && o.methods === DEFAULT_METHODS && methods.some((m) => m.kind === 'ren') && !hasCrossAttentionSoftmax(src.sd.export.unet.path)) {
-    process.stderr.write(`ren skipped: ${src.sd.export.unet.path} has no cross-attention Softmax node named like '.../attn2/Softmax' (fused or renamed attention), so Ren et al.'s rule cannot be applied\n`);
-    methods = methods.filter((m) => m.kind !== 'ren');
-  }
+  methods = methods.filter((m) => !skipped.some((x) => x.method === m));
+  for (const line of scaleNotes(methods, o.scale)) process.stderr.write(`${line}\n`);
   const prompts = asUsage(() => {
     if (o.prompts === 'memorized') {
       const mem = d.conditions.map((c, i) => (c.targets?.length ? i : -1)).filter((i) => i >= 0);
@@ -231,7 +258,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     prompts,
     seeds,
     methods,
-    lambda: o.guidance,
+    lambda: o.scale,
     sampler: o.sampler,
     steps: o.steps,
     config: studyConfig(src),
@@ -277,7 +304,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     await writeJsonAtomic(join(dir, 'evaluate.json'), { ...rest, similarities: plain(similarities), targetSimilarities: plain(targetSimilarities) });
     await writeFileAtomic(join(dir, 'evaluate.csv'), csv(r));
     const intro =
-      `${src.description}; ${r.prompts.length} prompts × ${seeds.length} seeds; λ = ${o.guidance}; ${o.sampler} ${o.steps} steps; ` +
+      `${src.description}; ${r.prompts.length} prompts × ${seeds.length} seeds; λ = ${o.scale}; ${o.sampler} ${o.steps} steps; ` +
       `descriptor ${descriptor.info.name}; copy threshold ${r.threshold.text}; ` +
       `similarity against ${r.poolSize} training images; Fréchet reference: ${r.reference.heldOut} held-out images` +
       (r.reference.floor === null ? '' : ` (${r.reference.floorImages} real training images reach ${r.reference.floor.toFixed(2)})`) +

@@ -13,6 +13,7 @@ import { curvesCommand, CURVES_HELP } from './curves.ts';
 import { evaluateCommand, EVALUATE_HELP } from './evaluate.ts';
 import { geometryCommand, GEOMETRY_HELP } from './geometry.ts';
 import { resultsCommand, RESULTS_HELP } from './results.ts';
+import { transitionCommand, TRANSITION_HELP } from './transition.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
   demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   sweep: { run: sweepCommand, help: SWEEP_HELP, summary: 'the CFG-start sweep of Jain et al.: one sample per guidance start step and the empirical transition point' },
   detect: { run: detectCommand, help: DETECT_HELP, summary: 'memorization detection (Wen et al., Ren et al.) over a labelled prompt set: scores, ROC AUC, TPR at 1 % FPR' },
   curves: { run: curvesCommand, help: CURVES_HELP, summary: 'guidance-magnitude curves under zero CFG, CFG and OG, and the static transition point (Jain et al.)' },
+  transition: { run: transitionCommand, help: TRANSITION_HELP, summary: 'per prompt and seed: the sweep transition step, the DTP switch step and the zero-CFG d_t curve (Jain et al. Fig. 2)' },
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, summary: 'the mitigation table of Jain et al.: copy similarity, memorization rate, alignment, Fréchet distance, s/image per method' },
   geometry: { run: geometryCommand, help: GEOMETRY_HELP, summary: 'Dodson & Gao geometry: posterior concentration, shell coverage, noise regimes, per-σ memorization, generalization gap' },
   export: { run: exportCommand, help: EXPORT_HELP, summary: 'write a trained model as standalone ONNX files with the diffusers U-Net signature' },
@@ -34,7 +36,7 @@ const MAIN_HELP = `memscope — see how and why diffusion models memorize their 
 Usage: memscope <command> [flags]     (memscope <command> --help for details)
 
 Commands:
-${Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(8)} ${v.summary}`).join('\n')}
+${Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(10)} ${v.summary}`).join('\n')}
 
 Examples:
   memscope demo

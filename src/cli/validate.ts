@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import { Classifier } from '../models/classifier.ts';
 import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { parseGuidance } from '../guidance/schedules.ts';
+import { parseGuidance } from '../guidance/spec.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';

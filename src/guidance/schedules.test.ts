@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
-import { constant, dtp, dtpSwitchIndex, interval, stp, parseGuidance, linearRamp, cosineRamp, type GuidanceContext } from './schedules.ts';
+import { constant, dtp, dtpSwitchIndex, interval, stp, linearRamp, cosineRamp, type GuidanceContext } from './schedules.ts';
+import { parseGuidance } from './spec.ts';
 
 const ctx = (step: number, t: number, d: number[] = []): GuidanceContext => ({ step, numSteps: 50, t, numTrainTimesteps: 1000, dHistory: d });
 
@@ -83,7 +84,7 @@ describe('parseGuidance', () => {
     expect(parseGuidance('constant:-2').scale(ctx(0, 999))).toBe(-2);
   });
   it('rejects bad input with an error naming --guidance and the allowed forms', () => {
-    for (const bad of ['', 'foo:1', 'constant:', 'constant:abc', 'stp:7.5', 'interval:7.5@700', 'interval:7.5@700-200', 'dtp:7.5/2', 'dtp']) {
+    for (const bad of ['', 'foo:1', 'constant:', 'constant:abc', 'stp:7.5', 'interval:7.5@700', 'interval:7.5@700-200', 'dtp:7.5/2', 'stp:700', 'og+stp:600/2', 'interval:100-300']) {
       expect(() => parseGuidance(bad)).toThrow(/--guidance|guidance interval/);
     }
     expect(() => parseGuidance('foo:1')).toThrow(/constant:λ/);

@@ -5,8 +5,6 @@
  * the history only growing.
  */
 
-import { didYouMean } from '../text/suggest.ts';
-
 /** What a schedule sees at one step of one trajectory. */
 export interface GuidanceContext {
   /** 0-based inference step. */
@@ -22,7 +20,7 @@ export interface GuidanceContext {
 
 /** A guidance schedule (SPEC §1). `scale` must be deterministic in its arguments. */
 export interface GuidanceSchedule {
-  /** Canonical string form, parseable by `parseGuidance` (e.g. `og+dtp:7.5`). */
+  /** Canonical string form, parseable by `parseGuidance` (guidance/spec.ts) (e.g. `og+dtp:7.5`). */
   readonly label: string;
   /** The guidance scale s for this step. */
   scale(ctx: GuidanceContext): number;
@@ -103,65 +101,4 @@ export function linearRamp(lambda: number): GuidanceSchedule {
 export function cosineRamp(lambda: number): GuidanceSchedule {
   checkScale('cosine', lambda);
   return { label: `cosine:${lambda}`, scale: (c) => (lambda * (1 - Math.cos(Math.PI * (1 - c.t / c.numTrainTimesteps)))) / 2 };
-}
-
-const FORMS =
-  'constant:λ | interval:λ@tlo-thi | stp:λ@τ | dtp:λ | og+stp:λ@τ[/λog] | og+dtp:λ[/λog] | linear:λ | cosine:λ (e.g. constant:7.5, stp:7.5@500, og+dtp:7.5, interval:7.5@200-700)';
-
-function num(s: string | undefined, what: string, spec: string): number {
-  const v = s === undefined || s.trim() === '' ? NaN : Number(s);
-  if (!Number.isFinite(v)) throw new Error(`--guidance "${spec}": ${what} must be a number; expected ${FORMS}`);
-  return v;
-}
-
-/** The schedule names {@link parseGuidance} reads before the colon. */
-const GUIDANCE_KINDS: readonly string[] = ['constant', 'cfg', 'linear', 'cosine', 'interval', 'stp', 'og+stp', 'dtp', 'og+dtp'];
-
-/**
- * Parse a guidance string: `constant:7.5`, `stp:7.5@500`, `dtp:7.5`, `og+dtp:7.5`,
- * `og+stp:7.5@500`, `og+dtp:7.5/3` (λ_og = 3; default λ_og = λ as in Algorithm 1),
- * `interval:7.5@200-700`, `linear:7.5`, `cosine:7.5`. A bare number means `constant`.
- */
-export function parseGuidance(spec: string): GuidanceSchedule {
-  const s = spec.trim();
-  if (s !== '' && Number.isFinite(Number(s))) return constant(Number(s));
-  const m = /^([A-Za-z+_-]+):(.*)$/.exec(s);
-  if (!m) {
-    const hint = /^[A-Za-z+_-]+$/.test(s) && GUIDANCE_KINDS.includes(s.toLowerCase()) ? ` ("${s}" needs a scale, e.g. ${s.toLowerCase()}:7.5)` : didYouMean(s, GUIDANCE_KINDS);
-    throw new Error(`--guidance "${spec}":${hint ? `${hint};` : ''} expected ${FORMS}`);
-  }
-  const kind = m[1]!.toLowerCase();
-  const rest = m[2]!;
-  switch (kind) {
-    case 'constant':
-    case 'cfg':
-      return constant(num(rest, 'λ', spec));
-    case 'linear':
-      return linearRamp(num(rest, 'λ', spec));
-    case 'cosine':
-      return cosineRamp(num(rest, 'λ', spec));
-    case 'interval': {
-      const [l, range] = rest.split('@');
-      const [lo, hi] = (range ?? '').split('-');
-      return interval(num(l, 'λ', spec), num(hi, 't_hi', spec), num(lo, 't_lo', spec));
-    }
-    case 'stp':
-    case 'og+stp': {
-      const [lPart, tauPart] = rest.split('@');
-      const [tau, ogPart] = (tauPart ?? '').split('/');
-      const l = num(lPart, 'λ', spec);
-      const og = kind === 'og+stp' ? (ogPart === undefined ? l : num(ogPart, 'λ_og', spec)) : undefined;
-      if (kind === 'stp' && ogPart !== undefined) throw new Error(`--guidance "${spec}": /λog is only valid with og+stp or og+dtp`);
-      return stp(l, num(tau, 'τ (after @)', spec), og);
-    }
-    case 'dtp':
-    case 'og+dtp': {
-      const [lPart, ogPart] = rest.split('/');
-      const l = num(lPart, 'λ', spec);
-      if (kind === 'dtp' && ogPart !== undefined) throw new Error(`--guidance "${spec}": /λog is only valid with og+stp or og+dtp`);
-      return dtp(l, kind === 'og+dtp' ? (ogPart === undefined ? l : num(ogPart, 'λ_og', spec)) : undefined);
-    }
-    default:
-      throw new Error(`--guidance "${spec}": unknown schedule "${kind}"${didYouMean(kind, GUIDANCE_KINDS)}; expected ${FORMS}`);
-  }
 }

@@ -4,7 +4,7 @@
  * (Jain et al.), and measure which samples copy their training image.
  */
 import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
-import { parseGuidance } from '../guidance/schedules.ts';
+import { parseGuidance } from '../guidance/spec.ts';
 import { runSampling, type SamplingResult } from './sampling.ts';
 import { parseConditions } from './conditions.ts';
 import type { Tensor } from '../tensor/tensor.ts';

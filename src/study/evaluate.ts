@@ -55,7 +55,7 @@ import { sampleIndices, takeRows } from '../data/indices.ts';
 import { mulberry32 } from '../random/mulberry32.ts';
 import type { Classifier } from '../models/classifier.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
-import { prepareMethod, type MethodSpec } from '../mitigate/methods.ts';
+import { prepareMethod, isSwitchingMethod, type MethodSpec } from '../mitigate/methods.ts';
 import { readNpy, writeNpy } from '../io/npy.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { runSampling, initialNoise } from './sampling.ts';
@@ -510,7 +510,7 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
       const acc = (idx: number[]): number | null => (align === null || idx.length === 0 ? null : idx.reduce((a, r) => a + align[r]!, 0) / idx.length);
       const all = Array.from({ length: R }, (_, r) => r);
       let switching: MethodRow['switching'] = null;
-      if (m.kind === 'dtp' || m.kind === 'og+dtp') {
+      if (isSwitchingMethod(m)) {
         const never = all.filter((r) => ms.switchSteps[r] === null);
         const switched = all.filter((r) => ms.switchSteps[r] !== null);
         const simMean = (idx: number[]): number => (idx.length ? idx.reduce((a, r) => a + sim[r]!, 0) / idx.length : NaN);

@@ -12,7 +12,7 @@
  */
 import { z } from 'zod';
 import type { CondRef } from '../denoisers/denoiser.ts';
-import { parseGuidance } from '../guidance/schedules.ts';
+import { parseGuidance } from '../guidance/spec.ts';
 import type { SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { StepObserver } from '../record/recorders.ts';

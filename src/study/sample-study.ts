@@ -16,7 +16,7 @@ import { canonicalJson, sha256Hex, unitKey } from '../engine/canonical.ts';
 import type { CondRef, ConditionInfo, Denoiser } from '../denoisers/denoiser.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { numel } from '../tensor/tensor.ts';
-import { parseGuidance } from '../guidance/schedules.ts';
+import { parseGuidance } from '../guidance/spec.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';

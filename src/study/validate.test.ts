@@ -3,7 +3,7 @@ import { crop32to28, validateModel } from './validate.ts';
 import { pad28to32 } from '../models/model-dir.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { makeEmpiricalDenoiser } from '../denoisers/empirical.ts';
-import { parseGuidance } from '../guidance/schedules.ts';
+import { parseGuidance } from '../guidance/spec.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 
 describe('validation of a trained-style (32×32 padded) model', () => {

@@ -151,7 +151,7 @@ describe('did you mean, missing values, repeated and stray arguments', () => {
     [['sample', '--sampler', 'euler_a'], /--sampler: "euler_a" is not a sampler memscope implements/],
     [['train', '--scenario', 'duplicaton'], /--scenario: "duplicaton" is not one of duplication, small-set, class, .* \(did you mean "duplication"\?\)/],
     [['sample', '--guidance', 'dpt:7.5'], /--guidance "dpt:7\.5": unknown schedule "dpt" \(did you mean "dtp"\?\)/],
-    [['sample', '--guidance', 'dtp'], /--guidance "dtp": \("dtp" needs a scale, e\.g\. dtp:7\.5\)/],
+    [['sample', '--guidance', 'stp:700'], /--guidance "stp:700": a number after ":" is the guidance scale λ.*write stp@700 for τ = 700/],
     [['sample', '--model', 'ROOT/tiny.onnx', '--prediction-type', 'eps'], /--prediction-type: "eps" is not one of epsilon, v_prediction, sample \(did you mean "epsilon"\?\)/],
     [['sample', '--record', 'xhat0'], /--record: unknown quantity "xhat0" \(did you mean "xHat0"\?\)/],
     [['evaluate', '--methods', 'cfg,dpt'], /--methods: unknown method "dpt" \(did you mean "dtp"\?\)/],

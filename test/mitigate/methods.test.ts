@@ -6,7 +6,8 @@
 import { runCli } from '../helpers/cli.ts';
 import { describe, it, expect, beforeAll, afterAll, afterEach, vi } from 'vitest';
 import { loadTrainedModel, type TrainedModel } from '../../src/denoisers/trained.ts';
-import { parseMethod, prepareMethod, perturbationSeed, WEN_GROUP, type MethodContext } from '../../src/mitigate/methods.ts';
+import { parseMethod, parseMethods, prepareMethod, perturbationSeed, WEN_GROUP, type MethodContext } from '../../src/mitigate/methods.ts';
+import { scaleNotes } from '../../src/cli/evaluate.ts';
 import { modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenoiser } from '../../src/mitigate/prompt-noise.ts';
 import { renMitigatedDenoiser } from '../../src/mitigate/ren-attention.ts';
 import { initialNoise } from '../../src/study/sampling.ts';
@@ -27,7 +28,7 @@ describe('prepareMethod on a trained text model', () => {
   });
 
   it('guidance methods sample the model itself, all seeds in one part', async () => {
-    for (const name of ['cfg', 'stp', 'og+dtp:2', 'interval']) {
+    for (const name of ['cfg', 'stp', 'og+dtp/2', 'interval']) {
       const p = await prepareMethod(parseMethod(name), ctx);
       expect(p.parts).toHaveLength(1);
       expect(p.parts[0]!.denoiser).toBe(tm.denoiser);
@@ -111,7 +112,7 @@ describe('prepareMethod on a trained text model', () => {
     expect((p.details['counts'] as { generalizing: { calls: number } }).generalizing.calls).toBe(1);
     await p.dispose();
     await cls.denoiser.dispose?.();
-    expect(parseMethod('swap:models/class@0.5-3').swap).toEqual({ model: 'models/class', sigmaLo: 0.5, sigmaHi: 3 });
+    expect(parseMethod('swap:models/class@0.5-3').params).toEqual({ model: 'models/class', sigmaLo: 0.5, sigmaHi: 3 });
     expect(() => parseMethod('swap')).toThrow(/swap needs a model directory and a σ band/);
     expect(() => parseMethod('swap:models/class@3-1')).toThrow(/0 ≤ σ_lo < σ_hi/);
     expect(() => parseMethod('swap:models/class@x')).toThrow(/σ_lo must be a number/);
@@ -131,10 +132,25 @@ describe('memscope evaluate: bad input', () => {
     [['evaluate', '--seeds', 'x'], /--seeds/],
     [['evaluate', '--model', 'testbed', '--methods', 'cfg,wen'], /--methods: wen:3 need a trained text-conditioned model/],
     [['evaluate', '--model', '/nonexistent'], /--model: expected 'testbed', a trained model directory with model.json or a Stable Diffusion ONNX export directory/],
+    [['evaluate', '--guidance', '5'], /--guidance: renamed to --scale \(the guidance scale λ\); write --scale 5/],
+    [['evaluate', '--guidance', 'dtp'], /--guidance: renamed to --scale .*"dtp" is not a scale — a schedule goes into --methods \(e\.g\. --methods cfg,dtp\)/],
+    [['detect', '--guidance', '5'], /--guidance: renamed to --scale \(the guidance scale λ\); write --scale 5/],
+    [['evaluate', '--methods', 'cfg,stp:700'], /--methods "stp:700": a number after ":" is the guidance scale λ.*write stp@700 for τ = 700/],
+    [['evaluate', '--methods', 'interval:100-300'], /--methods "interval:100-300": the range goes after "@" \(write interval@100-300\)/],
     [['evaluate', '--prompts', 'caption:999'], /--prompts "caption:999": .* has no condition caption:999/],
   ])('%j exits 2 naming the argument', async (argv, re) => {
     const { code, err } = await runCli(argv);
     expect(code).toBe(2);
     expect(err).toMatch(re);
   }, 60_000);
+});
+
+describe('scaleNotes', () => {
+  it('notes a method whose own λ differs from --scale, and what og+X:a meant in the old grammar', () => {
+    expect(scaleNotes(parseMethods('cfg,og+dtp/2,cfg:7.5,og+dtp:2,stp:3@500'), 7.5)).toEqual([
+      'note: og+dtp:2 guides with its own λ = 2, not --scale 7.5 (and λ_og = λ = 2); in the old method grammar og+dtp:2 meant λ_og = 2 at λ = --scale: write og+dtp/2 for that',
+      'note: stp:3@500 guides with its own λ = 3, not --scale 7.5',
+    ]);
+    expect(scaleNotes(parseMethods('og+dtp:2'), 2)).toEqual([]);
+  });
 });

@@ -14,7 +14,7 @@ import { MemoryStore } from '../../src/engine/memory-store.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource } from '../../src/study/sample-study.ts';
 import { runSampling } from '../../src/study/sampling.ts';
-import { parseGuidance } from '../../src/guidance/schedules.ts';
+import { parseGuidance } from '../../src/guidance/spec.ts';
 import type { Denoiser } from '../../src/denoisers/denoiser.ts';
 
 let base: Denoiser;

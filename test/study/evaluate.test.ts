@@ -114,7 +114,7 @@ describe('runEvaluation', () => {
 
   it('every column equals a brute-force recomputation from independent sampling runs', async () => {
     const { src, images } = await syntheticSource(11, targets);
-    const s = settings('cfg,dtp,og+dtp:2,stp:500');
+    const s = settings('cfg,dtp,og+dtp/2,stp@500');
     const r = await runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut });
     const n = images.length / d;
     const held = Array.from({ length: heldOut.dims[0]! }, (_, i) => nearest(heldOut.data, i, images, n).sim);
@@ -219,7 +219,7 @@ describe('runEvaluation', () => {
         return inner.predict(xt, level, cond);
       },
     });
-    const s = settings('cfg,stp:500,dtp');
+    const s = settings('cfg,stp@500,dtp');
     const { src } = await syntheticSource(11, targets, wrap);
     failAfter = s.steps + 3; // cfg finishes (12 calls), stp dies midway
     await expect(runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut }, { workDir: work })).rejects.toThrow(/killed/);

@@ -1,0 +1,105 @@
+/** `memscope transition`: the transition study (Jain et al. Fig. 2) — sweep transition, DTP switch and zero-CFG d_t per prompt and seed. */
+import { z } from 'zod';
+import { join } from 'node:path';
+import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { parseSeeds } from '../random/seeds.ts';
+import { SAMPLER_NAMES } from '../samplers/index.ts';
+import { parsePrompts } from '../study/conditions.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
+import { loadDescriptor } from '../metrics/descriptor.ts';
+import { meanBatch } from '../tensor/ops.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
+import { writeJsonAtomic } from '../io/atomic.ts';
+import { InProcessRunner } from '../engine/runner.ts';
+import { MemoryStore } from '../engine/memory-store.ts';
+import { transitionStudy, type TransitionSource } from '../study/transition.ts';
+import { refuseOldScaleFlag } from './evaluate.ts';
+
+export const TRANSITION_HELP = `memscope transition — where does guidance stop copying? (Jain et al. Fig. 2; docs/jain.md)
+
+Usage: memscope transition [flags]
+  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
+                     (with --prompt-set) | default (models/duplication when present)
+  --prompts SPEC     memorized prompts, e.g. caption:0-1 (default: the first two conditions tied to a training image)
+  --seeds LIST       seeds per prompt (default 0-3)
+  --scale X          λ of the sweep (from start step k on) and of DTP (after its switch) (default 7.5)
+  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
+  --every N          sweep every N-th start step (default 1)
+  --descriptor SPEC  pixel | learned[:DIR] | sscd:PATH (default learned; pixel on a Stable Diffusion export)
+  --threshold X      a sweep sample is a copy when its descriptor cosine to the target is ≥ X (default 0.75)
+  --out DIR          (default runs/transition)
+
+${SD_SOURCE_HELP}
+
+Per prompt and seed: the CFG-start sweep's empirical transition step (the first start step k whose
+sample, s = 0 before k and λ from k, is not a copy; as memscope sweep), the step at which DTP
+(dtp:λ, Algorithm 1) switched to λ in a run of the same seed, and the zero-CFG d_t = ‖ε_c − ε_u‖²
+curve of that seed (the curve whose first local minimum DTP looks for). Cost per unit: steps/every + 3
+sampling runs. Writes transition.csv (one row per prompt and seed), transition.json (with the
+curves and sweep similarities), transition.svg|png (d_t curves with both steps marked) and report.html.
+
+Examples:
+  memscope transition --model models/duplication --prompts caption:0-1 --seeds 0-3 --out runs/transition
+  memscope transition --prompts caption:0 --seeds 0-7 --every 2 --out runs/transition-fast
+`;
+
+const Schema = z.object({
+  model: z.string().default('default'),
+  prompts: z.string().optional(),
+  seeds: z.string().default('0-3'),
+  scale: finiteNumber('scale').default(7.5),
+  sampler: samplerFlag().default('ddim'),
+  steps: positiveInt('steps', 1000).default(50),
+  every: positiveInt('every', 1000).default(1),
+  descriptor: z.string().optional(),
+  threshold: finiteNumber('threshold').default(0.75),
+  out: z.string().default('runs/transition'),
+  ...SD_SOURCE_FIELDS,
+});
+const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+
+/** Parse and run `memscope transition`. */
+export async function transitionCommand(argv: string[]): Promise<void> {
+  refuseOldScaleFlag(argv, false);
+  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
+  if (o.steps < 2) throw new UsageError(`--steps: the transition study needs at least 2 steps, got ${o.steps}`);
+  await checkResultsTarget(o.out);
+  const { spec: model, src } = await loadCliSource(o.model, o);
+  const d = src.denoiser;
+  const prompts = asUsage(() => {
+    if (o.prompts === undefined) {
+      const mem = d.conditions.map((c, i) => (c.targets?.length ? i : -1)).filter((i) => i >= 0).slice(0, 2);
+      if (mem.length === 0) throw new Error(`--prompts: ${src.description} has no condition tied to a training image; the transition study needs memorized prompts`);
+      return mem;
+    }
+    const ps = parsePrompts(o.prompts, d, '--prompts', 'is not a prompt; the transition study needs memorized prompts');
+    const bad = ps.filter((p) => d.conditions[p]!.targets?.[0] === undefined);
+    if (bad.length) throw new Error(`--prompts "${o.prompts}": ${bad.map((p) => d.conditions[p]!.id).join(', ')} ${bad.length === 1 ? 'has' : 'have'} no training image to copy; pick memorized prompts`);
+    return ps;
+  });
+  const descriptor = await loadDescriptor(o.descriptor ?? (src.sd ? 'pixel' : 'learned'), { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
+    throw new UsageError(`--descriptor: ${e.message}`);
+  });
+  const spec = transitionStudy.schema.parse({ prompts, seeds, lambda: o.scale, sampler: o.sampler, steps: o.steps, every: o.every, threshold: o.threshold });
+  const source: TransitionSource = { src, config: studyConfig(src), descriptor };
+  const units = await transitionStudy.plan(spec, source);
+  const store = new MemoryStore();
+  const started = performance.now();
+  const outcome = await new InProcessRunner().run(transitionStudy, units, source, store, {
+    onProgress: (p) => process.stderr.write(`transition: ${p.done}/${p.total} units, ${p.elapsed.toFixed(0)} s${p.eta === null ? '' : `, about ${p.eta.toFixed(0)} s left`}\n`),
+  });
+  const summary = await transitionStudy.reduce(outcome.units, store, spec);
+  await withResultsDir(o.out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'transition', model, descriptor: descriptor.info, config: source.config, ...spec, units: units.map((u) => u.key) });
+    await transitionStudy.report!(summary, dir, spec);
+  }, { command: 'transition' });
+  await descriptor.dispose?.();
+  await d.dispose?.();
+  for (const r of summary.rows) {
+    process.stdout.write(`${r.condId} seed ${r.seed}: sweep transition k = ${r.sweepTransition ?? 'none'}, DTP switch k = ${r.dtpSwitch ?? 'never'}\n`);
+  }
+  const a = summary.agreement;
+  process.stdout.write(`both found in ${a.n}/${summary.rows.length}; mean (sweep − DTP) ${a.meanDiff === null ? '—' : a.meanDiff.toFixed(2)} steps, mean |sweep − DTP| ${a.meanAbsDiff === null ? '—' : a.meanAbsDiff.toFixed(2)} steps\n`);
+  process.stdout.write(`total ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
+}
