@@ -307,13 +307,6 @@ export class SqliteStore implements UnitStore {
       rmSync(tmp, { force: true });
       throw e;
     }
-    try {
-      const dfd = openSync(folder, 'r');
-      fsyncSync(dfd);
-      closeSync(dfd);
-    } catch {
-      // fsync of a folder is not supported everywhere; the rename is still atomic
-    }
   }
 
   async readBlob(unit: StoredUnit<unknown, unknown>, name: string): Promise<Uint8Array> {
