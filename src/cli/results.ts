@@ -3,7 +3,6 @@ import { z } from 'zod';
 import { join } from 'node:path';
 import { parseFlags, validate, UsageError, didYouMean } from './args.ts';
 import { SqliteStore, defaultStoreDir } from '../store/sqlite-store.ts';
-import { EXPORT_FORMATS, encodeTable, exportTables } from '../store/export.ts';
 import { withResultsDir } from '../io/results.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 
@@ -34,7 +33,7 @@ const LsSchema = z.object({ store: z.string().min(1).optional() });
 const ExportSchema = z.object({
   store: z.string().min(1).optional(),
   study: z.string().min(1),
-  format: z.enum(EXPORT_FORMATS).default('parquet'),
+  format: z.enum(['parquet', 'csv', 'jsonl']).default('parquet'),
   out: z.string().min(1).optional(),
 });
 
@@ -73,6 +72,8 @@ async function exportCmd(argv: string[]): Promise<void> {
   try {
     const run = store.findStudy(o.study);
     const rows = store.studyRows(run.runId);
+    // loaded here, not at start-up: the Parquet writer is needed by this command only
+    const { encodeTable, exportTables } = await import('../store/export.ts');
     const { units, steps } = exportTables(rows);
     const out = o.out ?? join('runs', `export-${run.runId}`);
     await withResultsDir(

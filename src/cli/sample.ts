@@ -26,7 +26,7 @@ import type { Unit } from '../engine/study.ts';
 import { InProcessRunner } from '../engine/runner.ts';
 import { progressReporter, formatDuration } from '../engine/progress.ts';
 import { SqliteStore, STORE_MARKER, defaultStoreDir } from '../store/sqlite-store.ts';
-import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts';
+import { describedFingerprint, folderFingerprint, setFileHashCache } from '../store/fingerprint.ts';
 import { RUN_FORMAT, runRecord } from '../store/run-record.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 import { defaultFashionMnistDir } from '../data/fashion-mnist.ts';
@@ -146,6 +146,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   // --config uses the store its run.json names unless --store is given
   const storeDir = o.store ?? fromConfig?.store ?? defaultStoreDir();
   const store = dryRun ? await openStoreIfPresent(storeDir) : await SqliteStore.open(storeDir);
+  setFileHashCache(store);
   try {
     const source = await loadSampleSource(o);
     const spec = sampleStudy.schema.parse(specFromFlags(o, record)) as SampleSpec;
@@ -195,6 +196,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     );
     process.stdout.write(`${o.out}/report.html\n`);
   } finally {
+    setFileHashCache(null);
     store?.close();
   }
 }

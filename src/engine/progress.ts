@@ -2,7 +2,7 @@
  * Progress of a long run (issue 15 §4): a cli-progress bar with the ETA on a TTY, otherwise one
  * plain line at most every `intervalS` seconds (and a last one at the end) on standard error.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
 import type { RunProgress } from './runner.ts';
 
 /** Options of {@link progressReporter}. */
@@ -47,6 +47,8 @@ export function progressReporter(opts: ProgressOptions): ProgressReporter {
   const stream = opts.stream ?? process.stderr;
   const tty = opts.tty ?? stream.isTTY === true;
   if (tty) {
+    // loaded only for a terminal (start-up time of non-interactive runs)
+    const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof import('cli-progress');
     const bar = new cliProgress.SingleBar(
       {
         stream: stream as NodeJS.WritableStream,

@@ -6,26 +6,44 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { canonicalJson, sha256Hex } from '../engine/canonical.ts';
 
 const fileCache = new Map<string, string>();
 
-/** SHA-256 (hex) of a file's bytes (streamed; cached per path, size and modification time in this process). */
+/** A persistent cache of file hashes by (absolute path, size, modification time), e.g. the results store's. */
+export interface FileHashCache {
+  getFileHash(path: string, size: number, mtimeMs: number): string | undefined;
+  setFileHash(path: string, size: number, mtimeMs: number, sha256: string): void;
+}
+
+let persistent: FileHashCache | null = null;
+
+/** Use `cache` (or none) for the file hashes of model fingerprints (multi-GB exports are hashed once). */
+export function setFileHashCache(cache: FileHashCache | null): void {
+  persistent = cache;
+}
+
+/** SHA-256 (hex) of a file's bytes (streamed; cached per path, size and modification time). */
 export async function hashFile(path: string): Promise<string> {
-  const st = await stat(path);
-  const cacheKey = `${path}\0${st.size}\0${st.mtimeMs}`;
-  const hit = fileCache.get(cacheKey);
-  if (hit !== undefined) return hit;
+  const abs = resolve(path);
+  const st = await stat(abs);
+  const cacheKey = `${abs}\0${st.size}\0${st.mtimeMs}`;
+  const hit = fileCache.get(cacheKey) ?? persistent?.getFileHash(abs, st.size, st.mtimeMs);
+  if (hit !== undefined) {
+    fileCache.set(cacheKey, hit);
+    return hit;
+  }
   const h = createHash('sha256');
   await new Promise<void>((res, rej) => {
-    createReadStream(path)
+    createReadStream(abs)
       .on('data', (c) => h.update(c))
       .on('end', () => res())
       .on('error', rej);
   });
   const hex = h.digest('hex');
   fileCache.set(cacheKey, hex);
+  persistent?.setFileHash(abs, st.size, st.mtimeMs, hex);
   return hex;
 }
 

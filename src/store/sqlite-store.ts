@@ -19,6 +19,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import type { StoredUnit, UnitRecord, UnitStore } from '../engine/study.ts';
+import type { FileHashCache } from './fingerprint.ts';
 import { canonicalJson, sha256Hex } from '../engine/canonical.ts';
 import { memscopeVersion } from '../io/version.ts';
 import { UsageError } from '../io/errors.ts';
@@ -97,7 +98,7 @@ const TMP_RE = /^\.([0-9a-f]{64})\.(\d+)\.(\d+)\.tmp$/;
 let tmpCounter = 0;
 
 /** A {@link UnitStore} on SQLite (better-sqlite3, WAL) plus content-addressed blob files. */
-export class SqliteStore implements UnitStore {
+export class SqliteStore implements UnitStore, FileHashCache {
   private runId: string | null = null;
   private batchOf = new Map<string, string>();
 
@@ -175,6 +176,8 @@ export class SqliteStore implements UnitStore {
           key TEXT PRIMARY KEY, study TEXT NOT NULL, run_id TEXT, batch TEXT, spec TEXT NOT NULL, result TEXT NOT NULL,
           blobs TEXT NOT NULL, seconds REAL NOT NULL, host TEXT NOT NULL, version TEXT NOT NULL, finished_at TEXT NOT NULL);
         CREATE INDEX IF NOT EXISTS units_batch ON units (batch);
+        CREATE TABLE IF NOT EXISTS file_hashes (
+          path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ms REAL NOT NULL, sha256 TEXT NOT NULL);
         INSERT OR IGNORE INTO meta (key, value) VALUES ('layout', '${STORE_VERSION}');
       `);
       if (!hasMarker) {
@@ -307,13 +310,6 @@ export class SqliteStore implements UnitStore {
       rmSync(tmp, { force: true });
       throw e;
     }
-    try {
-      const dfd = openSync(folder, 'r');
-      fsyncSync(dfd);
-      closeSync(dfd);
-    } catch {
-      // fsync of a folder is not supported everywhere; the rename is still atomic
-    }
   }
 
   async readBlob(unit: StoredUnit<unknown, unknown>, name: string): Promise<Uint8Array> {
@@ -368,6 +364,21 @@ export class SqliteStore implements UnitStore {
   meanSeconds(batch: string): { mean: number; n: number } | null {
     const r = this.db.prepare('SELECT AVG(seconds) AS mean, COUNT(*) AS n FROM units WHERE batch = ?').get(batch) as { mean: number | null; n: number };
     return r.n > 0 && r.mean !== null ? { mean: r.mean, n: r.n } : null;
+  }
+
+  /** The cached SHA-256 of a model file, when its size and modification time are unchanged. */
+  getFileHash(path: string, size: number, mtimeMs: number): string | undefined {
+    try {
+      return (this.db.prepare('SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? AND mtime_ms = ?').pluck().get(path, size, mtimeMs) as string | undefined) ?? undefined;
+    } catch {
+      return undefined; // a store of an older layout opened read-only
+    }
+  }
+
+  /** Remember the SHA-256 of a model file (no-op on a read-only store). */
+  setFileHash(path: string, size: number, mtimeMs: number, sha256: string): void {
+    if (this.db.readonly) return;
+    this.db.prepare('INSERT OR REPLACE INTO file_hashes (path, size, mtime_ms, sha256) VALUES (?, ?, ?, ?)').run(path, size, mtimeMs, sha256);
   }
 
   /** Close the database. */

@@ -24,7 +24,7 @@ const source = {
   modelInfo: {},
   fingerprint: await describedFingerprint('onnx', { predictionType: 'epsilon' }, { model, cond: join(modelDir, 'cond.npy') }),
 };
-const spec = SampleSpecSchema.parse({ model, seeds: '0-7', steps: 40, guidance: 'og+dtp:7.5', record: ['xt', 'xHat0'] });
+const spec = SampleSpecSchema.parse({ model, seeds: '0-7', steps: 25, guidance: 'og+dtp:7.5', record: ['xt', 'xHat0'] });
 const units = await sampleStudy.plan(spec, source);
 const store = await SqliteStore.open(storeDir);
 store.beginStudy('sample', spec, units.map((u) => u.key), new Map(units.map((u) => [u.key, u.batch ?? ''])));

@@ -108,3 +108,17 @@ describe('sample → store → results', () => {
     expect((await runCli(['results', 'ls', '--store', join(dir, 'nothing')])).err).toMatch(/--store ".*nothing" does not exist/);
   });
 });
+
+describe('sample --store refusals', () => {
+  it('a folder that is not a store, or a place inside the package, is refused before any work (exit 2, nothing written)', async () => {
+    const dir = await tmp();
+    await writeFile(join(dir, 'notes.txt'), 'mine');
+    const r = await runCli(['sample', '--steps', '2', '--store', dir, '--out', join(dir, 'out')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--store ".*" is a folder that is not a memscope store \(no \.memscope-store\.json; it holds notes\.txt\)/);
+    expect(await readdir(dir)).toEqual(['notes.txt']);
+    const p = await runCli(['sample', '--steps', '2', '--store', join(process.cwd(), 'src', 'x'), '--out', join(dir, 'out')]);
+    expect(p.code).toBe(2);
+    expect(p.err).toMatch(/inside memscope's src\/ folder/);
+  });
+});

@@ -67,3 +67,31 @@ describe('SqliteStore', () => {
     s.close();
   });
 });
+
+describe('model fingerprints', () => {
+  it('hash file contents (not names or dates) and remember them in the store by path, size and date', async () => {
+    const { folderFingerprint, hashFile, setFileHashCache } = await import('../../src/store/fingerprint.ts');
+    const d = await tmp();
+    await mkdir(join(d, 'm1'));
+    await mkdir(join(d, 'm2'));
+    await writeFile(join(d, 'm1', 'model.json'), '{"a":1}');
+    await writeFile(join(d, 'm1', 'weights.bin'), 'wwww');
+    await writeFile(join(d, 'm2', 'model.json'), '{"a":1}');
+    await writeFile(join(d, 'm2', 'weights.bin'), 'wwww');
+    expect(await folderFingerprint('trained', join(d, 'm1'))).toBe(await folderFingerprint('trained', join(d, 'm2')));
+    await writeFile(join(d, 'm2', 'weights.bin'), 'wwwx');
+    expect(await folderFingerprint('trained', join(d, 'm1'))).not.toBe(await folderFingerprint('trained', join(d, 'm2')));
+    const s = await SqliteStore.open(join(d, 'store'));
+    setFileHashCache(s);
+    try {
+      await writeFile(join(d, 'big.onnx'), 'onnx bytes');
+      expect(await hashFile(join(d, 'big.onnx'))).toBe(sha256Hex('onnx bytes'));
+      const { size, mtimeMs } = await import('node:fs').then((fs) => fs.statSync(join(d, 'big.onnx')));
+      expect(s.getFileHash(join(d, 'big.onnx'), size, mtimeMs)).toBe(sha256Hex('onnx bytes'));
+      expect(s.getFileHash(join(d, 'big.onnx'), size + 1, mtimeMs)).toBeUndefined();
+    } finally {
+      setFileHashCache(null);
+      s.close();
+    }
+  });
+});
