@@ -21,13 +21,10 @@ import { writeJsonAtomic } from '../io/atomic.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
-import type { Unit } from '../engine/study.ts';
-import { InProcessRunner } from '../engine/runner.ts';
-import { progressReporter, formatDuration } from '../engine/progress.ts';
-import { SqliteStore, STORE_MARKER, defaultStoreDir } from '../store/sqlite-store.ts';
-import { describedFingerprint, folderFingerprint, setFileHashCache } from '../store/fingerprint.ts';
-import { RUN_FORMAT, runRecord } from '../store/run-record.ts';
+import { defaultStoreDir } from '../store/sqlite-store.ts';
+import { openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts';
+import { RUN_FORMAT } from '../store/run-record.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 import { defaultFashionMnistDir } from '../data/fashion-mnist.ts';
 
@@ -145,30 +142,18 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   if (!dryRun) await checkResultsTarget(o.out);
   // --config uses the store its run.json names unless --store is given
   const storeDir = o.store ?? fromConfig?.store ?? defaultStoreDir();
-  const store = dryRun ? await openStoreIfPresent(storeDir) : await SqliteStore.open(storeDir);
-  setFileHashCache(store);
+  const store = await openCliStore(storeDir, dryRun);
   try {
     const source = await loadSampleSource(o);
     const spec = sampleStudy.schema.parse(specFromFlags(o, record)) as SampleSpec;
     const units = await sampleStudy.plan(spec, source);
-    const keys = units.map((u) => u.key);
     if (dryRun) {
       await source.denoiser.dispose?.();
-      process.stdout.write(dryRunText(spec, units, store, storeDir));
+      process.stdout.write(dryRunText('sample', spec, units, store, storeDir));
       return;
     }
     const st = store!;
-    const runId = st.beginStudy('sample', spec, keys, new Map(units.map((u) => [u.key, u.batch ?? ''])));
-    const progress = progressReporter({ label: 'sample' });
-    let outcome;
-    try {
-      outcome = await new InProcessRunner().run(sampleStudy, units, source, st, {
-        onProgress: (p) => progress.update(p),
-        ...(o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] }),
-      });
-    } finally {
-      progress.stop();
-    }
+    const { outcome, runJson } = await runStudyUnits('sample', sampleStudy, spec, units, source, st, o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] });
     await source.denoiser.dispose?.();
     const denoiser = source.denoiser;
     const resolved = {
@@ -185,7 +170,6 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       memscopeVersion: '0.1.0',
     };
     const summary = { ...(await sampleStudy.reduce(outcome.units, st, spec)), resolved };
-    const runJson = runRecord({ command: 'sample', study: sampleStudy.id, runId, spec, keys, store: st.dir, computed: outcome.computed, reused: outcome.reused });
     await withResultsDir(
       o.out,
       async (dir) => {
@@ -196,8 +180,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     );
     process.stdout.write(`${o.out}/report.html\n`);
   } finally {
-    setFileHashCache(null);
-    store?.close();
+    closeCliStore(store);
   }
 }
 
@@ -305,38 +288,6 @@ async function readRunConfig(path: string): Promise<{ flags: Record<string, stri
   const parsed = SampleSpecSchema.safeParse(r.spec);
   if (!parsed.success) throw new InputError(`--config: ${path}: its spec is not a sample spec (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`);
   return { flags: flagsFromSpec(parsed.data as Record<string, unknown>), store: typeof r.store === 'string' ? r.store : undefined };
-}
-
-async function openStoreIfPresent(dir: string): Promise<SqliteStore | null> {
-  if (!(await isFile(join(dir, STORE_MARKER)))) return null;
-  return SqliteStore.open(dir, { mustExist: true, readonly: true });
-}
-
-function dryRunText(spec: SampleSpec, units: readonly Unit<unknown>[], store: SqliteStore | null, storeDir: string): string {
-  const stored = store === null ? 0 : units.filter((u) => store.row(u.key) !== undefined).length;
-  const pending = units.length - stored;
-  let estimate: string;
-  if (pending === 0) estimate = 'nothing to compute (every unit is in the store)';
-  else {
-    const kinds = new Map<string, number>();
-    for (const u of units) if (store === null || store.row(u.key) === undefined) kinds.set(u.batch ?? '', (kinds.get(u.batch ?? '') ?? 0) + 1);
-    let total = 0;
-    let known = true;
-    for (const [b, n] of kinds) {
-      const m = store?.meanSeconds(b) ?? null;
-      if (m === null) known = false;
-      else total += m.mean * n;
-    }
-    estimate = known ? `about ${formatDuration(total)} (from the mean time of the stored units of the same model and settings)` : 'unknown: the store holds no finished unit of this model and these settings yet';
-  }
-  return [
-    'memscope sample --dry-run (nothing is computed or written)',
-    `spec: ${JSON.stringify(spec, null, 2)}`,
-    `store: ${resolve(storeDir)}${store === null ? ' (does not exist yet)' : ''}`,
-    `units: ${units.length} (${stored} already in the store, ${pending} to compute)`,
-    `estimated time: ${estimate}`,
-    '',
-  ].join('\n');
 }
 
 async function isFile(p: string): Promise<boolean> {

@@ -11,6 +11,7 @@ import { InProcessRunner, type RunOutcome } from '../engine/runner.ts';
 import { progressReporter, formatDuration } from '../engine/progress.ts';
 import { SqliteStore, STORE_MARKER, defaultStoreDir } from '../store/sqlite-store.ts';
 import { runRecord, type RunRecord } from '../store/run-record.ts';
+import { setFileHashCache } from '../store/fingerprint.ts';
 
 /** Schema fields of the store flags (spread into a command's schema). */
 export const STORE_FIELDS = {
@@ -30,11 +31,25 @@ export function storeDirOf(flag: string | undefined): string {
   return flag ?? defaultStoreDir();
 }
 
-/** Open the store for a run (created when missing), or — for a dry run — read-only when it exists, else null. */
+/**
+ * Open the store for a run (created when missing), or — for a dry run — read-only when it exists,
+ * else null; model fingerprints then cache their file hashes in it. Close it with {@link closeCliStore}.
+ */
 export async function openCliStore(dir: string, dryRun: boolean): Promise<SqliteStore | null> {
-  if (!dryRun) return SqliteStore.open(dir);
-  const present = await stat(join(dir, STORE_MARKER)).then((s) => s.isFile(), () => false);
-  return present ? SqliteStore.open(dir, { mustExist: true, readonly: true }) : null;
+  let store: SqliteStore | null;
+  if (!dryRun) store = await SqliteStore.open(dir);
+  else {
+    const present = await stat(join(dir, STORE_MARKER)).then((s) => s.isFile(), () => false);
+    store = present ? await SqliteStore.open(dir, { mustExist: true, readonly: true }) : null;
+  }
+  setFileHashCache(store);
+  return store;
+}
+
+/** Close a store opened by {@link openCliStore}. */
+export function closeCliStore(store: SqliteStore | null): void {
+  setFileHashCache(null);
+  store?.close();
 }
 
 /** The `--dry-run` text: the resolved spec, the unit count (stored / to compute) and a time estimate from the stored units' mean seconds. */

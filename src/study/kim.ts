@@ -209,6 +209,7 @@ function unitIdentity(source: KimSource, s: KimSettings, u: KimUnit): unknown {
   return {
     model: source.fingerprint,
     denoiser: source.src.denoiser.name,
+    condition: source.src.denoiser.conditions[u.cond],
     descriptors: [source.descriptor, ...source.extras].map((x) => x.info),
     seeds: s.seeds,
     sampler: s.sampler,
@@ -392,7 +393,13 @@ export async function runKimStudy(src: StudySource, s: KimSettings, descriptor: 
       if (log && p.done > p.cached) log(`kim: ${p.done} of ${p.total} prompt × scale units done${p.eta === null ? '' : `, about ${Math.ceil(p.eta)} s left`}`);
     },
   });
-  const result = await reduceKim(outcome.units, store, s);
+  return finishKimStudy(outcome.units, store, source, s, outcome.reused);
+}
+
+/** The {@link KimStudy} of a finished run: the reduced units plus what describes the source and descriptors (which are disposed). */
+export async function finishKimStudy(stored: readonly StoredUnit<KimUnit, KimUnitResult>[], blobs: BlobReader, source: KimSource, s: KimSettings, reused: number): Promise<KimStudy> {
+  const { src, descriptor, extras } = source;
+  const result = await reduceKim(stored, blobs, s);
   await descriptor.dispose?.();
   for (const x of extras) await x.dispose?.();
   return {
@@ -402,7 +409,7 @@ export async function runKimStudy(src: StudySource, s: KimSettings, descriptor: 
     imageShape: src.trainImages.dims.slice(1),
     scoreRecord: scoreRecord(descriptor, { threshold: s.threshold }),
     extraScoreRecords: extras.map((x) => scoreRecord(x, { threshold: s.threshold })),
-    timing: { ...result.timing, cachedBatches: outcome.reused },
+    timing: { ...result.timing, cachedBatches: reused },
   };
 }
 
