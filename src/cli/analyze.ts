@@ -1,16 +1,18 @@
 /** `memscope analyze kim`: the Kim et al. analysis suite (SPEC §3) on a model and a prompt set. */
 import { z } from 'zod';
-import { join, resolve, dirname, basename } from 'node:path';
+import { join } from 'node:path';
 import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
-import { runKimStudy, KIM_DEFAULTS, type KimSettings } from '../study/kim.ts';
+import { planKim, kimStudy, finishKimStudy, KIM_DEFAULTS, type KimSettings, type KimSource, type KimStudy } from '../study/kim.ts';
+import { sourceFingerprint } from '../study/fingerprint.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
 import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
-import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 
 export const ANALYZE_HELP = `memscope analyze kim — how diffusion models memorize (Kim et al.; docs/methods.md §3)
@@ -32,16 +34,18 @@ Usage: memscope analyze kim [flags]
   --no-replay        skip the target-unknown pass (x = each seed's own final sample)
   --out DIR          results directory (default runs/kim)
 
+${STORE_HELP}
+
 ${SD_SOURCE_HELP}
 
 Per prompt and scale, streaming over the denoising steps: the x0- and ε-space loss, cos(x̂0, x),
 k(t) with its affine split, the first-step noise diagnostics, the seed diversity trace, the PC1
 ratio of the updates, the least-squares decomposition x_t ≈ w0·x + wT·x_T and the deviation sums,
 then the memorization score and the correlations (95 % bootstrap intervals). Memorized prompts are
-the conditions tied to a training image. A killed run resumes: finished batches are kept in
-DIR.work/ until the run completes.
+the conditions tied to a training image. Each prompt at each scale is a unit kept in the results
+store: a killed run resumes where it stopped, and a rerun computes nothing.
 
-Writes settings.json, kim.json, prompts.csv, first-step.csv, correlations.csv, claims.md,
+Writes run.json, settings.json, kim.json, prompts.csv, first-step.csv, correlations.csv, claims.md,
 figures/*.svg|png and report.html.
 
 Examples:
@@ -61,6 +65,7 @@ const Schema = z.object({
   'k-scales': z.string().default(KIM_DEFAULTS.kScales.join(',')),
   'no-replay': z.boolean().default(false),
   out: z.string().default('runs/kim'),
+  ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 const FLAGS = flagsOf(Schema);
@@ -81,11 +86,8 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');
   const kScales = parseNumberList(o['k-scales'], '--k-scales');
-  const out = resolve(o.out);
-  const workDir = join(dirname(out), `${basename(out)}.work`);
-  await checkResultsTarget(o.out);
-  await checkWorkDir(workDir, o.out);
-  const { spec, src } = await loadCliSource(o.model, o);
+  if (!o['dry-run']) await checkResultsTarget(o.out);
+  const { spec: spec0, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no prompt to analyse; list conditions such as caption:0-9,class:0-9'));
   const trainMean = meanBatch(src.trainImages).data;
   const descriptorSpec = o.descriptor ?? (src.sd ? 'pixel' : 'pixel,learned');
@@ -111,16 +113,30 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
     unknownTarget: !o['no-replay'],
   };
   const started = performance.now();
-  await prepareWorkDir(workDir, 'analyze kim');
-  const study = await runKimStudy(src, settings, descriptor!, { extraDescriptors, log: (m) => process.stderr.write(`${m}\n`) }).catch(async (e: unknown) => {
-    await removeWorkDir(workDir, { onlyIfEmpty: true });
-    throw e;
-  });
-  const claims = await withResultsDir(o.out, async (dir) => {
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'analyze kim', model: spec, ...settings, descriptor: descriptorSpec, scoreRecord: study.scoreRecord, extraScoreRecords: study.extraScoreRecords });
-    return writeKimReport(dir, study);
-  }, { command: 'analyze kim' });
-  await removeWorkDir(workDir);
+  const storeDir = storeDirOf(o.store);
+  const store = await openCliStore(storeDir, o['dry-run']);
+  let study: KimStudy;
+  let claims: Awaited<ReturnType<typeof writeKimReport>>;
+  try {
+    const source: KimSource = { src, descriptor: descriptor!, extras: extraDescriptors, fingerprint: await sourceFingerprint(src) };
+    const units = planKim(settings, source);
+    const spec = { model: spec0, ...settings, descriptor: descriptorSpec };
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('analyze kim', spec, units, store, storeDir));
+      await src.denoiser.dispose?.();
+      return;
+    }
+    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch) });
+    const done = await finishKimStudy(outcome.units, store, source, settings, outcome.reused);
+    study = done;
+    claims = await withResultsDir(o.out, async (dir) => {
+      await writeJsonAtomic(join(dir, 'run.json'), runJson);
+      await writeJsonAtomic(join(dir, 'settings.json'), { command: 'analyze kim', model: spec0, ...settings, descriptor: descriptorSpec, scoreRecord: done.scoreRecord, extraScoreRecords: done.extraScoreRecords });
+      return writeKimReport(dir, done);
+    }, { command: 'analyze kim' });
+  } finally {
+    closeCliStore(store);
+  }
   await src.denoiser.dispose?.();
   const t = study.timing;
   process.stdout.write(

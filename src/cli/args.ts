@@ -64,8 +64,10 @@ export function parseFlags(argv: readonly string[], options: OptionSpec, renamed
   // commander camel-cases option keys (`--batch-size` → batchSize): give them back by flag name
   const out: Record<string, string | boolean | undefined> = {};
   for (const o of cmd.options) {
+    // only what was typed: commander gives a `--no-x` switch a default of its own (x = true)
+    if (cmd.getOptionValueSource(o.attributeName()) !== 'cli') continue;
     const v = values[o.attributeName()];
-    if (v !== undefined) out[o.name()] = v;
+    out[o.name()] = o.negate || o.isBoolean() ? true : v;
   }
   return out;
 }

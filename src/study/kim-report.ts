@@ -306,7 +306,7 @@ export async function writeKimReport(dir: string, study: KimStudy): Promise<KimC
   const t = study.timing;
   html.push(
     `<h2>Run</h2><p>${escapeHtml(study.model)}; ${s.prompts.length} prompts × ${s.seeds.length} seeds × scales ${s.scales.join(', ')}; ${s.sampler} ${s.steps} steps. ` +
-      `Sampling ${fmt(t.samplingSeconds)} s, streaming analyses ${fmt(t.analysisSeconds)} s (${fmt((100 * t.analysisSeconds) / Math.max(t.samplingSeconds, 1e-9))} % of sampling), scoring ${fmt(t.scoringSeconds)} s; ${t.cachedBatches} batches loaded from the resume cache. ` +
+      `Sampling ${fmt(t.samplingSeconds)} s, streaming analyses ${fmt(t.analysisSeconds)} s (${fmt((100 * t.analysisSeconds) / Math.max(t.samplingSeconds, 1e-9))} % of sampling), scoring ${fmt(t.scoringSeconds)} s; ${t.cachedBatches} units reused from the results store. ` +
       `Score: ${escapeHtml(study.scoreRecord.descriptor.name)} descriptor (${escapeHtml(study.scoreRecord.descriptor.preprocessing)}); ${escapeHtml(study.scoreRecord.aggregation)}; threshold ${study.scoreRecord.threshold}.` +
       study.extraScoreRecords.map((r) => ` Also scored with the ${escapeHtml(r.descriptor.name)} descriptor (${escapeHtml(r.descriptor.preprocessing)}).`).join('') +
       `</p>`,
