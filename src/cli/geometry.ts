@@ -23,7 +23,8 @@ import { Classifier } from '../models/classifier.ts';
 import { classifierTools } from '../study/evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import type { UnitStore } from '../engine/study.ts';
-import { MemoryStore } from '../engine/memory-store.ts';
+import { folderFingerprint } from '../store/fingerprint.ts';
+import { STORE_FIELDS, storeDirOf, openCliStore, closeCliStore } from './study-run.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
 import { SHIPPED_MODEL } from '../study/source.ts';
 import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS_HELP, refuseSdFlags, sdImageSizeNote, sdSourceOptions } from './source-flags.ts';
@@ -82,8 +83,9 @@ With --model, every denoiser is also sampled unconditionally on the same seeds (
 --compare model, D_lin, and the model with each generalizer swapped in inside the band) and scored by
 the trajectory-level memorization rate (same ratio test against the model's training images) and
 the Fréchet distance of classifier features to the 2,000 held-out test images (floor: a same-size set
-of real training images): swap.json and the table in report.html. Finished rows are cached in
-OUT.work, so a killed run resumes.
+of real training images): swap.json and the table in report.html. Every row (and every band the
+search tries) is a unit kept in the results store (--store DIR, default $MEMSCOPE_STORE, else
+runs/store), so a killed run resumes and a rerun resamples nothing.
 
 Example:
   memscope geometry --model models/edm-small --compare models/edm-small-undertrained,models/edm-large --target 0.1
@@ -105,6 +107,7 @@ const Schema = z.object({
   'concentration-min': unit('concentration-min').default(0.5),
   ratio: positive('ratio').default(1 / 3),
   out: z.string().default('runs/geometry'),
+  store: STORE_FIELDS.store,
   model: z.string().min(1).optional(),
   compare: z.string().min(1).optional(),
   generalizer: z.string().min(1).optional(),
@@ -172,7 +175,6 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   }
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   await checkResultsTarget(o.out);
-  const store: UnitStore = new MemoryStore();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const sdMode = o.model !== undefined && isSdExportDir(o.model);
   if (!sdMode) {
@@ -191,7 +193,12 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   try {
     r = await runGeometry({ train: trainSet.images, test: testSet.images, sigmas, ...settings, models }, log);
     if (trained) {
-      swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, store, log);
+      const store = await openCliStore(storeDirOf(o.store), false);
+      try {
+        swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, store!, log);
+      } finally {
+        closeCliStore(store);
+      }
     }
   } finally {
     if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();
@@ -462,14 +469,19 @@ async function swapTable(
     const sig = samplerSigmas(sampler, config, o.steps);
     if (band && !sig.some((x) => x >= band.sigmaLo && x <= band.sigmaHi)) throw new UsageError(`--band: [${band.sigmaLo}, ${band.sigmaHi}] contains none of the sampler's σ (${fmt(Math.min(...sig))} … ${fmt(Math.max(...sig))})`);
     const mem = trained.main.model.denoiser;
+    // what identifies each denoiser's weights: a model folder's fingerprint; D_lin its training pool
+    const fp = new Map<string, unknown>([['lin', { kind: 'D_lin', pool }]]);
+    fp.set(trained.main.dir, await folderFingerprint('trained', trained.main.dir));
+    for (const c of trained.compare) fp.set(c.dir, await folderFingerprint('trained', c.dir));
+    const memId = fp.get(trained.main.dir);
     const variants: SwapVariant[] = [
-      { name: trained.main.name, kind: 'memorizing', denoiser: mem },
-      ...trained.compare.filter((c) => o.generalizer === undefined || !genList.includes(c.dir) || c.undertrained).map((c): SwapVariant => ({ name: c.name, kind: c.undertrained ? 'undertrained' : 'generalizing', denoiser: c.model.denoiser })),
-      ...(o.generalizer === undefined ? [{ name: 'D_lin', kind: 'generalizing' as const, denoiser: lin }] : genList.map((g): SwapVariant => ({ name: g === 'lin' ? 'D_lin' : basename(g), kind: 'generalizing', denoiser: byName.get(g)! }))),
-      ...(band ? genList.map((g): SwapVariant => { const gname = g === 'lin' ? 'D_lin' : basename(g); return { name: `swap ${gname} in [${short(band.sigmaLo)}, ${short(band.sigmaHi)}]`, kind: 'swap', band, denoiser: swapDenoiser(mem, byName.get(g)!, band, { disposeInner: false, mapCond: () => null }) }; }) : []),
+      { name: trained.main.name, kind: 'memorizing', denoiser: mem, identity: memId },
+      ...trained.compare.filter((c) => o.generalizer === undefined || !genList.includes(c.dir) || c.undertrained).map((c): SwapVariant => ({ name: c.name, kind: c.undertrained ? 'undertrained' : 'generalizing', denoiser: c.model.denoiser, identity: fp.get(c.dir) })),
+      ...(o.generalizer === undefined ? [{ name: 'D_lin', kind: 'generalizing' as const, denoiser: lin, identity: fp.get('lin') }] : genList.map((g): SwapVariant => ({ name: g === 'lin' ? 'D_lin' : basename(g), kind: 'generalizing', denoiser: byName.get(g)!, identity: fp.get(g) }))),
+      ...(band ? genList.map((g): SwapVariant => { const gname = g === 'lin' ? 'D_lin' : basename(g); return { name: `swap ${gname} in [${short(band.sigmaLo)}, ${short(band.sigmaHi)}]`, kind: 'swap', band, denoiser: swapDenoiser(mem, byName.get(g)!, band, { disposeInner: false, mapCond: () => null }), identity: { memorizing: memId, generalizing: fp.get(g) } }; }) : []),
     ];
     const study = await runSwapStudy(variants, s, sc, { store, log });
-    const search = o.target === undefined ? null : await searchSwapBand(mem, byName.get(genList[0]!)!, s, sc, { target: o.target, store, log });
+    const search = o.target === undefined ? null : await searchSwapBand(mem, byName.get(genList[0]!)!, s, sc, { target: o.target, store, log, identities: { memorizing: memId, generalizing: fp.get(genList[0]!) } });
     return { study, search, band };
   } finally {
     await lin.dispose();

@@ -1,7 +1,7 @@
 /** `memscope transition`: the transition study (Jain et al. Fig. 2) — sweep transition, DTP switch and zero-CFG d_t per prompt and seed. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
@@ -10,8 +10,8 @@ import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
-import { InProcessRunner } from '../engine/runner.ts';
-import { MemoryStore } from '../engine/memory-store.ts';
+import { sourceFingerprint } from '../study/fingerprint.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
 import { transitionStudy, type TransitionSource } from '../study/transition.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 
@@ -28,6 +28,8 @@ Usage: memscope transition [flags]
   --descriptor SPEC  pixel | learned[:DIR] | sscd:PATH (default learned; pixel on a Stable Diffusion export)
   --threshold X      a sweep sample is a copy when its descriptor cosine to the target is ≥ X (default 0.75)
   --out DIR          (default runs/transition)
+
+${STORE_HELP}
 
 ${SD_SOURCE_HELP}
 
@@ -54,9 +56,10 @@ const Schema = z.object({
   descriptor: z.string().optional(),
   threshold: finiteNumber('threshold').default(0.75),
   out: z.string().default('runs/transition'),
+  ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = Object.fromEntries(Object.keys(Schema.shape).map((k) => [k, { type: 'string' as const }]));
+const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope transition`. */
 export async function transitionCommand(argv: string[]): Promise<void> {
@@ -64,7 +67,7 @@ export async function transitionCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (o.steps < 2) throw new UsageError(`--steps: the transition study needs at least 2 steps, got ${o.steps}`);
-  await checkResultsTarget(o.out);
+  if (!o['dry-run']) await checkResultsTarget(o.out);
   const { spec: model, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
   const prompts = asUsage(() => {
@@ -82,18 +85,30 @@ export async function transitionCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
   const spec = transitionStudy.schema.parse({ prompts, seeds, lambda: o.scale, sampler: o.sampler, steps: o.steps, every: o.every, threshold: o.threshold });
-  const source: TransitionSource = { src, config: studyConfig(src), descriptor };
+  const source: TransitionSource = { src, config: studyConfig(src), descriptor, fingerprint: await sourceFingerprint(src) };
   const units = await transitionStudy.plan(spec, source);
-  const store = new MemoryStore();
+  const storeDir = storeDirOf(o.store);
+  const store = await openCliStore(storeDir, o['dry-run']);
   const started = performance.now();
-  const outcome = await new InProcessRunner().run(transitionStudy, units, source, store, {
-    onProgress: (p) => process.stderr.write(`transition: ${p.done}/${p.total} units, ${p.elapsed.toFixed(0)} s${p.eta === null ? '' : `, about ${p.eta.toFixed(0)} s left`}\n`),
-  });
-  const summary = await transitionStudy.reduce(outcome.units, store, spec);
-  await withResultsDir(o.out, async (dir) => {
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'transition', model, descriptor: descriptor.info, config: source.config, ...spec, units: units.map((u) => u.key) });
-    await transitionStudy.report!(summary, dir, spec);
-  }, { command: 'transition' });
+  let summary: Awaited<ReturnType<typeof transitionStudy.reduce>>;
+  try {
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('transition', { model, ...spec }, units, store, storeDir));
+      await descriptor.dispose?.();
+      await d.dispose?.();
+      return;
+    }
+    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store);
+    const s = await transitionStudy.reduce(outcome.units, store, spec);
+    summary = s;
+    await withResultsDir(o.out, async (dir) => {
+      await writeJsonAtomic(join(dir, 'run.json'), runJson);
+      await writeJsonAtomic(join(dir, 'settings.json'), { command: 'transition', model, descriptor: descriptor.info, config: source.config, ...spec, units: units.map((u) => u.key) });
+      await transitionStudy.report!(s, dir, spec);
+    }, { command: 'transition' });
+  } finally {
+    closeCliStore(store);
+  }
   await descriptor.dispose?.();
   await d.dispose?.();
   for (const r of summary.rows) {

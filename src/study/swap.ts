@@ -37,6 +37,8 @@ export interface SwapVariant {
   readonly denoiser: Denoiser;
   /** The swap band (kind `swap`), else absent. */
   readonly band?: SwapBand;
+  /** What identifies the denoiser's weights (e.g. the model folder's fingerprint; for a swap, both sides'); part of the row's unit key (default: the denoiser's name). */
+  readonly identity?: unknown;
 }
 
 /** Sampling and scoring settings shared by every variant. */
@@ -125,7 +127,7 @@ interface SwapSource {
 
 /** Everything a variant's row depends on: the key of its unit. */
 function variantKey(v: SwapVariant, s: SwapStudySettings, sc: SwapScoring): string {
-  return unitKey('swap', { name: v.name, kind: v.kind, denoiser: v.denoiser.name, band: v.band ?? null, seeds: s.seeds, sampler: s.sampler, steps: s.steps, threshold: s.threshold ?? 1 / 3, config: s.config, train: sc.train.dims, heldOut: sc.heldOut.dims, quality: sc.quality?.name ?? null });
+  return unitKey('swap', { name: v.name, kind: v.kind, denoiser: v.identity ?? v.denoiser.name, band: v.band ?? null, seeds: s.seeds, sampler: s.sampler, steps: s.steps, threshold: s.threshold ?? 1 / 3, config: s.config, train: sc.train.dims, heldOut: sc.heldOut.dims, quality: sc.quality?.name ?? null });
 }
 
 /** The swap table as a study: one unit per variant, reduced in order (issue 15). */
@@ -265,7 +267,7 @@ export async function searchSwapBand(
   generalizing: Denoiser,
   s: SwapStudySettings,
   sc: SwapScoring,
-  opts: SwapRunOptions & { target: number; edges?: readonly number[]; nEdges?: number },
+  opts: SwapRunOptions & { target: number; edges?: readonly number[]; nEdges?: number; /** What identifies the two denoisers' weights (see {@link SwapVariant.identity}). */ identities?: { memorizing: unknown; generalizing: unknown } },
 ): Promise<BandSearch> {
   const { target } = opts;
   if (!(target >= 0 && target <= 1)) throw new Error(`searchSwapBand: target must be a rate in [0, 1], got ${target}`);
@@ -287,7 +289,7 @@ export async function searchSwapBand(
     }
   }
   cands.sort((a, b) => a.width - b.width || a.band.sigmaLo - b.band.sigmaLo);
-  const base = await runSwapStudy([{ name: 'memorizing', kind: 'memorizing', denoiser: memorizing }], s, sc, { ...(opts.store ? { store: opts.store } : {}), log });
+  const base = await runSwapStudy([{ name: 'memorizing', kind: 'memorizing', denoiser: memorizing, ...(opts.identities ? { identity: opts.identities.memorizing } : {}) }], s, sc, { ...(opts.store ? { store: opts.store } : {}), log });
   const baseRate = base.rows[0]!.rate;
   const trials: BandTrial[] = [];
   if (baseRate <= target) {
@@ -300,7 +302,7 @@ export async function searchSwapBand(
     if (widthHit !== null && c.width > widthHit * (1 + 1e-9)) break;
     const d = swapDenoiser(memorizing, generalizing, c.band, { disposeInner: false, mapCond: () => null });
     const name = `swap[${c.band.sigmaLo.toPrecision(4)},${c.band.sigmaHi.toPrecision(4)}]`;
-    const r = await runSwapStudy([{ name, kind: 'swap', denoiser: d, band: c.band }], s, sc, { ...(opts.store ? { store: opts.store } : {}), log });
+    const r = await runSwapStudy([{ name, kind: 'swap', denoiser: d, band: c.band, ...(opts.identities ? { identity: opts.identities } : {}) }], s, sc, { ...(opts.store ? { store: opts.store } : {}), log });
     const t: BandTrial = { band: c.band, stepsInBand: c.stepsInBand, rate: r.rows[0]!.rate, frechet: r.rows[0]!.frechet };
     trials.push(t);
     if (t.rate <= target) {

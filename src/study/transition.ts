@@ -50,6 +50,8 @@ export interface TransitionSource {
   readonly src: StudySource;
   readonly config: SchedulerConfig;
   readonly descriptor: Descriptor;
+  /** What identifies the model's weights (see `study/fingerprint.ts`); part of every unit key (default: the source's spec). */
+  readonly fingerprint?: unknown;
 }
 
 /** One unit: one prompt and one seed. */
@@ -136,7 +138,7 @@ export const transitionStudy: Study<TransitionSpec, TransitionUnit, TransitionRe
       for (const seed of spec.seeds) {
         const u: TransitionUnit = { cond, condId: info.id, seed, lambda: spec.lambda, sampler: spec.sampler, steps: spec.steps, every: spec.every, threshold: spec.threshold };
         // identity: the model (source spec and denoiser), the scheduler config, the descriptor, and the unit's settings
-        units.push({ key: unitKey('transition', { model: source.src.spec, denoiser: d.name, config: source.config, descriptor: source.descriptor.info, unit: u }), spec: u });
+        units.push({ key: unitKey('transition', { model: source.fingerprint ?? source.src.spec, denoiser: d.name, condition: d.conditions[u.cond], config: source.config, descriptor: source.descriptor.info, unit: u }), spec: u });
       }
     }
     return units;
