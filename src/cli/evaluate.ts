@@ -33,8 +33,8 @@ Usage: memscope evaluate [flags]
   --prompts SPEC     prompts to evaluate: memorized (those tied to a training image; all when none),
                      all, or a selection like caption:0-19,class:0-9 (default memorized)
   --seeds LIST       seeds per prompt (default 0-15)
-  --methods LIST     comma-separated (default ${DEFAULT_METHODS}; text-prompt
-                     methods are dropped on models without a text encoder):
+  --methods LIST     comma-separated (default ${DEFAULT_METHODS};
+                     from the default list, methods the model cannot run are skipped with the reason):
                      name[:p][@τ|@lo-hi][/λog], as --guidance; for guidance methods p is λ
                      (omitted: --scale), for the others their own parameter:
 ${METHODS.map((m) => `                       ${m.form.padEnd(22)} ${m.about}`).join('\n')}

@@ -165,13 +165,12 @@ export const transitionStudy: Study<TransitionSpec, TransitionUnit, TransitionRe
 
 const stepText = (k: number | null, t: readonly number[]): string => (k === null ? 'none' : `${k} (t = ${t[k] ?? 'never guided'})`);
 
-/** The CSV table: one row per prompt and seed. */
+/** The CSV table: one row per prompt and seed (steps k and their timesteps t_k; empty: none). The d_t curves are in transition.json. */
 export function transitionCsv(s: TransitionSummary): string {
-  const header = ['prompt_id', 'seed', 'target', 'sweep_transition_k', 'sweep_transition_t', 'dtp_switch_k', 'dtp_switch_t', 'dzero_argmin_k', 'steps'];
-  const lines = s.rows.map((r) => {
-    const argmin = r.dZero.reduce((b, v, i) => (v < r.dZero[b]! ? i : b), 0);
-    return [r.condId, r.seed, r.target, r.sweepTransition ?? '', r.sweepTransition === null ? '' : (r.timesteps[r.sweepTransition] ?? ''), r.dtpSwitch ?? '', r.dtpSwitch === null ? '' : r.timesteps[r.dtpSwitch]!, argmin, r.dZero.length].join(',');
-  });
+  const header = ['prompt_id', 'seed', 'target', 'sweep_transition_k', 'sweep_transition_t', 'dtp_switch_k', 'dtp_switch_t', 'steps'];
+  const lines = s.rows.map((r) =>
+    [r.condId, r.seed, r.target, r.sweepTransition ?? '', r.sweepTransition === null ? '' : (r.timesteps[r.sweepTransition] ?? ''), r.dtpSwitch ?? '', r.dtpSwitch === null ? '' : r.timesteps[r.dtpSwitch]!, r.dZero.length].join(','),
+  );
   return [header.join(','), ...lines].join('\n') + '\n';
 }
 

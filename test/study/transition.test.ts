@@ -95,7 +95,7 @@ describe('transition study', () => {
 
   it('one CSV row and one curve per unit, both steps marked in the figure; report files written', async () => {
     const csv = transitionCsv(summary).trim().split('\n');
-    expect(csv[0]).toBe('prompt_id,seed,target,sweep_transition_k,sweep_transition_t,dtp_switch_k,dtp_switch_t,dzero_argmin_k,steps');
+    expect(csv[0]).toBe('prompt_id,seed,target,sweep_transition_k,sweep_transition_t,dtp_switch_k,dtp_switch_t,steps');
     expect(csv).toHaveLength(1 + summary.rows.length);
     summary.rows.forEach((r, i) => {
       const f = csv[i + 1]!.split(',');
@@ -103,7 +103,8 @@ describe('transition study', () => {
       expect(Number(f[1])).toBe(r.seed);
       expect(f[3]).toBe(r.sweepTransition === null ? '' : String(r.sweepTransition));
       expect(f[5]).toBe(r.dtpSwitch === null ? '' : String(r.dtpSwitch));
-      expect(Number(f[7])).toBe(r.dZero.indexOf(Math.min(...r.dZero)));
+      expect(f[6]).toBe(r.dtpSwitch === null ? '' : String(r.timesteps[r.dtpSwitch]));
+      expect(Number(f[7])).toBe(spec.steps);
     });
     const svg = transitionFigure(summary);
     for (const r of summary.rows) {
