@@ -40,7 +40,7 @@ ${Object.entries(COMMANDS).map(([k, v]) => `  ${k.padEnd(10)} ${v.summary}`).joi
 
 Examples:
   memscope demo
-  memscope sample --condition caption:0-3,class:0 --guidance dtp:7.5 --seeds 0-7 --out runs/dtp
+  memscope sample --prompts caption:0-3,class:0 --guidance dtp:7.5 --seeds 0-7 --out runs/dtp
 `;
 
 /** Run the CLI with `argv` (without node and script); returns the process exit code. */

@@ -34,11 +34,11 @@ Usage: memscope sample [flags]
 
 Model (one of):
   --model testbed            the analytic testbed on the embedded Fashion-MNIST data (default)
-      --condition SPEC       conditions to sample: caption:0-3,class:0,uncond,all (default caption:0-1,class:0-1)
+      --prompts SPEC         conditions to sample: caption:0-3,class:0,uncond,all (default caption:0-1,class:0-1)
       --captions N           number of memorized captions in the testbed (default 20)
-  --model DIR                a model trained by memscope train (DIR/model.json); --condition as for the testbed
+  --model DIR                a model trained by memscope train (DIR/model.json); --prompts as for the testbed
   --model EXPORT_DIR         a Stable Diffusion ONNX export (diffusers / optimum layout), latent space
-      --prompt TEXT          one prompt to sample (or --prompt-set FILE with --condition caption:0-3)
+      --prompt TEXT          one prompt to sample (or --prompt-set FILE with --prompts caption:0-3)
       (the export's own scheduler config is used unless --scheduler-config is given)
   --model PATH.onnx          an ONNX noise-prediction model with the diffusers U-Net signature
       --cond FILE.npy        condition rows (class labels [K] or encoder_hidden_states [K,L,D]); each row is sampled
@@ -79,7 +79,7 @@ Writes run.json (resolved spec, unit keys, store, versions), config.json (resolv
 d_t per step and row, switch steps), report.html.
 
 Examples:
-  memscope sample --condition caption:0-3 --guidance og+dtp:7.5 --seeds 0-7 --out runs/og
+  memscope sample --prompts caption:0-3 --guidance og+dtp:7.5 --seeds 0-7 --out runs/og
   memscope sample --model unet.onnx --cond cond.npy --uncond uncond.npy \\
       --scheduler-config scheduler_config.json --sampler ddim --steps 50 --guidance dtp:7.5 \\
       --seeds 0-3 --trajectory --out runs/a
@@ -87,7 +87,7 @@ Examples:
 
 const Schema = z.object({
   model: z.string().min(1).default('testbed'),
-  condition: z.string().optional(),
+  prompts: z.string().optional(),
   captions: positiveInt('captions', 1000).optional(),
   cond: z.string().optional(),
   uncond: z.string().optional(),
@@ -194,10 +194,10 @@ async function loadSampleSource(o: z.infer<typeof Schema>): Promise<SampleSource
   let modelInfo: Record<string, unknown>;
   let fingerprint: string;
   if (o.model === 'testbed') {
-    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; the testbed takes --condition');
+    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; the testbed takes --prompts');
     const tb = await defaultTestbed(o.captions === undefined ? {} : { captions: o.captions });
     denoiser = tb.denoiser;
-    conds = wrap(() => parseConditions(o.condition ?? 'caption:0-1,class:0-1', denoiser));
+    conds = wrap(() => parseConditions(o.prompts ?? 'caption:0-1,class:0-1', denoiser));
     modelInfo = { kind: 'testbed', name: denoiser.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets };
     // the testbed is its training data (the shipped subset, hashed in its manifest) and its captions
     fingerprint = await describedFingerprint('testbed', { name: denoiser.name, captionTargets: tb.captionTargets }, { manifest: join(defaultFashionMnistDir(), 'manifest.json') });
@@ -211,20 +211,20 @@ async function loadSampleSource(o: z.infer<typeof Schema>): Promise<SampleSource
     denoiser = sd.denoiser;
     decode = sd.toImageSpace;
     if (!o['scheduler-config']) config = sd.config;
-    conds = wrap(() => parseConditions(o.condition ?? 'all', denoiser));
+    conds = wrap(() => parseConditions(o.prompts ?? 'all', denoiser));
     modelInfo = { kind: 'stable-diffusion', dir: o.model, promptSet: o['prompt-set'] ?? null, prompt: o.prompt ?? null, predictionType: sd.sd.export.predictionType, executionProvider: sd.sd.export.executionProvider, shape: denoiser.shape, imageSize: sd.sd.imageSize };
     const files = await folderFingerprint('stable-diffusion', o.model, { recursive: true });
     fingerprint = await describedFingerprint('stable-diffusion-source', { files, negativePrompt: o['negative-prompt'] ?? '', shape: denoiser.shape, predictionType: sd.sd.export.predictionType, provider: sd.sd.export.executionProvider });
   } else if (await isTrainedModelDir(o.model)) {
-    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a trained model takes --condition');
+    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a trained model takes --prompts');
     const tm = await asInput('--model', () => loadTrainedModel(o.model));
     denoiser = tm.denoiser;
-    conds = wrap(() => parseConditions(o.condition ?? (denoiser.conditions.length ? 'all' : 'uncond'), denoiser));
+    conds = wrap(() => parseConditions(o.prompts ?? (denoiser.conditions.length ? 'all' : 'uncond'), denoiser));
     modelInfo = { kind: 'trained', dir: o.model, scenario: tm.scenario };
     fingerprint = await folderFingerprint('trained', o.model);
   } else {
     if (!o.model.endsWith('.onnx')) throw new UsageError(`--model: expected "testbed", a trained model directory (with model.json) or a path to a .onnx file, got "${o.model}"`);
-    if (o.condition) throw new UsageError('--condition: only for the testbed and trained models; an ONNX model takes --cond FILE.npy');
+    if (o.prompts) throw new UsageError('--prompts: only for the testbed and trained models; an ONNX model takes --cond FILE.npy');
     if (!(await isFile(o.model))) throw new InputError(`--model: ${o.model} does not exist or is not a file`);
     const condT = o.cond ? await asInput('--cond', () => readNpy(o.cond!, '--cond')) : undefined;
     const uncondT = o.uncond ? await asInput('--uncond', () => readNpy(o.uncond!, '--uncond')) : undefined;

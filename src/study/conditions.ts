@@ -16,7 +16,7 @@ function range(part: string, arg: string, spec: string): number[] {
  * `uncond` (null condition), `all`, `KIND:I` or `KIND:I-J` matching condition ids `KIND:I`
  * (e.g. `caption:0-3`, `class:7`), or a bare index/range into `denoiser.conditions`.
  */
-export function parseConditions(spec: string, denoiser: Denoiser, arg = '--condition'): CondRef[] {
+export function parseConditions(spec: string, denoiser: Denoiser, arg = '--prompts'): CondRef[] {
   const out: CondRef[] = [];
   const ids = new Map(denoiser.conditions.map((c, i) => [c.id, i] as const));
   const kinds = [...new Set(denoiser.conditions.map((c) => c.id.split(':')[0]))];

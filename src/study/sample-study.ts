@@ -34,7 +34,7 @@ import { page, imgTag, table, escapeHtml } from '../report/html.ts';
  */
 export const SampleSpecSchema = z.object({
   model: z.string().min(1).default('testbed'),
-  condition: z.string().optional(),
+  prompts: z.string().optional(),
   captions: z.number().int().min(1).max(1000).optional(),
   cond: z.string().optional(),
   uncond: z.string().optional(),

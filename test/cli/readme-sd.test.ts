@@ -176,8 +176,8 @@ describe('README Stable Diffusion lines', () => {
       if (words[0] === 'sample') {
         const out = flag(argv, '--out') ?? 'runs/sample';
         const img = await readNpy(join(root, out, 'images.npy'));
-        // rows = prompts × the two seeds shrink() keeps (--condition caption:A-B or A,B,… names the prompts)
-        const cond = flag(argv, '--condition');
+        // rows = prompts × the two seeds shrink() keeps (--prompts caption:A-B or A,B,… names the prompts)
+        const cond = flag(argv, '--prompts');
         const prompts = cond === undefined ? 1 : cond.replace(/^caption:/, '').split(',').reduce((n, part) => {
           const [a, b] = part.split('-').map(Number) as [number, number | undefined];
           return n + (b === undefined ? 1 : b - a + 1);

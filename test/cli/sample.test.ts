@@ -18,7 +18,8 @@ describe('memscope sample: bad input', () => {
     [['--steps', 'many'], /--steps/],
     [['--guidance', 'magic:3'], /--guidance "magic:3".*constant:λ/s],
     [['--seeds', '5-3'], /--seeds/],
-    [['--condition', 'caption:999'], /--condition.*caption:999/],
+    [['--prompts', 'caption:999'], /--prompts.*caption:999/],
+    [['--condition', 'caption:0'], /--condition is now --prompts/],
     [['--record', 'x_t'], /--record: unknown quantity "x_t"/],
     [['--bogus', '1'], /bogus/],
     [['--model', 'weights.bin'], /--model: expected "testbed", a trained model directory/],
@@ -74,7 +75,7 @@ describe('memscope sample: testbed run', () => {
   it('writes config, samples, grid, guidance record and the trajectory', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'memscope-cli-'));
     const out = join(dir, 'res');
-    const r = await run(['sample', '--condition', 'caption:0,class:1', '--seeds', '3,4', '--steps', '6', '--guidance', 'og+dtp:7.5', '--trajectory', '--record', 'xHat0', '--out', out]);
+    const r = await run(['sample', '--prompts', 'caption:0,class:1', '--seeds', '3,4', '--steps', '6', '--guidance', 'og+dtp:7.5', '--trajectory', '--record', 'xHat0', '--out', out]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out.trim()).toBe(`${out}/report.html`);

@@ -109,7 +109,7 @@ describe('SD export as a study source', () => {
 describe('memscope commands with --model EXPORT_DIR', () => {
   it('sample: latents and decoded images equal the pipeline generate() for the same prompt and seeds', async () => {
     const out = join(root, 'runs', 'sample');
-    const r = await runCli(['sample', '--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--condition', 'caption:1', '--seeds', '0-1', '--steps', '8', '--guidance', 'constant:5', '--out', out]);
+    const r = await runCli(['sample', '--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--prompts', 'caption:1', '--seeds', '0-1', '--steps', '8', '--guidance', 'constant:5', '--out', out]);
     expect(r.code, r.err).toBe(0);
     const exp = await loadSdExport(exportDir);
     const { constant } = await import('../../src/guidance/schedules.ts');

@@ -16,12 +16,12 @@ describe('sample → store → results', () => {
   it('writes run.json, reuses the store on a rerun, re-renders with --config, dry-runs, and exports the tables', async () => {
     const dir = await tmp();
     const store = join(dir, 'store');
-    const args = ['sample', '--condition', 'caption:0,class:1', '--seeds', '0-1', '--steps', '4', '--guidance', 'dtp:7.5', '--store', store];
+    const args = ['sample', '--prompts', 'caption:0,class:1', '--seeds', '0-1', '--steps', '4', '--guidance', 'dtp:7.5', '--store', store];
     const a = await runCli([...args, '--out', join(dir, 'a')]);
     expect(a.err).toBe('');
     expect(a.code).toBe(0);
     const run = JSON.parse(await readFile(join(dir, 'a', 'run.json'), 'utf8'));
-    expect(run).toMatchObject({ format: 'memscope-run', command: 'sample', study: 'sample', computed: 4, reused: 0, store, spec: { model: 'testbed', condition: 'caption:0,class:1', seeds: '0-1', steps: 4, guidance: 'dtp:7.5', sampler: 'ddim', record: [] } });
+    expect(run).toMatchObject({ format: 'memscope-run', command: 'sample', study: 'sample', computed: 4, reused: 0, store, spec: { model: 'testbed', prompts: 'caption:0,class:1', seeds: '0-1', steps: 4, guidance: 'dtp:7.5', sampler: 'ddim', record: [] } });
     expect(run.units).toHaveLength(4);
     expect(run.versions.resultFormat).toBe(1);
 

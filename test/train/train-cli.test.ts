@@ -31,7 +31,7 @@ describe('memscope train / sample / export on a tiny duplication model', () => {
     expect(c.err).toMatch(/lr/);
 
     // sampling the model directory equals sampling its ONNX export with the exported embeddings
-    expect((await run(['sample', '--model', join(dir, 'a'), '--condition', 'caption:0,class:1', '--steps', '4', '--seeds', '0-1', '--out', join(dir, 's1')])).code).toBe(0);
+    expect((await run(['sample', '--model', join(dir, 'a'), '--prompts', 'caption:0,class:1', '--steps', '4', '--seeds', '0-1', '--out', join(dir, 's1')])).code).toBe(0);
     expect((await run(['export', '--model', join(dir, 'a'), '--out', join(dir, 'e')])).code).toBe(0);
     expect((await readdir(join(dir, 'e'))).sort()).toEqual(['.memscope-results.json', 'cond.npy', 'prompts.json', 'scheduler_config.json', 'text_encoder.onnx', 'tokenizer.json', 'uncond.npy', 'unet.onnx']);
     const e = join(dir, 'e');
