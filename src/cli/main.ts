@@ -14,6 +14,7 @@ import { evaluateCommand, EVALUATE_HELP } from './evaluate.ts';
 import { geometryCommand, GEOMETRY_HELP } from './geometry.ts';
 import { resultsCommand, RESULTS_HELP } from './results.ts';
 import { transitionCommand, TRANSITION_HELP } from './transition.ts';
+import { studyCommand, STUDY_HELP } from './study.ts';
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
   demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, summary: 'the mitigation table of Jain et al.: copy similarity, memorization rate, alignment, Fréchet distance, s/image per method' },
   geometry: { run: geometryCommand, help: GEOMETRY_HELP, summary: 'Dodson & Gao geometry: posterior concentration, shell coverage, noise regimes, per-σ memorization, generalization gap' },
   export: { run: exportCommand, help: EXPORT_HELP, summary: 'write a trained model as standalone ONNX files with the diffusers U-Net signature' },
+  study: { run: studyCommand, help: STUDY_HELP, summary: 'run a spec file (YAML): models × prompts × seeds × samplers × guidance × analyses into one store and one results folder' },
   results: { run: resultsCommand, help: RESULTS_HELP, summary: 'the results store: list study runs (results ls), export their per-unit and per-step tables (results export)' },
 };
 
