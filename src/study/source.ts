@@ -64,14 +64,33 @@ export async function resolveModelSpec(model: string): Promise<string> {
 }
 
 /**
- * Load `'testbed'` (the analytic testbed, 20 captions), a trained model directory, or a Stable
- * Diffusion ONNX export directory (with `opts.sd.promptSet`, see {@link loadSdStudySource}).
+ * One way to open a `--model` value as a study source. `probe` says whether this loader takes the
+ * value (null) or why not (a reason in words); `load` opens it. Loaders live in {@link SOURCE_LOADERS}
+ * and are tried in order; when none takes a value, the error lists every loader's reason (as
+ * onnxruntime's backend registry does).
  */
-export async function loadStudySource(spec: string, opts: StudySourceOptions = {}): Promise<StudySource> {
-  if (spec !== 'testbed' && isSdExportDir(spec)) return loadSdStudySource(spec, opts.sd ?? {});
-  const sdOnly: [keyof SdSourceOptions, string][] = [['promptSet', '--prompt-set'], ['texts', '--prompt'], ['imageRoot', '--image-root'], ['limit', '--prompt-limit'], ['imageSize', '--image-size'], ['executionProvider', '--provider'], ['negativePrompt', '--negative-prompt'], ['unetBatch', '--unet-batch'], ['vaeBatch', '--vae-batch']];
-  for (const [k, flag] of sdOnly) if (opts.sd?.[k] !== undefined) throw new Error(`${flag}: only for a Stable Diffusion export (--model EXPORT_DIR); "${spec}" is not one`);
-  if (spec === 'testbed') {
+export interface SourceLoader {
+  /** Short name shown in errors (`testbed`, `stable-diffusion`, `trained`). */
+  readonly name: string;
+  probe(spec: string): Promise<string | null>;
+  load(spec: string, opts: StudySourceOptions): Promise<StudySource>;
+}
+
+const SD_ONLY: [keyof SdSourceOptions, string][] = [['promptSet', '--prompt-set'], ['texts', '--prompt'], ['imageRoot', '--image-root'], ['limit', '--prompt-limit'], ['imageSize', '--image-size'], ['executionProvider', '--provider'], ['negativePrompt', '--negative-prompt'], ['unetBatch', '--unet-batch'], ['vaeBatch', '--vae-batch']];
+
+/** Refuse Stable-Diffusion-only options on another kind of source. */
+function refuseSdOptions(spec: string, opts: StudySourceOptions): void {
+  for (const [k, flag] of SD_ONLY) if (opts.sd?.[k] !== undefined) throw new Error(`${flag}: only for a Stable Diffusion export (--model EXPORT_DIR); "${spec}" is not one`);
+}
+
+const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
+
+/** The analytic testbed (docs/methods.md §6): `--model testbed`. */
+export const testbedLoader: SourceLoader = {
+  name: 'testbed',
+  probe: async (spec) => (spec === 'testbed' ? null : 'not the word "testbed"'),
+  async load(spec, opts) {
+    refuseSdOptions(spec, opts);
     const tb = await defaultTestbed();
     const images = tb.train.images;
     return {
@@ -83,19 +102,53 @@ export async function loadStudySource(spec: string, opts: StudySourceOptions = {
       toImageSpace: async (x) => x,
       trained: null,
     };
+  },
+};
+
+/** A Stable Diffusion ONNX export directory (diffusers / optimum layout) with a prompt set. */
+export const sdExportLoader: SourceLoader = {
+  name: 'stable-diffusion',
+  probe: async (spec) => (isSdExportDir(spec) ? null : `no model_index.json and unet/ in "${spec}"`),
+  load: (spec, opts) => loadSdStudySource(spec, opts.sd ?? {}),
+};
+
+/** A model directory written by `memscope train` (model.json + weights). */
+export const trainedLoader: SourceLoader = {
+  name: 'trained',
+  probe: async (spec) => ((await isFile(join(spec, 'model.json'))) ? null : `no model.json in "${spec}"`),
+  async load(spec, opts) {
+    refuseSdOptions(spec, opts);
+    const tm = await loadTrainedModel(spec, opts);
+    const images = loadFashionMnist({ split: 'train' }).images;
+    const padded = tm.denoiser.shape[1] === 32;
+    return {
+      denoiser: tm.denoiser,
+      trainImages: images,
+      description: `the trained "${tm.scenario}" model (${spec === SHIPPED_MODEL ? 'models/duplication, shipped' : spec})`,
+      spec,
+      toModelSpace: (i) => (padded ? pad28to32(images, [i]) : { dims: [1, 1, 28, 28], data: images.data.slice(i * 784, (i + 1) * 784) }),
+      toImageSpace: async (x) => (x.dims[2] === 32 ? crop32to28(x) : x),
+      trained: tm,
+    };
+  },
+};
+
+/** The loaders {@link loadStudySource} tries, in order (a new model kind registers one here). */
+export const SOURCE_LOADERS: SourceLoader[] = [testbedLoader, sdExportLoader, trainedLoader];
+
+/**
+ * Load `'testbed'` (the analytic testbed, 20 captions), a trained model directory, or a Stable
+ * Diffusion ONNX export directory (with `opts.sd.promptSet`, see {@link loadSdStudySource}): the
+ * first loader of {@link SOURCE_LOADERS} whose probe takes `spec`; when none does, one error
+ * naming every loader's reason.
+ */
+export async function loadStudySource(spec: string, opts: StudySourceOptions = {}): Promise<StudySource> {
+  const reasons: string[] = [];
+  for (const l of SOURCE_LOADERS) {
+    const why = await l.probe(spec);
+    if (why === null) return l.load(spec, opts);
+    reasons.push(`${l.name}: ${why}`);
   }
-  const exists = await stat(join(spec, 'model.json')).then(() => true, () => false);
-  if (!exists) throw new Error(`--model: expected 'testbed', a trained model directory with model.json or a Stable Diffusion ONNX export directory (model_index.json, unet/, …), got "${spec}"`);
-  const tm = await loadTrainedModel(spec, opts);
-  const images = loadFashionMnist({ split: 'train' }).images;
-  const padded = tm.denoiser.shape[1] === 32;
-  return {
-    denoiser: tm.denoiser,
-    trainImages: images,
-    description: `the trained "${tm.scenario}" model (${spec === SHIPPED_MODEL ? 'models/duplication, shipped' : spec})`,
-    spec,
-    toModelSpace: (i) => (padded ? pad28to32(images, [i]) : { dims: [1, 1, 28, 28], data: images.data.slice(i * 784, (i + 1) * 784) }),
-    toImageSpace: async (x) => (x.dims[2] === 32 ? crop32to28(x) : x),
-    trained: tm,
-  };
+  refuseSdOptions(spec, opts);
+  throw new Error(`--model: expected 'testbed', a trained model directory with model.json or a Stable Diffusion ONNX export directory (model_index.json, unet/, …), got "${spec}" (${reasons.join('; ')})`);
 }
