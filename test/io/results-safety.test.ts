@@ -143,14 +143,15 @@ describe('--out that memscope must not replace is refused before any work (exit 
     await mkdir(work);
     await writeFile(join(work, 'thesis.tex'), '\\documentclass{article}\n');
     const before = await snapshot(root);
-    for (const argv of [
-      ['evaluate', '--model', join(root, 'missing'), '--out', join(root, 'ev')],
-      ['analyze', 'kim', '--model', join(root, 'missing'), '--out', join(root, 'ev')],
-    ]) {
+    for (const argv of [['evaluate', '--model', join(root, 'missing'), '--out', join(root, 'ev')]]) {
       const r = await runCli(argv);
       expect(r.code).toBe(2);
       expect(r.err).toMatch(/--out ".*ev": its resume cache .*ev\.work is a folder memscope did not make \(it holds thesis\.tex\)/);
     }
+    // analyze kim keeps its units in the results store, not in OUT.work: the folder is not its business
+    const r = await runCli(['analyze', 'kim', '--model', join(root, 'missing'), '--out', join(root, 'ev')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--model: expected 'testbed'/);
     expect(await snapshot(root)).toEqual(before);
   });
 });
