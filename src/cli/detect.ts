@@ -70,11 +70,12 @@ export async function detectCommand(argv: string[]): Promise<void> {
   const settings = { prompts, seeds, scale: o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const labelled = asUsage(() => detectPrompts(src, settings));
+  const storeDir = storeDirOf(o.store);
+  // opened first: the model fingerprint caches its file hashes in the store
+  const store = await openCliStore(storeDir, o['dry-run']);
   const source: DetectSource = { src, fingerprint: await sourceFingerprint(src), log };
   const units = planDetection(settings, source);
   const runSpec = { model: spec, ...settings };
-  const storeDir = storeDirOf(o.store);
-  const store = await openCliStore(storeDir, o['dry-run']);
   let r: DetectResult;
   let runJson: Awaited<ReturnType<typeof runStudyUnits>>['runJson'];
   try {

@@ -297,12 +297,13 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const evalTools = { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }) };
   asUsage(() => checkEvaluation(src, settings, evalTools));
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  const storeDir = storeDirOf(o.store);
+  // opened first: the model fingerprint caches its file hashes in the store
+  const store = await openCliStore(storeDir, o['dry-run']);
   const source: EvaluateSource = { src, fingerprint: await sourceFingerprint(src), batchSize: settings.batchSize, log };
   const study = evaluateStudy(source, evalTools);
   const units = planEvaluation(settings, source);
   const runSpec = { model: spec, ...settings };
-  const storeDir = storeDirOf(o.store);
-  const store = await openCliStore(storeDir, o['dry-run']);
   const dispose = async (): Promise<void> => {
     await classifier?.dispose();
     await clip?.dispose();
