@@ -6,7 +6,9 @@ import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
-import { runDetection } from '../study/detect.ts';
+import { closeDetectSource, detectPrompts, detectStudy, detectionResult, planDetection, type DetectResult, type DetectSource } from '../study/detect.ts';
+import { sourceFingerprint } from '../study/fingerprint.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -30,7 +32,11 @@ ${SD_SOURCE_HELP}
 Detectors: Wen et al.'s first-step ‖ε_c − ε_u‖ averaged over the seeds and its all-steps mean;
 Ren et al.'s cross-attention entropy at the first step on trained text models. For each: ROC AUC
 with its 95 % Hanley–McNeil interval ("inconclusive" below 10 prompts per class) and TPR at 1 % FPR
-with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detect.json, detect.csv, roc.svg|png and report.html.
+with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detect.json, detect.csv, roc.svg|png,
+report.html and run.json (the resolved settings, the unit keys, the store).
+
+${STORE_HELP}
+Units are one prompt (all its seeds); a killed run resumes with the prompts it had not scored.
 
 Example:
   memscope detect --model models/duplication --out runs/detect
@@ -45,6 +51,7 @@ const Schema = z.object({
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().default('runs/detect'),
   ...SD_SOURCE_FIELDS,
+  ...STORE_FIELDS,
 });
 const FLAGS = flagsOf(Schema);
 
@@ -53,7 +60,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
   refuseOldScaleFlag(argv, false);
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
-  await checkResultsTarget(o.out);
+  if (!o['dry-run']) await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o, { exposeCrossAttention: o.model !== 'testbed' }).catch(async (e: Error) => {
     // unconditional models have no cross-attention: load them plainly
     if (/unconditional model/.test(e.message)) return loadCliSource(o.model, o);
@@ -61,10 +68,35 @@ export async function detectCommand(argv: string[]): Promise<void> {
   });
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
   const settings = { prompts, seeds, scale: o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
-  const r = await runDetection(src, settings, (m) => process.stderr.write(`${m}\n`)).catch((e: Error) => {
-    throw /^--/.test(e.message) ? new UsageError(e.message) : e;
-  });
+  const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  const labelled = asUsage(() => detectPrompts(src, settings));
+  const storeDir = storeDirOf(o.store);
+  // opened first: the model fingerprint caches its file hashes in the store
+  const store = await openCliStore(storeDir, o['dry-run']);
+  const source: DetectSource = { src, fingerprint: await sourceFingerprint(src), log };
+  const units = planDetection(settings, source);
+  const runSpec = { model: spec, ...settings };
+  let r: DetectResult;
+  let runJson: Awaited<ReturnType<typeof runStudyUnits>>['runJson'];
+  try {
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('detect', runSpec, units, store, storeDir));
+      await src.trained?.attention?.dispose();
+      await src.denoiser.dispose?.();
+      return;
+    }
+    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch });
+    runJson = ran.runJson;
+    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} prompts reused from ${storeDir}`);
+    r = detectionResult(labelled, ran.outcome.units, settings, log);
+  } catch (e) {
+    throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;
+  } finally {
+    await closeDetectSource(source);
+    closeCliStore(store);
+  }
   await withResultsDir(o.out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'detect', model: spec, ...settings });
     await writeJsonAtomic(join(dir, 'detect.json'), r);
     const header = ['id', 'label', 'memorized', ...r.detectors.map((x) => x.name)];

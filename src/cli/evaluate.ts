@@ -1,7 +1,7 @@
 /** `memscope evaluate`: the mitigation evaluation table of Jain et al. (SPEC §4.5). */
 import { z } from 'zod';
 import { stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag, nonNegativeInt } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
@@ -9,7 +9,7 @@ import { parsePrompts } from '../study/conditions.ts';
 import { SHIPPED_MODEL, defaultClassifierDir, type StudySource } from '../study/source.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
-import { runEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type MethodRow } from '../study/evaluate.ts';
+import { checkEvaluation, evaluateStudy, planEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type EvaluateSource, type MethodRow } from '../study/evaluate.ts';
 import { DEFAULT_METHODS, METHODS, parseMethods, methodLambda, methodRequires, skippedMethods, type MethodSpec } from '../mitigate/methods.ts';
 import { sourceCapabilities } from '../study/capabilities.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
@@ -18,7 +18,9 @@ import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/incept
 import type { Verdict } from '../analysis/verdict.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { Classifier } from '../models/classifier.ts';
-import { checkResultsTarget, checkWorkDir, prepareWorkDir, removeWorkDir, withResultsDir } from '../io/results.ts';
+import { checkResultsTarget, withResultsDir } from '../io/results.ts';
+import { sourceFingerprint } from '../study/fingerprint.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { writeNpy } from '../io/npy.ts';
@@ -78,7 +80,11 @@ Writes evaluate.md, evaluate.csv, evaluate.json (with every sample's similaritie
 samples-<method>.npy and report.html. samples-<method>.npy holds the images in [−1, 1], prompt-major
 (row = prompt · seeds + seed index): [prompts·seeds, 1, 28, 28] on the testbed and trained models; on a
 Stable Diffusion export the VAE-decoded RGB images [prompts·seeds, 3, H, W] at the sampled size (not
-the latents). A killed run resumes from OUT.work/ with the methods it had finished.
+the latents). Writes run.json (the resolved settings, the unit keys, the store) beside them.
+
+${STORE_HELP}
+Units are one method × one prompt (all its seeds); a killed run resumes with the units it had not
+finished, and units of the same model, prompts, seeds, sampler and method are reused by any later run.
 
 Examples:
   memscope evaluate --model models/duplication --seeds 0-15 --out runs/evaluate-duplication
@@ -106,6 +112,7 @@ const Schema = z.object({
   inception: z.string().min(1).optional(),
   'inception-convention': z.enum(['pytorch-fid', 'torchvision']).optional(),
   ...SD_SOURCE_FIELDS,
+  ...STORE_FIELDS,
 });
 const FLAGS = flagsOf(Schema);
 
@@ -215,10 +222,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const o = validateFlags(Schema, parseFlags(argv, FLAGS));
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   let methods = asUsage(() => parseMethods(o.methods));
-  const out = resolve(o.out);
-  const workDir = join(dirname(out), `${basename(out)}.work`);
-  await checkResultsTarget(o.out);
-  await checkWorkDir(workDir, o.out);
+  if (!o['dry-run']) await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
   if (o['held-out'] !== undefined && !src.sd) throw new UsageError('--held-out: only for a Stable Diffusion export; the embedded models use the Fashion-MNIST test split');
@@ -290,13 +294,42 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
       throw new UsageError(`--held-out: ${e.message}`);
     })).images;
   }
-  await prepareWorkDir(workDir, 'evaluate');
-  const r = await runEvaluation(src, settings, { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }) }, { workDir, log: (m) => process.stderr.write(`${m}\n`) }).catch(async (e: Error) => {
-    await removeWorkDir(workDir, { onlyIfEmpty: true });
-    throw /^--/.test(e.message) ? new UsageError(e.message) : e;
-  });
+  const evalTools = { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }) };
+  asUsage(() => checkEvaluation(src, settings, evalTools));
+  const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  const storeDir = storeDirOf(o.store);
+  // opened first: the model fingerprint caches its file hashes in the store
+  const store = await openCliStore(storeDir, o['dry-run']);
+  const source: EvaluateSource = { src, fingerprint: await sourceFingerprint(src), batchSize: settings.batchSize, log };
+  const study = evaluateStudy(source, evalTools);
+  const units = planEvaluation(settings, source);
+  const runSpec = { model: spec, ...settings };
+  const dispose = async (): Promise<void> => {
+    await classifier?.dispose();
+    await clip?.dispose();
+    await inception?.dispose();
+    await d.dispose?.();
+  };
+  let r: EvaluateResult;
+  let runJson: Awaited<ReturnType<typeof runStudyUnits>>['runJson'];
+  try {
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('evaluate', runSpec, units, store, storeDir));
+      await dispose();
+      return;
+    }
+    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store);
+    runJson = ran.runJson;
+    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} method × prompt units reused from ${storeDir}`);
+    r = await study.reduce(ran.outcome.units, store, settings);
+  } catch (e) {
+    throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;
+  } finally {
+    closeCliStore(store);
+  }
   const md = evaluateMarkdown(r);
   await withResultsDir(o.out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null, clip: o.clip ?? null, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing }, alignment: r.alignmentName, quality: r.qualityName });
     const { samples: _s, similarities, targetSimilarities, ...rest } = r;
     void _s;
@@ -341,10 +374,6 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope evaluate', body));
   }, { command: 'evaluate' });
-  await removeWorkDir(workDir);
-  await classifier?.dispose();
-  await clip?.dispose();
-  await inception?.dispose();
-  await d.dispose?.();
+  await dispose();
   process.stdout.write(`${md}\ntotal ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
 }

@@ -18,8 +18,7 @@
  *    leftover (the partial, else the `.old`) as `OUT` and deletes the rest;
  * 4. the partial renamed to `OUT`: done; a dead process's `.old` is deleted by the next run.
  *
- * The resume caches `OUT.work` of analyze / evaluate / geometry follow the same ownership rule with
- * their own marker {@link WORK_MARKER} ({@link checkWorkDir}, {@link prepareWorkDir}, {@link removeWorkDir}).
+ * Resumable work is kept in the results store (`--store`, `store/sqlite-store.ts`), not next to `OUT`.
  */
 import { access, constants, lstat, mkdir, readdir, readFile, readlink, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
@@ -32,10 +31,6 @@ import { writeJsonAtomic } from './atomic.ts';
 export const RESULTS_MARKER = '.memscope-results.json';
 /** `format` of {@link RESULTS_MARKER}. */
 export const RESULTS_FORMAT = 'memscope-results';
-/** Name of the marker file of a resume cache (`OUT.work`). */
-export const WORK_MARKER = '.memscope-work.json';
-/** `format` of {@link WORK_MARKER}. */
-export const WORK_FORMAT = 'memscope-work';
 
 /** The JSON of {@link RESULTS_MARKER}. */
 export interface ResultsMarker {
@@ -350,59 +345,4 @@ export async function withResultsDir<T>(out: string, write: (dir: string) => Pro
     await rm(old, { recursive: true, force: true }).catch(() => undefined);
   }
   return result;
-}
-
-/**
- * Preflight of a resume cache folder (`OUT.work`): throws a {@link UsageError} naming `flag` unless
- * `dir` is missing (and can be created), an empty folder, or a cache memscope made (it holds
- * {@link WORK_MARKER}).
- */
-export async function checkWorkDir(dir: string, out: string, flag = '--out'): Promise<void> {
-  const target = resolve(dir);
-  const why = (what: string): UsageError =>
-    new UsageError(`${flag} "${out}": its resume cache ${dir} ${what}; memscope uses only a missing or empty folder or a cache it made there (one holding ${WORK_MARKER}). Move it away or give another ${flag}`);
-  const place = await protectedPlace(target);
-  if (place !== null) throw why(place);
-  let st;
-  try {
-    st = await lstat(target);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
-      const problem = await creatableProblem(target);
-      if (problem !== null) throw why(problem);
-      return;
-    }
-    throw why(`cannot be read (${code ?? (e as Error).message})`);
-  }
-  if (st.isSymbolicLink()) throw why(`is a symbolic link (to ${await readlink(target).catch(() => '?')})`);
-  if (st.isFile()) throw why(`is a file (${st.size} bytes)`);
-  if (!st.isDirectory()) throw why('is not a folder');
-  const entries = await readdir(target);
-  if (entries.length === 0) return;
-  const marker = await readMarker(target, WORK_MARKER, WORK_FORMAT);
-  if (marker === null) throw why(`is a folder memscope did not make (it holds ${showEntries(entries.sort())})`);
-  if (typeof marker === 'string') throw why(`is not a memscope cache: ${marker}`);
-}
-
-/** Create the resume cache folder `dir` (if needed) and mark it as memscope's ({@link WORK_MARKER}). */
-export async function prepareWorkDir(dir: string, command = 'memscope'): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const marker = await readMarker(dir, WORK_MARKER, WORK_FORMAT);
-  if (marker === null) await writeJsonAtomic(join(dir, WORK_MARKER), { format: WORK_FORMAT, version: 1, command, memscopeVersion: memscopeVersion(), createdAt: new Date().toISOString() });
-}
-
-/**
- * Remove the resume cache `dir`, but only when it is memscope's (holds {@link WORK_MARKER}); with
- * `onlyIfEmpty`, only when it holds nothing but the marker and empty folders (a failed run that
- * cached nothing).
- */
-export async function removeWorkDir(dir: string, opts: { onlyIfEmpty?: boolean } = {}): Promise<void> {
-  const marker = await readMarker(dir, WORK_MARKER, WORK_FORMAT);
-  if (marker === null || typeof marker === 'string') return;
-  if (opts.onlyIfEmpty) {
-    const files = await listFiles(dir).catch(() => ['?']);
-    if (files.some((f) => f !== WORK_MARKER)) return;
-  }
-  await rm(dir, { recursive: true, force: true });
 }

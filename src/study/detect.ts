@@ -15,6 +15,11 @@ import { rocAuc, rocCurve, tprAtFpr, type RocCurve } from '../metrics/roc.ts';
 import { MIN_N, aucInterval, judge, minNegativesForFpr, wilsonInterval, type Interval, type Verdict } from '../analysis/verdict.ts';
 import { attentionEntropy } from '../mitigate/ren-attention.ts';
 import { runSampling, initialNoise } from './sampling.ts';
+import { z } from 'zod';
+import type { Study, Unit, UnitOutput, StoredUnit, UnitStore } from '../engine/study.ts';
+import { unitKey } from '../engine/canonical.ts';
+import { InProcessRunner } from '../engine/runner.ts';
+import { MemoryStore } from '../engine/memory-store.ts';
 import type { StudySource } from './source.ts';
 
 /** Settings of a detection run. */
@@ -91,8 +96,138 @@ function detector(name: string, description: string, scores: number[], labels: b
   return { name, description, scores, ...detectionStats(scores, labels), roc: rocCurve(scores, labels), seconds };
 }
 
+/** One unit of a detection run: one prompt, every seed, sampled with constant CFG λ = `scale`. */
+export interface DetectUnit {
+  readonly cond: number;
+  readonly condId: string;
+  readonly seeds: readonly number[];
+  readonly scale: number;
+  readonly sampler: SamplerName;
+  readonly steps: number;
+  readonly config: SchedulerConfig;
+  readonly label: string;
+  /** The ground truth: the condition is tied to a training image. */
+  readonly memorized: boolean;
+  /** Whether the unit records Ren et al.'s attention entropy (the source exposes cross-attention). */
+  readonly ren: boolean;
+}
+
+/** What a detection unit stores. */
+export interface DetectUnitResult {
+  /** Wen et al.'s first-step score and its all-steps mean for this prompt. */
+  readonly wenFirst: number;
+  readonly wenAll: number;
+  /** −(attention entropy) at the first step (null: not recorded, or the export's U-Net has no attn2 nodes: `renSkipped` says why). */
+  readonly ren: number | null;
+  readonly renSkipped: string | null;
+  /** This unit's share of its batch's sampling seconds, and its own attention-entropy seconds. */
+  readonly samplingSeconds: number;
+  readonly renSeconds: number;
+}
+
+/** What a detection study plans and runs over. */
+export interface DetectSource {
+  readonly src: StudySource;
+  /** What identifies the model (`study/fingerprint.ts`); part of every unit key. */
+  readonly fingerprint: unknown;
+  readonly log?: (m: string) => void;
+  /** The U-Net with exposed cross-attention, opened once on first use (a trained model's own, or the export's after graph surgery); {@link closeDetectSource} releases it. */
+  attention?: Promise<AttentionModel> | undefined;
+}
+
+type AttentionModel = Parameters<typeof attentionEntropy>[0];
+
+/** Whether `src` can give Ren et al.'s attention entropy. */
+function hasAttention(src: StudySource): boolean {
+  return Boolean(src.trained?.attention) || src.sd?.attention !== undefined;
+}
+
+function openAttention(source: DetectSource): Promise<AttentionModel> {
+  const tm = source.src.trained;
+  source.attention ??= tm?.attention ? Promise.resolve(tm) : source.src.sd!.attention!();
+  return source.attention;
+}
+
+/** Release what {@link openAttention} opened (the export's U-Net after graph surgery; a trained model's own attention stays with the model). */
+export async function closeDetectSource(source: DetectSource): Promise<void> {
+  const a = source.attention;
+  source.attention = undefined;
+  if (a === undefined || source.src.trained?.attention) return;
+  const att = await a.catch(() => null);
+  await (att as { dispose?: () => Promise<void> } | null)?.dispose?.();
+}
+
+/** The units of a detection run: one per prompt, keyed by the model fingerprint, the condition, the seeds, λ, sampler, steps, config and what is recorded. */
+export function planDetection(s: DetectSettings, source: DetectSource): Unit<DetectUnit>[] {
+  const d = source.src.denoiser;
+  const ren = hasAttention(source.src);
+  const shared = { model: source.fingerprint, seeds: s.seeds, guidance: { kind: 'cfg', lambda: s.scale }, sampler: s.sampler, steps: s.steps, config: s.config, records: { wen: WEN_AGGREGATION, ren } };
+  const batch = unitKey('detect-batch', shared);
+  return s.prompts.map((cond) => {
+    const info = d.conditions[cond];
+    if (info === undefined) throw new Error(`--prompts: condition index ${cond} is out of range (0..${d.conditions.length - 1})`);
+    const spec: DetectUnit = { cond, condId: info.id, label: info.label, memorized: info.targets !== undefined && info.targets.length > 0, seeds: [...s.seeds], scale: s.scale, sampler: s.sampler, steps: s.steps, config: s.config, ren };
+    return { key: unitKey('detect', { ...shared, condition: { id: info.id, label: info.label, targets: info.targets ?? [] } }), spec, batch };
+  });
+}
+
+/** Sample a batch of prompts with constant CFG (one sampler run, as before) and score them. */
+async function runDetectBatch(units: readonly Unit<DetectUnit>[], source: DetectSource): Promise<UnitOutput<DetectUnitResult>[]> {
+  const src = source.src;
+  const d = src.denoiser;
+  const u0 = units[0]!.spec;
+  const conds = units.map((u) => u.spec.cond);
+  const N = u0.seeds.length;
+  const r = await runSampling({ denoiser: d, conds, seeds: [...u0.seeds], sampler: u0.sampler, steps: u0.steps, config: u0.config, guidance: constant(u0.scale) });
+  const w = wenScores(r.d, N);
+  source.log?.(`${conds.length} prompts scored (${units.map((u) => u.spec.condId).join(', ')})`);
+  const ren: (number | null)[] = conds.map(() => null);
+  const renSeconds: number[] = conds.map(() => 0);
+  let renSkipped: string | null = null;
+  if (u0.ren) {
+    const t0 = { t: r.t[0]!, alphaBar: r.alphaBar[0]! };
+    const xT = initialNoise(d.shape, [...u0.seeds]);
+    // an export whose U-Net has no diffusers attn2 nodes gets no ren-entropy row (the reason is stored and logged)
+    const att = await openAttention(source).catch((e: Error) => {
+      renSkipped = e.message;
+      return null;
+    });
+    if (att !== null) {
+      for (let i = 0; i < conds.length; i++) {
+        const started = performance.now();
+        ren[i] = -(await attentionEntropy(att, conds[i]!, xT, t0));
+        renSeconds[i] = (performance.now() - started) / 1000;
+      }
+    }
+  }
+  return units.map((_, i) => ({ result: { wenFirst: w.firstStep[i]!, wenAll: w.allSteps[i]!, ren: ren[i]!, renSkipped, samplingSeconds: r.seconds / units.length, renSeconds: renSeconds[i]! } }));
+}
+
+/** The detection study: units from {@link planDetection}; `reduce` = the detectors' ROC statistics. */
+export const detectStudy: Study<DetectSettings, DetectUnit, DetectUnitResult, DetectResult, DetectSource> = {
+  id: 'detect',
+  schema: z.custom<DetectSettings>((v) => typeof v === 'object' && v !== null, 'expected detection settings'),
+  plan: (s, source) => planDetection(s, source),
+  run: (units, ctx) => runDetectBatch(units, ctx.source),
+  reduce: (stored, _blobs, s) => detectionResult(stored.map((u) => ({ cond: u.spec.cond, id: u.spec.condId, label: u.spec.label, memorized: u.spec.memorized })), stored, s),
+};
+
 /** Score every prompt with every available detector and evaluate them against the ground truth. */
-export async function runDetection(src: StudySource, s: DetectSettings, log: (m: string) => void = () => {}): Promise<DetectResult> {
+export async function runDetection(src: StudySource, s: DetectSettings, log: (m: string) => void = () => {}, opts: { store?: UnitStore; fingerprint?: unknown } = {}): Promise<DetectResult> {
+  const prompts = detectPrompts(src, s);
+  const source: DetectSource = { src, fingerprint: opts.fingerprint ?? { spec: src.spec, denoiser: src.denoiser.name }, log };
+  const units = planDetection(s, source);
+  const store = opts.store ?? new MemoryStore();
+  try {
+    const outcome = await new InProcessRunner().run(detectStudy, units, source, store, { maxBatch: Math.max(1, s.promptsPerBatch) });
+    return detectionResult(prompts, outcome.units, s, log);
+  } finally {
+    await closeDetectSource(source);
+  }
+}
+
+/** The labelled prompts of a detection run (throws naming --prompts when a class is missing). */
+export function detectPrompts(src: StudySource, s: DetectSettings): DetectResult['prompts'] {
   const d = src.denoiser;
   const prompts = s.prompts.map((c) => {
     const info = d.conditions[c];
@@ -101,48 +236,27 @@ export async function runDetection(src: StudySource, s: DetectSettings, log: (m:
   });
   const labels = prompts.map((p) => p.memorized);
   if (!labels.some((l) => l) || labels.every((l) => l)) throw new Error('--prompts: need both memorized and normal prompts to evaluate detection');
-  const N = s.seeds.length;
-  const first: number[] = [];
-  const all: number[] = [];
-  let samplingSeconds = 0;
-  let t0: { t: number; alphaBar: number } | null = null;
-  for (let b = 0; b < prompts.length; b += s.promptsPerBatch) {
-    const batch = prompts.slice(b, b + s.promptsPerBatch).map((p) => p.cond);
-    const r = await runSampling({ denoiser: d, conds: batch, seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: constant(s.scale) });
-    samplingSeconds += r.seconds;
-    t0 ??= { t: r.t[0]!, alphaBar: r.alphaBar[0]! };
-    const w = wenScores(r.d, N);
-    first.push(...w.firstStep);
-    all.push(...w.allSteps);
-    log(`prompts ${b + 1}–${b + batch.length} of ${prompts.length} scored`);
-  }
+  return prompts;
+}
+
+/** The detectors from the stored units (prompt order). */
+export function detectionResult(prompts: DetectResult['prompts'], stored: readonly StoredUnit<DetectUnit, DetectUnitResult>[], s: DetectSettings, log: (m: string) => void = () => {}): DetectResult {
+  const labels = prompts.map((p) => p.memorized);
+  const first = stored.map((u) => u.result.wenFirst);
+  const all = stored.map((u) => u.result.wenAll);
   const detectors = [
     detector('wen-first-step', `Wen et al.: first-step ${WEN_AGGREGATION}`, first, labels, 0),
     detector('wen-all-steps', `Wen et al.: the same magnitude averaged over all ${s.steps} steps and the seeds`, all, labels, 0),
   ];
-  const tm = src.trained;
-  const sdAttention = src.sd?.attention;
-  if ((tm?.attention || sdAttention !== undefined) && t0) {
-    const started = performance.now();
-    const xT = initialNoise(d.shape, s.seeds);
-    const ent: number[] = [];
-    // a trained model's own exposed U-Net, or the Stable Diffusion export's U-Net after graph surgery
-    // (an export whose U-Net has no diffusers attn2 nodes gets no ren-entropy row, with a log line)
-    let att: Awaited<ReturnType<NonNullable<typeof sdAttention>>> | null = null;
-    if (!tm?.attention) {
-      try {
-        att = await sdAttention!();
-      } catch (e) {
-        log(`ren-entropy skipped: ${(e as Error).message}`);
-        return { prompts, detectors, samplingSeconds };
-      }
+  const samplingSeconds = stored.reduce((a, u) => a + u.result.samplingSeconds, 0);
+  if (stored.length > 0 && stored.every((u) => u.spec.ren)) {
+    const skipped = stored.find((u) => u.result.renSkipped !== null);
+    if (skipped) log(`ren-entropy skipped: ${skipped.result.renSkipped}`);
+    else {
+      detectors.push(
+        detector('ren-entropy', 'Ren et al.: −(entropy of the cross-attention over the prompt tokens at the first step, averaged over pixels, heads, layers and seeds)', stored.map((u) => u.result.ren!), labels, stored.reduce((a, u) => a + u.result.renSeconds, 0)),
+      );
     }
-    try {
-      for (const p of prompts) ent.push(-(await attentionEntropy(att ?? tm!, p.cond, xT, t0)));
-    } finally {
-      await att?.dispose();
-    }
-    detectors.push(detector('ren-entropy', 'Ren et al.: −(entropy of the cross-attention over the prompt tokens at the first step, averaged over pixels, heads, layers and seeds)', ent, labels, (performance.now() - started) / 1000));
   }
   return { prompts, detectors, samplingSeconds };
 }

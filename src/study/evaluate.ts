@@ -35,14 +35,17 @@
  *   generated without guidance, or with opposite guidance only), with their similarity and
  *   alignment apart from the switched ones.
  *
- * Each method's samples are cached in a work folder as soon as they are done, so a killed run
- * resumes with the next method.
+ * Written as an engine {@link Study}: one unit per method × prompt (every seed of the prompt; Wen
+ * et al. optimise on groups of `WEN_GROUP` seeds inside it), keyed by everything that determines
+ * its samples; the units of one method share a batch (one preparation, rows of one sampler call).
+ * Units already in the store are reused, so a killed run resumes with the units it had not committed.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { SamplerName } from '../samplers/index.ts';
-import { samplerTimesteps } from '../samplers/index.ts';
+import { z } from 'zod';
+import { SAMPLER_NAMES, samplerTimesteps, type SamplerName } from '../samplers/index.ts';
+import type { Study, Unit, UnitOutput, StoredUnit, BlobReader, UnitStore } from '../engine/study.ts';
+import { unitKey } from '../engine/canonical.ts';
+import { InProcessRunner } from '../engine/runner.ts';
+import { MemoryStore } from '../engine/memory-store.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { Descriptor, DescriptorInfo } from '../metrics/descriptor.ts';
 import { l2NormalizeRows } from '../metrics/descriptor.ts';
@@ -56,8 +59,7 @@ import { mulberry32 } from '../random/mulberry32.ts';
 import type { Classifier } from '../models/classifier.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 import { prepareMethod, isSwitchingMethod, type MethodSpec } from '../mitigate/methods.ts';
-import { readNpy, writeNpy } from '../io/npy.ts';
-import { writeJsonAtomic } from '../io/atomic.ts';
+import { decodeNpy, encodeNpy } from '../io/npy.ts';
 import { runSampling, initialNoise } from './sampling.ts';
 import type { StudySource } from './source.ts';
 import type { AlignmentScorer, EvaluatedPrompt, FeatureExtractor } from '../metrics/types.ts';
@@ -219,34 +221,125 @@ interface MethodSamples {
   readonly details: Record<string, unknown>;
 }
 
-function settingsKey(src: StudySource, s: EvaluateSettings, m: MethodSpec): string {
-  const key = JSON.stringify({ model: src.spec, denoiser: src.denoiser.name, prompts: s.prompts, seeds: s.seeds, lambda: s.lambda, sampler: s.sampler, steps: s.steps, config: s.config, runSeed: s.runSeed, method: m });
-  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+/** One unit of an evaluation: one method on one prompt with every evaluated seed. */
+export interface EvaluateUnit {
+  readonly method: MethodSpec;
+  readonly cond: number;
+  readonly condId: string;
+  readonly seeds: readonly number[];
+  readonly lambda: number;
+  readonly sampler: SamplerName;
+  readonly steps: number;
+  readonly config: SchedulerConfig;
+  readonly runSeed: number;
 }
 
-/** Sample every prompt × seed with one method (rows prompt-major), or load them from the work folder. */
-async function methodSamples(src: StudySource, s: EvaluateSettings, m: MethodSpec, work: string | null, log: (msg: string) => void): Promise<MethodSamples> {
-  const file = work ? join(work, settingsKey(src, s, m)) : null;
-  if (file) {
-    const cached = await readFile(`${file}.json`, 'utf8').then((t) => JSON.parse(t) as Omit<MethodSamples, 'samples'>, () => null);
-    if (cached) {
-      log(`${m.name}: loaded from ${file}.npy`);
-      return { ...cached, samples: await readNpy(`${file}.npy`) };
+/** What a unit stores besides its `samples.npy` blob (`[N, ...image shape]`, the samples in image space, seed order). */
+export interface EvaluateUnitResult {
+  /** Per seed: the step at which a switching method switched to λ (null: never, or not a switching method). */
+  readonly switchSteps: (number | null)[];
+  /** This unit's share of its batch's preparation and sampling seconds (the batch's time ÷ its units). */
+  readonly prepSeconds: number;
+  readonly samplingSeconds: number;
+  /** What the method's preparation did, for this prompt (per-prompt entries of `perturbed` / `optimisation` only). */
+  readonly details: Record<string, unknown>;
+}
+
+/** What an evaluation's units are planned and run over. */
+export interface EvaluateSource {
+  readonly src: StudySource;
+  /** What identifies the model's weights (`study/fingerprint.ts`); part of every unit key (default: the source's spec and denoiser name). */
+  readonly fingerprint: unknown;
+  /** Rows per sampler call (speed only). */
+  readonly batchSize: number;
+  readonly log?: (m: string) => void;
+}
+
+/** What a unit records (part of its key). */
+const EVALUATE_RECORDS = { samples: 'image space', switchSteps: true };
+
+/**
+ * The units of an evaluation, method-major then prompt (the order of the table). A unit's key holds
+ * the model fingerprint, the condition (id, label, targets), the seeds, sampler, steps, scheduler
+ * config, the method (kind and parameters), λ, the run seed and what is recorded; units of one
+ * method with the same settings share a batch (one preparation, rows of one sampler call, as an
+ * evaluation always sampled them).
+ */
+export function planEvaluation(s: EvaluateSettings, source: EvaluateSource): Unit<EvaluateUnit>[] {
+  const d = source.src.denoiser;
+  const units: Unit<EvaluateUnit>[] = [];
+  for (const m of s.methods) {
+    const method: MethodSpec = { kind: m.kind, name: m.name, params: m.params };
+    const shared = { model: source.fingerprint, seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, method: { kind: m.kind, params: m.params }, lambda: s.lambda, runSeed: s.runSeed, records: EVALUATE_RECORDS };
+    const batch = unitKey('evaluate-batch', shared);
+    for (const cond of s.prompts) {
+      const info = d.conditions[cond];
+      if (info === undefined) throw new Error(`--prompts: condition index ${cond} is out of range (0..${d.conditions.length - 1})`);
+      const spec: EvaluateUnit = { method, cond, condId: info.id, seeds: [...s.seeds], lambda: s.lambda, sampler: s.sampler, steps: s.steps, config: s.config, runSeed: s.runSeed };
+      units.push({ key: unitKey('evaluate', { ...shared, condition: { id: info.id, label: info.label, targets: info.targets ?? [] } }), spec, batch });
     }
   }
+  return units;
+}
+
+/** The prompt text of condition `c` as the prompt perturbations key their `perturbed` record (null when the model has no texts). */
+function promptText(src: StudySource, c: number): string | null {
+  return src.trained?.prompts[c]?.text ?? src.sd?.textModel.texts[c] ?? null;
+}
+
+/** The part of a batch's preparation details that concerns prompt `c` (per-prompt records filtered; the rest as is). */
+function unitDetails(details: Record<string, unknown>, src: StudySource, c: number): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...details };
+  const perturbed = details['perturbed'];
+  if (perturbed !== null && typeof perturbed === 'object') {
+    const text = promptText(src, c);
+    const p = perturbed as Record<string, string>;
+    out['perturbed'] = text !== null && text in p ? { [text]: p[text]! } : {};
+  }
+  const opt = details['optimisation'];
+  if (Array.isArray(opt)) out['optimisation'] = (opt as { cond: number }[]).filter((o) => o.cond === c);
+  return out;
+}
+
+type WenRecord = { cond: number; seeds: number[]; iterations: number; firstLoss: number; lastLoss: number; reachedTarget: boolean };
+
+/** The details of a method row from its units' (in prompt order): per-prompt records merged back in the order one preparation writes them. */
+function mergeDetails(parts: readonly Record<string, unknown>[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...parts[0] };
+  if (parts.some((p) => p['perturbed'] !== undefined)) out['perturbed'] = Object.assign({}, ...parts.map((p) => p['perturbed'] ?? {})) as Record<string, string>;
+  if (parts.some((p) => Array.isArray(p['optimisation']))) {
+    // one preparation writes seed group by seed group, prompts in order within each
+    const optimisation = parts.flatMap((p, i) => ((p['optimisation'] ?? []) as WenRecord[]).map((o) => ({ o, i })));
+    optimisation.sort((a, b) => (a.o.seeds[0] ?? 0) - (b.o.seeds[0] ?? 0) || a.i - b.i);
+    const list = optimisation.map((x) => x.o);
+    const iters = list.map((o) => o.iterations);
+    out['meanIterations'] = iters.reduce((a, b) => a + b, 0) / Math.max(1, iters.length);
+    out['reachedTarget'] = list.filter((o) => o.reachedTarget).length / Math.max(1, list.length);
+    out['meanFirstLoss'] = list.reduce((a, o) => a + o.firstLoss, 0) / Math.max(1, list.length);
+    out['optimisation'] = list;
+  }
+  return out;
+}
+
+/** Sample a batch of units (one method, one setting, several prompts): one preparation, rows prompt-major, as one evaluation row. */
+async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: EvaluateSource): Promise<UnitOutput<EvaluateUnitResult>[]> {
+  const src = source.src;
   const d = src.denoiser;
-  const N = s.seeds.length;
-  const P = s.prompts.length;
-  const noise = initialNoise(d.shape, s.seeds);
-  const firstTimestep = samplerTimesteps(s.sampler, s.config, s.steps)[0]!;
-  const prepared = await prepareMethod(m, { denoiser: d, trained: src.trained, lambda: s.lambda, conds: s.prompts, noise, firstTimestep, runSeed: s.runSeed, ...(src.sd ? { textModel: src.sd.textModel, attention: src.sd.attention } : {}) });
+  const u0 = units[0]!.spec;
+  const m = u0.method;
+  const conds = units.map((u) => u.spec.cond);
+  const N = u0.seeds.length;
+  const P = conds.length;
+  const noise = initialNoise(d.shape, u0.seeds);
+  const firstTimestep = samplerTimesteps(u0.sampler, u0.config, u0.steps)[0]!;
+  const prepared = await prepareMethod(m, { denoiser: d, trained: src.trained, lambda: u0.lambda, conds, noise, firstTimestep, runSeed: u0.runSeed, ...(src.sd ? { textModel: src.sd.textModel, attention: src.sd.attention } : {}) });
   let samples: Tensor | null = null;
   const switchSteps: (number | null)[] = new Array<number | null>(P * N).fill(null);
   let samplingSeconds = 0;
   try {
     for (const part of prepared.parts) {
-      const seeds = part.seedIndices.map((i) => s.seeds[i]!);
-      const r = await runSampling({ denoiser: part.denoiser, conds: s.prompts, seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: prepared.guidance, batchSize: s.batchSize });
+      const seeds = part.seedIndices.map((i) => u0.seeds[i]!);
+      const r = await runSampling({ denoiser: part.denoiser, conds, seeds, sampler: u0.sampler, steps: u0.steps, config: u0.config, guidance: prepared.guidance, batchSize: source.batchSize });
       samplingSeconds += r.seconds;
       const img = await src.toImageSpace(r.samples);
       const per = numel(img.dims.slice(1));
@@ -263,17 +356,44 @@ async function methodSamples(src: StudySource, s: EvaluateSettings, m: MethodSpe
   } finally {
     await prepared.dispose();
   }
-  const out: MethodSamples = { samples: samples!, switchSteps, prepSeconds: prepared.seconds, samplingSeconds, details: prepared.details };
-  log(`${m.name}: ${P * N} images, ${((prepared.seconds + samplingSeconds) / (P * N)).toFixed(3)} s/image`);
-  if (file) {
-    await writeNpy(`${file}.npy`, out.samples);
-    const { samples: _s, ...meta } = out;
-    void _s;
-    await writeJsonAtomic(`${file}.json`, meta);
-  }
-  return out;
+  source.log?.(`${m.name}: ${P * N} images, ${((prepared.seconds + samplingSeconds) / (P * N)).toFixed(3)} s/image`);
+  const all = samples!;
+  const shape = all.dims.slice(1);
+  const per = numel(shape);
+  return units.map((u, p) => ({
+    result: {
+      switchSteps: switchSteps.slice(p * N, (p + 1) * N),
+      prepSeconds: prepared.seconds / P,
+      samplingSeconds: samplingSeconds / P,
+      details: unitDetails(prepared.details, src, u.spec.cond),
+    },
+    blobs: [{ name: 'samples.npy', bytes: encodeNpy({ dims: [N, ...shape], data: all.data.slice(p * N * per, (p + 1) * N * per) }) }],
+  }));
 }
 
+/** A method row's samples from its stored units (prompt order): rows prompt-major, seed-minor. */
+async function methodSamplesOf(units: readonly StoredUnit<EvaluateUnit, EvaluateUnitResult>[], blobs: BlobReader): Promise<MethodSamples> {
+  const parts: Tensor[] = [];
+  for (const u of units) {
+    const b = await blobs.readBlob(u as StoredUnit<unknown, unknown>, 'samples.npy');
+    parts.push(decodeNpy(Buffer.from(b.buffer, b.byteOffset, b.byteLength), `${u.spec.method.name} ${u.spec.condId} samples.npy`));
+  }
+  const per = numel(parts[0]!.dims.slice(1));
+  const rows = parts.reduce((a, t) => a + t.dims[0]!, 0);
+  const data = new Float32Array(rows * per);
+  let at = 0;
+  for (const t of parts) {
+    data.set(t.data, at);
+    at += t.data.length;
+  }
+  return {
+    samples: { dims: [rows, ...parts[0]!.dims.slice(1)], data },
+    switchSteps: units.flatMap((u) => u.result.switchSteps),
+    prepSeconds: units.reduce((a, u) => a + u.result.prepSeconds, 0),
+    samplingSeconds: units.reduce((a, u) => a + u.result.samplingSeconds, 0),
+    details: mergeDetails(units.map((u) => u.result.details)),
+  };
+}
 /** Cosine similarity of each query embedding to its nearest row of the index (unit rows: cos = 1 − ‖a − b‖²/2). */
 async function nearestCosine(index: NearestIndex, unitQueries: Tensor): Promise<{ sim: Float64Array; nn: Int32Array }> {
   const n = unitQueries.dims[0]!;
@@ -407,37 +527,101 @@ export function marginVerdict(what: string, m: QuantileMargin): Verdict {
   return judge({ claim: `lowers the ${what} vs cfg`, value: m.delta, interval: { lo: m.lo, hi: m.hi, level: m.level, method: 'prompt bootstrap' }, n: m.prompts, nLabel: 'prompts', minN: MIN_N.bootstrapPrompts, side: { below: 0 } });
 }
 
-/** Run the evaluation: every method in turn (cached in `workDir` when given), then the metrics. */
-export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools: EvaluateTools, opts: { workDir?: string; log?: (m: string) => void } = {}): Promise<EvaluateResult> {
-  const log = opts.log ?? (() => {});
+/**
+ * Check an evaluation's inputs before anything is sampled or written (the errors name the flag).
+ * Returns the evaluated prompts and the held-out images (null: none, the threshold is given).
+ */
+export function checkEvaluation(src: StudySource, s: EvaluateSettings, tools: EvaluateTools): { prompts: EvaluatedPrompt[]; heldOut: Tensor | null } {
   const d = src.denoiser;
   const tm = src.trained;
   if (s.prompts.length === 0) throw new Error('--prompts: no prompt to evaluate');
   if (s.seeds.length === 0) throw new Error('--seeds: need at least one seed');
   if (s.methods.length === 0) throw new Error('--methods: need at least one method');
   if (!(s.calibrationQuantile > 0 && s.calibrationQuantile < 1)) throw new Error(`--calibration: expected a quantile in (0, 1), got ${s.calibrationQuantile}`);
+  if (s.threshold !== null && !Number.isFinite(s.threshold)) throw new Error(`--threshold: expected a finite number, got ${s.threshold}`);
   const prompts: EvaluatedPrompt[] = s.prompts.map((c) => {
     const info = d.conditions[c];
     if (info === undefined) throw new Error(`--prompts: condition index ${c} is out of range (0..${d.conditions.length - 1})`);
     const cls = tm?.prompts[c]?.label;
     return { cond: c, id: info.id, label: info.label, classLabel: typeof cls === 'number' ? cls : null, target: info.targets?.[0] ?? null };
   });
+  const R = prompts.length * s.seeds.length;
+  if (tools.quality && R < 2) throw new Error(`--seeds: the Fréchet distance (${tools.quality.name}) needs at least 2 samples per method (a covariance); --prompts gives ${prompts.length} and --seeds ${s.seeds.length}: ${prompts.length} × ${s.seeds.length} = ${R}`);
+  // a Stable Diffusion source has no embedded held-out split: the user gives one (--held-out) or a threshold
+  const heldOut = tools.heldOut ?? (src.sd ? null : loadFashionMnist({ split: 'test' }).images);
+  if (heldOut === null && s.threshold === null) throw new Error('--held-out: a Stable Diffusion export needs held-out real images (a folder) to calibrate the copy threshold, or give --threshold');
+  if (heldOut === null && tools.quality) throw new Error(`--held-out: the Fréchet distance (${tools.quality.name}) needs held-out real images as its reference (a folder)`);
+  return { prompts, heldOut };
+}
+
+/** The zod schema of an evaluation's settings (defaults here; the scheduler config is the source's). */
+export const EvaluateSpecSchema = z.object({
+  prompts: z.array(z.number().int().nonnegative()).min(1),
+  seeds: z.array(z.number().int().nonnegative()).min(1),
+  methods: z.array(z.object({ kind: z.string(), name: z.string(), params: z.record(z.string(), z.unknown()) })).min(1),
+  lambda: z.number().finite().default(7.5),
+  sampler: z.enum(SAMPLER_NAMES as unknown as [SamplerName, ...SamplerName[]]).default('ddim'),
+  steps: z.number().int().min(1).max(1000).default(50),
+  config: z.custom<SchedulerConfig>((v) => typeof v === 'object' && v !== null, 'expected a scheduler config'),
+  batchSize: z.number().int().min(1).default(128),
+  threshold: z.number().finite().nullable().default(null),
+  calibrationQuantile: z.number().gt(0).lt(1).default(0.99),
+  runSeed: z.number().int().nonnegative().default(0),
+});
+
+/**
+ * The evaluation as an engine {@link Study}: units from {@link planEvaluation}, a batch sampled by
+ * one preparation of its method, `reduce` = the table's metrics measured with `tools` (the
+ * descriptor, quality features and alignment scorer, which are not part of any unit).
+ */
+export function evaluateStudy(source: EvaluateSource, tools: EvaluateTools): Study<EvaluateSettings, EvaluateUnit, EvaluateUnitResult, EvaluateResult, EvaluateSource> {
+  return {
+    id: 'evaluate',
+    schema: EvaluateSpecSchema as unknown as z.ZodType<EvaluateSettings>,
+    plan: (spec, src) => planEvaluation(spec, src),
+    run: (units, ctx) => runEvaluateBatch(units, ctx.source),
+    reduce: (results, blobs, spec) => reduceEvaluation(source, spec, tools, results, blobs),
+  };
+}
+
+/** Options of {@link runEvaluation}. */
+export interface EvaluateRunOptions {
+  /** Where finished units live (default a fresh in-memory store): units already there are reused. */
+  readonly store?: UnitStore;
+  /** What identifies the model (default: the source's spec and denoiser name). */
+  readonly fingerprint?: unknown;
+  readonly log?: (m: string) => void;
+}
+
+/**
+ * Run the evaluation: every method × prompt unit not yet in `opts.store` (a method's prompts in one
+ * preparation and sampler run), then the metrics.
+ */
+export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools: EvaluateTools, opts: EvaluateRunOptions = {}): Promise<EvaluateResult> {
+  checkEvaluation(src, s, tools);
+  const source: EvaluateSource = { src, fingerprint: opts.fingerprint ?? { spec: src.spec, denoiser: src.denoiser.name }, batchSize: s.batchSize, ...(opts.log ? { log: opts.log } : {}) };
+  const study = evaluateStudy(source, tools);
+  const units = planEvaluation(s, source);
+  const store = opts.store ?? new MemoryStore();
+  const outcome = await new InProcessRunner().run(study, units, source, store);
+  if (outcome.reused > 0) opts.log?.(`${outcome.reused} of ${units.length} method × prompt units reused from the store`);
+  return study.reduce(outcome.units, store, s);
+}
+
+/** The metrics of the table from the stored units (plan order: method-major, then prompt). */
+async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, tools: EvaluateTools, stored: readonly StoredUnit<EvaluateUnit, EvaluateUnitResult>[], blobs: BlobReader): Promise<EvaluateResult> {
+  const src = source.src;
+  const log = source.log ?? (() => {});
+  const tm = src.trained;
+  const { prompts, heldOut } = checkEvaluation(src, s, tools);
   const N = s.seeds.length;
   const P = prompts.length;
   const R = P * N;
-  const work = opts.workDir ?? null;
-  if (tools.quality && R < 2) throw new Error(`--seeds: the Fréchet distance (${tools.quality.name}) needs at least 2 samples per method (a covariance); --prompts gives ${P} and --seeds ${N}: ${P} × ${N} = ${R}`);
 
   // the training pool in descriptor space, and the held-out split
   const pool = tm === null || tm.imagePool === 'all' ? null : tm.imagePool;
   const poolImages = pool === null ? src.trainImages : takeRows(src.trainImages, pool);
   const poolIndex = pool ?? Array.from({ length: poolImages.dims[0]! }, (_, i) => i);
-  // a Stable Diffusion source has no embedded held-out split: the user gives one (--held-out) or a threshold
-  const heldOut = tools.heldOut ?? (src.sd ? null : loadFashionMnist({ split: 'test' }).images);
-  if (heldOut === null && s.threshold === null) throw new Error('--held-out: a Stable Diffusion export needs held-out real images (a folder) to calibrate the copy threshold, or give --threshold');
-  if (heldOut === null && tools.quality) throw new Error(`--held-out: the Fréchet distance (${tools.quality.name}) needs held-out real images as its reference (a folder)`);
-  // every input check above runs before anything is written
-  if (work) await mkdir(work, { recursive: true });
   const index = await NearestIndex.create(l2NormalizeRows(await tools.descriptor.embed(poolImages)));
   try {
     let threshold: EvaluateResult['threshold'];
@@ -450,7 +634,6 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
       threshold = { value, calibrated: true, quantile: s.calibrationQuantile, heldOut: sorted.length, minHeldOut, text };
       log(`copy threshold ${text}`);
     } else {
-      if (!Number.isFinite(s.threshold)) throw new Error(`--threshold: expected a finite number, got ${s.threshold}`);
       threshold = { value: s.threshold, calibrated: false, quantile: null, heldOut: 0, minHeldOut: null, text: `${s.threshold} (given)` };
     }
     const thresholdAdequate = !threshold.calibrated || threshold.heldOut >= threshold.minHeldOut!;
@@ -475,7 +658,9 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
     const simsBy = new Map<string, Float64Array>();
     const targetSimsBy = new Map<string, Float64Array>();
     for (const m of s.methods) {
-      const ms = await methodSamples(src, s, m, work, log);
+      const mine = stored.filter((u) => u.spec.method.name === m.name);
+      if (mine.length !== P) throw new Error(`evaluate: ${mine.length} stored units of ${m.name} for ${P} prompts`);
+      const ms = await methodSamplesOf(mine, blobs);
       const unit = l2NormalizeRows(await tools.descriptor.embed(ms.samples));
       const { sim, nn } = await nearestCosine(index, unit);
       const dim = unit.dims[1]!;
@@ -577,9 +762,3 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
     await index.dispose();
   }
 }
-
-/** Remove a finished evaluation's work folder. */
-export async function removeWork(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true });
-}
-

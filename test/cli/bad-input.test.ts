@@ -102,7 +102,7 @@ describe('issue 14 §2: the listed cases', () => {
     await refused(['sample', '--model', onnx, ...args], re);
   });
 
-  it('evaluate --prompts caption:0 --seeds 0: the Fréchet minimum is checked before sampling, no .work left', async () => {
+  it('evaluate --prompts caption:0 --seeds 0: the Fréchet minimum is checked before sampling, nothing left next to --out', async () => {
     await refused(
       ['evaluate', '--model', 'models/duplication', '--prompts', 'caption:0', '--seeds', '0', '--methods', 'cfg'],
       /--seeds: the Fréchet distance needs at least 2 samples per method; --prompts caption:0 gives 1 prompt and --seeds 0 1 seed \(1 sample\); give at least 2 seeds or 2 prompts/,

@@ -5,7 +5,7 @@
  * torch-seeded latents → CFG sampling on the export's scheduler → VAE decode), the target latents
  * equal `vaeEncode` of the images, the memorized flags follow the set's labels.
  */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -212,6 +212,35 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     expect(md).toContain("memorization rate: a sample is memorized when its descriptor similarity to its prompt's own training image exceeds");
     expect(md).toContain('inconclusive (n_heldout = 3 < 100)');
   }, 180_000);
+
+  it('evaluate and detect on a results store: --dry-run counts the units, run.json lists them, a rerun reuses every unit and gives the same numbers', async () => {
+    const store = join(root, 'store-reuse');
+    const S = ['--model', exportDir, '--prompt-set', join(root, 'prompts.csv'), '--steps', '4', '--seeds', '0-1', '--store', store];
+    const E = ['evaluate', ...S, '--threshold', '0.5', '--methods', 'cfg,og+stp'];
+    const dry = await runCli([...E, '--dry-run', '--out', join(root, 'runs', 'ev-dry')]);
+    expect(dry.code, dry.err).toBe(0);
+    expect(dry.out).toMatch(/units: 4 \(0 already in the store, 4 to compute\)/); // 2 memorized prompts × 2 methods
+    expect(existsSync(join(root, 'runs', 'ev-dry'))).toBe(false);
+    const outs = [join(root, 'runs', 'ev-store-1'), join(root, 'runs', 'ev-store-2')];
+    for (const out of outs) expect((await runCli([...E, '--out', out])).code).toBe(0);
+    const runs = outs.map((o) => JSON.parse(readFileSync(join(o, 'run.json'), 'utf8')));
+    expect(runs.map((r) => [r.study, r.units.length, r.computed, r.reused])).toEqual([['evaluate', 4, 4, 0], ['evaluate', 4, 0, 4]]);
+    expect(runs[1].units).toEqual(runs[0].units);
+    const evs = outs.map((o) => JSON.parse(readFileSync(join(o, 'evaluate.json'), 'utf8')));
+    expect(evs[1].similarities).toEqual(evs[0].similarities);
+    expect(evs[1].rows.map((x: { memorizationRate: number }) => x.memorizationRate)).toEqual(evs[0].rows.map((x: { memorizationRate: number }) => x.memorizationRate));
+    expect(readFileSync(join(outs[1]!, 'samples-cfg.npy'))).toEqual(readFileSync(join(outs[0]!, 'samples-cfg.npy')));
+    const again = await runCli([...E, '--dry-run', '--out', join(root, 'runs', 'ev-dry')]);
+    expect(again.out).toMatch(/units: 4 \(4 already in the store, 0 to compute\)/);
+    // detect: one unit per prompt
+    const dOuts = [join(root, 'runs', 'det-store-1'), join(root, 'runs', 'det-store-2')];
+    for (const out of dOuts) expect((await runCli(['detect', ...S, '--out', out])).code).toBe(0);
+    const dRuns = dOuts.map((o) => JSON.parse(readFileSync(join(o, 'run.json'), 'utf8')));
+    const n = dRuns[0].units.length;
+    expect(dRuns.map((r) => [r.study, r.computed, r.reused])).toEqual([['detect', n, 0], ['detect', 0, n]]);
+    const dets = dOuts.map((o) => JSON.parse(readFileSync(join(o, 'detect.json'), 'utf8')));
+    expect(dets[1].detectors.map((x: { scores: number[] }) => x.scores)).toEqual(dets[0].detectors.map((x: { scores: number[] }) => x.scores));
+  }, 240_000);
 
   it('evaluate --methods cfg,ren on an export: Ren et al. by graph surgery changes the samples', async () => {
     const out = join(root, 'runs', 'ev-ren');

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { GraphBuilder } from '../../src/graph/builder.ts';
-import { checkResultsTarget, withResultsDir, checkWorkDir, prepareWorkDir, removeWorkDir, RESULTS_MARKER, WORK_MARKER } from '../../src/io/results.ts';
+import { checkResultsTarget, withResultsDir, RESULTS_MARKER } from '../../src/io/results.ts';
 import { packageRoot } from '../../src/data/paths.ts';
 
 const DEAD = 99_999_999; // above Linux's pid_max (≤ 4,194,304): never a live process
@@ -137,7 +137,7 @@ describe('--out that memscope must not replace is refused before any work (exit 
     expect(await snapshot(root)).toEqual(before);
   });
 
-  it('a user folder at OUT.work (the resume cache of evaluate and analyze) is refused, not emptied', async () => {
+  it('a user folder at OUT.work (once the resume cache of evaluate and analyze; they keep their units in the store now) is never touched', async () => {
     const root = await tmp();
     const work = join(root, 'ev.work');
     await mkdir(work);
@@ -146,7 +146,8 @@ describe('--out that memscope must not replace is refused before any work (exit 
     for (const argv of [['evaluate', '--model', join(root, 'missing'), '--out', join(root, 'ev')]]) {
       const r = await runCli(argv);
       expect(r.code).toBe(2);
-      expect(r.err).toMatch(/--out ".*ev": its resume cache .*ev\.work is a folder memscope did not make \(it holds thesis\.tex\)/);
+      expect(r.err).toMatch(/--model: .*missing/);
+      expect(r.err).not.toMatch(/resume cache/);
     }
     // analyze kim keeps its units in the results store, not in OUT.work: the folder is not its business
     const r = await runCli(['analyze', 'kim', '--model', join(root, 'missing'), '--out', join(root, 'ev')]);
@@ -284,30 +285,6 @@ describe('leftovers of killed writes', () => {
     expect((err as Error).message).toMatch(/--out ".*res" is a folder memscope did not write .*\(it changed while memscope ran\); nothing there was touched\. The finished results are in .*\.res\.partial-/);
     expect(await readFile(join(out, 'mine.txt'), 'utf8')).toBe('mine');
     expect(await readdir(out)).toEqual(['mine.txt']);
-  });
-});
-
-describe('resume caches (OUT.work)', () => {
-  it('only a marked cache is removed; a user folder or file there is refused', async () => {
-    const root = await tmp();
-    const work = join(root, 'x.work');
-    await checkWorkDir(work, 'x'); // missing: fine
-    await prepareWorkDir(work, 'evaluate');
-    await writeFile(join(work, 'cfg.npy'), 'cached');
-    await checkWorkDir(work, 'x'); // marked: fine
-    await removeWorkDir(work, { onlyIfEmpty: true }); // holds a cached file: kept
-    expect((await readdir(work)).sort()).toEqual([WORK_MARKER, 'cfg.npy']);
-    await removeWorkDir(work);
-    expect(await readdir(root)).toEqual([]);
-
-    const mine = join(root, 'y.work');
-    await mkdir(mine);
-    await writeFile(join(mine, 'a.txt'), 'a');
-    await removeWorkDir(mine); // not memscope's: left alone
-    expect(await readdir(mine)).toEqual(['a.txt']);
-    await expect(checkWorkDir(mine, 'y')).rejects.toThrow(/--out "y": its resume cache .*y\.work is a folder memscope did not make \(it holds a\.txt\)/);
-    await writeFile(join(root, 'z.work'), 'file');
-    await expect(checkWorkDir(join(root, 'z.work'), 'z')).rejects.toThrow(/its resume cache .*z\.work is a file \(4 bytes\)/);
   });
 });
 

@@ -2,7 +2,7 @@
  * The mitigation evaluation (Jain et al., SPEC §4.5) on the small synthetic analytic testbed:
  * Algorithm 1 and the static transition point switch where the recorded d_t curves say; every
  * table column equals an independent brute-force recomputation from separate sampling runs; a run
- * that fails midway resumes from its work folder without resampling the finished methods.
+ * that fails midway resumes from a shared results store without resampling the finished units.
  */
 import { describe, it, expect } from 'vitest';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
@@ -17,9 +17,7 @@ import type { Denoiser } from '../../src/denoisers/denoiser.ts';
 import { loadTrainedModel } from '../../src/denoisers/trained.ts';
 import { syntheticImages, syntheticSource, SYNTHETIC_D } from '../helpers/synthetic.ts';
 import { useTempCache } from '../helpers/cache.ts';
-import { mkdtemp, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { MemoryStore } from '../../src/engine/memory-store.ts';
 
 useTempCache('memscope-evaluate-');
 
@@ -208,8 +206,8 @@ describe('runEvaluation', () => {
     }
   }, 120_000);
 
-  it('a run that fails midway resumes from the work folder without resampling finished methods', async () => {
-    const work = await mkdtemp(join(tmpdir(), 'memscope-evaluate-work-'));
+  it('a run that fails midway resumes from a shared store without resampling finished units; a rerun makes no model call', async () => {
+    const store = new MemoryStore();
     let calls = 0;
     let failAfter = Infinity;
     const wrap = (inner: Denoiser): Denoiser => ({
@@ -222,17 +220,24 @@ describe('runEvaluation', () => {
     const s = settings('cfg,stp@500,dtp');
     const { src } = await syntheticSource(11, targets, wrap);
     failAfter = s.steps + 3; // cfg finishes (12 calls), stp dies midway
-    await expect(runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut }, { workDir: work })).rejects.toThrow(/killed/);
-    expect((await readdir(work)).filter((f) => f.endsWith('.npy'))).toHaveLength(1);
+    await expect(runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut }, { store })).rejects.toThrow(/killed/);
+    // cfg's units (one per prompt) are committed, nothing of stp
+    expect(store.size).toBe(s.prompts.length);
     failAfter = Infinity;
     calls = 0;
     const logs: string[] = [];
-    const resumed = await runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut }, { workDir: work, log: (m) => logs.push(m) });
-    expect(logs.filter((l) => /loaded from/.test(l))).toEqual([expect.stringMatching(/^cfg: loaded from/)]);
+    const resumed = await runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut }, { store, log: (m) => logs.push(m) });
+    expect(logs.filter((l) => /reused from the store/.test(l))).toEqual([`${s.prompts.length} of ${3 * s.prompts.length} method × prompt units reused from the store`]);
     expect(calls).toBe(2 * s.steps); // only stp and dtp sampled
     const fresh = await runEvaluation((await syntheticSource(11, targets)).src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut });
     for (const [k, v] of fresh.samples) expect(Array.from(resumed.samples.get(k)!.data)).toEqual(Array.from(v.data));
     expect(resumed.rows.map((x) => x.similarity)).toEqual(fresh.rows.map((x) => x.similarity));
+    // a rerun of the finished evaluation samples nothing and gives the same table
+    calls = 0;
+    const again = await runEvaluation(src, s, { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut }, { store });
+    expect(calls).toBe(0);
+    for (const [k, v] of fresh.samples) expect(Array.from(again.samples.get(k)!.data)).toEqual(Array.from(v.data));
+    expect(again.rows.map((x) => [x.similarity, x.memorizationRate, x.copyRate])).toEqual(fresh.rows.map((x) => [x.similarity, x.memorizationRate, x.copyRate]));
   }, 120_000);
 });
 
