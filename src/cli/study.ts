@@ -17,6 +17,8 @@ import { page, table, escapeHtml } from '../report/html.ts';
 import { sampleCommand } from './sample.ts';
 import { analyzeCommand } from './analyze.ts';
 import { transitionCommand } from './transition.ts';
+import { evaluateCommand } from './evaluate.ts';
+import { detectCommand } from './detect.ts';
 
 export const STUDY_HELP = `memscope study — run a spec file that combines models, prompts, seeds, samplers, guidance and analyses
 
@@ -29,7 +31,7 @@ The spec (YAML or JSON; every key but models optional):
   samplers:  [ddim, dpmpp2m]                 each sampler (default [ddim])
   steps:     50                              inference steps (default 50)
   guidance:  [constant:7.5, dtp, og+dtp]     each guidance schedule of memscope sample (default [constant:7.5])
-  analyses:  [kim, transition]               studies run once per model and sampler: kim (analyze kim), transition
+  analyses:  [kim, transition, evaluate, detect]  studies run once per model and sampler (kim = analyze kim)
   out:       runs/study                      the results folder (--out overrides it)
   store:     runs/store                      the results store (--store overrides it)
 
@@ -52,7 +54,7 @@ export const StudyFileSchema = z
     samplers: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (typeof v === 'string' ? [v] : v)).default(['ddim']),
     steps: z.number().int().min(1).max(1000).default(50),
     guidance: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).transform((v) => (typeof v === 'string' ? [v] : v)).default(['constant:7.5']),
-    analyses: z.array(z.enum(['kim', 'transition'])).default([]),
+    analyses: z.array(z.enum(['kim', 'transition', 'evaluate', 'detect'])).default([]),
     out: z.string().min(1).optional(),
     store: z.string().min(1).optional(),
   })
@@ -65,7 +67,7 @@ export type StudyFile = z.infer<typeof StudyFileSchema>;
 export interface StudyFileRun {
   /** Folder under OUT. */
   readonly name: string;
-  readonly command: 'sample' | 'analyze kim' | 'transition';
+  readonly command: 'sample' | 'analyze kim' | 'transition' | 'evaluate' | 'detect';
   /** The command's flags (without --out / --store / --dry-run). */
   readonly args: readonly string[];
 }
@@ -91,8 +93,7 @@ export function planStudyFile(f: StudyFile): StudyFileRun[] {
       const shared = ['--model', model, '--sampler', sampler, '--steps', String(f.steps)];
       for (const g of f.guidance) runs.push({ name: `${m}/${sampler}/sample-${slug(g)}`, command: 'sample', args: [...shared, '--guidance', g, ...common(true)] });
       for (const a of f.analyses) {
-        if (a === 'kim') runs.push({ name: `${m}/${sampler}/kim`, command: 'analyze kim', args: [...shared, ...common(true)] });
-        else runs.push({ name: `${m}/${sampler}/transition`, command: 'transition', args: [...shared, ...common(true)] });
+        runs.push({ name: `${m}/${sampler}/${a}`, command: a === 'kim' ? 'analyze kim' : a, args: [...shared, ...common(true)] });
       }
     }
   }
@@ -133,6 +134,8 @@ const RUNNERS: Record<StudyFileRun['command'], (argv: string[]) => Promise<void>
   sample: sampleCommand,
   'analyze kim': (argv) => analyzeCommand(['kim', ...argv]),
   transition: transitionCommand,
+  evaluate: evaluateCommand,
+  detect: detectCommand,
 };
 
 /** Parse and run `memscope study run SPEC.yaml`. */
