@@ -6,7 +6,9 @@ import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
-import { runCurves, type CurveMode, type GroupCurves } from '../study/curves.ts';
+import { curvesStudy, type CurveMode, type CurvesSource, type GroupCurves } from '../study/curves.ts';
+import { sourceFingerprint } from '../study/fingerprint.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series, type Marker } from '../report/svg.ts';
@@ -20,18 +22,24 @@ Usage: memscope curves [flags]
                      (with --prompt-set) | default (models/duplication when present)
   --prompts SPEC     prompts (default all; memorized = conditions tied to a training image)
   --seeds LIST       (default 0-3)
-  --guidance X       λ: standard CFG uses s = λ, opposite guidance s = −λ (default 7.5)
+  --scale X          λ: standard CFG uses s = λ, opposite guidance s = −λ (default 7.5)
   --modes LIST       zero,cfg,og (default all three)
   --fraction X       d_t counts as low below this fraction of its maximum (default 0.1)
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
   --out DIR          (default runs/curves)
 
+${STORE_HELP}
+
 ${SD_SOURCE_HELP}
 
 Per step, mean ± std over the prompts' seeds of ‖ε_c‖, ‖ε_u‖ and ‖ε_c − ε_u‖ (√d_t) for memorized
 and normal prompts under each mode, and the static transition point of each group: the first step
-of the final stretch where the mean d_t stays below --fraction of its maximum. Writes curves.json,
+of the final stretch where the mean d_t stays below --fraction of its maximum. One stored unit per
+mode, prompt and seed: a rerun computes nothing. Writes run.json, settings.json, curves.json,
 d.svg|png, norms.svg|png and report.html.
+
+Example:
+  memscope curves --model models/duplication --prompts all --seeds 0-3 --scale 7.5 --out runs/curves
 `;
 
 const MODES: readonly CurveMode[] = ['zero', 'cfg', 'og'];
@@ -39,31 +47,53 @@ const Schema = z.object({
   model: z.string().default('default'),
   prompts: z.string().default('all'),
   seeds: z.string().default('0-3'),
-  guidance: finiteNumber('guidance').default(7.5),
+  scale: finiteNumber('scale').default(7.5),
   modes: z.string().default('zero,cfg,og'),
   fraction: finiteNumber('fraction', { lo: 0, hi: 1, loOpen: true }).default(0.1),
   sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().default('runs/curves'),
+  ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope curves`. */
 export async function curvesCommand(argv: string[]): Promise<void> {
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const o = validateFlags(Schema, parseFlags(argv, FLAGS, { guidance: 'scale' }));
   const modes = o.modes.split(',').map((m) => m.trim());
   for (const m of modes) if (!MODES.includes(m as CurveMode)) throw new UsageError(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
+  if (new Set(modes).size !== modes.length) throw new UsageError(`--modes: "${o.modes}" names a mode twice`);
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
-  await checkResultsTarget(o.out);
-  const { spec, src } = await loadCliSource(o.model, o);
+  if (!o['dry-run']) await checkResultsTarget(o.out);
+  const { spec: model, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no conditional branch to measure'));
-  const settings = { prompts, seeds, lambda: o.guidance, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: studyConfig(src), fraction: o.fraction };
-  const r = await runCurves(src, settings);
+  const settings = { prompts, seeds, lambda: o.scale, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: studyConfig(src), fraction: o.fraction };
+  const spec = curvesStudy.schema.parse({ prompts, seeds, lambda: o.scale, modes, sampler: o.sampler, steps: o.steps, fraction: o.fraction });
+  const source: CurvesSource = { src, config: settings.config, fingerprint: await sourceFingerprint(src) };
+  const units = await curvesStudy.plan(spec, source);
+  const storeDir = storeDirOf(o.store);
+  const store = await openCliStore(storeDir, o['dry-run']);
+  const started = performance.now();
+  let r: Awaited<ReturnType<typeof curvesStudy.reduce>>;
+  let runJson: Awaited<ReturnType<typeof runStudyUnits>>['runJson'];
+  try {
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('curves', { model, ...spec }, units, store, storeDir));
+      await src.denoiser.dispose?.();
+      return;
+    }
+    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store);
+    runJson = ran.runJson;
+    r = { ...(await curvesStudy.reduce(ran.outcome.units, store, spec)), seconds: (performance.now() - started) / 1000 };
+  } finally {
+    closeCliStore(store);
+  }
   await src.denoiser.dispose?.();
   const label = (m: CurveMode, s: number): string => (m === 'zero' ? 's = 0' : m === 'cfg' ? `CFG s = ${s}` : `OG s = ${s}`);
   await withResultsDir(o.out, async (dir) => {
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'curves', model: spec, ...settings });
+    await writeJsonAtomic(join(dir, 'run.json'), runJson);
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'curves', model, ...settings, units: units.map((u) => u.key) });
     await writeJsonAtomic(join(dir, 'curves.json'), r);
     const x = r.t.map((_, i) => i);
     const dash = { zero: true, cfg: false, og: true } as const;

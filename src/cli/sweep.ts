@@ -5,7 +5,10 @@ import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumb
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
-import { runSweep, type SweepResult } from '../study/sweep.ts';
+import { sweepStudy, sweepSpecOf, scoreSweep, type SweepResult, type SweepSource } from '../study/sweep.ts';
+import { sourceFingerprint } from '../study/fingerprint.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import type { RunRecord } from '../store/run-record.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
@@ -30,12 +33,15 @@ Usage: memscope sweep --prompts COND [flags]
   --threshold X      a sample is a copy when its descriptor cosine to the target is ≥ X (default 0.75)
   --out DIR          (default runs/sweep)
 
+${STORE_HELP}
+
 ${SD_SOURCE_HELP}
 
 For every start step k one sample with s = 0 before k and λ from k (k = 0 is standard CFG,
 k = steps never guides), its copy similarity to the prompt's training image and whether its
 nearest training image is that image; the empirical transition point is the first k whose output is
-not a copy. Writes sweep.json, sweep.csv, strips of the samples in step order, similarity.svg|png
+not a copy. One stored unit per sample (variant, k); the scores are recomputed from the stored
+samples, so a rerun (or another --descriptor / --threshold) samples nothing. Writes run.json, sweep.json, sweep.csv, strips of the samples in step order, similarity.svg|png
 and report.html.
 
 Example:
@@ -55,6 +61,7 @@ const Schema = z.object({
   descriptor: z.string().optional(),
   threshold: finiteNumber('threshold').default(0.75),
   out: z.string().default('runs/sweep'),
+  ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 const FLAGS = flagsOf(Schema);
@@ -64,8 +71,8 @@ export async function sweepCommand(argv: string[]): Promise<void> {
   const raw = parseFlags(argv, FLAGS, { prompt: 'prompts', seed: 'seeds', guidance: 'scale' });
   if (raw['prompts'] === undefined) throw new UsageError('--prompts: required; one memorized condition such as caption:0');
   const o = validateFlags(Schema, raw);
-  await checkResultsTarget(o.out);
-  const { spec, src } = await loadCliSource(o.model, o);
+  if (!o['dry-run']) await checkResultsTarget(o.out);
+  const { spec: modelSpec, src } = await loadCliSource(o.model, o);
   let cond: number;
   try {
     const cs = parseConditions(o.prompts, src.denoiser, '--prompts');
@@ -79,9 +86,32 @@ export async function sweepCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
   const settings = { cond, seed: o.seeds, lambda: o.scale, og: o.og, ogLambda: o['og-scale'] ?? o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), every: o.every, threshold: o.threshold };
-  const r = await runSweep(src, settings, descriptor, (m) => process.stderr.write(`${m}\n`));
+  const spec = sweepSpecOf(settings);
+  const source: SweepSource = { src, config: settings.config, fingerprint: await sourceFingerprint(src) };
+  const units = await sweepStudy.plan(spec, source);
+  const storeDir = storeDirOf(o.store);
+  const store = await openCliStore(storeDir, o['dry-run']);
+  const started = performance.now();
+  let r: SweepResult;
+  let runJson: RunRecord;
+  try {
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('sweep', { model: modelSpec, ...spec }, units, store, storeDir));
+      await descriptor.dispose?.();
+      await src.denoiser.dispose?.();
+      return;
+    }
+    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store);
+    runJson = ran.runJson;
+    const samples = await sweepStudy.reduce(ran.outcome.units, store, spec);
+    const scored = await scoreSweep(src, samples, descriptor, settings, (m) => process.stderr.write(`${m}\n`));
+    r = { settings, prompt: scored.prompt, target: scored.target, timesteps: samples.timesteps, variants: scored.variants, seconds: (performance.now() - started) / 1000 };
+  } finally {
+    closeCliStore(store);
+  }
   await withResultsDir(o.out, async (dir) => {
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'sweep', model: spec, prompt: o.prompts, descriptor: descriptor.info, ...settings });
+    await writeJsonAtomic(join(dir, 'run.json'), runJson);
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'sweep', model: modelSpec, prompt: o.prompts, descriptor: descriptor.info, ...settings, units: units.map((u) => u.key) });
     await writeSweepReport(dir, r, descriptor.info.name);
   }, { command: 'sweep' });
   await descriptor.dispose?.();

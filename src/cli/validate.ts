@@ -11,7 +11,11 @@ import { stableDiffusionConfig } from '../schedules/config.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { parseConditions } from '../study/conditions.ts';
-import { validateModel, crop32to28 } from '../study/validate.ts';
+import { validateSamples, crop32to28, VALIDATE_BATCH } from '../study/validate.ts';
+import { sampleStudy, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
+import { folderFingerprint } from '../store/fingerprint.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import type { RunRecord } from '../store/run-record.ts';
 import { defaultClassifierDir } from '../study/source.ts';
 import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -29,10 +33,14 @@ Usage: memscope validate --model DIR [flags]
                      memscope's models/ folder (results never go into models/)
   --classifier DIR   classifier for class-prompt alignment (default models/classifier when present)
 
+${STORE_HELP}
+
 For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
 central 28×28) is the caption's own image, the strict ratio test d1/d2 < 1/3 (docs/methods.md §5.4) and the
-pixel copy similarity; for class prompts the same copy tests. Writes validation.json and report.html
-and prints the summary.
+pixel copy similarity; for class prompts the same copy tests. The samples are the sample study's units
+(one per condition and seed): memscope sample --model DIR with the same guidance, sampler, steps and
+seeds reuses them, and a rerun samples nothing. Writes run.json, validation.json and report.html and
+prints the summary.
 
 Example:
   memscope validate --model models/duplication --seeds 0-15
@@ -47,6 +55,7 @@ const Schema = z.object({
   steps: positiveInt('steps', 1000).default(50),
   out: z.string().optional(),
   classifier: z.string().optional(),
+  ...STORE_FIELDS,
 });
 const FLAGS = flagsOf(Schema);
 
@@ -62,7 +71,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
     throw new UsageError((e as Error).message);
   }
   const out = o.out ?? (await defaultValidationOut(o.model));
-  await checkResultsTarget(out);
+  if (!o['dry-run']) await checkResultsTarget(out);
   const tm = await asInput('--model', () => loadTrainedModel(o.model));
   const conds = (() => {
     try {
@@ -71,27 +80,47 @@ export async function validateCommand(argv: string[]): Promise<void> {
       throw new UsageError((e as Error).message);
     }
   })();
-  const train = loadFashionMnist({ split: 'train' });
   const clfDir = o.classifier ?? (await defaultClassifierDir(o.model));
   const hasClf = await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false);
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
+  const config = stableDiffusionConfig();
+  const source: SampleSource = { denoiser: tm.denoiser, conds, config, decode: null, modelInfo: { kind: 'trained', dir: o.model, scenario: tm.scenario }, fingerprint: await folderFingerprint('trained', o.model) };
+  // the spec `memscope sample --model DIR` resolves for the same settings: its units are shared
+  const spec = sampleStudy.schema.parse({ model: o.model, sampler: o.sampler, steps: o.steps, guidance: o.guidance, seeds: o.seeds, record: [] }) as SampleSpec;
+  const units = await sampleStudy.plan(spec, source);
+  const storeDir = storeDirOf(o.store);
+  const store = await openCliStore(storeDir, o['dry-run']);
+  let result: Awaited<ReturnType<typeof sampleStudy.reduce>>['result'];
+  let runJson: RunRecord;
+  try {
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('validate', spec, units, store, storeDir));
+      await tm.denoiser.dispose?.();
+      return;
+    }
+    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH });
+    runJson = ran.runJson;
+    result = (await sampleStudy.reduce(ran.outcome.units, store, spec)).result;
+  } finally {
+    closeCliStore(store);
+  }
+  const train = loadFashionMnist({ split: 'train' });
   const clf = hasClf ? await Classifier.load(clfDir) : null;
   const labelOf = tm.prompts.map((p) => (p.kind === 'class' ? (p.label ?? null) : null));
-  const v = await validateModel({
+  const v = await validateSamples({
     denoiser: tm.denoiser,
     trainImages: train.images,
     conds,
     seeds,
-    guidance,
-    sampler: o.sampler,
-    steps: o.steps,
-    config: stableDiffusionConfig(),
+    result,
+    guidanceLabel: guidance.label,
     ...(clf ? { classifier: { model: clf, classOf: (c: number) => labelOf[c] ?? null } } : {}),
   });
   await clf?.dispose();
   await tm.denoiser.dispose?.();
-  const { result, copies, ...summary } = v;
+  const { result: _sampled, copies, ...summary } = v;
   await withResultsDir(out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'validation.json'), { model: o.model, sampler: o.sampler, steps: o.steps, ...summary, nn1: copies.map((c) => c.nn1) });
     const png = await gridPng(crop32to28(result.samples), { cols: seeds.length, zoom: 1 });
     await writeFileAtomic(join(dir, 'samples.png'), png);

@@ -79,9 +79,31 @@ export async function validateModel(opts: {
   /** Classifier for the alignment of class-prompt samples, with the class of each condition index. */
   classifier?: { readonly model: Classifier; readonly classOf: (cond: number) => number | null };
 }): Promise<Validation> {
+  const result = await runSampling({ denoiser: opts.denoiser, conds: opts.conds, seeds: opts.seeds, sampler: opts.sampler, steps: opts.steps, config: opts.config, guidance: opts.guidance, batchSize: opts.batchSize ?? VALIDATE_BATCH });
+  return validateSamples({ ...opts, result, guidanceLabel: opts.guidance.label });
+}
+
+/** Rows per sampler call of a validation (the sample study's units are batched the same way, so the samples are identical). */
+export const VALIDATE_BATCH = 128;
+
+/**
+ * Score the samples of a validation run (every condition × seed, in that order — e.g. the sample
+ * study's units rebuilt by its `reduce`): copy tests against the 28×28 training images, the
+ * per-condition and per-kind figures and the classifier alignment.
+ */
+export async function validateSamples(opts: {
+  denoiser: Denoiser;
+  trainImages: Tensor;
+  conds: readonly CondRef[];
+  seeds: readonly number[];
+  result: SamplingResult;
+  guidanceLabel: string;
+  captionThreshold?: number;
+  classifier?: { readonly model: Classifier; readonly classOf: (cond: number) => number | null };
+}): Promise<Validation> {
   const d = opts.denoiser;
   const thr = opts.captionThreshold ?? 0.8;
-  const result = await runSampling({ denoiser: d, conds: opts.conds, seeds: opts.seeds, sampler: opts.sampler, steps: opts.steps, config: opts.config, guidance: opts.guidance, batchSize: opts.batchSize ?? 128 });
+  const result = opts.result;
   const samples = d.shape[1] === 32 ? crop32to28(result.samples) : result.samples;
   const targets = result.rows.map((r) => (r.cond === null ? null : (d.conditions[r.cond]!.targets?.[0] ?? null)));
   const det = await CopyDetector.create(opts.trainImages);
@@ -117,7 +139,7 @@ export async function validateModel(opts: {
     classAccuracy = pred.filter((p, k) => p === opts.classifier!.classOf(result.rows[clsIdx[k]!]!.cond!)).length / clsIdx.length;
   }
   return {
-    guidance: opts.guidance.label,
+    guidance: opts.guidanceLabel,
     seeds: opts.seeds,
     perCondition,
     captionsMemorized: caps.length ? caps.filter((p) => (p.nearestIsTarget ?? 0) >= thr).length / caps.length : NaN,
