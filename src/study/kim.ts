@@ -286,6 +286,11 @@ async function runKimUnits(units: readonly Unit<KimUnit>[], source: KimSource, s
   });
   const pass1 = await run(knownTargets);
   const pass2 = s.unknownTarget ? await run(pass1.flatMap((g) => Array.from({ length: N }, (_, n) => g.finalSamples.slice(n * per, (n + 1) * per)))) : null;
+  // the fan prompts of this batch: their full trajectories in one sampler call, as before the port
+  const fanConds = units.filter((u) => u.spec.fan).map((u) => u.spec.cond);
+  const f0 = performance.now();
+  const fans = fanConds.length ? await fanTrajectories(src, s, fanConds, scale) : new Map<number, Tensor>();
+  samplingSeconds += (performance.now() - f0) / 1000;
   const t0 = performance.now();
   const [trainEmb, ...extraEmb] = await embeddings();
   const outs: UnitOutput<KimUnitResult>[] = [];
@@ -317,11 +322,7 @@ async function runKimUnits(units: readonly Unit<KimUnit>[], source: KimSource, s
       blobs.push({ name: 'first-step.npy', bytes: encodeNpy(await firstStepPicture(src, s, c, firstLevel)) });
       extraSampling += (performance.now() - f0) / 1000;
     }
-    if (u.fan) {
-      const f0 = performance.now();
-      blobs.push({ name: 'fan.npy', bytes: encodeNpy(await fanTrajectories(src, s, c, scale)) });
-      extraSampling += (performance.now() - f0) / 1000;
-    }
+    if (u.fan) blobs.push({ name: 'fan.npy', bytes: encodeNpy(fans.get(c)!) });
     const prompt: KimPromptResult = {
       cond: c,
       id: info.id,
@@ -534,18 +535,22 @@ async function firstStepPicture(src: StudySource, s: KimSettings, cond: number, 
   return src.toImageSpace({ dims: [s.kScales.length, ...d.shape], data });
 }
 
-/** Full trajectories of prompt `cond` at `scale`, one path per seed: `[paths, steps + 1, d]` (x_T … x_0). */
-async function fanTrajectories(src: StudySource, s: KimSettings, cond: number, scale: number): Promise<Tensor> {
+/** Full trajectories of prompts `conds` at `scale` (one sampler call), one path per seed: cond → `[paths, steps + 1, d]` (x_T … x_0). */
+async function fanTrajectories(src: StudySource, s: KimSettings, conds: readonly number[], scale: number): Promise<Map<number, Tensor>> {
   const d = src.denoiser;
   const N = s.seeds.length;
   const per = numel(d.shape);
-  const r = await runSampling({ denoiser: d, conds: [cond], seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: parseGuidance(`constant:${scale}`), record: ['xt'] });
+  const r = await runSampling({ denoiser: d, conds, seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, guidance: parseGuidance(`constant:${scale}`), record: ['xt'] });
   const xt = r.recorded.get('xt')!;
   const T1 = xt.dims[0]!;
   const R = xt.dims[1]!;
-  const traj = new Float32Array(N * T1 * per);
-  for (let n = 0; n < N; n++) for (let t = 0; t < T1; t++) traj.set(xt.data.subarray((t * R + n) * per, (t * R + n + 1) * per), (n * T1 + t) * per);
-  return { dims: [N, T1, per], data: traj };
+  const out = new Map<number, Tensor>();
+  conds.forEach((c, i) => {
+    const traj = new Float32Array(N * T1 * per);
+    for (let n = 0; n < N; n++) for (let t = 0; t < T1; t++) traj.set(xt.data.subarray((t * R + i * N + n) * per, (t * R + i * N + n + 1) * per), (n * T1 + t) * per);
+    out.set(c, { dims: [N, T1, per], data: traj });
+  });
+  return out;
 }
 
 /** One claim of SPEC §3 with what was measured and its verdict (from an interval with its n; see `analysis/verdict.ts`). */
