@@ -39,7 +39,7 @@ describe('memscope validate on the results store', () => {
       const { seconds: _s1, ...f1 } = v1;
       const { seconds: _s2, ...f2 } = v2;
       expect(f2).toEqual(f1);
-      const s = await runCli(['sample', ...common, '--condition', 'caption:0,class:0', '--guidance', 'constant:7.5', '--out', join(root, 's')]);
+      const s = await runCli(['sample', ...common, '--prompts', 'caption:0,class:0', '--guidance', 'constant:7.5', '--out', join(root, 's')]);
       expect(s.code, s.err).toBe(0);
       const runS = JSON.parse(await readFile(join(root, 's', 'run.json'), 'utf8'));
       expect(runS.units).toEqual(run1.units);

@@ -1,6 +1,6 @@
 /**
  * Child process of the kill test: runs a small `sample` study (an ONNX model with 4 condition
- * rows × 8 seeds, 2 rows per model call) into the store named by argv[2], then exits 0.
+ * rows × 32 seeds, 2 rows per model call) into the store named by argv[2], then exits 0.
  * argv[3]: the folder holding m.onnx and cond.npy. argv[4]: rows per call (default 2).
  */
 import { join } from 'node:path';
@@ -24,7 +24,7 @@ const source = {
   modelInfo: {},
   fingerprint: await describedFingerprint('onnx', { predictionType: 'epsilon' }, { model, cond: join(modelDir, 'cond.npy') }),
 };
-const spec = SampleSpecSchema.parse({ model, seeds: '0-7', steps: 25, guidance: 'og+dtp:7.5', record: ['xt', 'xHat0'] });
+const spec = SampleSpecSchema.parse({ model, seeds: '0-31', steps: 25, guidance: 'og+dtp:7.5', record: ['xt', 'xHat0'] });
 const units = await sampleStudy.plan(spec, source);
 const store = await SqliteStore.open(storeDir);
 store.beginStudy('sample', spec, units.map((u) => u.key), new Map(units.map((u) => [u.key, u.batch ?? ''])));
