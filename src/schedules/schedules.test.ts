@@ -260,3 +260,14 @@ describe('scheduler config', () => {
     await expect(loadSchedulerConfig(join(dir, 'missing.json'))).rejects.toThrow(/missing\.json: scheduler config not found/);
   });
 });
+
+describe('noiseRange', () => {
+  it('σ_max of SD 1.x scaled-linear 1000 steps is 14.6 (diffusers sigmas[-1] = 14.6146)', async () => {
+    const { noiseRange } = await import('./range.ts');
+    const { parseSchedulerConfig } = await import('./config.ts');
+    const r = noiseRange(parseSchedulerConfig({ beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, num_train_timesteps: 1000 }, 'test'));
+    expect(r.sigmaMax).toBeCloseTo(14.6146, 3);
+    expect(r.sigmaMin).toBeCloseTo(Math.sqrt(0.00085 / (1 - 0.00085)), 6);
+    expect(r.alphaBar.length).toBe(1000);
+  });
+});
