@@ -7,7 +7,8 @@ import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/spec.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
-import { runDemo, type DemoOutcome, type DemoSettings } from '../study/demo.ts';
+import { demoConditions, demoFingerprint, demoStudy, scoreDemo, type DemoOutcome, type DemoSettings } from '../study/demo.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
@@ -37,7 +38,14 @@ Usage: memscope demo [flags]
   --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)
   --steps N          inference steps (default 50)
 
-Writes report.html, config.json, summary.json, grid-*.png and d_t-*.svg, and prints the report's path.
+${STORE_HELP}
+
+Every (schedule, condition, seed) sample is a unit of the sample study in the results store (keyed
+as memscope sample keys it: memscope sample with the same model, schedule, sampler, steps and seeds
+reuses the demo's samples and the other way round); a rerun samples nothing.
+
+Writes run.json (resolved spec, unit keys, store, versions), report.html, config.json, summary.json,
+grid-*.png and d_t-*.svg, and prints the report's path.
 
 Examples:
   memscope demo
@@ -53,6 +61,7 @@ const Schema = z.object({
   guidance: z.string().default('constant:7.5;dtp:7.5;og+dtp:7.5'),
   sampler: samplerFlag().default('ddim'),
   steps: positiveInt('steps', 1000).default(50),
+  ...STORE_FIELDS,
 });
 const FLAGS = flagsOf(Schema);
 
@@ -68,24 +77,67 @@ export async function demoCommand(argv: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  await checkResultsTarget(o.out);
+  const dryRun = o['dry-run'];
+  if (!dryRun) await checkResultsTarget(o.out);
   const started = performance.now();
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   log(`memscope demo: loading ${o.model === 'default' ? 'the default model' : o.model} (embedded Fashion-MNIST subset)…`);
   const tb = await asInput('--model', () => loadStudySource(source));
-  log(`  ${tb.description} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
   const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() };
+  const storeDir = storeDirOf(o.store);
+  const store = await openCliStore(storeDir, dryRun);
   let outcome: DemoOutcome;
+  let runJson: Awaited<ReturnType<typeof runStudyUnits>>['runJson'];
   try {
-    outcome = await runDemo(tb, settings, log);
-  } catch (e) {
-    throw /memorized|generalizing/.test((e as Error).message) ? new UsageError((e as Error).message.replace(/^(memorized|generalizing)/, '--$1')) : e;
+    const conds = demoUsage(() => demoConditions(tb.denoiser, o.memorized, o.generalizing));
+    const spec = demoStudy.schema.parse({ model: source, memorized: o.memorized, generalizing: o.generalizing, seeds: o.seeds ?? '0-7', guidance, sampler: o.sampler, steps: o.steps });
+    const studySource = { src: tb, conds, config: settings.config, fingerprint: await demoFingerprint(tb) };
+    const units = await demoUsage(() => demoStudy.plan(spec, studySource));
+    if (dryRun || store === null) {
+      process.stdout.write(dryRunText('demo', spec, units, store, storeDir));
+      await tb.denoiser.dispose?.();
+      return;
+    }
+    log(`  ${tb.description} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
+    const ran = await runStudyUnits('demo', demoStudy, spec, units, studySource, store);
+    runJson = ran.runJson;
+    const sampled = await demoStudy.reduce(ran.outcome.units, store, spec);
+    for (const r of sampled.runs) log(`  ${r.guidance.padEnd(14)} ${r.result.rows.length} samples in ${r.result.seconds.toFixed(1)} s`);
+    outcome = await scoreDemo(tb, conds, sampled.runs);
+  } finally {
+    closeCliStore(store);
   }
   const seconds = (performance.now() - started) / 1000;
-  await withResultsDir(o.out, (dir) => writeDemo(dir, tb, settings, outcome, seconds), { command: 'demo' });
+  await withResultsDir(
+    o.out,
+    async (dir) => {
+      await writeDemo(dir, tb, settings, outcome, seconds);
+      await writeJsonAtomic(join(dir, 'run.json'), runJson);
+    },
+    { command: 'demo' },
+  );
   await tb.denoiser.dispose?.();
-  log(`  done in ${seconds.toFixed(1)} s`);
+  log(`  done in ${seconds.toFixed(1)} s${ran0(runJson)}`);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
+
+/** ` (n samples from the store)` when the run reused stored units. */
+function ran0(r: { computed: number; reused: number }): string {
+  return r.reused > 0 ? ` (${r.reused} of ${r.computed + r.reused} samples from the store)` : '';
+}
+
+/** Errors of the condition and schedule specs as usage errors naming the flag (`--memorized`, `--generalizing`, `--guidance`). */
+function demoUsage<T>(f: () => T): T {
+  const wrap = (e: unknown): never => {
+    const m = (e as Error).message;
+    throw /^(memorized|generalizing|guidance)/.test(m) ? new UsageError(m.replace(/^(memorized|generalizing|guidance)/, '--$1')) : e;
+  };
+  try {
+    const r = f();
+    return r instanceof Promise ? (r.catch(wrap) as T) : r;
+  } catch (e) {
+    return wrap(e);
+  }
 }
 
 /** The shipped trained duplication model, when present in the package. */
