@@ -5,15 +5,15 @@ import { join, dirname, basename } from 'node:path';
 import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, nonNegativeInt, UsageError, asUsage, samplerFlag } from './args.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { logSigmaGrid } from '../analysis/geometry.ts';
-import { runGeometry, paddedDenoiseFn, type GeometryModel, type GeometryResult } from '../study/geometry.ts';
+import { geometryStudy, paddedDenoiseFn, type GeometryModel, type GeometryResult, type GeometrySource } from '../study/geometry.ts';
 import { denoiserFn } from '../analysis/geometry.ts';
 import { loadTrainedModel, type TrainedModel } from '../denoisers/trained.ts';
 import { makeGaussianDenoiser } from '../denoisers/gaussian.ts';
 import { swapDenoiser, type SwapBand } from '../denoisers/swap.ts';
 import type { Denoiser } from '../denoisers/denoiser.ts';
-import { runSwapStudy, searchSwapBand, samplerSigmas, type SwapVariant, type SwapStudyResult, type BandSearch } from '../study/swap.ts';
+import { runSwapStudy, searchSwapBand, samplerSigmas, type SwapVariant, type SwapStudyResult, type BandSearch, type SwapRunOptions } from '../study/swap.ts';
 import { parseSchedulerConfig } from '../schedules/config.ts';
-import { alphaBars, betas } from '../schedules/betas.ts';
+import { noiseRange } from '../schedules/range.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { takeRows } from '../data/indices.ts';
@@ -24,7 +24,9 @@ import { classifierTools } from '../study/evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import type { UnitStore } from '../engine/study.ts';
 import { folderFingerprint } from '../store/fingerprint.ts';
-import { STORE_FIELDS, storeDirOf, openCliStore, closeCliStore } from './study-run.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { runRecord, type RunRecord } from '../store/run-record.ts';
+import { sourceFingerprint } from '../study/fingerprint.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
 import { SHIPPED_MODEL } from '../study/source.ts';
 import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS_HELP, refuseSdFlags, sdImageSizeNote, sdSourceOptions } from './source-flags.ts';
@@ -84,8 +86,15 @@ With --model, every denoiser is also sampled unconditionally on the same seeds (
 the trajectory-level memorization rate (same ratio test against the model's training images) and
 the Fréchet distance of classifier features to the 2,000 held-out test images (floor: a same-size set
 of real training images): swap.json and the table in report.html. Every row (and every band the
-search tries) is a unit kept in the results store (--store DIR, default $MEMSCOPE_STORE, else
-runs/store), so a killed run resumes and a rerun resamples nothing.
+search tries) is a unit kept in the results store, so a killed run resumes and a rerun resamples nothing.
+
+${STORE_HELP}
+
+The curves are units of the store too: one for D* (every D* curve and D_lin's, keyed by the training
+and test images, the σ grid, the seed, κ and the ratio threshold) and one per added model (keyed by its
+fingerprint and the same settings): a rerun computes nothing, and changing only --coverage-min or
+--concentration-min recomputes nothing. --dry-run counts the curve units (the swap table's rows are
+planned once the regimes are known). Writes run.json next to the results.
 
 Example:
   memscope geometry --model models/edm-small --compare models/edm-small-undertrained,models/edm-large --target 0.1
@@ -107,7 +116,7 @@ const Schema = z.object({
   'concentration-min': unit('concentration-min').default(0.5),
   ratio: positive('ratio').default(1 / 3),
   out: z.string().default('runs/geometry'),
-  store: STORE_FIELDS.store,
+  ...STORE_FIELDS,
   model: z.string().min(1).optional(),
   compare: z.string().min(1).optional(),
   generalizer: z.string().min(1).optional(),
@@ -174,44 +183,80 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     for (const k of ['compare', 'generalizer', 'band', 'target'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: needs --model`);
   }
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
-  await checkResultsTarget(o.out);
+  const dryRun = o['dry-run'];
+  if (!dryRun) await checkResultsTarget(o.out);
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const sdMode = o.model !== undefined && isSdExportDir(o.model);
   if (!sdMode) {
     refuseSdFlags(o, ['held-out']);
   }
-  const sd = sdMode ? await loadSdGeometry(o) : null;
-  const trained = o.model === undefined || sd !== null ? null : await loadModels(o.model, o.compare);
-  const fullTrain = trained ? loadFashionMnist({ split: 'train' }) : null;
-  const pool = trained ? poolOf(trained.main.model, fullTrain!.images.dims[0]!) : null;
-  const trainSet = sd ? { images: sd.train, source: sd.source } : fullTrain ? { ...fullTrain, images: takeRows(fullTrain.images, pool!) } : loadFashionMnist({ split: 'train', limit: o.train });
-  const testSet = sd ? { images: sd.test, source: sd.source } : loadFashionMnist({ split: 'test', limit: o.test });
   const settings = { seed: o.seed, kappa: o.kappa, coverageMin: o['coverage-min'], concentrationMin: o['concentration-min'], ratio: o.ratio };
-  const models: GeometryModel[] = sd ? [sd.model] : trained ? trained.all.map((t) => ({ name: t.name, denoise: paddedDenoiseFn(denoiserFn(t.model.denoiser, { config: t.schedule }), { seed: o.seed }), sigmaMax: t.sigmaMax })) : [];
+  let trainSet: { images: Tensor; source: DataSource };
+  let testSet: { images: Tensor; source: DataSource };
+  const storeDir = storeDirOf(o.store);
+  // opened first: model fingerprints cache their file hashes in it
+  const store = await openCliStore(storeDir, dryRun);
   let r: GeometryResult;
   let swap: { study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null } | null = null;
+  let runJson: RunRecord;
+  let sd: Awaited<ReturnType<typeof loadSdGeometry>> | null = null;
+  let trained: Awaited<ReturnType<typeof loadModels>> | null = null;
   try {
-    r = await runGeometry({ train: trainSet.images, test: testSet.images, sigmas, ...settings, models }, log);
+    sd = sdMode ? await loadSdGeometry(o) : null;
+    trained = o.model === undefined || sd !== null ? null : await loadModels(o.model, o.compare);
+    const fullTrain = trained ? loadFashionMnist({ split: 'train' }) : null;
+    const pool = trained ? poolOf(trained.main.model, fullTrain!.images.dims[0]!) : null;
+    trainSet = sd ? { images: sd.train, source: sd.source } : fullTrain ? { ...fullTrain, images: takeRows(fullTrain.images, pool!) } : loadFashionMnist({ split: 'train', limit: o.train });
+    testSet = sd ? { images: sd.test, source: sd.source } : loadFashionMnist({ split: 'test', limit: o.test });
+    const models: GeometryModel[] = [];
+    if (sd) models.push(sd.model);
+    for (const t of trained?.all ?? []) {
+      // the folder's weights and model.json (its schedule), called through the 28 → 32 padding with the study's seed
+      const identity = { fingerprint: await folderFingerprint('trained', t.dir), pad: { pad: 2, fill: -1, seed: o.seed } };
+      models.push({ name: t.name, denoise: paddedDenoiseFn(denoiserFn(t.model.denoiser, { config: t.schedule }), { seed: o.seed }), sigmaMax: t.sigmaMax, identity });
+    }
+    const spec = geometryStudy.schema.parse({ sigmas, ...settings, models: models.map((m) => m.name) });
+    const source: GeometrySource = { train: trainSet.images, test: testSet.images, models, log };
+    const units = await asUsage(() => geometryStudy.plan(spec, source));
+    const runSpec = { ...spec, model: o.model ?? null, compare: o.compare ?? null, train: trained || sd ? null : o.train, test: sd ? null : o.test, heldOut: o['held-out'] ?? null, promptSet: o['prompt-set'] ?? null };
+    if (dryRun || store === null) {
+      process.stdout.write(dryRunText('geometry', runSpec, units, store, storeDir));
+      if (trained) process.stdout.write('(the swap table\'s rows are planned once the regimes are known; not counted above)\n');
+      return;
+    }
+    const ran = await runStudyUnits('geometry', geometryStudy, runSpec, units, source, store);
+    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} curve units from the store`);
+    r = await geometryStudy.reduce(ran.outcome.units, store, spec);
+    runJson = ran.runJson;
     if (trained) {
-      const store = await openCliStore(storeDirOf(o.store), false);
-      try {
-        swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, store!, log);
-      } finally {
-        closeCliStore(store);
-      }
+      const swapKeys: string[] = [];
+      let computed = ran.outcome.computed;
+      let reused = ran.outcome.reused;
+      const onUnits = (keys: readonly string[], c: number, re: number): void => {
+        for (const k of keys) if (!swapKeys.includes(k)) swapKeys.push(k);
+        computed += c;
+        reused += re;
+      };
+      swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, store, log, onUnits);
+      // the command's study run: the curve units, then the swap table's rows
+      const keys = [...units.map((u) => u.key), ...swapKeys.filter((k) => !units.some((u) => u.key === k))];
+      const runId = store.beginStudy('geometry', runSpec, keys);
+      runJson = runRecord({ command: 'geometry', study: 'geometry', runId, spec: runSpec, keys, store: store.dir, computed, reused });
     }
   } finally {
     if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();
     await sd?.dispose();
+    closeCliStore(store);
   }
   const x = r.sigma.map((s) => Math.log10(s));
   const xLabel = 'log10 σ';
   const rg = r.regimes;
   const fmtSpan = (s: [number, number] | null): string => (s === null ? 'none' : `σ ∈ [${fmt(s[0])}, ${fmt(s[1])}]`);
   await withResultsDir(o.out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'settings.json'), {
       command: 'geometry',
-      train: sd ? { stableDiffusion: o.model, promptSet: o['prompt-set'], latents: sd.train.dims, scalingFactor: sd.scalingFactor } : trained ? { split: 'train', imagePoolOf: o.model, images: pool!.length, source: trainSet.source } : { split: 'train', first: o.train, source: trainSet.source },
+      train: sd ? { stableDiffusion: o.model, promptSet: o['prompt-set'], latents: sd.train.dims, scalingFactor: sd.scalingFactor } : trained ? { split: 'train', imagePoolOf: o.model, images: trainSet.images.dims[0]!, source: trainSet.source } : { split: 'train', first: o.train, source: trainSet.source },
       ...(trained ? { models: trained.all.map((t) => ({ dir: t.dir, scenario: t.model.scenario, sigmaMax: t.sigmaMax })), swap: { seeds, sampler: o.sampler, steps: o.steps, band: swap?.band ?? null, target: o.target ?? null, generalizer: o.generalizer ?? null, classifier: o.classifier } } : {}),
       test: sd ? { heldOut: o['held-out'], latents: sd.test.dims } : { split: 'test', first: o.test, source: testSet.source },
       sigmas,
@@ -365,12 +410,12 @@ async function loadSdGeometry(o: {
     for (let a = 0; a < m; a += vb) parts.push(await vaeEncode(exp, sliceBatch(held.images, a, Math.min(a + vb, m))));
     const test = concatBatch(parts);
     const cfg = src.config;
-    const ab = alphaBars(betas(cfg.beta_schedule, { numTrainTimesteps: cfg.num_train_timesteps, betaStart: cfg.beta_start, betaEnd: cfg.beta_end, trainedBetas: cfg.trained_betas }));
-    const aT = ab[ab.length - 1]!;
+    // the export (weights, image size, provider) and its schedule, called through its unconditional branch
+    const identity = { fingerprint: await sourceFingerprint(src), config: cfg };
     return {
       train,
       test,
-      model: { name: src.denoiser.name, denoise: denoiserFn(src.denoiser, { config: cfg }), sigmaMax: Math.sqrt((1 - aT) / aT) },
+      model: { name: src.denoiser.name, denoise: denoiserFn(src.denoiser, { config: cfg }), sigmaMax: noiseRange(cfg).sigmaMax, identity },
       source: { dataset: `the prompt set's training images and the held-out folder (user data)`, license: 'user-supplied', copyright: 'their owners' },
       scalingFactor: exp.scalingFactor,
       dispose: async () => src.denoiser.dispose?.(),
@@ -379,6 +424,13 @@ async function loadSdGeometry(o: {
     await src.denoiser.dispose?.();
     throw e;
   }
+}
+
+/** Where a data set comes from (settings.json, the report). */
+interface DataSource {
+  readonly dataset: string;
+  readonly license: string;
+  readonly copyright: string;
 }
 
 const MODEL_COLORS = ['#d62728', '#2ca02c', '#1f77b4', '#9467bd', '#8c564b', '#e377c2'];
@@ -412,10 +464,8 @@ async function loadOne(dir: string, flag: string): Promise<LoadedModel> {
     throw new UsageError(`${flag}: ${dir} is a text-conditioned model (${model.scenario}); the geometry study needs an unconditional one (edm-small, edm-large, edm-small-undertrained)`);
   }
   const schedule = parseSchedulerConfig(model.meta['schedule'] ?? {}, `${dir}/model.json schedule`);
-  const ab = alphaBars(betas(schedule.beta_schedule, { numTrainTimesteps: schedule.num_train_timesteps, betaStart: schedule.beta_start, betaEnd: schedule.beta_end, trainedBetas: schedule.trained_betas }));
-  const aT = ab[ab.length - 1]!;
   const band = model.meta['band'];
-  return { dir, name: basename(dir.replace(/\/+$/, '')), model, schedule, sigmaMax: Math.sqrt((1 - aT) / aT), undertrained: band !== null && band !== undefined };
+  return { dir, name: basename(dir.replace(/\/+$/, '')), model, schedule, sigmaMax: noiseRange(schedule).sigmaMax, undertrained: band !== null && band !== undefined };
 }
 
 async function loadModels(main: string, compare: string | undefined): Promise<{ main: LoadedModel; compare: LoadedModel[]; all: LoadedModel[] }> {
@@ -444,6 +494,7 @@ async function swapTable(
   pool: number[],
   store: UnitStore,
   log: (m: string) => void,
+  onUnits: SwapRunOptions['onUnits'],
 ): Promise<{ study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null }> {
   const classifier = await Classifier.load(o.classifier).catch((e: Error) => {
     throw new UsageError(`--classifier: cannot load ${o.classifier}: ${e.message}`);
@@ -480,8 +531,8 @@ async function swapTable(
       ...(o.generalizer === undefined ? [{ name: 'D_lin', kind: 'generalizing' as const, denoiser: lin, identity: fp.get('lin') }] : genList.map((g): SwapVariant => ({ name: g === 'lin' ? 'D_lin' : basename(g), kind: 'generalizing', denoiser: byName.get(g)!, identity: fp.get(g) }))),
       ...(band ? genList.map((g): SwapVariant => { const gname = g === 'lin' ? 'D_lin' : basename(g); return { name: `swap ${gname} in [${short(band.sigmaLo)}, ${short(band.sigmaHi)}]`, kind: 'swap', band, denoiser: swapDenoiser(mem, byName.get(g)!, band, { disposeInner: false, mapCond: () => null }), identity: { memorizing: memId, generalizing: fp.get(g) } }; }) : []),
     ];
-    const study = await runSwapStudy(variants, s, sc, { store, log });
-    const search = o.target === undefined ? null : await searchSwapBand(mem, byName.get(genList[0]!)!, s, sc, { target: o.target, store, log, identities: { memorizing: memId, generalizing: fp.get(genList[0]!) } });
+    const study = await runSwapStudy(variants, s, sc, { store, log, ...(onUnits ? { onUnits } : {}) });
+    const search = o.target === undefined ? null : await searchSwapBand(mem, byName.get(genList[0]!)!, s, sc, { target: o.target, store, log, ...(onUnits ? { onUnits } : {}), identities: { memorizing: memId, generalizing: fp.get(genList[0]!) } });
     return { study, search, band };
   } finally {
     await lin.dispose();

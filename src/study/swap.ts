@@ -199,6 +199,8 @@ export interface SwapRunOptions {
   /** Where finished rows are kept (default: in memory); rows already there are reused, not resampled. */
   readonly store?: UnitStore;
   readonly log?: (m: string) => void;
+  /** Told the unit keys of every table this call plans, and how many of them it computed and reused. */
+  readonly onUnits?: (keys: readonly string[], computed: number, reused: number) => void;
 }
 
 /**
@@ -222,6 +224,7 @@ export async function runSwapStudy(variants: readonly SwapVariant[], s: SwapStud
   const store = opts.store ?? new MemoryStore();
   const units = await swapStudy.plan(null, src);
   const outcome = await new InProcessRunner().run(swapStudy, units, src, store);
+  opts.onUnits?.(units.map((u) => u.key), outcome.computed, outcome.reused);
   const scored = await swapStudy.reduce(outcome.units, store, null);
   if (outcome.reused > 0) log(`${outcome.reused} of ${units.length} rows from the store`);
   const base = variants.findIndex((v) => v.kind === 'memorizing');
@@ -289,7 +292,8 @@ export async function searchSwapBand(
     }
   }
   cands.sort((a, b) => a.width - b.width || a.band.sigmaLo - b.band.sigmaLo);
-  const base = await runSwapStudy([{ name: 'memorizing', kind: 'memorizing', denoiser: memorizing, ...(opts.identities ? { identity: opts.identities.memorizing } : {}) }], s, sc, { ...(opts.store ? { store: opts.store } : {}), log });
+  const pass = { ...(opts.store ? { store: opts.store } : {}), ...(opts.onUnits ? { onUnits: opts.onUnits } : {}), log };
+  const base = await runSwapStudy([{ name: 'memorizing', kind: 'memorizing', denoiser: memorizing, ...(opts.identities ? { identity: opts.identities.memorizing } : {}) }], s, sc, pass);
   const baseRate = base.rows[0]!.rate;
   const trials: BandTrial[] = [];
   if (baseRate <= target) {
@@ -302,7 +306,7 @@ export async function searchSwapBand(
     if (widthHit !== null && c.width > widthHit * (1 + 1e-9)) break;
     const d = swapDenoiser(memorizing, generalizing, c.band, { disposeInner: false, mapCond: () => null });
     const name = `swap[${c.band.sigmaLo.toPrecision(4)},${c.band.sigmaHi.toPrecision(4)}]`;
-    const r = await runSwapStudy([{ name, kind: 'swap', denoiser: d, band: c.band, ...(opts.identities ? { identity: opts.identities } : {}) }], s, sc, { ...(opts.store ? { store: opts.store } : {}), log });
+    const r = await runSwapStudy([{ name, kind: 'swap', denoiser: d, band: c.band, ...(opts.identities ? { identity: opts.identities } : {}) }], s, sc, pass);
     const t: BandTrial = { band: c.band, stepsInBand: c.stepsInBand, rate: r.rows[0]!.rate, frechet: r.rows[0]!.frechet };
     trials.push(t);
     if (t.rate <= target) {
