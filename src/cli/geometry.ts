@@ -231,17 +231,15 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     if (trained) {
       const swapKeys: string[] = [];
       let computed = ran.outcome.computed;
-      let reused = ran.outcome.reused;
-      const onUnits = (keys: readonly string[], c: number, re: number): void => {
+      const onUnits = (keys: readonly string[], c: number): void => {
         for (const k of keys) if (!swapKeys.includes(k)) swapKeys.push(k);
         computed += c;
-        reused += re;
       };
       swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, store, log, onUnits);
-      // the command's study run: the curve units, then the swap table's rows
+      // the command's study run: the curve units, then the swap table's rows (each unit is computed once or reused)
       const keys = [...units.map((u) => u.key), ...swapKeys.filter((k) => !units.some((u) => u.key === k))];
       const runId = store.beginStudy('geometry', runSpec, keys);
-      runJson = runRecord({ command: 'geometry', study: 'geometry', runId, spec: runSpec, keys, store: store.dir, computed, reused });
+      runJson = runRecord({ command: 'geometry', study: 'geometry', runId, spec: runSpec, keys, store: store.dir, computed, reused: keys.length - computed });
     }
   } finally {
     if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();
