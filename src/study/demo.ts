@@ -27,7 +27,7 @@ import { defaultFashionMnistDir } from '../data/fashion-mnist.ts';
 import { sourceFingerprint } from './fingerprint.ts';
 import type { StudySource } from './source.ts';
 
-/** Settings of the demo study (defaults in `DEMO_DEFAULTS`). */
+/** Settings of the direct demo ({@link runDemo}); the CLI's defaults are {@link DemoSpecSchema}'s. */
 export interface DemoSettings {
   readonly memorized: string;
   readonly generalizing: string;
