@@ -130,14 +130,18 @@ export async function validateCommand(argv: string[]): Promise<void> {
         [`captions with nearest = own image in ≥ ${v.captionThreshold * 100} % of seeds`, pct(v.captionsMemorized)],
         ['caption samples: nearest = own image', pct(v.captionNearestIsTarget)],
         ['caption samples: ratio test d1/d2 < 1/3', pct(v.captionRatioCopy)],
+        ['caption samples: strict copies (d1/d2 < 1/3 and nearest = own image)', pct(v.captionStrictCopy)],
         ['caption samples: median d1/d2', fmt(v.captionMedianRatio)],
         ['caption samples: mean pixel similarity', fmt(v.captionMeanSimilarity)],
         ['class samples: ratio test d1/d2 < 1/3', pct(v.classRatioCopy)],
         ['class samples: mean pixel similarity', fmt(v.classMeanSimilarity)],
         ['class samples: classifier accuracy', v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)],
       ]),
+      ...(v.byDuplicates.length
+        ? ['<h2>Strict copies by duplication count</h2>', table(['times the image is trained on', 'captions', 'strict copies (95 % interval, n)'], v.byDuplicates.map((r) => [String(r.duplicates), String(r.captions), r.text]))]
+        : []),
       '<h2>Per condition</h2>',
-      table(['condition', 'kind', 'nearest = own', 'ratio copies', 'mean d1/d2', 'similarity'], v.perCondition.map((p) => [p.label, p.kind, p.nearestIsTarget === null ? '—' : pct(p.nearestIsTarget), pct(p.ratioCopy), fmt(p.meanRatio), fmt(p.meanSimilarity)])),
+      table(['condition', 'kind', 'duplicates', 'nearest = own', 'ratio copies', 'strict copies', 'mean d1/d2', 'similarity'], v.perCondition.map((p) => [p.label, p.kind, p.duplicates === null ? '—' : String(p.duplicates), p.nearestIsTarget === null ? '—' : pct(p.nearestIsTarget), pct(p.ratioCopy), p.strictCopy === null ? '—' : pct(p.strictCopy), fmt(p.meanRatio), fmt(p.meanSimilarity)])),
       '<h2>Samples</h2>',
       imgTag(png, 'samples'),
     ].join('\n');
@@ -145,8 +149,9 @@ export async function validateCommand(argv: string[]): Promise<void> {
   }, { command: 'validate' });
   process.stdout.write(
     `captions memorized (nearest = own image in ≥ ${v.captionThreshold * 100} % of ${seeds.length} seeds): ${pct(v.captionsMemorized)}\n` +
-      `caption samples: nearest = own ${pct(v.captionNearestIsTarget)}, ratio test ${pct(v.captionRatioCopy)}, median d1/d2 ${fmt(v.captionMedianRatio)}, similarity ${fmt(v.captionMeanSimilarity)}\n` +
+      `caption samples: nearest = own ${pct(v.captionNearestIsTarget)}, ratio test ${pct(v.captionRatioCopy)}, strict ${pct(v.captionStrictCopy)}, median d1/d2 ${fmt(v.captionMedianRatio)}, similarity ${fmt(v.captionMeanSimilarity)}\n` +
       `class samples: ratio test ${pct(v.classRatioCopy)}, similarity ${fmt(v.classMeanSimilarity)}, classifier accuracy ${v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)}\n` +
+      v.byDuplicates.map((r) => `strict copies, captions trained on ${r.duplicates}×: ${r.text}\n`).join('') +
       `${join(out, 'report.html')}\n`,
   );
 }

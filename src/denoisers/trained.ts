@@ -149,7 +149,7 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
   const conditions: ConditionInfo[] = prompts.map((p) =>
     p.kind === 'class'
       ? { id: `class:${nClass++}`, kind: 'class', label: p.text }
-      : { id: `caption:${nCap++}`, kind: 'caption', label: p.text, ...(p.targets ? { targets: p.targets } : {}) },
+      : { id: `caption:${nCap++}`, kind: 'caption', label: p.text, ...(p.targets ? { targets: p.targets } : {}), ...(p.duplicates === undefined ? {} : { duplicates: p.duplicates }) },
   );
   const wrapped: Denoiser = {
     name,
