@@ -87,7 +87,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
     }
     const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch });
     runJson = ran.runJson;
-    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} prompts reused from ${storeDir}`);
+    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} units (CFG sampling and scores per prompt) reused from ${storeDir}`);
     r = detectionResult(labelled, ran.outcome.units, settings, log);
   } catch (e) {
     throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;
