@@ -36,7 +36,10 @@ with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detec
 report.html and run.json (the resolved settings, the unit keys, the store).
 
 ${STORE_HELP}
-Units are one prompt (all its seeds); a killed run resumes with the prompts it had not scored.
+Units per prompt (all its seeds): its CFG sampling run and its scores; a killed run resumes with the
+prompts it had not scored. The sampling units are those of evaluate's cfg row: after \`memscope evaluate
+--methods cfg\` with the same model, prompts, --seeds, --scale, --sampler and --steps (and store),
+detect samples nothing (the reverse too).
 
 Example:
   memscope detect --model models/duplication --out runs/detect
