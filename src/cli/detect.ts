@@ -36,7 +36,10 @@ with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detec
 report.html and run.json (the resolved settings, the unit keys, the store).
 
 ${STORE_HELP}
-Units are one prompt (all its seeds); a killed run resumes with the prompts it had not scored.
+Units per prompt (all its seeds): its CFG sampling run and its scores; a killed run resumes with the
+prompts it had not scored. The sampling units are those of evaluate's cfg row: after \`memscope evaluate
+--methods cfg\` with the same model, prompts, --seeds, --scale, --sampler and --steps (and store),
+detect samples nothing (the reverse too).
 
 Example:
   memscope detect --model models/duplication --out runs/detect
@@ -87,7 +90,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
     }
     const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch });
     runJson = ran.runJson;
-    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} prompts reused from ${storeDir}`);
+    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} units (CFG sampling and scores per prompt) reused from ${storeDir}`);
     r = detectionResult(labelled, ran.outcome.units, settings, log);
   } catch (e) {
     throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;

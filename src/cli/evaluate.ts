@@ -85,6 +85,8 @@ the latents). Writes run.json (the resolved settings, the unit keys, the store) 
 ${STORE_HELP}
 Units are one method × one prompt (all its seeds); a killed run resumes with the units it had not
 finished, and units of the same model, prompts, seeds, sampler and method are reused by any later run.
+The cfg row's units are the CFG sampling units that detect plans too (same model, prompts, seeds, λ,
+sampler and steps): whichever runs first samples, the other reuses.
 
 Examples:
   memscope evaluate --model models/duplication --seeds 0-15 --out runs/evaluate-duplication
