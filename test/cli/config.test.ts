@@ -10,6 +10,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runCli } from '../helpers/cli.ts';
+import { PATH_FLAGS } from '../../src/cli/study-run.ts';
 
 /** Tiny runs of every command on the testbed (validate needs a trained model: the shipped one, relative to the package root). */
 const COMMANDS: Record<string, readonly string[]> = {
@@ -194,6 +195,15 @@ describe('--config OUT/run.json', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/--config: .*unknown\.json records the flag --sampel, which memscope curves does not take/);
     expect(await readdir(root)).not.toContain('refused');
+  });
+
+  it('rebases the path inside each flag value: --model unless a keyword, --descriptor entries learned:DIR / sscd:PATH, plain files', () => {
+    expect(PATH_FLAGS['model']!('testbed', '/w')).toBe('testbed');
+    expect(PATH_FLAGS['model']!('default', '/w')).toBe('default');
+    expect(PATH_FLAGS['model']!('models/duplication', '/w')).toBe('/w/models/duplication');
+    expect(PATH_FLAGS['model']!('/abs/unet.onnx', '/w')).toBe('/abs/unet.onnx');
+    expect(PATH_FLAGS['descriptor']!('pixel,learned,learned:d/desc,sscd:/m/sscd.onnx,sscd:sscd.onnx', '/w')).toBe('pixel,learned,learned:/w/d/desc,sscd:/m/sscd.onnx,sscd:/w/sscd.onnx');
+    expect(PATH_FLAGS['prompt-set']!('../p.csv', '/w/x')).toBe('/w/p.csv');
   });
 
   it('every command that writes run.json lists --config in its --help', async () => {
