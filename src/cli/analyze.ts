@@ -1,14 +1,14 @@
 /** `memscope analyze kim`: the Kim et al. analysis suite (SPEC §3) on a model and a prompt set. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
+import { positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { planKim, kimStudy, finishKimStudy, KIM_DEFAULTS, type KimSettings, type KimSource, type KimStudy } from '../study/kim.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -68,7 +68,6 @@ const Schema = z.object({
   ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse a comma-separated list of finite numbers, naming the flag on error. */
 export function parseNumberList(spec: string, arg: string): number[] {
@@ -82,7 +81,7 @@ export function parseNumberList(spec: string, arg: string): number[] {
 export async function analyzeCommand(argv: string[]): Promise<void> {
   const [suite, ...rest] = argv;
   if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"`})${suite === undefined ? '' : didYouMean(suite, ['kim'])}`);
-  const o = validateFlags(Schema, parseFlags(rest, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(rest, Schema, { command: 'analyze kim' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');
   const kScales = parseNumberList(o['k-scales'], '--k-scales');
@@ -126,7 +125,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch) });
+    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch), commandLine });
     const done = await finishKimStudy(outcome.units, store, source, settings, outcome.reused);
     study = done;
     claims = await withResultsDir(o.out, async (dir) => {

@@ -1,14 +1,14 @@
 /** `memscope curves`: guidance-magnitude curves and the static transition point (Jain et al., SPEC §4.1–4.2). */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { curvesStudy, type CurveMode, type CurvesSource, type GroupCurves } from '../study/curves.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series, type Marker } from '../report/svg.ts';
@@ -56,11 +56,10 @@ const Schema = z.object({
   ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope curves`. */
 export async function curvesCommand(argv: string[]): Promise<void> {
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS, { guidance: 'scale' }));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'curves', renamed: { guidance: 'scale' } });
   const modes = o.modes.split(',').map((m) => m.trim());
   for (const m of modes) if (!MODES.includes(m as CurveMode)) throw new UsageError(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
   if (new Set(modes).size !== modes.length) throw new UsageError(`--modes: "${o.modes}" names a mode twice`);
@@ -83,7 +82,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store);
+    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store, { commandLine });
     runJson = ran.runJson;
     r = { ...(await curvesStudy.reduce(ran.outcome.units, store, spec)), seconds: (performance.now() - started) / 1000 };
   } finally {

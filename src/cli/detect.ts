@@ -1,14 +1,14 @@
 /** `memscope detect`: memorization detection scores and their ROC over a labelled prompt set. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { closeDetectSource, detectPrompts, detectStudy, detectionResult, planDetection, type DetectResult, type DetectSource } from '../study/detect.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -56,12 +56,11 @@ const Schema = z.object({
   ...SD_SOURCE_FIELDS,
   ...STORE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope detect`. */
 export async function detectCommand(argv: string[]): Promise<void> {
   refuseOldScaleFlag(argv, false);
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'detect' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (!o['dry-run']) await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o, { exposeCrossAttention: o.model !== 'testbed' }).catch(async (e: Error) => {
@@ -88,7 +87,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch });
+    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch, commandLine });
     runJson = ran.runJson;
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} units (CFG sampling and scores per prompt) reused from ${storeDir}`);
     r = detectionResult(labelled, ran.outcome.units, settings, log);

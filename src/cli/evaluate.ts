@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag, nonNegativeInt } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag, nonNegativeInt } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
@@ -20,7 +20,7 @@ import { meanBatch } from '../tensor/ops.ts';
 import { Classifier } from '../models/classifier.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { writeNpy } from '../io/npy.ts';
@@ -116,7 +116,6 @@ const Schema = z.object({
   ...SD_SOURCE_FIELDS,
   ...STORE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
 
 const pct = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : `${(100 * v).toFixed(1)} %`);
 const f3 = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : v.toFixed(3));
@@ -221,7 +220,7 @@ export function scaleNotes(methods: readonly MethodSpec[], scale: number): strin
 /** Parse and run `memscope evaluate`. */
 export async function evaluateCommand(argv: string[]): Promise<void> {
   refuseOldScaleFlag(argv);
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'evaluate' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   let methods = asUsage(() => parseMethods(o.methods));
   if (!o['dry-run']) await checkResultsTarget(o.out);
@@ -320,7 +319,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
       await dispose();
       return;
     }
-    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store);
+    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store, { commandLine });
     runJson = ran.runJson;
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} method × prompt units reused from ${storeDir}`);
     r = await study.reduce(ran.outcome.units, store, settings);

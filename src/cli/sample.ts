@@ -1,7 +1,7 @@
 /** `memscope sample`: sample a testbed condition or an ONNX model, tracing every step. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, type OptionSpec, validate, positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean, samplerFlag } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import type { GuidanceSchedule } from '../guidance/schedules.ts';
 import { parseGuidance } from '../guidance/spec.ts';
@@ -20,11 +20,8 @@ import { readNpy } from '../io/npy.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
-import { readFile } from 'node:fs/promises';
-import { defaultStoreDir } from '../store/sqlite-store.ts';
-import { openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts';
-import { RUN_FORMAT } from '../store/run-record.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 import { defaultFashionMnistDir } from '../data/fashion-mnist.ts';
 
@@ -65,8 +62,9 @@ Output:
                              (condition, seed) unit is kept there; a rerun reuses stored units
   --dry-run                  print the resolved spec, the number of units (how many are already in the
                              store) and an estimate of their time; computes and writes nothing
-  --config OUT/run.json      re-run (or re-render from the store) the run that wrote OUT; flags given
-                             beside it override its values (e.g. --out)
+  --config OUT/run.json      re-run (or re-render from the store) the run that wrote OUT with the flags
+                             it was made from; flags given beside it override them; results go to OUT
+                             unless --out is given, into run.json's store unless --store is given
   --trajectory               also save x_t of every step as trajectory.npy [steps+1, rows, ...], in the
                              variance-preserving scale of the model input: for euler that is
                              sample/√(σ²+1), not diffusers' latents (sample = x_t·√(σ²+1); multiply
@@ -113,21 +111,14 @@ const Schema = z.object({
   trajectory: z.boolean().default(false),
   record: z.string().optional(),
   prompt: promptText().optional(),
-  store: z.string().min(1).optional(),
+  ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 
-const FLAGS: OptionSpec = { ...flagsOf(Schema), config: { type: 'string' }, 'dry-run': { type: 'boolean' } };
-
 /** Parse and run `memscope sample`. */
 export async function sampleCommand(argv: string[]): Promise<void> {
-  const raw = parseFlags(argv, FLAGS);
-  const configPath = raw['config'];
-  const dryRun = raw['dry-run'] === true;
-  delete raw['config'];
-  delete raw['dry-run'];
-  const fromConfig = typeof configPath === 'string' ? await readRunConfig(configPath) : null;
-  const o = validate(Schema, fromConfig === null ? raw : { ...fromConfig.flags, ...definedOnly(raw) });
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'sample', legacyFlags: flagsOfSpec });
+  const dryRun = o['dry-run'];
   const seeds = wrap(() => parseSeeds(o.seeds, '--seeds'));
   const guidance: GuidanceSchedule | undefined = o.guidance === 'none' ? undefined : wrap(() => parseGuidance(o.guidance));
   const record: TensorQuantity[] = o.record ? (o.record.split(',').map((s) => s.trim()) as TensorQuantity[]) : [];
@@ -140,8 +131,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   }
   if (o.captions !== undefined && o.model !== 'testbed') throw new UsageError(`--captions: only for --model testbed (the number of memorized captions it builds), not "${o.model}"`);
   if (!dryRun) await checkResultsTarget(o.out);
-  // --config uses the store its run.json names unless --store is given
-  const storeDir = o.store ?? fromConfig?.store ?? defaultStoreDir();
+  const storeDir = storeDirOf(o.store);
   const store = await openCliStore(storeDir, dryRun);
   try {
     const source = await loadSampleSource(o);
@@ -153,7 +143,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       return;
     }
     const st = store!;
-    const { outcome, runJson } = await runStudyUnits('sample', sampleStudy, spec, units, source, st, o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] });
+    const { outcome, runJson } = await runStudyUnits('sample', sampleStudy, spec, units, source, st, { commandLine, ...(o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] }) });
     await source.denoiser.dispose?.();
     const denoiser = source.denoiser;
     const resolved = {
@@ -247,7 +237,7 @@ async function loadSampleSource(o: z.infer<typeof Schema>): Promise<SampleSource
 
 /** The study spec of validated flags (flag names; `record` already holds `xt` for --trajectory). */
 function specFromFlags(o: z.infer<typeof Schema>, record: readonly TensorQuantity[]): Record<string, unknown> {
-  const skip = new Set(['out', 'store', 'trajectory', 'record']);
+  const skip = new Set(['out', 'store', 'dry-run', 'trajectory', 'record']);
   const spec: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) if (!skip.has(k) && v !== undefined) spec[k] = v;
   spec['record'] = [...record];
@@ -267,27 +257,11 @@ function flagsFromSpec(spec: Record<string, unknown>): Record<string, string | b
   return out;
 }
 
-function definedOnly(raw: Record<string, string | boolean | undefined>): Record<string, string | boolean> {
-  const out: Record<string, string | boolean> = {};
-  for (const [k, v] of Object.entries(raw)) if (v !== undefined) out[k] = v;
-  return out;
-}
-
-/** Read `--config OUT/run.json`: the resolved spec it holds, as flags (the command line overrides them). */
-async function readRunConfig(path: string): Promise<{ flags: Record<string, string | boolean>; store: string | undefined }> {
-  const text = await asInput('--config', () => readFile(path, 'utf8'));
-  let j: unknown;
-  try {
-    j = JSON.parse(text);
-  } catch (e) {
-    throw new InputError(`--config: ${path} is not valid JSON (${(e as Error).message})`);
-  }
-  const r = j as { format?: unknown; command?: unknown; spec?: unknown; store?: unknown };
-  if (r === null || typeof r !== 'object' || r.format !== RUN_FORMAT) throw new InputError(`--config: ${path} is not a memscope run.json (expected "format": "${RUN_FORMAT}")`);
-  if (r.command !== 'sample') throw new InputError(`--config: ${path} is the run.json of memscope ${String(r.command)}, not of memscope sample`);
-  const parsed = SampleSpecSchema.safeParse(r.spec);
+/** Flags of a run.json written before run.json recorded its flags: those of its resolved spec. */
+function flagsOfSpec(spec: unknown, path: string): Record<string, string | boolean> {
+  const parsed = SampleSpecSchema.safeParse(spec);
   if (!parsed.success) throw new InputError(`--config: ${path}: its spec is not a sample spec (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`);
-  return { flags: flagsFromSpec(parsed.data as Record<string, unknown>), store: typeof r.store === 'string' ? r.store : undefined };
+  return flagsFromSpec(parsed.data as Record<string, unknown>);
 }
 
 async function isFile(p: string): Promise<boolean> {

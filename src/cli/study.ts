@@ -37,7 +37,8 @@ The spec (YAML or JSON; every key but models optional):
 
 Runs one memscope sample per model × sampler × guidance and each analysis per model × sampler, all
 into the same results store (units shared between runs are computed once; a rerun of the file
-computes nothing), each into its own folder OUT/<model>/<sampler>/<name>/ with its run.json, then
+computes nothing), each into its own folder OUT/<model>/<sampler>/<name>/ with its run.json (which
+memscope <command> --config takes; the spec file is the study's own configuration), then
 OUT/study.json (the resolved spec and every run) and OUT/index.html. --dry-run prints each run's
 units and how many are already in the store.
 

@@ -1,13 +1,13 @@
 /** `memscope sweep`: Jain et al.'s CFG-start sweep for one prompt and seed (SPEC §4.3). */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, samplerFlag, nonNegativeInt } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, samplerFlag, nonNegativeInt } from './args.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { sweepStudy, sweepSpecOf, scoreSweep, type SweepResult, type SweepSource } from '../study/sweep.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -64,13 +64,16 @@ const Schema = z.object({
   ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope sweep`. */
 export async function sweepCommand(argv: string[]): Promise<void> {
-  const raw = parseFlags(argv, FLAGS, { prompt: 'prompts', seed: 'seeds', guidance: 'scale' });
-  if (raw['prompts'] === undefined) throw new UsageError('--prompts: required; one memorized condition such as caption:0');
-  const o = validateFlags(Schema, raw);
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, {
+    command: 'sweep',
+    renamed: { prompt: 'prompts', seed: 'seeds', guidance: 'scale' },
+    check: (raw) => {
+      if (raw['prompts'] === undefined) throw new UsageError('--prompts: required; one memorized condition such as caption:0');
+    },
+  });
   if (!o['dry-run']) await checkResultsTarget(o.out);
   const { spec: modelSpec, src } = await loadCliSource(o.model, o);
   let cond: number;
@@ -101,7 +104,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store);
+    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store, { commandLine });
     runJson = ran.runJson;
     const samples = await sweepStudy.reduce(ran.outcome.units, store, spec);
     const scored = await scoreSweep(src, samples, descriptor, settings, (m) => process.stderr.write(`${m}\n`));

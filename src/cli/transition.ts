@@ -1,7 +1,7 @@
 /** `memscope transition`: the transition study (Jain et al. Fig. 2) — sweep transition, DTP switch and zero-CFG d_t per prompt and seed. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
@@ -11,7 +11,7 @@ import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { transitionStudy, type TransitionSource } from '../study/transition.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 
@@ -59,12 +59,11 @@ const Schema = z.object({
   ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope transition`. */
 export async function transitionCommand(argv: string[]): Promise<void> {
   refuseOldScaleFlag(argv, false);
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'transition' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (o.steps < 2) throw new UsageError(`--steps: the transition study needs at least 2 steps, got ${o.steps}`);
   if (!o['dry-run']) await checkResultsTarget(o.out);
@@ -98,7 +97,7 @@ export async function transitionCommand(argv: string[]): Promise<void> {
       await d.dispose?.();
       return;
     }
-    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store);
+    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store, { commandLine });
     const s = await transitionStudy.reduce(outcome.units, store, spec);
     summary = s;
     await withResultsDir(o.out, async (dir) => {

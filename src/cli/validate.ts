@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { join, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Classifier } from '../models/classifier.ts';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
+import { positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/spec.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
@@ -14,7 +14,7 @@ import { parseConditions } from '../study/conditions.ts';
 import { validateSamples, crop32to28, VALIDATE_BATCH } from '../study/validate.ts';
 import { sampleStudy, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 import { folderFingerprint } from '../store/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
 import { defaultClassifierDir } from '../study/source.ts';
 import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
@@ -57,11 +57,10 @@ const Schema = z.object({
   classifier: z.string().optional(),
   ...STORE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope validate`. */
 export async function validateCommand(argv: string[]): Promise<void> {
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'validate' });
   let seeds: number[];
   let guidance;
   try {
@@ -98,7 +97,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
       await tm.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH });
+    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH, commandLine });
     runJson = ran.runJson;
     result = (await sampleStudy.reduce(ran.outcome.units, store, spec)).result;
   } finally {
