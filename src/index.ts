@@ -34,6 +34,7 @@ export { cacheDir, hashData, eighStats, eighCached, eighCachedMany, type EighCac
 export * from './denoisers/mixture.ts';
 export * from './denoisers/onnx.ts';
 export * from './denoisers/trained.ts';
+export * from './denoisers/attention.ts';
 export * from './denoisers/swap.ts';
 export * from './record/recorders.ts';
 export * from './analysis/alignment.ts';
