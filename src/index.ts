@@ -57,6 +57,7 @@ export * from './metrics/types.ts';
 export * from './mitigate/methods.ts';
 export * from './mitigate/prompt-noise.ts';
 export * from './mitigate/ren-attention.ts';
+export * from './mitigate/capabilities.ts';
 export * from './mitigate/wen-embedding.ts';
 export * from './study/testbed.ts';
 export * from './study/source.ts';

@@ -41,6 +41,8 @@ export interface SourceCodec {
   toModelSpace(index: number): Tensor;
   /** Model-space samples `[n, ...shape]` as images in [−1, 1], shaped as the training images. */
   toImageSpace(x: Tensor): Promise<Tensor>;
+  /** Other images `[n, ...]` shaped as the training images (e.g. held-out ones) in the model's space `[n, ...denoiser.shape]`. */
+  encode(images: Tensor): Promise<Tensor>;
 }
 
 /**
@@ -52,10 +54,10 @@ export function pixelCodec(images: Tensor, modelShape: readonly number[]): Sourc
   const img = images.dims.slice(1);
   const per = img.reduce((a, b) => a * b, 1);
   if (img.length === modelShape.length && img.every((v, i) => v === modelShape[i])) {
-    return { kind: 'identity', toModelSpace: (i) => ({ dims: [1, ...img], data: images.data.slice(i * per, (i + 1) * per) }), toImageSpace: async (x) => x };
+    return { kind: 'identity', toModelSpace: (i) => ({ dims: [1, ...img], data: images.data.slice(i * per, (i + 1) * per) }), toImageSpace: async (x) => x, encode: async (x) => x };
   }
   if (img.length === 3 && img[1] === 28 && img[2] === 28 && modelShape.length === 3 && modelShape[0] === img[0] && modelShape[1] === 32 && modelShape[2] === 32) {
-    return { kind: 'pad-crop', toModelSpace: (i) => pad28to32(images, [i]), toImageSpace: async (x) => crop32to28(x) };
+    return { kind: 'pad-crop', toModelSpace: (i) => pad28to32(images, [i]), toImageSpace: async (x) => crop32to28(x), encode: async (x) => pad28to32(x, Array.from({ length: x.dims[0]! }, (_, i) => i)) };
   }
   throw new Error(`the model samples [${modelShape.join(', ')}] and its training images are [${img.join(', ')}]: no codec maps one to the other`);
 }

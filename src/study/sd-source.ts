@@ -213,6 +213,13 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       }
       return concatBatch(parts);
     };
+    const encode = async (x: Tensor): Promise<Tensor> => {
+      if (exp.vaeEncoder === null) throw new Error(`--model: ${dir} has no vae_encoder/; encoding images needs it`);
+      const parts: Tensor[] = [];
+      const n = x.dims[0]!;
+      for (let a = 0; a < n; a += vaeBatch) parts.push(await vaeEncode(exp, sliceBatch(x, a, Math.min(a + vaeBatch, n))));
+      return n === 0 ? { dims: [0, ...shape], data: new Float32Array(0) } : concatBatch(parts);
+    };
     const attention = (): Promise<CrossAttentionUnet> => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '', maxRows: unetBatch });
     let attentionReason: string | null | undefined;
     const capabilityReason: CapabilityReasons = (c) => {
@@ -231,7 +238,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       description,
       spec,
       schedule: sourceSchedule(schedulerConfig ?? exp.scheduler),
-      codec: { kind: 'vae', toModelSpace, toImageSpace },
+      codec: { kind: 'vae', toModelSpace, toImageSpace, encode },
       toModelSpace,
       toImageSpace,
       defaults: { descriptor: 'pixel', analysisDescriptors: 'pixel', centerPixels: true, classifierDir: null, noClassifier: "memscope's classifier is for the 28×28 testbed models, not a Stable Diffusion export", memorizationRule: 'own-similarity', samplePrompts: 'all' },

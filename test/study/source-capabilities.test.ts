@@ -68,6 +68,14 @@ describe('capabilities by loader', () => {
       expect(text!.texts[0]).toBe(src.denoiser.conditions[0]!.label);
       expect(src.codec.kind).toBe('pad-crop');
       expect(src.toModelSpace(0).dims).toEqual([1, ...src.denoiser.shape]);
+      // the codec: 28×28 images padded into the 32×32 model space with −1 (background), cropped back
+      const two: Tensor = { dims: [2, 1, 28, 28], data: src.trainImages.data.slice(3 * 784, 5 * 784) };
+      const enc = await src.codec.encode(two);
+      expect(enc.dims).toEqual([2, 1, 32, 32]);
+      expect(maxAbs(enc.data.subarray(1024, 2048), src.toModelSpace(4).data)).toBe(0);
+      expect(enc.data[0]).toBe(-1);
+      expect(enc.data[2 * 32 + 2]).toBe(two.data[0]);
+      expect(maxAbs((await src.toImageSpace(enc)).data, two.data)).toBe(0);
       const att = await attention!.open();
       try {
         expect(att.layers).toHaveLength(7);
@@ -155,7 +163,7 @@ describe('the bare ONNX U-Net loader', () => {
       expect(onnxSrc.capabilityReason(c)).toMatch(new RegExp(`the ONNX model ${onnxPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     }
     expect(() => onnxSrc.toModelSpace(0)).toThrow(/comes without training images \(it can only sample\)/);
-    await expect(loadCliSource(onnxPath, {})).rejects.toThrow(/^--model: the ONNX model .*unet\.onnx comes without training images, and this study measures copies of them; memscope sample runs on it/);
+    await expect(loadCliSource(onnxPath, {}, { onnx: { cond: join(root, 'cond.npy'), uncond: join(root, 'uncond.npy') } })).rejects.toThrow(/^--model: the ONNX model .*unet\.onnx comes without training images, and this study measures copies of them; memscope sample runs on it/);
   }, 60_000);
 
   it('refuses its options on another kind of model, and other kinds\' options on it, naming the flag', async () => {

@@ -47,6 +47,7 @@ export const onnxLoader: SourceLoader = {
         throw new Error(`training image ${i}: ${description} comes without training images (it can only sample)`);
       },
       toImageSpace: async (x) => x,
+      encode: async (x) => x,
     };
     const reason: CapabilityReasons = (c) =>
       c === 'text'
