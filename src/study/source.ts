@@ -1,7 +1,7 @@
 /**
  * The model-source registry (issue 15 §5): `--model` values are opened by the first loader of
- * {@link SOURCE_LOADERS} whose probe takes them — the analytic testbed, a Stable Diffusion export
- * directory, a trained memscope model directory, a bare ONNX U-Net file — as a {@link StudySource}
+ * {@link SOURCE_LOADERS} whose probe takes them — the analytic testbed, a trained memscope model
+ * directory, a Stable Diffusion export directory, a bare ONNX U-Net file — as a {@link StudySource}
  * (`study/model-source.ts`: denoiser, schedule, codec, training data, defaults, capabilities).
  * Adding a kind of model = one loader registered here.
  */
@@ -26,7 +26,7 @@ export async function resolveModelSpec(model: string): Promise<string> {
 }
 
 /** The loaders {@link loadStudySource} tries, in order (a new model kind registers one here). */
-export const SOURCE_LOADERS: SourceLoader[] = [testbedLoader, sdExportLoader, trainedLoader, onnxLoader];
+export const SOURCE_LOADERS: SourceLoader[] = [testbedLoader, trainedLoader, sdExportLoader, onnxLoader];
 
 const GROUPS = Object.keys(SOURCE_OPTION_FLAGS) as SourceOptionGroup[];
 
@@ -48,6 +48,6 @@ export async function loadStudySource(spec: string, opts: StudySourceOptions = {
     reasons.push(`${l.name}: ${why}`);
   }
   for (const g of GROUPS) refuseOptionGroup(g, spec, opts);
-  const kinds = SOURCE_LOADERS.map((l) => l.takes ?? l.name);
-  throw new Error(`--model: expected ${kinds.slice(0, -1).join(', ')}${kinds.length > 1 ? ' or ' : ''}${kinds[kinds.length - 1]}, got "${spec}" (${reasons.join('; ')})`);
+  const [first, ...rest] = SOURCE_LOADERS.map((l) => l.takes ?? l.name);
+  throw new Error(`--model: expected ${[first, rest.join(' or ')].filter((x) => x).join(', ')}, got "${spec}" (${reasons.join('; ')})`);
 }
