@@ -89,7 +89,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const { spec: spec0, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no prompt to analyse; list conditions such as caption:0-9,class:0-9'));
   const trainMean = meanBatch(src.trainImages).data;
-  const descriptorSpec = o.descriptor ?? (src.sd ? 'pixel' : 'pixel,learned');
+  const descriptorSpec = o.descriptor ?? src.defaults.analysisDescriptors;
   const specs = descriptorSpec.split(',').map((x) => x.trim());
   if (specs.some((x) => x === '')) throw new UsageError(`--descriptor: empty entry in "${descriptorSpec}"`);
   const [descriptor, ...extraDescriptors] = await Promise.all(

@@ -63,11 +63,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
   const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'detect' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  const { spec, src } = await loadCliSource(o.model, o, { exposeCrossAttention: o.model !== 'testbed' }).catch(async (e: Error) => {
-    // unconditional models have no cross-attention: load them plainly
-    if (/unconditional model/.test(e.message)) return loadCliSource(o.model, o);
-    throw e;
-  });
+  const { spec, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
   const settings = { prompts, seeds, scale: o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
@@ -83,7 +79,6 @@ export async function detectCommand(argv: string[]): Promise<void> {
   try {
     if (o['dry-run'] || store === null) {
       process.stdout.write(dryRunText('detect', runSpec, units, store, storeDir));
-      await src.trained?.attention?.dispose();
       await src.denoiser.dispose?.();
       return;
     }
@@ -122,7 +117,6 @@ export async function detectCommand(argv: string[]): Promise<void> {
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope detect', body));
   }, { command: 'detect' });
-  await src.trained?.attention?.dispose();
   await src.denoiser.dispose?.();
   for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.aucText}; TPR@1%FPR ${x.tprAt1Text}\n`);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);

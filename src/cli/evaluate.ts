@@ -6,7 +6,7 @@ import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag, nonNegativ
 import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { SHIPPED_MODEL, defaultClassifierDir, type StudySource } from '../study/source.ts';
+import type { StudySource } from '../study/source.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { checkEvaluation, evaluateStudy, planEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type EvaluateSource, type MethodRow } from '../study/evaluate.ts';
@@ -226,8 +226,8 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   if (!o['dry-run']) await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
-  if (o['held-out'] !== undefined && !src.sd) throw new UsageError('--held-out: only for a Stable Diffusion export; the embedded models use the Fashion-MNIST test split');
-  if (o.classifier !== undefined && src.sd) throw new UsageError('--classifier: memscope\'s classifier is for the 28×28 testbed models, not a Stable Diffusion export');
+  if (o['held-out'] !== undefined && src.data.heldOut !== null) throw new UsageError(`--held-out: only for a model without a held-out split (a Stable Diffusion export); ${src.description} uses ${src.data.heldOut.description}`);
+  if (o.classifier !== undefined && src.defaults.classifierDir === null) throw new UsageError(`--classifier: ${src.defaults.noClassifier ?? `${src.description} has no classifier`}`);
   if (d.conditions.length === 0) throw new UsageError(`--model: ${src.description} is unconditional; mitigation by guidance needs prompts`);
   // methods whose `requires` the source lacks: refused when listed by hand, skipped with the reason from the default list
   const skipped = skippedMethods(methods, sourceCapabilities(src, [...new Set(methods.flatMap((m) => methodRequires(m)))]));
@@ -246,19 +246,19 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     }
     return parsePrompts(o.prompts, d, '--prompts', 'is not a prompt; mitigation acts on conditional sampling');
   });
-  const descriptorSpec = o.descriptor ?? (src.sd ? 'pixel' : 'learned');
-  const descriptor = await loadDescriptor(descriptorSpec, descriptorSpec === 'pixel' && src.sd ? { trainMean: meanBatch(src.trainImages).data } : {}).catch((e: Error) => {
+  const descriptorSpec = o.descriptor ?? src.defaults.descriptor;
+  const descriptor = await loadDescriptor(descriptorSpec, descriptorSpec === 'pixel' && src.defaults.centerPixels ? { trainMean: meanBatch(src.trainImages).data } : {}).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
-  const clfDir = o.classifier ?? (await defaultClassifierDir(src.trained ? spec : SHIPPED_MODEL));
-  const hasClf = !src.sd && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
+  const clfDir = o.classifier ?? src.defaults.classifierDir;
+  const hasClf = clfDir !== null && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
   // checked before anything is sampled or written: the Fréchet distance needs a covariance (≥ 2 samples per method)
   const perMethod = prompts.length * seeds.length;
   if ((hasClf || o.inception !== undefined) && perMethod < 2) {
     throw new UsageError(`--seeds: the Fréchet distance needs at least 2 samples per method; --prompts ${o.prompts} gives ${prompts.length} prompt${prompts.length === 1 ? '' : 's'} and --seeds ${o.seeds} ${seeds.length} seed${seeds.length === 1 ? '' : 's'} (${perMethod} sample); give at least 2 seeds or 2 prompts`);
   }
-  const classifier = hasClf ? await Classifier.load(clfDir) : null;
+  const classifier = hasClf && clfDir !== null ? await Classifier.load(clfDir) : null;
   const settings: EvaluateSettings = {
     prompts,
     seeds,

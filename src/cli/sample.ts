@@ -6,24 +6,16 @@ import { parseSeeds } from '../random/seeds.ts';
 import type { GuidanceSchedule } from '../guidance/schedules.ts';
 import { parseGuidance } from '../guidance/spec.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
-import { loadSchedulerConfig, stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
+import { loadSchedulerConfig } from '../schedules/config.ts';
 import { TENSOR_QUANTITIES, type TensorQuantity } from '../record/recorders.ts';
 import { parseConditions } from '../study/conditions.ts';
-import { defaultTestbed } from '../study/testbed.ts';
-import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
-import { loadTrainedModel } from '../denoisers/trained.ts';
-import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, refuseSdFlags, sdImageSizeNote, sdSourceOptions, promptText } from './source-flags.ts';
+import { loadStudySource } from '../study/source.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, sdSourceOptions, promptText } from './source-flags.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { stat } from 'node:fs/promises';
-import { readNpy } from '../io/npy.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
-import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
 import { STORE_FIELDS, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
-import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
-import { defaultFashionMnistDir } from '../data/fashion-mnist.ts';
 
 export const SAMPLE_HELP = `memscope sample — sample with any sampler and guidance schedule, tracing every denoising step
 
@@ -125,11 +117,6 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   for (const q of record) if (!TENSOR_QUANTITIES.includes(q)) throw new UsageError(`--record: unknown quantity "${q}"${didYouMean(q, TENSOR_QUANTITIES)}; expected some of ${TENSOR_QUANTITIES.join(', ')}`);
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
-  const onnxFile = o.model.endsWith('.onnx');
-  if (!onnxFile) {
-    for (const k of ['shape', 'prediction-type'] as const) if (o[k] !== undefined) throw new UsageError(`--${k}: only for --model PATH.onnx (an ONNX noise-prediction model), not "${o.model}"`);
-  }
-  if (o.captions !== undefined && o.model !== 'testbed') throw new UsageError(`--captions: only for --model testbed (the number of memorized captions it builds), not "${o.model}"`);
   if (!dryRun) await checkResultsTarget(o.out);
   const storeDir = storeDirOf(o.store);
   const store = await openCliStore(storeDir, dryRun);
@@ -174,65 +161,33 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   }
 }
 
-/** Load the model `--model` names, its conditions, scheduler config and fingerprint. */
+/**
+ * Load the model `--model` names through the model-source registry (`SOURCE_LOADERS`: the
+ * testbed, a trained model, a Stable Diffusion export, a bare ONNX U-Net file; each refuses the
+ * flags of the others), its conditions, scheduler config and fingerprint.
+ */
 async function loadSampleSource(o: z.infer<typeof Schema>): Promise<SampleSource> {
-  let config: SchedulerConfig = o['scheduler-config'] ? await asInput('--scheduler-config', () => loadSchedulerConfig(o['scheduler-config']!)) : stableDiffusionConfig();
-  if (!isSdExportDir(o.model)) refuseSdFlags(o, ['prompt']);
-  let decode: ((x: Tensor) => Promise<Tensor>) | null = null;
-  let denoiser: Denoiser;
-  let conds: CondRef[];
-  let modelInfo: Record<string, unknown>;
-  let fingerprint: string;
-  if (o.model === 'testbed') {
-    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; the testbed takes --prompts');
-    const tb = await defaultTestbed(o.captions === undefined ? {} : { captions: o.captions });
-    denoiser = tb.denoiser;
-    conds = wrap(() => parseConditions(o.prompts ?? 'caption:0-1,class:0-1', denoiser));
-    modelInfo = { kind: 'testbed', name: denoiser.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets };
-    // the testbed is its training data (the shipped subset, hashed in its manifest) and its captions
-    fingerprint = await describedFingerprint('testbed', { name: denoiser.name, captionTargets: tb.captionTargets }, { manifest: join(defaultFashionMnistDir(), 'manifest.json') });
-  } else if (isSdExportDir(o.model)) {
-    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a Stable Diffusion export takes --prompt or --prompt-set');
-    const sdOpts = { ...sdSourceOptions(o), ...(o.prompt === undefined ? {} : { texts: [o.prompt] }) };
-    const sd = await loadSdStudySource(o.model, sdOpts).catch((e: Error) => {
-      throw new UsageError(e.message);
-    });
-    process.stderr.write(`${sdImageSizeNote(sd.sd.imageSize)}\n`);
-    denoiser = sd.denoiser;
-    decode = sd.toImageSpace;
-    if (!o['scheduler-config']) config = sd.config;
-    conds = wrap(() => parseConditions(o.prompts ?? 'all', denoiser));
-    modelInfo = { kind: 'stable-diffusion', dir: o.model, promptSet: o['prompt-set'] ?? null, prompt: o.prompt ?? null, predictionType: sd.sd.export.predictionType, executionProvider: sd.sd.export.executionProvider, shape: denoiser.shape, imageSize: sd.sd.imageSize };
-    const files = await folderFingerprint('stable-diffusion', o.model, { recursive: true });
-    fingerprint = await describedFingerprint('stable-diffusion-source', { files, negativePrompt: o['negative-prompt'] ?? '', shape: denoiser.shape, predictionType: sd.sd.export.predictionType, provider: sd.sd.export.executionProvider });
-  } else if (await isTrainedModelDir(o.model)) {
-    if (o.cond || o.uncond) throw new UsageError('--cond/--uncond: only for --model PATH.onnx; a trained model takes --prompts');
-    const tm = await asInput('--model', () => loadTrainedModel(o.model));
-    denoiser = tm.denoiser;
-    conds = wrap(() => parseConditions(o.prompts ?? (denoiser.conditions.length ? 'all' : 'uncond'), denoiser));
-    modelInfo = { kind: 'trained', dir: o.model, scenario: tm.scenario };
-    fingerprint = await folderFingerprint('trained', o.model);
-  } else {
-    if (!o.model.endsWith('.onnx')) throw new UsageError(`--model: expected "testbed", a trained model directory (with model.json) or a path to a .onnx file, got "${o.model}"`);
-    if (o.prompts) throw new UsageError('--prompts: only for the testbed and trained models; an ONNX model takes --cond FILE.npy');
-    if (!(await isFile(o.model))) throw new InputError(`--model: ${o.model} does not exist or is not a file`);
-    const condT = o.cond ? await asInput('--cond', () => readNpy(o.cond!, '--cond')) : undefined;
-    const uncondT = o.uncond ? await asInput('--uncond', () => readNpy(o.uncond!, '--uncond')) : undefined;
-    const predictionType = o['prediction-type'] ?? config.prediction_type ?? 'epsilon';
-    denoiser = await asInput('--model', () =>
-      loadOnnxDenoiser({
-        path: o.model,
-        ...(condT ? { conditions: condT } : {}),
-        ...(uncondT ? { uncond: uncondT } : {}),
-        predictionType,
-        ...(o.shape ? { shape: o.shape } : {}),
-      }),
-    );
-    conds = denoiser.conditions.length ? denoiser.conditions.map((_, i) => i) : [null];
-    modelInfo = { kind: 'onnx', path: o.model, cond: o.cond ?? null, uncond: o.uncond ?? null, predictionType, shape: denoiser.shape };
-    fingerprint = await describedFingerprint('onnx', { predictionType, shape: denoiser.shape }, { model: o.model, cond: o.cond, uncond: o.uncond });
-  }
-  return { denoiser, conds, config, decode, modelInfo, fingerprint };
+  const schedulerConfig = o['scheduler-config'] ? await asInput('--scheduler-config', () => loadSchedulerConfig(o['scheduler-config']!)) : undefined;
+  const onnx = {
+    ...(o.cond === undefined ? {} : { cond: o.cond }),
+    ...(o.uncond === undefined ? {} : { uncond: o.uncond }),
+    ...(o['prediction-type'] === undefined ? {} : { predictionType: o['prediction-type'] }),
+    ...(o.shape === undefined ? {} : { shape: o.shape }),
+  };
+  const src = await asInput('--model', () =>
+    loadStudySource(o.model, {
+      ...(schedulerConfig === undefined ? {} : { schedulerConfig }),
+      sd: { ...sdSourceOptions(o), ...(o.prompt === undefined ? {} : { texts: [o.prompt] }) },
+      onnx,
+      testbed: o.captions === undefined ? {} : { captions: o.captions },
+    }),
+  );
+  for (const line of src.notes) process.stderr.write(`${line}\n`);
+  const denoiser = src.denoiser;
+  const conds = wrap(() => parseConditions(o.prompts ?? src.defaults.samplePrompts, denoiser));
+  // latents are decoded for the images; pixel-space samples are kept as the model made them
+  const decode = denoiser.space === 'latent' ? (x: Tensor) => src.toImageSpace(x) : null;
+  return { denoiser, conds, config: src.schedule.config, decode, modelInfo: src.info, fingerprint: await src.fingerprint() };
 }
 
 /** The study spec of validated flags (flag names; `record` already holds `xt` for --trajectory). */
@@ -262,20 +217,6 @@ function flagsOfSpec(spec: unknown, path: string): Record<string, string | boole
   const parsed = SampleSpecSchema.safeParse(spec);
   if (!parsed.success) throw new InputError(`--config: ${path}: its spec is not a sample spec (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`);
   return flagsFromSpec(parsed.data as Record<string, unknown>);
-}
-
-async function isFile(p: string): Promise<boolean> {
-  return stat(p).then(
-    (s) => s.isFile(),
-    () => false,
-  );
-}
-
-async function isTrainedModelDir(p: string): Promise<boolean> {
-  return stat(join(p, 'model.json')).then(
-    (s) => s.isFile(),
-    () => false,
-  );
 }
 
 function wrap<T>(f: () => T): T {

@@ -1,10 +1,8 @@
 /** Flags shared by the study commands for a Stable Diffusion ONNX export as `--model` (issue 7). */
 import { z } from 'zod';
 import { positiveInt, UsageError } from './args.ts';
-import { loadStudySource, resolveModelSpec, type StudySource, type StudySourceOptions } from '../study/source.ts';
-import type { SdSourceOptions } from '../study/sd-source.ts';
-import type { SdDefaultImageSize } from '../sd/export.ts';
-import { stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
+import { loadStudySource, resolveModelSpec, type SdSourceOptions, type StudySource, type StudySourceOptions } from '../study/source.ts';
+import type { SchedulerConfig } from '../schedules/config.ts';
 import { promptLengthProblem } from '../data/prompt-set.ts';
 
 /** A prompt text flag (`--prompt`, `--negative-prompt`): non-empty unless `allowEmpty`, at most `MAX_PROMPT_CHARS` (10,000) characters. */
@@ -39,10 +37,7 @@ export function refuseSdFlags(o: Readonly<Record<string, unknown>>, extra: reado
   }
 }
 
-/** The line memscope prints about the image size of a Stable Diffusion run: the size and where it came from. */
-export function sdImageSizeNote(size: SdDefaultImageSize): string {
-  return `image size ${size.height}×${size.width} (${size.source === '--image-size' ? 'from --image-size' : `${size.source}; --image-size PX to change`})`;
-}
+export { sdImageSizeNote } from '../study/sd-source.ts';
 
 /** Help text of the SD source flags: the flag lines only (see {@link SD_SOURCE_HELP} for the block with its heading). */
 export const SD_SOURCE_FLAGS_HELP = `  --prompt-set FILE  CSV / JSONL / Parquet prompt list (caption, image path, optional verbatim /
@@ -88,18 +83,24 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
 
 /**
  * Resolve `--model` and load the study source (testbed, trained model or SD export with its
- * prompt set); load errors become usage errors naming the flag.
+ * prompt set; see `SOURCE_LOADERS`), print its notes; load errors become usage errors naming the
+ * flag. The studies measure copies against training images: a source without any (a bare ONNX
+ * U-Net) is refused.
  */
 export async function loadCliSource(model: string, flags: SdSourceFlags, extra: Omit<StudySourceOptions, 'sd'> = {}): Promise<{ spec: string; src: StudySource }> {
   const spec = await resolveModelSpec(model);
   const src = await loadStudySource(spec, { ...extra, sd: sdSourceOptions(flags) }).catch((e: Error) => {
     throw new UsageError(e.message);
   });
-  if (src.sd !== undefined) process.stderr.write(`${sdImageSizeNote(src.sd.imageSize)}\n`);
+  if (src.trainImages.dims[0] === 0) {
+    await src.denoiser.dispose?.();
+    throw new UsageError(`--model: ${src.description} comes without training images, and this study measures copies of them; memscope sample runs on it`);
+  }
+  for (const line of src.notes) process.stderr.write(`${line}\n`);
   return { spec, src };
 }
 
-/** The scheduler config of a study: the source's own (SD exports) or Stable Diffusion 1.x's. */
+/** The scheduler config of a study: the source's schedule (an export's own, else Stable Diffusion 1.x's). */
 export function studyConfig(src: StudySource): SchedulerConfig {
-  return src.config ?? stableDiffusionConfig();
+  return src.schedule.config;
 }

@@ -85,7 +85,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const descriptor = await loadDescriptor(o.descriptor ?? (src.sd ? 'pixel' : 'learned'), { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
+  const descriptor = await loadDescriptor(o.descriptor ?? src.defaults.descriptor, { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
   const settings = { cond, seed: o.seeds, lambda: o.scale, og: o.og, ogLambda: o['og-scale'] ?? o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), every: o.every, threshold: o.threshold };

@@ -80,7 +80,7 @@ export async function transitionCommand(argv: string[]): Promise<void> {
     if (bad.length) throw new Error(`--prompts "${o.prompts}": ${bad.map((p) => d.conditions[p]!.id).join(', ')} ${bad.length === 1 ? 'has' : 'have'} no training image to copy; pick memorized prompts`);
     return ps;
   });
-  const descriptor = await loadDescriptor(o.descriptor ?? (src.sd ? 'pixel' : 'learned'), { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
+  const descriptor = await loadDescriptor(o.descriptor ?? src.defaults.descriptor, { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
   const spec = transitionStudy.schema.parse({ prompts, seeds, lambda: o.scale, sampler: o.sampler, steps: o.steps, every: o.every, threshold: o.threshold });

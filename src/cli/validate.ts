@@ -11,12 +11,12 @@ import { stableDiffusionConfig } from '../schedules/config.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { parseConditions } from '../study/conditions.ts';
-import { validateSamples, crop32to28, VALIDATE_BATCH } from '../study/validate.ts';
+import { validateSamples, VALIDATE_BATCH } from '../study/validate.ts';
 import { sampleStudy, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 import { folderFingerprint } from '../store/fingerprint.ts';
 import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
-import { defaultClassifierDir } from '../study/source.ts';
+import { defaultClassifierDir, pixelCodec } from '../study/source.ts';
 import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
@@ -106,9 +106,11 @@ export async function validateCommand(argv: string[]): Promise<void> {
   const train = loadFashionMnist({ split: 'train' });
   const clf = hasClf ? await Classifier.load(clfDir) : null;
   const labelOf = tm.prompts.map((p) => (p.kind === 'class' ? (p.label ?? null) : null));
+  const codec = pixelCodec(train.images, tm.denoiser.shape);
   const v = await validateSamples({
     denoiser: tm.denoiser,
     trainImages: train.images,
+    toImageSpace: codec.toImageSpace,
     conds,
     seeds,
     result,
@@ -121,7 +123,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
   await withResultsDir(out, async (dir) => {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'validation.json'), { model: o.model, sampler: o.sampler, steps: o.steps, ...summary, nn1: copies.map((c) => c.nn1) });
-    const png = await gridPng(crop32to28(result.samples), { cols: seeds.length, zoom: 1 });
+    const png = await gridPng(await codec.toImageSpace(result.samples), { cols: seeds.length, zoom: 1 });
     await writeFileAtomic(join(dir, 'samples.png'), png);
     const body = [
       `<p>${escapeHtml(o.model)} · ${escapeHtml(v.guidance)} · ${escapeHtml(o.sampler)} ${o.steps} steps · seeds ${escapeHtml(o.seeds)} · ${v.seconds.toFixed(0)} s</p>`,

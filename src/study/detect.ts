@@ -1,9 +1,8 @@
 /**
  * Memorization detection over a labelled prompt set (Jain et al.'s comparison, SPEC §4.4): Wen et
  * al.'s score — the text-conditional noise magnitude ‖ε_c − ε_u‖ at the first step, averaged over
- * seeds, and its mean over all steps — and, where the model exposes cross-attention (a trained
- * text model loaded with `exposeCrossAttention`, or a Stable Diffusion export, by graph surgery on
- * its U-Net: `src.sd.attention`), Ren et al.'s attention entropy at the first step (lower = memorized, so −entropy is the score). Labels are the
+ * seeds, and its mean over all steps — and, where the source has the `attention` capability (a
+ * trained text model, or a Stable Diffusion export by graph surgery on its U-Net), Ren et al.'s attention entropy at the first step (lower = memorized, so −entropy is the score). Labels are the
  * ground truth (a condition tied to a training image is memorized); ROC AUC (with its Hanley–McNeil
  * interval) and TPR at 1 % FPR (with its Wilson interval; "inconclusive" below 100 negatives).
  */
@@ -13,6 +12,7 @@ import { wenScores, WEN_AGGREGATION } from '../analysis/wen.ts';
 import { rocAuc, rocCurve, tprAtFpr, type RocCurve } from '../metrics/roc.ts';
 import { MIN_N, aucInterval, judge, minNegativesForFpr, wilsonInterval, type Interval, type Verdict } from '../analysis/verdict.ts';
 import { attentionEntropy } from '../mitigate/ren-attention.ts';
+import type { CrossAttentionUnet } from '../denoisers/attention.ts';
 import { initialNoise } from './sampling.ts';
 import { z } from 'zod';
 import type { Study, Unit, UnitOutput, StoredUnit, UnitStore, RunContext } from '../engine/study.ts';
@@ -143,30 +143,29 @@ export interface DetectSource {
   /** What identifies the model (`study/fingerprint.ts`); part of every unit key. */
   readonly fingerprint: unknown;
   readonly log?: (m: string) => void;
-  /** The U-Net with exposed cross-attention, opened once on first use (a trained model's own, or the export's after graph surgery); {@link closeDetectSource} releases it. */
-  attention?: Promise<AttentionModel> | undefined;
+  /** The U-Net with exposed cross-attention (the source's `attention` capability), opened once on first use; {@link closeDetectSource} releases it. */
+  attention?: Promise<CrossAttentionUnet> | undefined;
 }
-
-type AttentionModel = Parameters<typeof attentionEntropy>[0];
 
 /** Whether `src` can give Ren et al.'s attention entropy. */
 function hasAttention(src: StudySource): boolean {
-  return Boolean(src.trained?.attention) || src.sd?.attention !== undefined;
+  return src.capabilities.attention !== undefined;
 }
 
-function openAttention(source: DetectSource): Promise<AttentionModel> {
-  const tm = source.src.trained;
-  source.attention ??= tm?.attention ? Promise.resolve(tm) : source.src.sd!.attention!();
+function openAttention(source: DetectSource): Promise<CrossAttentionUnet> {
+  const a = source.src.capabilities.attention;
+  if (a === undefined) return Promise.reject(new Error(`attention: ${source.src.capabilityReason('attention')}`));
+  source.attention ??= a.open();
   return source.attention;
 }
 
-/** Release what {@link openAttention} opened (the export's U-Net after graph surgery; a trained model's own attention stays with the model). */
+/** Release what {@link openAttention} opened. */
 export async function closeDetectSource(source: DetectSource): Promise<void> {
   const a = source.attention;
   source.attention = undefined;
-  if (a === undefined || source.src.trained?.attention) return;
+  if (a === undefined) return;
   const att = await a.catch(() => null);
-  await (att as { dispose?: () => Promise<void> } | null)?.dispose?.();
+  await att?.dispose();
 }
 
 /**

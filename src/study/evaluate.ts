@@ -53,7 +53,6 @@ import { NearestIndex } from '../metrics/nearest.ts';
 import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
 import { quantileSorted } from '../analysis/correlation.ts';
 import { MIN_N, clusteredRateInterval, judge, minCalibrationImages, type Interval, type Verdict } from '../analysis/verdict.ts';
-import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { sampleIndices, takeRows } from '../data/indices.ts';
 import { mulberry32 } from '../random/mulberry32.ts';
 import type { Classifier } from '../models/classifier.ts';
@@ -315,7 +314,7 @@ export function planEvaluation(s: EvaluateSettings, source: EvaluateSource): Uni
 
 /** The prompt text of condition `c` as the prompt perturbations key their `perturbed` record (null when the model has no texts). */
 function promptText(src: StudySource, c: number): string | null {
-  return src.trained?.prompts[c]?.text ?? src.sd?.textModel.texts[c] ?? null;
+  return src.capabilities.text?.texts[c] ?? null;
 }
 
 /** The part of a batch's preparation details that concerns prompt `c` (per-prompt records filtered; the rest as is). */
@@ -363,7 +362,7 @@ async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: Ev
   const P = conds.length;
   const noise = initialNoise(d.shape, u0.seeds);
   const firstTimestep = samplerTimesteps(u0.sampler, u0.config, u0.steps)[0]!;
-  const prepared = await prepareMethod(m, { denoiser: d, trained: src.trained, lambda: u0.lambda, conds, noise, firstTimestep, runSeed: u0.runSeed, ...(src.sd ? { textModel: src.sd.textModel, attention: src.sd.attention } : {}) });
+  const prepared = await prepareMethod(m, { denoiser: d, capabilities: src.capabilities, classOf: src.data.classOf, lambda: u0.lambda, conds, noise, firstTimestep, runSeed: u0.runSeed });
   let samples: Tensor | null = null;
   const switchSteps: (number | null)[] = new Array<number | null>(P * N).fill(null);
   let samplingSeconds = 0;
@@ -581,7 +580,6 @@ export function marginVerdict(what: string, m: QuantileMargin): Verdict {
  */
 export function checkEvaluation(src: StudySource, s: EvaluateSettings, tools: EvaluateTools): { prompts: EvaluatedPrompt[]; heldOut: Tensor | null } {
   const d = src.denoiser;
-  const tm = src.trained;
   if (s.prompts.length === 0) throw new Error('--prompts: no prompt to evaluate');
   if (s.seeds.length === 0) throw new Error('--seeds: need at least one seed');
   if (s.methods.length === 0) throw new Error('--methods: need at least one method');
@@ -590,13 +588,12 @@ export function checkEvaluation(src: StudySource, s: EvaluateSettings, tools: Ev
   const prompts: EvaluatedPrompt[] = s.prompts.map((c) => {
     const info = d.conditions[c];
     if (info === undefined) throw new Error(`--prompts: condition index ${c} is out of range (0..${d.conditions.length - 1})`);
-    const cls = tm?.prompts[c]?.label;
-    return { cond: c, id: info.id, label: info.label, classLabel: typeof cls === 'number' ? cls : null, target: info.targets?.[0] ?? null };
+    return { cond: c, id: info.id, label: info.label, classLabel: src.data.classOf(c), target: info.targets?.[0] ?? null };
   });
   const R = prompts.length * s.seeds.length;
   if (tools.quality && R < 2) throw new Error(`--seeds: the Fréchet distance (${tools.quality.name}) needs at least 2 samples per method (a covariance); --prompts gives ${prompts.length} and --seeds ${s.seeds.length}: ${prompts.length} × ${s.seeds.length} = ${R}`);
   // a Stable Diffusion source has no embedded held-out split: the user gives one (--held-out) or a threshold
-  const heldOut = tools.heldOut ?? (src.sd ? null : loadFashionMnist({ split: 'test' }).images);
+  const heldOut = tools.heldOut ?? src.data.heldOut?.load() ?? null;
   if (heldOut === null && s.threshold === null) throw new Error('--held-out: a Stable Diffusion export needs held-out real images (a folder) to calibrate the copy threshold, or give --threshold');
   if (heldOut === null && tools.quality) throw new Error(`--held-out: the Fréchet distance (${tools.quality.name}) needs held-out real images as its reference (a folder)`);
   return { prompts, heldOut };
@@ -664,14 +661,13 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
 async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, tools: EvaluateTools, stored: readonly StoredUnit<EvaluatePlannedUnit, EvaluatePlannedResult>[], blobs: BlobReader): Promise<EvaluateResult> {
   const src = source.src;
   const log = source.log ?? (() => {});
-  const tm = src.trained;
   const { prompts, heldOut } = checkEvaluation(src, s, tools);
   const N = s.seeds.length;
   const P = prompts.length;
   const R = P * N;
 
   // the training pool in descriptor space, and the held-out split
-  const pool = tm === null || tm.imagePool === 'all' ? null : tm.imagePool;
+  const pool = src.data.imagePool;
   const poolImages = pool === null ? src.trainImages : takeRows(src.trainImages, pool);
   const poolIndex = pool ?? Array.from({ length: poolImages.dims[0]! }, (_, i) => i);
   const index = await NearestIndex.create(l2NormalizeRows(await tools.descriptor.embed(poolImages)));
@@ -689,7 +685,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
       threshold = { value: s.threshold, calibrated: false, quantile: null, heldOut: 0, minHeldOut: null, text: `${s.threshold} (given)` };
     }
     const thresholdAdequate = !threshold.calibrated || threshold.heldOut >= threshold.minHeldOut!;
-    const memorization = memorizationDefinition(src.sd !== undefined, tools.descriptor.info.name === 'sscd', s.threshold, threshold.value, thresholdAdequate, poolImages.dims[0]!, threshold.text);
+    const memorization = memorizationDefinition(src.defaults.memorizationRule === 'own-similarity', tools.descriptor.info.name === 'sscd', s.threshold, threshold.value, thresholdAdequate, poolImages.dims[0]!, threshold.text);
     log(`memorization: ${memorization.text}`);
     // Fréchet reference features and the same-size floor of real training images
     let refStats: ReturnType<typeof gaussianStats> | null = null;

@@ -23,7 +23,7 @@ describe('validation of a trained-style (32×32 padded) model', () => {
         { id: 'caption:1', kind: 'caption', label: 'b', indices: [42], targets: [42] },
       ],
     });
-    const v = await validateModel({ denoiser: d, trainImages: ds.images, conds: [0, 1], seeds: [0, 1, 2], guidance: parseGuidance('constant:1'), sampler: 'ddim', steps: 10, config: stableDiffusionConfig() });
+    const v = await validateModel({ denoiser: d, trainImages: ds.images, toImageSpace: crop32to28, conds: [0, 1], seeds: [0, 1, 2], guidance: parseGuidance('constant:1'), sampler: 'ddim', steps: 10, config: stableDiffusionConfig() });
     expect(v.captionsMemorized).toBe(1);
     expect(v.captionNearestIsTarget).toBe(1);
     expect(v.captionRatioCopy).toBe(1);

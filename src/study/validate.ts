@@ -111,10 +111,12 @@ function median(v: number[]): number {
   return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-/** Run the validation on a trained (32×32, padded) model against the 28×28 training images. */
+/** Run the validation on a trained model (e.g. 32×32, padded: give its codec's `toImageSpace`) against the 28×28 training images. */
 export async function validateModel(opts: {
   denoiser: Denoiser;
   trainImages: Tensor;
+  /** Model-space samples → images shaped as `trainImages` (the source codec's; default identity). */
+  toImageSpace?: (x: Tensor) => Tensor | Promise<Tensor>;
   conds: readonly CondRef[];
   seeds: readonly number[];
   guidance: GuidanceSchedule;
@@ -141,6 +143,8 @@ export const VALIDATE_BATCH = 128;
 export async function validateSamples(opts: {
   denoiser: Denoiser;
   trainImages: Tensor;
+  /** Model-space samples → images shaped as `trainImages` (the source codec's, e.g. the 32 → 28 crop; default identity). */
+  toImageSpace?: (x: Tensor) => Tensor | Promise<Tensor>;
   conds: readonly CondRef[];
   seeds: readonly number[];
   result: SamplingResult;
@@ -151,7 +155,7 @@ export async function validateSamples(opts: {
   const d = opts.denoiser;
   const thr = opts.captionThreshold ?? 0.8;
   const result = opts.result;
-  const samples = d.shape[1] === 32 ? crop32to28(result.samples) : result.samples;
+  const samples = opts.toImageSpace === undefined ? result.samples : await opts.toImageSpace(result.samples);
   const targets = result.rows.map((r) => (r.cond === null ? null : (d.conditions[r.cond]!.targets?.[0] ?? null)));
   const det = await CopyDetector.create(opts.trainImages);
   const copies = await det.stats(samples, targets);
