@@ -12,19 +12,21 @@ import { progressReporter, formatDuration } from '../engine/progress.ts';
 import { SqliteStore, STORE_MARKER, defaultStoreDir } from '../store/sqlite-store.ts';
 import { runRecord, type RunRecord } from '../store/run-record.ts';
 import { setFileHashCache } from '../store/fingerprint.ts';
+import { flagDocs, type HelpSection } from './help.ts';
 
 /** Schema fields of the store flags (spread into a command's schema). */
 export const STORE_FIELDS = {
-  store: z.string().min(1).optional(),
-  'dry-run': z.boolean().default(false),
+  store: z.string().min(1).optional().register(flagDocs, {
+    value: 'DIR',
+    help: 'results store (default $MEMSCOPE_STORE, else runs/store): every finished unit is kept there; a rerun (or another command planning the same unit) reuses it',
+  }),
+  'dry-run': z.boolean().default(false).register(flagDocs, {
+    help: 'print the resolved spec, the number of units (how many are already in the store) and an estimate of their time; computes and writes nothing',
+  }),
 };
 
-/** Help lines of the store flags. */
-export const STORE_HELP = `Results store:
-  --store DIR        results store (default $MEMSCOPE_STORE, else runs/store): every finished unit is
-                     kept there; a rerun (or another command planning the same unit) reuses it
-  --dry-run          print the resolved spec, the number of units (how many are already in the store)
-                     and an estimate of their time; computes and writes nothing`;
+/** The help section of the store flags. */
+export const STORE_SECTION: HelpSection = { heading: 'Results store:', flags: ['store', 'dry-run'] };
 
 /** The store folder: `--store`, else `$MEMSCOPE_STORE`, else `runs/store`. */
 export function storeDirOf(flag: string | undefined): string {
