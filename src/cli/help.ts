@@ -126,7 +126,7 @@ function flagLine(key: string, doc: FlagDoc, isSwitch: boolean, def: unknown, wh
   }
   let shown = formatDefault(def);
   if (doc.shownDefault !== undefined) {
-    if (!shown.endsWith(doc.shownDefault)) throw new Error(`${where}: --${key}: shownDefault "${doc.shownDefault}" is not the end of the schema default "${shown}"`);
+    if (!shown.replaceAll('\\', '/').endsWith(doc.shownDefault)) throw new Error(`${where}: --${key}: shownDefault "${doc.shownDefault}" is not the end of the schema default "${shown}"`);
     shown = doc.shownDefault;
   }
   if (help.includes('{default}')) help = help.replaceAll('{default}', shown);
@@ -158,8 +158,7 @@ function descriptionLines(help: string, col: number): string[] {
     // a "NAME   text" row (two or more spaces after its first word) wraps under its text
     const row = /^ *\S+ {2,}/.exec(para);
     const hang = row === null ? lead : row[0].length;
-    const lines = wrap(para, WIDTH - col, hang);
-    out.push(...lines);
+    out.push(...wrap(para, WIDTH - col, hang));
   }
   return out;
 }
