@@ -1,87 +1,36 @@
 /** `memscope sample`: sample a testbed condition or an ONNX model, tracing every step. */
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join } from 'node:path';
 import { positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import type { GuidanceSchedule } from '../guidance/schedules.ts';
 import { parseGuidance } from '../guidance/spec.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { loadSchedulerConfig } from '../schedules/config.ts';
 import { TENSOR_QUANTITIES, type TensorQuantity } from '../record/recorders.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { loadStudySource } from '../study/source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_HELP, sdSourceOptions, promptText } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_SECTION, sdSourceOptions, promptText } from './source-flags.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { STORE_FIELDS, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 
-export const SAMPLE_HELP = `memscope sample — sample with any sampler and guidance schedule, tracing every denoising step
-
-Usage: memscope sample [flags]
-
-Model (one of):
-  --model testbed            the analytic testbed on the embedded Fashion-MNIST data (default)
-      --prompts SPEC         conditions to sample: caption:0-3,class:0,uncond,all (default caption:0-1,class:0-1)
-      --captions N           number of memorized captions in the testbed (default 20)
-  --model DIR                a model trained by memscope train (DIR/model.json); --prompts as for the testbed
-  --model EXPORT_DIR         a Stable Diffusion ONNX export (diffusers / optimum layout), latent space
-      --prompt TEXT          one prompt to sample (or --prompt-set FILE with --prompts caption:0-3)
-      (the export's own scheduler config is used unless --scheduler-config is given)
-  --model PATH.onnx          an ONNX noise-prediction model with the diffusers U-Net signature
-      --cond FILE.npy        condition rows (class labels [K] or encoder_hidden_states [K,L,D]); each row is sampled
-      --uncond FILE.npy      the null condition (default zeros)
-      --prediction-type T    epsilon | v_prediction | sample (default: scheduler config, else epsilon)
-      --shape C,H,W          per-sample shape when the model's is dynamic
-
-Sampling:
-  --scheduler-config FILE    a diffusers scheduler_config.json (default: Stable Diffusion 1.x)
-  --sampler NAME             ${SAMPLER_NAMES.join(' | ')} (default ddim); diffusers' class names and the usual
-                             spellings are accepted (DDIMScheduler, DPMSolverMultistepScheduler, dpm++2m,
-                             EulerDiscreteScheduler, …)
-  --steps N                  inference steps (default 50)
-  --eta X                    DDIM η in [0, 1] (default 0 = deterministic; 1 = DDPM's posterior variance);
-                             only with --sampler ddim
-  --guidance SPEC            constant:7.5 | stp:7.5@500 | dtp:7.5 | og+dtp:7.5 | og+stp:7.5@500 |
-                             interval:7.5@200-700 | linear:7.5 | cosine:7.5 | none (default constant:7.5)
-  --seeds LIST               e.g. 0-3 or 1,5,9-12 (default 0-3); x_T = torch.randn with that seed
-  --batch-size N             rows per sampler call (default: all)
-
-Output:
-  --out DIR                  results directory (default runs/sample); replaced only when the run succeeds
-  --store DIR                results store (default $MEMSCOPE_STORE, else runs/store): every finished
-                             (condition, seed) unit is kept there; a rerun reuses stored units
-  --dry-run                  print the resolved spec, the number of units (how many are already in the
-                             store) and an estimate of their time; computes and writes nothing
-  --config OUT/run.json      re-run (or re-render from the store) the run that wrote OUT with the flags
-                             it was made from; flags given beside it override them; results go to OUT
-                             unless --out is given, into run.json's store unless --store is given
-  --trajectory               also save x_t of every step as trajectory.npy [steps+1, rows, ...], in the
-                             variance-preserving scale of the model input: for euler that is
-                             sample/√(σ²+1), not diffusers' latents (sample = x_t·√(σ²+1); multiply
-                             entry i by √(σ_i²+1) to get them); for ddim and dpmpp2m they are the same
-  --record LIST              more per-step tensors: ${TENSOR_QUANTITIES.join(',')} (saved as <name>.npy)
-
-${SD_SOURCE_HELP}
-
-Writes run.json (resolved spec, unit keys, store, versions), config.json (resolved settings), samples.npy (latents for an export, plus images.npy decoded), noise.npy, grid.png, guidance.json (t, ᾱ_t, s and
-d_t per step and row, switch steps), report.html.
-
-Examples:
-  memscope sample --prompts caption:0-3 --guidance og+dtp:7.5 --seeds 0-7 --out runs/og
-  memscope sample --model unet.onnx --cond cond.npy --uncond uncond.npy \\
-      --scheduler-config scheduler_config.json --sampler ddim --steps 50 --guidance dtp:7.5 \\
-      --seeds 0-3 --trajectory --out runs/a
-`;
-
 const Schema = z.object({
-  model: z.string().min(1).default('testbed'),
-  prompts: z.string().optional(),
-  captions: positiveInt('captions', 1000).optional(),
-  cond: z.string().optional(),
-  uncond: z.string().optional(),
-  'prediction-type': z.enum(['epsilon', 'v_prediction', 'sample']).optional(),
+  model: z.string().min(1).default('testbed').register(flagDocs, {
+    value: 'SPEC',
+    help: `the model to sample (default {default}), one of:
+  testbed      the analytic testbed on the embedded Fashion-MNIST data
+  DIR          a model trained by memscope train (DIR/model.json)
+  EXPORT_DIR   a Stable Diffusion ONNX export (diffusers / optimum layout), latent space; the export's own scheduler config is used unless --scheduler-config is given
+  PATH.onnx    an ONNX noise-prediction model with the diffusers U-Net signature`,
+  }),
+  prompts: z.string().optional().register(flagDocs, { value: 'SPEC', help: 'conditions to sample: caption:0-3,class:0,uncond,all (default caption:0-1,class:0-1); with --prompt-set on an export, its prompts (caption:0-3)' }),
+  captions: positiveInt('captions', 1000).optional().register(flagDocs, { value: 'N', help: 'number of memorized captions in the testbed (default 20)' }),
+  cond: z.string().optional().register(flagDocs, { value: 'FILE.npy', help: 'condition rows (class labels [K] or encoder_hidden_states [K,L,D]); each row is sampled' }),
+  uncond: z.string().optional().register(flagDocs, { value: 'FILE.npy', help: 'the null condition (default zeros)' }),
+  'prediction-type': z.enum(['epsilon', 'v_prediction', 'sample']).optional().register(flagDocs, { value: 'T', help: 'epsilon | v_prediction | sample (default: scheduler config, else epsilon)' }),
   shape: z
     .string()
     .transform((s, ctx) => {
@@ -91,20 +40,65 @@ const Schema = z.object({
       }
       return s.split(',').map(Number);
     })
-    .optional(),
-  'scheduler-config': z.string().optional(),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  eta: finiteNumber('eta', { lo: 0, hi: 1, what: "DDIM's η: 0 deterministic, 1 = DDPM's variance; above 1 the step's variance exceeds 1 − ᾱ_prev" }).optional(),
-  guidance: z.string().default('constant:7.5'),
-  seeds: z.string().default('0-3'),
-  'batch-size': positiveInt('batch-size').optional(),
-  out: z.string().min(1).default('runs/sample'),
-  trajectory: z.boolean().default(false),
-  record: z.string().optional(),
-  prompt: promptText().optional(),
+    .optional()
+    .register(flagDocs, { value: 'C,H,W', help: "per-sample shape when the model's is dynamic" }),
+  'scheduler-config': z.string().optional().register(flagDocs, { value: 'FILE', help: 'a diffusers scheduler_config.json (default: Stable Diffusion 1.x; an export: its own)' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, {
+    value: 'NAME',
+    help: `${SAMPLER_HELP} (default {default}); diffusers' class names and the usual spellings are accepted (DDIMScheduler, DPMSolverMultistepScheduler, dpm++2m, EulerDiscreteScheduler, …)`,
+  }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  eta: finiteNumber('eta', { lo: 0, hi: 1, what: "DDIM's η: 0 deterministic, 1 = DDPM's variance; above 1 the step's variance exceeds 1 − ᾱ_prev" })
+    .optional()
+    .register(flagDocs, { value: 'X', help: "DDIM η in [0, 1] (default 0 = deterministic; 1 = DDPM's posterior variance); only with --sampler ddim" }),
+  guidance: z.string().default('constant:7.5').register(flagDocs, {
+    value: 'SPEC',
+    help: 'constant:7.5 | stp:7.5@500 | dtp:7.5 | og+dtp:7.5 | og+stp:7.5@500 | interval:7.5@200-700 | linear:7.5 | cosine:7.5 | none',
+  }),
+  seeds: z.string().default('0-3').register(flagDocs, { value: 'LIST', help: 'e.g. 0-3 or 1,5,9-12 (default {default}); x_T = torch.randn with that seed' }),
+  'batch-size': positiveInt('batch-size').optional().register(flagDocs, { value: 'N', help: 'rows per sampler call (default: all)' }),
+  out: z.string().min(1).default('runs/sample').register(flagDocs, { value: 'DIR', help: 'results directory (default {default}); replaced only when the run succeeds' }),
+  trajectory: z.boolean().default(false).register(flagDocs, {
+    help: "also save x_t of every step as trajectory.npy [steps+1, rows, ...], in the variance-preserving scale of the model input: for euler that is sample/√(σ²+1), not diffusers' latents (sample = x_t·√(σ²+1); multiply entry i by √(σ_i²+1) to get them); for ddim and dpmpp2m they are the same",
+  }),
+  record: z.string().optional().register(flagDocs, { value: 'LIST', help: `more per-step tensors: ${TENSOR_QUANTITIES.join(',')} (saved as <name>.npy)` }),
+  prompt: promptText().optional().register(flagDocs, { value: 'TEXT', help: 'one prompt to sample (or --prompt-set FILE with --prompts caption:0-3)' }),
   ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
+});
+
+/** The help of `memscope sample`, generated from its schema (and --config, which parseCommandFlags adds). */
+export const SAMPLE_HELP = commandHelp(Schema, {
+  title: 'memscope sample — sample with any sampler and guidance schedule, tracing every denoising step',
+  usage: 'memscope sample [flags]',
+  blocks: [
+    { heading: 'Model:', flags: ['model'] },
+    { heading: 'Testbed and trained models (--model testbed | DIR):', flags: ['prompts', 'captions'] },
+    { heading: 'Stable Diffusion export (--model EXPORT_DIR; more flags below):', flags: ['prompt'] },
+    { heading: 'ONNX model (--model PATH.onnx):', flags: ['cond', 'uncond', 'prediction-type', 'shape'] },
+    { heading: 'Sampling:', flags: ['scheduler-config', 'sampler', 'steps', 'eta', 'guidance', 'seeds', 'batch-size'] },
+    {
+      heading: 'Output:',
+      flags: [
+        'out',
+        'store',
+        'dry-run',
+        { flag: 'config', value: 'OUT/run.json', help: "re-run (or re-render from the store) the run that wrote OUT with the flags it was made from; flags given beside it override them; results go to OUT unless --out is given, into run.json's store unless --store is given" },
+        'trajectory',
+        'record',
+      ],
+    },
+    SD_SOURCE_SECTION,
+    `Writes run.json (resolved spec, unit keys, store, versions), config.json (resolved settings),
+samples.npy (latents for an export, plus images.npy decoded), noise.npy, grid.png, guidance.json
+(t, ᾱ_t, s and d_t per step and row, switch steps), report.html.`,
+  ],
+  examples: [
+    'memscope sample --prompts caption:0-3 --guidance og+dtp:7.5 --seeds 0-7 --out runs/og',
+    `memscope sample --model unet.onnx --cond cond.npy --uncond uncond.npy \\
+      --scheduler-config scheduler_config.json --sampler ddim --steps 50 --guidance dtp:7.5 \\
+      --seeds 0-3 --trajectory --out runs/a`,
+  ],
 });
 
 /** Parse and run `memscope sample`. */

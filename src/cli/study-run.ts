@@ -13,22 +13,28 @@ import { progressReporter, formatDuration } from '../engine/progress.ts';
 import { SqliteStore, STORE_MARKER, defaultStoreDir } from '../store/sqlite-store.ts';
 import { runRecord, RUN_FORMAT, type RunRecord, type CommandLine } from '../store/run-record.ts';
 import { setFileHashCache } from '../store/fingerprint.ts';
+import { flagDocs, type HelpSection } from './help.ts';
 
 /** Schema fields of the store flags (spread into a command's schema). */
 export const STORE_FIELDS = {
-  store: z.string().min(1).optional(),
-  'dry-run': z.boolean().default(false),
+  store: z.string().min(1).optional().register(flagDocs, {
+    value: 'DIR',
+    help: 'results store (default $MEMSCOPE_STORE, else runs/store): every finished unit is kept there; a rerun (or another command planning the same unit) reuses it',
+  }),
+  'dry-run': z.boolean().default(false).register(flagDocs, {
+    help: 'print the resolved spec, the number of units (how many are already in the store) and an estimate of their time; computes and writes nothing',
+  }),
 };
 
-/** Help lines of the store flags. */
-export const STORE_HELP = `Results store:
-  --store DIR        results store (default $MEMSCOPE_STORE, else runs/store): every finished unit is
-                     kept there; a rerun (or another command planning the same unit) reuses it
-  --dry-run          print the resolved spec, the number of units (how many are already in the store)
-                     and an estimate of their time; computes and writes nothing
-  --config FILE      re-run (or, with every unit stored, re-render) the run whose run.json FILE is,
-                     with the flags it was made from: flags given beside it override them; results
-                     go to FILE's folder unless --out is given, into run.json's store unless --store`;
+/** The help section of the store flags, with `--config` (parsed by {@link parseCommandFlags}, not a schema field). */
+export const STORE_SECTION: HelpSection = {
+  heading: 'Results store:',
+  flags: [
+    'store',
+    'dry-run',
+    { flag: 'config', value: 'FILE', help: "re-run (or, with every unit stored, re-render) the run whose run.json FILE is, with the flags it was made from: flags given beside it override them; results go to FILE's folder unless --out is given, into run.json's store unless --store" },
+  ],
+};
 
 /** The store folder: `--store`, else `$MEMSCOPE_STORE`, else `runs/store`. */
 export function storeDirOf(flag: string | undefined): string {

@@ -1,12 +1,12 @@
 /** `memscope validate`: does a trained testbed memorize its captions and generalize on its classes? */
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Classifier } from '../models/classifier.ts';
 import { positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/spec.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
@@ -14,7 +14,7 @@ import { parseConditions } from '../study/conditions.ts';
 import { validateSamples, VALIDATE_BATCH } from '../study/validate.ts';
 import { sampleStudy, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 import { folderFingerprint } from '../store/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
 import { defaultClassifierDir, pixelCodec } from '../study/source.ts';
 import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
@@ -22,40 +22,33 @@ import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 
-export const VALIDATE_HELP = `memscope validate — measure memorization and generalization of a trained model
+const Schema = z.object({
+  model: z.string().min(1).register(flagDocs, { value: 'DIR', help: 'the trained model (memscope train) to validate' }),
+  seeds: z.string().default('0-15').register(flagDocs, { value: 'LIST', help: 'seeds per condition' }),
+  guidance: z.string().default('constant:7.5').register(flagDocs, { value: 'SPEC', help: 'guidance schedule, as memscope sample --guidance' }),
+  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'conditions to sample (default {default}: every caption and class prompt)' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  out: z.string().optional().register(flagDocs, { value: 'DIR', help: "results directory (default <model>/validation; runs/validate/<name> for a model shipped in memscope's models/ folder: results never go into models/)" }),
+  classifier: z.string().optional().register(flagDocs, { value: 'DIR', help: 'classifier for class-prompt alignment (default models/classifier when present)' }),
+  ...STORE_FIELDS,
+});
 
-Usage: memscope validate --model DIR [flags]
-  --seeds LIST       seeds per condition (default 0-15)
-  --guidance SPEC    default constant:7.5
-  --prompts SPEC     default all (every caption and class prompt)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --out DIR          default <model>/validation; runs/validate/<name> for a model shipped in
-                     memscope's models/ folder (results never go into models/)
-  --classifier DIR   classifier for class-prompt alignment (default models/classifier when present)
-
-${STORE_HELP}
-
-For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
+/** The help of `memscope validate`, generated from its schema. */
+export const VALIDATE_HELP = commandHelp(Schema, {
+  title: 'memscope validate — measure memorization and generalization of a trained model',
+  usage: 'memscope validate --model DIR [flags]',
+  blocks: [
+    { flags: ['model', 'seeds', 'guidance', 'prompts', 'sampler', 'steps', 'out', 'classifier'] },
+    STORE_SECTION,
+    `For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
 central 28×28) is the caption's own image, the strict ratio test d1/d2 < 1/3 (docs/methods.md §5.4) and the
 pixel copy similarity; for class prompts the same copy tests. The samples are the sample study's units
 (one per condition and seed): memscope sample --model DIR with the same guidance, sampler, steps and
 seeds reuses them, and a rerun samples nothing. Writes run.json, validation.json and report.html and
-prints the summary.
-
-Example:
-  memscope validate --model models/duplication --seeds 0-15
-`;
-
-const Schema = z.object({
-  model: z.string().min(1),
-  seeds: z.string().default('0-15'),
-  guidance: z.string().default('constant:7.5'),
-  prompts: z.string().default('all'),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  out: z.string().optional(),
-  classifier: z.string().optional(),
-  ...STORE_FIELDS,
+prints the summary.`,
+  ],
+  examples: ['memscope validate --model models/duplication --seeds 0-15'],
 });
 
 /** Parse and run `memscope validate`. */
