@@ -42,9 +42,6 @@ const LAYERS = [
 const DOMAIN_FREE = ['engine', 'store'];
 const DOMAIN_FREE_MAY_IMPORT = ['engine', 'store', 'tensor', 'random', 'io'];
 
-/** The one exempt cycle (type-only; see the no-circular rule). */
-const EXEMPT_CYCLE = '^src/study/(source|sd-source)\\.ts$';
-
 const alt = (xs) => `(${xs.join('|')})`;
 
 /** One rule per layer: nothing below it imports it. */
@@ -60,13 +57,9 @@ module.exports = {
   forbidden: [
     {
       name: 'no-circular',
-      comment:
-        'No import cycles (type-only imports count too). One documented exemption (docs/ARCHITECTURE.md): ' +
-        'the type-only cycle study/source.ts → study/sd-source.ts → (import type StudySource) study/source.ts, ' +
-        'which the model-source registry (issue 15 §5) replaces. A cycle is reported from every module on it, ' +
-        'so exempting these two as `from` exempts only cycles made of them alone.',
+      comment: 'No import cycles (type-only imports count too).',
       severity: 'error',
-      from: { pathNot: EXEMPT_CYCLE },
+      from: {},
       to: { circular: true },
     },
     ...layerRules,

@@ -32,7 +32,7 @@ export async function benchMitigation(reps = 3): Promise<Record<string, unknown>
   const images = conds.length * seeds.length;
   const run = async (i: number): Promise<number> => {
     const t0 = performance.now();
-    const p = await prepareMethod(methods[i]!, { denoiser: d, trained: src.trained, lambda: 7.5, conds, noise, firstTimestep });
+    const p = await prepareMethod(methods[i]!, { denoiser: d, capabilities: src.capabilities, classOf: src.data.classOf, lambda: 7.5, conds, noise, firstTimestep });
     try {
       for (const part of p.parts) {
         await runSampling({ denoiser: part.denoiser, conds, seeds: part.seedIndices.map((k) => seeds[k]!), sampler, steps, config, guidance: p.guidance });

@@ -34,6 +34,7 @@ export { cacheDir, hashData, eighStats, eighCached, eighCachedMany, type EighCac
 export * from './denoisers/mixture.ts';
 export * from './denoisers/onnx.ts';
 export * from './denoisers/trained.ts';
+export * from './denoisers/attention.ts';
 export * from './denoisers/swap.ts';
 export * from './record/recorders.ts';
 export * from './analysis/alignment.ts';
@@ -56,6 +57,7 @@ export * from './metrics/types.ts';
 export * from './mitigate/methods.ts';
 export * from './mitigate/prompt-noise.ts';
 export * from './mitigate/ren-attention.ts';
+export * from './mitigate/capabilities.ts';
 export * from './mitigate/wen-embedding.ts';
 export * from './study/testbed.ts';
 export * from './study/source.ts';

@@ -1,74 +1,58 @@
 /** `memscope analyze kim`: the Kim et al. analysis suite (SPEC §3) on a model and a prompt set. */
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
+import { positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { planKim, kimStudy, finishKimStudy, KIM_DEFAULTS, type KimSettings, type KimSource, type KimStudy } from '../study/kim.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 
-export const ANALYZE_HELP = `memscope analyze kim — how diffusion models memorize (Kim et al.; docs/methods.md §3)
+const Schema = z.object({
+  model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
+  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'conditions to study, e.g. caption:0-49,class:0-9' }),
+  seeds: z.string().default('0-15').register(flagDocs, { value: 'LIST', help: 'seeds per prompt' }),
+  scales: z.string().default('1,7.5').register(flagDocs, { value: 'LIST', help: 'guidance scales s' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  descriptor: z.string().optional().register(flagDocs, {
+    value: 'LIST',
+    help: "copy descriptor(s) f of the memorization score, comma-separated; the first drives the correlations, the others are scored on the same samples: pixel (mean-centred cosine), learned[:DIR] (memscope's contrastive descriptor, models/descriptor), sscd:PATH (a user's SSCD ONNX export) (default pixel,learned; pixel on a Stable Diffusion export)",
+  }),
+  threshold: finiteNumber('threshold', { lo: -1, hi: 1 }).default(0.75).register(flagDocs, { value: 'X', help: 'memorization-score threshold' }),
+  'k-scales': z.string().default(KIM_DEFAULTS.kScales.join(',')).register(flagDocs, { value: 'LIST', help: 'scales at which k(T) and x̂0(T) are shown' }),
+  'no-replay': z.boolean().default(false).register(flagDocs, { help: "skip the target-unknown pass (x = each seed's own final sample)" }),
+  out: z.string().default('runs/kim').register(flagDocs, { value: 'DIR', help: 'results directory' }),
+  ...STORE_FIELDS,
+  ...SD_SOURCE_FIELDS,
+});
 
-Usage: memscope analyze kim [flags]
-  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
-                     (with --prompt-set) | default (models/duplication when present)
-  --prompts SPEC     conditions to study, e.g. caption:0-49,class:0-9 (default all)
-  --seeds LIST       seeds per prompt (default 0-15)
-  --scales LIST      guidance scales s (default 1,7.5)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --descriptor LIST  copy descriptor(s) f of the memorization score, comma-separated; the first
-                     drives the correlations, the others are scored on the same samples:
-                     pixel (mean-centred cosine), learned[:DIR] (memscope's contrastive
-                     descriptor, models/descriptor), sscd:PATH (a user's SSCD ONNX export)
-                     (default pixel,learned; pixel on a Stable Diffusion export)
-  --threshold X      memorization-score threshold (default 0.75)
-  --k-scales LIST    scales at which k(T) and x̂0(T) are shown (default 0,0.5,1,2,4,7.5,10)
-  --no-replay        skip the target-unknown pass (x = each seed's own final sample)
-  --out DIR          results directory (default runs/kim)
-
-${STORE_HELP}
-
-${SD_SOURCE_HELP}
-
-Per prompt and scale, streaming over the denoising steps: the x0- and ε-space loss, cos(x̂0, x),
+/** The help of `memscope analyze kim`, generated from its schema. */
+export const ANALYZE_HELP = commandHelp(Schema, {
+  title: 'memscope analyze kim — how diffusion models memorize (Kim et al.; docs/methods.md §3)',
+  usage: 'memscope analyze kim [flags]',
+  blocks: [
+    { flags: ['model', 'prompts', 'seeds', 'scales', 'sampler', 'steps', 'descriptor', 'threshold', 'k-scales', 'no-replay', 'out'] },
+    STORE_SECTION,
+    SD_SOURCE_SECTION,
+    `Per prompt and scale, streaming over the denoising steps: the x0- and ε-space loss, cos(x̂0, x),
 k(t) with its affine split, the first-step noise diagnostics, the seed diversity trace, the PC1
 ratio of the updates, the least-squares decomposition x_t ≈ w0·x + wT·x_T and the deviation sums,
 then the memorization score and the correlations (95 % bootstrap intervals). Memorized prompts are
 the conditions tied to a training image. Each prompt at each scale is a unit kept in the results
-store: a killed run resumes where it stopped, and a rerun computes nothing.
-
-Writes run.json, settings.json, kim.json, prompts.csv, first-step.csv, correlations.csv, claims.md,
-figures/*.svg|png and report.html.
-
-Examples:
-  memscope analyze kim --model models/duplication --out runs/kim-duplication
-  memscope analyze kim --model testbed --seeds 0-7 --out runs/kim-testbed
-`;
-
-const Schema = z.object({
-  model: z.string().default('default'),
-  prompts: z.string().default('all'),
-  seeds: z.string().default('0-15'),
-  scales: z.string().default('1,7.5'),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  descriptor: z.string().optional(),
-  threshold: finiteNumber('threshold', { lo: -1, hi: 1 }).default(0.75),
-  'k-scales': z.string().default(KIM_DEFAULTS.kScales.join(',')),
-  'no-replay': z.boolean().default(false),
-  out: z.string().default('runs/kim'),
-  ...STORE_FIELDS,
-  ...SD_SOURCE_FIELDS,
+store: a killed run resumes where it stopped, and a rerun computes nothing.`,
+    `Writes run.json, settings.json, kim.json, prompts.csv, first-step.csv, correlations.csv, claims.md,
+figures/*.svg|png and report.html.`,
+  ],
+  examples: ['memscope analyze kim --model models/duplication --out runs/kim-duplication', 'memscope analyze kim --model testbed --seeds 0-7 --out runs/kim-testbed'],
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse a comma-separated list of finite numbers, naming the flag on error. */
 export function parseNumberList(spec: string, arg: string): number[] {
@@ -82,7 +66,7 @@ export function parseNumberList(spec: string, arg: string): number[] {
 export async function analyzeCommand(argv: string[]): Promise<void> {
   const [suite, ...rest] = argv;
   if (suite !== 'kim') throw new UsageError(`expected a suite name: kim (got ${suite === undefined ? 'nothing' : `"${suite}"`})${suite === undefined ? '' : didYouMean(suite, ['kim'])}`);
-  const o = validateFlags(Schema, parseFlags(rest, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(rest, Schema, { command: 'analyze kim' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   const scales = parseNumberList(o.scales, '--scales');
   const kScales = parseNumberList(o['k-scales'], '--k-scales');
@@ -90,7 +74,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const { spec: spec0, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no prompt to analyse; list conditions such as caption:0-9,class:0-9'));
   const trainMean = meanBatch(src.trainImages).data;
-  const descriptorSpec = o.descriptor ?? (src.sd ? 'pixel' : 'pixel,learned');
+  const descriptorSpec = o.descriptor ?? src.defaults.analysisDescriptors;
   const specs = descriptorSpec.split(',').map((x) => x.trim());
   if (specs.some((x) => x === '')) throw new UsageError(`--descriptor: empty entry in "${descriptorSpec}"`);
   const [descriptor, ...extraDescriptors] = await Promise.all(
@@ -126,7 +110,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch) });
+    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch), commandLine });
     const done = await finishKimStudy(outcome.units, store, source, settings, outcome.reused);
     study = done;
     claims = await withResultsDir(o.out, async (dir) => {

@@ -1,66 +1,55 @@
 /** `memscope curves`: guidance-magnitude curves and the static transition point (Jain et al., SPEC §4.1–4.2). */
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { curvesStudy, type CurveMode, type CurvesSource, type GroupCurves } from '../study/curves.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series, type Marker } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 
-export const CURVES_HELP = `memscope curves — guidance-magnitude curves and the static transition point (docs/methods.md §4.1–4.2)
-
-Usage: memscope curves [flags]
-  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
-                     (with --prompt-set) | default (models/duplication when present)
-  --prompts SPEC     prompts (default all; memorized = conditions tied to a training image)
-  --seeds LIST       (default 0-3)
-  --scale X          λ: standard CFG uses s = λ, opposite guidance s = −λ (default 7.5)
-  --modes LIST       zero,cfg,og (default all three)
-  --fraction X       d_t counts as low below this fraction of its maximum (default 0.1)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --out DIR          (default runs/curves)
-
-${STORE_HELP}
-
-${SD_SOURCE_HELP}
-
-Per step, mean ± std over the prompts' seeds of ‖ε_c‖, ‖ε_u‖ and ‖ε_c − ε_u‖ (√d_t) for memorized
-and normal prompts under each mode, and the static transition point of each group: the first step
-of the final stretch where the mean d_t stays below --fraction of its maximum. One stored unit per
-mode, prompt and seed: a rerun computes nothing. Writes run.json, settings.json, curves.json,
-d.svg|png, norms.svg|png and report.html.
-
-Example:
-  memscope curves --model models/duplication --prompts all --seeds 0-3 --scale 7.5 --out runs/curves
-`;
-
 const MODES: readonly CurveMode[] = ['zero', 'cfg', 'og'];
 const Schema = z.object({
-  model: z.string().default('default'),
-  prompts: z.string().default('all'),
-  seeds: z.string().default('0-3'),
-  scale: finiteNumber('scale').default(7.5),
-  modes: z.string().default('zero,cfg,og'),
-  fraction: finiteNumber('fraction', { lo: 0, hi: 1, loOpen: true }).default(0.1),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  out: z.string().default('runs/curves'),
+  model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
+  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'prompts (default {default}; memorized = conditions tied to a training image)' }),
+  seeds: z.string().default('0-3').register(flagDocs, { value: 'LIST', help: 'seeds per prompt' }),
+  scale: finiteNumber('scale').default(7.5).register(flagDocs, { value: 'X', help: 'λ: standard CFG uses s = λ, opposite guidance s = −λ' }),
+  modes: z.string().default('zero,cfg,og').register(flagDocs, { value: 'LIST', help: 'some of zero,cfg,og' }),
+  fraction: finiteNumber('fraction', { lo: 0, hi: 1, loOpen: true }).default(0.1).register(flagDocs, { value: 'X', help: 'd_t counts as low below this fraction of its maximum' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  out: z.string().default('runs/curves').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
+
+/** The help of `memscope curves`, generated from its schema. */
+export const CURVES_HELP = commandHelp(Schema, {
+  title: 'memscope curves — guidance-magnitude curves and the static transition point (docs/methods.md §4.1–4.2)',
+  usage: 'memscope curves [flags]',
+  blocks: [
+    { flags: ['model', 'prompts', 'seeds', 'scale', 'modes', 'fraction', 'sampler', 'steps', 'out'] },
+    STORE_SECTION,
+    SD_SOURCE_SECTION,
+    `Per step, mean ± std over the prompts' seeds of ‖ε_c‖, ‖ε_u‖ and ‖ε_c − ε_u‖ (√d_t) for memorized
+and normal prompts under each mode, and the static transition point of each group: the first step
+of the final stretch where the mean d_t stays below --fraction of its maximum. One stored unit per
+mode, prompt and seed: a rerun computes nothing. Writes run.json, settings.json, curves.json,
+d.svg|png, norms.svg|png and report.html.`,
+  ],
+  examples: ['memscope curves --model models/duplication --prompts all --seeds 0-3 --scale 7.5 --out runs/curves'],
+});
 
 /** Parse and run `memscope curves`. */
 export async function curvesCommand(argv: string[]): Promise<void> {
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS, { guidance: 'scale' }));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'curves', renamed: { guidance: 'scale' } });
   const modes = o.modes.split(',').map((m) => m.trim());
   for (const m of modes) if (!MODES.includes(m as CurveMode)) throw new UsageError(`--modes: "${m}" is not one of ${MODES.join(', ')}`);
   if (new Set(modes).size !== modes.length) throw new UsageError(`--modes: "${o.modes}" names a mode twice`);
@@ -83,7 +72,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store);
+    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store, { commandLine });
     runJson = ran.runJson;
     r = { ...(await curvesStudy.reduce(ran.outcome.units, store, spec)), seconds: (performance.now() - started) / 1000 };
   } finally {

@@ -1,14 +1,14 @@
 /** `memscope demo` (= `npm start`): the main job on the embedded default, written as an HTML report. */
 import { rateText } from '../analysis/verdict.ts';
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
+import { positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/spec.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 import { demoConditions, demoFingerprint, demoStudy, scoreDemo, type DemoOutcome, type DemoSettings } from '../study/demo.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
@@ -18,56 +18,46 @@ import type { DemoSource } from '../study/demo.ts';
 import { loadStudySource, resolveModelSpec } from '../study/source.ts';
 import { numel } from '../tensor/tensor.ts';
 
-export const DEMO_HELP = `memscope demo — memorized vs generalizing conditions under CFG, DTP and OG+DTP (= npm start)
+const Schema = z.object({
+  out: z.string().min(1).default('out/demo').register(flagDocs, { value: 'DIR', help: 'results directory' }),
+  model: z.string().min(1).default('default').register(flagDocs, {
+    value: 'M',
+    help: 'testbed | a trained model directory | {default} (the shipped trained duplication model when the package has one, else the analytic testbed)',
+  }),
+  seeds: z.string().optional().register(flagDocs, { value: 'LIST', help: 'seeds per condition (default 0-7)' }),
+  memorized: z.string().default('caption:0-3').register(flagDocs, { value: 'SPEC', help: 'memorized captions' }),
+  generalizing: z.string().default('class:0-3').register(flagDocs, { value: 'SPEC', help: 'class prompts' }),
+  guidance: z.string().default('constant:7.5;dtp:7.5;og+dtp:7.5').register(flagDocs, { value: 'LIST', help: "';'-separated schedules" }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  ...STORE_FIELDS,
+});
 
-On the shipped trained duplication model (default; captions each tied to one training image
+/** The help of `memscope demo`, generated from its schema. */
+export const DEMO_HELP = commandHelp(Schema, {
+  title: 'memscope demo — memorized vs generalizing conditions under CFG, DTP and OG+DTP (= npm start)',
+  intro: `On the shipped trained duplication model (default; captions each tied to one training image
 duplicated 100 times, class prompts over all images) or, with --model testbed, on the analytic
 testbed (memorized captions = the exact denoiser of one training image each; class prompts and the
 unconditional branch = Gaussians that generalize), samples each condition with every guidance
 schedule and reports which samples copy their training image, the d_t = ‖ε_c − ε_u‖² curves and
-where DTP switched.
-
-Usage: memscope demo [flags]
-  --model M          testbed | a trained model directory | default (the shipped trained duplication
-                     model when the package has one, else the analytic testbed)
-  --out DIR          results directory (default out/demo)
-  --seeds LIST       seeds per condition (default 0-7)
-  --memorized SPEC   memorized captions (default caption:0-3)
-  --generalizing SPEC class prompts (default class:0-3)
-  --guidance LIST    ';'-separated schedules (default constant:7.5;dtp:7.5;og+dtp:7.5)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)
-  --steps N          inference steps (default 50)
-
-${STORE_HELP}
-
-Every (schedule, condition, seed) sample is a unit of the sample study in the results store (keyed
+where DTP switched.`,
+  usage: 'memscope demo [flags]',
+  blocks: [
+    { flags: ['model', 'out', 'seeds', 'memorized', 'generalizing', 'guidance', 'sampler', 'steps'] },
+    STORE_SECTION,
+    `Every (schedule, condition, seed) sample is a unit of the sample study in the results store (keyed
 as memscope sample keys it: memscope sample with the same model, schedule, sampler, steps and seeds
-reuses the demo's samples and the other way round); a rerun samples nothing.
-
-Writes run.json (resolved spec, unit keys, store, versions), report.html, config.json, summary.json,
-grid-*.png and d_t-*.svg, and prints the report's path.
-
-Examples:
-  memscope demo
-  memscope demo --seeds 0-15 --guidance "constant:7.5;stp:7.5@500;og+stp:7.5@500" --out out/stp
-`;
-
-const Schema = z.object({
-  out: z.string().min(1).default('out/demo'),
-  model: z.string().min(1).default('default'),
-  seeds: z.string().optional(),
-  memorized: z.string().default('caption:0-3'),
-  generalizing: z.string().default('class:0-3'),
-  guidance: z.string().default('constant:7.5;dtp:7.5;og+dtp:7.5'),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  ...STORE_FIELDS,
+reuses the demo's samples and the other way round); a rerun samples nothing.`,
+    `Writes run.json (resolved spec, unit keys, store, versions), report.html, config.json, summary.json,
+grid-*.png and d_t-*.svg, and prints the report's path.`,
+  ],
+  examples: ['memscope demo', 'memscope demo --seeds 0-15 --guidance "constant:7.5;stp:7.5@500;og+stp:7.5@500" --out out/stp'],
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope demo`. */
 export async function demoCommand(argv: string[]): Promise<void> {
-  const o = validate(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'demo' });
   const source = await asInput('--model', () => resolveModelSpec(o.model));
   let seeds: number[];
   let guidance: string[];
@@ -99,7 +89,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
       return;
     }
     log(`  ${tb.description} ready in ${((performance.now() - started) / 1000).toFixed(1)} s; sampling`);
-    const ran = await runStudyUnits('demo', demoStudy, spec, units, studySource, store);
+    const ran = await runStudyUnits('demo', demoStudy, spec, units, studySource, store, { commandLine });
     runJson = ran.runJson;
     const sampled = await demoStudy.reduce(ran.outcome.units, store, spec);
     for (const r of sampled.runs) log(`  ${r.guidance.padEnd(14)} ${r.result.rows.length} samples in ${r.result.seconds.toFixed(1)} s`);

@@ -1,14 +1,14 @@
 /** `memscope detect`: memorization detection scores and their ROC over a labelled prompt set. */
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { closeDetectSource, detectPrompts, detectStudy, detectionResult, planDetection, type DetectResult, type DetectSource } from '../study/detect.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -16,56 +16,46 @@ import { lineChart } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 
-export const DETECT_HELP = `memscope detect — is this prompt memorized? Detection scores and ROC (docs/methods.md §4.4)
-
-Usage: memscope detect [flags]
-  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
-                     (with --prompt-set) | default (models/duplication when present)
-  --prompts SPEC     labelled prompt set (default all: memorized = conditions tied to a training image)
-  --seeds LIST       generations per prompt (default 0-3, as Wen et al.)
-  --scale X          guidance scale λ of the scored sampling run (default 7.5)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --out DIR          (default runs/detect)
-
-${SD_SOURCE_HELP}
-
-Detectors: Wen et al.'s first-step ‖ε_c − ε_u‖ averaged over the seeds and its all-steps mean;
-Ren et al.'s cross-attention entropy at the first step on trained text models. For each: ROC AUC
-with its 95 % Hanley–McNeil interval ("inconclusive" below 10 prompts per class) and TPR at 1 % FPR
-with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detect.json, detect.csv, roc.svg|png,
-report.html and run.json (the resolved settings, the unit keys, the store).
-
-${STORE_HELP}
-Units are one prompt (all its seeds); a killed run resumes with the prompts it had not scored.
-
-Example:
-  memscope detect --model models/duplication --out runs/detect
-`;
-
 const Schema = z.object({
-  model: z.string().default('default'),
-  prompts: z.string().default('all'),
-  seeds: z.string().default('0-3'),
-  scale: finiteNumber('scale').default(7.5),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  out: z.string().default('runs/detect'),
+  model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
+  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'labelled prompt set (default {default}: memorized = conditions tied to a training image)' }),
+  seeds: z.string().default('0-3').register(flagDocs, { value: 'LIST', help: 'generations per prompt (default {default}, as Wen et al.)' }),
+  scale: finiteNumber('scale').default(7.5).register(flagDocs, { value: 'X', help: 'guidance scale λ of the scored sampling run' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  out: z.string().default('runs/detect').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...SD_SOURCE_FIELDS,
   ...STORE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
+
+/** The help of `memscope detect`, generated from its schema. */
+export const DETECT_HELP = commandHelp(Schema, {
+  title: 'memscope detect — is this prompt memorized? Detection scores and ROC (docs/methods.md §4.4)',
+  usage: 'memscope detect [flags]',
+  blocks: [
+    { flags: ['model', 'prompts', 'seeds', 'scale', 'sampler', 'steps', 'out'] },
+    SD_SOURCE_SECTION,
+    `Detectors: Wen et al.'s first-step ‖ε_c − ε_u‖ averaged over the seeds and its all-steps mean;
+Ren et al.'s cross-attention entropy at the first step on trained text models. For each: ROC AUC
+with its 95 % Hanley–McNeil interval ("inconclusive" below 10 prompts per class) and TPR at 1 % FPR
+with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detect.json, detect.csv, roc.svg|png,
+report.html and run.json (the resolved settings, the unit keys, the store).`,
+    STORE_SECTION,
+    `Units per prompt (all its seeds): its CFG sampling run and its scores; a killed run resumes with the
+prompts it had not scored. The sampling units are those of evaluate's cfg row: after \`memscope evaluate
+--methods cfg\` with the same model, prompts, --seeds, --scale, --sampler and --steps (and store),
+detect samples nothing (the reverse too).`,
+  ],
+  examples: ['memscope detect --model models/duplication --out runs/detect'],
+});
 
 /** Parse and run `memscope detect`. */
 export async function detectCommand(argv: string[]): Promise<void> {
   refuseOldScaleFlag(argv, false);
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'detect' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  const { spec, src } = await loadCliSource(o.model, o, { exposeCrossAttention: o.model !== 'testbed' }).catch(async (e: Error) => {
-    // unconditional models have no cross-attention: load them plainly
-    if (/unconditional model/.test(e.message)) return loadCliSource(o.model, o);
-    throw e;
-  });
+  const { spec, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
   const settings = { prompts, seeds, scale: o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
@@ -81,13 +71,12 @@ export async function detectCommand(argv: string[]): Promise<void> {
   try {
     if (o['dry-run'] || store === null) {
       process.stdout.write(dryRunText('detect', runSpec, units, store, storeDir));
-      await src.trained?.attention?.dispose();
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch });
+    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch, commandLine });
     runJson = ran.runJson;
-    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} prompts reused from ${storeDir}`);
+    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} units (CFG sampling and scores per prompt) reused from ${storeDir}`);
     r = detectionResult(labelled, ran.outcome.units, settings, log);
   } catch (e) {
     throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;
@@ -120,7 +109,6 @@ export async function detectCommand(argv: string[]): Promise<void> {
     ].join('\n');
     await writeFileAtomic(join(dir, 'report.html'), page('memscope detect', body));
   }, { command: 'detect' });
-  await src.trained?.attention?.dispose();
   await src.denoiser.dispose?.();
   for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.aucText}; TPR@1%FPR ${x.tprAt1Text}\n`);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);

@@ -1,13 +1,13 @@
 /** `memscope evaluate`: the mitigation evaluation table of Jain et al. (SPEC §4.5). */
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag, nonNegativeInt } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag, nonNegativeInt } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { SHIPPED_MODEL, defaultClassifierDir, type StudySource } from '../study/source.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
+import type { StudySource } from '../study/source.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { checkEvaluation, evaluateStudy, planEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type EvaluateSource, type MethodRow } from '../study/evaluate.ts';
 import { DEFAULT_METHODS, METHODS, parseMethods, methodLambda, methodRequires, skippedMethods, type MethodSpec } from '../mitigate/methods.ts';
@@ -20,53 +20,72 @@ import { meanBatch } from '../tensor/ops.ts';
 import { Classifier } from '../models/classifier.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { writeNpy } from '../io/npy.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 
-export const EVALUATE_HELP = `memscope evaluate — which mitigation removes the copy, at what cost? (Jain et al. Tables 1–4; docs/methods.md §4.5)
+const Schema = z.object({
+  model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
+  prompts: z.string().default('memorized').register(flagDocs, {
+    value: 'SPEC',
+    help: 'prompts to evaluate: memorized (those tied to a training image; all when none), all, or a selection like caption:0-19,class:0-9',
+  }),
+  seeds: z.string().default('0-15').register(flagDocs, { value: 'LIST', help: 'seeds per prompt' }),
+  methods: z.string().default(DEFAULT_METHODS).register(flagDocs, {
+    value: 'LIST',
+    help: `comma-separated (default {default}; from the default list, methods the model cannot run are skipped with the reason): name[:p][@τ|@lo-hi][/λog], as --guidance; for guidance methods p is λ (omitted: --scale), for the others their own parameter:
+${METHODS.map((m) => `  ${m.form.padEnd(22)} ${m.about}`).join('\n')}
+random-word / random-number on a Stable Diffusion export re-encode the texts with its text encoder; ren works there by graph surgery on its U-Net's attn2 softmax nodes`,
+  }),
+  scale: finiteNumber('scale').default(7.5).register(flagDocs, { value: 'X', help: 'λ, the guidance scale of every method that does not write its own :λ' }),
+  sampler: samplerFlag().default('dpmpp2m').register(flagDocs, { value: 'NAME', help: `${SAMPLER_HELP} (default {default}, as the paper; diffusers' class names accepted)` }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  descriptor: z.string().optional().register(flagDocs, {
+    value: 'SPEC',
+    help: "copy descriptor: learned (default, models/descriptor) | pixel | sscd:PATH (default pixel on a Stable Diffusion export; sscd:PATH is the papers' choice)",
+  }),
+  threshold: finiteNumber('threshold').optional().register(flagDocs, {
+    value: 'X',
+    help: "copy threshold on the similarity (default: calibrated, the --calibration quantile of held-out test images' similarity to their nearest training image)",
+  }),
+  calibration: finiteNumber('calibration', { lo: 0, hi: 1, loOpen: true, hiOpen: true, expected: 'a quantile strictly between 0 and 1' })
+    .default(0.99)
+    .register(flagDocs, { value: 'Q', help: 'quantile for the calibrated threshold' }),
+  classifier: z.string().optional().register(flagDocs, { value: 'DIR', help: 'classifier for alignment and Fréchet features (default models/classifier)' }),
+  batch: positiveInt('batch', 100000).default(128).register(flagDocs, { value: 'N', help: 'rows per sampler call' }),
+  seed: nonNegativeInt('seed').default(0).register(flagDocs, { value: 'N', help: 'seed of the prompt perturbations' }),
+  grid: positiveInt('grid', 1000).default(8).register(flagDocs, { value: 'N', help: "prompts shown in each method's sample grid" }),
+  out: z.string().default('runs/evaluate').register(flagDocs, { value: 'DIR', help: 'results directory' }),
+  'held-out': z.string().min(1).optional().register(flagDocs, {
+    value: 'DIR',
+    help: 'Stable Diffusion: a folder of real images not in the training set (threshold calibration, Fréchet reference); without it give --threshold',
+  }),
+  clip: z.string().min(1).optional().register(flagDocs, {
+    value: 'DIR',
+    help: "CLIP score alignment (max(100·cos, 0) against the prompt text) from a CLIP ONNX export split into vision_model.onnx + text_model.onnx with its tokenizer files (DIR or DIR/onnx, DIR/tokenizer); replaces the classifier's accuracy",
+  }),
+  inception: z.string().min(1).optional().register(flagDocs, { value: 'PATH', help: "Inception-v3 pool features (ONNX) for the Fréchet distance (FID) instead of the classifier's" }),
+  'inception-convention': z.enum(['pytorch-fid', 'torchvision']).optional().register(flagDocs, {
+    value: 'C',
+    help: 'how --inception resizes and normalizes: pytorch-fid (default; 299² bilinear, [−1, 1]) | torchvision (antialiased 299², ImageNet mean/std)',
+  }),
+  ...SD_SOURCE_FIELDS,
+  ...STORE_FIELDS,
+});
 
-Usage: memscope evaluate [flags]
-  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
-                     (with --prompt-set) | default (models/duplication when present)
-  --prompts SPEC     prompts to evaluate: memorized (those tied to a training image; all when none),
-                     all, or a selection like caption:0-19,class:0-9 (default memorized)
-  --seeds LIST       seeds per prompt (default 0-15)
-  --methods LIST     comma-separated (default ${DEFAULT_METHODS};
-                     from the default list, methods the model cannot run are skipped with the reason):
-                     name[:p][@τ|@lo-hi][/λog], as --guidance; for guidance methods p is λ
-                     (omitted: --scale), for the others their own parameter:
-${METHODS.map((m) => `                       ${m.form.padEnd(22)} ${m.about}`).join('\n')}
-                     random-word / random-number on a Stable Diffusion export re-encode the texts with its
-                     text encoder; ren works there by graph surgery on its U-Net's attn2 softmax nodes
-  --scale X          λ, the guidance scale of every method that does not write its own :λ (default 7.5)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default dpmpp2m, as the paper; diffusers' class names
-                     accepted)     --steps N  (default 50)
-  --descriptor SPEC  copy descriptor: learned (default, models/descriptor) | pixel | sscd:PATH
-                     (default pixel on a Stable Diffusion export; sscd:PATH is the papers' choice)
-  --threshold X      copy threshold on the similarity (default: calibrated, the --calibration quantile
-                     of held-out test images' similarity to their nearest training image)
-  --calibration Q    quantile for the calibrated threshold (default 0.99)
-  --classifier DIR   classifier for alignment and Fréchet features (default models/classifier)
-  --clip DIR         CLIP score alignment (max(100·cos, 0) against the prompt text) from a CLIP ONNX
-                     export split into vision_model.onnx + text_model.onnx with its tokenizer files
-                     (DIR or DIR/onnx, DIR/tokenizer); replaces the classifier's accuracy
-  --inception PATH   Inception-v3 pool features (ONNX) for the Fréchet distance (FID) instead of the
-                     classifier's; --inception-convention pytorch-fid (default; 299² bilinear, [−1, 1])
-                     | torchvision (antialiased 299², ImageNet mean/std)
-  --held-out DIR     Stable Diffusion: a folder of real images not in the training set (threshold
-                     calibration, Fréchet reference); without it give --threshold
-  --batch N          rows per sampler call (default 128)
-  --seed N           seed of the prompt perturbations (default 0)
-  --grid N           prompts shown in each method's sample grid (default 8)
-  --out DIR          (default runs/evaluate)
-
-${SD_SOURCE_HELP}
-
-Columns: copy similarity to the nearest training image (95th percentile, mean ± std), similarity
+/** The help of `memscope evaluate`, generated from its schema. */
+export const EVALUATE_HELP = commandHelp(Schema, {
+  title: 'memscope evaluate — which mitigation removes the copy, at what cost? (Jain et al. Tables 1–4; docs/methods.md §4.5)',
+  usage: 'memscope evaluate [flags]',
+  blocks: [
+    {
+      flags: ['model', 'prompts', 'seeds', 'methods', 'scale', 'sampler', 'steps', 'descriptor', 'threshold', 'calibration', 'classifier', 'clip', 'inception', 'inception-convention', 'held-out', 'batch', 'seed', 'grid', 'out'],
+    },
+    SD_SOURCE_SECTION,
+    `Columns: copy similarity to the nearest training image (95th percentile, mean ± std), similarity
 to the prompt's own training image (prompts tied to one), memorization rate with its 95 % Wilson
 interval at the prompt-cluster effective n ("inconclusive" below 10 prompts, or when the threshold
 was calibrated on fewer than 1/(1 − Q) held-out images) — on a Stable Diffusion prompt set:
@@ -80,41 +99,18 @@ Writes evaluate.md, evaluate.csv, evaluate.json (with every sample's similaritie
 samples-<method>.npy and report.html. samples-<method>.npy holds the images in [−1, 1], prompt-major
 (row = prompt · seeds + seed index): [prompts·seeds, 1, 28, 28] on the testbed and trained models; on a
 Stable Diffusion export the VAE-decoded RGB images [prompts·seeds, 3, H, W] at the sampled size (not
-the latents). Writes run.json (the resolved settings, the unit keys, the store) beside them.
-
-${STORE_HELP}
-Units are one method × one prompt (all its seeds); a killed run resumes with the units it had not
+the latents). Writes run.json (the resolved settings, the unit keys, the store) beside them.`,
+    STORE_SECTION,
+    `Units are one method × one prompt (all its seeds); a killed run resumes with the units it had not
 finished, and units of the same model, prompts, seeds, sampler and method are reused by any later run.
-
-Examples:
-  memscope evaluate --model models/duplication --seeds 0-15 --out runs/evaluate-duplication
-  memscope evaluate --model models/class --methods cfg,stp@700,stp@600,og+dtp/2,interval@200-700 --out runs/ev-class
-`;
-
-const Schema = z.object({
-  model: z.string().default('default'),
-  prompts: z.string().default('memorized'),
-  seeds: z.string().default('0-15'),
-  methods: z.string().default(DEFAULT_METHODS),
-  scale: finiteNumber('scale').default(7.5),
-  sampler: samplerFlag().default('dpmpp2m'),
-  steps: positiveInt('steps', 1000).default(50),
-  descriptor: z.string().optional(),
-  threshold: finiteNumber('threshold').optional(),
-  calibration: finiteNumber('calibration', { lo: 0, hi: 1, loOpen: true, hiOpen: true, expected: 'a quantile strictly between 0 and 1' }).default(0.99),
-  classifier: z.string().optional(),
-  batch: positiveInt('batch', 100000).default(128),
-  seed: nonNegativeInt('seed').default(0),
-  grid: positiveInt('grid', 1000).default(8),
-  out: z.string().default('runs/evaluate'),
-  'held-out': z.string().min(1).optional(),
-  clip: z.string().min(1).optional(),
-  inception: z.string().min(1).optional(),
-  'inception-convention': z.enum(['pytorch-fid', 'torchvision']).optional(),
-  ...SD_SOURCE_FIELDS,
-  ...STORE_FIELDS,
+The cfg row's units are the CFG sampling units that detect plans too (same model, prompts, seeds, λ,
+sampler and steps): whichever runs first samples, the other reuses.`,
+  ],
+  examples: [
+    'memscope evaluate --model models/duplication --seeds 0-15 --out runs/evaluate-duplication',
+    'memscope evaluate --model models/class --methods cfg,stp@700,stp@600,og+dtp/2,interval@200-700 --out runs/ev-class',
+  ],
 });
-const FLAGS = flagsOf(Schema);
 
 const pct = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : `${(100 * v).toFixed(1)} %`);
 const f3 = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : v.toFixed(3));
@@ -219,14 +215,14 @@ export function scaleNotes(methods: readonly MethodSpec[], scale: number): strin
 /** Parse and run `memscope evaluate`. */
 export async function evaluateCommand(argv: string[]): Promise<void> {
   refuseOldScaleFlag(argv);
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'evaluate' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   let methods = asUsage(() => parseMethods(o.methods));
   if (!o['dry-run']) await checkResultsTarget(o.out);
   const { spec, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
-  if (o['held-out'] !== undefined && !src.sd) throw new UsageError('--held-out: only for a Stable Diffusion export; the embedded models use the Fashion-MNIST test split');
-  if (o.classifier !== undefined && src.sd) throw new UsageError('--classifier: memscope\'s classifier is for the 28×28 testbed models, not a Stable Diffusion export');
+  if (o['held-out'] !== undefined && src.data.heldOut !== null) throw new UsageError(`--held-out: only for a model without a held-out split (a Stable Diffusion export); ${src.description} uses ${src.data.heldOut.description}`);
+  if (o.classifier !== undefined && src.defaults.classifierDir === null) throw new UsageError(`--classifier: ${src.defaults.noClassifier ?? `${src.description} has no classifier`}`);
   if (d.conditions.length === 0) throw new UsageError(`--model: ${src.description} is unconditional; mitigation by guidance needs prompts`);
   // methods whose `requires` the source lacks: refused when listed by hand, skipped with the reason from the default list
   const skipped = skippedMethods(methods, sourceCapabilities(src, [...new Set(methods.flatMap((m) => methodRequires(m)))]));
@@ -245,19 +241,19 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     }
     return parsePrompts(o.prompts, d, '--prompts', 'is not a prompt; mitigation acts on conditional sampling');
   });
-  const descriptorSpec = o.descriptor ?? (src.sd ? 'pixel' : 'learned');
-  const descriptor = await loadDescriptor(descriptorSpec, descriptorSpec === 'pixel' && src.sd ? { trainMean: meanBatch(src.trainImages).data } : {}).catch((e: Error) => {
+  const descriptorSpec = o.descriptor ?? src.defaults.descriptor;
+  const descriptor = await loadDescriptor(descriptorSpec, descriptorSpec === 'pixel' && src.defaults.centerPixels ? { trainMean: meanBatch(src.trainImages).data } : {}).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
-  const clfDir = o.classifier ?? (await defaultClassifierDir(src.trained ? spec : SHIPPED_MODEL));
-  const hasClf = !src.sd && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
+  const clfDir = o.classifier ?? src.defaults.classifierDir;
+  const hasClf = clfDir !== null && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
   // checked before anything is sampled or written: the Fréchet distance needs a covariance (≥ 2 samples per method)
   const perMethod = prompts.length * seeds.length;
   if ((hasClf || o.inception !== undefined) && perMethod < 2) {
     throw new UsageError(`--seeds: the Fréchet distance needs at least 2 samples per method; --prompts ${o.prompts} gives ${prompts.length} prompt${prompts.length === 1 ? '' : 's'} and --seeds ${o.seeds} ${seeds.length} seed${seeds.length === 1 ? '' : 's'} (${perMethod} sample); give at least 2 seeds or 2 prompts`);
   }
-  const classifier = hasClf ? await Classifier.load(clfDir) : null;
+  const classifier = hasClf && clfDir !== null ? await Classifier.load(clfDir) : null;
   const settings: EvaluateSettings = {
     prompts,
     seeds,
@@ -318,7 +314,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
       await dispose();
       return;
     }
-    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store);
+    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store, { commandLine });
     runJson = ran.runJson;
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} method × prompt units reused from ${storeDir}`);
     r = await study.reduce(ran.outcome.units, store, settings);

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { join } from 'node:path';
 import { parseFlags, validate, asInput } from './args.ts';
+import { commandHelp, flagDocs } from './help.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
@@ -9,23 +10,27 @@ import { writeNpy } from '../io/npy.ts';
 import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { createSession } from '../graph/session.ts';
 
-export const EXPORT_HELP = `memscope export — write a trained model as standalone ONNX files
+const Schema = z.object({
+  model: z.string().min(1).register(flagDocs, { value: 'DIR', help: 'a model trained by memscope train (DIR/model.json)' }),
+  out: z.string().min(1).register(flagDocs, { value: 'DIR', help: 'the folder the ONNX files go to' }),
+});
 
-Usage: memscope export --model DIR --out DIR
-
-Writes unet.onnx (inputs sample [B,1,32,32], timestep float32 [B], encoder_hidden_states [B,16,64];
+/** The help of `memscope export`, generated from its schema. */
+export const EXPORT_HELP = commandHelp(Schema, {
+  title: 'memscope export — write a trained model as standalone ONNX files',
+  usage: 'memscope export --model DIR --out DIR',
+  blocks: [
+    { flags: ['model', 'out'] },
+    `Writes unet.onnx (inputs sample [B,1,32,32], timestep float32 [B], encoder_hidden_states [B,16,64];
 output out_sample = ε), text_encoder.onnx (ids int64 [B,16] → last_hidden_state), cond.npy (the
 embeddings of every prompt, in model.json order), uncond.npy (the empty prompt), prompts.json, and
 scheduler_config.json, so that
   memscope sample --model OUT/unet.onnx --cond OUT/cond.npy --uncond OUT/uncond.npy \\
       --scheduler-config OUT/scheduler_config.json
-samples the same model. Unconditional models get unet.onnx and scheduler_config.json only.
-
-Example:
-  memscope export --model models/duplication --out exported/duplication
-`;
-
-const Schema = z.object({ model: z.string().min(1), out: z.string().min(1) });
+samples the same model. Unconditional models get unet.onnx and scheduler_config.json only.`,
+  ],
+  examples: ['memscope export --model models/duplication --out exported/duplication'],
+});
 
 /** Parse and run `memscope export`. */
 export async function exportCommand(argv: string[]): Promise<void> {

@@ -1,8 +1,9 @@
 /** `memscope geometry`: Dodson & Gao's noise regimes (SPEC §5) on the exact empirical denoiser and trained models, with the swap / under-training table. */
 import { rateText } from '../analysis/verdict.ts';
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join, dirname, basename } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, nonNegativeInt, UsageError, asUsage, samplerFlag } from './args.ts';
+import { positiveInt, finiteNumber, nonNegativeInt, UsageError, asUsage, samplerFlag } from './args.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { logSigmaGrid } from '../analysis/geometry.ts';
 import { geometryStudy, paddedDenoiseFn, type GeometryModel, type GeometryResult, type GeometrySource } from '../study/geometry.ts';
@@ -24,12 +25,12 @@ import { classifierTools } from '../study/evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import type { UnitStore } from '../engine/study.ts';
 import { folderFingerprint } from '../store/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { runRecord, type RunRecord } from '../store/run-record.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
 import { SHIPPED_MODEL } from '../study/source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS_HELP, refuseSdFlags, sdImageSizeNote, sdSourceOptions } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS, refuseSdFlags, sdImageSizeNote, sdSourceOptions } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, concatBatch, sliceBatch } from '../tensor/tensor.ts';
@@ -38,88 +39,32 @@ import { lineChart, type Series } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 
-/** Help text of `memscope geometry` (SPEC §5). */
-export const GEOMETRY_HELP = `memscope geometry — Dodson & Gao's three noise regimes on the exact empirical denoiser (docs/methods.md §5)
-
-Usage: memscope geometry [flags]
-  --model DIR            a trained unconditional model (e.g. models/edm-small): the training set becomes its
-                         image pool, and its per-σ memorization rate and MSE are added; enables the swap table
-  --compare DIRS         more trained models (comma-separated), e.g. models/edm-small-undertrained,models/edm-large
-  --generalizer LIST     swap partners: model dirs and/or "lin" (D_lin of the training set); default: the
-                         --compare models not trained with a loss band, and lin
-  --band LO-HI           swap band in σ (default: the medium regime, between the interpolated coverage and
-                         concentration boundaries)
-  --target X             also search the narrowest swap band with trajectory-level rate ≤ X (first generalizer)
-  --seeds LIST           seeds of the unconditional samples of the swap table (default 0-63)
-  --sampler NAME         ${SAMPLER_NAMES.join('|')} (default ddim)   --steps N  sampler steps (default 50)
-  --classifier DIR       Fréchet features (default models/classifier)
-  --train N              without --model: the first N images of the embedded Fashion-MNIST train split (default 1000)
-  --test M               test images: the first M of the embedded test split (default 200)
-  --sigmas N             number of log-spaced noise levels (default 40, at least 2)
-  --sigma-min X          smallest σ (default 0.002)     --sigma-max X  largest σ (default 80)
-  --seed N               seed of every noise draw (default 0)
-  --kappa X              shell half-thickness in units of σ/√2 (default 3)
-  --coverage-min X       small regime where C_σ < X (default 0.5)
-  --concentration-min X  large regime where the test m_σ < X (default 0.5)
-  --ratio X              memorized when ‖x̂ − NN1‖/‖x̂ − NN2‖ < X (default 1/3)
-  --out DIR              (default runs/geometry)
-
-Stable Diffusion (--model EXPORT_DIR with --prompt-set FILE and --held-out DIR, latent space): D* is built
-over the VAE latents (× scaling factor) of the prompt set's training images, the test side is the held-out
-folder's images encoded the same way, and the export's U-Net is added as a model through its
-unconditional branch (e_∅ = the empty prompt) up to the σ of its last training timestep. The swap table
-(--compare, --generalizer, --band, --target) needs memscope's trained models and is not available.
-Its flags:
-${SD_SOURCE_FLAGS_HELP}
-  --held-out DIR     real images not in the training set (the test inputs)
-
-On the exact empirical denoiser D* over the training images: posterior concentration m_σ and the
-effective number of contributors for noisy train and test inputs, the Gaussian-shell coverage C_σ of
-noisy test inputs, the regime map (small: C_σ < coverage-min; else large: m_σ < concentration-min;
-else medium, the danger zone), the linearity residual ‖D* − D_lin‖/‖D*‖ (D_lin = Gaussian denoiser
-of the same images), the per-σ memorization rate of test images and the train vs test MSE. Writes
-settings.json, geometry.json, concentration|memorization|gap|linearity .svg/.png and report.html,
-and prints the regime boundaries.
-
-With --model, every denoiser is also sampled unconditionally on the same seeds (the model, each
---compare model, D_lin, and the model with each generalizer swapped in inside the band) and scored by
-the trajectory-level memorization rate (same ratio test against the model's training images) and
-the Fréchet distance of classifier features to the 2,000 held-out test images (floor: a same-size set
-of real training images): swap.json and the table in report.html. Every row (and every band the
-search tries) is a unit kept in the results store, so a killed run resumes and a rerun resamples nothing.
-
-${STORE_HELP}
-
-The curves are units of the store too: one for D* (every D* curve and D_lin's, keyed by the training
-and test images, the σ grid, the seed, κ and the ratio threshold) and one per added model (keyed by its
-fingerprint and the same settings): a rerun computes nothing, and changing only --coverage-min or
---concentration-min recomputes nothing. --dry-run counts the curve units (the swap table's rows are
-planned once the regimes are known). Writes run.json next to the results.
-
-Example:
-  memscope geometry --model models/edm-small --compare models/edm-small-undertrained,models/edm-large --target 0.1
-`;
-
 const nonNegInt = (name: string) => nonNegativeInt(name);
 const unit = (name: string) => finiteNumber(name, { lo: 0, hi: 1 });
 const positive = (name: string) => finiteNumber(name, { lo: 0, loOpen: true });
 
 const Schema = z.object({
-  train: positiveInt('train', 12000, 2).default(1000),
-  test: positiveInt('test', 2000).default(200),
-  sigmas: positiveInt('sigmas', 1000, 2).default(40),
-  'sigma-min': positive('sigma-min').default(0.002),
-  'sigma-max': positive('sigma-max').default(80),
-  seed: nonNegInt('seed').default(0),
-  kappa: finiteNumber('kappa', { lo: 0 }).default(3),
-  'coverage-min': unit('coverage-min').default(0.5),
-  'concentration-min': unit('concentration-min').default(0.5),
-  ratio: positive('ratio').default(1 / 3),
-  out: z.string().default('runs/geometry'),
+  train: positiveInt('train', 12000, 2).default(1000).register(flagDocs, { value: 'N', help: 'without --model: the first N images of the embedded Fashion-MNIST train split' }),
+  test: positiveInt('test', 2000).default(200).register(flagDocs, { value: 'M', help: 'test images: the first M of the embedded test split' }),
+  sigmas: positiveInt('sigmas', 1000, 2).default(40).register(flagDocs, { value: 'N', help: 'number of log-spaced noise levels (default {default}, at least 2)' }),
+  'sigma-min': positive('sigma-min').default(0.002).register(flagDocs, { value: 'X', help: 'smallest σ' }),
+  'sigma-max': positive('sigma-max').default(80).register(flagDocs, { value: 'X', help: 'largest σ' }),
+  seed: nonNegInt('seed').default(0).register(flagDocs, { value: 'N', help: 'seed of every noise draw' }),
+  kappa: finiteNumber('kappa', { lo: 0 }).default(3).register(flagDocs, { value: 'X', help: 'shell half-thickness in units of σ/√2' }),
+  'coverage-min': unit('coverage-min').default(0.5).register(flagDocs, { value: 'X', help: 'small regime where C_σ < X' }),
+  'concentration-min': unit('concentration-min').default(0.5).register(flagDocs, { value: 'X', help: 'large regime where the test m_σ < X' }),
+  ratio: positive('ratio').default(1 / 3).register(flagDocs, { value: 'X', help: 'memorized when ‖x̂ − NN1‖/‖x̂ − NN2‖ < X' }),
+  out: z.string().default('runs/geometry').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...STORE_FIELDS,
-  model: z.string().min(1).optional(),
-  compare: z.string().min(1).optional(),
-  generalizer: z.string().min(1).optional(),
+  model: z.string().min(1).optional().register(flagDocs, {
+    value: 'DIR',
+    help: 'a trained unconditional model (e.g. models/edm-small): the training set becomes its image pool, and its per-σ memorization rate and MSE are added; enables the swap table',
+  }),
+  compare: z.string().min(1).optional().register(flagDocs, { value: 'DIRS', help: 'more trained models (comma-separated), e.g. models/edm-small-undertrained,models/edm-large' }),
+  generalizer: z.string().min(1).optional().register(flagDocs, {
+    value: 'LIST',
+    help: 'swap partners: model dirs and/or "lin" (D_lin of the training set); default: the --compare models not trained with a loss band, and lin',
+  }),
   band: z
     .string()
     .regex(/^[0-9.eE+]+-[0-9.eE+]+$/, { message: 'expected LO-HI in σ, e.g. 1-4' })
@@ -129,16 +74,57 @@ const Schema = z.object({
       if (!(band.sigmaLo >= 0 && band.sigmaHi > band.sigmaLo && Number.isFinite(band.sigmaHi))) ctx.addIssue({ code: 'custom', message: `expected 0 ≤ LO < HI, got "${v}"` });
       return band;
     })
-    .optional(),
-  target: unit('target').optional(),
-  seeds: z.string().default('0-63'),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  classifier: z.string().default(join(dirname(SHIPPED_MODEL), 'classifier')),
-  'held-out': z.string().min(1).optional(),
+    .optional()
+    .register(flagDocs, { value: 'LO-HI', help: 'swap band in σ (default: the medium regime, between the interpolated coverage and concentration boundaries)' }),
+  target: unit('target').optional().register(flagDocs, { value: 'X', help: 'also search the narrowest swap band with trajectory-level rate ≤ X (first generalizer)' }),
+  seeds: z.string().default('0-63').register(flagDocs, { value: 'LIST', help: 'seeds of the unconditional samples of the swap table' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'sampler steps' }),
+  classifier: z.string().default(join(dirname(SHIPPED_MODEL), 'classifier')).register(flagDocs, { value: 'DIR', help: 'Fréchet features', shownDefault: 'models/classifier' }),
+  'held-out': z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: 'real images not in the training set (the test inputs)' }),
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
+
+/** The help of `memscope geometry` (SPEC §5), generated from its schema. */
+export const GEOMETRY_HELP = commandHelp(Schema, {
+  title: "memscope geometry — Dodson & Gao's three noise regimes on the exact empirical denoiser (docs/methods.md §5)",
+  usage: 'memscope geometry [flags]',
+  blocks: [
+    {
+      flags: ['model', 'compare', 'generalizer', 'band', 'target', 'seeds', 'sampler', 'steps', 'classifier', 'train', 'test', 'sigmas', 'sigma-min', 'sigma-max', 'seed', 'kappa', 'coverage-min', 'concentration-min', 'ratio', 'out'],
+    },
+    STORE_SECTION,
+    {
+      heading: `Stable Diffusion (--model EXPORT_DIR with --prompt-set FILE and --held-out DIR, latent space): D* is built
+over the VAE latents (× scaling factor) of the prompt set's training images, the test side is the held-out
+folder's images encoded the same way, and the export's U-Net is added as a model through its
+unconditional branch (e_∅ = the empty prompt) up to the σ of its last training timestep. The swap table
+(--compare, --generalizer, --band, --target) needs memscope's trained models and is not available.
+Its flags:`,
+      flags: [...SD_SOURCE_FLAGS, 'held-out'],
+    },
+    `On the exact empirical denoiser D* over the training images: posterior concentration m_σ and the
+effective number of contributors for noisy train and test inputs, the Gaussian-shell coverage C_σ of
+noisy test inputs, the regime map (small: C_σ < coverage-min; else large: m_σ < concentration-min;
+else medium, the danger zone), the linearity residual ‖D* − D_lin‖/‖D*‖ (D_lin = Gaussian denoiser
+of the same images), the per-σ memorization rate of test images and the train vs test MSE. Writes
+settings.json, geometry.json, concentration|memorization|gap|linearity .svg/.png and report.html,
+and prints the regime boundaries.`,
+    `With --model, every denoiser is also sampled unconditionally on the same seeds (the model, each
+--compare model, D_lin, and the model with each generalizer swapped in inside the band) and scored by
+the trajectory-level memorization rate (same ratio test against the model's training images) and
+the Fréchet distance of classifier features to the 2,000 held-out test images (floor: a same-size set
+of real training images): swap.json and the table in report.html. Every row (and every band the
+search tries) is a unit kept in the results store (--store DIR), so a killed run resumes and a rerun
+resamples nothing.`,
+    `The curves are units of the store too: one for D* (every D* curve and D_lin's, keyed by the training
+and test images, the σ grid, the seed, κ and the ratio threshold) and one per added model (keyed by its
+fingerprint and the same settings): a rerun computes nothing, and changing only --coverage-min or
+--concentration-min recomputes nothing. --dry-run counts the curve units (the swap table's rows are
+planned once the regimes are known). Writes run.json next to the results.`,
+  ],
+  examples: ['memscope geometry --model models/edm-small --compare models/edm-small-undertrained,models/edm-large --target 0.1'],
+});
 
 const REGIME_COLOR = { small: '#7f7f7f', medium: '#d62728', large: '#1f77b4' } as const;
 
@@ -176,7 +162,7 @@ function regimeBands(r: GeometryResult, lo: number, hi: number): Series[] {
 
 /** Parse and run `memscope geometry` (SPEC §5). */
 export async function geometryCommand(argv: string[]): Promise<void> {
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'geometry' });
   if (!(o['sigma-max'] > o['sigma-min'])) throw new UsageError(`--sigma-max: expected a number > --sigma-min = ${o['sigma-min']}, got ${o['sigma-max']}`);
   const sigmas = asUsage(() => logSigmaGrid(o['sigma-min'], o['sigma-max'], o.sigmas));
   if (o.model === undefined) {
@@ -224,7 +210,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
       if (trained) process.stdout.write('(the swap table\'s rows are planned once the regimes are known; not counted above)\n');
       return;
     }
-    const ran = await runStudyUnits('geometry', geometryStudy, runSpec, units, source, store);
+    const ran = await runStudyUnits('geometry', geometryStudy, runSpec, units, source, store, { commandLine });
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} curve units from the store`);
     r = await geometryStudy.reduce(ran.outcome.units, store, spec);
     runJson = ran.runJson;
@@ -239,7 +225,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
       // the command's study run: the curve units, then the swap table's rows (each unit is computed once or reused)
       const keys = [...units.map((u) => u.key), ...swapKeys.filter((k) => !units.some((u) => u.key === k))];
       const runId = store.beginStudy('geometry', runSpec, keys);
-      runJson = runRecord({ command: 'geometry', study: 'geometry', runId, spec: runSpec, keys, store: store.dir, computed, reused: keys.length - computed });
+      runJson = runRecord({ command: 'geometry', study: 'geometry', runId, spec: runSpec, keys, store: store.dir, computed, reused: keys.length - computed, commandLine });
     }
   } finally {
     if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();

@@ -1,6 +1,7 @@
 /** The `memscope` command line: one file per command, dispatched here. */
 import { UsageError, InputError, didYouMean } from './args.ts';
 import { ZodError } from 'zod';
+import type { CommandHelp } from './help.ts';
 import { sampleCommand, SAMPLE_HELP } from './sample.ts';
 import { demoCommand, DEMO_HELP } from './demo.ts';
 import { trainCommand, TRAIN_HELP } from './train.ts';
@@ -16,7 +17,8 @@ import { resultsCommand, RESULTS_HELP } from './results.ts';
 import { transitionCommand, TRANSITION_HELP } from './transition.ts';
 import { studyCommand, STUDY_HELP } from './study.ts';
 
-const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string; summary: string }> = {
+/** Every command: its entry point, its help (generated from its flag schema, src/cli/help.ts) and its one-line summary. */
+export const COMMANDS: Readonly<Record<string, { run: (argv: string[]) => Promise<void>; help: CommandHelp; summary: string }>> = {
   demo: { run: demoCommand, help: DEMO_HELP, summary: 'memorized vs generalizing conditions under CFG, DTP and OG+DTP on the embedded data (= npm start)' },
   sample: { run: sampleCommand, help: SAMPLE_HELP, summary: 'sample a testbed condition, a trained model or an ONNX model with any sampler and guidance schedule, tracing every step' },
   train: { run: trainCommand, help: TRAIN_HELP, summary: 'train a scenario model (duplication, small-set, class, edm-*) on the embedded data; resumes killed runs' },
@@ -51,13 +53,13 @@ export async function main(argv: string[]): Promise<number> {
   if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     const sub = cmd === 'help' ? rest[0] : undefined;
     if (sub !== undefined && !COMMANDS[sub]) return unknownCommand(sub);
-    process.stdout.write(sub ? COMMANDS[sub]!.help : MAIN_HELP);
+    process.stdout.write(sub ? COMMANDS[sub]!.help.text : MAIN_HELP);
     return cmd === undefined ? 2 : 0;
   }
   const c = COMMANDS[cmd];
   if (!c) return unknownCommand(cmd);
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(c.help);
+    process.stdout.write(c.help.text);
     return 0;
   }
   try {

@@ -2,39 +2,35 @@
 import { z } from 'zod';
 import { join } from 'node:path';
 import { parseFlags, validate, UsageError, didYouMean } from './args.ts';
+import { commandHelp, flagDocs } from './help.ts';
 import { SqliteStore, defaultStoreDir } from '../store/sqlite-store.ts';
 import { withResultsDir } from '../io/results.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 
-export const RESULTS_HELP = `memscope results — the results store: list study runs, export their tables
+const ExportSchema = z.object({
+  store: z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: 'the store (default $MEMSCOPE_STORE, else runs/store)' }),
+  study: z.string().min(1).register(flagDocs, { value: 'ID', help: 'a study run id as listed by `results ls` (or a unique prefix of it)' }),
+  format: z.enum(['parquet', 'csv', 'jsonl']).default('parquet').register(flagDocs, { value: 'F', help: 'parquet | csv | jsonl' }),
+  out: z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: 'where the tables go (default runs/export-<study run id>); replaced only when it is missing, empty or an export memscope wrote' }),
+});
+const LsSchema = z.object({ store: ExportSchema.shape.store });
 
-Usage:
-  memscope results ls [--store DIR]
-  memscope results export --study ID [--store DIR] [--format parquet|csv|jsonl] [--out DIR]
-
-  --store DIR        the store (default $MEMSCOPE_STORE, else runs/store)
-  --study ID         a study run id as listed by \`results ls\` (or a unique prefix of it)
-  --format F         parquet (default) | csv | jsonl
-  --out DIR          where the tables go (default runs/export-<study run id>); replaced only when
-                     it is missing, empty or an export memscope wrote
-
-export writes units.<ext> (one row per unit: key, study, run_id, seconds, host, version,
+/** The help of `memscope results`, generated from the schema of `results export` (whose flags include those of `results ls`). */
+export const RESULTS_HELP = commandHelp(ExportSchema, {
+  title: 'memscope results — the results store: list study runs, export their tables',
+  usage: ['memscope results ls [--store DIR]', 'memscope results export --study ID [--store DIR] [--format parquet|csv|jsonl] [--out DIR]'],
+  blocks: [
+    { flags: ['store', 'study', 'format', 'out'] },
+    `export writes units.<ext> (one row per unit: key, study, run_id, seconds, host, version,
 finished_at, the spec and result fields flattened with dots — spec.seed, result.switchStep —
 and blob.<name> content hashes) and steps.<ext> (one row per unit × sampler step: key, step and
-each per-step series of the result, e.g. t, alphaBar, s, d).
-
-Examples:
-  memscope results ls
-  memscope results export --study 4cdacb73 --format parquet --out runs/tables
-  python -c "import pandas as pd; print(pd.read_parquet('runs/tables/steps.parquet'))"
-`;
-
-const LsSchema = z.object({ store: z.string().min(1).optional() });
-const ExportSchema = z.object({
-  store: z.string().min(1).optional(),
-  study: z.string().min(1),
-  format: z.enum(['parquet', 'csv', 'jsonl']).default('parquet'),
-  out: z.string().min(1).optional(),
+each per-step series of the result, e.g. t, alphaBar, s, d).`,
+  ],
+  examples: [
+    'memscope results ls',
+    'memscope results export --study 4cdacb73 --format parquet --out runs/tables',
+    `python -c "import pandas as pd; print(pd.read_parquet('runs/tables/steps.parquet'))"`,
+  ],
 });
 
 const SUBCOMMANDS = ['ls', 'export'];

@@ -1,10 +1,9 @@
 /** Flags shared by the study commands for a Stable Diffusion ONNX export as `--model` (issue 7). */
 import { z } from 'zod';
 import { positiveInt, UsageError } from './args.ts';
-import { loadStudySource, resolveModelSpec, type StudySource, type StudySourceOptions } from '../study/source.ts';
-import type { SdSourceOptions } from '../study/sd-source.ts';
-import type { SdDefaultImageSize } from '../sd/export.ts';
-import { stableDiffusionConfig, type SchedulerConfig } from '../schedules/config.ts';
+import { flagDocs, type HelpSection } from './help.ts';
+import { loadStudySource, resolveModelSpec, type SdSourceOptions, type StudySource, type StudySourceOptions } from '../study/source.ts';
+import type { SchedulerConfig } from '../schedules/config.ts';
 import { promptLengthProblem } from '../data/prompt-set.ts';
 
 /** A prompt text flag (`--prompt`, `--negative-prompt`): non-empty unless `allowEmpty`, at most `MAX_PROMPT_CHARS` (10,000) characters. */
@@ -22,14 +21,14 @@ export function promptText(allowEmpty = false) {
 
 /** The zod fields of the SD source flags (merged into each command's schema). */
 export const SD_SOURCE_FIELDS = {
-  'prompt-set': z.string().min(1).optional(),
-  'image-root': z.string().min(1).optional(),
-  'prompt-limit': positiveInt('prompt-limit', 1_000_000).optional(),
-  'image-size': positiveInt('image-size', 8192).optional(),
-  provider: z.enum(['cpu', 'cuda']).optional(),
-  'negative-prompt': promptText(true).optional(),
-  'unet-batch': positiveInt('unet-batch', 4096).optional(),
-  'vae-batch': positiveInt('vae-batch', 4096).optional(),
+  'prompt-set': z.string().min(1).optional().register(flagDocs, { value: 'FILE', help: 'CSV / JSONL / Parquet prompt list (caption, image path, optional verbatim / template / none label); memorized = prompts tied to a training image' }),
+  'image-root': z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: "folder that relative image paths resolve against (default: the list's folder)" }),
+  'prompt-limit': positiveInt('prompt-limit', 1_000_000).optional().register(flagDocs, { value: 'N', help: 'use only the first N prompts' }),
+  'image-size': positiveInt('image-size', 8192).optional().register(flagDocs, { value: 'PX', help: 'image side (default: unet/config.json sample_size × VAE scale factor, as diffusers: SD 1.x 512, SD 2.1 768; 512 without unet/config.json)' }),
+  provider: z.enum(['cpu', 'cuda']).optional().register(flagDocs, { value: 'P', help: "cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)" }),
+  'negative-prompt': promptText(true).optional().register(flagDocs, { value: 'T', help: "the unconditional branch e_∅ = this text's embedding (default the empty prompt)" }),
+  'unet-batch': positiveInt('unet-batch', 4096).optional().register(flagDocs, { value: 'N', help: 'rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)' }),
+  'vae-batch': positiveInt('vae-batch', 4096).optional().register(flagDocs, { value: 'N', help: 'images per VAE encode / decode call (default 1)' }),
 } as const;
 
 /** Throw a usage error naming the first SD source flag (or one of `extra`) given, for a model that is not a Stable Diffusion export. */
@@ -39,26 +38,19 @@ export function refuseSdFlags(o: Readonly<Record<string, unknown>>, extra: reado
   }
 }
 
-/** The line memscope prints about the image size of a Stable Diffusion run: the size and where it came from. */
-export function sdImageSizeNote(size: SdDefaultImageSize): string {
-  return `image size ${size.height}×${size.width} (${size.source === '--image-size' ? 'from --image-size' : `${size.source}; --image-size PX to change`})`;
-}
+export { sdImageSizeNote } from '../study/sd-source.ts';
 
-/** Help text of the SD source flags: the flag lines only (see {@link SD_SOURCE_HELP} for the block with its heading). */
-export const SD_SOURCE_FLAGS_HELP = `  --prompt-set FILE  CSV / JSONL / Parquet prompt list (caption, image path, optional verbatim /
-                     template / none label); memorized = prompts tied to a training image
-  --image-root DIR   folder that relative image paths resolve against (default: the list's folder)
-  --prompt-limit N   use only the first N prompts
-  --image-size PX    image side (default: unet/config.json sample_size × VAE scale factor, as
-                     diffusers: SD 1.x 512, SD 2.1 768; 512 without unet/config.json)
-  --provider P       cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)
-  --negative-prompt T the unconditional branch e_∅ = this text's embedding (default the empty prompt)
-  --unet-batch N     rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)
-  --vae-batch N      images per VAE encode / decode call (default 1)`;
+/** The doc of a study command's `--model SPEC` flag: the sources {@link loadCliSource} loads; `{default}` is the schema default. */
+export const MODEL_SPEC_HELP = 'testbed | a trained model directory | a Stable Diffusion ONNX export directory (with --prompt-set) | {default} (models/duplication when present)';
 
-/** Help text of the SD source flags, with its heading. */
-export const SD_SOURCE_HELP = `Stable Diffusion (--model EXPORT_DIR: a diffusers/optimum ONNX export, latent space):
-${SD_SOURCE_FLAGS_HELP}`;
+/** The SD source flags (keys of {@link SD_SOURCE_FIELDS}) in their help order. */
+export const SD_SOURCE_FLAGS: readonly string[] = Object.keys(SD_SOURCE_FIELDS);
+
+/** The help section of the SD source flags, with its heading. */
+export const SD_SOURCE_SECTION: HelpSection = {
+  heading: 'Stable Diffusion (--model EXPORT_DIR: a diffusers/optimum ONNX export, latent space):',
+  flags: SD_SOURCE_FLAGS,
+};
 
 /** Parsed SD source flag values. */
 export interface SdSourceFlags {
@@ -88,18 +80,24 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
 
 /**
  * Resolve `--model` and load the study source (testbed, trained model or SD export with its
- * prompt set); load errors become usage errors naming the flag.
+ * prompt set; see `SOURCE_LOADERS`), print its notes; load errors become usage errors naming the
+ * flag. The studies measure copies against training images: a source without any (a bare ONNX
+ * U-Net) is refused.
  */
 export async function loadCliSource(model: string, flags: SdSourceFlags, extra: Omit<StudySourceOptions, 'sd'> = {}): Promise<{ spec: string; src: StudySource }> {
   const spec = await resolveModelSpec(model);
   const src = await loadStudySource(spec, { ...extra, sd: sdSourceOptions(flags) }).catch((e: Error) => {
     throw new UsageError(e.message);
   });
-  if (src.sd !== undefined) process.stderr.write(`${sdImageSizeNote(src.sd.imageSize)}\n`);
+  if (src.trainImages.dims[0] === 0) {
+    await src.denoiser.dispose?.();
+    throw new UsageError(`--model: ${src.description} comes without training images, and this study measures copies of them; memscope sample runs on it`);
+  }
+  for (const line of src.notes) process.stderr.write(`${line}\n`);
   return { spec, src };
 }
 
-/** The scheduler config of a study: the source's own (SD exports) or Stable Diffusion 1.x's. */
+/** The scheduler config of a study: the source's schedule (an export's own, else Stable Diffusion 1.x's). */
 export function studyConfig(src: StudySource): SchedulerConfig {
-  return src.config ?? stableDiffusionConfig();
+  return src.schedule.config;
 }

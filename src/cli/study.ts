@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { parseFlags, flagsOf, validate, UsageError, InputError, didYouMean } from './args.ts';
 import { STORE_FIELDS, storeDirOf } from './study-run.ts';
+import { commandHelp, flagDocs, schemaDefault } from './help.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { page, table, escapeHtml } from '../report/html.ts';
@@ -19,31 +20,6 @@ import { analyzeCommand } from './analyze.ts';
 import { transitionCommand } from './transition.ts';
 import { evaluateCommand } from './evaluate.ts';
 import { detectCommand } from './detect.ts';
-
-export const STUDY_HELP = `memscope study — run a spec file that combines models, prompts, seeds, samplers, guidance and analyses
-
-Usage: memscope study run SPEC.yaml [--out DIR] [--store DIR] [--dry-run]
-
-The spec (YAML or JSON; every key but models optional):
-  models:    [testbed, models/duplication]   each --model value (a list or one string)
-  prompts:   caption:0-3,class:0             the conditions (as --prompts; default: each command's own)
-  seeds:     0-3                             seeds (as --seeds)
-  samplers:  [ddim, dpmpp2m]                 each sampler (default [ddim])
-  steps:     50                              inference steps (default 50)
-  guidance:  [constant:7.5, dtp, og+dtp]     each guidance schedule of memscope sample (default [constant:7.5])
-  analyses:  [kim, transition, evaluate, detect]  studies run once per model and sampler (kim = analyze kim)
-  out:       runs/study                      the results folder (--out overrides it)
-  store:     runs/store                      the results store (--store overrides it)
-
-Runs one memscope sample per model × sampler × guidance and each analysis per model × sampler, all
-into the same results store (units shared between runs are computed once; a rerun of the file
-computes nothing), each into its own folder OUT/<model>/<sampler>/<name>/ with its run.json, then
-OUT/study.json (the resolved spec and every run) and OUT/index.html. --dry-run prints each run's
-units and how many are already in the store.
-
-Example:
-  memscope study run study.yaml --out runs/study
-`;
 
 /** The spec file's schema (defaults here). */
 export const StudyFileSchema = z
@@ -105,7 +81,42 @@ export function planStudyFile(f: StudyFile): StudyFileRun[] {
   return runs;
 }
 
-const Schema = z.object({ out: z.string().min(1).optional(), ...STORE_FIELDS });
+const Schema = z.object({
+  out: z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: 'the results folder (overrides the spec\'s out; default runs/study)' }),
+  ...STORE_FIELDS,
+});
+
+/** A spec key's default as the study help shows it: `[a, b]` for a list. */
+function specDefault(key: keyof typeof StudyFileSchema.shape): string {
+  const v = schemaDefault(StudyFileSchema.shape[key]);
+  return Array.isArray(v) ? `[${v.join(', ')}]` : String(v);
+}
+
+/** The help of `memscope study`, generated from its schema (and the spec file's defaults from {@link StudyFileSchema}). */
+export const STUDY_HELP = commandHelp(Schema, {
+  title: 'memscope study — run a spec file that combines models, prompts, seeds, samplers, guidance and analyses',
+  usage: 'memscope study run SPEC.yaml [--out DIR] [--store DIR] [--dry-run]',
+  blocks: [
+    `The spec (YAML or JSON; every key but models optional):
+  models:    [testbed, models/duplication]   each --model value (a list or one string)
+  prompts:   caption:0-3,class:0             the conditions (as --prompts; default: each command's own)
+  seeds:     0-3                             seeds (as --seeds)
+  samplers:  [ddim, dpmpp2m]                 each sampler (default ${specDefault('samplers')})
+  steps:     50                              inference steps (default ${specDefault('steps')})
+  guidance:  [constant:7.5, dtp, og+dtp]     each guidance schedule of memscope sample (default ${specDefault('guidance')})
+  analyses:  [kim, transition, evaluate, detect]  studies run once per model and sampler (kim = analyze kim)
+  out:       runs/study                      the results folder (--out overrides it)
+  store:     runs/store                      the results store (--store overrides it)`,
+    { heading: 'Flags:', flags: ['out', 'store', 'dry-run'] },
+    `Runs one memscope sample per model × sampler × guidance and each analysis per model × sampler, all
+into the same results store (units shared between runs are computed once; a rerun of the file
+computes nothing), each into its own folder OUT/<model>/<sampler>/<name>/ with its run.json (which
+memscope <command> --config takes; the spec file is the study's own configuration), then
+OUT/study.json (the resolved spec and every run) and OUT/index.html. --dry-run prints each run's
+units and how many are already in the store.`,
+  ],
+  examples: ['memscope study run study.yaml --out runs/study'],
+});
 
 /** Read and validate a spec file, naming the file and the key on error. */
 export async function readStudyFile(path: string): Promise<StudyFile> {

@@ -1,13 +1,13 @@
 /** `memscope sweep`: Jain et al.'s CFG-start sweep for one prompt and seed (SPEC §4.3). */
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, samplerFlag, nonNegativeInt } from './args.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
+import { positiveInt, finiteNumber, UsageError, samplerFlag, nonNegativeInt } from './args.ts';
 import { parseConditions } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { sweepStudy, sweepSpecOf, scoreSweep, type SweepResult, type SweepSource } from '../study/sweep.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -17,60 +17,50 @@ import { lineChart, type Series } from '../report/svg.ts';
 import { writeFigure, labelledStrip } from '../report/figure.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 
-export const SWEEP_HELP = `memscope sweep — the CFG-start sweep of Jain et al. (docs/methods.md §4.3)
-
-Usage: memscope sweep --prompts COND [flags]
-  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
-                     (with --prompt-set) | default (models/duplication when present)
-  --prompts COND     one memorized condition, e.g. caption:0
-  --seeds N          one seed (default 0)
-  --scale X          λ applied from the start step k on (default 7.5)
-  --og               also sweep with opposite guidance −λ before k
-  --og-scale X       λ_og of the OG variant (default λ)
-  --every N          sweep every N-th start step (default 1)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --descriptor SPEC  pixel | learned[:DIR] | sscd:PATH (default learned; pixel on a Stable Diffusion export)
-  --threshold X      a sample is a copy when its descriptor cosine to the target is ≥ X (default 0.75)
-  --out DIR          (default runs/sweep)
-
-${STORE_HELP}
-
-${SD_SOURCE_HELP}
-
-For every start step k one sample with s = 0 before k and λ from k (k = 0 is standard CFG,
-k = steps never guides), its copy similarity to the prompt's training image and whether its
-nearest training image is that image; the empirical transition point is the first k whose output is
-not a copy. One stored unit per sample (variant, k); the scores are recomputed from the stored
-samples, so a rerun (or another --descriptor / --threshold) samples nothing. Writes run.json, sweep.json, sweep.csv, strips of the samples in step order, similarity.svg|png
-and report.html.
-
-Example:
-  memscope sweep --model models/duplication --prompts caption:0 --seeds 0 --og --out runs/sweep
-`;
-
 const Schema = z.object({
-  model: z.string().default('default'),
-  prompts: z.string({ message: '--prompts: required, e.g. caption:0' }),
-  seeds: nonNegativeInt('seeds').default(0),
-  scale: finiteNumber('scale').default(7.5),
-  og: z.boolean().default(false),
-  'og-scale': finiteNumber('og-scale').optional(),
-  every: positiveInt('every', 1000).default(1),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  descriptor: z.string().optional(),
-  threshold: finiteNumber('threshold').default(0.75),
-  out: z.string().default('runs/sweep'),
+  model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
+  prompts: z.string({ message: '--prompts: required, e.g. caption:0' }).register(flagDocs, { value: 'COND', help: 'one memorized condition, e.g. caption:0' }),
+  seeds: nonNegativeInt('seeds').default(0).register(flagDocs, { value: 'N', help: 'one seed' }),
+  scale: finiteNumber('scale').default(7.5).register(flagDocs, { value: 'X', help: 'λ applied from the start step k on' }),
+  og: z.boolean().default(false).register(flagDocs, { help: 'also sweep with opposite guidance −λ before k' }),
+  'og-scale': finiteNumber('og-scale').optional().register(flagDocs, { value: 'X', help: 'λ_og of the OG variant (default λ)' }),
+  every: positiveInt('every', 1000).default(1).register(flagDocs, { value: 'N', help: 'sweep every N-th start step' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  descriptor: z.string().optional().register(flagDocs, { value: 'SPEC', help: 'pixel | learned[:DIR] | sscd:PATH (default learned; pixel on a Stable Diffusion export)' }),
+  threshold: finiteNumber('threshold').default(0.75).register(flagDocs, { value: 'X', help: 'a sample is a copy when its descriptor cosine to the target is ≥ X' }),
+  out: z.string().default('runs/sweep').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...STORE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
-const FLAGS = flagsOf(Schema);
+
+/** The help of `memscope sweep`, generated from its schema. */
+export const SWEEP_HELP = commandHelp(Schema, {
+  title: 'memscope sweep — the CFG-start sweep of Jain et al. (docs/methods.md §4.3)',
+  usage: 'memscope sweep --prompts COND [flags]',
+  blocks: [
+    { flags: ['model', 'prompts', 'seeds', 'scale', 'og', 'og-scale', 'every', 'sampler', 'steps', 'descriptor', 'threshold', 'out'] },
+    STORE_SECTION,
+    SD_SOURCE_SECTION,
+    `For every start step k one sample with s = 0 before k and λ from k (k = 0 is standard CFG,
+k = steps never guides), its copy similarity to the prompt's training image and whether its
+nearest training image is that image; the empirical transition point is the first k whose output is
+not a copy. One stored unit per sample (variant, k); the scores are recomputed from the stored
+samples, so a rerun (or another --descriptor / --threshold) samples nothing. Writes run.json,
+sweep.json, sweep.csv, strips of the samples in step order, similarity.svg|png and report.html.`,
+  ],
+  examples: ['memscope sweep --model models/duplication --prompts caption:0 --seeds 0 --og --out runs/sweep'],
+});
 
 /** Parse and run `memscope sweep`. */
 export async function sweepCommand(argv: string[]): Promise<void> {
-  const raw = parseFlags(argv, FLAGS, { prompt: 'prompts', seed: 'seeds', guidance: 'scale' });
-  if (raw['prompts'] === undefined) throw new UsageError('--prompts: required; one memorized condition such as caption:0');
-  const o = validateFlags(Schema, raw);
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, {
+    command: 'sweep',
+    renamed: { prompt: 'prompts', seed: 'seeds', guidance: 'scale' },
+    check: (raw) => {
+      if (raw['prompts'] === undefined) throw new UsageError('--prompts: required; one memorized condition such as caption:0');
+    },
+  });
   if (!o['dry-run']) await checkResultsTarget(o.out);
   const { spec: modelSpec, src } = await loadCliSource(o.model, o);
   let cond: number;
@@ -82,7 +72,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const descriptor = await loadDescriptor(o.descriptor ?? (src.sd ? 'pixel' : 'learned'), { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
+  const descriptor = await loadDescriptor(o.descriptor ?? src.defaults.descriptor, { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
   const settings = { cond, seed: o.seeds, lambda: o.scale, og: o.og, ogLambda: o['og-scale'] ?? o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), every: o.every, threshold: o.threshold };
@@ -101,7 +91,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store);
+    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store, { commandLine });
     runJson = ran.runJson;
     const samples = await sweepStudy.reduce(ran.outcome.units, store, spec);
     const scored = await scoreSweep(src, samples, descriptor, settings, (m) => process.stderr.write(`${m}\n`));

@@ -1,5 +1,6 @@
 /** `memscope train`: train a scenario's model on the embedded data (resumes a killed run). */
 import { z } from 'zod';
+import { commandHelp, flagDocs, formatDefault, schemaDefault } from './help.ts';
 import { parseFlags, flagsOf, validate, positiveInt, finiteNumber, nonNegativeInt, UsageError } from './args.ts';
 import { SCENARIO_NAMES } from '../train/scenarios.ts';
 import { trainScenario, TrainSettingsSchema } from '../train/run.ts';
@@ -10,65 +11,32 @@ import { UnetConfigSchema } from '../models/unet.ts';
 
 const TARGETS = [...SCENARIO_NAMES, 'classifier', 'descriptor'] as const;
 
-export const TRAIN_HELP = `memscope train — train a scenario's diffusion model on the embedded Fashion-MNIST subset
-
-Usage: memscope train --scenario NAME [flags]
-
-Scenarios: ${SCENARIO_NAMES.join(', ')}
-  duplication             10 class prompts + captions each tied to one image duplicated K times
-  small-set               a few hundred images, each with its own caption
-  class                   class prompts only
-  graded                  graded duplication: captions whose image appears 3, 10, 30, 100 times
-                          (10 each), 200 unique captions seen once, class prompts over the rest
-  edm-small / edm-large   unconditional, 1,000 images / the whole subset
-  edm-small-undertrained  edm-small with the loss scaled by ρ inside a mid-σ band
-  classifier              the 10-class CNN used to score class-prompt samples (600 steps, batch 128)
-  descriptor              the learned copy descriptor of the memorization score: a CNN trained
-                          contrastively (NT-Xent, τ 0.1) over strong augmentations (1,800 steps, batch 128)
-
-Flags (defaults in brackets):
-  --out DIR          model directory [runs/train/<scenario>]; checkpoints go to DIR/checkpoints;
-                     rerunning the same command resumes a killed run from the last one, and a
-                     larger --steps extends a run that still has its checkpoints. A folder of
-                     other files, or a finished model without checkpoints (such as a shipped
-                     model), is refused instead of retrained from scratch
-  --into-models      allow --out inside memscope's shipped models/ folder (never by default)
-  --steps N          optimizer steps [3000]      --batch-size N   [64]
-  --seed N           [0]                         --lr X           AdamW learning rate [1e-3]
-  --captions N       duplication: captions [50]  --duplicates K   duplication: copies per caption [100]
-  --sampling vp|edm  noise levels: t uniform (VP) or EDM log-normal σ [edm for edm-*, else vp]
-  --parameterization eps|edm  the network: ε-prediction, or EDM preconditioning (Karras et al. 2022:
-                     c_skip/c_out/c_in/c_noise, σ_data 0.5, ln σ ~ N(−1.2, 1.2²) in [0.002, 80]) [eps]
-  --per-count N      graded: captions per duplication count [10]
-  --unique N         graded: unique captions whose image appears once [200]
-  --checkpoint-every N  [250]                 --ema-decay X    EMA of the weights [0.999]
-  --channels A,B,C   U-Net widths, each a multiple of 8 up to 1024, at most 6 levels [32,64,64]
-  --images N         training images of small-set [300] / edm-small(-undertrained) [1000]
-  --band LO-HI[:RHO] edm-small-undertrained: loss × ρ for σ in [LO, HI] [0.2-2:0.1]
-
-Writes DIR/model.json (settings, architecture, tokenizer, prompts, training stats) and
-DIR/weights.safetensors (EMA weights).
-
-Examples:
-  memscope train --scenario duplication                (→ runs/train/duplication)
-  memscope train --scenario edm-small --steps 5000 --out runs/edm-small-5k
-`;
+/** A training setting's default, from {@link TrainSettingsSchema}. */
+function trainDefault(key: keyof typeof TrainSettingsSchema.shape): string {
+  return formatDefault(schemaDefault(TrainSettingsSchema.shape[key]));
+}
 
 const Schema = z.object({
-  scenario: z.enum(TARGETS, { message: `expected one of ${TARGETS.join(', ')}` }),
-  out: z.string().min(1).optional(),
-  steps: positiveInt('steps').optional(),
-  'batch-size': positiveInt('batch-size', 4096).optional(),
-  seed: nonNegativeInt('seed').optional(),
-  lr: finiteNumber('lr', { lo: 0, loOpen: true }).optional(),
-  captions: positiveInt('captions', 320).optional(),
-  duplicates: positiveInt('duplicates').optional(),
-  'checkpoint-every': positiveInt('checkpoint-every').optional(),
-  sampling: z.enum(['vp', 'edm']).optional(),
-  parameterization: z.enum(['eps', 'edm'], { message: 'expected eps or edm' }).optional(),
-  'per-count': positiveInt('per-count').optional(),
-  unique: z.string().regex(/^\d+$/, { message: 'expected a non-negative integer' }).transform(Number).optional(),
-  'ema-decay': finiteNumber('ema-decay', { lo: 0, hi: 1 }).optional(),
+  scenario: z.enum(TARGETS, { message: `expected one of ${TARGETS.join(', ')}` }).register(flagDocs, { value: 'NAME', help: `what to train: ${TARGETS.join(', ')} (required; see Scenarios)` }),
+  out: z.string().min(1).optional().register(flagDocs, {
+    value: 'DIR',
+    help: `model directory [${defaultTrainOut('<scenario>')}]; checkpoints go to DIR/checkpoints; rerunning the same command resumes a killed run from the last one, and a larger --steps extends a run that still has its checkpoints. A folder of other files, or a finished model without checkpoints (such as a shipped model), is refused instead of retrained from scratch`,
+  }),
+  steps: positiveInt('steps').optional().register(flagDocs, { value: 'N', help: `optimizer steps [${trainDefault('steps')}; classifier ${CLASSIFIER_DEFAULT_STEPS}, descriptor ${DESCRIPTOR_DEFAULT_STEPS}]` }),
+  'batch-size': positiveInt('batch-size', 4096).optional().register(flagDocs, { value: 'N', help: `[${trainDefault('batchSize')}; classifier and descriptor 128]` }),
+  seed: nonNegativeInt('seed').optional().register(flagDocs, { value: 'N', help: `[${trainDefault('seed')}]` }),
+  lr: finiteNumber('lr', { lo: 0, loOpen: true }).optional().register(flagDocs, { value: 'X', help: `AdamW learning rate [${trainDefault('lr')}]` }),
+  captions: positiveInt('captions', 320).optional().register(flagDocs, { value: 'N', help: `duplication: captions [${trainDefault('captions')}]` }),
+  duplicates: positiveInt('duplicates').optional().register(flagDocs, { value: 'K', help: `duplication: copies per caption [${trainDefault('duplicates')}]` }),
+  'checkpoint-every': positiveInt('checkpoint-every').optional().register(flagDocs, { value: 'N', help: `optimizer steps between checkpoints [${trainDefault('checkpointEvery')}]` }),
+  sampling: z.enum(['vp', 'edm']).optional().register(flagDocs, { value: 'vp|edm', help: 'noise levels: t uniform (VP) or EDM log-normal σ [edm for edm-*, else vp]' }),
+  parameterization: z.enum(['eps', 'edm'], { message: 'expected eps or edm' }).optional().register(flagDocs, {
+    value: 'eps|edm',
+    help: 'the network: ε-prediction, or EDM preconditioning (Karras et al. 2022: c_skip/c_out/c_in/c_noise, σ_data 0.5, ln σ ~ N(−1.2, 1.2²) in [0.002, 80]) [eps]',
+  }),
+  'per-count': positiveInt('per-count').optional().register(flagDocs, { value: 'N', help: 'graded: captions per duplication count [10]' }),
+  unique: z.string().regex(/^\d+$/, { message: 'expected a non-negative integer' }).transform(Number).optional().register(flagDocs, { value: 'N', help: 'graded: unique captions whose image appears once [200]' }),
+  'ema-decay': finiteNumber('ema-decay', { lo: 0, hi: 1 }).optional().register(flagDocs, { value: 'X', help: `EMA of the weights [${trainDefault('emaDecay')}]` }),
   channels: z
     .string()
     .transform((s, ctx) => {
@@ -79,8 +47,9 @@ const Schema = z.object({
       }
       return s.split(',').map(Number);
     })
-    .optional(),
-  images: positiveInt('images').optional(),
+    .optional()
+    .register(flagDocs, { value: 'A,B,C', help: 'U-Net widths, each a multiple of 8 up to 1024, at most 6 levels [32,64,64]' }),
+  images: positiveInt('images').optional().register(flagDocs, { value: 'N', help: `training images of small-set [${trainDefault('smallSet')}] / edm-small(-undertrained) [${trainDefault('edmSmall')}]` }),
   band: z
     .string()
     .regex(/^[0-9.eE+-]+-[0-9.eE+]+(:[0-9.eE+-]+)?$/, { message: 'expected LO-HI or LO-HI:RHO, e.g. 1-4:0.1' })
@@ -94,8 +63,35 @@ const Schema = z.object({
       if (!(rho >= 0 && rho <= 1)) ctx.addIssue({ code: 'custom', message: `expected ρ in [0, 1], got "${rhoText ?? ''}"` });
       return { sigmaLo, sigmaHi, rho };
     })
-    .optional(),
-  'into-models': z.boolean().default(false),
+    .optional()
+    .register(flagDocs, { value: 'LO-HI[:RHO]', help: 'edm-small-undertrained: loss × ρ for σ in [LO, HI] [0.2-2:0.1]' }),
+  'into-models': z.boolean().default(false).register(flagDocs, { help: "allow --out inside memscope's shipped models/ folder (never by default)" }),
+});
+
+/** The help of `memscope train`, generated from its schema; the defaults in brackets are the training settings' ({@link TrainSettingsSchema}). */
+export const TRAIN_HELP = commandHelp(Schema, {
+  title: "memscope train — train a scenario's diffusion model on the embedded Fashion-MNIST subset",
+  usage: 'memscope train --scenario NAME [flags]',
+  blocks: [
+    `Scenarios: ${SCENARIO_NAMES.join(', ')}
+  duplication             10 class prompts + captions each tied to one image duplicated K times
+  small-set               a few hundred images, each with its own caption
+  class                   class prompts only
+  graded                  graded duplication: captions whose image appears 3, 10, 30, 100 times
+                          (10 each), 200 unique captions seen once, class prompts over the rest
+  edm-small / edm-large   unconditional, 1,000 images / the whole subset
+  edm-small-undertrained  edm-small with the loss scaled by ρ inside a mid-σ band
+  classifier              the 10-class CNN used to score class-prompt samples (${CLASSIFIER_DEFAULT_STEPS.toLocaleString('en-US')} steps, batch 128)
+  descriptor              the learned copy descriptor of the memorization score: a CNN trained
+                          contrastively (NT-Xent, τ 0.1) over strong augmentations (${DESCRIPTOR_DEFAULT_STEPS.toLocaleString('en-US')} steps, batch 128)`,
+    {
+      heading: 'Flags (defaults in brackets):',
+      flags: ['scenario', 'out', 'into-models', 'steps', 'batch-size', 'seed', 'lr', 'captions', 'duplicates', 'sampling', 'parameterization', 'per-count', 'unique', 'checkpoint-every', 'ema-decay', 'channels', 'images', 'band'],
+    },
+    `Writes DIR/model.json (settings, architecture, tokenizer, prompts, training stats) and
+DIR/weights.safetensors (EMA weights).`,
+  ],
+  examples: ['memscope train --scenario duplication                (→ runs/train/duplication)', 'memscope train --scenario edm-small --steps 5000 --out runs/edm-small-5k'],
 });
 /** Widest U-Net level accepted by --channels (a 28×28 testbed model; wider is memory, not science). */
 const MAX_CHANNELS = 1024;

@@ -1,70 +1,60 @@
 /** `memscope transition`: the transition study (Jain et al. Fig. 2) — sweep transition, DTP switch and zero-CFG d_t per prompt and seed. */
 import { z } from 'zod';
 import { join } from 'node:path';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
+import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { transitionStudy, type TransitionSource } from '../study/transition.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 
-export const TRANSITION_HELP = `memscope transition — where does guidance stop copying? (Jain et al. Fig. 2; docs/jain.md)
+const Schema = z.object({
+  model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
+  prompts: z.string().optional().register(flagDocs, { value: 'SPEC', help: 'memorized prompts, e.g. caption:0-1 (default: the first two conditions tied to a training image)' }),
+  seeds: z.string().default('0-3').register(flagDocs, { value: 'LIST', help: 'seeds per prompt' }),
+  scale: finiteNumber('scale').default(7.5).register(flagDocs, { value: 'X', help: 'λ of the sweep (from start step k on) and of DTP (after its switch)' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  every: positiveInt('every', 1000).default(1).register(flagDocs, { value: 'N', help: 'sweep every N-th start step' }),
+  descriptor: z.string().optional().register(flagDocs, { value: 'SPEC', help: 'pixel | learned[:DIR] | sscd:PATH (default learned; pixel on a Stable Diffusion export)' }),
+  threshold: finiteNumber('threshold').default(0.75).register(flagDocs, { value: 'X', help: 'a sweep sample is a copy when its descriptor cosine to the target is ≥ X' }),
+  out: z.string().default('runs/transition').register(flagDocs, { value: 'DIR', help: 'results directory' }),
+  ...STORE_FIELDS,
+  ...SD_SOURCE_FIELDS,
+});
 
-Usage: memscope transition [flags]
-  --model SPEC       testbed | a trained model directory | a Stable Diffusion ONNX export directory
-                     (with --prompt-set) | default (models/duplication when present)
-  --prompts SPEC     memorized prompts, e.g. caption:0-1 (default: the first two conditions tied to a training image)
-  --seeds LIST       seeds per prompt (default 0-3)
-  --scale X          λ of the sweep (from start step k on) and of DTP (after its switch) (default 7.5)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --every N          sweep every N-th start step (default 1)
-  --descriptor SPEC  pixel | learned[:DIR] | sscd:PATH (default learned; pixel on a Stable Diffusion export)
-  --threshold X      a sweep sample is a copy when its descriptor cosine to the target is ≥ X (default 0.75)
-  --out DIR          (default runs/transition)
-
-${STORE_HELP}
-
-${SD_SOURCE_HELP}
-
-Per prompt and seed: the CFG-start sweep's empirical transition step (the first start step k whose
+/** The help of `memscope transition`, generated from its schema. */
+export const TRANSITION_HELP = commandHelp(Schema, {
+  title: 'memscope transition — where does guidance stop copying? (Jain et al. Fig. 2; docs/jain.md)',
+  usage: 'memscope transition [flags]',
+  blocks: [
+    { flags: ['model', 'prompts', 'seeds', 'scale', 'sampler', 'steps', 'every', 'descriptor', 'threshold', 'out'] },
+    STORE_SECTION,
+    SD_SOURCE_SECTION,
+    `Per prompt and seed: the CFG-start sweep's empirical transition step (the first start step k whose
 sample, s = 0 before k and λ from k, is not a copy; as memscope sweep), the step at which DTP
 (dtp:λ, Algorithm 1) switched to λ in a run of the same seed, and the zero-CFG d_t = ‖ε_c − ε_u‖²
 curve of that seed (the curve whose first local minimum DTP looks for). Cost per unit: steps/every + 3
 sampling runs. Writes transition.csv (one row per prompt and seed), transition.json (with the
-curves and sweep similarities), transition.svg|png (d_t curves with both steps marked) and report.html.
-
-Examples:
-  memscope transition --model models/duplication --prompts caption:0-1 --seeds 0-3 --out runs/transition
-  memscope transition --prompts caption:0 --seeds 0-7 --every 2 --out runs/transition-fast
-`;
-
-const Schema = z.object({
-  model: z.string().default('default'),
-  prompts: z.string().optional(),
-  seeds: z.string().default('0-3'),
-  scale: finiteNumber('scale').default(7.5),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  every: positiveInt('every', 1000).default(1),
-  descriptor: z.string().optional(),
-  threshold: finiteNumber('threshold').default(0.75),
-  out: z.string().default('runs/transition'),
-  ...STORE_FIELDS,
-  ...SD_SOURCE_FIELDS,
+curves and sweep similarities), transition.svg|png (d_t curves with both steps marked) and report.html.`,
+  ],
+  examples: [
+    'memscope transition --model models/duplication --prompts caption:0-1 --seeds 0-3 --out runs/transition',
+    'memscope transition --prompts caption:0 --seeds 0-7 --every 2 --out runs/transition-fast',
+  ],
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope transition`. */
 export async function transitionCommand(argv: string[]): Promise<void> {
   refuseOldScaleFlag(argv, false);
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'transition' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (o.steps < 2) throw new UsageError(`--steps: the transition study needs at least 2 steps, got ${o.steps}`);
   if (!o['dry-run']) await checkResultsTarget(o.out);
@@ -81,7 +71,7 @@ export async function transitionCommand(argv: string[]): Promise<void> {
     if (bad.length) throw new Error(`--prompts "${o.prompts}": ${bad.map((p) => d.conditions[p]!.id).join(', ')} ${bad.length === 1 ? 'has' : 'have'} no training image to copy; pick memorized prompts`);
     return ps;
   });
-  const descriptor = await loadDescriptor(o.descriptor ?? (src.sd ? 'pixel' : 'learned'), { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
+  const descriptor = await loadDescriptor(o.descriptor ?? src.defaults.descriptor, { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
   const spec = transitionStudy.schema.parse({ prompts, seeds, lambda: o.scale, sampler: o.sampler, steps: o.steps, every: o.every, threshold: o.threshold });
@@ -98,7 +88,7 @@ export async function transitionCommand(argv: string[]): Promise<void> {
       await d.dispose?.();
       return;
     }
-    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store);
+    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store, { commandLine });
     const s = await transitionStudy.reduce(outcome.units, store, spec);
     summary = s;
     await withResultsDir(o.out, async (dir) => {

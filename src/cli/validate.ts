@@ -1,67 +1,59 @@
 /** `memscope validate`: does a trained testbed memorize its captions and generalize on its classes? */
 import { z } from 'zod';
+import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { Classifier } from '../models/classifier.ts';
-import { parseFlags, flagsOf, validate as validateFlags, positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
+import { positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parseGuidance } from '../guidance/spec.ts';
-import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { stableDiffusionConfig } from '../schedules/config.ts';
 import { loadTrainedModel } from '../denoisers/trained.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { parseConditions } from '../study/conditions.ts';
-import { validateSamples, crop32to28, VALIDATE_BATCH } from '../study/validate.ts';
+import { validateSamples, VALIDATE_BATCH } from '../study/validate.ts';
 import { sampleStudy, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 import { folderFingerprint } from '../store/fingerprint.ts';
-import { STORE_FIELDS, STORE_HELP, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
-import { defaultClassifierDir } from '../study/source.ts';
+import { defaultClassifierDir, pixelCodec } from '../study/source.ts';
 import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 
-export const VALIDATE_HELP = `memscope validate — measure memorization and generalization of a trained model
+const Schema = z.object({
+  model: z.string().min(1).register(flagDocs, { value: 'DIR', help: 'the trained model (memscope train) to validate' }),
+  seeds: z.string().default('0-15').register(flagDocs, { value: 'LIST', help: 'seeds per condition' }),
+  guidance: z.string().default('constant:7.5').register(flagDocs, { value: 'SPEC', help: 'guidance schedule, as memscope sample --guidance' }),
+  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'conditions to sample (default {default}: every caption and class prompt)' }),
+  sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
+  steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
+  out: z.string().optional().register(flagDocs, { value: 'DIR', help: "results directory (default <model>/validation; runs/validate/<name> for a model shipped in memscope's models/ folder: results never go into models/)" }),
+  classifier: z.string().optional().register(flagDocs, { value: 'DIR', help: 'classifier for class-prompt alignment (default models/classifier when present)' }),
+  ...STORE_FIELDS,
+});
 
-Usage: memscope validate --model DIR [flags]
-  --seeds LIST       seeds per condition (default 0-15)
-  --guidance SPEC    default constant:7.5
-  --prompts SPEC     default all (every caption and class prompt)
-  --sampler NAME     ${SAMPLER_NAMES.join(' | ')} (default ddim)     --steps N  (default 50)
-  --out DIR          default <model>/validation; runs/validate/<name> for a model shipped in
-                     memscope's models/ folder (results never go into models/)
-  --classifier DIR   classifier for class-prompt alignment (default models/classifier when present)
-
-${STORE_HELP}
-
-For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
+/** The help of `memscope validate`, generated from its schema. */
+export const VALIDATE_HELP = commandHelp(Schema, {
+  title: 'memscope validate — measure memorization and generalization of a trained model',
+  usage: 'memscope validate --model DIR [flags]',
+  blocks: [
+    { flags: ['model', 'seeds', 'guidance', 'prompts', 'sampler', 'steps', 'out', 'classifier'] },
+    STORE_SECTION,
+    `For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
 central 28×28) is the caption's own image, the strict ratio test d1/d2 < 1/3 (docs/methods.md §5.4) and the
 pixel copy similarity; for class prompts the same copy tests. The samples are the sample study's units
 (one per condition and seed): memscope sample --model DIR with the same guidance, sampler, steps and
 seeds reuses them, and a rerun samples nothing. Writes run.json, validation.json and report.html and
-prints the summary.
-
-Example:
-  memscope validate --model models/duplication --seeds 0-15
-`;
-
-const Schema = z.object({
-  model: z.string().min(1),
-  seeds: z.string().default('0-15'),
-  guidance: z.string().default('constant:7.5'),
-  prompts: z.string().default('all'),
-  sampler: samplerFlag().default('ddim'),
-  steps: positiveInt('steps', 1000).default(50),
-  out: z.string().optional(),
-  classifier: z.string().optional(),
-  ...STORE_FIELDS,
+prints the summary.`,
+  ],
+  examples: ['memscope validate --model models/duplication --seeds 0-15'],
 });
-const FLAGS = flagsOf(Schema);
 
 /** Parse and run `memscope validate`. */
 export async function validateCommand(argv: string[]): Promise<void> {
-  const o = validateFlags(Schema, parseFlags(argv, FLAGS));
+  const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'validate' });
   let seeds: number[];
   let guidance;
   try {
@@ -98,7 +90,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
       await tm.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH });
+    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH, commandLine });
     runJson = ran.runJson;
     result = (await sampleStudy.reduce(ran.outcome.units, store, spec)).result;
   } finally {
@@ -107,9 +99,11 @@ export async function validateCommand(argv: string[]): Promise<void> {
   const train = loadFashionMnist({ split: 'train' });
   const clf = hasClf ? await Classifier.load(clfDir) : null;
   const labelOf = tm.prompts.map((p) => (p.kind === 'class' ? (p.label ?? null) : null));
+  const codec = pixelCodec(train.images, tm.denoiser.shape);
   const v = await validateSamples({
     denoiser: tm.denoiser,
     trainImages: train.images,
+    toImageSpace: codec.toImageSpace,
     conds,
     seeds,
     result,
@@ -122,7 +116,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
   await withResultsDir(out, async (dir) => {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'validation.json'), { model: o.model, sampler: o.sampler, steps: o.steps, ...summary, nn1: copies.map((c) => c.nn1) });
-    const png = await gridPng(crop32to28(result.samples), { cols: seeds.length, zoom: 1 });
+    const png = await gridPng(await codec.toImageSpace(result.samples), { cols: seeds.length, zoom: 1 });
     await writeFileAtomic(join(dir, 'samples.png'), png);
     const body = [
       `<p>${escapeHtml(o.model)} · ${escapeHtml(v.guidance)} · ${escapeHtml(o.sampler)} ${o.steps} steps · seeds ${escapeHtml(o.seeds)} · ${v.seconds.toFixed(0)} s</p>`,
@@ -130,14 +124,18 @@ export async function validateCommand(argv: string[]): Promise<void> {
         [`captions with nearest = own image in ≥ ${v.captionThreshold * 100} % of seeds`, pct(v.captionsMemorized)],
         ['caption samples: nearest = own image', pct(v.captionNearestIsTarget)],
         ['caption samples: ratio test d1/d2 < 1/3', pct(v.captionRatioCopy)],
+        ['caption samples: strict copies (d1/d2 < 1/3 and nearest = own image)', pct(v.captionStrictCopy)],
         ['caption samples: median d1/d2', fmt(v.captionMedianRatio)],
         ['caption samples: mean pixel similarity', fmt(v.captionMeanSimilarity)],
         ['class samples: ratio test d1/d2 < 1/3', pct(v.classRatioCopy)],
         ['class samples: mean pixel similarity', fmt(v.classMeanSimilarity)],
         ['class samples: classifier accuracy', v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)],
       ]),
+      ...(v.byDuplicates.length
+        ? ['<h2>Strict copies by duplication count</h2>', table(['times the image is trained on', 'captions', 'strict copies (95 % interval, n)'], v.byDuplicates.map((r) => [String(r.duplicates), String(r.captions), r.text]))]
+        : []),
       '<h2>Per condition</h2>',
-      table(['condition', 'kind', 'nearest = own', 'ratio copies', 'mean d1/d2', 'similarity'], v.perCondition.map((p) => [p.label, p.kind, p.nearestIsTarget === null ? '—' : pct(p.nearestIsTarget), pct(p.ratioCopy), fmt(p.meanRatio), fmt(p.meanSimilarity)])),
+      table(['condition', 'kind', 'duplicates', 'nearest = own', 'ratio copies', 'strict copies', 'mean d1/d2', 'similarity'], v.perCondition.map((p) => [p.label, p.kind, p.duplicates === null ? '—' : String(p.duplicates), p.nearestIsTarget === null ? '—' : pct(p.nearestIsTarget), pct(p.ratioCopy), p.strictCopy === null ? '—' : pct(p.strictCopy), fmt(p.meanRatio), fmt(p.meanSimilarity)])),
       '<h2>Samples</h2>',
       imgTag(png, 'samples'),
     ].join('\n');
@@ -145,8 +143,9 @@ export async function validateCommand(argv: string[]): Promise<void> {
   }, { command: 'validate' });
   process.stdout.write(
     `captions memorized (nearest = own image in ≥ ${v.captionThreshold * 100} % of ${seeds.length} seeds): ${pct(v.captionsMemorized)}\n` +
-      `caption samples: nearest = own ${pct(v.captionNearestIsTarget)}, ratio test ${pct(v.captionRatioCopy)}, median d1/d2 ${fmt(v.captionMedianRatio)}, similarity ${fmt(v.captionMeanSimilarity)}\n` +
+      `caption samples: nearest = own ${pct(v.captionNearestIsTarget)}, ratio test ${pct(v.captionRatioCopy)}, strict ${pct(v.captionStrictCopy)}, median d1/d2 ${fmt(v.captionMedianRatio)}, similarity ${fmt(v.captionMeanSimilarity)}\n` +
       `class samples: ratio test ${pct(v.classRatioCopy)}, similarity ${fmt(v.classMeanSimilarity)}, classifier accuracy ${v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)}\n` +
+      v.byDuplicates.map((r) => `strict copies, captions trained on ${r.duplicates}×: ${r.text}\n`).join('') +
       `${join(out, 'report.html')}\n`,
   );
 }

@@ -17,6 +17,8 @@ export interface ConditionInfo {
   readonly label: string;
   /** Indices of the training images this condition is tied to, when known (its targets). */
   readonly targets?: readonly number[];
+  /** How many training examples show this condition's image, when the model records it (the `graded` scenario: 1, 3, 10, 30, 100). */
+  readonly duplicates?: number;
 }
 
 /** A condition reference in a batch: an index into `Denoiser.conditions`, or `null` for e_∅. */

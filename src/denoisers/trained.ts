@@ -10,11 +10,12 @@ import { readSafetensors } from '../io/safetensors.ts';
 import { buildInferenceGraphs, DiffusionModelConfigSchema } from '../models/diffusion-model.ts';
 import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { createSession, type Session } from '../graph/session.ts';
-import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../graph/cross-attention.ts';
+import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX, CROSS_ATTENTION_SCALE, addLogitScaleToBytes } from '../graph/cross-attention.ts';
 import { type Tensor, batchSize, rowSize } from '../tensor/tensor.ts';
 import { loadOnnxDenoiser, type OnnxDenoiser } from './onnx.ts';
-import { checkConds, type CondRef, type ConditionInfo, type Denoiser, type NoiseLevel } from './denoiser.ts';
+import { checkConds, type CondRef, type ConditionInfo, type Denoiser } from './denoiser.ts';
 import type { ScenarioPrompt } from '../models/model-dir.ts';
+import type { AttentionOutput, CrossAttentionUnet } from './attention.ts';
 
 /** A loaded trained model: its denoiser, its prompts and the graphs (for export). */
 export interface TrainedModel {
@@ -29,8 +30,14 @@ export interface TrainedModel {
   readonly textEncoderBytes: Uint8Array | null;
   /** Raw model.json. */
   readonly meta: Record<string, unknown>;
-  /** The U-Net with cross-attention exposed (text models loaded with `exposeCrossAttention`; else null). */
-  readonly attention: AttentionUnet | null;
+  /** The U-Net with cross-attention exposed (text models loaded with `exposeCrossAttention`; else null); released by the caller. */
+  readonly attention: CrossAttentionUnet | null;
+  /**
+   * Open another session of the U-Net with cross-attention exposed and adjustable (the inference
+   * U-Net, EDM preconditioning included, rebuilt with `exposeCrossAttention` and the logit scale);
+   * the caller disposes it. Null for models without a text encoder (no cross-attention).
+   */
+  readonly openAttention: (() => Promise<CrossAttentionUnet>) | null;
   /** EDM-preconditioned models: the denoiser D(x; σ) at any σ (for EDM's Heun sampler); null for ε-prediction models. */
   readonly edm: EdmDenoiser | null;
 }
@@ -49,34 +56,9 @@ export interface EdmDenoiser {
   dispose(): Promise<void>;
 }
 
-/** One U-Net call with cross-attention exposed. */
-export interface AttentionOutput {
-  /** ε̂ `[B, ...shape]`. */
-  readonly eps: Tensor;
-  /** Per cross-attention layer (in graph order): probabilities averaged over heads `[B, qLen, contextLength]`. */
-  readonly probs: ReadonlyMap<string, Tensor>;
-}
-
-/**
- * A trained text model's U-Net with its cross-attention exposed (Ren et al. 2024): the
- * head-averaged attention probabilities over the prompt tokens at every cross-attention layer,
- * and a per-token bias added to the logits (`log w` re-weights a token by w; 0 = plain model).
- */
-export interface AttentionUnet {
-  /** Cross-attention layer names, in graph order. */
-  readonly layers: readonly string[];
-  /** Tokens per prompt (L): the context length. */
-  readonly contextLength: number;
-  /** The token strings of condition `cond` (`<start>`, words, `<end>`, `<pad>`…), length L. */
-  tokens(cond: CondRef): string[];
-  /** Run the U-Net on `xt` `[B, ...shape]`; `bias` (length B·L, default zeros) is added to the cross-attention logits. */
-  run(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], bias?: Float32Array): Promise<AttentionOutput>;
-  dispose(): Promise<void>;
-}
-
 /** Options of {@link loadTrainedModel}. */
 export interface LoadTrainedOptions {
-  /** Also build {@link AttentionUnet} (text models only; default false). */
+  /** Also open {@link TrainedModel.attention} (text models only; default false). */
   readonly exposeCrossAttention?: boolean;
 }
 
@@ -91,7 +73,8 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
   const prompts = (meta['prompts'] as ScenarioPrompt[]) ?? [];
   const name = `trained:${String(meta['scenario'])}`;
   let denoiser: OnnxDenoiser;
-  let attention: AttentionUnet | null = null;
+  let attention: CrossAttentionUnet | null = null;
+  let openAttention: (() => Promise<CrossAttentionUnet>) | null = null;
   if (opts.exposeCrossAttention === true && !graphs.textEncoder) throw new Error(`exposeCrossAttention: ${dir} is an unconditional model; cross-attention exists only in text-conditioned models`);
   if (graphs.textEncoder) {
     const tok = WordTokenizer.fromJSON(meta['tokenizer']);
@@ -112,20 +95,15 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
       uncond: { dims: [1, L, cfg.textEncoder!.width], data: h.data.slice(K * per) },
       labels: prompts.map((p) => p.text),
     });
-    if (opts.exposeCrossAttention === true) {
-      const bytes = buildInferenceGraphs(cfg, values, { exposeCrossAttention: true, vpSigmas }).unet;
-      const ids = enc.data;
-      const names = [...prompts.map((p) => p.text), ''].map((_, i) => Array.from(ids.subarray(i * L, (i + 1) * L), (v) => tok.tokenName(Number(v))));
-      attention = await attentionUnet(await createSession(bytes), {
-        embeddings: h.data,
-        width: cfg.textEncoder!.width,
-        L,
-        K,
-        shape: denoiser.shape,
-        tokenNames: names,
-        name,
-      });
-    }
+    const ids = enc.data;
+    const names = texts.map((_, i) => Array.from(ids.subarray(i * L, (i + 1) * L), (v) => tok.tokenName(Number(v))));
+    const shape = denoiser.shape;
+    let exposed: Uint8Array | null = null;
+    openAttention = async () => {
+      exposed ??= addLogitScaleToBytes(buildInferenceGraphs(cfg, values, { exposeCrossAttention: true, vpSigmas }).unet, L);
+      return attentionUnet(await createSession(exposed), { embeddings: h.data, width: cfg.textEncoder!.width, L, K, shape, tokenNames: names, name });
+    };
+    if (opts.exposeCrossAttention === true) attention = await openAttention();
   } else {
     denoiser = await loadOnnxDenoiser({ path: join(dir, 'unet.onnx'), bytes: graphs.unet, name });
   }
@@ -149,7 +127,7 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
   const conditions: ConditionInfo[] = prompts.map((p) =>
     p.kind === 'class'
       ? { id: `class:${nClass++}`, kind: 'class', label: p.text }
-      : { id: `caption:${nCap++}`, kind: 'caption', label: p.text, ...(p.targets ? { targets: p.targets } : {}) },
+      : { id: `caption:${nCap++}`, kind: 'caption', label: p.text, ...(p.targets ? { targets: p.targets } : {}), ...(p.duplicates === undefined ? {} : { duplicates: p.duplicates }) },
   );
   const wrapped: Denoiser = {
     name,
@@ -171,6 +149,7 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
     textEncoderBytes: graphs.textEncoder,
     meta,
     attention,
+    openAttention,
     edm,
   };
 }
@@ -219,7 +198,7 @@ function numelOf(dims: readonly number[]): number {
 async function attentionUnet(
   session: Session,
   o: { embeddings: Float32Array; width: number; L: number; K: number; shape: readonly number[]; tokenNames: string[][]; name: string },
-): Promise<AttentionUnet> {
+): Promise<CrossAttentionUnet> {
   const layers = session.outputNames.filter((n) => n.startsWith(CROSS_ATTENTION_PROBS_PREFIX)).map((n) => n.slice(CROSS_ATTENTION_PROBS_PREFIX.length));
   const per = o.L * o.width;
   const conds: ConditionInfo[] = Array.from({ length: o.K }, (_, i) => ({ id: `row:${i}`, kind: 'text', label: '' }));
@@ -228,21 +207,27 @@ async function attentionUnet(
     layers,
     contextLength: o.L,
     tokens: (cond) => [...o.tokenNames[cond === null ? o.K : cond]!],
-    run: async (xt, level, cond, bias) => {
+    run: async (xt, level, cond, adjust = {}, runOpts = {}): Promise<AttentionOutput> => {
       const B = batchSize(xt);
       checkConds(probe, cond, B, 'attention cond');
       if (rowSize(xt) !== o.shape.reduce((a, b) => a * b, 1)) throw new Error(`attention xt: expected rows of shape [${o.shape.join(', ')}], got dims [${xt.dims.join(', ')}]`);
-      if (bias !== undefined && bias.length !== B * o.L) throw new Error(`attention bias: expected ${B}·${o.L} = ${B * o.L} values (one per row and token), got ${bias.length}`);
+      for (const [k, v] of Object.entries(adjust)) {
+        if (v !== undefined && (v as Float32Array).length !== B * o.L) throw new Error(`attention ${k}: expected ${B}·${o.L} = ${B * o.L} values (one per row and token), got ${(v as Float32Array).length}`);
+      }
       const ctx = new Float32Array(B * per);
       cond.forEach((c, r) => ctx.set(o.embeddings.subarray((c === null ? o.K : c) * per, ((c === null ? o.K : c) + 1) * per), r * per));
-      const out = await session.run({
-        sample: xt,
-        timestep: { dims: [B], data: new Float32Array(B).fill(level.t) },
-        encoder_hidden_states: { dims: [B, o.L, o.width], data: ctx },
-        [CROSS_ATTENTION_BIAS]: { dims: [B, o.L], data: bias ?? new Float32Array(B * o.L) },
-      });
+      const out = await session.run(
+        {
+          sample: xt,
+          timestep: { dims: [B], data: new Float32Array(B).fill(level.t) },
+          encoder_hidden_states: { dims: [B, o.L, o.width], data: ctx },
+          [CROSS_ATTENTION_BIAS]: { dims: [B, o.L], data: adjust.bias ?? new Float32Array(B * o.L) },
+          [CROSS_ATTENTION_SCALE]: { dims: [B, o.L], data: adjust.scale ?? new Float32Array(B * o.L).fill(1) },
+        },
+        runOpts.probs === false ? ['out_sample'] : undefined,
+      );
       const probs = new Map<string, Tensor>();
-      for (const l of layers) probs.set(l, out[CROSS_ATTENTION_PROBS_PREFIX + l]!);
+      if (runOpts.probs !== false) for (const l of layers) probs.set(l, out[CROSS_ATTENTION_PROBS_PREFIX + l]!);
       return { eps: out['out_sample']!, probs };
     },
     dispose: () => session.release(),

@@ -103,7 +103,7 @@ export class InProcessRunner implements Runner {
       if (missing === 0) continue;
       opts.signal?.throwIfAborted();
       const b0 = performance.now();
-      const outputs = await study.run(batch, { source, ...(opts.signal ? { signal: opts.signal } : {}) });
+      const outputs = await study.run(batch, { source, store, ...(opts.signal ? { signal: opts.signal } : {}) });
       if (outputs.length !== batch.length) {
         throw new Error(`study ${study.id}: run returned ${outputs.length} outputs for ${batch.length} units`);
       }

@@ -61,6 +61,12 @@ export interface RunContext<S> {
   readonly source: S;
   /** Aborted when the run should stop (Ctrl-C, a failed sibling). */
   readonly signal?: AbortSignal;
+  /**
+   * The store the run commits to, for reading units that a unit depends on (e.g. detect's scores
+   * read the CFG sampling unit it shares with evaluate). Read-only use; a unit must still compute
+   * its result when what it reads is absent (a runner may order units differently).
+   */
+  readonly store?: Pick<UnitStore, 'get' | 'readBlob'>;
 }
 
 /**

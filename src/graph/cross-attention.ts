@@ -108,6 +108,11 @@ export function addLogitScale(m: ModelProto, contextLength: number): ModelProto 
   return m;
 }
 
+/** {@link addLogitScale} on encoded ONNX bytes (e.g. a trained model's U-Net built with `exposeCrossAttention`): the scaled graph's bytes. */
+export function addLogitScaleToBytes(bytes: Uint8Array, contextLength: number): Uint8Array {
+  return encodeModel(addLogitScale(onnx.ModelProto.decode(bytes), contextLength));
+}
+
 /** Encode a model to ONNX bytes. */
 export function encodeModel(m: ModelProto): Uint8Array {
   return onnx.ModelProto.encode(m).finish();

@@ -26,7 +26,7 @@
  * What memscope implements ({@link renMitigatedDenoiser}): exactly that rule, on a U-Net rebuilt from
  * the trained model's weights with cross-attention exposed plus a per-token logit SCALE input
  * (`logit'_i = scale_i · logit_i + bias_i`), because a multiplicative rescale of one token's logits
- * cannot be written as the additive per-token bias of `AttentionUnet` (the start token's logit
+ * cannot be written as an additive per-token bias (the start token's logit
  * varies per pixel and head). Differences from their code: the unconditional rows get neither the
  * mask nor the scale (their code also applies the conditional prompt's padding mask to the
  * unconditional row of the pair, which the Denoiser interface cannot pair up); memscope prompts use
@@ -37,28 +37,18 @@
  *
  * On a Stable Diffusion export the same rule and the same entropy run on the export's own U-Net
  * after graph surgery (`graph/cross-attention.ts`: scale and bias inserted before every `attn2`
- * softmax, head-averaged probabilities out), through the same {@link ScaledAttentionUnet}
- * interface ({@link RenTarget}); there the tokens are CLIP's (`<|startoftext|>`, BPE tokens,
+ * softmax, head-averaged probabilities out), through the same {@link CrossAttentionUnet}
+ * interface (`denoisers/attention.ts`, {@link RenTarget}); there the tokens are CLIP's (`<|startoftext|>`, BPE tokens,
  * `<|endoftext|>`, then SD 1.x's `<|endoftext|>` or SD 2.x's `!` padding) and, as in their code,
  * the mask covers everything after the FIRST end token.
  */
-import { GraphBuilder } from '../graph/builder.ts';
-import { createSession, type Session } from '../graph/session.ts';
-import { buildDiffusersUnet } from '../models/unet.ts';
-import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX, CROSS_ATTENTION_SCALE, addLogitScale, encodeModel } from '../graph/cross-attention.ts';
-import { graphWeights } from '../graph/weights.ts';
-import { paramFnFor } from '../models/init.ts';
-import { prefixed } from '../models/diffusion-model.ts';
-import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { checkConds, type CondRef, type Denoiser, type NoiseLevel } from '../denoisers/denoiser.ts';
-import type { AttentionOutput, TrainedModel } from '../denoisers/trained.ts';
+import type { TrainedModel } from '../denoisers/trained.ts';
+import type { AttentionOutput, CrossAttentionUnet, LogitAdjustment } from '../denoisers/attention.ts';
 import { type Tensor, assertFinite, batchSize, numel } from '../tensor/tensor.ts';
-import { embedTexts, textShape } from './prompt-noise.ts';
-import { modelConfig } from './unet-graph.ts';
 
 /** The graph surgery lives in `src/graph/cross-attention.ts`; re-exported here, where the public API has always had it. */
 export { CROSS_ATTENTION_SCALE, addLogitScale } from '../graph/cross-attention.ts';
-
 
 /** Ren et al.'s inference-time defaults (`local_cmd_inference_time_mitigation.sh`: `--c1 1.25 --cross_attn_mask`). */
 export const REN_DEFAULTS = { startScale: 1.25, maskPadding: true, maskEnd: false } as const;
@@ -66,86 +56,17 @@ export const REN_DEFAULTS = { startScale: 1.25, maskPadding: true, maskEnd: fals
 /** The additive logit value used as "−∞" for masked tokens (exp underflows to exactly 0 in float32). */
 export const MASKED_LOGIT = -1e9;
 
-/**
- * The trained U-Net with cross-attention exposed (probabilities out, per-token bias in) and a
- * per-token logit scale: every cross-attention logit becomes `scale[b, i] · (q·k_i/√d) + bias[b, i]`.
- * Rebuilt from `model.unetBytes`' weights with `buildDiffusersUnet(…, { exposeCrossAttention })`;
- * the scale is spliced in before each bias `Add`. Scale 1 and bias 0 give the plain U-Net.
- */
-export function buildScaledAttentionUnet(model: TrainedModel): Uint8Array {
-  const cfg = modelConfig(model);
-  if (cfg.unet.conditioning !== 'text') throw new Error(`${model.denoiser.name}: cross-attention exists only in text-conditioned models`);
-  const b = new GraphBuilder({ name: 'memscope_unet_scaled_attention' });
-  buildDiffusersUnet(b, cfg.unet, prefixed(paramFnFor(b, 'initializer', graphWeights(model.unetBytes)).param, 'unet.'), 'dynamic', { exposeCrossAttention: true });
-  return encodeModel(addLogitScale(b.toModel(), cfg.unet.contextLength));
-}
-
-/** Per-row adjustments of the cross-attention logits (each `B·L` values; defaults: scale 1, bias 0). */
-export interface LogitAdjustment {
-  readonly scale?: Float32Array;
-  readonly bias?: Float32Array;
-}
+/** The one cross-attention interface under the name this module has always used for it (see `denoisers/attention.ts`). */
+export type ScaledAttentionUnet = CrossAttentionUnet;
 
 /**
- * A U-Net with its cross-attention exposed and adjustable per token: the U-Net of
- * {@link buildScaledAttentionUnet} over a trained model's prompt embeddings
- * ({@link scaledAttentionUnet}), or a Stable Diffusion export's U-Net after graph surgery
- * (`sdScaledAttentionUnet` in `sd/cross-attention.ts`).
+ * A trained text model's U-Net with its cross-attention exposed and adjustable per token (a new
+ * session of `model.openAttention`: the inference U-Net rebuilt with the attention exposed and the
+ * logit scale spliced in; prompt embeddings from its text encoder, e_∅ = `''`). The caller disposes it.
  */
-export interface ScaledAttentionUnet {
-  /** Cross-attention layer names, in graph order. */
-  readonly layers: readonly string[];
-  /** Tokens per prompt (L). */
-  readonly contextLength: number;
-  /** The token strings of condition `cond` (null: the empty prompt), length L. */
-  tokens(cond: CondRef): string[];
-  /** Run on `xt` `[B, ...shape]` with conditions `cond` and the logit adjustment; `probs: false` computes ε̂ only (empty `probs`). */
-  run(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], adjust?: LogitAdjustment, opts?: { readonly probs?: boolean }): Promise<AttentionOutput>;
-  dispose(): Promise<void>;
-}
-
-/** Load {@link buildScaledAttentionUnet} for `model` (prompt embeddings from its text encoder, e_∅ = `''`). */
-export async function scaledAttentionUnet(model: TrainedModel): Promise<ScaledAttentionUnet> {
-  const { L, width } = textShape(model);
-  const K = model.prompts.length;
-  const per = L * width;
-  const texts = [...model.prompts.map((q) => q.text), ''];
-  const emb = (await embedTexts(model, texts)).data;
-  const tok = WordTokenizer.fromJSON(model.meta['tokenizer']);
-  const names = texts.map((t) => tok.encode(t, L).map((id) => tok.tokenName(id)));
-  const session: Session = await createSession(buildScaledAttentionUnet(model));
-  const layers = session.outputNames.filter((n) => n.startsWith(CROSS_ATTENTION_PROBS_PREFIX)).map((n) => n.slice(CROSS_ATTENTION_PROBS_PREFIX.length));
-  const shape = model.denoiser.shape;
-  const probe = { name: model.denoiser.name, conditions: model.denoiser.conditions } as Denoiser;
-  return {
-    layers,
-    contextLength: L,
-    tokens: (cond) => [...names[cond === null ? K : cond]!],
-    run: async (xt, level, cond, adjust = {}, opts = {}) => {
-      const B = batchSize(xt);
-      checkConds(probe, cond, B, 'attention cond');
-      if (xt.dims.length !== shape.length + 1 || xt.dims.slice(1).some((v, i) => v !== shape[i])) throw new Error(`attention xt: expected [B, ${shape.join(', ')}], got [${xt.dims.join(', ')}]`);
-      for (const [k, v] of Object.entries(adjust)) {
-        if (v !== undefined && (v as Float32Array).length !== B * L) throw new Error(`attention ${k}: expected ${B}·${L} = ${B * L} values (one per row and token), got ${(v as Float32Array).length}`);
-      }
-      const ctx = new Float32Array(B * per);
-      cond.forEach((c, r) => {
-        const k = c === null ? K : c;
-        ctx.set(emb.subarray(k * per, (k + 1) * per), r * per);
-      });
-      const out = await session.run({
-        sample: xt,
-        timestep: { dims: [B], data: new Float32Array(B).fill(level.t) },
-        encoder_hidden_states: { dims: [B, L, width], data: ctx },
-        [CROSS_ATTENTION_BIAS]: { dims: [B, L], data: adjust.bias ?? new Float32Array(B * L) },
-        [CROSS_ATTENTION_SCALE]: { dims: [B, L], data: adjust.scale ?? new Float32Array(B * L).fill(1) },
-      }, opts.probs === false ? ['out_sample'] : undefined);
-      const probs = new Map<string, Tensor>();
-      if (opts.probs !== false) for (const l of layers) probs.set(l, out[CROSS_ATTENTION_PROBS_PREFIX + l]!);
-      return { eps: out['out_sample']!, probs };
-    },
-    dispose: () => session.release(),
-  };
+export async function scaledAttentionUnet(model: TrainedModel): Promise<CrossAttentionUnet> {
+  if (model.openAttention === null) throw new Error(`${model.denoiser.name}: cross-attention exists only in text-conditioned models`);
+  return model.openAttention();
 }
 
 /** Options of {@link renMitigatedDenoiser} and {@link renAdjustment}; defaults in {@link REN_DEFAULTS}. */
@@ -194,7 +115,7 @@ export function renAdjustment(tokens: readonly string[], opts: Omit<RenOptions, 
 /** A denoiser with Ren et al.'s mitigation, and access to its mitigated attention. */
 export interface RenDenoiser extends Denoiser {
   /** The underlying U-Net (run it with {@link RenDenoiser.adjustment} to see the mitigated probabilities). */
-  readonly attention: ScaledAttentionUnet;
+  readonly attention: CrossAttentionUnet;
   /** The logit adjustment the denoiser applies to a batch with conditions `cond`. */
   adjustment(cond: readonly CondRef[]): Required<LogitAdjustment>;
 }
@@ -204,7 +125,7 @@ export interface RenTarget {
   /** The plain denoiser (its name, space, shape and conditions are the mitigated denoiser's). */
   readonly denoiser: Denoiser;
   /** The same U-Net with cross-attention exposed and adjustable (disposed by the mitigated denoiser's `dispose`). */
-  readonly attention: ScaledAttentionUnet;
+  readonly attention: CrossAttentionUnet;
 }
 
 /**
@@ -300,7 +221,7 @@ export function tokenEntropy(a: ArrayLike<number>): number {
  * with `exposeCrossAttention: true`), or the scaled U-Net when `opts.adjust` is given.
  */
 export async function attentionProfile(
-  model: TrainedModel | ScaledAttentionUnet,
+  model: TrainedModel | CrossAttentionUnet,
   cond: number,
   xT: Tensor,
   level: NoiseLevel,
@@ -311,17 +232,15 @@ export async function attentionProfile(
   let out: AttentionOutput;
   let tokens: string[];
   let all: readonly string[];
-  if ('run' in model) {
-    out = await model.run(xT, level, conds, opts.adjust ?? {});
-    tokens = model.tokens(cond);
-    all = model.layers;
-  } else {
+  let att: CrossAttentionUnet;
+  if ('run' in model) att = model;
+  else {
     if (model.attention === null) throw new Error(`${model.denoiser.name}: load the model with exposeCrossAttention: true to measure attention entropy`);
-    if (opts.adjust?.scale !== undefined) throw new Error('attentionProfile: a logit scale needs a ScaledAttentionUnet (scaledAttentionUnet(model))');
-    out = await model.attention.run(xT, level, conds, opts.adjust?.bias);
-    tokens = model.attention.tokens(cond);
-    all = model.attention.layers;
+    att = model.attention;
   }
+  out = await att.run(xT, level, conds, opts.adjust ?? {});
+  tokens = att.tokens(cond);
+  all = att.layers;
   const layers = opts.layers ?? all;
   if (layers.length === 0) throw new Error('attentionProfile: no layers selected');
   const L = tokens.length;
@@ -356,6 +275,6 @@ export async function attentionProfile(
  * Ren et al. 2024 attention entropy E of condition `cond` at `level`, averaged over the seeds'
  * `xT` (see {@link attentionProfile}; default all layers, all L tokens). Lower = more concentrated.
  */
-export async function attentionEntropy(model: TrainedModel | ScaledAttentionUnet, cond: number, xT: Tensor, level: NoiseLevel, opts: AttentionEntropyOptions = {}): Promise<number> {
+export async function attentionEntropy(model: TrainedModel | CrossAttentionUnet, cond: number, xT: Tensor, level: NoiseLevel, opts: AttentionEntropyOptions = {}): Promise<number> {
   return (await attentionProfile(model, cond, xT, level, opts)).entropy;
 }

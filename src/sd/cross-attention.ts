@@ -2,13 +2,12 @@
  * Ren et al. 2024's attention hooks on a Stable Diffusion export: {@link sdScaledAttentionUnet}
  * runs the export's U-Net with its cross-attention exposed by the graph surgery of
  * `src/graph/cross-attention.ts` (which see for the surgery itself: which nodes, the layouts, the
- * temp folder of hard-linked weights), as the `ScaledAttentionUnet` that `mitigate/ren-attention.ts`
+ * temp folder of hard-linked weights), as the `CrossAttentionUnet` (`denoisers/attention.ts`) that `mitigate/ren-attention.ts`
  * detects and mitigates with.
  */
 import { createSession, type Session, type TypedFeed } from '../graph/session.ts';
 import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX, CROSS_ATTENTION_SCALE, writeExposedUnet } from '../graph/cross-attention.ts';
-import type { LogitAdjustment, ScaledAttentionUnet } from '../mitigate/ren-attention.ts';
-import type { AttentionOutput } from '../denoisers/trained.ts';
+import type { AttentionOutput, CrossAttentionUnet, LogitAdjustment } from '../denoisers/attention.ts';
 import { checkConds, type CondRef, type Denoiser, type NoiseLevel } from '../denoisers/denoiser.ts';
 import { toEps } from '../denoisers/parameterization.ts';
 import type { TimestepLayout } from '../denoisers/onnx.ts';
@@ -49,14 +48,14 @@ function timestepFeed(ts: TimestepLayout, t: number, B: number): TypedFeed {
 
 /**
  * A Stable Diffusion export's U-Net with its cross-attention exposed and adjustable per token (a
- * {@link ScaledAttentionUnet}, for Ren et al. 2024): the surgery of {@link writeExposedUnet} on
+ * `CrossAttentionUnet`, for Ren et al. 2024): the surgery of {@link writeExposedUnet} on
  * `exp.unet.path`, opened as a second session on the export's execution provider. Tokens are the
  * export's CLIP tokens (`<|startoftext|>`, the prompt's BPE tokens, `<|endoftext|>`, then the pad
  * token); the timestep is fed in the U-Net's declared dtype and layout (as `OnnxDenoiser`); ε̂ is
  * converted from the scheduler's `prediction_type` (v-prediction → ε). `dispose` releases the
  * session and removes the temp folder.
  */
-export async function sdScaledAttentionUnet(exp: SdExport, opts: SdAttentionOptions): Promise<ScaledAttentionUnet> {
+export async function sdScaledAttentionUnet(exp: SdExport, opts: SdAttentionOptions): Promise<CrossAttentionUnet> {
   const K = opts.conditions.dims[0]!;
   const L = opts.conditions.dims[1]!;
   const per = opts.conditions.data.length / Math.max(1, K);
@@ -81,7 +80,7 @@ export async function sdScaledAttentionUnet(exp: SdExport, opts: SdAttentionOpti
   let tsUnsure = ts.layout === 'scalar';
   const shape = opts.denoiser.shape;
   type ChunkRunner = (xt: Tensor, level: NoiseLevel, cond: readonly CondRef[], adjust: LogitAdjustment, ro: { readonly probs?: boolean }) => Promise<AttentionOutput>;
-  const unet: ScaledAttentionUnet & { runChunk: ChunkRunner } = {
+  const unet: CrossAttentionUnet & { runChunk: ChunkRunner } = {
     layers,
     contextLength: L,
     tokens: (cond) => [...names[cond === null ? K : cond]!],

@@ -29,12 +29,22 @@ export interface RunRecord {
   /** Units this run computed and reused from the store. */
   readonly computed: number;
   readonly reused: number;
+  /** The flags the run was made from, as typed (names without `--`; a switch is `true`), less `--config`, `--dry-run`, `--out` and `--store`; absent in files of earlier versions. */
+  readonly flags?: Readonly<Record<string, string | boolean>>;
+  /** The folder the flags were typed in (relative paths among them are relative to it). */
+  readonly cwd?: string;
   readonly versions: { readonly memscope: string; readonly resultFormat: number; readonly storeLayout: number; readonly node: string };
   readonly createdAt: string;
 }
 
+/** The command line a run was made from, as run.json records it (see {@link RunRecord.flags}). */
+export interface CommandLine {
+  readonly flags: Readonly<Record<string, string | boolean>>;
+  readonly cwd: string;
+}
+
 /** Build the run.json record of a finished run. */
-export function runRecord(r: { command: string; study: string; runId: string; spec: unknown; keys: readonly string[]; store: string; computed: number; reused: number }): RunRecord {
+export function runRecord(r: { command: string; study: string; runId: string; spec: unknown; keys: readonly string[]; store: string; computed: number; reused: number; commandLine?: CommandLine }): RunRecord {
   return {
     format: RUN_FORMAT,
     version: 1,
@@ -46,6 +56,7 @@ export function runRecord(r: { command: string; study: string; runId: string; sp
     store: r.store,
     computed: r.computed,
     reused: r.reused,
+    ...(r.commandLine === undefined ? {} : { flags: r.commandLine.flags, cwd: r.commandLine.cwd }),
     versions: { memscope: memscopeVersion(), resultFormat: RESULT_FORMAT_VERSION, storeLayout: STORE_VERSION, node: process.versions.node },
     createdAt: new Date().toISOString(),
   };

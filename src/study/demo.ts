@@ -9,7 +9,6 @@
  * a batch value: the runner puts all of a schedule's rows into one sampler call, as
  * {@link runDemo} (the direct path, no store) does.
  */
-import { join } from 'node:path';
 import { z } from 'zod';
 import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
 import type { Study, StoredUnit, Unit } from '../engine/study.ts';
@@ -17,14 +16,10 @@ import { parseGuidance } from '../guidance/spec.ts';
 import { runSampling, type SamplingResult } from './sampling.ts';
 import { parseConditions } from './conditions.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { crop32to28 } from './validate.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { CopyDetector, type CopyStat } from '../metrics/copy.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec, type SampleUnit, type SampleUnitResult } from './sample-study.ts';
-import { describedFingerprint } from '../store/fingerprint.ts';
-import { defaultFashionMnistDir } from '../data/fashion-mnist.ts';
-import { sourceFingerprint } from './fingerprint.ts';
 import type { StudySource } from './source.ts';
 
 /** Settings of the direct demo ({@link runDemo}); the CLI's defaults are {@link DemoSpecSchema}'s. */
@@ -83,10 +78,12 @@ function isCaption(d: Denoiser, c: CondRef): boolean {
 /** What the demo samples: a denoiser whose caption conditions name their training images. */
 export interface DemoSource {
   readonly denoiser: Denoiser;
-  /** The 28×28 training images (`[n, 1, 28, 28]`); 32×32 samples of trained models are cropped to compare. */
+  /** The training images in image space (`[n, 1, 28, 28]`), what samples are compared with. */
   readonly trainImages: Tensor;
   /** What the model is, for the report. */
   readonly description: string;
+  /** Model-space samples as images (the source's codec: crops a trained model's 32×32 padding). */
+  toImageSpace(x: Tensor): Promise<Tensor>;
 }
 
 /** Run the demo study on a testbed or a trained model, sampling directly (no store; {@link demoStudy} is the stored path). */
@@ -121,7 +118,7 @@ export async function scoreDemo(src: DemoSource, conds: readonly CondRef[], samp
     for (const { guidance, result } of sampled) {
       const schedule = parseGuidance(guidance);
       const targets = result.rows.map((r) => (r.cond === null ? null : (d.conditions[r.cond]!.targets?.[0] ?? null)));
-      const copies = await detector.stats(d.shape[1] === 32 ? crop32to28(result.samples) : result.samples, targets);
+      const copies = await detector.stats(await src.toImageSpace(result.samples), targets);
       runs.push({ guidance: schedule.label, result, copies });
       for (const kind of ['memorized caption', 'class prompt'] as const) {
         const idx = result.rows.map((r, i) => [r, i] as const).filter(([r]) => isCaption(d, r.cond) === (kind === 'memorized caption')).map(([, i]) => i);
@@ -195,12 +192,7 @@ function sampleSourceOf(s: DemoStudySource): SampleSource {
  * the source's fingerprint (`study/fingerprint.ts`; a trained model's folder).
  */
 export async function demoFingerprint(src: StudySource): Promise<string> {
-  const d = src.denoiser;
-  if (src.spec === 'testbed') {
-    const captionTargets = d.conditions.filter((c) => c.kind === 'caption').map((c) => c.targets![0]!);
-    return describedFingerprint('testbed', { name: d.name, captionTargets }, { manifest: join(defaultFashionMnistDir(), 'manifest.json') });
-  }
-  return sourceFingerprint(src);
+  return (await src.fingerprint()) as string;
 }
 
 /**

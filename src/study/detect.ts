@@ -1,26 +1,26 @@
 /**
  * Memorization detection over a labelled prompt set (Jain et al.'s comparison, SPEC §4.4): Wen et
  * al.'s score — the text-conditional noise magnitude ‖ε_c − ε_u‖ at the first step, averaged over
- * seeds, and its mean over all steps — and, where the model exposes cross-attention (a trained
- * text model loaded with `exposeCrossAttention`, or a Stable Diffusion export, by graph surgery on
- * its U-Net: `src.sd.attention`), Ren et al.'s attention entropy at the first step (lower = memorized, so −entropy is the score). Labels are the
+ * seeds, and its mean over all steps — and, where the source has the `attention` capability (a
+ * trained text model, or a Stable Diffusion export by graph surgery on its U-Net), Ren et al.'s attention entropy at the first step (lower = memorized, so −entropy is the score). Labels are the
  * ground truth (a condition tied to a training image is memorized); ROC AUC (with its Hanley–McNeil
  * interval) and TPR at 1 % FPR (with its Wilson interval; "inconclusive" below 100 negatives).
  */
 import type { SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
-import { constant } from '../guidance/schedules.ts';
 import { wenScores, WEN_AGGREGATION } from '../analysis/wen.ts';
 import { rocAuc, rocCurve, tprAtFpr, type RocCurve } from '../metrics/roc.ts';
 import { MIN_N, aucInterval, judge, minNegativesForFpr, wilsonInterval, type Interval, type Verdict } from '../analysis/verdict.ts';
 import { attentionEntropy } from '../mitigate/ren-attention.ts';
-import { runSampling, initialNoise } from './sampling.ts';
+import type { CrossAttentionUnet } from '../denoisers/attention.ts';
+import { initialNoise } from './sampling.ts';
 import { z } from 'zod';
-import type { Study, Unit, UnitOutput, StoredUnit, UnitStore } from '../engine/study.ts';
+import type { Study, Unit, UnitOutput, StoredUnit, UnitStore, RunContext } from '../engine/study.ts';
 import { unitKey } from '../engine/canonical.ts';
 import { InProcessRunner } from '../engine/runner.ts';
 import { MemoryStore } from '../engine/memory-store.ts';
 import type { StudySource } from './source.ts';
+import { isCfgSampleBatch, isCfgSampleUnit, planCfgSamples, runCfgSampleBatch, type CfgSampleResult, type CfgSampleUnit } from './cfg-sample.ts';
 
 /** Settings of a detection run. */
 export interface DetectSettings {
@@ -110,6 +110,18 @@ export interface DetectUnit {
   readonly memorized: boolean;
   /** Whether the unit records Ren et al.'s attention entropy (the source exposes cross-attention). */
   readonly ren: boolean;
+  /** Key of the prompt's CFG sampling unit (`study/cfg-sample.ts`, shared with evaluate's `cfg` row) whose d_t the scores are read from. */
+  readonly samplingKey: string;
+}
+
+/** A planned unit of a detection run: a prompt's shared CFG sampling unit, or its detection unit (scores from it). */
+export type DetectPlannedUnit = DetectUnit | CfgSampleUnit;
+/** What a planned unit of a detection run stores. */
+export type DetectPlannedResult = DetectUnitResult | CfgSampleResult;
+
+/** The detection units among planned or stored units (prompt order kept). */
+function detectUnitsOf<T extends { readonly spec: DetectPlannedUnit }>(units: readonly T[]): (T & { readonly spec: DetectUnit })[] {
+  return units.filter((u): u is T & { readonly spec: DetectUnit } => !isCfgSampleUnit(u.spec));
 }
 
 /** What a detection unit stores. */
@@ -131,55 +143,80 @@ export interface DetectSource {
   /** What identifies the model (`study/fingerprint.ts`); part of every unit key. */
   readonly fingerprint: unknown;
   readonly log?: (m: string) => void;
-  /** The U-Net with exposed cross-attention, opened once on first use (a trained model's own, or the export's after graph surgery); {@link closeDetectSource} releases it. */
-  attention?: Promise<AttentionModel> | undefined;
+  /** The U-Net with exposed cross-attention (the source's `attention` capability), opened once on first use; {@link closeDetectSource} releases it. */
+  attention?: Promise<CrossAttentionUnet> | undefined;
 }
-
-type AttentionModel = Parameters<typeof attentionEntropy>[0];
 
 /** Whether `src` can give Ren et al.'s attention entropy. */
 function hasAttention(src: StudySource): boolean {
-  return Boolean(src.trained?.attention) || src.sd?.attention !== undefined;
+  return src.capabilities.attention !== undefined;
 }
 
-function openAttention(source: DetectSource): Promise<AttentionModel> {
-  const tm = source.src.trained;
-  source.attention ??= tm?.attention ? Promise.resolve(tm) : source.src.sd!.attention!();
+function openAttention(source: DetectSource): Promise<CrossAttentionUnet> {
+  const a = source.src.capabilities.attention;
+  if (a === undefined) return Promise.reject(new Error(`attention: ${source.src.capabilityReason('attention')}`));
+  source.attention ??= a.open();
   return source.attention;
 }
 
-/** Release what {@link openAttention} opened (the export's U-Net after graph surgery; a trained model's own attention stays with the model). */
+/** Release what {@link openAttention} opened. */
 export async function closeDetectSource(source: DetectSource): Promise<void> {
   const a = source.attention;
   source.attention = undefined;
-  if (a === undefined || source.src.trained?.attention) return;
+  if (a === undefined) return;
   const att = await a.catch(() => null);
-  await (att as { dispose?: () => Promise<void> } | null)?.dispose?.();
+  await att?.dispose();
 }
 
-/** The units of a detection run: one per prompt, keyed by the model fingerprint, the condition, the seeds, λ, sampler, steps, config and what is recorded. */
-export function planDetection(s: DetectSettings, source: DetectSource): Unit<DetectUnit>[] {
+/**
+ * The units of a detection run: first each prompt's CFG sampling unit (shared with evaluate's `cfg`
+ * row: the same key when model, prompt, seeds, λ, sampler, steps and config agree), then one
+ * detection unit per prompt, keyed by the model fingerprint, the condition, the seeds, λ, sampler,
+ * steps, config and what is recorded, which reads d_t from the sampling unit.
+ */
+export function planDetection(s: DetectSettings, source: DetectSource): Unit<DetectPlannedUnit>[] {
   const d = source.src.denoiser;
+  const sampling = planCfgSamples({ prompts: s.prompts, seeds: s.seeds, lambda: s.scale, sampler: s.sampler, steps: s.steps, config: s.config }, source.src, source.fingerprint);
   const ren = hasAttention(source.src);
   const shared = { model: source.fingerprint, seeds: s.seeds, guidance: { kind: 'cfg', lambda: s.scale }, sampler: s.sampler, steps: s.steps, config: s.config, records: { wen: WEN_AGGREGATION, ren } };
   const batch = unitKey('detect-batch', shared);
-  return s.prompts.map((cond) => {
+  const scoring = s.prompts.map((cond, i): Unit<DetectUnit> => {
     const info = d.conditions[cond];
     if (info === undefined) throw new Error(`--prompts: condition index ${cond} is out of range (0..${d.conditions.length - 1})`);
-    const spec: DetectUnit = { cond, condId: info.id, label: info.label, memorized: info.targets !== undefined && info.targets.length > 0, seeds: [...s.seeds], scale: s.scale, sampler: s.sampler, steps: s.steps, config: s.config, ren };
+    const spec: DetectUnit = { cond, condId: info.id, label: info.label, memorized: info.targets !== undefined && info.targets.length > 0, seeds: [...s.seeds], scale: s.scale, sampler: s.sampler, steps: s.steps, config: s.config, ren, samplingKey: sampling[i]!.key };
     return { key: unitKey('detect', { ...shared, condition: { id: info.id, label: info.label, targets: info.targets ?? [] } }), spec, batch };
   });
+  return [...sampling, ...scoring];
 }
 
-/** Sample a batch of prompts with constant CFG (one sampler run, as before) and score them. */
-async function runDetectBatch(units: readonly Unit<DetectUnit>[], source: DetectSource): Promise<UnitOutput<DetectUnitResult>[]> {
+/** The CFG sampling results of a batch of detection units: read from the store, the missing ones sampled here (d_t only, not stored). */
+async function samplingOf(units: readonly Unit<DetectUnit>[], src: StudySource, store: RunContext<unknown>['store']): Promise<CfgSampleResult[]> {
+  const found = await Promise.all(units.map(async (u) => (await store?.get<CfgSampleUnit, CfgSampleResult>(u.spec.samplingKey))?.result));
+  const missing = units.filter((_, i) => found[i] === undefined);
+  if (missing.length > 0) {
+    const sampled = await runCfgSampleBatch(
+      missing.map((u) => ({ key: u.spec.samplingKey, spec: { kind: 'cfg-sample', cond: u.spec.cond, condId: u.spec.condId, seeds: u.spec.seeds, lambda: u.spec.scale, sampler: u.spec.sampler, steps: u.spec.steps, config: u.spec.config } })),
+      src,
+      { withoutSamples: true },
+    );
+    let k = 0;
+    for (let i = 0; i < units.length; i++) if (found[i] === undefined) found[i] = sampled[k++]!.result;
+  }
+  return found as CfgSampleResult[];
+}
+
+/** Score a batch of prompts from their CFG sampling units (Wen et al.) and, where recorded, their attention entropy at the first step (Ren et al.). */
+async function runDetectBatch(units: readonly Unit<DetectUnit>[], source: DetectSource, store: RunContext<unknown>['store']): Promise<UnitOutput<DetectUnitResult>[]> {
   const src = source.src;
   const d = src.denoiser;
   const u0 = units[0]!.spec;
   const conds = units.map((u) => u.spec.cond);
   const N = u0.seeds.length;
-  const r = await runSampling({ denoiser: d, conds, seeds: [...u0.seeds], sampler: u0.sampler, steps: u0.steps, config: u0.config, guidance: constant(u0.scale) });
-  const w = wenScores(r.d, N);
+  const sampled = await samplingOf(units, src, store);
+  // per prompt, the same sums in the same order as one wenScores over the batch's rows
+  const scores = sampled.map((x) => wenScores(x.d, N));
+  const w = { firstStep: scores.map((x) => x.firstStep[0]!), allSteps: scores.map((x) => x.allSteps[0]!) };
+  const r = { t: sampled[0]!.t, alphaBar: sampled[0]!.alphaBar };
   source.log?.(`${conds.length} prompts scored (${units.map((u) => u.spec.condId).join(', ')})`);
   const ren: (number | null)[] = conds.map(() => null);
   const renSeconds: number[] = conds.map(() => 0);
@@ -200,16 +237,20 @@ async function runDetectBatch(units: readonly Unit<DetectUnit>[], source: Detect
       }
     }
   }
-  return units.map((_, i) => ({ result: { wenFirst: w.firstStep[i]!, wenAll: w.allSteps[i]!, ren: ren[i]!, renSkipped, samplingSeconds: r.seconds / units.length, renSeconds: renSeconds[i]! } }));
+  return units.map((_, i) => ({ result: { wenFirst: w.firstStep[i]!, wenAll: w.allSteps[i]!, ren: ren[i]!, renSkipped, samplingSeconds: sampled[i]!.samplingSeconds, renSeconds: renSeconds[i]! } }));
 }
 
 /** The detection study: units from {@link planDetection}; `reduce` = the detectors' ROC statistics. */
-export const detectStudy: Study<DetectSettings, DetectUnit, DetectUnitResult, DetectResult, DetectSource> = {
+export const detectStudy: Study<DetectSettings, DetectPlannedUnit, DetectPlannedResult, DetectResult, DetectSource> = {
   id: 'detect',
   schema: z.custom<DetectSettings>((v) => typeof v === 'object' && v !== null, 'expected detection settings'),
   plan: (s, source) => planDetection(s, source),
-  run: (units, ctx) => runDetectBatch(units, ctx.source),
-  reduce: (stored, _blobs, s) => detectionResult(stored.map((u) => ({ cond: u.spec.cond, id: u.spec.condId, label: u.spec.label, memorized: u.spec.memorized })), stored, s),
+  // a batch holds units of one kind (the batch key differs); sampling units record what evaluate's cfg row needs too
+  run: (units, ctx) =>
+    isCfgSampleBatch(units)
+      ? runCfgSampleBatch(units, ctx.source.src, ctx.source.log ? { log: ctx.source.log } : {})
+      : runDetectBatch(units as readonly Unit<DetectUnit>[], ctx.source, ctx.store),
+  reduce: (stored, _blobs, s) => detectionResult(detectUnitsOf(stored).map((u) => ({ cond: u.spec.cond, id: u.spec.condId, label: u.spec.label, memorized: u.spec.memorized })), stored, s),
 };
 
 /** Score every prompt with every available detector and evaluate them against the ground truth. */
@@ -239,8 +280,9 @@ export function detectPrompts(src: StudySource, s: DetectSettings): DetectResult
   return prompts;
 }
 
-/** The detectors from the stored units (prompt order). */
-export function detectionResult(prompts: DetectResult['prompts'], stored: readonly StoredUnit<DetectUnit, DetectUnitResult>[], s: DetectSettings, log: (m: string) => void = () => {}): DetectResult {
+/** The detectors from the stored units (prompt order; sampling units are skipped). */
+export function detectionResult(prompts: DetectResult['prompts'], planned: readonly StoredUnit<DetectPlannedUnit, DetectPlannedResult>[], s: DetectSettings, log: (m: string) => void = () => {}): DetectResult {
+  const stored = detectUnitsOf(planned) as StoredUnit<DetectUnit, DetectUnitResult>[];
   const labels = prompts.map((p) => p.memorized);
   const first = stored.map((u) => u.result.wenFirst);
   const all = stored.map((u) => u.result.wenAll);

@@ -53,15 +53,15 @@ import { NearestIndex } from '../metrics/nearest.ts';
 import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
 import { quantileSorted } from '../analysis/correlation.ts';
 import { MIN_N, clusteredRateInterval, judge, minCalibrationImages, type Interval, type Verdict } from '../analysis/verdict.ts';
-import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { sampleIndices, takeRows } from '../data/indices.ts';
 import { mulberry32 } from '../random/mulberry32.ts';
 import type { Classifier } from '../models/classifier.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
-import { prepareMethod, isSwitchingMethod, type MethodSpec } from '../mitigate/methods.ts';
+import { prepareMethod, isSwitchingMethod, methodLambda, type MethodSpec } from '../mitigate/methods.ts';
 import { decodeNpy, encodeNpy } from '../io/npy.ts';
 import { runSampling, initialNoise } from './sampling.ts';
 import type { StudySource } from './source.ts';
+import { isCfgSampleBatch, isCfgSampleUnit, planCfgSamples, runCfgSampleBatch, type CfgSampleResult, type CfgSampleUnit } from './cfg-sample.ts';
 import type { AlignmentScorer, EvaluatedPrompt, FeatureExtractor } from '../metrics/types.ts';
 
 /** Settings of an evaluation. */
@@ -258,17 +258,47 @@ export interface EvaluateSource {
 /** What a unit records (part of its key). */
 const EVALUATE_RECORDS = { samples: 'image space', switchSteps: true };
 
+/** A planned unit of an evaluation: a method × prompt unit, or (for plain `cfg` rows) the CFG sampling unit shared with `detect`. */
+export type EvaluatePlannedUnit = EvaluateUnit | CfgSampleUnit;
+/** What a planned unit of an evaluation stores. */
+export type EvaluatePlannedResult = EvaluateUnitResult | CfgSampleResult;
+
+/**
+ * λ of a method that samples plain constant CFG with the model as it is (`cfg`, `cfg:λ`, `constant:λ`:
+ * no preparation, no switch), whose units are the shared CFG sampling units; null for every other method.
+ */
+export function plainCfgLambda(m: MethodSpec, scale: number): number | null {
+  return m.kind === 'cfg' ? (methodLambda(m) ?? scale) : null;
+}
+
+/** The shared CFG sampling units of a plain `cfg` method (prompt order). */
+function cfgUnitsOf(s: EvaluateSettings, source: EvaluateSource, lambda: number): Unit<CfgSampleUnit>[] {
+  return planCfgSamples({ prompts: s.prompts, seeds: s.seeds, lambda, sampler: s.sampler, steps: s.steps, config: s.config }, source.src, source.fingerprint);
+}
+
 /**
  * The units of an evaluation, method-major then prompt (the order of the table). A unit's key holds
  * the model fingerprint, the condition (id, label, targets), the seeds, sampler, steps, scheduler
  * config, the method (kind and parameters), λ, the run seed and what is recorded; units of one
  * method with the same settings share a batch (one preparation, rows of one sampler call, as an
- * evaluation always sampled them).
+ * evaluation always sampled them). A plain `cfg` method's units are the CFG sampling units shared
+ * with `detect` (`study/cfg-sample.ts`: no run seed in their key, planned once when two methods
+ * sample the same λ).
  */
-export function planEvaluation(s: EvaluateSettings, source: EvaluateSource): Unit<EvaluateUnit>[] {
+export function planEvaluation(s: EvaluateSettings, source: EvaluateSource): Unit<EvaluatePlannedUnit>[] {
   const d = source.src.denoiser;
-  const units: Unit<EvaluateUnit>[] = [];
+  const units: Unit<EvaluatePlannedUnit>[] = [];
+  const planned = new Set<string>();
   for (const m of s.methods) {
+    const cfgLambda = plainCfgLambda(m, s.lambda);
+    if (cfgLambda !== null) {
+      for (const u of cfgUnitsOf(s, source, cfgLambda)) {
+        if (planned.has(u.key)) continue;
+        planned.add(u.key);
+        units.push(u);
+      }
+      continue;
+    }
     const method: MethodSpec = { kind: m.kind, name: m.name, params: m.params };
     const shared = { model: source.fingerprint, seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, method: { kind: m.kind, params: m.params }, lambda: s.lambda, runSeed: s.runSeed, records: EVALUATE_RECORDS };
     const batch = unitKey('evaluate-batch', shared);
@@ -284,7 +314,7 @@ export function planEvaluation(s: EvaluateSettings, source: EvaluateSource): Uni
 
 /** The prompt text of condition `c` as the prompt perturbations key their `perturbed` record (null when the model has no texts). */
 function promptText(src: StudySource, c: number): string | null {
-  return src.trained?.prompts[c]?.text ?? src.sd?.textModel.texts[c] ?? null;
+  return src.capabilities.text?.texts[c] ?? null;
 }
 
 /** The part of a batch's preparation details that concerns prompt `c` (per-prompt records filtered; the rest as is). */
@@ -332,7 +362,7 @@ async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: Ev
   const P = conds.length;
   const noise = initialNoise(d.shape, u0.seeds);
   const firstTimestep = samplerTimesteps(u0.sampler, u0.config, u0.steps)[0]!;
-  const prepared = await prepareMethod(m, { denoiser: d, trained: src.trained, lambda: u0.lambda, conds, noise, firstTimestep, runSeed: u0.runSeed, ...(src.sd ? { textModel: src.sd.textModel, attention: src.sd.attention } : {}) });
+  const prepared = await prepareMethod(m, { denoiser: d, capabilities: src.capabilities, classOf: src.data.classOf, lambda: u0.lambda, conds, noise, firstTimestep, runSeed: u0.runSeed });
   let samples: Tensor | null = null;
   const switchSteps: (number | null)[] = new Array<number | null>(P * N).fill(null);
   let samplingSeconds = 0;
@@ -369,6 +399,23 @@ async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: Ev
     },
     blobs: [{ name: 'samples.npy', bytes: encodeNpy({ dims: [N, ...shape], data: all.data.slice(p * N * per, (p + 1) * N * per) }) }],
   }));
+}
+
+/**
+ * A method's stored units (prompt order) as method × prompt units: a shared CFG sampling unit reads
+ * as a `cfg` unit (no switch, no preparation, no details).
+ */
+function methodUnitsOf(m: MethodSpec, s: EvaluateSettings, source: EvaluateSource, stored: readonly StoredUnit<EvaluatePlannedUnit, EvaluatePlannedResult>[]): StoredUnit<EvaluateUnit, EvaluateUnitResult>[] {
+  const cfgLambda = plainCfgLambda(m, s.lambda);
+  if (cfgLambda === null) return stored.filter((u): u is StoredUnit<EvaluateUnit, EvaluateUnitResult> => !isCfgSampleUnit(u.spec) && u.spec.method.name === m.name);
+  const byKey = new Map(stored.map((u) => [u.key, u]));
+  return cfgUnitsOf(s, source, cfgLambda).flatMap((p) => {
+    const u = byKey.get(p.key);
+    if (u === undefined || !isCfgSampleUnit(u.spec)) return [];
+    const r = u.result as CfgSampleResult;
+    const spec: EvaluateUnit = { method: m, cond: u.spec.cond, condId: u.spec.condId, seeds: u.spec.seeds, lambda: s.lambda, sampler: u.spec.sampler, steps: u.spec.steps, config: u.spec.config, runSeed: s.runSeed };
+    return [{ ...u, spec, result: { switchSteps: u.spec.seeds.map(() => null), prepSeconds: 0, samplingSeconds: r.samplingSeconds, details: {} } }];
+  });
 }
 
 /** A method row's samples from its stored units (prompt order): rows prompt-major, seed-minor. */
@@ -533,7 +580,6 @@ export function marginVerdict(what: string, m: QuantileMargin): Verdict {
  */
 export function checkEvaluation(src: StudySource, s: EvaluateSettings, tools: EvaluateTools): { prompts: EvaluatedPrompt[]; heldOut: Tensor | null } {
   const d = src.denoiser;
-  const tm = src.trained;
   if (s.prompts.length === 0) throw new Error('--prompts: no prompt to evaluate');
   if (s.seeds.length === 0) throw new Error('--seeds: need at least one seed');
   if (s.methods.length === 0) throw new Error('--methods: need at least one method');
@@ -542,13 +588,12 @@ export function checkEvaluation(src: StudySource, s: EvaluateSettings, tools: Ev
   const prompts: EvaluatedPrompt[] = s.prompts.map((c) => {
     const info = d.conditions[c];
     if (info === undefined) throw new Error(`--prompts: condition index ${c} is out of range (0..${d.conditions.length - 1})`);
-    const cls = tm?.prompts[c]?.label;
-    return { cond: c, id: info.id, label: info.label, classLabel: typeof cls === 'number' ? cls : null, target: info.targets?.[0] ?? null };
+    return { cond: c, id: info.id, label: info.label, classLabel: src.data.classOf(c), target: info.targets?.[0] ?? null };
   });
   const R = prompts.length * s.seeds.length;
   if (tools.quality && R < 2) throw new Error(`--seeds: the Fréchet distance (${tools.quality.name}) needs at least 2 samples per method (a covariance); --prompts gives ${prompts.length} and --seeds ${s.seeds.length}: ${prompts.length} × ${s.seeds.length} = ${R}`);
   // a Stable Diffusion source has no embedded held-out split: the user gives one (--held-out) or a threshold
-  const heldOut = tools.heldOut ?? (src.sd ? null : loadFashionMnist({ split: 'test' }).images);
+  const heldOut = tools.heldOut ?? src.data.heldOut?.load() ?? null;
   if (heldOut === null && s.threshold === null) throw new Error('--held-out: a Stable Diffusion export needs held-out real images (a folder) to calibrate the copy threshold, or give --threshold');
   if (heldOut === null && tools.quality) throw new Error(`--held-out: the Fréchet distance (${tools.quality.name}) needs held-out real images as its reference (a folder)`);
   return { prompts, heldOut };
@@ -574,12 +619,16 @@ export const EvaluateSpecSchema = z.object({
  * one preparation of its method, `reduce` = the table's metrics measured with `tools` (the
  * descriptor, quality features and alignment scorer, which are not part of any unit).
  */
-export function evaluateStudy(source: EvaluateSource, tools: EvaluateTools): Study<EvaluateSettings, EvaluateUnit, EvaluateUnitResult, EvaluateResult, EvaluateSource> {
+export function evaluateStudy(source: EvaluateSource, tools: EvaluateTools): Study<EvaluateSettings, EvaluatePlannedUnit, EvaluatePlannedResult, EvaluateResult, EvaluateSource> {
   return {
     id: 'evaluate',
     schema: EvaluateSpecSchema as unknown as z.ZodType<EvaluateSettings>,
     plan: (spec, src) => planEvaluation(spec, src),
-    run: (units, ctx) => runEvaluateBatch(units, ctx.source),
+    // a batch holds units of one kind (the batch key differs)
+    run: (units, ctx) =>
+      isCfgSampleBatch(units)
+        ? runCfgSampleBatch(units, ctx.source.src, { batchSize: ctx.source.batchSize, ...(ctx.source.log ? { log: ctx.source.log } : {}) })
+        : runEvaluateBatch(units as readonly Unit<EvaluateUnit>[], ctx.source),
     reduce: (results, blobs, spec) => reduceEvaluation(source, spec, tools, results, blobs),
   };
 }
@@ -609,17 +658,16 @@ export async function runEvaluation(src: StudySource, s: EvaluateSettings, tools
 }
 
 /** The metrics of the table from the stored units (plan order: method-major, then prompt). */
-async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, tools: EvaluateTools, stored: readonly StoredUnit<EvaluateUnit, EvaluateUnitResult>[], blobs: BlobReader): Promise<EvaluateResult> {
+async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, tools: EvaluateTools, stored: readonly StoredUnit<EvaluatePlannedUnit, EvaluatePlannedResult>[], blobs: BlobReader): Promise<EvaluateResult> {
   const src = source.src;
   const log = source.log ?? (() => {});
-  const tm = src.trained;
   const { prompts, heldOut } = checkEvaluation(src, s, tools);
   const N = s.seeds.length;
   const P = prompts.length;
   const R = P * N;
 
   // the training pool in descriptor space, and the held-out split
-  const pool = tm === null || tm.imagePool === 'all' ? null : tm.imagePool;
+  const pool = src.data.imagePool;
   const poolImages = pool === null ? src.trainImages : takeRows(src.trainImages, pool);
   const poolIndex = pool ?? Array.from({ length: poolImages.dims[0]! }, (_, i) => i);
   const index = await NearestIndex.create(l2NormalizeRows(await tools.descriptor.embed(poolImages)));
@@ -637,7 +685,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
       threshold = { value: s.threshold, calibrated: false, quantile: null, heldOut: 0, minHeldOut: null, text: `${s.threshold} (given)` };
     }
     const thresholdAdequate = !threshold.calibrated || threshold.heldOut >= threshold.minHeldOut!;
-    const memorization = memorizationDefinition(src.sd !== undefined, tools.descriptor.info.name === 'sscd', s.threshold, threshold.value, thresholdAdequate, poolImages.dims[0]!, threshold.text);
+    const memorization = memorizationDefinition(src.defaults.memorizationRule === 'own-similarity', tools.descriptor.info.name === 'sscd', s.threshold, threshold.value, thresholdAdequate, poolImages.dims[0]!, threshold.text);
     log(`memorization: ${memorization.text}`);
     // Fréchet reference features and the same-size floor of real training images
     let refStats: ReturnType<typeof gaussianStats> | null = null;
@@ -658,7 +706,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
     const simsBy = new Map<string, Float64Array>();
     const targetSimsBy = new Map<string, Float64Array>();
     for (const m of s.methods) {
-      const mine = stored.filter((u) => u.spec.method.name === m.name);
+      const mine = methodUnitsOf(m, s, source, stored);
       if (mine.length !== P) throw new Error(`evaluate: ${mine.length} stored units of ${m.name} for ${P} prompts`);
       const ms = await methodSamplesOf(mine, blobs);
       const unit = l2NormalizeRows(await tools.descriptor.embed(ms.samples));

@@ -20,43 +20,18 @@ import { basename, join, resolve } from 'node:path';
 import type { ConditionInfo, Denoiser } from '../denoisers/denoiser.ts';
 import { loadImageFiles } from '../data/folder.ts';
 import { readPromptSet, promptLengthProblem, type PromptRecord } from '../data/prompt-set.ts';
-import type { ExecutionProvider } from '../graph/session.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
-import type { PromptTextModel } from '../mitigate/methods.ts';
-import type { StudySource } from './source.ts';
-import type { ScaledAttentionUnet } from '../mitigate/ren-attention.ts';
+import type { CapabilityReasons, TextCapability } from '../mitigate/capabilities.ts';
+import type { CrossAttentionUnet } from '../denoisers/attention.ts';
+import { hasCrossAttentionSoftmax } from '../graph/cross-attention.ts';
 import { sdScaledAttentionUnet } from '../sd/cross-attention.ts';
+import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts';
+import { sourceSchedule, type SdSourceOptions, type SourceLoader, type StudySource } from './model-source.ts';
 import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdDefaultImageSize, type SdExport } from '../sd/export.ts';
 import { vaeDecode, vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, concatBatch, numel, sliceBatch } from '../tensor/tensor.ts';
 
-/** Options of {@link loadSdStudySource}. */
-export interface SdSourceOptions {
-  /** The prompt set (CSV / JSONL / Parquet, see `readPromptSet`); required unless `texts` is given. */
-  readonly promptSet?: string;
-  /** Plain prompts instead of a prompt set (no training images: sampling only, nothing to copy). */
-  readonly texts?: readonly string[];
-  /** Folder that relative image paths resolve against (default: the prompt set's folder). */
-  readonly imageRoot?: string;
-  /** Use only the first `limit` prompts (default all). */
-  readonly limit?: number;
-  /** Execution provider (default `'cpu'`). */
-  readonly executionProvider?: ExecutionProvider;
-  /** Image side in pixels (default: the export's, see `sdDefaultImageSize`: unet/config.json `sample_size` × the VAE scale factor, else 512). */
-  readonly imageSize?: number;
-  /** Negative prompt: the unconditional branch e_∅ becomes its embedding (diffusers' `negative_prompt`; default the empty prompt). */
-  readonly negativePrompt?: string;
-  /** Prompts per text-encoder call (default 8). */
-  readonly batch?: number;
-  /** Images per VAE encoder / decoder call (default 1: the SD VAE decoder at 512² holds ≈ 1 GB of activations per image). */
-  readonly vaeBatch?: number;
-  /**
-   * Rows per U-Net call (default 2 = one image's cond + uncond, as diffusers runs CFG): the studies
-   * hand the denoiser up to hundreds of rows, and at 512×512 the attention scores alone take
-   * 8·4096²·4 B ≈ 0.5 GB per row; larger values trade memory for speed on a GPU.
-   */
-  readonly unetBatch?: number;
-}
+export type { SdSourceOptions } from './model-source.ts';
 
 /** What an SD source adds to a study source: the open export and the prompt records. */
 export interface SdSourceExtras {
@@ -71,14 +46,19 @@ export interface SdSourceExtras {
   /** The image size the study runs at and where it came from (`--image-size` or the export's default). */
   readonly imageSize: SdDefaultImageSize;
   /** The prompts as re-encodable texts (Somepalli et al.'s prompt perturbations). */
-  readonly textModel: PromptTextModel;
+  readonly textModel: TextCapability;
   /**
    * Open the U-Net with its cross-attention exposed and adjustable per token (Ren et al. 2024's
    * detector and mitigation; graph surgery on `unet/model.onnx`, see `graph/cross-attention.ts`):
    * condition k = prompt k's embedding, e_∅ = the empty (or negative) prompt's. A second session
    * — the caller disposes it. Rejects, naming the file, when the U-Net is not a diffusers export.
    */
-  attention(): Promise<ScaledAttentionUnet>;
+  attention(): Promise<CrossAttentionUnet>;
+}
+
+/** The line memscope prints about the image size of a Stable Diffusion run: the size and where it came from. */
+export function sdImageSizeNote(size: SdDefaultImageSize): string {
+  return `image size ${size.height}×${size.width} (${size.source === '--image-size' ? 'from --image-size' : `${size.source}; --image-size PX to change`})`;
 }
 
 /**
@@ -98,8 +78,8 @@ export function isSdExportDir(dir: string): boolean {
   return existsSync(join(dir, 'model_index.json')) && existsSync(join(dir, 'unet')) && statSync(join(dir, 'unet')).isDirectory();
 }
 
-/** A Stable Diffusion study source (see the module note): a {@link StudySource} with the export, its scheduler config and the prompt set. */
-export type SdStudySource = StudySource & { readonly trained: null; readonly config: SchedulerConfig; readonly sd: SdSourceExtras };
+/** A Stable Diffusion study source (see the module note): a {@link StudySource} with the export, its scheduler config and the prompt set (for code that works on exports only). */
+export type SdStudySource = StudySource & { readonly config: SchedulerConfig; readonly sd: SdSourceExtras };
 
 /** `d.predict` run on at most `maxRows` rows at a time (same result: rows are independent). */
 export function chunkedPredict(d: Pick<Denoiser, 'predict'>, maxRows: number): Denoiser['predict'] {
@@ -117,7 +97,7 @@ export function chunkedPredict(d: Pick<Denoiser, 'predict'>, maxRows: number): D
  * Errors name the flag: `--prompt-set` (missing, unreadable, URL images — memscope downloads
  * nothing: save the images and point the image column at the files), `--model` (not an export).
  */
-export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {}): Promise<SdStudySource> {
+export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {}, schedulerConfig?: SchedulerConfig): Promise<SdStudySource> {
   if (!isSdExportDir(dir)) throw new Error(`--model: "${dir}" is not a Stable Diffusion ONNX export (expected model_index.json and unet/ inside)`);
   if (opts.promptSet !== undefined && opts.texts !== undefined) throw new Error('--prompt: give either --prompt-set or --prompt, not both');
   if (opts.promptSet === undefined && opts.texts === undefined) {
@@ -195,16 +175,16 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
     const condRows = concatBatch(hidden);
     const inner = sdUnetDenoiser(exp, { conditions: condRows, uncond, labels: prompts.map((p) => p.caption), shape });
     const name = `sd:${basename(resolve(dir))}`;
-    const textModel: PromptTextModel = {
+    const textModel: TextCapability = {
       texts: prompts.map((p) => p.caption),
       vocabulary: clipWordVocabulary(exp.tokenizer.tokenizerJson),
-      async denoiserFor(texts) {
+      async denoiserFor(texts, dName) {
         if (texts.length !== prompts.length) throw new Error(`denoiserFor: ${texts.length} texts for ${prompts.length} prompts`);
         const rows: Tensor[] = [];
         for (let a = 0; a < texts.length; a += batch) rows.push((await encodePrompts(exp, texts.slice(a, a + batch))).hiddenStates);
         const d2 = sdUnetDenoiser(exp, { conditions: concatBatch(rows), uncond, labels: [...texts], shape });
         // never dispose d2: it shares (and would release) the export's U-Net session
-        return { name: `${name}+perturbed`, space: 'latent', shape, conditions, predict: chunkedPredict(d2, unetBatch) };
+        return { name: dName ?? `${name}+perturbed`, space: 'latent', shape, conditions, predict: chunkedPredict(d2, unetBatch) };
       },
     };
     const denoiser: Denoiser = {
@@ -217,40 +197,75 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {})
     };
     const per = numel(shape);
     const memorized = conditions.filter((c) => c.targets !== undefined).length;
+    const description = `the Stable Diffusion export ${dir} (${exp.className ?? 'pipeline'}, ${exp.predictionType}, ${size.height}×${size.width}) on ${prompts.length} prompts${opts.promptSet === undefined ? '' : ` of ${opts.promptSet}`} (${memorized} tied to one of ${paths.length} training images)`;
+    const toModelSpace = (i: number): Tensor => {
+      if (!Number.isInteger(i) || i < 0 || i >= paths.length) throw new Error(`training image ${i} is out of range (0..${paths.length - 1})`);
+      return { dims: [1, ...shape], data: latents.data.slice(i * per, (i + 1) * per) };
+    };
+    const toImageSpace = async (x: Tensor): Promise<Tensor> => {
+      const parts: Tensor[] = [];
+      const n = x.dims[0]!;
+      for (let a = 0; a < n; a += vaeBatch) {
+        const img = await vaeDecode(exp, sliceBatch(x, a, Math.min(a + vaeBatch, n)));
+        const d = img.data;
+        for (let k = 0; k < d.length; k++) d[k] = 2 * d[k]! - 1;
+        parts.push(img);
+      }
+      return concatBatch(parts);
+    };
+    const encode = async (x: Tensor): Promise<Tensor> => {
+      if (exp.vaeEncoder === null) throw new Error(`--model: ${dir} has no vae_encoder/; encoding images needs it`);
+      const parts: Tensor[] = [];
+      const n = x.dims[0]!;
+      for (let a = 0; a < n; a += vaeBatch) parts.push(await vaeEncode(exp, sliceBatch(x, a, Math.min(a + vaeBatch, n))));
+      return n === 0 ? { dims: [0, ...shape], data: new Float32Array(0) } : concatBatch(parts);
+    };
+    const attention = (): Promise<CrossAttentionUnet> => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '', maxRows: unetBatch });
+    let attentionReason: string | null | undefined;
+    const capabilityReason: CapabilityReasons = (c) => {
+      if (c === 'text') return null;
+      if (c === 'attention') {
+        const unet = exp.unet.path;
+        attentionReason ??= hasCrossAttentionSoftmax(unet) ? null : `need cross-attention Softmax nodes named like '.../attn2/Softmax' to rescale, and ${unet} has none (fused or renamed attention), so Ren et al.'s rule cannot be applied`;
+        return attentionReason;
+      }
+      return "optimise the prompt embedding with gradients through the U-Net, and memscope's differentiator covers only the graphs it builds, not an export's U-Net (on an export use the guidance methods, random-word, random-number or ren)";
+    };
+    const spec = resolve(dir);
     return {
       denoiser,
       trainImages,
-      description: `the Stable Diffusion export ${dir} (${exp.className ?? 'pipeline'}, ${exp.predictionType}, ${size.height}×${size.width}) on ${prompts.length} prompts${opts.promptSet === undefined ? '' : ` of ${opts.promptSet}`} (${memorized} tied to one of ${paths.length} training images)`,
-      spec: resolve(dir),
-      toModelSpace: (i) => {
-        if (!Number.isInteger(i) || i < 0 || i >= paths.length) throw new Error(`training image ${i} is out of range (0..${paths.length - 1})`);
-        return { dims: [1, ...shape], data: latents.data.slice(i * per, (i + 1) * per) };
+      description,
+      spec,
+      schedule: sourceSchedule(schedulerConfig ?? exp.scheduler),
+      codec: { kind: 'vae', toModelSpace, toImageSpace, encode },
+      toModelSpace,
+      toImageSpace,
+      defaults: { descriptor: 'pixel', analysisDescriptors: 'pixel', centerPixels: true, classifierDir: null, noClassifier: "memscope's classifier is for the 28×28 testbed models, not a Stable Diffusion export", memorizationRule: 'own-similarity', samplePrompts: 'all' },
+      data: { imagePool: null, heldOut: null, classOf: () => null },
+      capabilities: { text: textModel, attention: { open: attention }, provider: exp.executionProvider },
+      capabilityReason,
+      info: { kind: 'stable-diffusion', dir, promptSet: opts.promptSet ?? null, prompt: opts.texts === undefined ? null : opts.texts.length === 1 ? opts.texts[0]! : [...opts.texts], predictionType: exp.predictionType, executionProvider: exp.executionProvider, shape, imageSize: size },
+      notes: [sdImageSizeNote(size)],
+      // every file of the export plus the settings it was opened with (image size, provider, the prompts; the negative prompt when one is given)
+      fingerprint: async () => {
+        const files = await folderFingerprint('stable-diffusion', spec, { recursive: true });
+        return describedFingerprint('stable-diffusion-source', { files, shape, imageSize: [size.height, size.width], denoiser: name, predictionType: exp.predictionType, provider: exp.executionProvider, conditions: conditions.map((c) => c.label), ...(opts.negativePrompt === undefined || opts.negativePrompt === '' ? {} : { negativePrompt: opts.negativePrompt }) });
       },
-      toImageSpace: async (x) => {
-        const parts: Tensor[] = [];
-        const n = x.dims[0]!;
-        for (let a = 0; a < n; a += vaeBatch) {
-          const img = await vaeDecode(exp, sliceBatch(x, a, Math.min(a + vaeBatch, n)));
-          const d = img.data;
-          for (let k = 0; k < d.length; k++) d[k] = 2 * d[k]! - 1;
-          parts.push(img);
-        }
-        return concatBatch(parts);
-      },
-      trained: null,
       config: exp.scheduler,
-      sd: {
-        export: exp,
-        prompts,
-        config: exp.scheduler,
-        textModel,
-        vaeBatch,
-        imageSize: size,
-        attention: () => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '', maxRows: unetBatch }),
-      },
+      sd: { export: exp, prompts, config: exp.scheduler, textModel, vaeBatch, imageSize: size, attention },
     };
   } catch (e) {
     await exp.dispose();
     throw e;
   }
 }
+
+/** A Stable Diffusion ONNX export directory (diffusers / optimum layout) with a prompt set; takes `opts.sd`. */
+export const sdExportLoader: SourceLoader = {
+  name: 'stable-diffusion',
+  takes: 'a Stable Diffusion ONNX export directory (model_index.json, unet/, …)',
+  options: ['sd'],
+  probe: async (spec) => (isSdExportDir(spec) ? null : `no model_index.json and unet/ in "${spec}"`),
+  load: (spec, opts) => loadSdStudySource(spec, opts.sd ?? {}, opts.schedulerConfig),
+};

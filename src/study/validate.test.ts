@@ -23,12 +23,43 @@ describe('validation of a trained-style (32×32 padded) model', () => {
         { id: 'caption:1', kind: 'caption', label: 'b', indices: [42], targets: [42] },
       ],
     });
-    const v = await validateModel({ denoiser: d, trainImages: ds.images, conds: [0, 1], seeds: [0, 1, 2], guidance: parseGuidance('constant:1'), sampler: 'ddim', steps: 10, config: stableDiffusionConfig() });
+    const v = await validateModel({ denoiser: d, trainImages: ds.images, toImageSpace: crop32to28, conds: [0, 1], seeds: [0, 1, 2], guidance: parseGuidance('constant:1'), sampler: 'ddim', steps: 10, config: stableDiffusionConfig() });
     expect(v.captionsMemorized).toBe(1);
     expect(v.captionNearestIsTarget).toBe(1);
     expect(v.captionRatioCopy).toBe(1);
     expect(v.captionMeanSimilarity).toBeGreaterThan(0.99); // SD config ends at ᾱ_prev = ᾱ_0 ≈ 0.99915, not exactly at x
     expect(v.perCondition.map((p) => p.target)).toEqual([7, 42]);
     await d.dispose();
+  });
+});
+
+describe('strict copies by duplication count', () => {
+  it('counts a sample as a strict copy only when d1/d2 < 1/3 and the nearest image is its own, grouped by duplicates', async () => {
+    const { validateSamples } = await import('./validate.ts');
+    const ds = loadFashionMnist({ split: 'test', limit: 100 });
+    const img = (i: number): Float32Array => ds.images.data.slice(i * 784, (i + 1) * 784);
+    const mid = (i: number, j: number): Float32Array => img(i).map((v, k) => (v + img(j)[k]!) / 2);
+    // captions: two seen 3 times (targets 7, 8), two seen 100 times (targets 20, 21); 4 seeds each
+    const conditions = [
+      { id: 'caption:0', kind: 'caption' as const, label: 'a', targets: [7], duplicates: 3 },
+      { id: 'caption:1', kind: 'caption' as const, label: 'b', targets: [8], duplicates: 3 },
+      { id: 'caption:2', kind: 'caption' as const, label: 'c', targets: [20], duplicates: 100 },
+      { id: 'caption:3', kind: 'caption' as const, label: 'd', targets: [21], duplicates: 100 },
+    ];
+    // caption 0: own, own, another image (9), halfway between own and 9 (ratio ≈ 1) → 2 strict of 4
+    // caption 1: nothing strict (another image ×4) → 0; captions 2, 3: own ×4 → 8 of 8
+    const rows = [img(7), img(7), img(9), mid(7, 9), img(9), img(9), img(9), img(9), ...Array.from({ length: 4 }, () => img(20)), ...Array.from({ length: 4 }, () => img(21))];
+    const data = new Float32Array(rows.length * 784);
+    rows.forEach((r, i) => data.set(r, i * 784));
+    const denoiser = { name: 'fixed', space: 'pixel', shape: [1, 28, 28], conditions, predict: async () => { throw new Error('not sampled'); } };
+    const result = { samples: { dims: [16, 1, 28, 28], data }, noise: { dims: [16, 1, 28, 28], data: new Float32Array(16 * 784) }, rows: [0, 1, 2, 3].flatMap((c) => [0, 1, 2, 3].map((seed) => ({ cond: c, seed }))), t: [], alphaBar: [], s: [], d: [], switchSteps: [], recorded: new Map(), seconds: 0 };
+    const v = await validateSamples({ denoiser: denoiser as never, trainImages: ds.images, conds: [0, 1, 2, 3], seeds: [0, 1, 2, 3], result: result as never, guidanceLabel: 'test' });
+    expect(v.perCondition.map((p) => p.strictCopy)).toEqual([0.5, 0, 1, 1]);
+    expect(v.perCondition.map((p) => p.duplicates)).toEqual([3, 3, 100, 100]);
+    expect(v.captionStrictCopy).toBe(10 / 16);
+    expect(v.byDuplicates.map((r) => [r.duplicates, r.captions, r.strict.n, r.strict.value])).toEqual([[3, 2, 8, 2 / 8], [100, 2, 8, 1]]);
+    // all 100× seeds copy: ρ estimate 0 within, the interval is Wilson's at n = 8 (upper bound 1)
+    expect(v.byDuplicates[1]!.strict.interval.hi).toBe(1);
+    expect(v.byDuplicates[1]!.strict.interval.lo).toBeCloseTo(8 / (8 + 1.959963984540054 ** 2), 6);
   });
 });

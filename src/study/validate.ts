@@ -12,6 +12,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { runSampling, type SamplingResult } from './sampling.ts';
 import { CopyDetector, type CopyStat } from '../metrics/copy.ts';
 import type { Classifier } from '../models/classifier.ts';
+import { clusteredRateInterval, type ClusteredRate } from '../analysis/verdict.ts';
 
 /** Crop `[n, C, 32, 32]` samples to the central `[n, C, 28, 28]` (undoing the training padding). */
 export function crop32to28(x: Tensor): Tensor {
@@ -32,8 +33,23 @@ export interface ConditionValidation {
   readonly nearestIsTarget: number | null;
   /** Fraction of seeds passing d1/d2 < 1/3. */
   readonly ratioCopy: number;
+  /** Fraction of seeds passing the strict test: d1/d2 < 1/3 and the nearest image is the caption's own (null without a target). */
+  readonly strictCopy: number | null;
+  /** How many training examples show the condition's image, when the model records it (graded scenario). */
+  readonly duplicates: number | null;
   readonly meanRatio: number;
   readonly meanSimilarity: number;
+}
+
+/** The strict copy rate of the captions of one duplication count (Carlini et al.: memorization grows with duplication). */
+export interface DuplicationRow {
+  /** Training examples per caption image. */
+  readonly duplicates: number;
+  readonly captions: number;
+  /** Strict copies (d1/d2 < 1/3 and nearest = own image) over captions × seeds, with its cluster-adjusted 95 % Wilson interval. */
+  readonly strict: ClusteredRate;
+  /** As printed: rate, interval, n (samples), captions, effective n. */
+  readonly text: string;
 }
 
 /** The whole validation. */
@@ -47,6 +63,10 @@ export interface Validation {
   /** Over all caption samples. */
   readonly captionNearestIsTarget: number;
   readonly captionRatioCopy: number;
+  /** Over all caption samples: the strict test (d1/d2 < 1/3 and nearest = own image; Somepalli et al., Dodson & Gao). */
+  readonly captionStrictCopy: number;
+  /** Strict copy rate per duplication count, ascending (empty when the model records no counts). */
+  readonly byDuplicates: readonly DuplicationRow[];
   readonly captionMedianRatio: number;
   readonly captionMeanSimilarity: number;
   /** Over all class-prompt samples. */
@@ -59,15 +79,44 @@ export interface Validation {
   readonly copies: readonly CopyStat[];
 }
 
+/** The strict copy test of one sample: d1/d2 < 1/3 and its nearest training image is the caption's own. */
+export function isStrictCopy(c: CopyStat): boolean {
+  return c.ratioCopy && c.nearestIsTarget === true;
+}
+
+/**
+ * Group the captions that record a duplication count by it: per count, strict copies over captions ×
+ * seeds with the cluster-adjusted Wilson interval (a caption's seeds are not independent samples).
+ */
+export function duplicationRows(perCondition: readonly ConditionValidation[], seeds: number): DuplicationRow[] {
+  const groups = new Map<number, number[]>();
+  for (const p of perCondition) {
+    if (p.kind !== 'caption' || p.duplicates === null || p.strictCopy === null) continue;
+    const hits = groups.get(p.duplicates) ?? [];
+    hits.push(Math.round(p.strictCopy * seeds));
+    groups.set(p.duplicates, hits);
+  }
+  return [...groups.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([duplicates, hits]) => {
+      const strict = clusteredRateInterval(hits, seeds);
+      const pc = (v: number): string => (100 * v).toFixed(1);
+      const text = `${pc(strict.value)} % [${pc(strict.interval.lo)}, ${pc(strict.interval.hi)}] (95 % ${strict.interval.method}; n = ${strict.n} samples of ${hits.length} captions, effective n ${strict.effectiveN.toFixed(1)})`;
+      return { duplicates, captions: hits.length, strict, text };
+    });
+}
+
 function median(v: number[]): number {
   const s = [...v].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-/** Run the validation on a trained (32×32, padded) model against the 28×28 training images. */
+/** Run the validation on a trained model (e.g. 32×32, padded: give its codec's `toImageSpace`) against the 28×28 training images. */
 export async function validateModel(opts: {
   denoiser: Denoiser;
   trainImages: Tensor;
+  /** Model-space samples → images shaped as `trainImages` (the source codec's; default identity). */
+  toImageSpace?: (x: Tensor) => Tensor | Promise<Tensor>;
   conds: readonly CondRef[];
   seeds: readonly number[];
   guidance: GuidanceSchedule;
@@ -94,6 +143,8 @@ export const VALIDATE_BATCH = 128;
 export async function validateSamples(opts: {
   denoiser: Denoiser;
   trainImages: Tensor;
+  /** Model-space samples → images shaped as `trainImages` (the source codec's, e.g. the 32 → 28 crop; default identity). */
+  toImageSpace?: (x: Tensor) => Tensor | Promise<Tensor>;
   conds: readonly CondRef[];
   seeds: readonly number[];
   result: SamplingResult;
@@ -104,7 +155,7 @@ export async function validateSamples(opts: {
   const d = opts.denoiser;
   const thr = opts.captionThreshold ?? 0.8;
   const result = opts.result;
-  const samples = d.shape[1] === 32 ? crop32to28(result.samples) : result.samples;
+  const samples = opts.toImageSpace === undefined ? result.samples : await opts.toImageSpace(result.samples);
   const targets = result.rows.map((r) => (r.cond === null ? null : (d.conditions[r.cond]!.targets?.[0] ?? null)));
   const det = await CopyDetector.create(opts.trainImages);
   const copies = await det.stats(samples, targets);
@@ -112,7 +163,7 @@ export async function validateSamples(opts: {
   const N = opts.seeds.length;
   const perCondition: ConditionValidation[] = opts.conds.map((c, ci) => {
     const cs = copies.slice(ci * N, (ci + 1) * N);
-    const info = c === null ? { id: 'uncond', label: '', kind: 'uncond', targets: undefined } : d.conditions[c]!;
+    const info = c === null ? { id: 'uncond', label: '', kind: 'uncond', targets: undefined, duplicates: undefined } : d.conditions[c]!;
     const t = info.targets?.[0] ?? null;
     return {
       id: info.id,
@@ -121,6 +172,8 @@ export async function validateSamples(opts: {
       target: t,
       nearestIsTarget: t === null ? null : cs.filter((x) => x.nearestIsTarget).length / N,
       ratioCopy: cs.filter((x) => x.ratioCopy).length / N,
+      strictCopy: t === null ? null : cs.filter(isStrictCopy).length / N,
+      duplicates: info.duplicates ?? null,
       meanRatio: cs.reduce((a, x) => a + x.ratio, 0) / N,
       meanSimilarity: cs.reduce((a, x) => a + x.similarity, 0) / N,
     };
@@ -146,6 +199,8 @@ export async function validateSamples(opts: {
     captionThreshold: thr,
     captionNearestIsTarget: frac(capIdx, (c) => c.nearestIsTarget === true),
     captionRatioCopy: frac(capIdx, (c) => c.ratioCopy),
+    captionStrictCopy: frac(capIdx, isStrictCopy),
+    byDuplicates: duplicationRows(perCondition, N),
     captionMedianRatio: median(capIdx.map((i) => copies[i]!.ratio)),
     captionMeanSimilarity: meanOf(capIdx, (c) => c.similarity),
     classRatioCopy: frac(clsIdx, (c) => c.ratioCopy),

@@ -22,7 +22,7 @@ describe('memscope sample: bad input', () => {
     [['--condition', 'caption:0'], /--condition is now --prompts/],
     [['--record', 'x_t'], /--record: unknown quantity "x_t"/],
     [['--bogus', '1'], /bogus/],
-    [['--model', 'weights.bin'], /--model: expected "testbed", a trained model directory/],
+    [['--model', 'weights.bin'], /--model: expected 'testbed', .*a trained model directory with model\.json .*got "weights\.bin"/],
     [['--eta', '0.5', '--sampler', 'euler'], /--eta: only the ddim sampler/],
   ])('%j → exit 2 with an error naming the argument, nothing written', async (args, re) => {
     const dir = await mkdtemp(join(tmpdir(), 'memscope-cli-'));

@@ -240,6 +240,15 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     expect(dRuns.map((r) => [r.study, r.computed, r.reused])).toEqual([['detect', n, 0], ['detect', 0, n]]);
     const dets = dOuts.map((o) => JSON.parse(readFileSync(join(o, 'detect.json'), 'utf8')));
     expect(dets[1].detectors.map((x: { scores: number[] }) => x.scores)).toEqual(dets[0].detectors.map((x: { scores: number[] }) => x.scores));
+    // evaluate's cfg row with detect's settings (ddim, all prompts) in another store: detect reuses its CFG sampling units (one per prompt)
+    const S2 = S.map((a) => (a === store ? join(root, 'store-share') : a));
+    expect((await runCli(['evaluate', ...S2, '--threshold', '0.5', '--methods', 'cfg', '--sampler', 'ddim', '--prompts', 'all', '--out', join(root, 'runs', 'ev-share')])).code).toBe(0);
+    const shareOut = join(root, 'runs', 'det-share');
+    expect((await runCli(['detect', ...S2, '--out', shareOut])).code).toBe(0);
+    const shareRun = JSON.parse(readFileSync(join(shareOut, 'run.json'), 'utf8'));
+    expect([shareRun.units.length, shareRun.computed, shareRun.reused]).toEqual([n, CAPTIONS.length, CAPTIONS.length]);
+    const shareDet = JSON.parse(readFileSync(join(shareOut, 'detect.json'), 'utf8'));
+    expect(shareDet.detectors.map((x: { name: string; scores: number[] }) => [x.name, x.scores])).toEqual(dets[0].detectors.map((x: { name: string; scores: number[] }) => [x.name, x.scores]));
   }, 240_000);
 
   it('evaluate --methods cfg,ren on an export: Ren et al. by graph surgery changes the samples', async () => {

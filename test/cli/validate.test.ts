@@ -14,6 +14,7 @@ import { parseGuidance } from '../../src/guidance/spec.ts';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { parseConditions } from '../../src/study/conditions.ts';
 import { validateModel } from '../../src/study/validate.ts';
+import { pixelCodec } from '../../src/study/source.ts';
 
 describe('memscope validate on the results store', () => {
   it('writes run.json; a rerun and memscope sample reuse its units; the figures equal validateModel', async () => {
@@ -46,7 +47,8 @@ describe('memscope validate on the results store', () => {
       expect([runS.computed, runS.reused]).toEqual([0, 4]);
       // the same figures as the direct (no-store) validation
       const tm = await loadTrainedModel('models/duplication');
-      const direct = await validateModel({ denoiser: tm.denoiser, trainImages: loadFashionMnist({ split: 'train' }).images, conds: parseConditions('caption:0,class:0', tm.denoiser, '--prompts'), seeds: [0, 1], guidance: parseGuidance('constant:7.5'), sampler: 'ddim', steps: 4, config: stableDiffusionConfig() });
+      const train = loadFashionMnist({ split: 'train' }).images;
+      const direct = await validateModel({ denoiser: tm.denoiser, trainImages: train, toImageSpace: pixelCodec(train, tm.denoiser.shape).toImageSpace, conds: parseConditions('caption:0,class:0', tm.denoiser, '--prompts'), seeds: [0, 1], guidance: parseGuidance('constant:7.5'), sampler: 'ddim', steps: 4, config: stableDiffusionConfig() });
       await tm.denoiser.dispose?.();
       expect(f1.perCondition).toEqual(JSON.parse(JSON.stringify(direct.perCondition)));
       expect(f1.nn1).toEqual(direct.copies.map((c) => c.nn1));

@@ -38,9 +38,9 @@ describe('trained model with cross-attention exposed', () => {
     const plain = await m.denoiser.predict(xt, level, cond);
     const zero = await m.attention!.run(xt, level, cond);
     expect(maxAbs(zero.eps, plain)).toBeLessThan(1e-5);
-    const shifted = await m.attention!.run(xt, level, cond, new Float32Array(B * 16).fill(3.5));
+    const shifted = await m.attention!.run(xt, level, cond, { bias: new Float32Array(B * 16).fill(3.5) });
     expect(maxAbs(shifted.eps, plain)).toBeLessThan(1e-4);
-    const other = await m.attention!.run(xt, level, cond, Float32Array.from({ length: B * 16 }, (_, i) => (i % 16 === 3 ? -5 : 0)));
+    const other = await m.attention!.run(xt, level, cond, { bias: Float32Array.from({ length: B * 16 }, (_, i) => (i % 16 === 3 ? -5 : 0)) });
     expect(maxAbs(other.eps, plain)).toBeGreaterThan(1e-3);
   });
 
@@ -61,7 +61,7 @@ describe('trained model with cross-attention exposed', () => {
   it('puts all attention on the one token left unbiased when the others get a large negative bias', async () => {
     const keep = 2;
     const bias = Float32Array.from({ length: B * 16 }, (_, i) => (i % 16 === keep ? 0 : -60));
-    const out = await m.attention!.run(xt, level, cond, bias);
+    const out = await m.attention!.run(xt, level, cond, { bias });
     for (const p of out.probs.values()) {
       for (let r = 0; r < p.data.length / 16; r += 5) expect(p.data[r * 16 + keep]!).toBeGreaterThan(1 - 1e-6);
     }
@@ -74,7 +74,7 @@ describe('trained model with cross-attention exposed', () => {
     expect(toks.slice(1, 1 + words.length)).toEqual(words);
     expect(toks[1 + words.length]).toBe('<end>');
     expect(m.attention!.tokens(null).slice(0, 3)).toEqual(['<start>', '<end>', '<pad>']);
-    await expect(m.attention!.run(xt, level, cond, new Float32Array(5))).rejects.toThrow(/attention bias: expected 3·16 = 48/);
+    await expect(m.attention!.run(xt, level, cond, { bias: new Float32Array(5) })).rejects.toThrow(/attention bias: expected 3·16 = 48/);
   });
 
   it('refuses to expose cross-attention of a U-Net without text conditioning', () => {

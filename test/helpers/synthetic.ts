@@ -5,7 +5,8 @@
  */
 import { makeAnalyticTestbed } from '../../src/denoisers/analytic.ts';
 import type { Denoiser } from '../../src/denoisers/denoiser.ts';
-import type { StudySource } from '../../src/study/source.ts';
+import { noTextModelReasons, pixelCodec, sourceSchedule, type StudySource } from '../../src/study/source.ts';
+import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import type { Tensor } from '../../src/tensor/tensor.ts';
 import { mulberry32 } from './random.ts';
 
@@ -42,6 +43,7 @@ export async function syntheticSource(seed: number, captionImages: readonly numb
     classNames: Array.from({ length: 10 }, (_, k) => `thing${k}`),
     captions: captionImages.map((index, k) => ({ text: `memorized ${k}`, index })),
   });
+  const codec = pixelCodec(trainImages, tb.shape);
   return {
     images,
     src: {
@@ -49,9 +51,17 @@ export async function syntheticSource(seed: number, captionImages: readonly numb
       trainImages,
       description: 'synthetic testbed',
       spec: 'synthetic',
+      schedule: sourceSchedule(stableDiffusionConfig()),
+      codec,
       toModelSpace: (i) => ({ dims: [1, 1, 4, 4], data: images.slice(i * d, (i + 1) * d) }),
       toImageSpace: async (x) => x,
-      trained: null,
+      defaults: { descriptor: 'learned', analysisDescriptors: 'pixel,learned', centerPixels: false, classifierDir: null, noClassifier: 'a synthetic testbed has no classifier', memorizationRule: 'nearest-is-own', samplePrompts: 'all' },
+      data: { imagePool: null, heldOut: null, classOf: (c) => (c < 10 ? c : null) },
+      capabilities: {},
+      capabilityReason: noTextModelReasons('synthetic testbed'),
+      info: { kind: 'synthetic', seed, captionImages },
+      notes: [],
+      fingerprint: async () => `synthetic:${seed}:${captionImages.join(',')}`,
     },
   };
 }

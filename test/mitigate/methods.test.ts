@@ -10,6 +10,7 @@ import { parseMethod, parseMethods, prepareMethod, perturbationSeed, WEN_GROUP, 
 import { scaleNotes } from '../../src/cli/evaluate.ts';
 import { modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenoiser } from '../../src/mitigate/prompt-noise.ts';
 import { renMitigatedDenoiser } from '../../src/mitigate/ren-attention.ts';
+import { trainedModelCapabilities } from '../../src/mitigate/capabilities.ts';
 import { initialNoise } from '../../src/study/sampling.ts';
 import type { Tensor } from '../../src/tensor/tensor.ts';
 
@@ -21,7 +22,7 @@ describe('prepareMethod on a trained text model', () => {
   const level = { t: 801, alphaBar: 0.05 };
   beforeAll(async () => {
     tm = await loadTrainedModel('models/duplication');
-    ctx = { denoiser: tm.denoiser, trained: tm, lambda: 7.5, conds: [2, 11, 30], noise: initialNoise(tm.denoiser.shape, [0, 1, 2, 3, 4, 5]), firstTimestep: 999 };
+    ctx = { denoiser: tm.denoiser, capabilities: trainedModelCapabilities(tm), classOf: (c) => (typeof tm.prompts[c]?.label === 'number' ? tm.prompts[c]!.label! : null), lambda: 7.5, conds: [2, 11, 30], noise: initialNoise(tm.denoiser.shape, [0, 1, 2, 3, 4, 5]), firstTimestep: 999 };
   }, 60_000);
   afterAll(async () => {
     await tm.denoiser.dispose?.();
@@ -119,8 +120,8 @@ describe('prepareMethod on a trained text model', () => {
     await expect(prepareMethod(parseMethod('swap:models/nope@1-2'), ctx)).rejects.toThrow(/cannot load the generalizing model in models\/nope/);
   }, 60_000);
 
-  it('prompt methods need a trained text model', async () => {
-    await expect(prepareMethod(parseMethod('random-word'), { ...ctx, trained: null })).rejects.toThrow(/--methods: random-word needs a trained text-conditioned model/);
+  it('prompt methods need the text capability', async () => {
+    await expect(prepareMethod(parseMethod('random-word'), { ...ctx, capabilities: {} })).rejects.toThrow(/--methods: random-word needs the model capability 'text'/);
   });
 });
 

@@ -59,7 +59,7 @@ describe('Ren et al. cross-attention detection and mitigation', () => {
     expect(maxAbs(await off.predict(x2, level(999), cond), plain)).toBeLessThan(1e-5);
     await off.dispose?.();
     const bias = Float32Array.from({ length: 8 * 16 }, (_, i) => ((i * 7) % 5) - 2);
-    const a = await m.attention!.run(x2, level(500), cond, bias);
+    const a = await m.attention!.run(x2, level(500), cond, { bias });
     const b = await scaled.run(x2, level(500), cond, { bias });
     expect(maxAbs(a.eps, b.eps)).toBeLessThan(1e-5);
     for (const l of m.attention!.layers) expect(maxAbs(a.probs.get(l)!, b.probs.get(l)!)).toBeLessThan(1e-6);

@@ -10,7 +10,6 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadStudySource, type StudySource } from '../../src/study/source.ts';
-import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { pixelDescriptor } from '../../src/metrics/descriptor.ts';
 import { transitionStudy, transitionCsv, transitionFigure, writeTransitionReport, type TransitionSource, type TransitionSummary } from '../../src/study/transition.ts';
 import { InProcessRunner } from '../../src/engine/runner.ts';
@@ -33,7 +32,7 @@ describe('transition study', () => {
     const all = src.denoiser.conditions.map((c, i) => (c.targets?.length ? i : -1)).filter((i) => i >= 0);
     mem = [all[0]!, all[3]!];
     spec = transitionStudy.schema.parse({ prompts: mem, seeds: [0, 1, 2], steps: 16, every: 2, threshold: 0.9 });
-    source = { src, config: src.config ?? stableDiffusionConfig(), descriptor: pixelDescriptor() };
+    source = { src, config: src.schedule.config, descriptor: pixelDescriptor() };
     const units = await transitionStudy.plan(spec, source);
     const out = await new InProcessRunner().run(transitionStudy, units, source, store);
     expect(out.computed).toBe(6);

@@ -1,14 +1,13 @@
 /**
  * Somepalli et al.'s prompt perturbations as methods: `random-word[:n]` inserts n random
  * vocabulary words, `random-number[:n]` n random integers in [0, 100000), seeded per condition
- * ({@link perturbationSeed}); the model samples the perturbed prompt with constant λ. On a trained
- * text model through `textDenoiser`; on a source with re-encodable texts (a Stable Diffusion
- * export) through its `textModel`.
+ * ({@link perturbationSeed}); the model samples the perturbed prompt with constant λ, re-encoded
+ * by the source's `text` capability (a trained text model's encoder, a Stable Diffusion export's).
  */
 import { z } from 'zod';
 import { mulberry32 } from '../../random/mulberry32.ts';
 import { specNumber } from '../../guidance/spec.ts';
-import { modelVocabulary, randomNumberInsertion, randomWordInsertion, textDenoiser } from '../prompt-noise.ts';
+import { randomNumberInsertion, randomWordInsertion } from '../prompt-noise.ts';
 import { defineMethod, onlyParts } from './define.ts';
 import type { MethodContext, MethodSpec, Preparation, RegisteredMethod } from './types.ts';
 
@@ -26,9 +25,9 @@ const Params = z.object({
 });
 type P = z.infer<typeof Params>;
 
-/** The message when neither a trained text model nor re-encodable texts are there. */
-export function needsTextMessage(name: string): string {
-  return `--methods: ${name} needs a trained text-conditioned model (prompt, embedding or attention transforms); this model has no text encoder`;
+/** The message when the source lacks a capability the method needs (prepare-time; the commands skip such methods before, with the source's reason). */
+export function needsTextMessage(name: string, capability = 'text'): string {
+  return `--methods: ${name} needs the model capability '${capability}' (prompt, embedding or attention transforms); this model source has none`;
 }
 
 async function preparePerturbation(kind: 'random-word' | 'random-number', p: P, ctx: MethodContext, spec: MethodSpec): Promise<Preparation> {
@@ -38,21 +37,13 @@ async function preparePerturbation(kind: 'random-word' | 'random-number', p: P, 
     kind === 'random-word'
       ? randomWordInsertion(text, { seed: perturbationSeed(k, runSeed), count: p.insertions, vocabulary })
       : randomNumberInsertion(text, { seed: perturbationSeed(k, runSeed), count: p.insertions });
-  const tm = ctx.trained;
-  const tmx = ctx.textModel;
-  if ((tm === null || tm.textEncoderBytes === null) && tmx !== undefined) {
-    // a model that re-encodes text itself (a Stable Diffusion export)
-    const texts = tmx.texts.map((t, k) => perturb(t, k, tmx.vocabulary));
-    const d = await tmx.denoiserFor(texts);
-    const perturbed = Object.fromEntries(ctx.conds.filter((c): c is number => c !== null).map((c) => [tmx.texts[c]!, texts[c]!]));
-    return { parts: [{ denoiser: d, seedIndices }], details: { perturbed }, dispose: async () => void (await d.dispose?.()) };
-  }
-  if (tm === null || tm.textEncoderBytes === null) throw new Error(needsTextMessage(spec.name));
-  const vocabulary = kind === 'random-word' ? modelVocabulary(tm) : [];
-  const texts = tm.prompts.map((q, k) => perturb(q.text, k, vocabulary));
-  const d = await textDenoiser(tm, texts, { name: `${tm.denoiser.name}+${spec.name}` });
-  const perturbed = Object.fromEntries(ctx.conds.filter((c): c is number => c !== null).map((c) => [tm.prompts[c]!.text, texts[c]!]));
-  return { parts: [{ denoiser: { ...d, conditions: tm.denoiser.conditions }, seedIndices }], details: { perturbed }, dispose: async () => void (await d.dispose?.()) };
+  const text = ctx.capabilities.text;
+  if (text === undefined) throw new Error(needsTextMessage(spec.name));
+  const vocabulary = kind === 'random-word' ? text.vocabulary : [];
+  const texts = text.texts.map((t, k) => perturb(t, k, vocabulary));
+  const d = await text.denoiserFor(texts, `${ctx.denoiser.name}+${spec.name}`);
+  const perturbed = Object.fromEntries(ctx.conds.filter((c): c is number => c !== null).map((c) => [text.texts[c]!, texts[c]!]));
+  return { parts: [{ denoiser: d, seedIndices }], details: { perturbed }, dispose: async () => void (await d.dispose?.()) };
 }
 
 function perturbation(kind: 'random-word' | 'random-number'): RegisteredMethod {

@@ -1,8 +1,7 @@
 /**
  * `ren[:c]`: Ren et al.'s mitigation — start-token attention logits × c, padding masked
- * (default c = 1.25), sampled with constant λ. On a trained text model through its attention
- * graph; on a source whose U-Net exposes cross-attention (a Stable Diffusion export) by graph
- * surgery (`ctx.attention`). Needs `attention`.
+ * (default c = 1.25), sampled with constant λ, on the U-Net the source's `attention` capability
+ * opens (a trained text model's rebuilt graph, a Stable Diffusion export's after graph surgery).
  */
 import { z } from 'zod';
 import { specNumber } from '../../guidance/spec.ts';
@@ -26,17 +25,13 @@ export const REN = defineMethod<z.infer<typeof Params>>({
   label: (p) => `ren:${p.startScale}`,
   async prepare(p, ctx, spec) {
     const seedIndices = Array.from({ length: ctx.noise.dims[0]! }, (_, i) => i);
-    const tm = ctx.trained;
-    if ((tm === null || tm.textEncoderBytes === null) && ctx.attention !== undefined) {
-      const att = await ctx.attention();
-      const d = await renMitigatedDenoiser({ denoiser: ctx.denoiser, attention: att }, { startScale: p.startScale, name: `${ctx.denoiser.name}+${spec.name}` }).catch(async (e: unknown) => {
-        await att.dispose();
-        throw e;
-      });
-      return { parts: [{ denoiser: d, seedIndices }], details: { startScale: p.startScale, maskPadding: REN_DEFAULTS.maskPadding, layers: att.layers.length }, dispose: async () => void (await d.dispose?.()) };
-    }
-    if (tm === null || tm.textEncoderBytes === null) throw new Error(needsTextMessage(spec.name));
-    const d = await renMitigatedDenoiser(tm, { startScale: p.startScale });
-    return { parts: [{ denoiser: d, seedIndices }], details: { startScale: p.startScale, maskPadding: REN_DEFAULTS.maskPadding }, dispose: async () => void (await d.dispose?.()) };
+    const attention = ctx.capabilities.attention;
+    if (attention === undefined) throw new Error(needsTextMessage(spec.name, 'attention'));
+    const att = await attention.open();
+    const d = await renMitigatedDenoiser({ denoiser: ctx.denoiser, attention: att }, { startScale: p.startScale, name: `${ctx.denoiser.name}+${spec.name}` }).catch(async (e: unknown) => {
+      await att.dispose();
+      throw e;
+    });
+    return { parts: [{ denoiser: d, seedIndices }], details: { startScale: p.startScale, maskPadding: REN_DEFAULTS.maskPadding, layers: att.layers.length }, dispose: async () => void (await d.dispose?.()) };
   },
 });

@@ -38,13 +38,12 @@ export const SWAP = defineMethod<z.infer<typeof Params>>({
       throw new Error(`--methods: ${spec.name}: cannot load the generalizing model in ${p.model}: ${e.message}`);
     });
     const genIds = new Map(gen.denoiser.conditions.map((c, i) => [c.id, i] as const));
-    const prompts = ctx.trained?.prompts ?? [];
     const mapped: Record<string, string | null> = {};
     const mapCond = (c: CondRef): CondRef => {
       if (c === null) return null;
       const id = ctx.denoiser.conditions[c]!.id;
-      const label = prompts[c]?.label;
-      const g = genIds.get(id) ?? (label === undefined ? undefined : genIds.get(`class:${label}`));
+      const label = ctx.classOf?.(c) ?? null;
+      const g = genIds.get(id) ?? (label === null ? undefined : genIds.get(`class:${label}`));
       mapped[id] = g === undefined ? null : gen.denoiser.conditions[g]!.id;
       return g ?? null;
     };

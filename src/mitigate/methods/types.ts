@@ -7,21 +7,12 @@
  */
 import type { z } from 'zod';
 import type { Denoiser, CondRef } from '../../denoisers/denoiser.ts';
-import type { TrainedModel } from '../../denoisers/trained.ts';
 import type { GuidanceSchedule } from '../../guidance/schedules.ts';
 import type { SpecFlag, SpecTerms } from '../../guidance/spec.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
-import type { ScaledAttentionUnet } from '../ren-attention.ts';
+import type { Capability, ModelCapabilities, TextCapability } from '../capabilities.ts';
 
-/**
- * What a method may need from a model source beyond a conditional denoiser:
- * - `text`: prompts that can be re-encoded as text (trained text models; Stable Diffusion exports);
- * - `attention`: cross-attention that can be rescaled (Ren et al.: trained text models; exports whose U-Net exposes attn2 Softmax nodes);
- * - `embeddingGradient`: ∂‖ε_c − ε_u‖/∂e through the denoiser (Wen et al.: memscope's own trained text models).
- */
-export type Capability = 'text' | 'attention' | 'embeddingGradient';
-/** Every capability name. */
-export const CAPABILITIES: readonly Capability[] = ['text', 'attention', 'embeddingGradient'];
+export { CAPABILITIES, type Capability } from '../capabilities.ts';
 
 /** A parsed method: the same object whichever command parsed it. */
 export interface MethodSpec {
@@ -33,25 +24,17 @@ export interface MethodSpec {
   readonly params: Readonly<Record<string, unknown>>;
 }
 
-/**
- * A model whose prompts are texts that can be re-encoded (a Stable Diffusion export): the prompt
- * perturbations (random-word / random-number) use it when there is no trained memscope text model.
- */
-export interface PromptTextModel {
-  /** The text of condition k. */
-  readonly texts: readonly string[];
-  /** Words random-word inserts (the tokenizer's whole-word tokens). */
-  readonly vocabulary: readonly string[];
-  /** A denoiser with the same conditions (ids, targets) whose condition k is `texts[k]` encoded; its dispose releases only what it made. */
-  denoiserFor(texts: readonly string[]): Promise<Denoiser>;
-}
+/** Re-encodable prompt texts: the `text` capability (`mitigate/capabilities.ts`) under its older name. */
+export type PromptTextModel = TextCapability;
 
 /** What a method's `prepare` is given. */
 export interface MethodContext {
   /** The model's plain denoiser (guidance methods sample it directly). */
   readonly denoiser: Denoiser;
-  /** The trained model (required for the prompt, embedding and attention methods). */
-  readonly trained: TrainedModel | null;
+  /** What the model source can do (the prompt, embedding and attention methods need `text`, `embeddingGradient`, `attention`). */
+  readonly capabilities: ModelCapabilities;
+  /** The class label of condition k's prompt (its training image's class), null when unknown; default none (swap maps by id, then by class). */
+  readonly classOf?: (cond: number) => number | null;
   /** Guidance scale λ (`--scale`); a method's own `:λ` overrides it for its schedule. */
   readonly lambda: number;
   /** Prompts evaluated (condition indices). */
@@ -62,13 +45,6 @@ export interface MethodContext {
   readonly firstTimestep: number;
   /** Seed of the prompt perturbations (default 0). */
   readonly runSeed?: number;
-  /** Re-encodable prompt texts (Stable Diffusion exports), for random-word / random-number without a trained text model. */
-  readonly textModel?: PromptTextModel;
-  /**
-   * Opens the model's U-Net with cross-attention exposed (Stable Diffusion exports), for `ren`
-   * without a trained text model; the prepared method disposes what it opened. Default none.
-   */
-  readonly attention?: () => Promise<ScaledAttentionUnet>;
 }
 
 /** One sampling unit of a prepared method: a denoiser for some of the seeds. */

@@ -9,7 +9,7 @@
 import { z } from 'zod';
 import { specNumber } from '../../guidance/spec.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
-import { createWenObjective, optimizePromptEmbedding, wenDenoiser, WEN_DEFAULTS } from '../wen-embedding.ts';
+import { WEN_DEFAULTS, type WenObjective } from '../wen-embedding.ts';
 import { defineMethod, onlyParts } from './define.ts';
 import { needsTextMessage } from './prompt-noise.ts';
 import type { MethodPart } from './types.ts';
@@ -39,28 +39,28 @@ export const WEN = defineMethod<z.infer<typeof Params>>({
   },
   label: (p) => `wen:${p.lossTarget}`,
   async prepare(p, ctx, spec) {
-    const tm = ctx.trained;
-    if (tm === null || tm.textEncoderBytes === null) throw new Error(needsTextMessage(spec.name));
+    const grad = ctx.capabilities.embeddingGradient;
+    if (grad === undefined) throw new Error(needsTextMessage(spec.name, 'embeddingGradient'));
     const N = ctx.noise.dims[0]!;
     const allSeeds = Array.from({ length: N }, (_, i) => i);
     const groups: number[][] = [];
     for (let i = 0; i < N; i += WEN_GROUP) groups.push(allSeeds.slice(i, i + WEN_GROUP));
     const parts: MethodPart[] = [];
     const optimisation: { cond: number; seeds: number[]; iterations: number; firstLoss: number; lastLoss: number; reachedTarget: boolean }[] = [];
-    const objectives = new Map<number, Awaited<ReturnType<typeof createWenObjective>>>();
+    const objectives = new Map<number, WenObjective>();
     try {
       for (const g of groups) {
         let obj = objectives.get(g.length);
-        if (!obj) objectives.set(g.length, (obj = await createWenObjective(tm, g.length)));
+        if (!obj) objectives.set(g.length, (obj = await grad.objective(g.length)));
         const xT = rowsOf(ctx.noise, g);
         const embeddings = new Map<number, Tensor>();
         for (const c of ctx.conds) {
           if (c === null) continue;
-          const r = await optimizePromptEmbedding(tm, c, xT, ctx.firstTimestep, { lossTarget: p.lossTarget, objective: obj });
+          const r = await grad.optimize(c, xT, ctx.firstTimestep, { lossTarget: p.lossTarget, objective: obj });
           embeddings.set(c, r.embedding);
           optimisation.push({ cond: c, seeds: g, iterations: r.iterations, firstLoss: r.losses[0] ?? NaN, lastLoss: r.losses[r.losses.length - 1] ?? NaN, reachedTarget: r.reachedTarget });
         }
-        parts.push({ denoiser: await wenDenoiser(tm, embeddings, { name: `${tm.denoiser.name}+${spec.name}` }), seedIndices: g });
+        parts.push({ denoiser: await grad.denoiser(embeddings, `${ctx.denoiser.name}+${spec.name}`), seedIndices: g });
       }
     } catch (e) {
       for (const q of parts) await q.denoiser.dispose?.();
