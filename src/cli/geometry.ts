@@ -493,7 +493,7 @@ async function loadModels(
 
 /** The trajectory-level table of SPEC §5.6: the models, D_lin, and the swaps in the band; optional band search. */
 async function swapTable(
-  trained: { main: LoadedModel; compare: LoadedModel[] },
+  opened: { main: LoadedModel; compare: LoadedModel[] },
   o: { seeds: number[]; sampler: string; steps: number; band?: SwapBand | undefined; target?: number | undefined; generalizer?: string | undefined; classifier: string; seed: number },
   r: GeometryResult,
   poolImages: Tensor,
@@ -505,7 +505,7 @@ async function swapTable(
   const classifier = await Classifier.load(o.classifier).catch((e: Error) => {
     throw new UsageError(`--classifier: cannot load ${o.classifier}: ${e.message}`);
   });
-  const main = trained.main.src;
+  const main = opened.main.src;
   // D_lin of the training pool in the model's space
   const lin = await makeGaussianDenoiser(await main.codec.encode(poolImages), { name: 'D_lin' });
   try {
@@ -514,13 +514,13 @@ async function swapTable(
     const s = { seeds: o.seeds, sampler, steps: o.steps, config, threshold: r.ratio };
     const heldOut = main.data.heldOut!.load();
     const sc = { train: poolImages, heldOut, quality: classifierTools(classifier).quality, toImageSpace: main.codec.toImageSpace };
-    const byName = new Map<string, Denoiser>([['lin', lin], ...trained.compare.map((c) => [c.dir, c.src.denoiser] as const)]);
-    const genList = o.generalizer === undefined ? [...trained.compare.filter((c) => !c.undertrained).map((c) => c.dir), 'lin'] : o.generalizer.split(',').filter((x) => x.length);
+    const byName = new Map<string, Denoiser>([['lin', lin], ...opened.compare.map((c) => [c.dir, c.src.denoiser] as const)]);
+    const genList = o.generalizer === undefined ? [...opened.compare.filter((c) => !c.undertrained).map((c) => c.dir), 'lin'] : o.generalizer.split(',').filter((x) => x.length);
     for (const g of genList) {
       if (!byName.has(g)) {
         const extra = await loadOne(g, '--generalizer');
-        trained.compare.push(extra);
-        checkSameSpace(trained.main, extra, '--generalizer');
+        opened.compare.push(extra);
+        checkSameSpace(opened.main, extra, '--generalizer');
         byName.set(g, extra.src.denoiser);
       }
     }
@@ -531,12 +531,12 @@ async function swapTable(
     const mem = main.denoiser;
     // what identifies each denoiser's weights: a model's fingerprint; D_lin its training pool
     const fp = new Map<string, unknown>([['lin', { kind: 'D_lin', pool }]]);
-    fp.set(trained.main.dir, await main.fingerprint());
-    for (const c of trained.compare) fp.set(c.dir, await c.src.fingerprint());
-    const memId = fp.get(trained.main.dir);
+    fp.set(opened.main.dir, await main.fingerprint());
+    for (const c of opened.compare) fp.set(c.dir, await c.src.fingerprint());
+    const memId = fp.get(opened.main.dir);
     const variants: SwapVariant[] = [
-      { name: trained.main.name, kind: 'memorizing', denoiser: mem, identity: memId },
-      ...trained.compare.filter((c) => o.generalizer === undefined || !genList.includes(c.dir) || c.undertrained).map((c): SwapVariant => ({ name: c.name, kind: c.undertrained ? 'undertrained' : 'generalizing', denoiser: c.src.denoiser, identity: fp.get(c.dir) })),
+      { name: opened.main.name, kind: 'memorizing', denoiser: mem, identity: memId },
+      ...opened.compare.filter((c) => o.generalizer === undefined || !genList.includes(c.dir) || c.undertrained).map((c): SwapVariant => ({ name: c.name, kind: c.undertrained ? 'undertrained' : 'generalizing', denoiser: c.src.denoiser, identity: fp.get(c.dir) })),
       ...(o.generalizer === undefined ? [{ name: 'D_lin', kind: 'generalizing' as const, denoiser: lin, identity: fp.get('lin') }] : genList.map((g): SwapVariant => ({ name: g === 'lin' ? 'D_lin' : basename(g), kind: 'generalizing', denoiser: byName.get(g)!, identity: fp.get(g) }))),
       ...(band ? genList.map((g): SwapVariant => { const gname = g === 'lin' ? 'D_lin' : basename(g); return { name: `swap ${gname} in [${short(band.sigmaLo)}, ${short(band.sigmaHi)}]`, kind: 'swap', band, denoiser: swapDenoiser(mem, byName.get(g)!, band, { disposeInner: false, mapCond: () => null }), identity: { memorizing: memId, generalizing: fp.get(g) } }; }) : []),
     ];
