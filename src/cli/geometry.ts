@@ -6,34 +6,25 @@ import { join, dirname, basename } from 'node:path';
 import { positiveInt, finiteNumber, nonNegativeInt, UsageError, asUsage, samplerFlag } from './args.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
 import { logSigmaGrid } from '../analysis/geometry.ts';
-import { geometryStudy, paddedDenoiseFn, type GeometryModel, type GeometryResult, type GeometrySource } from '../study/geometry.ts';
+import { geometryStudy, type GeometryModel, type GeometryResult, type GeometrySource } from '../study/geometry.ts';
 import { denoiserFn } from '../analysis/geometry.ts';
-import { loadTrainedModel, type TrainedModel } from '../denoisers/trained.ts';
 import { makeGaussianDenoiser } from '../denoisers/gaussian.ts';
 import { swapDenoiser, type SwapBand } from '../denoisers/swap.ts';
 import type { Denoiser } from '../denoisers/denoiser.ts';
 import { runSwapStudy, searchSwapBand, samplerSigmas, type SwapVariant, type SwapStudyResult, type BandSearch, type SwapRunOptions } from '../study/swap.ts';
-import { parseSchedulerConfig } from '../schedules/config.ts';
-import { noiseRange } from '../schedules/range.ts';
 import { SAMPLER_NAMES } from '../samplers/index.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { takeRows } from '../data/indices.ts';
-import { pad28to32 } from '../models/model-dir.ts';
-import { crop32to28 } from '../study/validate.ts';
 import { Classifier } from '../models/classifier.ts';
 import { classifierTools } from '../study/evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import type { UnitStore } from '../engine/study.ts';
-import { folderFingerprint } from '../store/fingerprint.ts';
 import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { runRecord, type RunRecord } from '../store/run-record.ts';
-import { sourceFingerprint } from '../study/fingerprint.ts';
-import { isSdExportDir, loadSdStudySource } from '../study/sd-source.ts';
-import { SHIPPED_MODEL } from '../study/source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS, refuseSdFlags, sdImageSizeNote, sdSourceOptions } from './source-flags.ts';
+import { SHIPPED_MODEL, loadStudySource, type SdSourceOptions, type StudySource } from '../study/source.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
-import { vaeEncode } from '../sd/pipeline.ts';
-import { type Tensor, concatBatch, sliceBatch } from '../tensor/tensor.ts';
+import { type Tensor, concatBatch } from '../tensor/tensor.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { lineChart, type Series } from '../report/svg.ts';
 import { writeFigure } from '../report/figure.ts';
@@ -172,10 +163,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   const dryRun = o['dry-run'];
   if (!dryRun) await checkResultsTarget(o.out);
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
-  const sdMode = o.model !== undefined && isSdExportDir(o.model);
-  if (!sdMode) {
-    refuseSdFlags(o, ['held-out']);
-  }
+  if (o.model === undefined) refuseSdFlags(o, ['held-out']);
   const settings = { seed: o.seed, kappa: o.kappa, coverageMin: o['coverage-min'], concentrationMin: o['concentration-min'], ratio: o.ratio };
   let trainSet: { images: Tensor; source: DataSource };
   let testSet: { images: Tensor; source: DataSource };
@@ -185,51 +173,84 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   let r: GeometryResult;
   let swap: { study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null } | null = null;
   let runJson: RunRecord;
-  let sd: Awaited<ReturnType<typeof loadSdGeometry>> | null = null;
-  let trained: Awaited<ReturnType<typeof loadModels>> | null = null;
+  let opened: { main: LoadedModel; compare: LoadedModel[]; all: LoadedModel[] } | null = null;
+  // the --model's image pool in image space (the swap table's ratio-test reference) and its indices
+  let poolImages: Tensor | null = null;
+  let pool: number[] | null = null;
+  // the --model's space for D*: true = noisy images (the model called through its codec's view), false = its encoding of the images
+  let inImageSpace = true;
+  let swapOn = false;
   try {
-    sd = sdMode ? await loadSdGeometry(o) : null;
-    trained = o.model === undefined || sd !== null ? null : await loadModels(o.model, o.compare);
-    const fullTrain = trained ? loadFashionMnist({ split: 'train' }) : null;
-    const pool = trained ? poolOf(trained.main.model, fullTrain!.images.dims[0]!) : null;
-    trainSet = sd ? { images: sd.train, source: sd.source } : fullTrain ? { ...fullTrain, images: takeRows(fullTrain.images, pool!) } : loadFashionMnist({ split: 'train', limit: o.train });
-    testSet = sd ? { images: sd.test, source: sd.source } : loadFashionMnist({ split: 'test', limit: o.test });
+    opened = o.model === undefined ? null : await loadModels(o.model, o.compare, sdSourceOptions(o), o);
+    const main = opened?.main.src ?? null;
+    if (main) {
+      const view = main.codec.noisyImages;
+      inImageSpace = view !== null;
+      swapOn = swapReason(main) === null;
+      pool = main.data.imagePool === null ? Array.from({ length: main.trainImages.dims[0]! }, (_, i) => i) : [...main.data.imagePool];
+      poolImages = takeRows(main.trainImages, pool);
+      const train = view !== null ? poolImages : concatBatch(pool.map((i) => main.toModelSpace(i)));
+      trainSet = { images: train, source: main.data.credit?.() ?? USER_DATA };
+      const held = main.data.heldOut;
+      if (held !== null) {
+        const all = held.load();
+        if (o.test > all.dims[0]!) throw new UsageError(`--test: ${held.description} has ${all.dims[0]} images, got ${o.test}`);
+        const images = takeRows(all, Array.from({ length: o.test }, (_, i) => i));
+        testSet = { images: view !== null ? images : await main.codec.encode(images), source: held.credit?.() ?? USER_DATA };
+      } else {
+        const [, c, h, w] = main.trainImages.dims as [number, number, number, number];
+        const folder = await loadImageFolder({ dir: o['held-out']!, size: [h, w], ...(c === 1 ? { color: 'gray' as const } : {}) }).catch((e: Error) => {
+          throw new UsageError(`--held-out: ${e.message}`);
+        });
+        testSet = { images: view !== null ? folder.images : await main.codec.encode(folder.images), source: USER_DATA };
+      }
+    } else {
+      trainSet = loadFashionMnist({ split: 'train', limit: o.train });
+      testSet = loadFashionMnist({ split: 'test', limit: o.test });
+    }
     const models: GeometryModel[] = [];
-    if (sd) models.push(sd.model);
-    for (const t of trained?.all ?? []) {
-      // the folder's weights and model.json (its schedule), called through the 28 → 32 padding with the study's seed
-      const identity = { fingerprint: await folderFingerprint('trained', t.dir), pad: { pad: 2, fill: -1, seed: o.seed } };
-      models.push({ name: t.name, denoise: paddedDenoiseFn(denoiserFn(t.model.denoiser, { config: t.schedule }), { seed: o.seed }), sigmaMax: t.sigmaMax, identity });
+    for (const t of opened?.all ?? []) {
+      const config = t.src.schedule.config;
+      const D = denoiserFn(t.src.denoiser, { config });
+      const fingerprint = await t.src.fingerprint();
+      const view = t.src.codec.noisyImages;
+      // on noisy images: the model's weights (its fingerprint) called through its codec's view with the study's seed;
+      // on encoded images: the model (weights and settings) and its schedule, called through its unconditional branch
+      models.push(
+        view !== null
+          ? { name: t.name, denoise: view.denoiser(D, o.seed), sigmaMax: t.src.schedule.range.sigmaMax, identity: { fingerprint, pad: view.key(o.seed) } }
+          : { name: t.name, denoise: D, sigmaMax: t.src.schedule.range.sigmaMax, identity: { fingerprint, config } },
+      );
     }
     const spec = geometryStudy.schema.parse({ sigmas, ...settings, models: models.map((m) => m.name) });
     const source: GeometrySource = { train: trainSet.images, test: testSet.images, models, log };
     const units = await asUsage(() => geometryStudy.plan(spec, source));
-    const runSpec = { ...spec, model: o.model ?? null, compare: o.compare ?? null, train: trained || sd ? null : o.train, test: sd ? null : o.test, heldOut: o['held-out'] ?? null, promptSet: o['prompt-set'] ?? null };
+    const heldOutFolder = main !== null && main.data.heldOut === null;
+    const runSpec = { ...spec, model: o.model ?? null, compare: o.compare ?? null, train: main ? null : o.train, test: heldOutFolder ? null : o.test, heldOut: o['held-out'] ?? null, promptSet: o['prompt-set'] ?? null };
     if (dryRun || store === null) {
       process.stdout.write(dryRunText('geometry', runSpec, units, store, storeDir));
-      if (trained) process.stdout.write('(the swap table\'s rows are planned once the regimes are known; not counted above)\n');
+      if (swapOn) process.stdout.write('(the swap table\'s rows are planned once the regimes are known; not counted above)\n');
       return;
     }
     const ran = await runStudyUnits('geometry', geometryStudy, runSpec, units, source, store, { commandLine });
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} curve units from the store`);
     r = await geometryStudy.reduce(ran.outcome.units, store, spec);
     runJson = ran.runJson;
-    if (trained) {
+    if (opened && swapOn) {
       const swapKeys: string[] = [];
       let computed = ran.outcome.computed;
       const onUnits = (keys: readonly string[], c: number): void => {
         for (const k of keys) if (!swapKeys.includes(k)) swapKeys.push(k);
         computed += c;
       };
-      swap = await swapTable(trained, { ...o, seeds }, r, trainSet.images, fullTrain!.images, pool!, store, log, onUnits);
+      swap = await swapTable(opened, { ...o, seeds }, r, poolImages!, pool!, store, log, onUnits);
       // the command's study run: the curve units, then the swap table's rows (each unit is computed once or reused)
       const keys = [...units.map((u) => u.key), ...swapKeys.filter((k) => !units.some((u) => u.key === k))];
       const runId = store.beginStudy('geometry', runSpec, keys);
       runJson = runRecord({ command: 'geometry', study: 'geometry', runId, spec: runSpec, keys, store: store.dir, computed, reused: keys.length - computed, commandLine });
     }
   } finally {
-    if (trained) for (const t of new Set([...trained.all, ...trained.compare])) await t.model.denoiser.dispose?.();
-    await sd?.dispose();
+    if (opened) for (const t of new Set([...opened.all, ...opened.compare])) await t.src.denoiser.dispose?.();
     closeCliStore(store);
   }
   const x = r.sigma.map((s) => Math.log10(s));
@@ -240,9 +261,13 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'settings.json'), {
       command: 'geometry',
-      train: sd ? { stableDiffusion: o.model, promptSet: o['prompt-set'], latents: sd.train.dims, scalingFactor: sd.scalingFactor } : trained ? { split: 'train', imagePoolOf: o.model, images: trainSet.images.dims[0]!, source: trainSet.source } : { split: 'train', first: o.train, source: trainSet.source },
-      ...(trained ? { models: trained.all.map((t) => ({ dir: t.dir, scenario: t.model.scenario, sigmaMax: t.sigmaMax })), swap: { seeds, sampler: o.sampler, steps: o.steps, band: swap?.band ?? null, target: o.target ?? null, generalizer: o.generalizer ?? null, classifier: o.classifier } } : {}),
-      test: sd ? { heldOut: o['held-out'], latents: sd.test.dims } : { split: 'test', first: o.test, source: testSet.source },
+      train: !inImageSpace
+        ? { model: o.model, promptSet: o['prompt-set'], latents: trainSet.images.dims, scalingFactor: opened!.main.src.codec.scalingFactor }
+        : opened
+          ? { split: 'train', imagePoolOf: o.model, images: trainSet.images.dims[0]!, source: trainSet.source }
+          : { split: 'train', first: o.train, source: trainSet.source },
+      ...(opened && swapOn ? { models: opened.all.map((t) => ({ dir: t.dir, scenario: t.src.info['scenario'], sigmaMax: t.src.schedule.range.sigmaMax })), swap: { seeds, sampler: o.sampler, steps: o.steps, band: swap?.band ?? null, target: o.target ?? null, generalizer: o.generalizer ?? null, classifier: o.classifier } } : {}),
+      test: o['held-out'] !== undefined ? { heldOut: o['held-out'], ...(inImageSpace ? { images: testSet.images.dims } : { latents: testSet.images.dims }) } : { split: 'test', first: o.test, source: testSet.source },
       sigmas,
       ...settings,
     });
@@ -324,7 +349,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     ]);
     const b = rg.boundaries;
     const body = [
-      `<p>Exact empirical denoiser D* over ${sd ? `the VAE latents of the ${r.n} training images of ${escapeHtml(o['prompt-set']!)} (Stable Diffusion export ${escapeHtml(o.model!)}, latent space; test: ${escapeHtml(o['held-out']!)})` : trained ? `the ${r.n} training images of ${escapeHtml(o.model!)}` : `the first ${r.n} Fashion-MNIST training images`}; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}; seed ${o.seed}; ${fmt(r.seconds.total)} s. Plots use log10 σ on the x axis.</p>`,
+      `<p>Exact empirical denoiser D* over ${!inImageSpace ? `the encodings (${escapeHtml(opened!.main.src.codec.kind)}, model space) of the ${r.n} training images of ${escapeHtml(opened!.main.src.description)}` : opened ? `the ${r.n} training images of ${escapeHtml(o.model!)}` : `the first ${r.n} Fashion-MNIST training images`}${o['held-out'] === undefined ? '' : ` (test: ${escapeHtml(o['held-out'])})`}; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}; seed ${o.seed}; ${fmt(r.seconds.total)} s. Plots use log10 σ on the x axis.</p>`,
       '<h2>Regimes</h2>',
       `<p>small: C_σ &lt; ${fmt(rg.coverageMin)}; large: test m_σ &lt; ${fmt(rg.concentrationMin)}; medium otherwise. Boundaries (interpolated): coverage ${b.coverage === null ? 'never crosses' : `σ = ${fmt(b.coverage)}`}, concentration ${b.concentration === null ? 'never crosses' : `σ = ${fmt(b.concentration)}`}.${rg.contiguous ? '' : ' <strong>The labels are not contiguous</strong> (the intervals only span each label).'}</p>`,
       table(['regime', 'grid σ', 'grid points'], regimeRows),
@@ -358,58 +383,6 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
 }
 
-/** Geometry inputs from a Stable Diffusion export: D*'s latents, the held-out latents and the U-Net as D(y;σ). */
-async function loadSdGeometry(o: {
-  model?: string | undefined;
-  compare?: string | undefined;
-  generalizer?: string | undefined;
-  band?: unknown;
-  target?: number | undefined;
-  'held-out'?: string | undefined;
-  'prompt-set'?: string | undefined;
-  'image-root'?: string | undefined;
-  'prompt-limit'?: number | undefined;
-  'image-size'?: number | undefined;
-  provider?: 'cpu' | 'cuda' | undefined;
-}): Promise<{ train: Tensor; test: Tensor; model: GeometryModel; source: { dataset: string; license: string; copyright: string }; scalingFactor: number; dispose: () => Promise<void> }> {
-  for (const k of ['compare', 'generalizer', 'band', 'target'] as const) {
-    if (o[k] !== undefined) throw new UsageError(`--${k}: the swap table needs memscope's trained models; not available for a Stable Diffusion export`);
-  }
-  if (o['held-out'] === undefined) throw new UsageError('--held-out: a Stable Diffusion export needs a folder of held-out real images (the test inputs of m_σ, C_σ, the memorization rate and the gap)');
-  const src = await loadSdStudySource(o.model!, sdSourceOptions(o)).catch((e: Error) => {
-    throw new UsageError(e.message);
-  });
-  process.stderr.write(`${sdImageSizeNote(src.sd.imageSize)}\n`);
-  try {
-    const n = src.trainImages.dims[0]!;
-    const train = concatBatch(Array.from({ length: n }, (_, i) => src.toModelSpace(i)));
-    const [, , h, w] = src.trainImages.dims as [number, number, number, number];
-    const held = await loadImageFolder({ dir: o['held-out'], size: [h, w] }).catch((e: Error) => {
-      throw new UsageError(`--held-out: ${e.message}`);
-    });
-    const exp = src.sd.export;
-    const parts: Tensor[] = [];
-    const m = held.images.dims[0]!;
-    const vb = src.sd.vaeBatch;
-    for (let a = 0; a < m; a += vb) parts.push(await vaeEncode(exp, sliceBatch(held.images, a, Math.min(a + vb, m))));
-    const test = concatBatch(parts);
-    const cfg = src.config;
-    // the export (weights, image size, provider) and its schedule, called through its unconditional branch
-    const identity = { fingerprint: await sourceFingerprint(src), config: cfg };
-    return {
-      train,
-      test,
-      model: { name: src.denoiser.name, denoise: denoiserFn(src.denoiser, { config: cfg }), sigmaMax: noiseRange(cfg).sigmaMax, identity },
-      source: { dataset: `the prompt set's training images and the held-out folder (user data)`, license: 'user-supplied', copyright: 'their owners' },
-      scalingFactor: exp.scalingFactor,
-      dispose: async () => src.denoiser.dispose?.(),
-    };
-  } catch (e) {
-    await src.denoiser.dispose?.();
-    throw e;
-  }
-}
-
 /** Where a data set comes from (settings.json, the report). */
 interface DataSource {
   readonly dataset: string;
@@ -428,53 +401,102 @@ function argmax(v: readonly number[]): number {
   return v.reduce((k, x, i, a) => (x > a[k]! ? i : k), 0);
 }
 
+/** The images of a model opened with a held-out folder: the user's. */
+const USER_DATA: DataSource = { dataset: "the model's training images and the held-out folder (user data)", license: 'user-supplied', copyright: 'their owners' };
+
+/** A model of the study, opened through the source registry. */
 interface LoadedModel {
+  /** The flag's value (a directory). */
   readonly dir: string;
+  /** Row and curve name. */
   readonly name: string;
-  readonly model: TrainedModel;
-  readonly schedule: ReturnType<typeof parseSchedulerConfig>;
-  /** σ of the last training timestep. */
-  readonly sigmaMax: number;
+  readonly src: StudySource;
   /** Trained with a mid-σ loss band (SPEC §5.6b). */
   readonly undertrained: boolean;
 }
 
-async function loadOne(dir: string, flag: string): Promise<LoadedModel> {
-  const model = await loadTrainedModel(dir).catch((e: Error) => {
-    throw new UsageError(`${flag}: cannot load the trained model in ${dir}: ${e.message}`);
-  });
-  if (model.textEncoderBytes !== null) {
-    await model.denoiser.dispose?.();
-    throw new UsageError(`${flag}: ${dir} is a text-conditioned model (${model.scenario}); the geometry study needs an unconditional one (edm-small, edm-large, edm-small-undertrained)`);
-  }
-  const schedule = parseSchedulerConfig(model.meta['schedule'] ?? {}, `${dir}/model.json schedule`);
-  const band = model.meta['band'];
-  return { dir, name: basename(dir.replace(/\/+$/, '')), model, schedule, sigmaMax: noiseRange(schedule).sigmaMax, undertrained: band !== null && band !== undefined };
+/**
+ * Why the swap table (SPEC §5.6) cannot run on `src`, or null: it scores samples by the Fréchet
+ * distance of memscope's classifier features to the source's held-out split.
+ */
+function swapReason(src: StudySource): string | null {
+  if (src.data.heldOut === null) return `not available for ${src.description}: it comes without a held-out split (the Fréchet reference)`;
+  if (src.defaults.classifierDir === null) return `not available for ${src.description}: ${src.defaults.noClassifier ?? "memscope's classifier does not fit its images"}`;
+  return null;
 }
 
-async function loadModels(main: string, compare: string | undefined): Promise<{ main: LoadedModel; compare: LoadedModel[]; all: LoadedModel[] }> {
-  const m = await loadOne(main, '--model');
+/**
+ * Open `dir` (the value of `flag`) with the source registry, on the schedule stored with the model:
+ * the study needs training images and an unconditional branch that stands for a model of them.
+ * Errors name the flag.
+ */
+async function loadOne(dir: string, flag: string, sd?: SdSourceOptions): Promise<LoadedModel> {
+  const src = await loadStudySource(dir, { ownSchedule: true, ...(sd === undefined ? {} : { sd }) }).catch((e: Error) => {
+    const m = e.message;
+    if (m.startsWith('--model: ')) throw new UsageError(`${flag}: cannot load the trained model in ${dir}: ${m.slice('--model: '.length)}`);
+    throw new UsageError(flag === '--model' ? m : `${flag}: cannot load the trained model in ${dir}: ${m}`);
+  });
+  const why = src.trainImages.dims[0] === 0 ? `${src.description} comes without training images, and D* is built over them` : src.data.unconditionalReason ? `${src.data.unconditionalReason}; the geometry study needs an unconditional one (edm-small, edm-large, edm-small-undertrained)` : null;
+  if (why !== null) {
+    await src.denoiser.dispose?.();
+    throw new UsageError(`${flag}: ${why}`);
+  }
+  return { dir, name: src.name ?? src.denoiser.name, src, undertrained: (src.data.lossBand ?? null) !== null };
+}
+
+/** Refuse (naming `flag`) a model `b` that does not work on `a`'s images in `a`'s space. */
+function checkSameSpace(a: LoadedModel, b: LoadedModel, flag: string): void {
+  const same = (x: readonly number[], y: readonly number[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  const view = (m: LoadedModel): boolean => m.src.codec.noisyImages !== null;
+  if (!same(a.src.denoiser.shape, b.src.denoiser.shape) || !same(a.src.trainImages.dims.slice(1), b.src.trainImages.dims.slice(1)) || view(a) !== view(b)) {
+    throw new UsageError(`${flag}: ${b.dir} works on [${b.src.denoiser.shape.join(', ')}] (images [${b.src.trainImages.dims.slice(1).join(', ')}], ${b.src.codec.kind}), --model ${a.dir} on [${a.src.denoiser.shape.join(', ')}] (images [${a.src.trainImages.dims.slice(1).join(', ')}], ${a.src.codec.kind}); the models must share their space`);
+  }
+}
+
+/**
+ * Open `--model` (with the source flags `sd`; its notes printed) and the `--compare` models; refuse
+ * the swap-table flags where the swap table cannot run and `--held-out` where the model has its
+ * own held-out split (or its absence where it has none). Every opened model is disposed on error.
+ */
+async function loadModels(
+  main: string,
+  compare: string | undefined,
+  sd: SdSourceOptions,
+  o: { generalizer?: string | undefined; band?: unknown; target?: number | undefined; 'held-out'?: string | undefined },
+): Promise<{ main: LoadedModel; compare: LoadedModel[]; all: LoadedModel[] }> {
+  const m = await loadOne(main, '--model', sd);
   const c: LoadedModel[] = [];
-  for (const dir of (compare ?? '').split(',').filter((x) => x.length)) c.push(await loadOne(dir, '--compare'));
-  const names = new Set<string>();
-  for (const x of [m, ...c]) {
-    if (names.has(x.name)) throw new UsageError(`--compare: two models are named '${x.name}'; give directories with different names`);
-    names.add(x.name);
+  try {
+    for (const line of m.src.notes) process.stderr.write(`${line}\n`);
+    const noSwap = swapReason(m.src);
+    const flags = { compare, generalizer: o.generalizer, band: o.band, target: o.target };
+    if (noSwap !== null) for (const k of ['compare', 'generalizer', 'band', 'target'] as const) if (flags[k] !== undefined) throw new UsageError(`--${k}: the swap table needs memscope's trained models; ${noSwap}`);
+    const held = m.src.data.heldOut;
+    if (held !== null && o['held-out'] !== undefined) throw new UsageError(`--held-out: only for a model without a held-out split (a Stable Diffusion export); ${m.src.description} comes with ${held.description}`);
+    if (held === null && o['held-out'] === undefined) throw new UsageError(`--held-out: ${m.src.description} comes without a held-out split; give a folder of held-out real images (the test inputs of m_σ, C_σ, the memorization rate and the gap)`);
+    for (const dir of (compare ?? '').split(',').filter((x) => x.length)) {
+      const x = await loadOne(dir, '--compare');
+      c.push(x);
+      checkSameSpace(m, x, '--compare');
+    }
+    const names = new Set<string>();
+    for (const x of [m, ...c]) {
+      if (names.has(x.name)) throw new UsageError(`--compare: two models are named '${x.name}'; give directories with different names`);
+      names.add(x.name);
+    }
+  } catch (e) {
+    for (const x of [m, ...c]) await x.src.denoiser.dispose?.();
+    throw e;
   }
   return { main: m, compare: c, all: [m, ...c] };
 }
 
-function poolOf(model: TrainedModel, n: number): number[] {
-  return model.imagePool === 'all' ? Array.from({ length: n }, (_, i) => i) : [...model.imagePool];
-}
-
 /** The trajectory-level table of SPEC §5.6: the models, D_lin, and the swaps in the band; optional band search. */
 async function swapTable(
-  trained: { main: LoadedModel; compare: LoadedModel[] },
+  opened: { main: LoadedModel; compare: LoadedModel[] },
   o: { seeds: number[]; sampler: string; steps: number; band?: SwapBand | undefined; target?: number | undefined; generalizer?: string | undefined; classifier: string; seed: number },
   r: GeometryResult,
-  train28: Parameters<typeof runSwapStudy>[2]['train'],
-  fullTrain: Parameters<typeof runSwapStudy>[2]['train'],
+  poolImages: Tensor,
   pool: number[],
   store: UnitStore,
   log: (m: string) => void,
@@ -483,35 +505,38 @@ async function swapTable(
   const classifier = await Classifier.load(o.classifier).catch((e: Error) => {
     throw new UsageError(`--classifier: cannot load ${o.classifier}: ${e.message}`);
   });
-  const lin = await makeGaussianDenoiser(pad28to32(fullTrain, pool), { name: 'D_lin' });
+  const main = opened.main.src;
+  // D_lin of the training pool in the model's space
+  const lin = await makeGaussianDenoiser(await main.codec.encode(poolImages), { name: 'D_lin' });
   try {
-    const config = trained.main.schedule;
+    const config = main.schedule.config;
     const sampler = o.sampler as (typeof SAMPLER_NAMES)[number];
     const s = { seeds: o.seeds, sampler, steps: o.steps, config, threshold: r.ratio };
-    const heldOut = loadFashionMnist({ split: 'test' }).images;
-    const sc = { train: train28, heldOut, quality: classifierTools(classifier).quality, toImageSpace: crop32to28 };
-    const byName = new Map<string, Denoiser>([['lin', lin], ...trained.compare.map((c) => [c.dir, c.model.denoiser] as const)]);
-    const genList = o.generalizer === undefined ? [...trained.compare.filter((c) => !c.undertrained).map((c) => c.dir), 'lin'] : o.generalizer.split(',').filter((x) => x.length);
+    const heldOut = main.data.heldOut!.load();
+    const sc = { train: poolImages, heldOut, quality: classifierTools(classifier).quality, toImageSpace: main.codec.toImageSpace };
+    const byName = new Map<string, Denoiser>([['lin', lin], ...opened.compare.map((c) => [c.dir, c.src.denoiser] as const)]);
+    const genList = o.generalizer === undefined ? [...opened.compare.filter((c) => !c.undertrained).map((c) => c.dir), 'lin'] : o.generalizer.split(',').filter((x) => x.length);
     for (const g of genList) {
       if (!byName.has(g)) {
         const extra = await loadOne(g, '--generalizer');
-        trained.compare.push(extra);
-        byName.set(g, extra.model.denoiser);
+        opened.compare.push(extra);
+        checkSameSpace(opened.main, extra, '--generalizer');
+        byName.set(g, extra.src.denoiser);
       }
     }
     const b = r.regimes.boundaries;
     const band = o.band ?? (b.coverage !== null && b.concentration !== null && b.concentration > b.coverage ? { sigmaLo: b.coverage, sigmaHi: b.concentration } : r.regimes.medium ? { sigmaLo: r.regimes.medium[0], sigmaHi: r.regimes.medium[1] } : null);
     const sig = samplerSigmas(sampler, config, o.steps);
     if (band && !sig.some((x) => x >= band.sigmaLo && x <= band.sigmaHi)) throw new UsageError(`--band: [${band.sigmaLo}, ${band.sigmaHi}] contains none of the sampler's σ (${fmt(Math.min(...sig))} … ${fmt(Math.max(...sig))})`);
-    const mem = trained.main.model.denoiser;
-    // what identifies each denoiser's weights: a model folder's fingerprint; D_lin its training pool
+    const mem = main.denoiser;
+    // what identifies each denoiser's weights: a model's fingerprint; D_lin its training pool
     const fp = new Map<string, unknown>([['lin', { kind: 'D_lin', pool }]]);
-    fp.set(trained.main.dir, await folderFingerprint('trained', trained.main.dir));
-    for (const c of trained.compare) fp.set(c.dir, await folderFingerprint('trained', c.dir));
-    const memId = fp.get(trained.main.dir);
+    fp.set(opened.main.dir, await main.fingerprint());
+    for (const c of opened.compare) fp.set(c.dir, await c.src.fingerprint());
+    const memId = fp.get(opened.main.dir);
     const variants: SwapVariant[] = [
-      { name: trained.main.name, kind: 'memorizing', denoiser: mem, identity: memId },
-      ...trained.compare.filter((c) => o.generalizer === undefined || !genList.includes(c.dir) || c.undertrained).map((c): SwapVariant => ({ name: c.name, kind: c.undertrained ? 'undertrained' : 'generalizing', denoiser: c.model.denoiser, identity: fp.get(c.dir) })),
+      { name: opened.main.name, kind: 'memorizing', denoiser: mem, identity: memId },
+      ...opened.compare.filter((c) => o.generalizer === undefined || !genList.includes(c.dir) || c.undertrained).map((c): SwapVariant => ({ name: c.name, kind: c.undertrained ? 'undertrained' : 'generalizing', denoiser: c.src.denoiser, identity: fp.get(c.dir) })),
       ...(o.generalizer === undefined ? [{ name: 'D_lin', kind: 'generalizing' as const, denoiser: lin, identity: fp.get('lin') }] : genList.map((g): SwapVariant => ({ name: g === 'lin' ? 'D_lin' : basename(g), kind: 'generalizing', denoiser: byName.get(g)!, identity: fp.get(g) }))),
       ...(band ? genList.map((g): SwapVariant => { const gname = g === 'lin' ? 'D_lin' : basename(g); return { name: `swap ${gname} in [${short(band.sigmaLo)}, ${short(band.sigmaHi)}]`, kind: 'swap', band, denoiser: swapDenoiser(mem, byName.get(g)!, band, { disposeInner: false, mapCond: () => null }), identity: { memorizing: memId, generalizing: fp.get(g) } }; }) : []),
     ];

@@ -38,7 +38,6 @@ import {
   shellCoverage,
 } from '../analysis/geometry.ts';
 import type { Tensor } from '../tensor/tensor.ts';
-import { TorchGenerator } from '../random/torch.ts';
 import { z } from 'zod';
 import type { Study, Unit } from '../engine/study.ts';
 import { sha256Hex, unitKey } from '../engine/canonical.ts';
@@ -46,7 +45,7 @@ import { sha256Hex, unitKey } from '../engine/canonical.ts';
 /** A trained (or any) denoiser whose per-σ curves the study adds (SPEC §5.4, §5.5). */
 export interface GeometryModel {
   readonly name: string;
-  /** D(y;σ) on images of the study's shape (see {@link paddedDenoiseFn} for 32×32 models). */
+  /** D(y;σ) on images of the study's shape (a source's codec gives it: `SourceCodec.noisyImages`). */
   readonly denoise: DenoiseFn;
   /** Largest σ the model was trained on (grid points above it are skipped; default ∞). */
   readonly sigmaMax?: number;
@@ -66,31 +65,8 @@ export interface GeometryModelCurves {
   readonly seconds: number;
 }
 
-/**
- * Run a D(y;σ) of `[B, c, h+2p, w+2p]` images on `[B, c, h, w]` inputs: the input is padded by `pad`
- * pixels of value `fill` plus σ·z (z from `TorchGenerator(seed)`, so the border is as noisy as the
- * training inputs were), and the output is cropped back. The trained testbed models see 28×28
- * Fashion-MNIST padded to 32×32 with −1 (`pad28to32`); their defaults are pad 2, fill −1.
- */
-export function paddedDenoiseFn(D: DenoiseFn, opts: { pad?: number; fill?: number; seed?: number } = {}): DenoiseFn {
-  const p = opts.pad ?? 2;
-  const fill = opts.fill ?? -1;
-  const seed = opts.seed ?? 0;
-  return async (y: Tensor, sigma: number): Promise<Tensor> => {
-    if (y.dims.length !== 4) throw new Error(`paddedDenoiseFn: y must be [B, c, h, w], got [${y.dims.join(', ')}]`);
-    const [B, c, h, w] = y.dims as [number, number, number, number];
-    const H = h + 2 * p;
-    const W = w + 2 * p;
-    const z = new TorchGenerator(seed).randn([B * c * H * W]);
-    const big = new Float32Array(B * c * H * W);
-    for (let i = 0; i < big.length; i++) big[i] = fill + sigma * z[i]!;
-    for (let b = 0; b < B * c; b++) for (let r = 0; r < h; r++) big.set(y.data.subarray((b * h + r) * w, (b * h + r + 1) * w), (b * H + r + p) * W + p);
-    const out = await D({ dims: [B, c, H, W], data: big }, sigma);
-    const small = new Float32Array(B * c * h * w);
-    for (let b = 0; b < B * c; b++) for (let r = 0; r < h; r++) small.set(out.data.subarray((b * H + r + p) * W + p, (b * H + r + p) * W + p + w), (b * h + r) * w);
-    return { dims: [B, c, h, w], data: small };
-  };
-}
+/** The pad-crop codec's denoiser on noisy images (`study/model-source.ts`; here for the studies that call a 32×32 model on 28×28 images). */
+export { paddedDenoiseFn } from './model-source.ts';
 
 /** Settings of {@link runGeometry} (SPEC §5); the CLI fills the defaults noted here. */
 export interface GeometrySettings {

@@ -8,6 +8,7 @@
 import { stat } from 'node:fs/promises';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { DenoiseFn } from '../analysis/geometry.ts';
 import type { Denoiser } from '../denoisers/denoiser.ts';
 import type { PredictionType } from '../denoisers/parameterization.ts';
 import type { ExecutionProvider } from '../graph/session.ts';
@@ -15,6 +16,7 @@ import type { Capability, CapabilityReasons, ModelCapabilities } from '../mitiga
 import { pad28to32 } from '../models/model-dir.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import { noiseRange, type NoiseRange } from '../schedules/range.ts';
+import { TorchGenerator } from '../random/torch.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { crop32to28 } from './validate.ts';
 
@@ -43,6 +45,65 @@ export interface SourceCodec {
   toImageSpace(x: Tensor): Promise<Tensor>;
   /** Other images `[n, ...]` shaped as the training images (e.g. held-out ones) in the model's space `[n, ...denoiser.shape]`. */
   encode(images: Tensor): Promise<Tensor>;
+  /**
+   * The model's denoiser on noisy images, for studies that put noise on the images themselves
+   * (Dodson & Gao's geometry): present when the model space is the image space up to a border
+   * (identity, pad-crop), so a noisy image is a noisy model input; null when the model space is an
+   * encoding (VAE latents: a noisy latent is no encoded noisy image), where such studies work on the
+   * encoded images (`toModelSpace`, `encode`).
+   */
+  readonly noisyImages: NoisyImageView | null;
+  /** The factor the encoder's output is multiplied by to give model-space values (a VAE's latent scaling factor); null when the codec encodes nothing. */
+  readonly scalingFactor: number | null;
+}
+
+/** How a model working in a padded image space denoises noisy images (see {@link SourceCodec.noisyImages}). */
+export interface NoisyImageView {
+  /** `D` (on `[B, ...denoiser.shape]`) as a D(y;σ) on noisy images `[B, ...image shape]`, the model-space border noised with the draws of `TorchGenerator(seed)`. */
+  denoiser(D: DenoiseFn, seed: number): DenoiseFn;
+  /** What {@link NoisyImageView.denoiser} does to the calls, as data for unit keys (e.g. `{ pad: 2, fill: −1, seed }`); null when it passes them through. */
+  key(seed: number): unknown;
+}
+
+/** The view of a model whose space is the image space itself: its denoiser as is. */
+const IDENTITY_VIEW: NoisyImageView = { denoiser: (D) => D, key: () => null };
+
+/** The view of a model whose space is the image space with a border of `pad` pixels of value `fill` (see {@link paddedDenoiseFn}). */
+function paddedView(pad: number, fill: number): NoisyImageView {
+  return { denoiser: (D, seed) => paddedDenoiseFn(D, { pad, fill, seed }), key: (seed) => ({ pad, fill, seed }) };
+}
+
+/** The codec of a model whose space is the image space (`[n, ...shape]` both): every conversion is the identity. */
+export function identityCodec(images: Tensor): SourceCodec {
+  const img = images.dims.slice(1);
+  const per = img.reduce((a, b) => a * b, 1);
+  return { kind: 'identity', toModelSpace: (i) => ({ dims: [1, ...img], data: images.data.slice(i * per, (i + 1) * per) }), toImageSpace: async (x) => x, encode: async (x) => x, noisyImages: IDENTITY_VIEW, scalingFactor: null };
+}
+
+/**
+ * Run a D(y;σ) of `[B, c, h+2p, w+2p]` images on `[B, c, h, w]` inputs: the input is padded by `pad`
+ * pixels of value `fill` plus σ·z (z from `TorchGenerator(seed)`, so the border is as noisy as the
+ * training inputs were), and the output is cropped back. The trained testbed models see 28×28
+ * Fashion-MNIST padded to 32×32 with −1 (`pad28to32`); their defaults are pad 2, fill −1.
+ */
+export function paddedDenoiseFn(D: DenoiseFn, opts: { pad?: number; fill?: number; seed?: number } = {}): DenoiseFn {
+  const p = opts.pad ?? 2;
+  const fill = opts.fill ?? -1;
+  const seed = opts.seed ?? 0;
+  return async (y: Tensor, sigma: number): Promise<Tensor> => {
+    if (y.dims.length !== 4) throw new Error(`paddedDenoiseFn: y must be [B, c, h, w], got [${y.dims.join(', ')}]`);
+    const [B, c, h, w] = y.dims as [number, number, number, number];
+    const H = h + 2 * p;
+    const W = w + 2 * p;
+    const z = new TorchGenerator(seed).randn([B * c * H * W]);
+    const big = new Float32Array(B * c * H * W);
+    for (let i = 0; i < big.length; i++) big[i] = fill + sigma * z[i]!;
+    for (let b = 0; b < B * c; b++) for (let r = 0; r < h; r++) big.set(y.data.subarray((b * h + r) * w, (b * h + r + 1) * w), (b * H + r + p) * W + p);
+    const out = await D({ dims: [B, c, H, W], data: big }, sigma);
+    const small = new Float32Array(B * c * h * w);
+    for (let b = 0; b < B * c; b++) for (let r = 0; r < h; r++) small.set(out.data.subarray((b * H + r + p) * W + p, (b * H + r + p) * W + p + w), (b * h + r) * w);
+    return { dims: [B, c, h, w], data: small };
+  };
 }
 
 /**
@@ -52,12 +113,10 @@ export interface SourceCodec {
  */
 export function pixelCodec(images: Tensor, modelShape: readonly number[]): SourceCodec {
   const img = images.dims.slice(1);
-  const per = img.reduce((a, b) => a * b, 1);
-  if (img.length === modelShape.length && img.every((v, i) => v === modelShape[i])) {
-    return { kind: 'identity', toModelSpace: (i) => ({ dims: [1, ...img], data: images.data.slice(i * per, (i + 1) * per) }), toImageSpace: async (x) => x, encode: async (x) => x };
-  }
+  if (img.length === modelShape.length && img.every((v, i) => v === modelShape[i])) return identityCodec(images);
   if (img.length === 3 && img[1] === 28 && img[2] === 28 && modelShape.length === 3 && modelShape[0] === img[0] && modelShape[1] === 32 && modelShape[2] === 32) {
-    return { kind: 'pad-crop', toModelSpace: (i) => pad28to32(images, [i]), toImageSpace: async (x) => crop32to28(x), encode: async (x) => pad28to32(x, Array.from({ length: x.dims[0]! }, (_, i) => i)) };
+    // pad28to32's border: 2 pixels of −1 (the background)
+    return { kind: 'pad-crop', toModelSpace: (i) => pad28to32(images, [i]), toImageSpace: async (x) => crop32to28(x), encode: async (x) => pad28to32(x, Array.from({ length: x.dims[0]! }, (_, i) => i)), noisyImages: paddedView(2, -1), scalingFactor: null };
   }
   throw new Error(`the model samples [${modelShape.join(', ')}] and its training images are [${img.join(', ')}]: no codec maps one to the other`);
 }
@@ -85,14 +144,40 @@ export interface SourceData {
   /** Training image indices the model saw; null = all of `trainImages`. */
   readonly imagePool: readonly number[] | null;
   /** A held-out split of the training distribution (Fashion-MNIST's test split), or null: the user gives held-out images. */
-  readonly heldOut: { readonly description: string; load(): Tensor } | null;
+  readonly heldOut: { readonly description: string; load(): Tensor; credit?(): DataCredit } | null;
   /** The class label of condition k's prompt (its training image's class), null when unknown. */
   classOf(cond: number): number | null;
+  /** Where the training images come from, for reports (absent: data the user gave). */
+  credit?(): DataCredit;
+  /**
+   * Why the model's unconditional branch (the null condition) does not stand for a model of the
+   * training images as one distribution — what Dodson & Gao's geometry compares with the exact
+   * empirical denoiser D* over them; absent or null when it does.
+   */
+  readonly unconditionalReason?: string | null;
+  /** The σ band whose loss was down-weighted in training (under-training, SPEC §5.6b); absent or null when every σ was trained alike. */
+  readonly lossBand?: LossBand | null;
+}
+
+/** A data set's name, license and copyright (for reports). */
+export interface DataCredit {
+  readonly dataset: string;
+  readonly license: string;
+  readonly copyright: string;
+}
+
+/** A mid-σ loss band of training (SPEC §5.6b): the loss × `rho` for σ ∈ [sigmaLo, sigmaHi]. */
+export interface LossBand {
+  readonly sigmaLo: number;
+  readonly sigmaHi: number;
+  readonly rho?: number;
 }
 
 /** A study's model with its training data, schedule, codec, defaults and capabilities. */
 export interface StudySource {
   readonly denoiser: Denoiser;
+  /** A short name of the model for tables, plots and row names (absent: `denoiser.name`). */
+  readonly name?: string;
   /** The training images `[n, C, H, W]` in [−1, 1] (empty when the model has none: it can only sample). */
   readonly trainImages: Tensor;
   /** What the model is, for reports. */
@@ -182,6 +267,13 @@ export interface StudySourceOptions {
   readonly testbed?: TestbedSourceOptions;
   /** The scheduler config to use instead of the model's own (`--scheduler-config`). */
   readonly schedulerConfig?: SchedulerConfig;
+  /**
+   * Use the scheduler config stored with the model's weights (a trained model's `model.json`
+   * `schedule`, as `memscope train` wrote it) instead of Stable Diffusion 1.x's pipeline config
+   * (default false: the commands sample a trained model as the SD pipeline does); an export's own
+   * config is used either way, and `schedulerConfig` overrides both.
+   */
+  readonly ownSchedule?: boolean;
   /** Trained models: also open the U-Net with cross-attention exposed at load (default false; studies open it through the `attention` capability). */
   readonly exposeCrossAttention?: boolean;
 }

@@ -62,8 +62,8 @@ export interface SwapScoring {
   readonly heldOut: Tensor;
   /** Quality features (null: no Fréchet column). */
   readonly quality: FeatureExtractor | null;
-  /** Model space → image space (e.g. crop 32×32 → 28×28; default identity). */
-  readonly toImageSpace?: (x: Tensor) => Tensor;
+  /** Model space → image space (a source's `codec.toImageSpace`, e.g. crop 32×32 → 28×28; default identity). */
+  readonly toImageSpace?: (x: Tensor) => Tensor | Promise<Tensor>;
 }
 
 /** One row of the mitigation table. */
@@ -145,7 +145,7 @@ async function scoreVariant(v: SwapVariant, src: SwapSource): Promise<Scored> {
   const swap = v.kind === 'swap' && 'counts' in v.denoiser ? (v.denoiser as ReturnType<typeof swapDenoiser>) : null;
   swap?.resetCounts();
   const res = await runSampling({ denoiser: v.denoiser, conds: [null], seeds: s.seeds, sampler: s.sampler, steps: s.steps, config: s.config, batchSize: s.batchSize ?? 64 });
-  const images = (sc.toImageSpace ?? ((x: Tensor) => x))(res.samples);
+  const images = await (sc.toImageSpace ?? ((x: Tensor) => x))(res.samples);
   const mem = await trajectoryMemorization(images, sc.train, { threshold: s.threshold ?? 1 / 3 });
   let frechet: number | null = null;
   if (sc.quality && ref.stats) {

@@ -6,13 +6,14 @@
  * refuse it (no training images) and it has no capabilities; `memscope sample` runs on it.
  */
 import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { loadOnnxDenoiser } from '../../denoisers/onnx.ts';
 import { readNpy } from '../../io/npy.ts';
 import { stableDiffusionConfig } from '../../schedules/config.ts';
 import { describedFingerprint } from '../../store/fingerprint.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import type { CapabilityReasons } from '../../mitigate/capabilities.ts';
-import { sourceSchedule, type SourceCodec, type SourceLoader } from '../model-source.ts';
+import { identityCodec, sourceSchedule, type SourceCodec, type SourceLoader } from '../model-source.ts';
 
 const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
 
@@ -48,6 +49,8 @@ export const onnxLoader: SourceLoader = {
       },
       toImageSpace: async (x) => x,
       encode: async (x) => x,
+      noisyImages: identityCodec(empty).noisyImages,
+      scalingFactor: null,
     };
     const reason: CapabilityReasons = (c) =>
       c === 'text'
@@ -57,6 +60,7 @@ export const onnxLoader: SourceLoader = {
           : `need gradients through the U-Net with respect to the prompt embedding, and memscope differentiates only the graphs it builds, not ${description}`;
     return {
       denoiser,
+      name: basename(spec),
       trainImages: empty,
       description,
       spec,
@@ -73,7 +77,7 @@ export const onnxLoader: SourceLoader = {
         memorizationRule: 'own-similarity',
         samplePrompts: denoiser.conditions.length ? 'all' : 'uncond',
       },
-      data: { imagePool: null, heldOut: null, classOf: () => null },
+      data: { imagePool: null, heldOut: null, classOf: () => null, unconditionalReason: `${description} comes without training images`, lossBand: null },
       capabilities: { provider: 'cpu' },
       capabilityReason: reason,
       info: { kind: 'onnx', path: spec, cond: o.cond ?? null, uncond: o.uncond ?? null, predictionType, shape: denoiser.shape },

@@ -24,6 +24,7 @@ export const testbedLoader: SourceLoader = {
     const description = 'the analytic testbed (docs/methods.md §6)';
     return {
       denoiser: d,
+      name: d.name,
       trainImages: images,
       description,
       spec,
@@ -32,7 +33,14 @@ export const testbedLoader: SourceLoader = {
       toModelSpace: codec.toModelSpace,
       toImageSpace: codec.toImageSpace,
       defaults: { descriptor: 'learned', analysisDescriptors: 'pixel,learned', centerPixels: false, classifierDir: await defaultClassifierDir(SHIPPED_MODEL), memorizationRule: 'nearest-is-own', samplePrompts: 'caption:0-1,class:0-1' },
-      data: { imagePool: null, heldOut: { description: 'the Fashion-MNIST test split', load: () => loadFashionMnist({ split: 'test' }).images }, classOf: () => null },
+      data: {
+        imagePool: null,
+        heldOut: { description: 'the Fashion-MNIST test split', load: () => loadFashionMnist({ split: 'test' }).images, credit: () => loadFashionMnist({ split: 'test', limit: 0 }).source },
+        classOf: () => null,
+        credit: () => loadFashionMnist({ split: 'train', limit: 0 }).source,
+        unconditionalReason: `${description}'s unconditional branch is the mixture of its class Gaussians, not a model of its training images`,
+        lossBand: null,
+      },
       capabilities: {},
       capabilityReason: noTextModelReasons(description),
       info: { kind: 'testbed', name: d.name, captions: tb.captionTargets.length, captionTargets: tb.captionTargets },

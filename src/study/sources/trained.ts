@@ -6,13 +6,13 @@
  * class-conditional or unconditional one has none.
  */
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { loadFashionMnist } from '../../data/fashion-mnist.ts';
 import { loadTrainedModel } from '../../denoisers/trained.ts';
 import { trainedModelCapabilities } from '../../mitigate/capabilities.ts';
-import { stableDiffusionConfig } from '../../schedules/config.ts';
+import { parseSchedulerConfig, stableDiffusionConfig, type SchedulerConfig } from '../../schedules/config.ts';
 import { folderFingerprint } from '../../store/fingerprint.ts';
-import { SHIPPED_MODEL, defaultClassifierDir, noTextModelReasons, pixelCodec, sourceSchedule, type SourceLoader } from '../model-source.ts';
+import { SHIPPED_MODEL, defaultClassifierDir, noTextModelReasons, pixelCodec, sourceSchedule, type LossBand, type SourceLoader } from '../model-source.ts';
 
 const isFile = (p: string): Promise<boolean> => stat(p).then((s) => s.isFile(), () => false);
 
@@ -23,28 +23,41 @@ export const trainedLoader: SourceLoader = {
   probe: async (spec) => ((await isFile(join(spec, 'model.json'))) ? null : `no model.json in "${spec}"`),
   async load(spec, opts) {
     const tm = await loadTrainedModel(spec, opts.exposeCrossAttention === undefined ? {} : { exposeCrossAttention: opts.exposeCrossAttention });
-    const images = loadFashionMnist({ split: 'train' }).images;
+    let config: SchedulerConfig;
+    try {
+      config = opts.schedulerConfig ?? (opts.ownSchedule === true ? parseSchedulerConfig(tm.meta['schedule'] ?? {}, `${spec}/model.json schedule`) : stableDiffusionConfig());
+    } catch (e) {
+      await tm.denoiser.dispose?.();
+      throw e;
+    }
+    const train = loadFashionMnist({ split: 'train' });
+    const images = train.images;
     const codec = pixelCodec(images, tm.denoiser.shape);
     const description = `the trained "${tm.scenario}" model (${spec === SHIPPED_MODEL ? 'models/duplication, shipped' : spec})`;
     const capabilities = trainedModelCapabilities(tm);
     const none = noTextModelReasons(description);
     return {
       denoiser: tm.denoiser,
+      name: basename(spec.replace(/\/+$/, '')),
       trainImages: images,
       description,
       spec,
-      schedule: sourceSchedule(opts.schedulerConfig ?? stableDiffusionConfig()),
+      schedule: sourceSchedule(config),
       codec,
       toModelSpace: codec.toModelSpace,
       toImageSpace: codec.toImageSpace,
       defaults: { descriptor: 'learned', analysisDescriptors: 'pixel,learned', centerPixels: false, classifierDir: await defaultClassifierDir(spec), memorizationRule: 'nearest-is-own', samplePrompts: tm.denoiser.conditions.length ? 'all' : 'uncond' },
       data: {
         imagePool: tm.imagePool === 'all' ? null : tm.imagePool,
-        heldOut: { description: 'the Fashion-MNIST test split', load: () => loadFashionMnist({ split: 'test' }).images },
+        heldOut: { description: 'the Fashion-MNIST test split', load: () => loadFashionMnist({ split: 'test' }).images, credit: () => loadFashionMnist({ split: 'test', limit: 0 }).source },
         classOf: (c) => {
           const l = tm.prompts[c]?.label;
           return typeof l === 'number' ? l : null;
         },
+        credit: () => train.source,
+        // memscope's geometry compares the unconditional models (the edm scenarios) with D* over their pool
+        unconditionalReason: tm.textEncoderBytes === null ? null : `${spec} is a text-conditioned model (${tm.scenario})`,
+        lossBand: (tm.meta['band'] as LossBand | null | undefined) ?? null,
       },
       capabilities,
       capabilityReason: (c) => (capabilities[c] === undefined ? none(c) : null),
