@@ -1,6 +1,6 @@
 /**
  * Child process of the kill test: runs a small `sample` study (an ONNX model with 4 condition
- * rows × 32 seeds, 2 rows per model call) into the store named by argv[2], then exits 0.
+ * rows × 32 seeds, 2 rows per model call) into the store named by argv[2], then exits 0. It prints `ready`, then `done N` after each commit, then `computed reused`.
  * argv[3]: the folder holding m.onnx and cond.npy. argv[4]: rows per call (default 2).
  */
 import { join } from 'node:path';
@@ -29,6 +29,9 @@ const units = await sampleStudy.plan(spec, source);
 const store = await SqliteStore.open(storeDir);
 store.beginStudy('sample', spec, units.map((u) => u.key), new Map(units.map((u) => [u.key, u.batch ?? ''])));
 process.stdout.write('ready\n');
-const out = await new InProcessRunner().run(sampleStudy, units, source, store, { maxBatch: Number(rows ?? 2) });
+const out = await new InProcessRunner().run(sampleStudy, units, source, store, {
+  maxBatch: Number(rows ?? 2),
+  onProgress: (p) => process.stdout.write(`done ${p.done}\n`), // units committed so far: the parent kills at a drawn count
+});
 store.close();
 process.stdout.write(`${out.computed} ${out.reused}\n`);

@@ -1,6 +1,6 @@
 /**
  * Kill -9 test (issue 15 §2): a child process runs a small `sample` study into a temp store and is
- * SIGKILLed at 10 seeded random instants after it starts working; after each kill the next run
+ * SIGKILLed at 10 seeded random instants while it works (a drawn count of committed units plus 0–19 ms); after each kill the next run
  * resumes. The final store must equal an uninterrupted run's: the same keys, the same spec, result
  * and blob bytes (only seconds / host / finished-at may differ), one row per unit, no temp files.
  */
@@ -34,19 +34,26 @@ beforeAll(async () => {
   await writeFile(join(modelDir, 'cond.npy'), encodeNpy({ dims: [4, 3, 5], data: c }));
 });
 
-/** Run the child into `store`; with `killAfterMs`, SIGKILL it that long after it reports it is working. */
-function runChild(store: string, killAfterMs: number | null): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string }> {
+interface Kill { afterDone: number; extraMs: number }
+/** Run the child into `store`; with `kill`, SIGKILL it `extraMs` after it reports `afterDone` units committed. */
+function runChild(store: string, kill: Kill | null): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string; done: number }> {
   return new Promise((res, rej) => {
     const p = spawn(process.execPath, ['--import', TSX, CHILD, store, modelDir], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
+    let done = 0;
+    let armed = false;
     p.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      if (killAfterMs !== null && out.includes('ready')) setTimeout(() => p.kill('SIGKILL'), killAfterMs);
+      for (const m of out.matchAll(/^done (\d+)$/gm)) done = Math.max(done, Number(m[1]));
+      if (kill !== null && !armed && done >= kill.afterDone) {
+        armed = true;
+        setTimeout(() => p.kill('SIGKILL'), kill.extraMs);
+      }
     });
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', rej);
-    p.on('close', (code, signal) => res({ code, signal, out, err }));
+    p.on('close', (code, signal) => res({ code, signal, out, err, done }));
   });
 }
 
@@ -75,10 +82,13 @@ describe('kill -9 at random instants', () => {
     const refPromise = runChild(ref, null);
     const rng = new Mt19937(20261205);
     let kills = 0;
-    // kill 0–300 ms after the child starts working (the study takes 4–8 s of work: 10 kills never finish it), until 10 kills landed
+    let done = 0; // units known committed (a lower bound: a kill may land after a commit it did not see)
+    // each kill lands at a drawn unit count in the next 1/(kills left + 1) of the remaining units, plus 0–19 ms
+    // (mid-unit, mid-commit or mid-blob-write), so 10 kills never finish the 128 units whatever the machine's speed
     for (let i = 0; i < 24 && kills < 10; i++) {
-      const delay = rng.nextU32() % 300;
-      const r = await runChild(killed, delay);
+      const step = Math.max(1, Math.floor((128 - done) / (10 - kills + 1)));
+      const r = await runChild(killed, { afterDone: done + 1 + (rng.nextU32() % step), extraMs: rng.nextU32() % 20 });
+      done = Math.max(done, r.done);
       if (r.signal === 'SIGKILL') kills++;
       else expect(r.code, r.err).toBe(0); // it finished before the kill landed
     }
@@ -102,6 +112,6 @@ describe('kill -9 at random instants', () => {
     const fb = await files(killed);
     expect(fb.filter((f) => f.endsWith('.tmp'))).toEqual([]);
     expect(fb).toEqual(fa);
-    process.stderr.write(`kill test: ${kills} kills, ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+    process.stderr.write(`kill test: ${kills} kills, ${done} units seen committed before the last run, ${computed} computed by it, ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   });
 });
