@@ -48,6 +48,8 @@ export function classPrompt(name: string): string {
 export class AnalyticTestbed implements Denoiser {
   readonly name: string;
   readonly space: Space = 'pixel';
+  /** A closed form at every noise level: σ-samplers (`heun-edm`) may evaluate it at any σ > 0. */
+  readonly sigmaRange: readonly [number, number] = [0, Infinity];
   readonly shape: readonly number[];
   readonly conditions: readonly ConditionInfo[];
   /** Number of class conditions (they come first); captions follow. */

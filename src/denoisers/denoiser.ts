@@ -28,6 +28,11 @@ export type CondRef = number | null;
 export interface NoiseLevel {
   readonly t: number;
   readonly alphaBar: number;
+  /**
+   * Set by σ-samplers (`heun-edm`): evaluate at this VE σ (= √((1 − ᾱ)/ᾱ)) rather than at timestep
+   * `t` of the schedule; only denoisers with {@link Denoiser.sigmaRange} accept it.
+   */
+  readonly sigma?: number;
 }
 
 /** A batched ε-prediction model (SPEC §2). */
@@ -44,6 +49,12 @@ export interface Denoiser {
    * Returns a new tensor of the same dims. Throws when the model returns non-finite values.
    */
   predict(xt: Tensor, level: NoiseLevel, cond: readonly CondRef[]): Promise<Tensor>;
+  /**
+   * The VE σ interval over which `predict` honours {@link NoiseLevel.sigma} (any σ, not only the
+   * schedule's grid): the closed-form denoisers [0, ∞), an EDM-trained model its training range
+   * [0.002, 80]. Absent: the denoiser is defined on its schedule's timesteps only (σ-samplers refuse it).
+   */
+  readonly sigmaRange?: readonly [number, number];
   /** Release native resources (onnxruntime sessions). */
   dispose?(): Promise<void>;
 }

@@ -105,6 +105,8 @@ interface F32Graph {
 export class EmpiricalDenoiser implements Denoiser {
   readonly name: string;
   readonly space: Space;
+  /** A closed form at every noise level: σ-samplers (`heun-edm`) may evaluate it at any σ > 0. */
+  readonly sigmaRange: readonly [number, number] = [0, Infinity];
   readonly shape: readonly number[];
   readonly conditions: readonly ConditionInfo[];
   /** Number of training images n. */

@@ -177,6 +177,8 @@ export interface GaussianDenoiserOptions {
 export class GaussianDenoiser implements Denoiser {
   readonly name: string;
   readonly space: Space;
+  /** A closed form at every noise level: σ-samplers (`heun-edm`) may evaluate it at any σ > 0. */
+  readonly sigmaRange: readonly [number, number] = [0, Infinity];
   readonly shape: readonly number[];
   readonly conditions: readonly ConditionInfo[] = [];
   private session: Promise<Session> | null = null;

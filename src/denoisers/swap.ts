@@ -94,6 +94,9 @@ export function swapDenoiser(memorizing: Denoiser, generalizing: Denoiser, band:
     space: memorizing.space as Space,
     shape: [...ms],
     conditions: memorizing.conditions as readonly ConditionInfo[],
+    ...(memorizing.sigmaRange && generalizing.sigmaRange
+      ? { sigmaRange: [Math.max(memorizing.sigmaRange[0], generalizing.sigmaRange[0]), Math.min(memorizing.sigmaRange[1], generalizing.sigmaRange[1])] as const }
+      : {}),
     band: { sigmaLo, sigmaHi },
     memorizing,
     generalizing,

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { readModelJson, trainingSigmas } from '../models/model-dir.ts';
 import { readSafetensors } from '../io/safetensors.ts';
 import { buildInferenceGraphs, DiffusionModelConfigSchema } from '../models/diffusion-model.ts';
+import { EDM_SIGMA_MAX, EDM_SIGMA_MIN } from '../models/edm.ts';
 import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { createSession, type Session } from '../graph/session.ts';
 import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX, CROSS_ATTENTION_SCALE, addLogitScaleToBytes } from '../graph/cross-attention.ts';
@@ -134,7 +135,9 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
     space: denoiser.space,
     shape: denoiser.shape,
     conditions,
-    predict: (xt, level, cond) => denoiser.predict(xt, level, cond),
+    // at a σ-sampler's σ an EDM model runs its D(x; σ) graph (σ beyond the VP table's top); otherwise the VP U-Net graph
+    predict: (xt, level, cond) => (level.sigma === undefined ? denoiser.predict(xt, level, cond) : epsAtSigma(edm, name, xt, level.sigma, cond)),
+    ...(edm === null ? {} : { sigmaRange: [EDM_SIGMA_MIN, EDM_SIGMA_MAX] as const }),
     dispose: async () => {
       await denoiser.dispose();
       await edm?.dispose();
@@ -152,6 +155,22 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
     openAttention,
     edm,
   };
+}
+
+/**
+ * ε̂ at VE level σ through an EDM model's D(x; σ): x = x_t·√(1 + σ²), ε̂ = (x − D)/σ (the
+ * difference in float64, the result in float32). Refuses models without the graph and σ outside EDM's training range.
+ */
+async function epsAtSigma(edm: EdmDenoiser | null, name: string, xt: Tensor, sigma: number, cond: readonly CondRef[]): Promise<Tensor> {
+  if (edm === null) throw new Error(`${name}: cannot be evaluated at an arbitrary σ (${sigma}): only EDM-trained models (--parameterization edm) have a D(x; σ) graph; use a sampler on the schedule's grid (ddim, dpmpp2m, euler)`);
+  if (!(sigma >= EDM_SIGMA_MIN * (1 - 1e-9) && sigma <= EDM_SIGMA_MAX * (1 + 1e-9))) throw new Error(`${name}: σ = ${sigma} lies outside the EDM training range [${EDM_SIGMA_MIN}, ${EDM_SIGMA_MAX}]`);
+  const k = Math.sqrt(1 + sigma * sigma);
+  const x = Float32Array.from(xt.data, (v) => v * k);
+  const B = batchSize(xt);
+  const D = await edm.denoise({ dims: [...xt.dims], data: x }, new Float64Array(B).fill(sigma), cond);
+  const eps = new Float32Array(x.length);
+  for (let j = 0; j < eps.length; j++) eps[j] = (xt.data[j]! * k - D.data[j]!) / sigma;
+  return { dims: [...xt.dims], data: eps };
 }
 
 function edmDenoiser(

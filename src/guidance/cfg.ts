@@ -4,7 +4,7 @@
  * batched call `[x_t; x_t]` with conditions `[e; e_∅]`. The scale s comes per trajectory from a
  * `GuidanceSchedule` fed with that trajectory's history of d_t = ‖ε_c − ε_u‖².
  */
-import type { Denoiser, CondRef } from '../denoisers/denoiser.ts';
+import type { Denoiser, CondRef, NoiseLevel } from '../denoisers/denoiser.ts';
 import { checkConds } from '../denoisers/denoiser.ts';
 import type { EpsModel, ModelOutput, StepInfo } from '../samplers/types.ts';
 import { type Tensor, batchSize, rowSize, concatBatch, sliceBatch, assertFinite } from '../tensor/tensor.ts';
@@ -36,7 +36,7 @@ export function cfg(denoiser: Denoiser, schedule: GuidanceSchedule, cond: readon
   const model: EpsModel = async (xt: Tensor, info: StepInfo): Promise<ModelOutput> => {
     const b = batchSize(xt);
     checkConds(denoiser, cond, b, 'cfg cond');
-    const both = await denoiser.predict(concatBatch([xt, xt]), { t: info.t, alphaBar: info.alphaBar }, [...cond, ...cond.map(() => uncond)]);
+    const both = await denoiser.predict(concatBatch([xt, xt]), levelOf(info), [...cond, ...cond.map(() => uncond)]);
     if (both.dims[0] !== 2 * b) throw new Error(`${denoiser.name}: returned batch ${both.dims[0]}, expected ${2 * b}`);
     assertFinite(`${denoiser.name} output at step ${info.step} (t=${info.t})`, both);
     const epsC = sliceBatch(both, 0, b);
@@ -53,6 +53,13 @@ export function cfg(denoiser: Denoiser, schedule: GuidanceSchedule, cond: readon
         acc += g * g;
       }
       d[k] = acc;
+      if (info.evaluation === 1) {
+        // a second-order correction within the step: the step's scale, no new history entry
+        const sk = prevScale[k] ?? 1;
+        s[k] = sk;
+        for (let i = 0; i < r; i++) eps[off + i] = epsU.data[off + i]! + sk * (epsC.data[off + i]! - epsU.data[off + i]!);
+        continue;
+      }
       const hist = histories[k]!;
       hist.push(acc);
       const sk = schedule.scale({ step: info.step, numSteps: info.numSteps, t: info.t, numTrainTimesteps: info.numTrainTimesteps, dHistory: hist });
@@ -68,11 +75,16 @@ export function cfg(denoiser: Denoiser, schedule: GuidanceSchedule, cond: readon
   return { model, switchSteps: () => [...switched] };
 }
 
+/** The denoiser's noise level for a sampler's call: t and ᾱ, and σ when a σ-sampler set it. */
+function levelOf(info: StepInfo): NoiseLevel {
+  return info.sigma === undefined ? { t: info.t, alphaBar: info.alphaBar } : { t: info.t, alphaBar: info.alphaBar, sigma: info.sigma };
+}
+
 /** A plain conditional (or unconditional) model without guidance: ε̂ = ε_θ(x_t, t, e). */
 export function unguided(denoiser: Denoiser, cond: readonly CondRef[]): EpsModel {
   return async (xt, info) => {
     checkConds(denoiser, cond, batchSize(xt), 'cond');
-    const eps = await denoiser.predict(xt, { t: info.t, alphaBar: info.alphaBar }, cond);
+    const eps = await denoiser.predict(xt, levelOf(info), cond);
     assertFinite(`${denoiser.name} output at step ${info.step} (t=${info.t})`, eps);
     return { eps };
   };

@@ -21,8 +21,10 @@
  * step's first evaluation.
  */
 import type { Tensor } from '../tensor/tensor.ts';
-import { checkCommon } from './common.ts';
-import type { StepEvent } from './types.ts';
+import { resolveDdimConfig, type SchedulerConfig, type SchedulerConfigInput } from '../schedules/config.ts';
+import { configAlphaBars } from '../schedules/timesteps.ts';
+import { callModel, checkCommon, emit, like, rejectEta } from './common.ts';
+import type { EpsModel, SamplerOptions, StepEvent, StepInfo } from './types.ts';
 
 /** Where one denoiser call of the Heun sampler stands. */
 export interface HeunCallInfo {
@@ -191,4 +193,91 @@ export function guidedHeunModel(den: SigmaDenoiser, cond: readonly (number | nul
     const dims = [...x.dims];
     return { denoised: { dims, data: g }, denoisedU: { dims, data: u.slice() }, denoisedC: { dims, data: c.slice() }, s: new Float64Array(B).fill(scale) };
   };
+}
+
+/** Options of {@link sampleHeunEdmEps}: {@link HeunEdmOptions} and the common sampler options. */
+export type HeunEdmEpsOptions = SamplerOptions & Omit<HeunEdmOptions, 'steps' | 'onStep'> & { readonly eta?: number };
+
+/**
+ * The schedule's timestep of each VE σ: log σ interpolated in the table σ_t = √((1 − ᾱ_t)/ᾱ_t),
+ * t = 0..T − 1 (diffusers' `_sigma_to_t`), clamped to [0, T − 1] (EDM's σ above the VP table's
+ * top, ≈ 14.6 for Stable Diffusion's schedule, reads as T − 1). A label for guidance schedules keyed
+ * on t/T; the denoiser is evaluated at σ itself.
+ */
+export function sigmaTimesteps(config: SchedulerConfigInput | SchedulerConfig, sigmas: ArrayLike<number>): number[] {
+  const ab = configAlphaBars(resolveDdimConfig(config));
+  const logS = Array.from(ab, (a) => Math.log(Math.sqrt((1 - a) / a)));
+  const T = logS.length;
+  return Array.from(sigmas, (s) => {
+    const l = Math.log(s);
+    if (!(l > logS[0]!)) return 0;
+    if (l >= logS[T - 1]!) return T - 1;
+    let lo = 0;
+    let hi = T - 1;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1;
+      if (logS[mid]! <= l) lo = mid;
+      else hi = mid;
+    }
+    return lo + (l - logS[lo]!) / (logS[hi]! - logS[lo]!);
+  });
+}
+
+/** The timestep labels {@link sampleHeunEdmEps} passes for `steps` steps (one per step, σ_0..σ_{N−1}). */
+export function heunEdmTimesteps(config: SchedulerConfigInput | SchedulerConfig, steps: number, opts: Omit<HeunEdmOptions, 'steps' | 'onStep'> = {}): number[] {
+  const sig = edmSigmas(steps, opts.sigmaMin ?? 0.002, opts.sigmaMax ?? 80, opts.rho ?? 7);
+  return sigmaTimesteps(config, sig.subarray(0, steps));
+}
+
+/**
+ * EDM's Heun sampler (Karras et al. 2022, Algorithm 1, S_churn = 0; see the module note) over an
+ * ε-model, the `heun-edm` of {@link SAMPLERS}: with D = x − σ·ε̂ the ODE slope (x − D)/σ is ε̂
+ * itself, so
+ *
+ *     x_{i+1} = x_i + (σ_{i+1} − σ_i)·ε̂(x_i; σ_i),   corrected by ½·(ε̂(x_i; σ_i) + ε̂(x_{i+1}; σ_{i+1})) while σ_{i+1} > 0.
+ *
+ * The model sees x_t = x/√(1 + σ²) (VP scale) with `info.sigma` = σ, ᾱ = 1/(1 + σ²) and `t` the
+ * schedule's timestep label of σ ({@link sigmaTimesteps}); the correction call carries
+ * `evaluation: 1`, so guidance keeps the step's scale. Only denoisers that can be evaluated at any σ
+ * (`Denoiser.sigmaRange`) are meaningful here. `noise` is N(0, I); x_0 = σ_0·noise; the state is
+ * float64. Events: one per step, as the other samplers' (VP scale, ε̂ and x̂0 = D of the step's
+ * first evaluation). Defaults N = 18, ρ = 7, σ ∈ [0.002, 80].
+ */
+export async function sampleHeunEdmEps(model: EpsModel, noise: Tensor, config: SchedulerConfigInput | SchedulerConfig, opts: HeunEdmEpsOptions): Promise<Tensor> {
+  const S = 'heun-edm';
+  checkCommon(S, noise, opts);
+  rejectEta(S, opts.eta);
+  const N = opts.steps;
+  const sig = edmSigmas(N, opts.sigmaMin ?? 0.002, opts.sigmaMax ?? 80, opts.rho ?? 7);
+  const labels = sigmaTimesteps(config, sig);
+  const T = configAlphaBars(resolveDdimConfig(config)).length;
+  const n = noise.data.length;
+  let x = new Float64Array(n);
+  for (let j = 0; j < n; j++) x[j] = noise.data[j]! * sig[0]!;
+  const vp = (v: Float64Array, s: number): Tensor => {
+    const k = 1 / Math.sqrt(1 + s * s);
+    return like(noise, Float32Array.from(v, (e) => e * k));
+  };
+  for (let i = 0; i < N; i++) {
+    const s = sig[i]!;
+    const sn = sig[i + 1]!;
+    const info: StepInfo = { step: i, numSteps: N, t: labels[i]!, alphaBar: 1 / (1 + s * s), numTrainTimesteps: T, sigma: s };
+    const xt = vp(x, s);
+    const out = await callModel(S, model, xt, info);
+    const e = out.eps.data;
+    const next = new Float64Array(n);
+    const xHat0 = new Float32Array(n);
+    for (let j = 0; j < n; j++) {
+      next[j] = x[j]! + (sn - s) * e[j]!;
+      xHat0[j] = x[j]! - s * e[j]!;
+    }
+    if (sn > 0) {
+      const info2: StepInfo = { step: i, numSteps: N, t: labels[i + 1]!, alphaBar: 1 / (1 + sn * sn), numTrainTimesteps: T, sigma: sn, evaluation: 1 };
+      const e2 = (await callModel(S, model, vp(next, sn), info2)).eps.data;
+      for (let j = 0; j < n; j++) next[j] = x[j]! + (sn - s) * 0.5 * (e[j]! + e2[j]!);
+    }
+    await emit(opts, info, xt, out, like(noise, xHat0), vp(next, sn), 1 / (1 + sn * sn));
+    x = next;
+  }
+  return like(noise, Float32Array.from(x));
 }

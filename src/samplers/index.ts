@@ -1,5 +1,5 @@
 /**
- * The samplers by name (SPEC §1): DDIM (η = 0 and η > 0), DPM-Solver++(2M), Euler — each a plain
+ * The samplers by name (SPEC §1): DDIM (η = 0 and η > 0), DPM-Solver++(2M), Euler, and EDM's Heun (Karras et al. 2022) for denoisers defined at any σ — each a plain
  * async function `(model, noise, config, opts) → x_0` matching the diffusers scheduler of the same
  * name and config to float32 round-off.
  */
@@ -8,20 +8,41 @@ import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.
 import { sampleDdim, type DdimOptions } from './ddim.ts';
 import { sampleDpmpp2m } from './dpmpp2m.ts';
 import { sampleEuler } from './euler.ts';
+import { heunEdmTimesteps, sampleHeunEdmEps } from './heun-edm.ts';
 import type { EpsModel, SamplerOptions } from './types.ts';
 import { ddimTimesteps, dpmSolverTimesteps, eulerTimesteps } from '../schedules/timesteps.ts';
 
 export { sampleDdim, type DdimOptions } from './ddim.ts';
 export { sampleDpmpp2m } from './dpmpp2m.ts';
 export { sampleEuler } from './euler.ts';
-/** EDM's deterministic Heun sampler over a denoiser D(x; σ) (not in {@link SAMPLERS}: it drives a σ-denoiser, not an ε-model on a timestep grid). */
-export { sampleHeunEdm, edmSigmas, guidedHeunModel, type HeunModel, type HeunEdmOptions, type HeunModelOutput, type HeunCallInfo, type SigmaDenoiser } from './heun-edm.ts';
+/**
+ * EDM's deterministic Heun sampler: over a denoiser D(x; σ) (`sampleHeunEdm`) and over an ε-model
+ * evaluated at any σ (`sampleHeunEdmEps`, the `heun-edm` of {@link SAMPLERS}).
+ */
+export {
+  sampleHeunEdm,
+  sampleHeunEdmEps,
+  heunEdmTimesteps,
+  sigmaTimesteps,
+  edmSigmas,
+  guidedHeunModel,
+  type HeunModel,
+  type HeunEdmOptions,
+  type HeunEdmEpsOptions,
+  type HeunModelOutput,
+  type HeunCallInfo,
+  type SigmaDenoiser,
+} from './heun-edm.ts';
 
-/** A sampler's name: `ddim` (DDIMScheduler), `dpmpp2m` (DPMSolverMultistepScheduler), `euler` (EulerDiscreteScheduler). */
-export type SamplerName = 'ddim' | 'dpmpp2m' | 'euler';
+/**
+ * A sampler's name: `ddim` (DDIMScheduler), `dpmpp2m` (DPMSolverMultistepScheduler), `euler`
+ * (EulerDiscreteScheduler), `heun-edm` (EDM's deterministic Heun, Karras et al. 2022 Algorithm 1;
+ * for denoisers that can be evaluated at any σ).
+ */
+export type SamplerName = 'ddim' | 'dpmpp2m' | 'euler' | 'heun-edm';
 
 /** The sampler names, in a fixed order. */
-export const SAMPLER_NAMES: readonly SamplerName[] = ['ddim', 'dpmpp2m', 'euler'];
+export const SAMPLER_NAMES: readonly SamplerName[] = ['ddim', 'dpmpp2m', 'euler', 'heun-edm'];
 
 /** Spellings (after {@link samplerKey}) of each sampler: memscope's, diffusers' scheduler classes, k-diffusion / A1111 names. */
 const SAMPLER_SPELLINGS: Readonly<Record<string, SamplerName>> = {
@@ -38,6 +59,8 @@ const SAMPLER_SPELLINGS: Readonly<Record<string, SamplerName>> = {
   eulerdiscretescheduler: 'euler',
   keuler: 'euler',
   sampleeuler: 'euler',
+  heunedm: 'heun-edm',
+  edmheun: 'heun-edm',
 };
 
 /** A sampler spelling reduced to a lookup key: lower case, `++` → `pp`, spaces, `-`, `_` and `.` removed. */
@@ -67,11 +90,12 @@ export type SamplerFn = (
   opts: AnySamplerOptions,
 ) => Promise<Tensor>;
 
-/** name → sampler function (`ddim` → {@link sampleDdim}, `dpmpp2m` → {@link sampleDpmpp2m}, `euler` → {@link sampleEuler}). */
+/** name → sampler function (`ddim` → {@link sampleDdim}, `dpmpp2m` → {@link sampleDpmpp2m}, `euler` → {@link sampleEuler}, `heun-edm` → {@link sampleHeunEdmEps}). */
 export const SAMPLERS: Readonly<Record<SamplerName, SamplerFn>> = {
   ddim: (model, noise, config, opts) => sampleDdim(model, noise, config, opts as DdimOptions),
   dpmpp2m: sampleDpmpp2m,
   euler: sampleEuler,
+  'heun-edm': sampleHeunEdmEps,
 };
 
 /** Whether `name` is a sampler name. */
@@ -81,7 +105,7 @@ export function isSamplerName(name: string): name is SamplerName {
 
 /**
  * Run the sampler called `name`. Throws (synchronously) `unknown sampler "x"; expected one of
- * ddim, dpmpp2m, euler` for other names; otherwise returns the sampler's promise of x_0.
+ * ddim, dpmpp2m, euler, heun-edm` for other names; otherwise returns the sampler's promise of x_0.
  */
 export function sample(
   name: string,
@@ -103,5 +127,7 @@ export function samplerTimesteps(name: SamplerName, config: SchedulerConfig, ste
       return dpmSolverTimesteps(config, steps);
     case 'euler':
       return eulerTimesteps(config, steps);
+    case 'heun-edm':
+      return heunEdmTimesteps(config, steps);
   }
 }

@@ -268,9 +268,9 @@ describe('events and options', () => {
     expect(Array.from(x4.data)).not.toEqual(Array.from(x4det.data));
   });
 
-  it('sample() rejects unknown names; SAMPLERS has the three samplers', () => {
-    expect(() => sample('heun', analytic, noise, sd, { steps: 3 })).toThrow('unknown sampler "heun"; expected one of ddim, dpmpp2m, euler');
-    expect(Object.keys(SAMPLERS).sort()).toEqual(['ddim', 'dpmpp2m', 'euler']);
+  it('sample() rejects unknown names; SAMPLERS has the four samplers', () => {
+    expect(() => sample('heun', analytic, noise, sd, { steps: 3 })).toThrow('unknown sampler "heun"; expected one of ddim, dpmpp2m, euler, heun-edm');
+    expect(Object.keys(SAMPLERS).sort()).toEqual(['ddim', 'dpmpp2m', 'euler', 'heun-edm']);
   });
 
   it('does not modify the noise tensor', async () => {

@@ -18,6 +18,17 @@ export interface StepInfo {
   readonly alphaBar: number;
   /** Number of training timesteps (1000), for schedules keyed on t/T. */
   readonly numTrainTimesteps: number;
+  /**
+   * The VE noise level σ = √((1 − ᾱ)/ᾱ) to evaluate at, set only by σ-samplers (`heun-edm`) whose
+   * σ need not lie on the schedule's grid (EDM's σ_max = 80 lies above a VP schedule's ≈ 14.6); `t`
+   * is then the schedule's timestep of σ, clamped to the grid, a label for schedules keyed on t/T.
+   */
+  readonly sigma?: number;
+  /**
+   * 1 for a second-order sampler's correction call within step `step` (Heun's evaluation at
+   * σ_{i+1}): guidance reuses the scale it chose for the step and records nothing (default 0).
+   */
+  readonly evaluation?: 0 | 1;
 }
 
 /** What a model returns to a sampler: ε̂, and when guided, the branches, scale and magnitude. */

@@ -21,7 +21,7 @@ import { parseSeeds } from '../random/seeds.ts';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import { TENSOR_QUANTITIES, type TensorQuantity } from '../record/recorders.ts';
-import { runSampling, type SamplingResult } from './sampling.ts';
+import { checkSamplerFor, runSampling, type SamplingResult } from './sampling.ts';
 import { decodeNpy, encodeNpy, writeNpy } from '../io/npy.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
@@ -160,6 +160,7 @@ export const sampleStudy: Study<SampleSpec, SampleUnit, SampleUnitResult, Sample
 
   plan(spec, source) {
     const seeds = parseSeeds(spec.seeds, '--seeds');
+    checkSamplerFor(spec.sampler, source.denoiser);
     const kind = kindOf(spec, source);
     const batch = sha256Hex(canonicalJson(kind));
     const units: Unit<SampleUnit>[] = [];

@@ -11,6 +11,7 @@ import { GuidanceRecorder, TrajectoryRecorder, observeAll, type StepObserver, ty
 import { TorchGenerator } from '../random/torch.ts';
 import { sample, type SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
+import { InputError } from '../io/errors.ts';
 
 /** What to sample. */
 export interface SamplingJob {
@@ -64,8 +65,27 @@ export function initialNoise(shape: readonly number[], seeds: readonly number[])
   return { dims: [seeds.length, ...shape], data };
 }
 
+/** EDM's σ range, which `heun-edm` (defaults σ ∈ [0.002, 80]) evaluates the denoiser over. */
+const HEUN_EDM_SIGMAS: readonly [number, number] = [0.002, 80];
+
+/**
+ * Throw an {@link InputError} unless `denoiser` can run under `sampler`: `heun-edm` evaluates at
+ * EDM's σ ∈ [0.002, 80], so it needs a denoiser defined there (`Denoiser.sigmaRange`: an
+ * EDM-trained model, the closed-form testbeds); the grid samplers take every denoiser.
+ */
+export function checkSamplerFor(sampler: SamplerName, denoiser: Pick<Denoiser, 'name' | 'sigmaRange'>): void {
+  if (sampler !== 'heun-edm') return;
+  const r = denoiser.sigmaRange;
+  const [lo, hi] = HEUN_EDM_SIGMAS;
+  if (r === undefined || r[0] > lo || r[1] < hi) {
+    const has = r === undefined ? 'is defined on its schedule\'s timesteps only' : `is defined for σ in [${r[0]}, ${r[1]}] only`;
+    throw new InputError(`--sampler heun-edm: ${denoiser.name} ${has}; EDM's Heun sampler evaluates it at σ from ${hi} down to ${lo}. Use a model trained with --parameterization edm or a closed-form testbed, or a grid sampler (ddim, dpmpp2m, euler)`);
+  }
+}
+
 /** Run a sampling job (rows in chunks of `batchSize`), recording guidance scalars and chosen tensors. */
 export async function runSampling(job: SamplingJob): Promise<SamplingResult> {
+  checkSamplerFor(job.sampler, job.denoiser);
   if (job.rows === undefined) {
     if (job.seeds.length === 0) throw new Error('seeds: need at least one seed');
     if (job.conds.length === 0) throw new Error('conditions: need at least one condition');

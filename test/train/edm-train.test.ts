@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.ts';
 import { loadTrainedModel } from '../../src/denoisers/trained.ts';
-import { sampleHeunEdm, guidedHeunModel } from '../../src/samplers/heun-edm.ts';
+import { sampleHeunEdm, sampleHeunEdmEps, guidedHeunModel } from '../../src/samplers/heun-edm.ts';
+import { cfg } from '../../src/guidance/cfg.ts';
+import { constant } from '../../src/guidance/schedules.ts';
+import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { trainingAlphaBars } from '../../src/models/model-dir.ts';
 
 /**
@@ -74,11 +77,30 @@ describe('training across the issue-16 fields (EDM preconditioning, graded scena
       }
       expect(Math.sqrt(num / den)).toBeLessThan(1e-4);
       // EDM's Heun sampler runs on the trained denoiser (2 steps, CFG 2)
-      const out = await sampleHeunEdm(guidedHeunModel(m.edm!, [10], 2), { dims: [1, 1, 32, 32], data: new Float32Array(1024).fill(0.5) }, { steps: 2 });
+      const noise = { dims: [1, 1, 32, 32], data: Float32Array.from({ length: 1024 }, (_, i) => Math.cos(i * 0.71)) };
+      const out = await sampleHeunEdm(guidedHeunModel(m.edm!, [10], 2), noise, { steps: 4 });
       expect(out.data.every(Number.isFinite)).toBe(true);
+      // …and the heun-edm of the CLI samplers (ε through the Denoiser at σ up to 80, D's graph) gives the same sample
+      expect(m.denoiser.sigmaRange).toEqual([0.002, 80]);
+      const viaEps = await sampleHeunEdmEps(cfg(m.denoiser, constant(2), [10]).model, noise, stableDiffusionConfig(), { steps: 4 });
+      let e2 = 0;
+      let n2 = 0;
+      for (let i = 0; i < 1024; i++) {
+        e2 += (viaEps.data[i]! - out.data[i]!) ** 2;
+        n2 += out.data[i]! ** 2;
+      }
+      expect(Math.sqrt(e2 / n2)).toBeLessThan(1e-4);
     } finally {
       await m.denoiser.dispose?.();
     }
+    // memscope sample --sampler heun-edm on it; an ε model is refused before any work (exit 2)
+    const sd = await runCli(['sample', '--model', join(dir, 'a'), '--prompts', 'caption:0', '--seeds', '0', '--sampler', 'heun-edm', '--steps', '3', '--out', join(dir, 'heun'), '--store', join(dir, 'store')]);
+    expect(sd.code, sd.err).toBe(0);
+    const old = await runCli(['train', ...TINY_OLD, '--steps', '1', '--checkpoint-every', '1', '--out', join(dir, 'eps')]);
+    expect(old.code).toBe(0);
+    const r = await runCli(['sample', '--model', join(dir, 'eps'), '--seeds', '0', '--sampler', 'heun-edm', '--out', join(dir, 'heun-eps'), '--store', join(dir, 'store')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--sampler heun-edm: .* is defined on its schedule's timesteps only/);
   });
 
   it('rejects bad combinations before any work, naming the flag', async () => {
