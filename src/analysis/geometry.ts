@@ -836,7 +836,8 @@ export interface DenoiserFnOptions {
  * Turn an ε-predicting {@link Denoiser} into D(y;σ) in the VE scale (SPEC §0): ᾱ = 1/(1+σ²),
  * x_t = √ᾱ·y, t = timestepOf(ᾱ), ε̂ = d.predict(x_t, {t, ᾱ}, cond), and
  * D = (x_t − √(1−ᾱ)·ε̂)/√ᾱ (computed in float64 per element). The level passed carries the exact
- * ᾱ of σ (not ᾱ_t of the rounded t). σ must be > 0 (ᾱ = 1 has no ε parameterisation). Default
+ * ᾱ of σ (not ᾱ_t of the rounded t), and σ itself where `d.sigmaRange` covers it (an EDM-trained
+ * model then runs its D(x; σ) graph). σ must be > 0 (ᾱ = 1 has no ε parameterisation). Default
  * condition `null` (unconditional, SPEC §5 studies the unconditional model). A non-finite ε̂ is an
  * error naming σ and t (trained models given t = NaN by `'unused'` fail this way).
  */
@@ -856,7 +857,10 @@ export function denoiserFn(d: Denoiser, time: TimestepSource, opts: DenoiserFnOp
     const xt = new Float32Array(B * dn);
     for (let i = 0; i < xt.length; i++) xt[i] = y.data[i]! * sa;
     const t = timestepOf(a);
-    const eps = await d.predict({ dims: [...y.dims], data: xt }, { t, alphaBar: a }, new Array<CondRef>(B).fill(cond));
+    // a denoiser defined at every σ (closed forms, EDM-trained models) is evaluated at σ itself, not at a timestep of its grid
+    const r = d.sigmaRange;
+    const level = r !== undefined && sigma >= r[0] && sigma <= r[1] ? { t, alphaBar: a, sigma } : { t, alphaBar: a };
+    const eps = await d.predict({ dims: [...y.dims], data: xt }, level, new Array<CondRef>(B).fill(cond));
     if (eps.data.length !== xt.length) throw new Error(`denoiserFn(${d.name}): predict returned ${eps.data.length} values, expected ${xt.length}`);
     for (let i = 0; i < eps.data.length; i++) {
       if (!Number.isFinite(eps.data[i]!)) {
