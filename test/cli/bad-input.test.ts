@@ -147,7 +147,7 @@ describe('did you mean, missing values, repeated and stray arguments', () => {
     [['sample', '--seed', '3'], /unknown flag --seed \(did you mean --seeds\?\)/],
     [['evaluate', '--thresold', '0.5'], /unknown flag --thresold \(did you mean --threshold\?\)/],
     [['sample', '--xyzzy', '1'], /unknown flag --xyzzy; see --help for the flags of this command/],
-    [['sample', '--sampler', 'dpmpp3m'], /--sampler: "dpmpp3m" is not a sampler memscope implements; expected ddim, dpmpp2m, euler .*\(did you mean "dpmpp2m"\?\)/],
+    [['sample', '--sampler', 'dpmpp3m'], /--sampler: "dpmpp3m" is not a sampler memscope implements; expected ddim, dpmpp2m, euler, heun-edm .*\(did you mean "dpmpp2m"\?\)/],
     [['sample', '--sampler', 'euler_a'], /--sampler: "euler_a" is not a sampler memscope implements/],
     [['train', '--scenario', 'duplicaton'], /--scenario: "duplicaton" is not one of duplication, small-set, class, .* \(did you mean "duplication"\?\)/],
     [['sample', '--guidance', 'dpt:7.5'], /--guidance "dpt:7\.5": unknown schedule "dpt" \(did you mean "dtp"\?\)/],

@@ -1,6 +1,6 @@
 /**
  * Sampler conformance (SPEC §1): every backend of `backends.ts` × every sampler of
- * `src/samplers/index.ts` (through `sample(name, …)`: ddim, dpmpp2m, euler, plus DDIM η = 0.5
+ * `src/samplers/index.ts` (through `sample(name, …)`: ddim, dpmpp2m, euler, heun-edm, plus DDIM η = 0.5
  * with TorchGenerator sources), 8 steps, batch 2, on the Stable Diffusion 1.x config
  * (`clip_sample: false`). Checks the step events, the x̂0 identity, the continuity of the
  * trajectory, reproducibility, guidance at s = 1 / s = 0 against the unguided model, and that
@@ -161,7 +161,14 @@ describe.each(CASES)('sampler conformance: %s', (_label, backendName, v) => {
       expect([e.epsU, e.epsC, e.s, e.d]).toEqual([null, null, null, null]);
       if (i > 0) {
         const p = ev[i - 1]!;
-        expect(e.t, `t at step ${i}`).toBeLessThan(p.t);
+        // heun-edm walks EDM's σ grid (σ_max = 80): σ above the schedule's top (≈ 14.6) all read as
+        // t = 999, so its labels only never increase; its σ strictly decreases
+        if (v.sampler === 'heun-edm') {
+          expect(e.t, `t at step ${i}`).toBeLessThanOrEqual(p.t);
+          // Karras et al. (2022) eq. 5, ρ = 7, σ ∈ [0.002, 80]; ᾱ = 1/(1 + σ²)
+          const sigma = (80 ** (1 / 7) + (i / (STEPS - 1)) * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7;
+          expect(e.alphaBar, `ᾱ = 1/(1 + σ²) at step ${i}`).toBeCloseTo(1 / (1 + sigma ** 2), 12);
+        } else expect(e.t, `t at step ${i}`).toBeLessThan(p.t);
         expect(e.alphaBar, `ᾱ at step ${i}`).toBeGreaterThan(p.alphaBar);
         expect(p.alphaBarPrev, `ᾱ_prev of step ${i - 1} = ᾱ of step ${i}`).toBe(e.alphaBar);
       }
@@ -187,7 +194,8 @@ describe.each(CASES)('sampler conformance: %s', (_label, backendName, v) => {
     // and the first x_t is the initial noise: as is for DDIM / DPM-Solver (init_noise_sigma = 1);
     // Euler (linspace) multiplies by init_noise_sigma = σ_max and feeds sample/√(σ_max²+1) = noise·√(1−ᾱ_0)
     const first = ev[0]!;
-    if (v.sampler === 'euler') {
+    if (v.sampler === 'euler' || v.sampler === 'heun-edm') {
+      // heun-edm: x_0 = σ_0·noise, seen at VP scale x_0/√(1 + σ_0²) = noise·√(1 − ᾱ_0) as well
       const want = Float64Array.from(noise().data, (z) => z * Math.sqrt(1 - first.alphaBar));
       expect(relDiff(first.xt.data, want)).toBeLessThan(1e-6);
     } else expect(sameBits(first.xt.data, noise().data)).toBe(true);
@@ -243,7 +251,9 @@ describe.each(CASES)('sampler conformance: %s', (_label, backendName, v) => {
       }),
     );
     expect(sameBits(final.data, copies.final.data)).toBe(true);
-    expect(log).toEqual(Array.from({ length: STEPS }, (_, i) => [`model ${i}`, `observer ${i} start`, `observer ${i} end`]).flat());
+    // heun-edm evaluates twice per step (Euler step + Heun correction) except the last (σ_N = 0)
+    const calls = (i: number): string[] => (v.sampler === 'heun-edm' && i < STEPS - 1 ? [`model ${i}`, `model ${i}`] : [`model ${i}`]);
+    expect(log).toEqual(Array.from({ length: STEPS }, (_, i) => [...calls(i), `observer ${i} start`, `observer ${i} end`]).flat());
   });
 
   it('an observer that throws stops the run with its error', async () => {
