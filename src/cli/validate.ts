@@ -130,6 +130,14 @@ export async function validateCommand(argv: string[]): Promise<void> {
         ['class samples: ratio test d1/d2 < 1/3', pct(v.classRatioCopy)],
         ['class samples: mean pixel similarity', fmt(v.classMeanSimilarity)],
         ['class samples: classifier accuracy', v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)],
+        ...(v.uncond === null
+          ? []
+          : [
+              ['unconditional samples: ratio test d1/d2 < 1/3 (95 % Wilson interval)', v.uncond.text],
+              ['unconditional samples: distinct training images copied', String(v.uncond.distinctCopied)],
+              ['unconditional samples: median d1/d2', fmt(v.uncond.medianRatio)],
+              ['unconditional samples: mean pixel similarity', fmt(v.uncond.meanSimilarity)],
+            ]),
       ]),
       ...(v.byDuplicates.length
         ? ['<h2>Strict copies by duplication count</h2>', table(['times the image is trained on', 'captions', 'strict copies (95 % interval, n)'], v.byDuplicates.map((r) => [String(r.duplicates), String(r.captions), r.text]))]
@@ -146,6 +154,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
       `caption samples: nearest = own ${pct(v.captionNearestIsTarget)}, ratio test ${pct(v.captionRatioCopy)}, strict ${pct(v.captionStrictCopy)}, median d1/d2 ${fmt(v.captionMedianRatio)}, similarity ${fmt(v.captionMeanSimilarity)}\n` +
       `class samples: ratio test ${pct(v.classRatioCopy)}, similarity ${fmt(v.classMeanSimilarity)}, classifier accuracy ${v.classAccuracy === null ? '— (no classifier)' : pct(v.classAccuracy)}\n` +
       v.byDuplicates.map((r) => `strict copies, captions trained on ${r.duplicates}×: ${r.text}\n`).join('') +
+      (v.uncond === null ? '' : `unconditional samples: ratio test d1/d2 < 1/3 ${v.uncond.text}, ${v.uncond.distinctCopied} distinct training images copied, median d1/d2 ${fmt(v.uncond.medianRatio)}, similarity ${fmt(v.uncond.meanSimilarity)}\n`) +
       `${join(out, 'report.html')}\n`,
   );
 }

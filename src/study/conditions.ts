@@ -13,7 +13,7 @@ function range(part: string, arg: string, spec: string): number[] {
 
 /**
  * Resolve a comma-separated condition selection to condition references:
- * `uncond` (null condition), `all`, `KIND:I` or `KIND:I-J` matching condition ids `KIND:I`
+ * `uncond` (null condition), `all` (every condition; the null one for an unconditional model), `KIND:I` or `KIND:I-J` matching condition ids `KIND:I`
  * (e.g. `caption:0-3`, `class:7`), or a bare index/range into `denoiser.conditions`.
  */
 export function parseConditions(spec: string, denoiser: Denoiser, arg = '--prompts'): CondRef[] {
@@ -26,6 +26,8 @@ export function parseConditions(spec: string, denoiser: Denoiser, arg = '--promp
     if (tok === 'uncond' || tok === 'null') {
       out.push(null);
     } else if (tok === 'all') {
+      // an unconditional model's only condition is the null one
+      if (denoiser.conditions.length === 0) out.push(null);
       denoiser.conditions.forEach((_, i) => out.push(i));
     } else if (tok.includes(':')) {
       const [kind, part] = tok.split(':') as [string, string];

@@ -63,3 +63,34 @@ describe('strict copies by duplication count', () => {
     expect(v.byDuplicates[1]!.strict.interval.lo).toBeCloseTo(8 / (8 + 1.959963984540054 ** 2), 6);
   });
 });
+
+describe('unconditional samples', () => {
+  it('counts d1/d2 < 1/3 copies with a plain Wilson interval, the distinct images copied and the median ratio; `all` on an unconditional model is the null condition', async () => {
+    const { validateSamples } = await import('./validate.ts');
+    const { parseConditions } = await import('./conditions.ts');
+    const ds = loadFashionMnist({ split: 'test', limit: 100 });
+    const img = (i: number): Float32Array => ds.images.data.slice(i * 784, (i + 1) * 784);
+    const mid = (i: number, j: number): Float32Array => img(i).map((v, k) => (v + img(j)[k]!) / 2);
+    // 12 seeds: 5 exact training images (3 distinct: 4, 4, 4, 30, 61) and 7 midpoints (ratio ≈ 1)
+    const rows = [img(4), img(4), img(4), img(30), img(61), ...Array.from({ length: 7 }, (_, k) => mid(10 + k, 50 + k))];
+    const data = new Float32Array(rows.length * 784);
+    rows.forEach((r, i) => data.set(r, i * 784));
+    const denoiser = { name: 'uncond-fixed', space: 'pixel', shape: [1, 28, 28], conditions: [], predict: async () => { throw new Error('not sampled'); } };
+    expect(parseConditions('all', denoiser as never)).toEqual([null]);
+    const seeds = rows.map((_, i) => i);
+    const result = { samples: { dims: [12, 1, 28, 28], data }, noise: { dims: [12, 1, 28, 28], data: new Float32Array(12 * 784) }, rows: seeds.map((seed) => ({ cond: null, seed })), t: [], alphaBar: [], s: [], d: [], switchSteps: [], recorded: new Map(), seconds: 0 };
+    const v = await validateSamples({ denoiser: denoiser as never, trainImages: ds.images, conds: [null], seeds, result: result as never, guidanceLabel: 'test' });
+    expect(v.uncond).not.toBeNull();
+    const u = v.uncond!;
+    expect([u.n, u.copies, u.distinctCopied]).toEqual([12, 5, 3]);
+    // Wilson at k = 5, n = 12 (z = 1.959964): centre (p + z²/2n)/(1 + z²/n), half-width z/(1 + z²/n)·√(p(1−p)/n + z²/4n²)
+    const z = 1.959963984540054;
+    const p = 5 / 12;
+    const c = (p + z * z / 24) / (1 + z * z / 12);
+    const h = (z / (1 + z * z / 12)) * Math.sqrt((p * (1 - p)) / 12 + (z * z) / (4 * 144));
+    expect(u.text).toBe(`41.7 % [${(100 * (c - h)).toFixed(1)}, ${(100 * (c + h)).toFixed(1)}] (n = 12)`);
+    // the 7 midpoints have ratio near 1, the exact copies 0: the median (6th/7th of 12) is a midpoint's
+    expect(u.medianRatio).toBeGreaterThan(0.5);
+    expect(v.captionStrictCopy).toBeNaN();
+  });
+});

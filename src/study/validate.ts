@@ -12,7 +12,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { runSampling, type SamplingResult } from './sampling.ts';
 import { CopyDetector, type CopyStat } from '../metrics/copy.ts';
 import type { Classifier } from '../models/classifier.ts';
-import { clusteredRateInterval, type ClusteredRate } from '../analysis/verdict.ts';
+import { clusteredRateInterval, rateText, type ClusteredRate } from '../analysis/verdict.ts';
 
 /** Crop `[n, C, 32, 32]` samples to the central `[n, C, 28, 28]` (undoing the training padding). */
 export function crop32to28(x: Tensor): Tensor {
@@ -74,9 +74,25 @@ export interface Validation {
   readonly classMeanSimilarity: number;
   /** Fraction of class-prompt samples that the classifier assigns to the prompt's class (null without a classifier). */
   readonly classAccuracy: number | null;
+  /** Unconditional samples (an unconditional model, or `uncond` in the selection); null when none was drawn. */
+  readonly uncond: UncondValidation | null;
   readonly seconds: number;
   readonly result: SamplingResult;
   readonly copies: readonly CopyStat[];
+}
+
+/** The copy figures of the unconditional samples (Dodson & Gao's test: d1/d2 < 1/3 against the training images; no own image). */
+export interface UncondValidation {
+  /** Samples. */
+  readonly n: number;
+  /** Samples passing d1/d2 < 1/3 (seeds are independent draws: plain Wilson interval). */
+  readonly copies: number;
+  /** As printed by {@link rateText}: rate, 95 % Wilson interval, n. */
+  readonly text: string;
+  readonly medianRatio: number;
+  readonly meanSimilarity: number;
+  /** Distinct training images among the copies' nearest images (a model that copies one image only is not a memorizer of its pool). */
+  readonly distinctCopied: number;
 }
 
 /** The strict copy test of one sample: d1/d2 < 1/3 and its nearest training image is the caption's own. */
@@ -183,6 +199,18 @@ export async function validateSamples(opts: {
   const frac = (idx: number[], f: (c: CopyStat) => boolean): number => (idx.length ? idx.filter((i) => f(copies[i]!)).length / idx.length : NaN);
   const meanOf = (idx: number[], f: (c: CopyStat) => number): number => (idx.length ? idx.reduce((a, i) => a + f(copies[i]!), 0) / idx.length : NaN);
   const caps = perCondition.filter((p) => p.kind === 'caption');
+  const uncIdx = result.rows.map((r, i) => [r, i] as const).filter(([r]) => r.cond === null).map(([, i]) => i);
+  const uncCopies = uncIdx.filter((i) => copies[i]!.ratioCopy);
+  const uncond: UncondValidation | null = uncIdx.length
+    ? {
+        n: uncIdx.length,
+        copies: uncCopies.length,
+        text: rateText(uncCopies.length / uncIdx.length, uncIdx.length),
+        medianRatio: median(uncIdx.map((i) => copies[i]!.ratio)),
+        meanSimilarity: meanOf(uncIdx, (c) => c.similarity),
+        distinctCopied: new Set(uncCopies.map((i) => copies[i]!.nn1)).size,
+      }
+    : null;
   let classAccuracy: number | null = null;
   if (opts.classifier && clsIdx.length) {
     const per = 784;
@@ -206,6 +234,7 @@ export async function validateSamples(opts: {
     classRatioCopy: frac(clsIdx, (c) => c.ratioCopy),
     classMeanSimilarity: meanOf(clsIdx, (c) => c.similarity),
     classAccuracy,
+    uncond,
     seconds: result.seconds,
     result,
     copies,
