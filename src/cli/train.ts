@@ -49,7 +49,7 @@ const Schema = z.object({
     })
     .optional()
     .register(flagDocs, { value: 'A,B,C', help: 'U-Net widths, each a multiple of 8 up to 1024, at most 6 levels [32,64,64]' }),
-  images: positiveInt('images').optional().register(flagDocs, { value: 'N', help: `training images of small-set [${trainDefault('smallSet')}] / edm-small(-undertrained) [${trainDefault('edmSmall')}]` }),
+  images: positiveInt('images').optional().register(flagDocs, { value: 'N', help: `training images of small-set [${trainDefault('smallSet')}] / edm-small(-undertrained) [${trainDefault('edmSmall')}] / the class prompts of graded (a seeded sample of the images no caption uses) [all]` }),
   band: z
     .string()
     .regex(/^[0-9.eE+-]+-[0-9.eE+]+(:[0-9.eE+-]+)?$/, { message: 'expected LO-HI or LO-HI:RHO, e.g. 1-4:0.1' })
@@ -124,7 +124,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   const only: Record<string, readonly string[]> = {
     captions: ['duplication'],
     duplicates: ['duplication'],
-    images: ['small-set', 'edm-small', 'edm-small-undertrained'],
+    images: ['small-set', 'edm-small', 'edm-small-undertrained', 'graded'],
     band: ['edm-small-undertrained'],
     'per-count': ['graded'],
     unique: ['graded'],
@@ -175,7 +175,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
         ...(o.parameterization === undefined ? {} : { parameterization: o.parameterization }),
         ...(o['per-count'] === undefined ? {} : { gradedPerCount: o['per-count'] }),
         ...(o.unique === undefined ? {} : { gradedUnique: o.unique }),
-        ...(o.images === undefined ? {} : scenario === 'small-set' ? { smallSet: o.images } : { edmSmall: o.images }),
+        ...(o.images === undefined ? {} : scenario === 'small-set' ? { smallSet: o.images } : scenario === 'graded' ? { gradedClassImages: o.images } : { edmSmall: o.images }),
         ...(o.band === undefined ? {} : { band: o.band }),
         ...(o.channels === undefined ? {} : { model: { channels: o.channels, attentionLevels: o.channels.map((_, i) => i > 0) } }),
       },

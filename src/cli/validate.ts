@@ -108,6 +108,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
     seeds,
     result,
     guidanceLabel: guidance.label,
+    pool: tm.imagePool === 'all' ? null : tm.imagePool,
     ...(clf ? { classifier: { model: clf, classOf: (c: number) => labelOf[c] ?? null } } : {}),
   });
   await clf?.dispose();

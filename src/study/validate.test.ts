@@ -94,3 +94,42 @@ describe('unconditional samples', () => {
     expect(v.captionStrictCopy).toBeNaN();
   });
 });
+
+describe('copy tests against the model image pool', () => {
+  it('nearest images and d1/d2 come from the pool only (brute-force float64 reference); nn1 stays an index of the whole set; targets are remapped', async () => {
+    const { validateSamples } = await import('./validate.ts');
+    const ds = loadFashionMnist({ split: 'test', limit: 120 });
+    const img = (i: number): Float32Array => ds.images.data.slice(i * 784, (i + 1) * 784);
+    const mix = (i: number, j: number, a: number): Float32Array => img(i).map((v, k) => a * v + (1 - a) * img(j)[k]!);
+    // the pool: every third image (0, 3, …, 117); captions target pool images 6 and 30
+    const pool = Array.from({ length: 40 }, (_, k) => 3 * k);
+    const conditions = [
+      { id: 'caption:0', kind: 'caption' as const, label: 'a', targets: [6] },
+      { id: 'caption:1', kind: 'caption' as const, label: 'b', targets: [30] },
+    ];
+    // mixtures with images outside the pool (7, 31, 100) and inside it (9)
+    const rows = [mix(6, 7, 0.5), mix(6, 7, 0.9), mix(6, 9, 0.55), mix(30, 31, 0.5), mix(30, 100, 0.8), img(31)];
+    const data = new Float32Array(rows.length * 784);
+    rows.forEach((r, i) => data.set(r, i * 784));
+    const denoiser = { name: 'fixed', space: 'pixel', shape: [1, 28, 28], conditions, predict: async () => { throw new Error('not sampled'); } };
+    const result = { samples: { dims: [6, 1, 28, 28], data }, noise: { dims: [6, 1, 28, 28], data: new Float32Array(6 * 784) }, rows: [0, 1].flatMap((c) => [0, 1, 2].map((seed) => ({ cond: c, seed }))), t: [], alphaBar: [], s: [], d: [], switchSteps: [], recorded: new Map(), seconds: 0 };
+    const v = await validateSamples({ denoiser: denoiser as never, trainImages: ds.images, conds: [0, 1], seeds: [0, 1, 2], result: result as never, guidanceLabel: 'test', pool });
+    rows.forEach((r, i) => {
+      const dist = pool.map((p) => Math.sqrt(img(p).reduce((a, v, k) => a + (v - r[k]!) ** 2, 0)));
+      const order = dist.map((d, k) => [d, k] as const).sort((a, b) => a[0] - b[0]);
+      const nn1 = pool[order[0]![1]]!;
+      const ratio = order[0]![0] / order[1]![0];
+      expect(v.copies[i]!.nn1, `sample ${i}`).toBe(nn1);
+      expect(v.copies[i]!.ratio, `sample ${i}`).toBeCloseTo(ratio, 4);
+      const target = i < 3 ? 6 : 30;
+      expect(v.copies[i]!.nearestIsTarget, `sample ${i}`).toBe(nn1 === target);
+    });
+    const strict = rows.map((_, i) => v.copies[i]!.ratio < 1 / 3 && v.copies[i]!.nn1 === (i < 3 ? 6 : 30));
+    expect(v.perCondition.map((p) => p.strictCopy)).toEqual([strict.slice(0, 3).filter(Boolean).length / 3, strict.slice(3).filter(Boolean).length / 3]);
+    // the pool changes the answer: against all 120 images, image 31 itself is its own nearest (ratio 0)
+    const all = await validateSamples({ denoiser: denoiser as never, trainImages: ds.images, conds: [0, 1], seeds: [0, 1, 2], result: result as never, guidanceLabel: 'test' });
+    expect(all.copies[5]!.nn1).toBe(31);
+    expect(v.copies[5]!.nn1).not.toBe(31);
+    await expect(validateSamples({ denoiser: denoiser as never, trainImages: ds.images, conds: [0, 1], seeds: [0, 1, 2], result: result as never, guidanceLabel: 'test', pool: [0, 3, 9] })).rejects.toThrow(/target image 6 of caption:0 is not in the model's image pool/);
+  });
+});

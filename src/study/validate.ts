@@ -11,6 +11,7 @@ import type { SamplerName } from '../samplers/index.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { runSampling, type SamplingResult } from './sampling.ts';
 import { CopyDetector, type CopyStat } from '../metrics/copy.ts';
+import { takeRows } from '../data/indices.ts';
 import type { Classifier } from '../models/classifier.ts';
 import { clusteredRateInterval, rateText, type ClusteredRate } from '../analysis/verdict.ts';
 
@@ -165,6 +166,12 @@ export async function validateSamples(opts: {
   seeds: readonly number[];
   result: SamplingResult;
   guidanceLabel: string;
+  /**
+   * The model's training images as row indices of `trainImages` (model.json's `imagePool`): the copy
+   * tests then run against these only (Dodson & Gao, Somepalli et al.: the nearest neighbours among
+   * the training set); `nn1` stays an index of `trainImages`. Default: every row.
+   */
+  pool?: readonly number[] | null;
   captionThreshold?: number;
   classifier?: { readonly model: Classifier; readonly classOf: (cond: number) => number | null };
 }): Promise<Validation> {
@@ -172,10 +179,19 @@ export async function validateSamples(opts: {
   const thr = opts.captionThreshold ?? 0.8;
   const result = opts.result;
   const samples = opts.toImageSpace === undefined ? result.samples : await opts.toImageSpace(result.samples);
-  const targets = result.rows.map((r) => (r.cond === null ? null : (d.conditions[r.cond]!.targets?.[0] ?? null)));
-  const det = await CopyDetector.create(opts.trainImages);
-  const copies = await det.stats(samples, targets);
+  const pool = opts.pool ?? null;
+  const at = pool === null ? null : new Map(pool.map((img, k) => [img, k] as const));
+  const targets = result.rows.map((r) => {
+    const t = r.cond === null ? null : (d.conditions[r.cond]!.targets?.[0] ?? null);
+    if (t === null || at === null) return t;
+    const k = at.get(t);
+    if (k === undefined) throw new Error(`validate: the target image ${t} of ${d.conditions[r.cond!]!.id} is not in the model's image pool`);
+    return k;
+  });
+  const det = await CopyDetector.create(pool === null ? opts.trainImages : takeRows(opts.trainImages, pool));
+  const poolCopies = await det.stats(samples, targets);
   await det.dispose();
+  const copies = pool === null ? poolCopies : poolCopies.map((c) => ({ ...c, nn1: pool[c.nn1]! }));
   const N = opts.seeds.length;
   const perCondition: ConditionValidation[] = opts.conds.map((c, ci) => {
     const cs = copies.slice(ci * N, (ci + 1) * N);

@@ -48,6 +48,8 @@ export const TrainSettingsSchema = z.object({
   /** `graded`: captions per duplication count (default 10) and unique once-seen captions (default 200); absent = defaults. */
   gradedPerCount: z.number().int().positive().optional(),
   gradedUnique: z.number().int().min(0).optional(),
+  /** `graded`: class-prompt images, a seeded sample of the images no caption uses; absent = all of them. */
+  gradedClassImages: z.number().int().positive().optional(),
   /** Scenario sizes. */
   captions: z.number().int().positive().default(50),
   duplicates: z.number().int().positive().default(100),
@@ -97,6 +99,7 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
     ...(s.band ? { band: s.band } : {}),
     ...(s.gradedPerCount === undefined ? {} : { gradedPerCount: s.gradedPerCount }),
     ...(s.gradedUnique === undefined ? {} : { gradedUnique: s.gradedUnique }),
+    ...(s.gradedClassImages === undefined ? {} : { gradedClassImages: s.gradedClassImages }),
   });
   const tokenizer = WordTokenizer.fromTexts(data.prompts.map((p) => p.text));
   const model = defaultModelConfig(data, tokenizer.vocabSize, s.model as DiffusionModelConfig['unet'] | undefined, edm ? 'edm' : 'eps');

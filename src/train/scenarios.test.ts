@@ -62,6 +62,26 @@ describe('graded duplication scenario', () => {
     expect(() => buildScenario('graded', labels, names, 0, { gradedPerCount: 30, gradedUnique: 250 })).toThrow(/at most 320 captions/);
   });
 
+  it('gradedClassImages: the class prompts train on a seeded sample of the non-caption images; the pool is those plus the caption images; captions unchanged', () => {
+    const s = buildScenario('graded', labels, names, 0, { gradedClassImages: 300 });
+    expect(s.prompts).toEqual(d.prompts);
+    const capImgs = new Set(caps.map((p) => p.targets![0]!));
+    const classRows = Array.from(s.prompt, (p, i) => [p, s.image[i]!] as const).filter(([p]) => p < 10);
+    expect(classRows).toHaveLength(300);
+    expect(new Set(classRows.map(([, img]) => img)).size).toBe(300);
+    for (const [p, img] of classRows) {
+      expect(capImgs.has(img)).toBe(false);
+      expect(p).toBe(labels[img]);
+    }
+    expect(s.image.length).toBe(300 + 1430 + 200);
+    expect([...s.imagePool]).toEqual([...new Set([...classRows.map(([, img]) => img), ...capImgs])].sort((a, b) => a - b));
+    // every caption image keeps its count
+    const occ = occurrences(s.image);
+    for (const p of caps) expect(occ.get(p.targets![0]!)).toBe(p.duplicates);
+    expect(() => buildScenario('graded', labels, names, 0, { gradedClassImages: 5 })).toThrow(/class images: expected an integer in \[10, 960\], got 5/);
+    expect(() => buildScenario('graded', labels, names, 0, { gradedClassImages: 961 })).toThrow(/got 961/);
+  });
+
   it('leaves the old duplication scenario unchanged (no duplicates field, K copies each)', () => {
     const old = buildScenario('duplication', labels, names, 0, { captions: 20, duplicates: 7 });
     expect(old.prompts.some((p) => p.duplicates !== undefined)).toBe(false);

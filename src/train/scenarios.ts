@@ -54,6 +54,8 @@ export interface ScenarioSizes {
   readonly gradedPerCount?: number;
   /** graded: unique captions whose image appears once (default 200). */
   readonly gradedUnique?: number;
+  /** graded: images of the class prompts, a seeded sample of the images no caption uses (default: all of them). */
+  readonly gradedClassImages?: number;
   /** edm-small-undertrained: the mid-σ band and its loss weight ρ (default σ ∈ [0.2, 2], ρ 0.1). */
   readonly band?: { readonly sigmaLo: number; readonly sigmaHi: number; readonly rho: number };
 }
@@ -133,7 +135,8 @@ export const GRADED_COUNTS: readonly number[] = [3, 10, 30, 100];
 /**
  * The `graded` scenario: `perCount` captions for each count K of `counts` (the caption's image
  * appears in exactly K training examples, all with that caption), `unique` captions whose image
- * appears once, and the class prompts over every other image. Caption k (of all captions) has the
+ * appears once, and the class prompts over every other image (or a seeded sample of
+ * `gradedClassImages` of them; the image pool is then those and the captions' images). Caption k (of all captions) has the
  * text {@link captionText}(j, class) with j a seeded permutation of 0..captions−1 (so memorized
  * and unique captions draw on the same styles and places) and an image of class k mod 10 drawn
  * without replacement from that class. Prompt order: the 10 class prompts, the graded captions
@@ -162,8 +165,11 @@ function buildGraded(labels: Uint8Array, classNames: readonly string[], seed: nu
     return { text: captionText(textOrder[k]!, classNames[c]!), kind: 'caption', targets: [img], label: c, duplicates: K };
   });
   const captionImages = new Set(captions.map((p) => p.targets![0]!));
-  const classPool: number[] = [];
-  for (let i = 0; i < n; i++) if (!captionImages.has(i)) classPool.push(i);
+  const rest: number[] = [];
+  for (let i = 0; i < n; i++) if (!captionImages.has(i)) rest.push(i);
+  const C = sizes.gradedClassImages;
+  if (C !== undefined && !(Number.isInteger(C) && C >= nc && C <= rest.length)) throw new Error(`graded class images: expected an integer in [${nc}, ${rest.length}], got ${C}`);
+  const classPool = C === undefined ? rest : sampleIndices(rest.length, C, seed + 2027).sort((a, b) => a - b).map((k) => rest[k]!);
   const total = classPool.length + dup.reduce((a, b) => a + b, 0);
   const image = new Int32Array(total);
   const prompt = new Int32Array(total);
@@ -178,5 +184,6 @@ function buildGraded(labels: Uint8Array, classNames: readonly string[], seed: nu
     at += cap.duplicates!;
   });
   const classPrompts: ScenarioPrompt[] = classNames.map((c, k) => ({ text: classPromptText(c), kind: 'class', label: k }));
-  return { name: 'graded', conditioning: 'text', prompts: [...classPrompts, ...captions], image, prompt, imagePool: Array.from({ length: n }, (_, i) => i) };
+  const imagePool = C === undefined ? Array.from({ length: n }, (_, i) => i) : [...classPool, ...captionImages].sort((a, b) => a - b);
+  return { name: 'graded', conditioning: 'text', prompts: [...classPrompts, ...captions], image, prompt, imagePool };
 }
