@@ -210,12 +210,13 @@ export async function validateSamples(opts: {
       meanSimilarity: cs.reduce((a, x) => a + x.similarity, 0) / N,
     };
   });
-  const capIdx = result.rows.map((r, i) => [r, i] as const).filter(([r]) => r.cond !== null && d.conditions[r.cond]!.kind === 'caption').map(([, i]) => i);
-  const clsIdx = result.rows.map((r, i) => [r, i] as const).filter(([r]) => r.cond !== null && d.conditions[r.cond]!.kind === 'class').map(([, i]) => i);
+  const rowsOf = (kind: string | null): number[] => result.rows.flatMap((r, i) => ((r.cond === null ? null : d.conditions[r.cond]!.kind) === kind ? [i] : []));
+  const capIdx = rowsOf('caption');
+  const clsIdx = rowsOf('class');
   const frac = (idx: number[], f: (c: CopyStat) => boolean): number => (idx.length ? idx.filter((i) => f(copies[i]!)).length / idx.length : NaN);
   const meanOf = (idx: number[], f: (c: CopyStat) => number): number => (idx.length ? idx.reduce((a, i) => a + f(copies[i]!), 0) / idx.length : NaN);
   const caps = perCondition.filter((p) => p.kind === 'caption');
-  const uncIdx = result.rows.map((r, i) => [r, i] as const).filter(([r]) => r.cond === null).map(([, i]) => i);
+  const uncIdx = rowsOf(null);
   const uncCopies = uncIdx.filter((i) => copies[i]!.ratioCopy);
   const uncond: UncondValidation | null = uncIdx.length
     ? {

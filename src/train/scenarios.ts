@@ -169,7 +169,7 @@ function buildGraded(labels: Uint8Array, classNames: readonly string[], seed: nu
   for (let i = 0; i < n; i++) if (!captionImages.has(i)) rest.push(i);
   const C = sizes.gradedClassImages;
   if (C !== undefined && !(Number.isInteger(C) && C >= nc && C <= rest.length)) throw new Error(`graded class images: expected an integer in [${nc}, ${rest.length}], got ${C}`);
-  const classPool = C === undefined ? rest : sampleIndices(rest.length, C, seed + 2027).sort((a, b) => a - b).map((k) => rest[k]!);
+  const classPool = C === undefined ? rest : sampleIndices(rest, C, seed + 2027).sort((a, b) => a - b);
   const total = classPool.length + dup.reduce((a, b) => a + b, 0);
   const image = new Int32Array(total);
   const prompt = new Int32Array(total);
