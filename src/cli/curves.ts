@@ -18,7 +18,7 @@ import { page, table, fmt, escapeHtml } from '../report/html.ts';
 const MODES: readonly CurveMode[] = ['zero', 'cfg', 'og'];
 const Schema = z.object({
   model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
-  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'prompts (default {default}; memorized = conditions tied to a training image)' }),
+  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'prompts (default {default}; memorized = conditions tied to a training image trained on more than once; dup:N selects by count)' }),
   seeds: z.string().default('0-3').register(flagDocs, { value: 'LIST', help: 'seeds per prompt' }),
   scale: finiteNumber('scale').default(7.5).register(flagDocs, { value: 'X', help: 'λ: standard CFG uses s = λ, opposite guidance s = −λ' }),
   modes: z.string().default('zero,cfg,og').register(flagDocs, { value: 'LIST', help: 'some of zero,cfg,og' }),

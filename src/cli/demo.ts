@@ -22,10 +22,10 @@ const Schema = z.object({
   out: z.string().min(1).default('out/demo').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   model: z.string().min(1).default('default').register(flagDocs, {
     value: 'M',
-    help: 'testbed | a trained model directory | {default} (the shipped trained duplication model when the package has one, else the analytic testbed)',
+    help: 'testbed | a trained model directory | {default} (the shipped trained graded duplication model, models/graded, when the package has one, else the analytic testbed)',
   }),
   seeds: z.string().optional().register(flagDocs, { value: 'LIST', help: 'seeds per condition (default 0-7)' }),
-  memorized: z.string().default('caption:0-3').register(flagDocs, { value: 'SPEC', help: 'memorized captions' }),
+  memorized: z.string().default('auto').register(flagDocs, { value: 'SPEC', help: 'memorized captions; auto = 4 captions of the highest duplication count (graded: 100×), else caption:0-3' }),
   generalizing: z.string().default('class:0-3').register(flagDocs, { value: 'SPEC', help: 'class prompts' }),
   guidance: z.string().default('constant:7.5;dtp:7.5;og+dtp:7.5').register(flagDocs, { value: 'LIST', help: "';'-separated schedules" }),
   sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),
@@ -36,8 +36,9 @@ const Schema = z.object({
 /** The help of `memscope demo`, generated from its schema. */
 export const DEMO_HELP = commandHelp(Schema, {
   title: 'memscope demo — memorized vs generalizing conditions under CFG, DTP and OG+DTP (= npm start)',
-  intro: `On the shipped trained duplication model (default; captions each tied to one training image
-duplicated 100 times, class prompts over all images) or, with --model testbed, on the analytic
+  intro: `On the shipped trained graded duplication model (default, models/graded; captions whose
+image is trained on 1, 3, 10, 30 or 100 times, class prompts; the demo's memorized captions are 4
+of the 100× ones) or, with --model testbed, on the analytic
 testbed (memorized captions = the exact denoiser of one training image each; class prompts and the
 unconditional branch = Gaussians that generalize), samples each condition with every guidance
 schedule and reports which samples copy their training image, the d_t = ‖ε_c − ε_u‖² curves and
@@ -130,7 +131,14 @@ function demoUsage<T>(f: () => T): T {
   }
 }
 
-/** The shipped trained duplication model, when present in the package. */
+/** How often the demo's captions' images were trained on, as report text. */
+function dupText(counts: readonly (number | null)[]): string {
+  const known = [...new Set(counts.filter((c): c is number => c !== null))].sort((a, b) => a - b);
+  if (known.length === 0 || known.length !== new Set(counts).size) return ', duplicated many times in training';
+  return `, trained on ${known.map((k) => `${k}×`).join(' / ')} (the demo's memorized captions)`;
+}
+
+/** Write the demo's results folder: config, summary, grids, d_t charts and the report. */
 async function writeDemo(dir: string, tb: DemoSource, s: DemoSettings, out: DemoOutcome, seconds: number): Promise<void> {
   const d = tb.denoiser;
   const N = s.seeds.length;
@@ -156,7 +164,7 @@ async function writeDemo(dir: string, tb: DemoSource, s: DemoSettings, out: Demo
   const analytic = tb.description.startsWith('the analytic');
   parts.push(`<p>${analytic ? `Analytic memorization testbed (docs/methods.md §6) on the embedded Fashion-MNIST subset (12,000 training images):
 memorized captions are the exact denoiser of a single training image; class prompts and the unconditional
-branch are Gaussians fitted to each class (they generalize).` : `Model: ${escapeHtml(tb.description)}, trained by memscope on the embedded Fashion-MNIST subset; its captions were each tied to one training image duplicated many times, its class prompts to all images of the class.`} ${s.sampler.toUpperCase()}, ${s.steps} steps, seeds ${escapeHtml(s.seeds.join(', '))}.
+branch are Gaussians fitted to each class (they generalize).` : `Model: ${escapeHtml(tb.description)}, trained by memscope on the embedded Fashion-MNIST subset; each caption is tied to one training image${dupText(out.conds.flatMap((c) => (c !== null && d.conditions[c]!.kind === 'caption' ? [d.conditions[c]!.duplicates ?? null] : [])))}; class prompts cover the images of their class${tb.data?.imagePool ? ` (copies are tested against the model's ${tb.data.imagePool.length.toLocaleString('en-US')} training images)` : ''}.`} ${s.sampler.toUpperCase()}, ${s.steps} steps, seeds ${escapeHtml(s.seeds.join(', '))}.
 Total ${seconds.toFixed(1)} s.</p>`);
   parts.push('<h2>Copies</h2>');
   parts.push(

@@ -18,7 +18,7 @@ import { page, table, fmt, escapeHtml } from '../report/html.ts';
 
 const Schema = z.object({
   model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
-  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'labelled prompt set (default {default}: memorized = conditions tied to a training image)' }),
+  prompts: z.string().default('all').register(flagDocs, { value: 'SPEC', help: 'labelled prompt set (default {default}: memorized = conditions tied to a training image trained on more than once; dup:N selects by count)' }),
   seeds: z.string().default('0-3').register(flagDocs, { value: 'LIST', help: 'generations per prompt (default {default}, as Wen et al.)' }),
   scale: finiteNumber('scale').default(7.5).register(flagDocs, { value: 'X', help: 'guidance scale λ of the scored sampling run' }),
   sampler: samplerFlag().default('ddim').register(flagDocs, { value: 'NAME', help: SAMPLER_HELP }),

@@ -1,4 +1,5 @@
 /** `memscope evaluate`: the mitigation evaluation table of Jain et al. (SPEC §4.5). */
+import { isMemorizedCondition } from '../denoisers/denoiser.ts';
 import { z } from 'zod';
 import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { stat } from 'node:fs/promises';
@@ -31,7 +32,7 @@ const Schema = z.object({
   model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
   prompts: z.string().default('memorized').register(flagDocs, {
     value: 'SPEC',
-    help: 'prompts to evaluate: memorized (those tied to a training image; all when none), all, or a selection like caption:0-19,class:0-9',
+    help: 'prompts to evaluate: memorized (those tied to a training image trained on more than once; all when none), all, or a selection like caption:0-19,class:0-9 or dup:100',
   }),
   seeds: z.string().default('0-15').register(flagDocs, { value: 'LIST', help: 'seeds per prompt' }),
   methods: z.string().default(DEFAULT_METHODS).register(flagDocs, {
@@ -119,11 +120,11 @@ const alignFmt = (r: EvaluateResult, v: number | null): string => (r.alignmentUn
 
 /** The Markdown evaluation table (and the DTP never-switched lines) of a result. */
 export function evaluateMarkdown(r: EvaluateResult): string {
-  const head = '| method | similarity p95 | similarity mean ± std | own-image similarity p95 | own-image mean ± std | memorization rate | alignment | Fréchet distance | s / image |';
-  const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|';
+  const head = '| method | similarity p95 | similarity mean ± std | own-image similarity p95 | own-image mean ± std | memorization rate | strict copies (pixel d1/d2 < 1/3) | alignment | Fréchet distance | s / image |';
+  const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
   const lines = r.rows.map(
     (x) =>
-      `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${x.memorization.text} | ${alignFmt(r, x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
+      `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${x.memorization.text} | ${x.strict?.text ?? '—'} | ${alignFmt(r, x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
   );
   const notes = [`memorization rate: ${r.memorization.text}; 95 % Wilson intervals at the prompt-cluster effective n`, ...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x))];
   return [head, sep, ...lines, '', ...notes.map((n) => `- ${n}`)].join('\n') + '\n';
@@ -158,8 +159,8 @@ function switchingLine(r: EvaluateResult, x: MethodRow): string {
 }
 
 function csv(r: EvaluateResult): string {
-  const header = ['method', 'images', 'similarity_p95', 'similarity_mean', 'similarity_std', 'own_similarity_p95', 'own_similarity_mean', 'own_similarity_std', 'copy_rate', 'memorization_rate', 'alignment', 'frechet', 'seconds_per_image', 'prep_seconds', 'sampling_seconds', 'never_switched'];
-  const rows = r.rows.map((x) => [x.method, x.images, x.similarity.p95, x.similarity.mean, x.similarity.std, x.targetSimilarity?.p95 ?? '', x.targetSimilarity?.mean ?? '', x.targetSimilarity?.std ?? '', x.copyRate, x.memorizationRate, x.alignment ?? '', x.frechet ?? '', x.secondsPerImage, x.prepSeconds, x.samplingSeconds, x.switching?.neverFraction ?? '']);
+  const header = ['method', 'images', 'similarity_p95', 'similarity_mean', 'similarity_std', 'own_similarity_p95', 'own_similarity_mean', 'own_similarity_std', 'copy_rate', 'memorization_rate', 'alignment', 'frechet', 'seconds_per_image', 'prep_seconds', 'sampling_seconds', 'never_switched', 'strict_copy_rate'];
+  const rows = r.rows.map((x) => [x.method, x.images, x.similarity.p95, x.similarity.mean, x.similarity.std, x.targetSimilarity?.p95 ?? '', x.targetSimilarity?.mean ?? '', x.targetSimilarity?.std ?? '', x.copyRate, x.memorizationRate, x.alignment ?? '', x.frechet ?? '', x.secondsPerImage, x.prepSeconds, x.samplingSeconds, x.switching?.neverFraction ?? '', x.strict?.value ?? '']);
   return [header.join(','), ...rows.map((x) => x.join(','))].join('\n') + '\n';
 }
 
@@ -236,7 +237,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   for (const line of scaleNotes(methods, o.scale)) process.stderr.write(`${line}\n`);
   const prompts = asUsage(() => {
     if (o.prompts === 'memorized') {
-      const mem = d.conditions.map((c, i) => (c.targets?.length ? i : -1)).filter((i) => i >= 0);
+      const mem = d.conditions.map((c, i) => (isMemorizedCondition(c) ? i : -1)).filter((i) => i >= 0);
       return mem.length ? mem : d.conditions.map((_, i) => i);
     }
     return parsePrompts(o.prompts, d, '--prompts', 'is not a prompt; mitigation acts on conditional sampling');
@@ -349,7 +350,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const body = [
       `<p>${escapeHtml(intro)}</p>`,
       table(
-        ['method', 'similarity p95', 'mean ± std', 'own-image p95', 'own-image mean ± std', 'copy rate', 'memorization rate', 'alignment', 'Fréchet distance', 's / image'],
+        ['method', 'similarity p95', 'mean ± std', 'own-image p95', 'own-image mean ± std', 'copy rate', 'memorization rate', 'strict copies (pixel d1/d2 < 1/3)', 'alignment', 'Fréchet distance', 's / image'],
         r.rows.map((x) => [
           x.method,
           fmt(x.similarity.p95),
@@ -358,6 +359,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
           x.targetSimilarity ? `${fmt(x.targetSimilarity.mean)} ± ${fmt(x.targetSimilarity.std)}` : '—',
           x.copy.text,
           x.memorization.text,
+          x.strict?.text ?? '—',
           alignFmt(r, x.alignment),
           x.frechet === null ? '—' : fmt(x.frechet),
           fmt(x.secondsPerImage),

@@ -41,7 +41,7 @@ export function refuseSdFlags(o: Readonly<Record<string, unknown>>, extra: reado
 export { sdImageSizeNote } from '../study/sd-source.ts';
 
 /** The doc of a study command's `--model SPEC` flag: the sources {@link loadCliSource} loads; `{default}` is the schema default. */
-export const MODEL_SPEC_HELP = 'testbed | a trained model directory | a Stable Diffusion ONNX export directory (with --prompt-set) | {default} (models/duplication when present)';
+export const MODEL_SPEC_HELP = 'testbed | a trained model directory | a Stable Diffusion ONNX export directory (with --prompt-set) | {default} (models/graded when present)';
 
 /** The SD source flags (keys of {@link SD_SOURCE_FIELDS}) in their help order. */
 export const SD_SOURCE_FLAGS: readonly string[] = Object.keys(SD_SOURCE_FIELDS);

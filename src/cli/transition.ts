@@ -1,4 +1,5 @@
 /** `memscope transition`: the transition study (Jain et al. Fig. 2) — sweep transition, DTP switch and zero-CFG d_t per prompt and seed. */
+import { isMemorizedCondition } from '../denoisers/denoiser.ts';
 import { z } from 'zod';
 import { join } from 'node:path';
 import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
@@ -62,7 +63,7 @@ export async function transitionCommand(argv: string[]): Promise<void> {
   const d = src.denoiser;
   const prompts = asUsage(() => {
     if (o.prompts === undefined) {
-      const mem = d.conditions.map((c, i) => (c.targets?.length ? i : -1)).filter((i) => i >= 0).slice(0, 2);
+      const mem = d.conditions.map((c, i) => (isMemorizedCondition(c) ? i : -1)).filter((i) => i >= 0).slice(0, 2);
       if (mem.length === 0) throw new Error(`--prompts: ${src.description} has no condition tied to a training image; the transition study needs memorized prompts`);
       return mem;
     }

@@ -21,6 +21,15 @@ export interface ConditionInfo {
   readonly duplicates?: number;
 }
 
+/**
+ * The ground-truth label of memorization studies: a condition tied to a training image (its
+ * targets) is memorized, except one whose image is trained on once (the `graded` scenario's unique
+ * captions, the honest negatives of Wen et al.'s detection).
+ */
+export function isMemorizedCondition(info: ConditionInfo): boolean {
+  return (info.targets?.length ?? 0) > 0 && (info.duplicates === undefined || info.duplicates > 1);
+}
+
 /** A condition reference in a batch: an index into `Denoiser.conditions`, or `null` for e_∅. */
 export type CondRef = number | null;
 

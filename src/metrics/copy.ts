@@ -7,6 +7,7 @@ import type { Tensor } from '../tensor/tensor.ts';
 import { rowSize, batchSize } from '../tensor/tensor.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { NearestIndex } from './nearest.ts';
+import { takeRows } from '../data/indices.ts';
 
 /** Copy statistics of one generated sample. */
 export interface CopyStat {
@@ -34,11 +35,17 @@ export class CopyDetector {
     private readonly index: NearestIndex,
     private readonly train: Tensor,
     private readonly mean: Float32Array,
+    private readonly rows: readonly number[] | null,
   ) {}
 
-  /** Index a training set `[n, ...]`. */
-  static async create(train: Tensor): Promise<CopyDetector> {
-    return new CopyDetector(await NearestIndex.create(train), train, meanBatch(train).data);
+  /**
+   * Index a training set `[n, ...]`, or only its rows `pool` (a model's image pool, model.json
+   * `imagePool`: the images it was trained on); `nn1` and the targets stay indices into `train`.
+   */
+  static async create(train: Tensor, pool: readonly number[] | null = null): Promise<CopyDetector> {
+    const set = pool === null ? train : takeRows(train, pool);
+    if (batchSize(set) < 2) throw new Error(`copy detection needs at least 2 training images, got ${batchSize(set)}`);
+    return new CopyDetector(await NearestIndex.create(set), set, meanBatch(set).data, pool === null ? null : [...pool]);
   }
 
   /** Statistics for each sample; `targets[i]` is sample i's target training index or null. */
@@ -50,14 +57,15 @@ export class CopyDetector {
     const d = rowSize(samples);
     const out: CopyStat[] = [];
     for (let i = 0; i < m; i++) {
-      const nn1 = nb.index[2 * i]!;
+      const local = nb.index[2 * i]!;
+      const nn1 = this.rows === null ? local : this.rows[local]!;
       const ratio = Math.sqrt(nb.dist2[2 * i]! / Math.max(nb.dist2[2 * i + 1]!, 1e-30));
       let ab = 0;
       let aa = 0;
       let bb = 0;
       for (let j = 0; j < d; j++) {
         const a = samples.data[i * d + j]! - this.mean[j]!;
-        const b = this.train.data[nn1 * d + j]! - this.mean[j]!;
+        const b = this.train.data[local * d + j]! - this.mean[j]!;
         ab += a * b;
         aa += a * a;
         bb += b * b;

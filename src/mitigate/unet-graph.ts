@@ -9,11 +9,9 @@ import { DiffusionModelConfigSchema, type DiffusionModelConfig } from '../models
 import type { TrainedModel } from '../denoisers/trained.ts';
 
 /**
- * The resolved architecture of a trained model (`model.json` → `model`). Throws for EDM-preconditioned
- * models: the graphs rebuilt here lay out the bare U-Net, whose output is F_θ, not ε, for those models.
+ * The resolved architecture of a trained model (`model.json` → `model`), EDM preconditioning
+ * included (rebuild its ε with `buildEpsNetwork`, never the bare U-Net, whose output is F_θ there).
  */
 export function modelConfig(model: TrainedModel): DiffusionModelConfig {
-  const cfg = DiffusionModelConfigSchema.parse(model.meta['model']);
-  if (cfg.preconditioning) throw new Error(`${model.denoiser.name}: EDM-preconditioned models are not supported by the rebuilt-U-Net mitigations (Wen et al. embedding, Ren et al. attention) yet; their U-Net output is F_θ, not ε`);
-  return cfg;
+  return DiffusionModelConfigSchema.parse(model.meta['model']);
 }

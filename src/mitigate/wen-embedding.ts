@@ -33,9 +33,9 @@
 import { GraphBuilder } from '../graph/builder.ts';
 import { gradientGraph } from '../graph/autodiff.ts';
 import { createSession, type Session } from '../graph/session.ts';
-import { buildUnet } from '../models/unet.ts';
 import { paramFnFor } from '../models/init.ts';
-import { prefixed } from '../models/diffusion-model.ts';
+import { buildEpsNetwork, prefixed } from '../models/diffusion-model.ts';
+import { trainingSigmas } from '../models/model-dir.ts';
 import { AdamW } from '../optim/adamw.ts';
 import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
 import type { Denoiser } from '../denoisers/denoiser.ts';
@@ -74,7 +74,7 @@ export function buildWenLossGraph(model: TrainedModel, seeds: number): WenLossGr
   const ctx = b.op('Concat', [b.op('Expand', ['uncond', rows]), b.op('Expand', ['embedding', rows])], { axis: 0 });
   const x2 = b.op('Concat', ['sample', 'sample'], { axis: 0 });
   const { param } = paramFnFor(b, 'initializer', graphWeights(model.unetBytes));
-  const eps = buildUnet(b, cfg.unet, { sample: x2, timestep: 'timestep', context: ctx }, prefixed(param, 'unet.'), 2 * N);
+  const eps = buildEpsNetwork(b, cfg, { sample: x2, timestep: 'timestep', context: ctx }, prefixed(param, 'unet.'), 2 * N, trainingSigmas());
   const [eu, ec] = b.opN('Split', [eps, b.constI64([N, N])], { axis: 0 }, { outputs: 2 });
   const d = b.op('Sub', [ec!, eu!]);
   const ss = b.op('ReduceSum', [b.op('Mul', [d, d]), b.constI64([0, 1, 2, 3])], { keepdims: 0 });

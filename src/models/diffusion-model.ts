@@ -12,7 +12,7 @@ import type { ParamFn, ParamSpec } from './params.ts';
 import { paramFnFor } from './init.ts';
 import { UnetConfigSchema, buildUnet, buildDiffusersUnet } from './unet.ts';
 import { TextEncoderConfigSchema, buildTextEncoder } from './text-encoder.ts';
-import { batchDim } from './layers.ts';
+import { batchDim, type BatchDim } from './layers.ts';
 import { EdmPreconditioningSchema, edmCoefficientNodes, sigmaTableNodes, type EdmPreconditioning } from './edm.ts';
 import { type UnetConfig, type UnetIO } from './unet.ts';
 import { CROSS_ATTENTION_BIAS, CROSS_ATTENTION_PROBS_PREFIX } from '../graph/cross-attention.ts';
@@ -163,7 +163,7 @@ export function buildInferenceGraphs(cfgIn: z.input<typeof DiffusionModelConfigS
   let edm: Uint8Array | null = null;
   if (cfg.preconditioning) {
     if (opts.vpSigmas === undefined) throw new Error('buildInferenceGraphs: an EDM-preconditioned model needs vpSigmas (the σ table of its VP schedule)');
-    buildEdmEpsUnet(ub, cfg.unet, cfg.preconditioning, prefixed(paramFnFor(ub, 'initializer', values).param, 'unet.'), opts.vpSigmas, opts.exposeCrossAttention === true);
+    buildEdmEpsUnet(ub, cfg, prefixed(paramFnFor(ub, 'initializer', values).param, 'unet.'), opts.vpSigmas, opts.exposeCrossAttention === true);
     const db = new GraphBuilder({ name: 'memscope_edm_denoiser' });
     buildEdmDenoiser(db, cfg.unet, cfg.preconditioning, prefixed(paramFnFor(db, 'initializer', values).param, 'unet.'));
     edm = db.toBytes();
@@ -190,17 +190,35 @@ function unetInputs(b: GraphBuilder, cfg: UnetConfig, sampleName: string, extra:
 }
 
 /** D(x; σ) = c_skip·x + c_out·F(c_in·x; label) for σ `[B,1,1,1]`; returns D. */
-function edmDenoise(b: GraphBuilder, cfg: UnetConfig, precond: EdmPreconditioning, param: ParamFn, x: string, sigma4: string, io: Omit<UnetIO, 'sample' | 'timestep'>): string {
-  const c = edmCoefficientNodes(b, sigma4, precond, batchDim('dynamic'));
-  const F = buildUnet(b, cfg, { ...io, sample: b.op('Mul', [x, c.cIn]), timestep: c.noiseLabel }, param, 'dynamic');
+function edmDenoise(b: GraphBuilder, cfg: UnetConfig, precond: EdmPreconditioning, param: ParamFn, x: string, sigma4: string, io: Omit<UnetIO, 'sample' | 'timestep'>, batch: BatchDim = 'dynamic'): string {
+  const c = edmCoefficientNodes(b, sigma4, precond, batchDim(batch));
+  const F = buildUnet(b, cfg, { ...io, sample: b.op('Mul', [x, c.cIn]), timestep: c.noiseLabel }, param, batch);
   return b.op('Add', [b.op('Mul', [c.cSkip, x]), b.op('Mul', [c.cOut, F])]);
+}
+
+/**
+ * ε_θ(x_t, t) of a model of either parameterization as graph nodes (returns the ε node): the bare
+ * U-Net of an ε-prediction model; for an EDM-preconditioned one (Karras et al. 2022), σ = σ_table(t),
+ * x = x_t·√(1 + σ²) and ε = (x − D(x; σ))/σ, as its shipped `unet.onnx` computes it. For graphs that
+ * rebuild a trained model's network with extra nodes (Wen et al.'s loss). `vpSigmas`: the σ table
+ * of the VP schedule (needed for EDM models).
+ */
+export function buildEpsNetwork(b: GraphBuilder, cfg: DiffusionModelConfig, io: UnetIO, param: ParamFn, batch: BatchDim, vpSigmas?: ArrayLike<number>): string {
+  if (!cfg.preconditioning) return buildUnet(b, cfg.unet, io, param, batch);
+  if (vpSigmas === undefined) throw new Error('buildEpsNetwork: an EDM-preconditioned model needs vpSigmas (the σ table of its VP schedule)');
+  const { sample, timestep, ...rest } = io;
+  const sigma4 = b.op('Reshape', [sigmaTableNodes(b, timestep, vpSigmas), b.constI64([-1, 1, 1, 1])]);
+  const x = b.op('Mul', [sample, b.op('Sqrt', [b.op('Add', [b.op('Mul', [sigma4, sigma4]), b.constF32(1)])])]);
+  const D = edmDenoise(b, cfg.unet, cfg.preconditioning, param, x, sigma4, rest, batch);
+  return b.op('Div', [b.op('Sub', [x, D]), sigma4]);
 }
 
 /**
  * The ε graph of an EDM model with the diffusers signature: σ = σ_table(t), x = sample·√(1 + σ²),
  * out_sample = (x − D(x; σ))/σ. With `expose`, the cross-attention bias input and probability outputs as in `buildDiffusersUnet`.
  */
-function buildEdmEpsUnet(b: GraphBuilder, cfg: UnetConfig, precond: EdmPreconditioning, param: ParamFn, vpSigmas: ArrayLike<number>, expose: boolean): void {
+function buildEdmEpsUnet(b: GraphBuilder, model: DiffusionModelConfig, param: ParamFn, vpSigmas: ArrayLike<number>, expose: boolean): void {
+  const cfg = model.unet;
   const io = unetInputs(b, cfg, 'sample', 'timestep', 'float32');
   if (expose && cfg.conditioning !== 'text') throw new Error("exposeCrossAttention: needs a text-conditioned U-Net (conditioning 'text')");
   const probs: { name: string; probs: string; qLen: number }[] = [];
@@ -208,11 +226,7 @@ function buildEdmEpsUnet(b: GraphBuilder, cfg: UnetConfig, precond: EdmPrecondit
     ...(io.context === undefined ? {} : { context: io.context }),
     ...(expose ? { crossAttentionBias: b.input(CROSS_ATTENTION_BIAS, 'float32', ['B', cfg.contextLength]), crossAttentionProbs: probs } : {}),
   };
-  const sigma = sigmaTableNodes(b, io.extra, vpSigmas);
-  const sigma4 = b.op('Reshape', [sigma, b.constI64([-1, 1, 1, 1])]);
-  const x = b.op('Mul', [io.sample, b.op('Sqrt', [b.op('Add', [b.op('Mul', [sigma4, sigma4]), b.constF32(1)])])]);
-  const D = edmDenoise(b, cfg, precond, param, x, sigma4, extra);
-  const eps = b.op('Div', [b.op('Sub', [x, D]), sigma4]);
+  const eps = buildEpsNetwork(b, model, { ...extra, sample: io.sample, timestep: io.extra }, param, 'dynamic', vpSigmas);
   for (const p of probs) b.output(p.probs, 'float32', ['B', p.qLen, cfg.contextLength], `${CROSS_ATTENTION_PROBS_PREFIX}${p.name}`);
   b.output(eps, 'float32', ['B', cfg.inChannels, cfg.sampleSize, cfg.sampleSize], 'out_sample');
 }

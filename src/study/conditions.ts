@@ -11,10 +11,27 @@ function range(part: string, arg: string, spec: string): number[] {
   return Array.from({ length: b - a + 1 }, (_, i) => a + i);
 }
 
+/** `dup:N` / `dup:A-B`: every condition whose recorded duplication count lies in [A, B], in model order. */
+function byDuplicates(tok: string, spec: string, denoiser: Denoiser, arg: string): number[] {
+  const part = tok.slice(4);
+  const m = /^(\d+)(?:-(\d+))?$/.exec(part);
+  if (!m) throw new Error(`${arg} "${spec}": "${tok}" expects a count or count range like dup:100 or dup:30-100`);
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  if (hi < lo) throw new Error(`${arg} "${spec}": range ${part} is reversed`);
+  const counts = [...new Set(denoiser.conditions.flatMap((c) => (c.duplicates === undefined ? [] : [c.duplicates])))].sort((a, b) => a - b);
+  if (counts.length === 0) throw new Error(`${arg} "${spec}": ${denoiser.name} records no duplication counts (dup:N needs a model of the graded or duplication scenario)`);
+  const hit = denoiser.conditions.flatMap((c, i) => (c.duplicates !== undefined && c.duplicates >= lo && c.duplicates <= hi ? [i] : []));
+  if (hit.length === 0) throw new Error(`${arg} "${spec}": no condition of ${denoiser.name} is trained on ${part} times; its counts are ${counts.join(', ')}`);
+  return hit;
+}
+
 /**
  * Resolve a comma-separated condition selection to condition references:
  * `uncond` (null condition), `all` (every condition; the null one for an unconditional model), `KIND:I` or `KIND:I-J` matching condition ids `KIND:I`
- * (e.g. `caption:0-3`, `class:7`), or a bare index/range into `denoiser.conditions`.
+ * (e.g. `caption:0-3`, `class:7`), `dup:N` or `dup:A-B` (the conditions whose image is trained on
+ * N, or A to B, times: the `graded` scenario's `dup:100`, `dup:1`), or a bare index/range into
+ * `denoiser.conditions`.
  */
 export function parseConditions(spec: string, denoiser: Denoiser, arg = '--prompts'): CondRef[] {
   const out: CondRef[] = [];
@@ -29,6 +46,8 @@ export function parseConditions(spec: string, denoiser: Denoiser, arg = '--promp
       // an unconditional model's only condition is the null one
       if (denoiser.conditions.length === 0) out.push(null);
       denoiser.conditions.forEach((_, i) => out.push(i));
+    } else if (tok.startsWith('dup:')) {
+      out.push(...byDuplicates(tok, spec, denoiser, arg));
     } else if (tok.includes(':')) {
       const [kind, part] = tok.split(':') as [string, string];
       for (const k of range(part, arg, spec)) {

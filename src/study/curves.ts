@@ -11,6 +11,7 @@
  * one call exactly as a single `runSampling` over every prompt and seed; `reduce` aggregates the
  * rows by group.
  */
+import { isMemorizedCondition } from '../denoisers/denoiser.ts';
 import { z } from 'zod';
 import { SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
@@ -128,7 +129,7 @@ export const curvesStudy: Study<CurvesSpec, CurvesUnit, CurvesUnitResult, Curves
       for (const cond of spec.prompts) {
         const info = d.conditions[cond]!;
         for (const seed of spec.seeds) {
-          const u: CurvesUnit = { mode, scale, cond, condId: info.id, memorized: (info.targets?.length ?? 0) > 0, seed, sampler: spec.sampler, steps: spec.steps, config: source.config };
+          const u: CurvesUnit = { mode, scale, cond, condId: info.id, memorized: isMemorizedCondition(info), seed, sampler: spec.sampler, steps: spec.steps, config: source.config };
           units.push({ key: unitKey('curves', { ...kind, condition: info, seed }), spec: u, batch });
         }
       }

@@ -84,6 +84,8 @@ export interface DemoSource {
   readonly description: string;
   /** Model-space samples as images (the source's codec: crops a trained model's 32×32 padding). */
   toImageSpace(x: Tensor): Promise<Tensor>;
+  /** The rows of `trainImages` the model was trained on (model.json `imagePool`; null = all): copies are tested against these. */
+  readonly data?: { readonly imagePool: readonly number[] | null };
 }
 
 /** Run the demo study on a testbed or a trained model, sampling directly (no store; {@link demoStudy} is the stored path). */
@@ -100,9 +102,25 @@ export async function runDemo(src: DemoSource, s: DemoSettings, log: (msg: strin
   return scoreDemo(src, conds, runs);
 }
 
-/** The demo's conditions: the memorized ones (`memorized` spec), then the generalizing ones. */
+/** How many memorized captions `--memorized auto` takes. */
+export const DEMO_AUTO_CAPTIONS = 4;
+
+/**
+ * The memorized selection `auto` stands for on `d`: the first {@link DEMO_AUTO_CAPTIONS} captions
+ * of the highest duplication count the model records (the `graded` model: 4 of its 100× captions),
+ * else `caption:0-3` (the old duplication model, the testbed).
+ */
+export function autoMemorized(d: Denoiser): CondRef[] {
+  const counts = d.conditions.flatMap((c) => (c.kind === 'caption' && c.duplicates !== undefined ? [c.duplicates] : []));
+  if (counts.length === 0) return parseConditions(`caption:0-${DEMO_AUTO_CAPTIONS - 1}`, d, 'memorized');
+  const top = Math.max(...counts);
+  return parseConditions(`dup:${top}`, d, 'memorized').slice(0, DEMO_AUTO_CAPTIONS);
+}
+
+/** The demo's conditions: the memorized ones (`memorized` spec; `auto`: {@link autoMemorized}), then the generalizing ones. */
 export function demoConditions(d: Denoiser, memorized: string, generalizing: string): CondRef[] {
-  return [...parseConditions(memorized, d, 'memorized'), ...parseConditions(generalizing, d, 'generalizing')];
+  const mem = memorized === 'auto' ? autoMemorized(d) : parseConditions(memorized, d, 'memorized');
+  return [...mem, ...parseConditions(generalizing, d, 'generalizing')];
 }
 
 /**
@@ -111,7 +129,7 @@ export function demoConditions(d: Denoiser, memorized: string, generalizing: str
  */
 export async function scoreDemo(src: DemoSource, conds: readonly CondRef[], sampled: readonly { guidance: string; result: SamplingResult }[]): Promise<DemoOutcome> {
   const d = src.denoiser;
-  const detector = await CopyDetector.create(src.trainImages);
+  const detector = await CopyDetector.create(src.trainImages, src.data?.imagePool ?? null);
   const runs: DemoRun[] = [];
   const summary: DemoSummaryRow[] = [];
   try {
@@ -151,7 +169,7 @@ export const DEMO_GUIDANCE = ['constant:7.5', 'dtp:7.5', 'og+dtp:7.5'] as const;
 export const DemoSpecSchema = z.object({
   /** The resolved `--model` (`testbed` or a model directory); not part of any unit key (the fingerprint is). */
   model: z.string().min(1),
-  memorized: z.string().default('caption:0-3'),
+  memorized: z.string().default('auto'),
   generalizing: z.string().default('class:0-3'),
   seeds: z.string().default('0-7'),
   /** Guidance schedules, by label (each once). */

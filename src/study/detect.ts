@@ -3,9 +3,10 @@
  * al.'s score — the text-conditional noise magnitude ‖ε_c − ε_u‖ at the first step, averaged over
  * seeds, and its mean over all steps — and, where the source has the `attention` capability (a
  * trained text model, or a Stable Diffusion export by graph surgery on its U-Net), Ren et al.'s attention entropy at the first step (lower = memorized, so −entropy is the score). Labels are the
- * ground truth (a condition tied to a training image is memorized); ROC AUC (with its Hanley–McNeil
+ * ground truth ({@link isMemorizedCondition}: tied to a training image trained on more than once); ROC AUC (with its Hanley–McNeil
  * interval) and TPR at 1 % FPR (with its Wilson interval; "inconclusive" below 100 negatives).
  */
+import { isMemorizedCondition } from '../denoisers/denoiser.ts';
 import type { SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import { wenScores, WEN_AGGREGATION } from '../analysis/wen.ts';
@@ -183,7 +184,7 @@ export function planDetection(s: DetectSettings, source: DetectSource): Unit<Det
   const scoring = s.prompts.map((cond, i): Unit<DetectUnit> => {
     const info = d.conditions[cond];
     if (info === undefined) throw new Error(`--prompts: condition index ${cond} is out of range (0..${d.conditions.length - 1})`);
-    const spec: DetectUnit = { cond, condId: info.id, label: info.label, memorized: info.targets !== undefined && info.targets.length > 0, seeds: [...s.seeds], scale: s.scale, sampler: s.sampler, steps: s.steps, config: s.config, ren, samplingKey: sampling[i]!.key };
+    const spec: DetectUnit = { cond, condId: info.id, label: info.label, memorized: isMemorizedCondition(info), seeds: [...s.seeds], scale: s.scale, sampler: s.sampler, steps: s.steps, config: s.config, ren, samplingKey: sampling[i]!.key };
     return { key: unitKey('detect', { ...shared, condition: { id: info.id, label: info.label, targets: info.targets ?? [] } }), spec, batch };
   });
   return [...sampling, ...scoring];
@@ -273,7 +274,7 @@ export function detectPrompts(src: StudySource, s: DetectSettings): DetectResult
   const prompts = s.prompts.map((c) => {
     const info = d.conditions[c];
     if (info === undefined) throw new Error(`--prompts: condition index ${c} is out of range (0..${d.conditions.length - 1})`);
-    return { cond: c, id: info.id, label: info.label, memorized: info.targets !== undefined && info.targets.length > 0 };
+    return { cond: c, id: info.id, label: info.label, memorized: isMemorizedCondition(info) };
   });
   const labels = prompts.map((p) => p.memorized);
   if (!labels.some((l) => l) || labels.every((l) => l)) throw new Error('--prompts: need both memorized and normal prompts to evaluate detection');

@@ -50,6 +50,7 @@ import type { SchedulerConfig } from '../schedules/config.ts';
 import type { Descriptor, DescriptorInfo } from '../metrics/descriptor.ts';
 import { l2NormalizeRows } from '../metrics/descriptor.ts';
 import { NearestIndex } from '../metrics/nearest.ts';
+import { CopyDetector } from '../metrics/copy.ts';
 import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
 import { quantileSorted } from '../analysis/correlation.ts';
 import { MIN_N, clusteredRateInterval, judge, minCalibrationImages, type Interval, type Verdict } from '../analysis/verdict.ts';
@@ -113,6 +114,12 @@ export interface MethodRow {
   readonly memorizationRate: number;
   /** The memorization rate with its interval, n and printed text ("inconclusive (…)" below the minimum n). */
   readonly memorization: RateEstimate;
+  /**
+   * Strict copies (Somepalli et al., Dodson & Gao): pixel L2 ratio test d1/d2 < 1/3 against the
+   * model's training pool, and — for prompts tied to an image — the nearest image is the prompt's
+   * own; with its interval. Null where samples and training images differ in shape.
+   */
+  readonly strict: RateEstimate | null;
   /** The copy rate with its interval, n and printed text. */
   readonly copy: RateEstimate;
   /** Mean alignment score (testbed: classifier accuracy against the prompt's class; null when not measured). */
@@ -536,6 +543,11 @@ function rateEstimate(hitsPerPrompt: readonly number[], seedsPerPrompt: number, 
   return { value: c.value, interval: c.interval, samples: c.n, prompts: c.clusters, designEffect: c.designEffect, text: base + why };
 }
 
+/** Whether two image batches have the same per-row shape (pixel comparison possible). */
+function sameRowShape(a: Tensor, b: Tensor): boolean {
+  return a.dims.length === b.dims.length && a.dims.slice(1).every((v, i) => v === b.dims[i + 1]);
+}
+
 /** The papers' SSCD copy threshold (Somepalli et al. 2023; Wen et al. 2024: "SSCD similarity > 0.5"). */
 export const SSCD_COPY_THRESHOLD = 0.5;
 
@@ -671,6 +683,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
   const poolImages = pool === null ? src.trainImages : takeRows(src.trainImages, pool);
   const poolIndex = pool ?? Array.from({ length: poolImages.dims[0]! }, (_, i) => i);
   const index = await NearestIndex.create(l2NormalizeRows(await tools.descriptor.embed(poolImages)));
+  let strictDetector: CopyDetector | null = null;
   try {
     let threshold: EvaluateResult['threshold'];
     if (s.threshold === null) {
@@ -729,6 +742,16 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
         if (memorization.rule === 'nearest-is-own' ? poolIndex[nn[r]!] === t : c > memorization.threshold) copiesPer[p]!++;
       }
       const copies = copiesPer.reduce((a, b) => a + b, 0);
+      let strict: RateEstimate | null = null;
+      if (sameRowShape(ms.samples, poolImages)) {
+        strictDetector ??= await CopyDetector.create(src.trainImages, pool);
+        const st = await strictDetector.stats(ms.samples, Array.from({ length: R }, (_, r) => prompts[Math.floor(r / N)]!.target));
+        const strictPer = new Array<number>(P).fill(0);
+        st.forEach((c, r) => {
+          if (c.ratioCopy && c.nearestIsTarget !== false) strictPer[Math.floor(r / N)]!++;
+        });
+        strict = rateEstimate(strictPer, N, null, null);
+      }
       // prompts without an own image use the threshold under both rules
       const memUsesThreshold = memorization.rule === 'own-similarity' || prompts.some((q) => q.target === null);
       const memEstimate = rateEstimate(copiesPer, N, memUsesThreshold && !memorization.adequate ? threshold.heldOut : null, threshold.minHeldOut);
@@ -763,6 +786,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
         copyRate: sim.filter((v) => v > threshold.value).length / R,
         memorizationRate: copies / R,
         memorization: memEstimate,
+        strict,
         copy: copyEstimate,
         alignment: acc(all),
         frechet,
@@ -808,5 +832,6 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
     };
   } finally {
     await index.dispose();
+    await strictDetector?.dispose();
   }
 }

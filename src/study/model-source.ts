@@ -315,8 +315,11 @@ export interface SourceLoader {
   load(spec: string, opts: StudySourceOptions): Promise<StudySource>;
 }
 
-/** The shipped trained model used by default (inside the package, wherever it is run from). */
-export const SHIPPED_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'duplication');
+/**
+ * The shipped trained model used by default (inside the package, wherever it is run from): the
+ * `graded` duplication model (captions trained on 1, 3, 10, 30 and 100 times, class prompts; EDM).
+ */
+export const SHIPPED_MODEL = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'graded');
 
 /**
  * The classifier that scores a trained model's class-prompt samples: `classifier/` beside the model

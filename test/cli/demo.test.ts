@@ -10,9 +10,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.ts';
 import { loadStudySource, SHIPPED_MODEL } from '../../src/study/source.ts';
-import { runDemo } from '../../src/study/demo.ts';
+import { demoConditions, runDemo } from '../../src/study/demo.ts';
+import { readFileSync } from 'node:fs';
 import { stableDiffusionConfig } from '../../src/schedules/config.ts';
 import { gridPng } from '../../src/report/png.ts';
+
+describe('the demo\'s default memorized captions', () => {
+  it('auto = the first 4 captions of the highest duplication count (the shipped graded model: 100×)', async () => {
+    // the expectation from model.json itself: prompts in order, captions numbered among captions
+    const meta = JSON.parse(readFileSync(join(SHIPPED_MODEL, 'model.json'), 'utf8')) as { prompts: { kind: string; duplicates?: number }[] };
+    const want = meta.prompts.flatMap((p, i) => (p.kind === 'caption' && p.duplicates === 100 ? [i] : [])).slice(0, 4);
+    expect(want.length).toBe(4);
+    const src = await loadStudySource(SHIPPED_MODEL);
+    try {
+      expect(demoConditions(src.denoiser, 'auto', 'class:0-1')).toEqual([...want, 0, 1]);
+      expect(want.map((i) => src.denoiser.conditions[i]!.duplicates)).toEqual([100, 100, 100, 100]);
+      expect(demoConditions(src.denoiser, 'caption:0', 'class:0')).toEqual([meta.prompts.findIndex((p) => p.kind === 'caption'), 0]);
+    } finally {
+      await src.denoiser.dispose?.();
+    }
+  });
+});
 
 describe('memscope demo on the results store', () => {
   it('dry-run counts its units; run.json; a rerun computes nothing and rewrites the same files; sample reuses its units; the figures equal runDemo', async () => {
@@ -51,7 +69,7 @@ describe('memscope demo on the results store', () => {
       expect(noTotal(await readFile(join(root, 'b', 'report.html'), 'utf8'))).toBe(noTotal(await readFile(join(root, 'a', 'report.html'), 'utf8')));
 
       // memscope sample with one of the schedules reuses the demo's samples of that schedule
-      const s = await runCli(['sample', '--model', 'models/duplication', '--prompts', 'caption:0,class:0', '--guidance', 'dtp:7.5', '--seeds', '0-1', '--steps', '4', '--store', store, '--out', join(root, 's')]);
+      const s = await runCli(['sample', '--model', 'models/graded', '--prompts', 'caption:0,class:0', '--guidance', 'dtp:7.5', '--seeds', '0-1', '--steps', '4', '--store', store, '--out', join(root, 's')]);
       expect(s.code, s.err).toBe(0);
       const runS = JSON.parse(await readFile(join(root, 's', 'run.json'), 'utf8'));
       expect([runS.computed, runS.reused]).toEqual([0, 4]);

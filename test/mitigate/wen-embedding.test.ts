@@ -115,3 +115,53 @@ describe('Wen et al. prompt-embedding optimisation', () => {
     await expect(optimizePromptEmbedding(m, CAPTION, initialNoise([1, 32, 32], [0, 1, 2]), T, { objective: obj })).rejects.toThrow(/built for 2 seeds/);
   });
 });
+
+describe('Wen et al. on an EDM-preconditioned model (models/graded)', () => {
+  // The loss graph rebuilds ε = (x − D(x; σ))/σ around the bare network F_θ (buildEpsNetwork); the
+  // reference is the model's own shipped ε graph (unet.onnx, built once at load), sampled through
+  // the plain denoiser: two graphs built by different code paths must agree.
+  let m: TrainedModel;
+  let obj: WenObjective;
+  let cap: number;
+  const xT = initialNoise([1, 32, 32], [3, 4]);
+  beforeAll(async () => {
+    m = await loadTrainedModel('models/graded');
+    obj = await createWenObjective(m, 2);
+    cap = m.prompts.findIndex((p) => p.duplicates === 100);
+  }, 60_000);
+  afterAll(async () => {
+    await obj.dispose();
+    await m.denoiser.dispose?.();
+  });
+
+  it('computes ‖ε_c − ε_u‖₂ as the model’s ε graph gives it, at the top and at a fractional mid timestep', async () => {
+    expect(m.prompts[cap]!.duplicates).toBe(100);
+    const e = (await embedTexts(m, [m.prompts[cap]!.text])).data;
+    for (const t of [999, 421.5]) {
+      const { loss } = await obj.lossAndGradient(e, xT, t);
+      const eps = await m.denoiser.predict(concatBatch([xT, xT]), { t, alphaBar: 0.5 }, [cap, cap, null, null]);
+      let s = 0;
+      for (let i = 0; i < 2048; i++) s += (eps.data[i]! - eps.data[2048 + i]!) ** 2;
+      expect(loss).toBeGreaterThan(1e-3);
+      expect(Math.abs(loss - Math.sqrt(s)), `t = ${t}`).toBeLessThan(1e-4 * loss);
+    }
+  });
+
+  it('has a gradient that matches central finite differences of the loss', async () => {
+    const e = (await embedTexts(m, [m.prompts[cap]!.text])).data;
+    const t = 999;
+    const { grad } = await obj.lossAndGradient(e, xT, t);
+    const order = Array.from(grad.keys()).sort((a, b) => Math.abs(grad[b]!) - Math.abs(grad[a]!));
+    expect(Math.abs(grad[order[0]!]!)).toBeGreaterThan(1e-3);
+    const h = 0.03;
+    for (const i of order.slice(0, 3)) {
+      const ep = e.slice();
+      const em = e.slice();
+      ep[i] = e[i]! + h;
+      em[i] = e[i]! - h;
+      const fd = ((await obj.loss(ep, xT, t)) - (await obj.loss(em, xT, t))) / (ep[i]! - em[i]!);
+      // relative bound: the σ-scaled ε of EDM makes the loss larger than the ε-model's
+      expect(Math.abs(fd - grad[i]!), `coordinate ${i}: g = ${grad[i]}, fd = ${fd}`).toBeLessThan(2e-3 * Math.abs(grad[order[0]!]!) + 5e-5);
+    }
+  });
+});

@@ -127,11 +127,11 @@ describe('the packed package, installed offline into an empty project', () => {
   it('npx memscope demo runs from the installed package (the shipped trained model) and writes its report', () => {
     const r = run('npx', ['--no-install', 'memscope', 'demo', '--seeds', '0-1', '--steps', '4', '--memorized', 'caption:0', '--generalizing', 'class:0', '--guidance', 'constant:7.5', '--out', 'out/demo'], app);
     expect(r.code, r.err).toBe(0);
-    expect(r.err).toMatch(/the trained "duplication" model \(models\/duplication, shipped\)/);
+    expect(r.err).toMatch(/the trained "graded" model \(models\/graded, shipped\)/);
     const report = readFileSync(join(app, 'out', 'demo', 'report.html'), 'utf8');
     expect(report).toMatch(/<html/i);
     const cfg = JSON.parse(readFileSync(join(app, 'out', 'demo', 'config.json'), 'utf8')) as { model: { name: string } };
-    expect(cfg.model.name).toBe('trained:duplication');
+    expect(cfg.model.name).toBe('trained:graded');
     expect(JSON.stringify(cfg)).toContain('"steps":4');
   }, 300_000);
 

@@ -150,6 +150,17 @@ describe('runEvaluation', () => {
       expect(row.memorization.interval.lo).toBeLessThanOrEqual(copies / R);
       expect(row.memorization.interval.hi).toBeGreaterThanOrEqual(copies / R);
       expect(row.memorization.text).toMatch(/\(12 samples of 4 prompts\): inconclusive \(prompts = 4 < 10\)$/);
+      // strict copies: pixel L2 d1/d2 < 1/3 over all images (float64 brute force), and nearest = own for captions
+      const strictHits = ind.rows.filter((x, i) => {
+        const d2 = Array.from({ length: n }, (_, j) => {
+          let a = 0;
+          for (let k = 0; k < d; k++) a += (ind.samples.data[i * d + k]! - images[j * d + k]!) ** 2;
+          return [j, a] as const;
+        }).sort((p, q) => p[1] - q[1]);
+        return Math.sqrt(d2[0]![1] / d2[1]![1]) < 1 / 3 && (x.cond! < 10 || d2[0]![0] === targets[x.cond! - 10]);
+      }).length;
+      expect(row.strict!.value).toBeCloseTo(strictHits / R, 12);
+      expect(row.strict!.text).toMatch(/\(12 samples of 4 prompts\): inconclusive/);
       const own = ind.rows.flatMap((x, i) => (x.cond! >= 10 ? [cosine(ind.samples.data, i, images, targets[x.cond! - 10]!)] : []));
       expect(row.targetSimilarity!.mean).toBeCloseTo(own.reduce((a, b) => a + b, 0) / own.length, 5);
       expect(row.alignment).toBeNull();
@@ -165,6 +176,7 @@ describe('runEvaluation', () => {
     }
     const cfg = r.rows.find((x) => x.method === 'cfg')!;
     expect(cfg.memorizationRate).toBeGreaterThan(0);
+    expect(cfg.strict!.value).toBeGreaterThan(0); // the strict column is not vacuous here
     expect(cfg.vsCfg).toBeNull();
     for (const row of r.rows.filter((x) => x.method !== 'cfg')) {
       expect(row.vsCfg!.similarityP95.delta).toBeCloseTo(row.similarity.p95 - cfg.similarity.p95, 10);

@@ -33,7 +33,7 @@ export const trainedLoader: SourceLoader = {
     const train = loadFashionMnist({ split: 'train' });
     const images = train.images;
     const codec = pixelCodec(images, tm.denoiser.shape);
-    const description = `the trained "${tm.scenario}" model (${spec === SHIPPED_MODEL ? 'models/duplication, shipped' : spec})`;
+    const description = `the trained "${tm.scenario}" model (${spec === SHIPPED_MODEL ? `models/${basename(SHIPPED_MODEL)}, shipped` : spec})`;
     const capabilities = trainedModelCapabilities(tm);
     const none = noTextModelReasons(description);
     return {
