@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark and writes one JSON file per benchmark under
  * bench/results/ (plus all.json). Figures are ratios against a peer measured in the same run.
- * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, kim, mitigation, geometry, sd)
+ * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, train-profile, kim, mitigation, geometry, sd)
  * `sd` (SD 1.x-sized U-Net at 512×512, ~15 min on 2 cores) takes MEMSCOPE_BENCH_SD_STEPS (default 50).
  */
 import { writeFile, mkdir } from 'node:fs/promises';
@@ -13,6 +13,7 @@ import { benchGuidance } from './guidance.ts';
 import { benchEmpirical } from './empirical.ts';
 import { benchAutodiff } from './autodiff.ts';
 import { benchTrain } from './train.ts';
+import { benchTrainProfile } from './train-profile.ts';
 import { benchKim } from './kim.ts';
 import { benchMitigation } from './mitigation.ts';
 import { benchGeometry } from './geometry.ts';
@@ -35,6 +36,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   demo: benchDemo,
   autodiff: benchAutodiff,
   train: () => benchTrain(),
+  'train-profile': () => benchTrainProfile(),
   kim: benchKim,
   mitigation: () => benchMitigation(5),
   geometry: benchGeometry,

@@ -47,6 +47,7 @@ import { unetStats } from '../src/models/unet.ts';
 import { textEncoderStats } from '../src/models/text-encoder.ts';
 import { AdamW, clipCoefficient, gradNorm } from '../src/optim/adamw.ts';
 import { noiseBatch } from '../src/train/noise.ts';
+import { gemmPeak, type GemmPeak } from './peak.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PEER_SCRIPT = join(root, 'scripts', 'reference', 'unet_torch.py');
@@ -105,7 +106,7 @@ export function benchModelConfig(channels: readonly number[], vocabSize = 64): D
 }
 
 /** A fixed training batch: x0 uniform in [−1, 1], VP noise levels and noise from `noiseBatch`, random token ids. */
-function makeBatch(model: DiffusionModelConfig, B: number): Map<string, { dims: number[]; data: Float32Array }> {
+export function makeBatch(model: DiffusionModelConfig, B: number): Map<string, { dims: number[]; data: Float32Array }> {
   const { inChannels: C, sampleSize: S } = model.unet;
   const eng = new Mt19937(12345);
   const x0 = new Float32Array(B * C * S * S);
@@ -185,7 +186,7 @@ function shapeDiffs(mine: ReadonlyMap<string, readonly number[]>, theirs: Record
   return out;
 }
 
-async function benchOne(m: TrainBenchModel, o: Required<Omit<TrainBenchOptions, 'models'>>, peerSkip: string | null): Promise<Record<string, unknown>> {
+async function benchOne(m: TrainBenchModel, o: Required<Omit<TrainBenchOptions, 'models'>>, peerSkip: string | null, peak: GemmPeak): Promise<Record<string, unknown>> {
   const B = o.batch;
   const model = benchModelConfig(m.channels, o.vocabSize);
   const t0 = performance.now();
@@ -275,6 +276,8 @@ async function benchOne(m: TrainBenchModel, o: Required<Omit<TrainBenchOptions, 
 
   const ms = median(mine);
   const ips = B / (ms / 1000);
+  const macs = unetStats(model.unet).forwardMacsPerImage + (model.textEncoder ? textEncoderStats(model.textEncoder).forwardMacsPerPrompt : 0);
+  const gflops = (msPerStep: number): number => (6 * macs * B) / (msPerStep / 1000) / 1e9;
   const res: Record<string, unknown> = {
     model: m.name,
     unet: { channels: model.unet.channels, attentionLevels: model.unet.attentionLevels, midAttention: model.unet.midAttention, groups: model.unet.groups, heads: model.unet.heads, timeEmbedDim: model.unet.timeEmbedDim, contextDim: model.unet.contextDim, contextLength: model.unet.contextLength },
@@ -282,7 +285,13 @@ async function benchOne(m: TrainBenchModel, o: Required<Omit<TrainBenchOptions, 
     batch: B,
     params: { memscope: nParams, ...(peer ? { pytorch: peer.params, match: peer.params === nParams } : {}) },
     // forward multiply-accumulates per image (convs, linears, attention matmuls), U-Net + text encoder
-    forwardMacsPerImage: unetStats(model.unet).forwardMacsPerImage + (model.textEncoder ? textEncoderStats(model.textEncoder).forwardMacsPerPrompt : 0),
+    forwardMacsPerImage: macs,
+    // achieved FLOP/s of a whole step (≈ 3 × the forward's 2·MACs: backward ≈ 2× forward) and of the session alone, vs the sgemm peak of this run
+    flops: {
+      stepGflops: round3(gflops(ms)),
+      sessionGflops: round3(gflops(median(runMs))),
+      ...('gflops' in peak ? { stepFractionOfPeak: round3(gflops(ms) / peak.gflops), sessionFractionOfPeak: round3(gflops(median(runMs)) / peak.gflops) } : {}),
+    },
     memscope: {
       imagesPerSecond: round3(ips),
       msPerStep: round3(ms),
@@ -330,8 +339,9 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<Record<s
   };
   for (const [k, v] of Object.entries(o)) if (!Number.isInteger(v) || v < (k === 'warmup' ? 0 : 1)) throw new Error(`benchTrain: ${k} must be a positive integer, got ${v}`);
   const peerSkip = peerUnavailable();
+  const peak = gemmPeak(o.threads);
   const results: Record<string, unknown>[] = [];
-  for (const m of opts.models ?? TRAIN_BENCH_MODELS) results.push(await benchOne(m, o, peerSkip));
+  for (const m of opts.models ?? TRAIN_BENCH_MODELS) results.push(await benchOne(m, o, peerSkip, peak));
   const ratios = results.map((r) => r['throughputRatio']).filter((x): x is number => typeof x === 'number');
   return {
     what: 'training throughput (images/s) of the text encoder + conditional U-Net of `memscope train` (32×32×1, attention at the two lower levels and mid, 1-layer text encoder, ε-MSE): one step = forward + backward + gradient clipping (1.0) + AdamW (lr 1e-3, wd 0) on a fixed batch; memscope: onnxruntime gradient graph + src/optim/adamw.ts; PyTorch: scripts/reference/unet_torch.py; same initial parameters, batch and thread count',
@@ -340,6 +350,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<Record<s
     steps: o.steps,
     warmup: o.warmup,
     rounds: o.rounds,
+    peak,
     models: results,
     ...(ratios.length ? { minThroughputRatio: Math.min(...ratios) } : {}),
     target: 'throughputRatio ≥ 0.5 (memscope images/s ÷ PyTorch images/s), goal 1',

@@ -64,6 +64,12 @@ export interface SessionOptions {
    * reads them from the model's folder).
    */
   readonly externalData?: readonly { readonly path: string; readonly data: Uint8Array }[];
+  /**
+   * onnxruntime's profiler: per-node kernel times written as a Chrome-trace JSON file whose name
+   * starts with this path prefix (`PREFIX_<date>.json`), finished by `Session.endProfiling()`
+   * (default off). For `npm run bench -- train-profile`.
+   */
+  readonly profile?: string;
 }
 
 /** Execution providers memscope can ask onnxruntime for. */
@@ -223,6 +229,11 @@ export class Session {
     this.outputs = ort.outputMetadata.map(toInfo);
   }
 
+  /** Stop onnxruntime's profiler and write its file (sessions created with `profile` only). */
+  endProfiling(): void {
+    this.ort.endProfiling();
+  }
+
   /** Input names, in model order. */
   get inputNames(): readonly string[] {
     return this.inputs.map((i) => i.name);
@@ -314,6 +325,7 @@ function ortOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
     interOpNumThreads: 1,
     graphOptimizationLevel: opts.optimization ?? 'all',
     executionMode: 'sequential',
+    ...(opts.profile === undefined ? {} : { enableProfiling: true, profileFilePrefix: opts.profile }),
   };
   const withData = opts.externalData === undefined || opts.externalData.length === 0 ? o : { ...o, externalData: opts.externalData.map((e) => ({ path: e.path, data: e.data })) };
   return opts.executionProvider === 'cuda' ? { ...withData, executionProviders: ['cuda', 'cpu'] } : withData;
