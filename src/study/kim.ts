@@ -10,6 +10,7 @@
  * run by the engine's runner; finished units live in a store, so a killed run resumes without
  * redoing them and a rerun of a finished study makes no model call.
  */
+import { isMemorizedCondition } from '../denoisers/denoiser.ts';
 import { z } from 'zod';
 import type { CondRef } from '../denoisers/denoiser.ts';
 import { parseGuidance } from '../guidance/spec.ts';
@@ -32,7 +33,7 @@ import type { StudySource } from './source.ts';
 
 /** Settings of a Kim study (defaults in `KIM_DEFAULTS`). */
 export interface KimSettings {
-  /** Condition indices to study (memorized = conditions with targets). */
+  /** Condition indices to study (memorized = {@link isMemorizedCondition}: tied to an image trained on more than once; a once-seen caption is normal, its target statistics are still computed). */
   readonly prompts: readonly number[];
   readonly seeds: readonly number[];
   /** Guidance scales s (Kim et al.: 1.0 and 7.5). */
@@ -81,7 +82,7 @@ export interface KimPromptResult {
   readonly cond: number;
   readonly id: string;
   readonly label: string;
-  /** Ground truth: the condition is tied to a training image (a memorized caption). */
+  /** Ground truth ({@link isMemorizedCondition}): tied to a training image seen more than once in training. */
   readonly memorized: boolean;
   readonly target: number | null;
   readonly scale: number;
@@ -229,7 +230,7 @@ export function planKim(s: KimSettings, source: KimSource): Unit<KimUnit>[] {
   if (s.prompts.length === 0) throw new Error('--prompts: need at least one prompt');
   if (s.seeds.length < 2) throw new Error(`--seeds: the diversity and alignment analyses need at least 2 seeds, got ${s.seeds.length}`);
   for (const p of s.prompts) if (!Number.isInteger(p) || p < 0 || p >= d.conditions.length) throw new Error(`--prompts: condition index ${p} is out of range (0..${d.conditions.length - 1})`);
-  const memorized = (c: number): boolean => (d.conditions[c]!.targets?.[0] ?? null) !== null;
+  const memorized = (c: number): boolean => isMemorizedCondition(d.conditions[c]!);
   const pictured = new Set([s.prompts.find(memorized), s.prompts.find((c) => !memorized(c))].filter((c): c is number => c !== undefined));
   const maxScale = Math.max(...s.scales);
   const fans = s.fanPrompts <= 0 ? new Set<number>() : new Set([...s.prompts.filter(memorized).slice(0, s.fanPrompts), ...s.prompts.filter((c) => !memorized(c)).slice(0, s.fanPrompts)]);
@@ -327,7 +328,7 @@ async function runKimUnits(units: readonly Unit<KimUnit>[], source: KimSource, s
       cond: c,
       id: info.id,
       label: info.label,
-      memorized: target !== null,
+      memorized: isMemorizedCondition(info),
       target,
       scale,
       known,
