@@ -401,7 +401,9 @@ export async function runKimStudy(src: StudySource, s: KimSettings, descriptor: 
 /** The {@link KimStudy} of a finished run: the reduced units plus what describes the source and descriptors (which are disposed). */
 export async function finishKimStudy(stored: readonly StoredUnit<KimUnit, KimUnitResult>[], blobs: BlobReader, source: KimSource, s: KimSettings, reused: number): Promise<KimStudy> {
   const { src, descriptor, extras } = source;
-  const result = await reduceKim(stored, blobs, s);
+  // the label from the model as it is now, not as a stored unit recorded it (units made before
+  // once-seen captions counted as normal are reused unchanged otherwise)
+  const result = await reduceKim(stored, blobs, s, (c) => isMemorizedCondition(src.denoiser.conditions[c]!));
   await descriptor.dispose?.();
   for (const x of extras) await x.dispose?.();
   return {
@@ -416,10 +418,11 @@ export async function finishKimStudy(stored: readonly StoredUnit<KimUnit, KimUni
 }
 
 /** Combine stored units (plan order) into the study: forward losses copied to every scale, pictures and fans from blobs, correlations. */
-async function reduceKim(stored: readonly StoredUnit<KimUnit, KimUnitResult>[], blobs: BlobReader, s: KimSettings): Promise<KimReduced> {
+async function reduceKim(stored: readonly StoredUnit<KimUnit, KimUnitResult>[], blobs: BlobReader, s: KimSettings, memorizedOf?: (cond: number) => boolean): Promise<KimReduced> {
   const forwardOf = new Map<number, KimPromptResult['forward']>();
-  for (const u of stored) if (u.result.prompt.forward !== null) forwardOf.set(u.spec.cond, u.result.prompt.forward);
-  const results = stored.map((u) => ({ ...u.result.prompt, forward: forwardOf.get(u.spec.cond) ?? null }));
+  const label = (u: StoredUnit<KimUnit, KimUnitResult>): boolean => memorizedOf?.(u.spec.cond) ?? u.result.prompt.memorized;
+  for (const u of stored) if (u.result.prompt.forward !== null && label(u)) forwardOf.set(u.spec.cond, u.result.prompt.forward);
+  const results = stored.map((u) => ({ ...u.result.prompt, memorized: label(u), forward: forwardOf.get(u.spec.cond) ?? null }));
   let samplingSeconds = 0;
   let analysisSeconds = 0;
   let scoringSeconds = 0;
@@ -430,18 +433,18 @@ async function reduceKim(stored: readonly StoredUnit<KimUnit, KimUnitResult>[], 
   }
   const firstStepImages: FirstStepImages[] = [];
   // the first memorized prompt, then the first other one (as the report pictures them)
-  const pics = stored.filter((u) => u.spec.firstStep).sort((a, b) => Number(b.result.prompt.memorized) - Number(a.result.prompt.memorized));
+  const pics = stored.filter((u) => u.spec.firstStep).sort((a, b) => Number(label(b)) - Number(label(a)));
   for (const u of pics) {
     const r = u.result.prompt;
-    firstStepImages.push({ cond: r.cond, label: r.label, memorized: r.memorized, images: decodeNpy(Buffer.from(await blobs.readBlob(u, 'first-step.npy')), 'first-step.npy') });
+    firstStepImages.push({ cond: r.cond, label: r.label, memorized: label(u), images: decodeNpy(Buffer.from(await blobs.readBlob(u, 'first-step.npy')), 'first-step.npy') });
   }
   const fanUnits = stored.filter((u) => u.spec.fan);
   const fans: KimFan[] = [];
-  for (const u of [...fanUnits.filter((x) => x.result.prompt.memorized), ...fanUnits.filter((x) => !x.result.prompt.memorized)]) {
+  for (const u of [...fanUnits.filter((x) => label(x)), ...fanUnits.filter((x) => !label(x))]) {
     const t = decodeNpy(Buffer.from(await blobs.readBlob(u, 'fan.npy')), 'fan.npy');
     const [paths, steps, d] = t.dims as [number, number, number];
     const r = u.result.prompt;
-    fans.push({ cond: r.cond, label: r.label, memorized: r.memorized, scale: u.spec.scale, trajectories: t.data, paths, steps, d });
+    fans.push({ cond: r.cond, label: r.label, memorized: label(u), scale: u.spec.scale, trajectories: t.data, paths, steps, d });
   }
   return {
     settings: s,
