@@ -13,13 +13,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createSession, type Feed } from '../src/graph/session.ts';
+import { createSession } from '../src/graph/session.ts';
 import { gradientGraph } from '../src/graph/autodiff.ts';
 import { buildTrainingGraph } from '../src/models/diffusion-model.ts';
 import { initParams } from '../src/models/init.ts';
-import { unetStats } from '../src/models/unet.ts';
-import { textEncoderStats } from '../src/models/text-encoder.ts';
-import { TRAIN_BENCH_MODELS, benchModelConfig, makeBatch } from './train.ts';
+import { TRAIN_BENCH_MODELS, benchModelConfig, forwardMacs, makeBatch, stepFeeds } from './train.ts';
 import { gemmPeak } from './peak.ts';
 
 /** One Chrome-trace event of onnxruntime's profiler. */
@@ -42,9 +40,7 @@ async function profileOne(channels: readonly number[], B: number, steps: number,
   try {
     const session = await createSession(gradBytes, { threads, profile: join(dir, 'ort') });
     const params = new Map(initParams(g.specs, 0).values);
-    const feeds: Record<string, Feed> = {};
-    for (const [k, v] of makeBatch(model, B)) feeds[k] = k === 'ids' ? { type: 'int64', dims: v.dims, data: v.data } : v;
-    for (const p of g.specs) feeds[p.name] = { dims: p.dims, data: params.get(p.name)! };
+    const feeds = stepFeeds(makeBatch(model, B), g.specs, params);
     const outs = ['loss', ...wrt.map((n) => `grad/${n}`)];
     for (let i = 0; i < warmup + steps; i++) await session.run(feeds, outs);
     session.endProfiling();
@@ -66,7 +62,7 @@ async function profileOne(channels: readonly number[], B: number, steps: number,
     }
     const runUs = timed.reduce((a, e) => a + e.dur, 0);
     const msPerStep = runUs / 1000 / steps;
-    const macs = unetStats(model.unet).forwardMacsPerImage + (model.textEncoder ? textEncoderStats(model.textEncoder).forwardMacsPerPrompt : 0);
+    const macs = forwardMacs(model);
     const gflops = (6 * macs * B) / (msPerStep / 1000) / 1e9;
     const ops = [...byOp].sort((a, b) => b[1] - a[1]).map(([op, us]) => ({ op, msPerStep: r3(us / 1000 / steps), share: r3(us / runUs) }));
     return { channels, batch: B, steps, msPerStep: r3(msPerStep), kernelShare: r3(nodeTotal / runUs), forwardMacsPerImage: macs, gflops: r3(gflops), ops };

@@ -105,6 +105,19 @@ export function benchModelConfig(channels: readonly number[], vocabSize = 64): D
   });
 }
 
+/** Forward multiply-accumulates per image of a model: the U-Net's convs, linears and attention matmuls plus the text encoder's. */
+export function forwardMacs(model: DiffusionModelConfig): number {
+  return unetStats(model.unet).forwardMacsPerImage + (model.textEncoder ? textEncoderStats(model.textEncoder).forwardMacsPerPrompt : 0);
+}
+
+/** The feeds of one training step: a batch of {@link makeBatch} (token ids as int64) and every parameter's values. */
+export function stepFeeds(batch: ReadonlyMap<string, { dims: number[]; data: Float32Array }>, specs: readonly { name: string; dims: readonly number[] }[], params: ReadonlyMap<string, Float32Array>): Record<string, Feed> {
+  const feeds: Record<string, Feed> = {};
+  for (const [k, v] of batch) feeds[k] = k === 'ids' ? { type: 'int64', dims: v.dims, data: v.data } : v;
+  for (const p of specs) feeds[p.name] = { dims: p.dims, data: params.get(p.name)! };
+  return feeds;
+}
+
 /** A fixed training batch: x0 uniform in [−1, 1], VP noise levels and noise from `noiseBatch`, random token ids. */
 export function makeBatch(model: DiffusionModelConfig, B: number): Map<string, { dims: number[]; data: Float32Array }> {
   const { inChannels: C, sampleSize: S } = model.unet;
@@ -202,9 +215,7 @@ async function benchOne(m: TrainBenchModel, o: Required<Omit<TrainBenchOptions, 
   const batch = makeBatch(model, B);
   const adam = new AdamW(g.specs, { lr: LR, weightDecay: WEIGHT_DECAY });
   const gradNames = wrt.map((n) => `grad/${n}`);
-  const feeds: Record<string, Feed> = {};
-  for (const [k, v] of batch) feeds[k] = k === 'ids' ? { type: 'int64', dims: v.dims, data: v.data } : v;
-  for (const p of g.specs) feeds[p.name] = { dims: p.dims, data: params.get(p.name)! };
+  const feeds = stepFeeds(batch, g.specs, params);
 
   // the peer's state: memscope's initial parameters and the batch (before any update)
   const dir = await mkdtemp(join(tmpdir(), 'memscope-bench-train-'));
@@ -276,7 +287,7 @@ async function benchOne(m: TrainBenchModel, o: Required<Omit<TrainBenchOptions, 
 
   const ms = median(mine);
   const ips = B / (ms / 1000);
-  const macs = unetStats(model.unet).forwardMacsPerImage + (model.textEncoder ? textEncoderStats(model.textEncoder).forwardMacsPerPrompt : 0);
+  const macs = forwardMacs(model);
   const gflops = (msPerStep: number): number => (6 * macs * B) / (msPerStep / 1000) / 1e9;
   const res: Record<string, unknown> = {
     model: m.name,

@@ -370,7 +370,7 @@ const pending = new Map<string, Promise<Session>>();
  */
 export async function getSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<Session> {
   const o = ortOptions(opts);
-  const key = `${typeof model === 'string' ? `path:${model}` : `sha1:${sha1(model)}`}|${o.intraOpNumThreads}|${o.graphOptimizationLevel}|${opts.executionProvider ?? 'cpu'}`;
+  const key = `${typeof model === 'string' ? `path:${model}` : `sha1:${sha1(model)}`}|${o.intraOpNumThreads}|${o.graphOptimizationLevel}|${opts.executionProvider ?? 'cpu'}|${opts.profile ?? ''}`;
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
   const p = pending.get(key);

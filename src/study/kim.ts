@@ -10,9 +10,8 @@
  * run by the engine's runner; finished units live in a store, so a killed run resumes without
  * redoing them and a rerun of a finished study makes no model call.
  */
-import { isMemorizedCondition } from '../denoisers/denoiser.ts';
 import { z } from 'zod';
-import type { CondRef } from '../denoisers/denoiser.ts';
+import { isMemorizedCondition, type CondRef } from '../denoisers/denoiser.ts';
 import { parseGuidance } from '../guidance/spec.ts';
 import type { SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
