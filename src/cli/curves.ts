@@ -11,7 +11,7 @@ import { sourceFingerprint } from '../study/fingerprint.ts';
 import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { lineChart, type Series, type Marker } from '../report/svg.ts';
+import { lineChart, type Series, type Marker } from '../report/line.ts';
 import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 

@@ -12,7 +12,8 @@ import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, d
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
-import { lineChart, type Series, type Marker } from '../report/svg.ts';
+import { writeFigure } from '../report/figure.ts';
+import { lineChart, type Series, type Marker } from '../report/line.ts';
 import { page, imgTag, table, escapeHtml, fmt } from '../report/html.ts';
 import type { DemoSource } from '../study/demo.ts';
 import { loadStudySource, resolveModelSpec } from '../study/source.ts';
@@ -218,10 +219,9 @@ Total ${seconds.toFixed(1)} s.</p>`);
         markers.push({ x: res.t[med]!, label: `${kind} switch`, color: kind === 'caption' ? '#d62728' : '#2ca02c' });
       }
     }
-    const svg = lineChart({ title: r.guidance, xLabel: 'timestep t', yLabel: 'd_t', series, markers, logY: true, reverseX: true });
-    const name = `d_t-${r.guidance.replace(/[^a-z0-9.]+/gi, '_')}.svg`;
-    await writeFileAtomic(join(dir, name), svg);
-    parts.push(`<figure>${svg}</figure>`);
+    const spec = lineChart({ title: r.guidance, xLabel: 'timestep t', yLabel: 'd_t', series, markers, logY: true, reverseX: true });
+    const name = `d_t-${r.guidance.replace(/[^a-z0-9.]+/gi, '_')}`;
+    parts.push(`<figure>${(await writeFigure(dir, name, spec)).markup}</figure>`);
   }
   parts.push('</div>');
   parts.push(`<p class="note">Settings: <code>config.json</code>; numbers: <code>summary.json</code>.</p>`);

@@ -12,7 +12,7 @@ import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, d
 import { refuseOldScaleFlag } from './evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { lineChart } from '../report/svg.ts';
+import { lineChart } from '../report/line.ts';
 import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 

@@ -26,7 +26,7 @@ import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS, refuseSdFlags, sdSourceOptions } fro
 import { loadImageFolder } from '../data/folder.ts';
 import { type Tensor, concatBatch } from '../tensor/tensor.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { lineChart, type Series } from '../report/svg.ts';
+import { lineChart, type Series } from '../report/line.ts';
 import { writeFigure } from '../report/figure.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 

@@ -13,7 +13,7 @@ import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { lineChart, type Series } from '../report/svg.ts';
+import { lineChart, type Series } from '../report/line.ts';
 import { writeFigure, labelledStrip } from '../report/figure.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 

@@ -2,7 +2,8 @@ import { describe, it, expect } from 'vitest';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { trajectoryFan } from './fan.ts';
 import { projectPaths, type PcaMethod } from '../analysis/pca.ts';
-import { xmlProblems } from './xmlcheck.ts';
+import { renderSvg } from './vega.ts';
+import { marks, subpaths } from '../../test/helpers/vega-svg.ts';
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -143,50 +144,56 @@ describe('projectPaths', () => {
 });
 
 describe('trajectoryFan', () => {
-  it('draws one polyline per path with start/end marks, group colours, escaped legend', () => {
+  it('draws one line per path in point order with start/end marks, group colours, escaped legend', async () => {
     const { data } = planarPaths(4, 15, 10, 4);
     const { points, explained } = projectPaths(data, 4, 15, 10);
     const groups = ['memorized', 'memorized', '<script>n', '<script>n'];
-    const svg = trajectoryFan({
-      title: `PCA (PC1 ${(explained[0] * 100).toFixed(1)} %)`,
-      paths: points.map((p, i) => ({ group: groups[i]!, points: p })),
-      groupColors: { memorized: '#ff0000' },
-    });
-    expect(xmlProblems(svg)).toEqual([]);
+    const svg = await renderSvg(
+      trajectoryFan({
+        title: `PCA (PC1 ${(explained[0] * 100).toFixed(1)} %)`,
+        paths: points.map((p, i) => ({ group: groups[i]!, points: p })),
+        groupColors: { memorized: '#ff0000' },
+      }),
+    );
     expect(svg).not.toMatch(/NaN|Infinity/);
-    expect(svg).not.toContain('<script>');
+    expect(svg).not.toContain('<script');
     expect(svg).toContain('>&lt;script&gt;n</text>');
-    const polylines = [...svg.matchAll(/<polyline [^>]*>/g)].map((m) => m[0]);
-    expect(polylines).toHaveLength(4);
-    for (const p of polylines) expect(/points="([^"]*)"/.exec(p)![1]!.split(' ')).toHaveLength(15);
-    expect(polylines.filter((p) => p.includes('stroke="#ff0000"'))).toHaveLength(2);
-    expect(polylines.filter((p) => p.includes('stroke="#d62728"'))).toHaveLength(2); // palette[1] for the 2nd group
-    expect(svg.match(/class="start"/g)).toHaveLength(4);
-    expect(svg.match(/class="end"/g)).toHaveLength(4);
-    // the start circle sits on the first point, the end dot on the last
-    const first = /points="([\d.-]+),([\d.-]+)/.exec(polylines[0]!)!;
-    const start = /<circle class="start" cx="([^"]*)" cy="([^"]*)"/.exec(svg)!;
-    expect([start[1], start[2]]).toEqual([first[1], first[2]]);
+    const lines = marks(svg, 'line mark');
+    expect(lines).toHaveLength(4);
+    for (const l of lines) expect(subpaths(l.attrs['d']!).map((p) => p.length)).toEqual([15]);
+    expect(lines.filter((l) => l.attrs['stroke'] === '#ff0000')).toHaveLength(2);
+    expect(lines.filter((l) => l.attrs['stroke'] === '#d62728')).toHaveLength(2); // palette[1] for the 2nd group
+    const starts = marks(svg, 'point');
+    const ends = marks(svg, 'circle');
+    expect([starts.length, ends.length]).toEqual([4, 4]);
+    // the start circle sits on the first point of its path, the end dot on the last (drawn in point order)
+    const first = subpaths(lines[0]!.attrs['d']!)[0]!;
+    const at = (m: { attrs: Record<string, string> }): [number, number] => {
+      const t = /translate\(([^,]+),([^)]+)\)/.exec(m.attrs['transform']!)!;
+      return [Number(t[1]), Number(t[2])];
+    };
+    expect(at(starts[0]!)[0]).toBeCloseTo(first[0]![0], 2);
+    expect(at(starts[0]!)[1]).toBeCloseTo(first[0]![1], 2);
+    expect(at(ends[0]!)[0]).toBeCloseTo(first[14]![0], 2);
     expect(svg).toContain('>PC1</text>');
     expect(svg).toContain('>PC2</text>');
   });
 
-  it('breaks paths at non-finite points and supports equal aspect', () => {
-    const svg = trajectoryFan({
+  it('breaks paths at non-finite points and supports equal aspect', async () => {
+    const spec = trajectoryFan({
       title: 't',
       xLabel: 'a',
       yLabel: 'b',
       equalAspect: true,
       paths: [{ group: 'g', points: [[0, 0], [1, 1], [NaN, 2], [2, 0], [3, 1]] }, { group: 'h', points: [] }],
     });
-    expect(xmlProblems(svg)).toEqual([]);
+    const svg = await renderSvg(spec);
     expect(svg).not.toMatch(/NaN|Infinity/);
-    expect(svg.match(/<polyline /g)).toHaveLength(2);
-    expect(svg.match(/class="start"/g)).toHaveLength(1);
-    const tag = /<rect class="plot"[^>]*>/.exec(svg)![0];
-    const num = (n: string): number => Number(new RegExp(`\\b${n}="([^"]*)"`).exec(tag)![1]);
-    const [x0, x1] = /data-x-domain="([^"]*)"/.exec(tag)![1]!.split(' ').map(Number) as [number, number];
-    const [y0, y1] = /data-y-domain="([^"]*)"/.exec(tag)![1]!.split(' ').map(Number) as [number, number];
-    expect((x1 - x0) / num('width')).toBeCloseTo((y1 - y0) / num('height'), 12);
+    expect(marks(svg, 'line mark').map((l) => subpaths(l.attrs['d']!).map((p) => p.length))).toEqual([[2, 2]]);
+    expect(marks(svg, 'point')).toHaveLength(1);
+    const s = spec as unknown as { width: number; height: number; layer: { encoding: { x: { scale: { domain: [number, number] } }; y: { scale: { domain: [number, number] } } } }[] };
+    const [x0, x1] = s.layer[0]!.encoding.x.scale.domain;
+    const [y0, y1] = s.layer[0]!.encoding.y.scale.domain;
+    expect((x1 - x0) / s.width).toBeCloseTo((y1 - y0) / s.height, 12);
   });
 });

@@ -1,9 +1,10 @@
 /**
- * Trajectory fans: sampling trajectories (one per seed) projected onto their first two principal
- * components (`projectPaths`, `src/analysis/pca.ts`) and drawn as polylines, one colour per group.
+ * Trajectory fans as Vega-Lite specs: sampling trajectories (one per seed) projected onto their
+ * first two principal components (`projectPaths`, `src/analysis/pca.ts`), one colour per group.
  */
-import { escapeHtml } from './html.ts';
-import { c1, extent, finiteRuns, frameSvg, legendSvg, makeFrame, paletteColor, type LegendEntry } from './axes.ts';
+import { VEGA_LITE_SCHEMA, type FigureSpec } from './vega.ts';
+import { finiteOrNull, paletteColor } from './palette.ts';
+import { paddedExtent } from './scatter.ts';
 
 /** One path of a fan: its group (colour, legend) and its 2-D points in order. */
 export interface FanPath {
@@ -21,67 +22,97 @@ export interface FanOptions {
   readonly xLabel?: string;
   /** y-axis label (default "PC2"). */
   readonly yLabel?: string;
-  /** SVG width in pixels (default 520). */
+  /** Figure width in pixels, legend included (default 520). */
   readonly width?: number;
-  /** SVG height in pixels (default 400). */
+  /** Figure height in pixels, title and axis labels included (default 400). */
   readonly height?: number;
   /** Same data units per pixel on both axes, so that distances are not distorted (default false). */
   readonly equalAspect?: boolean;
 }
 
+/** Plot-area size of a fan of figure size `W × H`. */
+function plotSize(W: number, H: number): [number, number] {
+  return [W - 230, H - 90];
+}
+
 /**
- * Render a trajectory fan as a standalone SVG string: one polyline per path (broken at non-finite
- * points), its first finite point marked by an open circle (`class="start"`) and its last by a filled
- * dot (`class="end"`), colours per group with a legend. Default size 520 × 400.
+ * A trajectory fan as a Vega-Lite spec (default 520 × 400 px): one line per path in point order,
+ * broken at non-finite points, its first finite point an open circle and its last a filled dot.
  */
-export function trajectoryFan(o: FanOptions): string {
+export function trajectoryFan(o: FanOptions): FigureSpec {
   const W = o.width ?? 520;
   const H = o.height ?? 400;
+  const [pw, ph] = plotSize(W, H);
   const groups: string[] = [];
   for (const p of o.paths) if (!groups.includes(p.group)) groups.push(p.group);
-  const colorOf = new Map(groups.map((g, k) => [g, escapeHtml(o.groupColors?.[g] ?? paletteColor(k))]));
+  const colors = groups.map((g, k) => o.groupColors?.[g] ?? paletteColor(k));
+  const rows: { path: number; i: number; group: string; x: number | null; y: number | null }[] = [];
+  const ends: { path: number; group: string; end: 'start' | 'end'; x: number; y: number }[] = [];
   const xs: number[] = [];
   const ys: number[] = [];
-  for (const p of o.paths) {
-    for (const [x, y] of p.points) {
-      if (Number.isFinite(x) && Number.isFinite(y)) {
+  o.paths.forEach((p, path) => {
+    const finite: [number, number][] = [];
+    p.points.forEach(([x, y], i) => {
+      const ok = Number.isFinite(x) && Number.isFinite(y);
+      // a non-finite point keeps a finite x (Vega drops rows with a null x) and breaks the line by its null y
+      rows.push({ path, i, group: p.group, x: ok ? x : (finiteOrNull(x) ?? finite[finite.length - 1]?.[0] ?? 0), y: ok ? y : null });
+      if (ok) {
+        finite.push([x, y]);
         xs.push(x);
         ys.push(y);
       }
-    }
-  }
-  const m = { l: 76, r: 150, t: 28, b: 44 };
-  let xr = extent(xs);
-  let yr = extent(ys);
+    });
+    const first = finite[0];
+    const last = finite[finite.length - 1];
+    if (first) ends.push({ path, group: p.group, end: 'start', x: first[0], y: first[1] });
+    if (last && finite.length > 1) ends.push({ path, group: p.group, end: 'end', x: last[0], y: last[1] });
+  });
+  let xr = paddedExtent(xs);
+  let yr = paddedExtent(ys);
   if (o.equalAspect ?? false) {
-    const pw = W - m.l - m.r;
-    const ph = H - m.t - m.b;
     const s = Math.max((xr[1] - xr[0]) / pw, (yr[1] - yr[0]) / ph);
     const cx = (xr[0] + xr[1]) / 2;
     const cy = (yr[0] + yr[1]) / 2;
     xr = [cx - (s * pw) / 2, cx + (s * pw) / 2];
     yr = [cy - (s * ph) / 2, cy + (s * ph) / 2];
   }
-  const f = makeFrame(W, H, m, xr, yr);
-  const parts = frameSvg(f, o.title, o.xLabel ?? 'PC1', o.yLabel ?? 'PC2');
-  for (const p of o.paths) {
-    const color = colorOf.get(p.group)!;
-    const finite = p.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
-    const runs = finiteRuns(p.points.map(([x, y]): [number, number] => [f.px(x), f.py(y)]));
-    for (const run of runs) {
-      parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.2" stroke-opacity="0.75" points="${run}"/>`);
-    }
-    const first = finite[0];
-    const last = finite[finite.length - 1];
-    if (first) parts.push(`<circle class="start" cx="${c1(f.px(first[0]))}" cy="${c1(f.py(first[1]))}" r="3" fill="white" stroke="${color}" stroke-width="1.2"/>`);
-    if (last && finite.length > 1) parts.push(`<circle class="end" cx="${c1(f.px(last[0]))}" cy="${c1(f.py(last[1]))}" r="3.5" fill="${color}"/>`);
-  }
-  const legend: LegendEntry[] = groups.map((g) => ({ label: g, color: colorOf.get(g)!, mark: 'line' }));
-  parts.push(...legendSvg(f, legend, 14));
-  const ky = f.m.t + 10 + Math.min(groups.length, 15) * 14 + 10;
-  const kx = f.m.l + f.pw + 8;
-  parts.push(`<circle cx="${kx + 8}" cy="${ky}" r="3" fill="white" stroke="#444" stroke-width="1.2"/><text x="${kx + 20}" y="${ky + 4}">start</text>`);
-  parts.push(`<circle cx="${kx + 8}" cy="${ky + 14}" r="3.5" fill="#444"/><text x="${kx + 20}" y="${ky + 18}">end</text>`);
-  parts.push('</svg>');
-  return parts.join('\n');
+  const x = { field: 'x', type: 'quantitative', title: o.xLabel ?? 'PC1', scale: { domain: xr, nice: false, zero: false } } as const;
+  const y = { field: 'y', type: 'quantitative', title: o.yLabel ?? 'PC2', scale: { domain: yr, nice: false, zero: false } } as const;
+  const color = { field: 'group', type: 'nominal', title: null, scale: { domain: groups, range: colors }, legend: { labelLimit: 160, symbolType: 'stroke', symbolOpacity: 1 } } as const;
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: { text: o.title, anchor: 'start', subtitle: '○ start of a trajectory, ● its end' },
+    width: pw,
+    height: ph,
+    layer: [
+      {
+        data: { values: rows },
+        params: [
+          { name: 'zoom', select: 'interval', bind: 'scales' },
+          { name: 'pick', select: { type: 'point', fields: ['group'] }, bind: 'legend' },
+        ],
+        mark: { type: 'line', strokeWidth: 1.2, invalid: 'break-paths-filter-domains', clip: true },
+        encoding: {
+          x,
+          y,
+          color,
+          detail: { field: 'path' },
+          order: { field: 'i', type: 'quantitative' },
+          opacity: { condition: { param: 'pick', value: 0.75 }, value: 0.1 },
+          tooltip: [{ field: 'group', type: 'nominal' }, { field: 'path', type: 'quantitative', title: 'path' }, { field: 'i', type: 'quantitative', title: 'point' }],
+        },
+      },
+      {
+        data: { values: ends.filter((e) => e.end === 'start') },
+        mark: { type: 'point', shape: 'circle', filled: false, fill: 'white', size: 30, strokeWidth: 1.2, clip: true },
+        encoding: { x, y, color },
+      },
+      {
+        data: { values: ends.filter((e) => e.end === 'end') },
+        mark: { type: 'circle', size: 40, opacity: 1, clip: true },
+        encoding: { x, y, color },
+      },
+    ],
+    config: { font: 'sans-serif', view: { stroke: '#999' } },
+  } as FigureSpec;
 }

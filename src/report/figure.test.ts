@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { svgToPng, writeFigure, labelledStrip, STRIP_TITLE_HEIGHT } from './figure.ts';
-import { lineChart } from './svg.ts';
+import { lineChart } from './line.ts';
+import { renderSvg } from './vega.ts';
 import { scatterChart } from './scatter.ts';
 import { trajectoryFan } from './fan.ts';
 import { tensor } from '../tensor/tensor.ts';
@@ -14,7 +15,7 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-const chart = lineChart({
+const spec = lineChart({
   title: 'd_t <script>',
   xLabel: 't',
   yLabel: 'd',
@@ -22,6 +23,10 @@ const chart = lineChart({
   height: 200,
   series: [{ label: 'a', x: [0, 1, 2], y: [1, 2, 3], band: { lo: [0.5, 1.5, 2.5], hi: [1.5, 2.5, 3.5] } }],
 });
+const chart = await renderSvg(spec);
+/** The width and height an SVG declares. */
+const sizeOf = (svg: string): [number, number] => [Number(/<svg[^>]*\swidth="(\d+)"/.exec(svg)![1]), Number(/<svg[^>]*\sheight="(\d+)"/.exec(svg)![1])];
+const [cw, ch] = sizeOf(chart);
 
 /** Raw RGB(A) pixels of a PNG. */
 async function pixels(png: Buffer): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
@@ -34,9 +39,9 @@ describe('svgToPng', () => {
     const png = await svgToPng(chart);
     expect(png.subarray(1, 4).toString('latin1')).toBe('PNG');
     const meta = await sharp(png).metadata();
-    expect([meta.format, meta.width, meta.height]).toEqual(['png', 300, 200]);
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', cw, ch]);
     const meta2 = await sharp(await svgToPng(chart, { density: 144 })).metadata();
-    expect([meta2.width, meta2.height]).toEqual([600, 400]);
+    expect([meta2.width, meta2.height]).toEqual([2 * cw, 2 * ch]);
     // something was drawn: the white background plus dark strokes/text
     const { data } = await pixels(png);
     let dark = 0;
@@ -47,9 +52,10 @@ describe('svgToPng', () => {
   it('renders every chart kind', async () => {
     const scatter = scatterChart({ title: 's', xLabel: 'x', yLabel: 'y', groups: [{ label: 'g', x: [1, 2, 3], y: [1, 3, 2] }], fitLine: true, annotation: 'r = 0.5', diagonal: { slope: 1, intercept: 0, label: 'y=x' } });
     const fan = trajectoryFan({ title: 'f', paths: [{ group: 'g', points: [[0, 0], [1, 2], [2, 1]] }] });
-    for (const [svg, w, h] of [[scatter, 520, 360], [fan, 520, 400]] as const) {
+    for (const svg of [await renderSvg(scatter), await renderSvg(fan)]) {
       const meta = await sharp(await svgToPng(svg)).metadata();
-      expect([meta.width, meta.height]).toEqual([w, h]);
+      expect([meta.width, meta.height]).toEqual(sizeOf(svg));
+      expect(meta.width).toBeGreaterThan(300);
     }
   });
 
@@ -59,20 +65,21 @@ describe('svgToPng', () => {
 });
 
 describe('writeFigure', () => {
-  it('writes NAME.svg and NAME.png (2× by default) and returns their paths', async () => {
+  it('writes NAME.vl.json, NAME.svg and NAME.png (2× by default) and returns their paths', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'memscope-fig-'));
     dirs.push(dir);
     const out = join(dir, 'sub');
-    const paths = await writeFigure(out, 'dt_curve', chart);
-    expect(paths).toEqual({ svg: join(out, 'dt_curve.svg'), png: join(out, 'dt_curve.png') });
+    const paths = await writeFigure(out, 'dt_curve', spec);
+    expect(paths).toEqual({ spec: join(out, 'dt_curve.vl.json'), svg: join(out, 'dt_curve.svg'), png: join(out, 'dt_curve.png'), markup: chart });
     expect(await readFile(paths.svg, 'utf8')).toBe(chart);
+    expect(JSON.parse(await readFile(paths.spec, 'utf8'))).toEqual(JSON.parse(JSON.stringify(spec)));
     const meta = await sharp(await readFile(paths.png)).metadata();
-    expect([meta.width, meta.height]).toEqual([600, 400]);
-    const one = await writeFigure(out, 'dt_1x', chart, { density: 72 });
-    expect((await sharp(await readFile(one.png)).metadata()).width).toBe(300);
-    expect((await readdir(out)).sort()).toEqual(['dt_1x.png', 'dt_1x.svg', 'dt_curve.png', 'dt_curve.svg']); // no temporaries left
-    await expect(writeFigure(out, '../escape', chart)).rejects.toThrow(/invalid figure name/);
-    await expect(writeFigure(out, '', chart)).rejects.toThrow(/invalid figure name/);
+    expect([meta.width, meta.height]).toEqual([2 * cw, 2 * ch]);
+    const one = await writeFigure(out, 'dt_1x', spec, { density: 72 });
+    expect((await sharp(await readFile(one.png)).metadata()).width).toBe(cw);
+    expect((await readdir(out)).sort()).toEqual(['dt_1x.png', 'dt_1x.svg', 'dt_1x.vl.json', 'dt_curve.png', 'dt_curve.svg', 'dt_curve.vl.json']); // no temporaries left
+    await expect(writeFigure(out, '../escape', spec)).rejects.toThrow(/invalid figure name/);
+    await expect(writeFigure(out, '', spec)).rejects.toThrow(/invalid figure name/);
   });
 });
 

@@ -1,9 +1,10 @@
-/** Figures on disk: SVG → PNG through sharp (bundled librsvg), figure pairs, labelled image strips. */
+/** Figures on disk: a Vega-Lite spec with its SVG and PNG renderings (sharp's librsvg), labelled image strips. */
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Tensor } from '../tensor/tensor.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { escapeHtml } from './html.ts';
+import { renderSvg, type FigureSpec } from './vega.ts';
 
 /** Options of `svgToPng`. */
 export interface SvgToPngOptions {
@@ -22,14 +23,27 @@ export interface WriteFigureOptions {
   readonly density?: number;
 }
 
+/** The files `writeFigure` wrote. */
+export interface FigurePaths {
+  /** The Vega-Lite spec with its data (what the dashboard draws interactively). */
+  readonly spec: string;
+  readonly svg: string;
+  readonly png: string;
+  /** The SVG text itself (for inlining into a page). */
+  readonly markup: string;
+}
+
 /**
- * Write `dir/NAME.svg` and `dir/NAME.png` (atomically, creating `dir`); returns both paths.
+ * Write `dir/NAME.vl.json` (the spec), `dir/NAME.svg` (rendered headless by Vega) and `dir/NAME.png`
+ * (the SVG rasterised, 2× by default), each atomically, creating `dir`; returns the three paths and the SVG text.
  * `name` must be a plain file name stem (no path separators, not `.` or `..`).
  */
-export async function writeFigure(dir: string, name: string, svg: string, opts: WriteFigureOptions = {}): Promise<{ svg: string; png: string }> {
+export async function writeFigure(dir: string, name: string, spec: FigureSpec, opts: WriteFigureOptions = {}): Promise<FigurePaths> {
   if (!name || name === '.' || name === '..' || /[/\\\0]/.test(name)) throw new Error(`writeFigure: invalid figure name ${JSON.stringify(name)}`);
+  const svg = await renderSvg(spec);
   const png = await svgToPng(svg, { density: opts.density ?? 144 });
-  const paths = { svg: join(dir, `${name}.svg`), png: join(dir, `${name}.png`) };
+  const paths = { spec: join(dir, `${name}.vl.json`), svg: join(dir, `${name}.svg`), png: join(dir, `${name}.png`), markup: svg };
+  await writeFileAtomic(paths.spec, JSON.stringify(spec, null, 1) + '\n');
   await writeFileAtomic(paths.svg, svg);
   await writeFileAtomic(paths.png, png);
   return paths;

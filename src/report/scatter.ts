@@ -1,6 +1,6 @@
-/** Dependency-free SVG scatter plots (groups, least-squares fit, reference line, annotation). */
-import { escapeHtml } from './html.ts';
-import { c1, clipLine, extent, frameSvg, legendSvg, makeFrame, paletteColor, type LegendEntry } from './axes.ts';
+/** Scatter plots as Vega-Lite specs (groups, least-squares fit, reference line, annotation). */
+import { VEGA_LITE_SCHEMA, type FigureSpec } from './vega.ts';
+import { paletteColor } from './palette.ts';
 
 /** One group of points of a scatter plot (`x[i]`, `y[i]`; pairs with a non-finite value are skipped). */
 export interface ScatterGroup {
@@ -24,15 +24,15 @@ export interface ScatterOptions {
   readonly xLabel: string;
   readonly yLabel: string;
   readonly groups: readonly ScatterGroup[];
-  /** Text shown in the top-left corner of the plot (e.g. "Pearson r = 0.93 [0.88, 0.96]"). Default none. */
+  /** A line of text under the title (e.g. "Pearson r = 0.93 [0.88, 0.96]"). Default none. */
   readonly annotation?: string;
   /** Draw the least-squares line over all finite points of all groups (needs ≥ 2 distinct x). Default false. */
   readonly fitLine?: boolean;
   /** A reference line, clipped to the plot area (it does not widen the axes). Default none. */
   readonly diagonal?: ReferenceLine;
-  /** SVG width in pixels (default 520). */
+  /** Figure width in pixels, legend included (default 520). */
   readonly width?: number;
-  /** SVG height in pixels (default 360). */
+  /** Figure height in pixels, title and axis labels included (default 360). */
   readonly height?: number;
   /** Dot radius in pixels (default 3). */
   readonly radius?: number;
@@ -69,68 +69,123 @@ export function leastSquares(x: readonly number[], y: readonly number[]): { slop
   return { slope, intercept: my - slope * mx, n };
 }
 
+/** The extent `[lo, hi]` of the values, widened by 5 % on each side (± 1 when all equal; [0, 1] when empty). */
+export function paddedExtent(v: readonly number[]): [number, number] {
+  if (!v.length) return [0, 1];
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const a of v) {
+    if (a < lo) lo = a;
+    if (a > hi) hi = a;
+  }
+  if (lo === hi) return [lo - 1, hi + 1];
+  const pad = (hi - lo) * 0.05;
+  return [lo - pad, hi + pad];
+}
+
 /**
- * Render a scatter plot as a standalone SVG string: one colour per group with a legend, an optional
- * least-squares line (`class="fit"`, with `data-slope`/`data-intercept`), an optional dashed reference
- * line (`class="diagonal"`) and an optional corner annotation. Default size 520 × 360.
+ * The segment of `y = slope·x + intercept` inside the box `[x0, x1] × [y0, y1]`, or `null` when the
+ * line misses it (Liang–Barsky clipping of the segment between x0 and x1).
  */
-export function scatterChart(o: ScatterOptions): string {
-  const W = o.width ?? 520;
-  const H = o.height ?? 360;
+export function clipLine(slope: number, intercept: number, x0: number, x1: number, y0: number, y1: number): [[number, number], [number, number]] | null {
+  if (!Number.isFinite(slope) || !Number.isFinite(intercept)) return null;
+  let a = x0;
+  let b = x1;
+  if (slope !== 0) {
+    const xa = (y0 - intercept) / slope;
+    const xb = (y1 - intercept) / slope;
+    a = Math.max(a, Math.min(xa, xb));
+    b = Math.min(b, Math.max(xa, xb));
+  } else if (intercept < y0 || intercept > y1) {
+    return null;
+  }
+  if (!(a < b)) return null;
+  return [[a, slope * a + intercept], [b, slope * b + intercept]];
+}
+
+/**
+ * A scatter plot as a Vega-Lite spec (default 520 × 360 px): one colour per group with a legend, an
+ * optional least-squares line (the `fit` layer, over all groups' finite points) and an optional
+ * dashed reference line, both clipped to the points' extent so they never widen the axes.
+ */
+export function scatterChart(o: ScatterOptions): FigureSpec {
   const r = o.radius ?? 3;
+  const points: { group: string; x: number; y: number }[] = [];
   const allX: number[] = [];
   const allY: number[] = [];
-  for (const g of o.groups) {
-    const len = Math.min(g.x.length, g.y.length);
-    for (let i = 0; i < len; i++) {
-      const a = g.x[i]!;
-      const b = g.y[i]!;
-      if (Number.isFinite(a) && Number.isFinite(b)) {
-        allX.push(a);
-        allY.push(b);
-      }
-    }
-  }
-  const f = makeFrame(W, H, { l: 76, r: 150, t: 28, b: 44 }, extent(allX), extent(allY));
-  const parts = frameSvg(f, o.title, o.xLabel, o.yLabel);
-  const line = (cls: string, p: [[number, number], [number, number]], color: string, extra: string): string =>
-    `<line class="${cls}" x1="${c1(f.px(p[0][0]))}" y1="${c1(f.py(p[0][1]))}" x2="${c1(f.px(p[1][0]))}" y2="${c1(f.py(p[1][1]))}" stroke="${color}"${extra}/>`;
-  const legend: LegendEntry[] = [];
-  if (o.diagonal) {
-    const d = o.diagonal;
-    const seg = clipLine(d.slope, d.intercept, f.x0, f.x1, f.y0, f.y1);
-    if (seg) {
-      parts.push(line('diagonal', seg, '#555', ' stroke-width="1" stroke-dasharray="5 4"'));
-    }
-    legend.push({ label: d.label, color: '#555', mark: 'line', dashed: true });
-  }
+  const domain: string[] = [];
+  const range: string[] = [];
   o.groups.forEach((g, k) => {
-    const color = escapeHtml(g.color ?? paletteColor(k));
-    const dots: string[] = [];
+    domain.push(g.label);
+    range.push(g.color ?? paletteColor(k));
     const len = Math.min(g.x.length, g.y.length);
     for (let i = 0; i < len; i++) {
       const a = g.x[i]!;
       const b = g.y[i]!;
-      if (Number.isFinite(a) && Number.isFinite(b)) dots.push(`<circle cx="${c1(f.px(a))}" cy="${c1(f.py(b))}" r="${r}"/>`);
+      if (!Number.isFinite(a) || !Number.isFinite(b)) continue;
+      points.push({ group: g.label, x: a, y: b });
+      allX.push(a);
+      allY.push(b);
     }
-    parts.push(`<g class="group" fill="${color}" fill-opacity="0.75">${dots.join('')}</g>`);
-    legend.push({ label: g.label, color, mark: 'dot' });
   });
-  if (o.fitLine) {
-    const fit = leastSquares(allX, allY);
-    if (fit) {
-      const seg = clipLine(fit.slope, fit.intercept, f.x0, f.x1, f.y0, f.y1);
-      if (seg) parts.push(line('fit', seg, '#000', ` stroke-width="1.5" data-slope="${fit.slope}" data-intercept="${fit.intercept}"`));
-      legend.push({ label: 'least-squares fit', color: '#000', mark: 'line' });
-    }
+  const [x0, x1] = paddedExtent(allX);
+  const [y0, y1] = paddedExtent(allY);
+  const lines: { line: string; x: number; y: number }[] = [];
+  const lineLabels: string[] = [];
+  const lineColors: string[] = [];
+  const lineDash: number[][] = [];
+  const addLine = (label: string, color: string, dash: number[], slope: number, intercept: number): void => {
+    lineLabels.push(label);
+    lineColors.push(color);
+    lineDash.push(dash);
+    const seg = clipLine(slope, intercept, x0, x1, y0, y1);
+    if (seg) for (const [x, y] of seg) lines.push({ line: label, x, y });
+  };
+  if (o.diagonal) addLine(o.diagonal.label, '#555', [5, 4], o.diagonal.slope, o.diagonal.intercept);
+  const fit = o.fitLine ? leastSquares(allX, allY) : null;
+  if (fit) addLine(`least-squares fit (slope ${fit.slope.toPrecision(3)})`, '#000', [1, 0], fit.slope, fit.intercept);
+  const x = { field: 'x', type: 'quantitative', title: o.xLabel, scale: { domain: [x0, x1], nice: false, zero: false } } as const;
+  const y = { field: 'y', type: 'quantitative', title: o.yLabel, scale: { domain: [y0, y1], nice: false, zero: false } } as const;
+  const layers: object[] = [
+    {
+      data: { values: points },
+      params: [
+        { name: 'zoom', select: 'interval', bind: 'scales' },
+        { name: 'pick', select: { type: 'point', fields: ['group'] }, bind: 'legend' },
+      ],
+      mark: { type: 'circle', size: Math.PI * r * r, clip: true },
+      encoding: {
+        x,
+        y,
+        color: { field: 'group', type: 'nominal', title: null, scale: { domain, range }, legend: { labelLimit: 160, symbolOpacity: 1 } },
+        opacity: { condition: { param: 'pick', value: 0.75 }, value: 0.1 },
+        tooltip: [
+          { field: 'group', type: 'nominal' },
+          { field: 'x', type: 'quantitative', title: o.xLabel, format: '.4~g' },
+          { field: 'y', type: 'quantitative', title: o.yLabel, format: '.4~g' },
+        ],
+      },
+    },
+  ];
+  if (lineLabels.length) {
+    layers.push({
+      data: { values: lines },
+      mark: { type: 'line', clip: true },
+      encoding: {
+        x,
+        y,
+        stroke: { field: 'line', type: 'nominal', title: null, scale: { domain: lineLabels, range: lineColors }, legend: { labelLimit: 160, symbolType: 'stroke' } },
+        strokeDash: { field: 'line', type: 'nominal', scale: { domain: lineLabels, range: lineDash }, legend: null },
+      },
+    });
   }
-  parts.push(...legendSvg(f, legend));
-  if (o.annotation !== undefined) {
-    // a translucent white box behind the text (width estimated at 6.5 px per character)
-    const w = Math.min(f.pw - 4, 8 + 6.5 * [...o.annotation].length);
-    parts.push(`<rect x="${f.m.l + 2}" y="${f.m.t + 2}" width="${c1(w)}" height="17" fill="white" fill-opacity="0.8"/>`);
-    parts.push(`<text class="annotation" x="${f.m.l + 6}" y="${f.m.t + 14}" fill="#222">${escapeHtml(o.annotation)}</text>`);
-  }
-  parts.push('</svg>');
-  return parts.join('\n');
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: { text: o.title, anchor: 'start', ...(o.annotation !== undefined ? { subtitle: o.annotation } : {}) },
+    width: (o.width ?? 520) - 230,
+    height: (o.height ?? 360) - 90,
+    layer: layers,
+    resolve: { scale: { stroke: 'independent', strokeDash: 'independent' } },
+    config: { font: 'sans-serif', view: { stroke: '#999' } },
+  } as FigureSpec;
 }

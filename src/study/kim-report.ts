@@ -5,11 +5,12 @@
  */
 import { join } from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
-import { lineChart, type Series } from '../report/svg.ts';
+import { lineChart, type Series } from '../report/line.ts';
 import { scatterChart } from '../report/scatter.ts';
 import { trajectoryFan } from '../report/fan.ts';
 import { projectPaths } from '../analysis/pca.ts';
 import { writeFigure, labelledStrip } from '../report/figure.ts';
+import type { FigureSpec } from '../report/vega.ts';
 import { gridPng } from '../report/png.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 import { MIN_N, fisherZInterval } from '../analysis/verdict.ts';
@@ -103,10 +104,9 @@ export async function writeKimReport(dir: string, study: KimStudy): Promise<KimC
   const figs = join(dir, 'figures');
   const claims = kimClaims(study);
   const html: string[] = [];
-  const fig = async (name: string, svg: string, caption: string): Promise<void> => {
-    const p = await writeFigure(figs, name, svg);
+  const fig = async (name: string, spec: FigureSpec, caption: string): Promise<void> => {
+    await writeFigure(figs, name, spec);
     html.push(`<figure><img src="figures/${escapeHtml(name)}.svg" alt="${escapeHtml(caption)}" width="520"><figcaption>${escapeHtml(caption)} (<a href="${escapeHtml('figures/' + name + '.png')}">PNG</a>)</figcaption></figure>`);
-    void p;
   };
 
   // data files

@@ -25,7 +25,8 @@ import { checkSamplerFor, runSampling, type SamplingResult } from './sampling.ts
 import { decodeNpy, encodeNpy, writeNpy } from '../io/npy.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
-import { lineChart } from '../report/svg.ts';
+import { writeFigure } from '../report/figure.ts';
+import { lineChart } from '../report/line.ts';
 import { page, imgTag, table, escapeHtml } from '../report/html.ts';
 
 /**
@@ -336,8 +337,7 @@ export async function writeSampleResults(dir: string, summary: SampleSummary): P
         }),
       }))
     : [];
-  const chart = series.length ? lineChart({ title: 'd_t = ‖ε_c − ε_u‖² (mean over seeds)', xLabel: 'timestep t', yLabel: 'd_t', series, logY: true, reverseX: true }) : '';
-  if (chart) await writeFileAtomic(join(dir, 'd_t.svg'), chart);
+  const chart = series.length ? (await writeFigure(dir, 'd_t', lineChart({ title: 'd_t = ‖ε_c − ε_u‖² (mean over seeds)', xLabel: 'timestep t', yLabel: 'd_t', series, logY: true, reverseX: true }))).markup : '';
   const rows = r.rows.map((x, i) => [condLabel(i), x.seed, r.switchSteps[i] === null ? '—' : String(r.switchSteps[i])]);
   const body = [
     `<p class="note">Rows: conditions; columns: seeds ${escapeHtml(seeds.join(', '))}. Guidance <code>${escapeHtml(String(resolved['guidance']))}</code>, sampler ${escapeHtml(String(resolved['sampler']))}, ${String(resolved['steps'])} steps, ${r.seconds.toFixed(2)} s.</p>`,

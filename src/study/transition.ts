@@ -24,8 +24,10 @@ import { runSampling } from './sampling.ts';
 import { runSweep } from './sweep.ts';
 import type { StudySource } from './source.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
-import { lineChart, type Marker, type Series } from '../report/svg.ts';
+import { lineChart, type Marker, type Series } from '../report/line.ts';
 import { writeFigure } from '../report/figure.ts';
+import type { FigureSpec } from '../report/vega.ts';
+import { paletteColor } from '../report/palette.ts';
 import { page, table, fmt, escapeHtml } from '../report/html.ts';
 
 /** The spec of a transition study (defaults here). */
@@ -174,14 +176,14 @@ export function transitionCsv(s: TransitionSummary): string {
   return [header.join(','), ...lines].join('\n') + '\n';
 }
 
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
+
 
 /** The figure: zero-CFG d_t per prompt and seed against the step, with the sweep's transition (●) and DTP's switch (◆) marked. */
-export function transitionFigure(s: TransitionSummary): string {
+export function transitionFigure(s: TransitionSummary): FigureSpec {
   const series: Series[] = [];
   const markers: Marker[] = [];
   s.rows.forEach((r, i) => {
-    const color = COLORS[i % COLORS.length]!;
+    const color = paletteColor(i);
     series.push({ label: `${r.condId} seed ${r.seed}`, x: r.dZero.map((_, k) => k), y: r.dZero, color, width: 1.2 });
     if (r.sweepTransition !== null) markers.push({ x: r.sweepTransition, label: `● ${r.sweepTransition}`, color });
     if (r.dtpSwitch !== null) markers.push({ x: r.dtpSwitch, label: `◆ ${r.dtpSwitch}`, color });

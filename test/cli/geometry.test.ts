@@ -94,7 +94,7 @@ describe('memscope geometry on the results store', () => {
       const runB = JSON.parse(await readFile(join(root, 'b', 'run.json'), 'utf8'));
       expect([runB.computed, runB.reused]).toEqual([0, runA.units.length]);
       expect(runB.units).toEqual(runA.units);
-      for (const f of ['geometry.json', 'swap.json', 'settings.json', 'report.html', 'memorization.svg']) expect(Buffer.compare(await readFile(join(root, 'a', f)), await readFile(join(root, 'b', f))), f).toBe(0);
+      for (const f of ['geometry.json', 'swap.json', 'settings.json', 'report.html', 'memorization.svg', 'memorization.vl.json']) expect(Buffer.compare(await readFile(join(root, 'a', f)), await readFile(join(root, 'b', f))), f).toBe(0);
 
       // directly: D* over the model's image pool, the model through the 28 → 32 padding, σ ≤ its σ_max
       const ga = JSON.parse(await readFile(join(root, 'a', 'geometry.json'), 'utf8'));

@@ -80,7 +80,7 @@ describe('memscope sample: testbed run', () => {
     expect(r.code).toBe(0);
     expect(r.out.trim()).toBe(`${out}/report.html`);
     const files = (await readdir(out)).sort();
-    expect(files).toEqual(['.memscope-results.json', 'config.json', 'd_t.svg', 'grid.png', 'guidance.json', 'noise.npy', 'report.html', 'run.json', 'samples.npy', 'trajectory.npy', 'xHat0.npy']);
+    expect(files).toEqual(['.memscope-results.json', 'config.json', 'd_t.png', 'd_t.svg', 'd_t.vl.json', 'grid.png', 'guidance.json', 'noise.npy', 'report.html', 'run.json', 'samples.npy', 'trajectory.npy', 'xHat0.npy']);
     const cfg = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
     expect(cfg).toMatchObject({ sampler: 'ddim', steps: 6, guidance: 'og+dtp:7.5', seeds: [3, 4] });
     const traj = decodeNpy(await readFile(join(out, 'trajectory.npy')));

@@ -18,6 +18,7 @@ import { runSweep } from '../../src/study/sweep.ts';
 import { runSampling } from '../../src/study/sampling.ts';
 import { constant, dtpSwitchIndex } from '../../src/guidance/schedules.ts';
 import { runCli } from '../helpers/cli.ts';
+import { renderSvg } from '../../src/report/vega.ts';
 
 describe('transition study', () => {
   let src: StudySource;
@@ -105,7 +106,7 @@ describe('transition study', () => {
       expect(f[6]).toBe(r.dtpSwitch === null ? '' : String(r.timesteps[r.dtpSwitch]));
       expect(Number(f[7])).toBe(spec.steps);
     });
-    const svg = transitionFigure(summary);
+    const svg = await renderSvg(transitionFigure(summary));
     for (const r of summary.rows) {
       expect(svg).toContain(`${r.condId} seed ${r.seed}`);
       if (r.dtpSwitch !== null) expect(svg).toContain(`◆ ${r.dtpSwitch}`);

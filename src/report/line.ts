@@ -1,0 +1,179 @@
+/** Line charts as Vega-Lite specs: series with optional bands, vertical markers, log/reversed axes. */
+import { VEGA_LITE_SCHEMA, type FigureSpec } from './vega.ts';
+import { finiteOrNull, paletteColor } from './palette.ts';
+
+/** One line of a chart. */
+export interface Series {
+  readonly label: string;
+  readonly x: readonly number[];
+  readonly y: readonly number[];
+  readonly color?: string;
+  readonly dashed?: boolean;
+  /** Line width (default 1.5). */
+  readonly width?: number;
+  /**
+   * A shaded band behind the line (e.g. mean ± std over seeds), `lo[i]`..`hi[i]` at `x[i]`, in the
+   * series colour. Points where x, lo or hi is not finite are gaps. On a log axis a non-positive
+   * `lo` is drawn at the bottom of the plot and a non-positive `hi` is a gap. Band values count
+   * towards the y range. Default: no band.
+   */
+  readonly band?: { readonly lo: readonly number[]; readonly hi: readonly number[] };
+}
+
+/** A vertical marker (e.g. a transition point). */
+export interface Marker {
+  readonly x: number;
+  readonly label: string;
+  readonly color?: string;
+}
+
+/** Options of `lineChart`. */
+export interface ChartOptions {
+  readonly title: string;
+  readonly xLabel: string;
+  readonly yLabel: string;
+  readonly series: readonly Series[];
+  readonly markers?: readonly Marker[];
+  /** Logarithmic y axis (non-positive values are gaps). Default false. */
+  readonly logY?: boolean;
+  /** Reverse the x axis (e.g. timesteps from T down to 0). Default false. */
+  readonly reverseX?: boolean;
+  /** Figure width in pixels, legend included (default 520). */
+  readonly width?: number;
+  /** Figure height in pixels, title and axis labels included (default 320). */
+  readonly height?: number;
+}
+
+/** Fill opacity of a series band. */
+export const BAND_OPACITY = 0.2;
+
+/**
+ * One point of a line chart's data: series index `k`, point index `i`, its label, x, y (null: a gap),
+ * band edges. A point whose x is not finite keeps its neighbour's x with y, lo and hi null, so that
+ * it still breaks the line (Vega drops rows whose x is null before drawing the path).
+ */
+export interface LineRow {
+  readonly k: number;
+  readonly i: number;
+  readonly series: string;
+  readonly x: number | null;
+  readonly y: number | null;
+  readonly lo: number | null;
+  readonly hi: number | null;
+  readonly dash: 'solid' | 'dashed';
+  readonly w: number;
+}
+
+/**
+ * The data rows of a line chart: one per point of every series, non-finite (and on a log axis
+ * non-positive) values as `null`, so that Vega-Lite breaks the line there instead of bridging it.
+ */
+export function lineRows(o: ChartOptions): LineRow[] {
+  const logY = o.logY ?? false;
+  const ok = (v: number | undefined): number | null => {
+    const f = finiteOrNull(v);
+    return f === null || (logY && f <= 0) ? null : f;
+  };
+  // on a log axis a non-positive band floor sits at the bottom of the plot: the smallest positive value drawn
+  let floor = Infinity;
+  if (logY) {
+    for (const s of o.series) {
+      for (const arr of [s.y, s.band?.hi ?? [], s.band?.lo ?? []]) for (const v of arr) if (Number.isFinite(v) && v > 0 && v < floor) floor = v;
+    }
+  }
+  const rows: LineRow[] = [];
+  o.series.forEach((s, k) => {
+    let lastX = s.x.find((v) => Number.isFinite(v)) ?? 0;
+    s.x.forEach((xv, i) => {
+      const x = finiteOrNull(xv);
+      if (x === null) {
+        rows.push({ k, i, series: s.label, x: lastX, y: null, lo: null, hi: null, dash: s.dashed ? 'dashed' : 'solid', w: s.width ?? 1.5 });
+        return;
+      }
+      lastX = x;
+      let lo: number | null = null;
+      let hi: number | null = null;
+      if (s.band) {
+        const l = finiteOrNull(s.band.lo[i]);
+        const h = ok(s.band.hi[i]);
+        if (l !== null && h !== null) {
+          hi = h;
+          lo = logY && l <= 0 ? floor : l;
+        }
+      }
+      rows.push({ k, i, series: s.label, x, y: ok(s.y[i]), lo, hi, dash: s.dashed ? 'dashed' : 'solid', w: s.width ?? 1.5 });
+    });
+  });
+  return rows;
+}
+
+/**
+ * A line chart as a Vega-Lite spec (default 520 × 320 px): bands first (translucent areas), then the
+ * lines, then dashed vertical markers with their labels. Non-finite points are gaps — a line is
+ * broken there, never bridged. Interactive where rendered live: tooltips, zoom/pan on the scales,
+ * click a legend entry to highlight its series.
+ */
+export function lineChart(o: ChartOptions): FigureSpec {
+  const rows = lineRows(o);
+  const labels: string[] = [];
+  const colors: string[] = [];
+  o.series.forEach((s, k) => {
+    if (labels.includes(s.label)) return;
+    labels.push(s.label);
+    colors.push(s.color ?? paletteColor(k));
+  });
+  const x = {
+    field: 'x',
+    type: 'quantitative',
+    title: o.xLabel,
+    scale: { zero: false, nice: false, ...(o.reverseX ? { reverse: true } : {}) },
+  } as const;
+  const yScale = o.logY ? { type: 'log' as const } : { zero: false };
+  const yTitle = o.yLabel + (o.logY ? ' (log)' : '');
+  const color = { field: 'series', type: 'nominal', title: null, scale: { domain: labels, range: colors }, legend: { labelLimit: 160, symbolType: 'stroke', symbolOpacity: 1, symbolStrokeWidth: 2 } } as const;
+  const layers: object[] = [];
+  if (o.series.some((s) => s.band)) {
+    layers.push({
+      mark: { type: 'area', opacity: BAND_OPACITY, invalid: 'break-paths-filter-domains' },
+      encoding: { x, y: { field: 'lo', type: 'quantitative', scale: yScale, title: yTitle }, y2: { field: 'hi' }, color, detail: { field: 'k' } },
+    });
+  }
+  layers.push({
+    params: [
+      { name: 'zoom', select: 'interval', bind: 'scales' },
+      { name: 'pick', select: { type: 'point', fields: ['series'] }, bind: 'legend' },
+    ],
+    mark: { type: 'line', invalid: 'break-paths-filter-domains', clip: true },
+    encoding: {
+      x,
+      y: { field: 'y', type: 'quantitative', scale: yScale, title: yTitle },
+      color,
+      detail: { field: 'k' },
+      order: { field: 'i', type: 'quantitative' },
+      strokeDash: { field: 'dash', type: 'nominal', scale: { domain: ['solid', 'dashed'], range: [[1, 0], [4, 3]] }, legend: null },
+      strokeWidth: { field: 'w', type: 'quantitative', scale: null, legend: null },
+      opacity: { condition: { param: 'pick', value: 1 }, value: 0.15 },
+      tooltip: [
+        { field: 'series', type: 'nominal', title: 'series' },
+        { field: 'x', type: 'quantitative', title: o.xLabel, format: '.4~g' },
+        { field: 'y', type: 'quantitative', title: o.yLabel, format: '.4~g' },
+      ],
+    },
+  });
+  const markers = (o.markers ?? []).filter((m) => Number.isFinite(m.x)).map((m) => ({ x: m.x, label: m.label, color: m.color ?? '#444' }));
+  if (markers.length) {
+    const mx = { field: 'x', type: 'quantitative' };
+    const mc = { field: 'color', type: 'nominal', scale: null, legend: null };
+    layers.push({ data: { values: markers }, mark: { type: 'rule', strokeDash: [2, 2] }, encoding: { x: mx, stroke: mc, tooltip: { field: 'label', type: 'nominal' } } });
+    layers.push({ data: { values: markers }, mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, dy: 2, y: 0 }, encoding: { x: mx, fill: mc, text: { field: 'label', type: 'nominal' } } });
+  }
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: { text: o.title, anchor: 'start' },
+    width: (o.width ?? 520) - 230,
+    height: (o.height ?? 320) - 80,
+    data: { values: rows },
+    layer: layers,
+    config: { font: 'sans-serif', view: { stroke: '#999' } },
+  } as FigureSpec;
+}
