@@ -6,14 +6,13 @@ import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './a
 import { parseSeeds } from '../random/seeds.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
-import { curvesStudy, type CurveMode, type CurvesSource, type GroupCurves } from '../study/curves.ts';
+import { curvesStudy, type CurveMode, type CurvesSource } from '../study/curves.ts';
+import { curvesSection, curvesIntro, curveModeLabel } from '../study/views/curves.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
-import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { lineChart, type Series, type Marker } from '../report/line.ts';
-import { writeFigure } from '../report/figure.ts';
-import { page, table, fmt, escapeHtml } from '../report/html.ts';
+import { writeJsonAtomic } from '../io/atomic.ts';
+import { writeSection } from '../report/section.ts';
 
 const MODES: readonly CurveMode[] = ['zero', 'cfg', 'og'];
 const Schema = z.object({
@@ -79,45 +78,12 @@ export async function curvesCommand(argv: string[]): Promise<void> {
     closeCliStore(store);
   }
   await src.denoiser.dispose?.();
-  const label = (m: CurveMode, s: number): string => (m === 'zero' ? 's = 0' : m === 'cfg' ? `CFG s = ${s}` : `OG s = ${s}`);
+  const label = curveModeLabel;
   await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'curves', model, ...settings, units: units.map((u) => u.key) });
     await writeJsonAtomic(join(dir, 'curves.json'), r);
-    const x = r.t.map((_, i) => i);
-    const dash = { zero: true, cfg: false, og: true } as const;
-    const dSeries: Series[] = [];
-    const markers: Marker[] = [];
-    for (const m of r.modes) {
-      for (const [g, color] of [['memorized', '#d62728'], ['normal', '#1f77b4']] as const) {
-        const c: GroupCurves | null = m[g];
-        if (!c) continue;
-        dSeries.push({ label: `${g}, ${label(m.mode, m.scale)}`, x, y: c.diff.mean, color: m.mode === 'og' ? (g === 'memorized' ? '#ff7f0e' : '#17becf') : color, dashed: dash[m.mode], ...(m.mode === 'cfg' ? { band: { lo: c.diff.mean.map((v, i) => v - c.diff.std[i]!), hi: c.diff.mean.map((v, i) => v + c.diff.std[i]!) } } : {}) });
-        if (m.mode === 'cfg' && c.staticTransition !== null) markers.push({ x: c.staticTransition, label: `${g} STP`, color });
-      }
-    }
-    await writeFigure(dir, 'd', lineChart({ title: '‖ε_c − ε_u‖ along denoising (mean; ± sd under CFG)', xLabel: 'inference step', yLabel: '‖ε_c − ε_u‖', series: dSeries, markers }));
-    const cfgMode = r.modes.find((m) => m.mode === 'cfg') ?? r.modes[0]!;
-    const nSeries: Series[] = [];
-    for (const [g, color] of [['memorized', '#d62728'], ['normal', '#1f77b4']] as const) {
-      const c = cfgMode[g];
-      if (!c) continue;
-      nSeries.push({ label: `‖ε_c‖ ${g}`, x, y: c.epsC.mean, color });
-      nSeries.push({ label: `‖ε_u‖ ${g}`, x, y: c.epsU.mean, color, dashed: true });
-    }
-    await writeFigure(dir, 'norms', lineChart({ title: `‖ε_c‖ and ‖ε_u‖ under ${label(cfgMode.mode, cfgMode.scale)}`, xLabel: 'inference step', yLabel: 'norm', series: nSeries }));
-    const rows = r.modes.flatMap((m) =>
-      (['memorized', 'normal'] as const).flatMap((g) => {
-        const c = m[g];
-        return c ? [[label(m.mode, m.scale), g, c.rows, c.staticTransition ?? 'never', c.staticTransition === null ? '—' : fmt(r.t[c.staticTransition]!), fmt(c.diff.mean[0]!), fmt(c.diff.mean[Math.floor(c.diff.mean.length / 2)]!)]] : [];
-      }),
-    );
-    const body = [
-      `<p>${escapeHtml(src.description)}; ${prompts.length} prompts × ${seeds.length} seeds; ${escapeHtml(o.sampler)} ${o.steps} steps; ${fmt(r.seconds)} s.</p>`,
-      table(['mode', 'prompts', 'rows', 'static transition step', 't', '‖ε_c − ε_u‖ at step 0', 'at mid-trajectory'], rows),
-      '<img src="d.svg" width="640" alt="guidance magnitude"><img src="norms.svg" width="640" alt="noise norms">',
-    ].join('\n');
-    await writeFileAtomic(join(dir, 'report.html'), page('memscope curves', body));
+    await writeSection(dir, 'memscope curves', curvesSection(r, curvesIntro(src.description, prompts.length, seeds.length, o.sampler, o.steps, r.seconds)));
   }, { command: 'curves' });
   for (const m of r.modes) {
     for (const g of ['memorized', 'normal'] as const) {

@@ -12,9 +12,9 @@ import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, d
 import { refuseOldScaleFlag } from './evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { lineChart } from '../report/line.ts';
-import { writeFigure } from '../report/figure.ts';
-import { page, table, fmt, escapeHtml } from '../report/html.ts';
+import { fmt, escapeHtml } from '../report/html.ts';
+import { writeSection } from '../report/section.ts';
+import { detectSection } from '../study/views/detect.ts';
 
 const Schema = z.object({
   model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
@@ -91,23 +91,8 @@ export async function detectCommand(argv: string[]): Promise<void> {
     const header = ['id', 'label', 'memorized', ...r.detectors.map((x) => x.name)];
     const rows = r.prompts.map((p, i) => [p.id, `"${p.label.replace(/"/g, '""')}"`, p.memorized, ...r.detectors.map((x) => x.scores[i])]);
     await writeFileAtomic(join(dir, 'detect.csv'), [header.join(','), ...rows.map((x) => x.join(','))].join('\n') + '\n');
-    const colors = ['#d62728', '#1f77b4', '#2ca02c'];
-    await writeFigure(
-      dir,
-      'roc',
-      lineChart({
-        title: 'ROC of memorization detectors',
-        xLabel: 'false positive rate',
-        yLabel: 'true positive rate',
-        series: [...r.detectors.map((x, i) => ({ label: `${x.name} (AUC ${fmt(x.auc)} [${fmt(x.aucInterval.lo)}, ${fmt(x.aucInterval.hi)}], ${x.positives}+${x.negatives} prompts)`, x: x.roc.fpr, y: x.roc.tpr, color: colors[i % 3]! })), { label: 'chance', x: [0, 1], y: [0, 1], color: '#7f7f7f', dashed: true, width: 1 }],
-      }),
-    );
-    const body = [
-      `<p>${escapeHtml(src.description)}; ${r.prompts.length} prompts (${r.prompts.filter((p) => p.memorized).length} memorized); ${seeds.length} seeds; CFG ${o.scale}; ${escapeHtml(o.sampler)} ${o.steps} steps; sampling ${fmt(r.samplingSeconds)} s.</p>`,
-      table(['detector', 'AUC [95 % interval]', 'TPR @ 1 % FPR', 'extra seconds', 'definition'], r.detectors.map((x) => [x.name, x.aucText, x.tprAt1Text, fmt(x.seconds), x.description])),
-      '<img src="roc.svg" width="560" alt="ROC curves">',
-    ].join('\n');
-    await writeFileAtomic(join(dir, 'report.html'), page('memscope detect', body));
+    const intro = `<p>${escapeHtml(src.description)}; ${r.prompts.length} prompts (${r.prompts.filter((p) => p.memorized).length} memorized); ${seeds.length} seeds; CFG ${o.scale}; ${escapeHtml(o.sampler)} ${o.steps} steps; sampling ${fmt(r.samplingSeconds)} s.</p>`;
+    await writeSection(dir, 'memscope detect', detectSection(r, intro));
   }, { command: 'detect' });
   await src.denoiser.dispose?.();
   for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.aucText}; TPR@1%FPR ${x.tprAt1Text}\n`);

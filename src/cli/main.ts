@@ -16,6 +16,7 @@ import { geometryCommand, GEOMETRY_HELP } from './geometry.ts';
 import { resultsCommand, RESULTS_HELP } from './results.ts';
 import { transitionCommand, TRANSITION_HELP } from './transition.ts';
 import { studyCommand, STUDY_HELP } from './study.ts';
+import { reportCommand, REPORT_HELP } from './report.ts';
 
 /** Every command: its entry point, its help (generated from its flag schema, src/cli/help.ts) and its one-line summary. */
 export const COMMANDS: Readonly<Record<string, { run: (argv: string[]) => Promise<void>; help: CommandHelp; summary: string }>> = {
@@ -32,6 +33,7 @@ export const COMMANDS: Readonly<Record<string, { run: (argv: string[]) => Promis
   geometry: { run: geometryCommand, help: GEOMETRY_HELP, summary: 'Dodson & Gao geometry: posterior concentration, shell coverage, noise regimes, per-σ memorization, generalization gap' },
   export: { run: exportCommand, help: EXPORT_HELP, summary: 'write a trained model as standalone ONNX files with the diffusers U-Net signature' },
   study: { run: studyCommand, help: STUDY_HELP, summary: 'run a spec file (YAML): models × prompts × seeds × samplers × guidance × analyses into one store and one results folder' },
+  report: { run: reportCommand, help: REPORT_HELP, summary: 'one self-contained HTML page across the study runs of a results store: figures, claims tables, settings, prompt → runs' },
   results: { run: resultsCommand, help: RESULTS_HELP, summary: 'the results store: list study runs (results ls), export their per-unit and per-step tables (results export)' },
 };
 

@@ -11,6 +11,7 @@ import { trajectoryFan } from '../report/fan.ts';
 import { projectPaths } from '../analysis/pca.ts';
 import { writeFigure, labelledStrip } from '../report/figure.ts';
 import type { FigureSpec } from '../report/vega.ts';
+import type { Section, SectionFigure } from '../report/section.ts';
 import { gridPng } from '../report/png.ts';
 import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
 import { MIN_N, fisherZInterval } from '../analysis/verdict.ts';
@@ -313,4 +314,27 @@ export async function writeKimReport(dir: string, study: KimStudy): Promise<KimC
   );
   await writeFileAtomic(join(dir, 'report.html'), page(`memscope — Kim et al. analyses on ${study.model}`, html.join('\n')));
   return claims;
+}
+
+/**
+ * The Kim et al. section of the cross-study report (`memscope report --store`): the claims table
+ * with its verdict rule and the loss, overestimation and diversity figures along the steps.
+ */
+export function kimSection(study: KimStudy): Section {
+  const claims = kimClaims(study);
+  const line = (name: string, caption: string, o: Parameters<typeof lineChart>[0]): SectionFigure => ({ name, caption, spec: lineChart(o), width: 520 });
+  return {
+    head: [
+      `<h4>Claims (Kim et al., docs/methods.md §3)</h4>`,
+      table(['§', 'claim', 'paper', 'measured', 'verdict'], claims.map((c) => [c.section, c.claim, c.paper, c.measured, claimVerdictText(c)])),
+      `<p class="note">${escapeHtml(KIM_VERDICT_RULE)}</p>`,
+    ].join('\n'),
+    figures: [
+      line('loss-x0', 'x0-space loss along denoising (memorized: own training image; normal: own final sample)', { title: 'L_x0(t) = ‖x̂0(t) − x‖² (mean over prompts)', xLabel: 'inference step', yLabel: 'L_x0', logY: true, series: groupSeries(study, (st) => st.lossX0.mean, { band: false }) }),
+      line('cos', 'cosine between the clean estimate and x', { title: 'cos(x̂0(t), x)', xLabel: 'inference step', yLabel: 'cos', series: groupSeries(study, (st) => st.cos.mean) }),
+      line('k', 'scale of the clean estimate along x', { title: 'k(t) = ⟨x̂0(t), x⟩ / ‖x‖²', xLabel: 'inference step', yLabel: 'k', series: groupSeries(study, (st) => st.k.mean) }),
+      line('trace', 'seed diversity along denoising', { title: 'trace Cov_n[x_t] over seeds', xLabel: 'inference step', yLabel: 'trace', logY: true, series: groupSeries(study, (st) => st.trace, { band: false }) }),
+      line('pc1', 'alignment of the seeds’ updates', { title: 'explained-variance ratio of PC1 of the updates Δx_t', xLabel: 'inference step', yLabel: 'PC1 ratio', series: groupSeries(study, (st) => st.pc1) }),
+    ],
+  };
 }

@@ -25,10 +25,10 @@ import { runSweep } from './sweep.ts';
 import type { StudySource } from './source.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic.ts';
 import { lineChart, type Marker, type Series } from '../report/line.ts';
-import { writeFigure } from '../report/figure.ts';
+import { writeSection, type Section } from '../report/section.ts';
 import type { FigureSpec } from '../report/vega.ts';
 import { paletteColor } from '../report/palette.ts';
-import { page, table, fmt, escapeHtml } from '../report/html.ts';
+import { table, fmt, escapeHtml } from '../report/html.ts';
 
 /** The spec of a transition study (defaults here). */
 export const TransitionSpecSchema = z.object({
@@ -200,17 +200,22 @@ export function transitionFigure(s: TransitionSummary): FigureSpec {
   });
 }
 
-/** Write transition.csv, transition.json, transition.svg|png and report.html into `dir`. */
+/** The report section of a transition study: the settings, the agreement, the figure and the per-unit table. */
+export function transitionSection(s: TransitionSummary): Section {
+  const a = s.agreement;
+  return {
+    head: [
+      `<p>${s.rows.length} units (${s.spec.prompts.length} prompts × ${s.spec.seeds.length} seeds); λ = ${s.spec.lambda}; ${escapeHtml(s.spec.sampler)} ${s.spec.steps} steps; sweep every ${s.spec.every} step(s), copy threshold ${s.spec.threshold}.</p>`,
+      `<p>Both steps found in ${a.n} units; mean (sweep transition − DTP switch) ${a.meanDiff === null ? '—' : fmt(a.meanDiff)} steps, mean |difference| ${a.meanAbsDiff === null ? '—' : fmt(a.meanAbsDiff)} steps.</p>`,
+    ].join('\n'),
+    figures: [{ name: 'transition', spec: transitionFigure(s), caption: 'zero-CFG d_t curves with the sweep transition and DTP switch', width: 760 }],
+    tail: table(['prompt', 'seed', 'sweep transition k', 'DTP switch k'], s.rows.map((r) => [`${r.condId}: ${r.prompt}`, r.seed, stepText(r.sweepTransition, r.timesteps), stepText(r.dtpSwitch, r.timesteps)])),
+  };
+}
+
+/** Write transition.csv, transition.json, transition.vl.json|svg|png and report.html into `dir`. */
 export async function writeTransitionReport(s: TransitionSummary, dir: string): Promise<void> {
   await writeFileAtomic(join(dir, 'transition.csv'), transitionCsv(s));
   await writeJsonAtomic(join(dir, 'transition.json'), s);
-  await writeFigure(dir, 'transition', transitionFigure(s));
-  const a = s.agreement;
-  const body = [
-    `<p>${s.rows.length} units (${s.spec.prompts.length} prompts × ${s.spec.seeds.length} seeds); λ = ${s.spec.lambda}; ${escapeHtml(s.spec.sampler)} ${s.spec.steps} steps; sweep every ${s.spec.every} step(s), copy threshold ${s.spec.threshold}.</p>`,
-    `<p>Both steps found in ${a.n} units; mean (sweep transition − DTP switch) ${a.meanDiff === null ? '—' : fmt(a.meanDiff)} steps, mean |difference| ${a.meanAbsDiff === null ? '—' : fmt(a.meanAbsDiff)} steps.</p>`,
-    '<img src="transition.svg" width="760" alt="zero-CFG d_t curves with the sweep transition and DTP switch">',
-    table(['prompt', 'seed', 'sweep transition k', 'DTP switch k'], s.rows.map((r) => [`${r.condId}: ${r.prompt}`, r.seed, stepText(r.sweepTransition, r.timesteps), stepText(r.dtpSwitch, r.timesteps)])),
-  ].join('\n');
-  await writeFileAtomic(join(dir, 'report.html'), page('memscope transition', body));
+  await writeSection(dir, 'memscope transition', transitionSection(s));
 }
