@@ -25,10 +25,10 @@ import { SHIPPED_MODEL, loadStudySource, type SdSourceOptions, type StudySource 
 import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { type Tensor, concatBatch } from '../tensor/tensor.ts';
-import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { lineChart, type Series } from '../report/line.ts';
-import { writeFigure } from '../report/figure.ts';
-import { page, table, fmt, escapeHtml } from '../report/html.ts';
+import { writeJsonAtomic } from '../io/atomic.ts';
+import { table, fmt, escapeHtml } from '../report/html.ts';
+import { writeSection } from '../report/section.ts';
+import { geometrySection, fmtSpan } from '../study/views/geometry.ts';
 
 const nonNegInt = (name: string) => nonNegativeInt(name);
 const unit = (name: string) => finiteNumber(name, { lo: 0, hi: 1 });
@@ -117,39 +117,11 @@ planned once the regimes are known). Writes run.json next to the results.`,
   examples: ['memscope geometry --model models/edm-small --compare models/edm-small-undertrained,models/edm-large --target 0.1'],
 });
 
-const REGIME_COLOR = { small: '#7f7f7f', medium: '#d62728', large: '#1f77b4' } as const;
-
 /** A JSON-friendly copy of the result (typed arrays as plain arrays). */
 function toJson(r: GeometryResult): unknown {
   return { ...r, memorization: { ...r.memorization, ratio: r.memorization.ratio.map((a) => Array.from(a)), nearest: r.memorization.nearest.map((a) => Array.from(a)) } };
 }
 
-/** Vertical dashed lines at the regime boundaries (x in log10 σ), spanning [lo, hi] in y. */
-function boundarySeries(r: GeometryResult, lo: number, hi: number): Series[] {
-  const b = r.regimes.boundaries;
-  const out: Series[] = [];
-  if (b.coverage !== null) out.push({ label: `C_σ edge σ=${b.coverage.toPrecision(3)}`, x: [Math.log10(b.coverage), Math.log10(b.coverage)], y: [lo, hi], color: REGIME_COLOR.small, dashed: true, width: 1 });
-  if (b.concentration !== null) out.push({ label: `m_σ edge σ=${b.concentration.toPrecision(3)}`, x: [Math.log10(b.concentration), Math.log10(b.concentration)], y: [lo, hi], color: REGIME_COLOR.large, dashed: true, width: 1 });
-  return out;
-}
-
-/** Shaded regime bands (small grey, medium red, large blue) spanning [lo, hi] in y, x in log10 σ from grid midpoints. */
-function regimeBands(r: GeometryResult, lo: number, hi: number): Series[] {
-  const x = r.sigma.map((v) => Math.log10(v));
-  const edge = (i: number): number => (i <= 0 ? x[0]! : i >= x.length ? x[x.length - 1]! : (x[i - 1]! + x[i]!) / 2);
-  const out: Series[] = [];
-  let start = 0;
-  const labels = r.regimes.labels;
-  for (let i = 1; i <= labels.length; i++) {
-    if (i < labels.length && labels[i] === labels[start]) continue;
-    const k = labels[start]!;
-    const a = edge(start);
-    const b = edge(i);
-    out.push({ label: k === 'medium' ? 'danger zone' : `${k} σ`, x: [a, b], y: [lo, lo], color: REGIME_COLOR[k], width: 0, band: { lo: [lo, lo], hi: [hi, hi] } });
-    start = i;
-  }
-  return out;
-}
 
 /** Parse and run `memscope geometry` (SPEC §5). */
 export async function geometryCommand(argv: string[]): Promise<void> {
@@ -253,10 +225,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     if (opened) for (const t of new Set([...opened.all, ...opened.compare])) await t.src.denoiser.dispose?.();
     closeCliStore(store);
   }
-  const x = r.sigma.map((s) => Math.log10(s));
-  const xLabel = 'log10 σ';
   const rg = r.regimes;
-  const fmtSpan = (s: [number, number] | null): string => (s === null ? 'none' : `σ ∈ [${fmt(s[0])}, ${fmt(s[1])}]`);
   await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'settings.json'), {
@@ -273,94 +242,8 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     });
     await writeJsonAtomic(join(dir, 'geometry.json'), toJson(r));
     if (swap) await writeJsonAtomic(join(dir, 'swap.json'), swap);
-    await writeFigure(
-      dir,
-      'concentration',
-      lineChart({
-        title: 'm_σ and C_σ (shaded: small / medium / large regimes)',
-        width: 640,
-        xLabel,
-        yLabel: 'm_σ, C_σ',
-        series: [
-          { label: 'm_σ train', x, y: r.posteriorTrain.mSigma, color: '#ff7f0e' },
-          { label: 'm_σ test', x, y: r.posteriorTest.mSigma, color: '#d62728' },
-          { label: `C_σ test (κ = ${fmt(r.kappa)})`, x, y: r.coverage.coverage, color: '#2ca02c' },
-          ...regimeBands(r, 0, 1),
-          ...boundarySeries(r, 0, 1),
-        ],
-      }),
-    );
-    await writeFigure(
-      dir,
-      'memorization',
-      lineChart({
-        title: `Per-σ memorization rate of test images (ratio < ${fmt(r.ratio)})`,
-        width: 640,
-        xLabel,
-        yLabel: 'memorization rate',
-        series: [{ label: 'D*', x, y: r.memorization.rate, color: '#7f7f7f', dashed: true }, ...r.models.map((m, i) => ({ label: m.name, x: m.sigma.map((v) => Math.log10(v)), y: m.memorization.rate, color: MODEL_COLORS[i % MODEL_COLORS.length]! })), ...boundarySeries(r, 0, 1)],
-      }),
-    );
-    await writeFigure(
-      dir,
-      'gap',
-      lineChart({
-        title: 'Generalization gap: per-pixel MSE, train (dashed) vs test',
-        width: 640,
-        xLabel,
-        yLabel: 'MSE per pixel',
-        logY: true,
-        series: [
-          { label: 'D* train', x, y: r.gap.trainMse, color: '#7f7f7f', dashed: true },
-          { label: 'D* test', x, y: r.gap.testMse, color: '#7f7f7f' },
-          ...r.models.flatMap((m, i) => [
-            { label: `${m.name} train`, x: m.sigma.map((v) => Math.log10(v)), y: m.gap.trainMse, color: MODEL_COLORS[i % MODEL_COLORS.length]!, dashed: true },
-            { label: `${m.name} test`, x: m.sigma.map((v) => Math.log10(v)), y: m.gap.testMse, color: MODEL_COLORS[i % MODEL_COLORS.length]! },
-          ]),
-        ],
-      }),
-    );
-    await writeFigure(
-      dir,
-      'linearity',
-      lineChart({
-        title: 'Linearity residual ‖D* − D_lin‖/‖D*‖ (test inputs)',
-        width: 640,
-        xLabel,
-        yLabel: 'relative residual',
-        series: [
-          { label: 'mean', x, y: r.linearity.residual, color: '#1f77b4' },
-          { label: 'median', x, y: r.linearity.residualMedian, color: '#1f77b4', dashed: true },
-        ],
-      }),
-    );
-    const regimeRows = (['small', 'medium', 'large'] as const).map((k) => [k, fmtSpan(rg[k]), rg.labels.filter((l) => l === k).length]);
-    const gridRows = r.sigma.map((s, i) => [
-      fmt(s),
-      rg.labels[rg.sigma.indexOf(s)] ?? '—',
-      r.posteriorTrain.mSigma[i]!,
-      r.posteriorTest.mSigma[i]!,
-      r.posteriorTest.effectiveCountMedian[i]!,
-      r.coverage.coverage[i]!,
-      r.memorization.rate[i]!,
-      r.gap.trainMse[i]!,
-      r.gap.testMse[i]!,
-      r.linearity.residual[i]!,
-    ]);
-    const b = rg.boundaries;
-    const body = [
-      `<p>Exact empirical denoiser D* over ${!inImageSpace ? `the encodings (${escapeHtml(opened!.main.src.codec.kind)}, model space) of the ${r.n} training images of ${escapeHtml(opened!.main.src.description)}` : opened ? `the ${r.n} training images of ${escapeHtml(o.model!)}` : `the first ${r.n} Fashion-MNIST training images`}${o['held-out'] === undefined ? '' : ` (test: ${escapeHtml(o['held-out'])})`}; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}; seed ${o.seed}; ${fmt(r.seconds.total)} s. Plots use log10 σ on the x axis.</p>`,
-      '<h2>Regimes</h2>',
-      `<p>small: C_σ &lt; ${fmt(rg.coverageMin)}; large: test m_σ &lt; ${fmt(rg.concentrationMin)}; medium otherwise. Boundaries (interpolated): coverage ${b.coverage === null ? 'never crosses' : `σ = ${fmt(b.coverage)}`}, concentration ${b.concentration === null ? 'never crosses' : `σ = ${fmt(b.concentration)}`}.${rg.contiguous ? '' : ' <strong>The labels are not contiguous</strong> (the intervals only span each label).'}</p>`,
-      table(['regime', 'grid σ', 'grid points'], regimeRows),
-      '<div class="grid"><img src="concentration.svg" width="520" alt="concentration and coverage"><img src="memorization.svg" width="520" alt="memorization rate"><img src="gap.svg" width="520" alt="generalization gap"><img src="linearity.svg" width="520" alt="linearity residual"></div>',
-      ...(r.models.length ? ['<h2>Trained models per σ</h2>', table(['model', 'peak per-σ memorization rate', 'at σ', 'largest gap (test − train MSE)', 'at σ'], r.models.map((m) => { const p = argmax(m.memorization.rate); const g = argmax(m.gap.gap); return [m.name, m.memorization.rate[p]!, fmt(m.sigma[p]!), m.gap.gap[g]!, fmt(m.sigma[g]!)]; }))] : []),
-      ...(swap ? swapHtml(swap) : []),
-      '<h2>Per σ</h2>',
-      table(['σ', 'regime', 'm_σ train', 'm_σ test', 'median 1/Σw² test', 'C_σ', 'memorization rate', 'train MSE', 'test MSE', '‖D* − D_lin‖/‖D*‖'], gridRows),
-      `<p>${escapeHtml(trainSet.source.dataset)} (${escapeHtml(trainSet.source.license)}), ${escapeHtml(trainSet.source.copyright)}.</p>`,
-    ].join('\n');
-    await writeFileAtomic(join(dir, 'report.html'), page('memscope geometry', body));
+    const sec = geometrySection(r, `<p>Exact empirical denoiser D* over ${!inImageSpace ? `the encodings (${escapeHtml(opened!.main.src.codec.kind)}, model space) of the ${r.n} training images of ${escapeHtml(opened!.main.src.description)}` : opened ? `the ${r.n} training images of ${escapeHtml(o.model!)}` : `the first ${r.n} Fashion-MNIST training images`}${o['held-out'] === undefined ? '' : ` (test: ${escapeHtml(o['held-out'])})`}; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}; seed ${o.seed}; ${fmt(r.seconds.total)} s. Plots use log10 σ on the x axis.</p>`, swap ? swapHtml(swap) : []);
+    await writeSection(dir, 'memscope geometry', { ...sec, tail: [sec.tail ?? '', `<p>${escapeHtml(trainSet.source.dataset)} (${escapeHtml(trainSet.source.license)}), ${escapeHtml(trainSet.source.copyright)}.</p>`].join('\n') });
   }, { command: 'geometry' });
   const b = rg.boundaries;
   process.stdout.write(`small  (C_σ < ${fmt(rg.coverageMin)}): ${fmtSpan(rg.small)}\n`);
@@ -389,8 +272,6 @@ interface DataSource {
   readonly license: string;
   readonly copyright: string;
 }
-
-const MODEL_COLORS = ['#d62728', '#2ca02c', '#1f77b4', '#9467bd', '#8c564b', '#e377c2'];
 
 /** σ with 3 significant digits and no trailing zeros (row names). */
 function short(v: number): string {

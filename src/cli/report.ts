@@ -23,9 +23,10 @@ export const REPORT_HELP = commandHelp(Schema, {
     `For each study run: its settings, how many units are stored, and its tables and figures from
 the stored units — Kim et al.'s claims table and curves (analyze kim), Jain et al.'s guidance
 curves (curves), transition steps (transition), the detectors' ROC and AUC (detect), the d_t
-curves of sampling runs (sample, demo, validate) — and an index from every prompt to the runs
-that hold it. No model is loaded. Studies whose tables need their model (evaluate, sweep,
-geometry, swap) are listed with their settings and the command that re-renders them.
+curves of sampling runs (sample, demo, validate), Dodson & Gao's regimes and per-σ curves
+(geometry) — and an index from every prompt to the runs that hold it. No model is loaded.
+Studies whose tables need their model (evaluate, sweep, swap) are listed with their settings and
+the command that re-renders them.
 The store may be read while a study writes it: an unfinished run is marked incomplete.`,
   ],
   examples: ['memscope report --store runs/store --out runs/report', 'memscope report --study 4cdacb73,6e9b4b46'],

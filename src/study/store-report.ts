@@ -1,7 +1,8 @@
 /**
  * The cross-study report (issue 17 §2): one self-contained HTML page over a results store — for
  * each study run its settings, its tables and figures (Kim et al.'s claims and curves, Jain et al.'s
- * guidance curves, transitions and detectors, the d_t curves of sampling runs), and an index from
+ * guidance curves, transitions and detectors, Dodson & Gao's geometry, the d_t curves of sampling
+ * runs), and an index from
  * every prompt to the runs that hold it. Everything is read from the store (no model is loaded);
  * a study whose tables need its model says so and names the command that re-renders them.
  */
@@ -14,6 +15,8 @@ import { transitionStudy, transitionSection, type TransitionSpec } from './trans
 import { kimStudy, type KimSettings, type KimStudy } from './kim.ts';
 import { kimSection } from './kim-report.ts';
 import { curvesSection } from './views/curves.ts';
+import { geometryStudy, type GeometrySpec } from './geometry.ts';
+import { geometrySection } from './views/geometry.ts';
 import { detectSection } from './views/detect.ts';
 import { lineChart, type Series } from '../report/line.ts';
 import { paletteColor } from '../report/palette.ts';
@@ -92,6 +95,10 @@ async function studySection(run: StudyRunRow, units: StoredUnit<unknown, unknown
       };
       return kimSection(study);
     }
+    case 'geometry': {
+      const r = await geometryStudy.reduce(units as never, store, spec as unknown as GeometrySpec);
+      return geometrySection(r, `<p>Exact empirical denoiser D* over ${r.n} training images; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}. Plots use log10 σ on the x axis.</p>`);
+    }
     case 'sample':
     case 'demo':
     case 'validate':
@@ -160,7 +167,8 @@ export async function storeReport(store: SqliteStore, opts: StoreReportOptions =
         error = (e as Error).message;
       }
     }
-    if (section) parts.push(await inlineSection(section));
+    // a section's own headings sit one level below the run's
+    if (section) parts.push((await inlineSection(section)).replace(/<(\/?)h2\b/g, '<$1h3'));
     else if (error !== null) parts.push(`<p class="note">The stored units could not be reduced: ${escapeHtml(error)}</p>`);
     else if (run.stored === run.units) parts.push(`<p class="note">The tables of a <code>${escapeHtml(run.name)}</code> study need its model; <code>memscope ${escapeHtml(run.name)} --config OUT/run.json</code> re-renders them from this store without recomputing a unit.</p>`);
     sections.push(parts.join('\n'));

@@ -30,6 +30,9 @@ beforeAll(async () => {
     expect(r.code, `${name}: ${r.err}`).toBe(0);
     ids[name] = JSON.parse(await readFile(join(dir, name, 'run.json'), 'utf8')).studyRun;
   }
+  const g = await runCli(['geometry', '--train', '100', '--test', '50', '--store', store, '--out', join(dir, 'geometry')]);
+  expect(g.code, g.err).toBe(0);
+  ids['geometry'] = JSON.parse(await readFile(join(dir, 'geometry', 'run.json'), 'utf8')).studyRun;
 }, 240_000);
 
 /** The text of an HTML fragment with tags removed and entities decoded. */
@@ -54,7 +57,7 @@ describe('memscope report --store', () => {
     const s = await SqliteStore.open(store, { mustExist: true, readonly: true });
     const runs = s.studies();
     s.close();
-    expect(runs).toHaveLength(5);
+    expect(runs).toHaveLength(6);
     for (const run of runs) expect(text(sectionOf(html, run.runId))).toContain(`${run.stored} of ${run.units} units stored`);
 
     // detect: the AUC texts equal the command's own detect.json (reduced through the model source)
@@ -83,6 +86,13 @@ describe('memscope report --store', () => {
     expect(missing.length).toBeLessThanOrEqual(1);
     for (const l of missing) expect(l).toMatch(/ε_u|x_T/);
     expect((sectionOf(html, ids['kim']!).match(/<svg /g) ?? []).length).toBe(5);
+
+    // geometry: the regime spans and the per-σ rows equal the command's geometry.json
+    const geo = JSON.parse(await readFile(join(dir, 'geometry', 'geometry.json'), 'utf8')) as { sigma: number[]; regimes: { labels: string[] } };
+    const geoSec = text(sectionOf(html, ids['geometry']!));
+    for (const k of ['small', 'medium', 'large']) expect(geoSec).toContain(`${k} ${geo.regimes.labels.filter((l) => l === k).length === 0 ? 'none' : 'σ ∈'}`);
+    expect(geoSec).toContain(`${fmt(geo.sigma[0]!)} ${geo.regimes.labels[0]}`);
+    expect((sectionOf(html, ids['geometry']!).match(/<svg /g) ?? []).length).toBe(4);
 
     // prompts → runs: caption:0 is in all five runs; every link points at a heading of the page
     const index = html.slice(html.indexOf('<h2 id="prompts">'));
