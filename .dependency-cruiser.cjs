@@ -30,11 +30,12 @@ const LAYERS = [
   'guidance', // CFG and guidance schedules
   'metrics', // copy detection, descriptors, ROC, Fréchet, CLIP, Inception; metric interfaces
   'analysis', // Kim et al., transition points, Wen et al., geometry, PCA, verdicts
-  'report', // SVG / PNG / HTML figures
+  'report', // Vega-Lite figure specs → SVG / PNG, HTML sections
   'mitigate', // mitigation methods
   'sd', // Stable Diffusion exports: loader, pipeline, attention hooks
   'train', // training (CLI only)
   'study', // the studies behind the commands
+  'serve', // the dashboard server (Hono on 127.0.0.1) and the browser code it serves
   'cli', // commands
 ];
 

@@ -30,7 +30,7 @@ interface PromptEntry {
 }
 
 /** The prompt id and text a stored unit is about, if any (every study names it in its own field). */
-function promptOf(u: StoredUnit<unknown, unknown>): { id: string; label: string } | null {
+export function promptOf(u: StoredUnit<unknown, unknown>): { id: string; label: string } | null {
   const s = u.spec as Record<string, unknown>;
   const r = u.result as Record<string, unknown> | null;
   const cond = s['condition'] as { id?: string; label?: string } | undefined;
@@ -67,7 +67,7 @@ function sampleSection(units: readonly StoredUnit<unknown, unknown>[]): Section 
 }
 
 /** The section of one study run, from its stored units (null: the study has no store view; the generic summary is shown). */
-async function studySection(run: StudyRunRow, units: StoredUnit<unknown, unknown>[], store: SqliteStore): Promise<Section | null> {
+export async function studySection(run: StudyRunRow, units: StoredUnit<unknown, unknown>[], store: SqliteStore): Promise<Section | null> {
   const spec = run.spec as Record<string, unknown>;
   switch (run.name) {
     case 'curves': {
@@ -108,8 +108,18 @@ async function studySection(run: StudyRunRow, units: StoredUnit<unknown, unknown
   }
 }
 
+/** The stored units of a study run, in plan order (units not stored yet are absent). */
+export async function runUnits(store: SqliteStore, runId: string): Promise<StoredUnit<unknown, unknown>[]> {
+  const units: StoredUnit<unknown, unknown>[] = [];
+  for (const r of store.studyRows(runId)) {
+    const u = await store.get<unknown, unknown>(r.key);
+    if (u) units.push(u);
+  }
+  return units;
+}
+
 /** What the paper of a study is, for the section heading. */
-const PAPER: Readonly<Record<string, string>> = {
+export const PAPER: Readonly<Record<string, string>> = {
   kim: 'Kim et al.',
   curves: 'Jain et al.',
   transition: 'Jain et al.',
@@ -136,12 +146,7 @@ export async function storeReport(store: SqliteStore, opts: StoreReportOptions =
   const toc: string[] = [];
   for (const run of runs) {
     const anchor = `run-${run.runId}`;
-    const rows = store.studyRows(run.runId);
-    const units: StoredUnit<unknown, unknown>[] = [];
-    for (const r of rows) {
-      const u = await store.get<unknown, unknown>(r.key);
-      if (u) units.push(u);
-    }
+    const units = await runUnits(store, run.runId);
     for (const u of units) {
       const p = promptOf(u);
       if (!p) continue;

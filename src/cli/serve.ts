@@ -1,0 +1,70 @@
+/** `memscope serve --store DIR [--port N]`: the dashboard on 127.0.0.1 (never another interface). */
+import { z } from 'zod';
+import { serve, type ServerType } from '@hono/node-server';
+import { parseFlags, validate } from './args.ts';
+import { commandHelp, flagDocs } from './help.ts';
+import { SqliteStore, defaultStoreDir } from '../store/sqlite-store.ts';
+import { dashboardApp } from '../serve/app.ts';
+
+const Schema = z.object({
+  store: z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: 'the results store (default $MEMSCOPE_STORE, else runs/store)' }),
+  port: z.coerce.number().int().min(0).max(65535).default(8700).register(flagDocs, { value: 'N', help: 'the port on 127.0.0.1 (0: any free port)' }),
+});
+
+/** The help of `memscope serve`. */
+export const SERVE_HELP = commandHelp(Schema, {
+  title: 'memscope serve — a dashboard over a results store, on 127.0.0.1',
+  usage: ['memscope serve [--store DIR] [--port N]'],
+  blocks: [
+    { flags: ['store', 'port'] },
+    `Pages: the study runs with the live progress of running ones; a run's tables and interactive
+figures (tooltips, zoom, legend selection); two runs side by side (/compare); a prompt across the
+runs that hold it: samples per seed, x_t / x̂0 strips where recorded, d_t curves with the DTP
+switch and the sweep transition marked. The store is read, never written, and may be written by a
+running study meanwhile. Listens on 127.0.0.1 only; all scripts are served from the package.`,
+  ],
+  examples: ['memscope serve --store runs/store', 'memscope serve --port 0   # any free port; the URL is printed'],
+});
+
+/** A running dashboard: its URL and how to stop it. */
+export interface Dashboard {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** Start the dashboard over `storeDir` on 127.0.0.1:`port` (0 = any free port). */
+export async function startDashboard(storeDir: string, port: number): Promise<Dashboard> {
+  const store = await SqliteStore.open(storeDir, { mustExist: true, readonly: true });
+  const app = dashboardApp(store);
+  const server: ServerType = await new Promise((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const addr = server.address();
+  const actual = typeof addr === 'object' && addr !== null ? addr.port : port;
+  return {
+    url: `http://127.0.0.1:${actual}/`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => {
+          store.close();
+          resolve();
+        });
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+      }),
+  };
+}
+
+/** Parse and run `memscope serve` (until SIGINT / SIGTERM). */
+export async function serveCommand(argv: string[]): Promise<void> {
+  const o = validate(Schema, parseFlags(argv, { store: { type: 'string' }, port: { type: 'string' } }));
+  const d = await startDashboard(o.store ?? defaultStoreDir(), o.port);
+  process.stdout.write(`memscope dashboard: ${d.url}  (Ctrl-C stops it)\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      void d.close().then(resolve);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
