@@ -5,6 +5,7 @@ import { parseFlags, validate } from './args.ts';
 import { commandHelp, flagDocs } from './help.ts';
 import { SqliteStore, defaultStoreDir } from '../store/sqlite-store.ts';
 import { dashboardApp } from '../serve/app.ts';
+import { CopyLookup } from '../serve/copies.ts';
 
 const Schema = z.object({
   store: z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: 'the results store (default $MEMSCOPE_STORE, else runs/store)' }),
@@ -19,8 +20,9 @@ export const SERVE_HELP = commandHelp(Schema, {
     { flags: ['store', 'port'] },
     `Pages: the study runs with the live progress of running ones; a run's tables and interactive
 figures (tooltips, zoom, legend selection); two runs side by side (/compare); a prompt across the
-runs that hold it: samples per seed, x_t / x̂0 strips where recorded, d_t curves with the DTP
-switch and the sweep transition marked. The store is read, never written, and may be written by a
+runs that hold it: each sample beside its nearest training image (d1/d2, pixel similarity; the
+run's --model opened from the working folder), x_t / x̂0 strips where recorded, d_t curves with the
+DTP switch and the sweep transition marked. The store is read, never written, and may be written by a
 running study meanwhile. Listens on 127.0.0.1 only; all scripts are served from the package.`,
   ],
   examples: ['memscope serve --store runs/store', 'memscope serve --port 0   # any free port; the URL is printed'],
@@ -35,7 +37,8 @@ export interface Dashboard {
 /** Start the dashboard over `storeDir` on 127.0.0.1:`port` (0 = any free port). */
 export async function startDashboard(storeDir: string, port: number): Promise<Dashboard> {
   const store = await SqliteStore.open(storeDir, { mustExist: true, readonly: true });
-  const app = dashboardApp(store);
+  const copies = new CopyLookup();
+  const app = dashboardApp(store, { copies });
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port }, () => resolve(s));
     s.once('error', reject);
@@ -47,8 +50,10 @@ export async function startDashboard(storeDir: string, port: number): Promise<Da
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => {
-          store.close();
-          resolve();
+          void copies.dispose().finally(() => {
+            store.close();
+            resolve();
+          });
         });
         (server as { closeAllConnections?: () => void }).closeAllConnections?.();
       }),

@@ -15,10 +15,11 @@ import type { Section } from '../report/section.ts';
 import type { FigureSpec } from '../report/vega.ts';
 import { lineChart, type Marker, type Series } from '../report/line.ts';
 import { paletteColor } from '../report/palette.ts';
-import { escapeHtml } from '../report/html.ts';
+import { escapeHtml, fmt } from '../report/html.ts';
 import { gridPng } from '../report/png.ts';
 import { decodeNpy } from '../io/npy.ts';
 import { asset, ASSET_TAGS } from './assets.ts';
+import { CopyLookup, type SampleCopy } from './copies.ts';
 
 const RUN_ID = /^[0-9a-f]{16}$/;
 const UNIT_KEY = /^[0-9a-f]{64}$/;
@@ -48,11 +49,20 @@ function liveSection(s: Section, figureUrl: (i: number) => string): string {
 export interface DashboardOptions {
   /** The store path shown on the pages (default the store's folder). */
   readonly storeLabel?: string;
+  /** The copy tests of the samples (default: the runs' models resolved from the working folder). */
+  readonly copies?: CopyLookup;
 }
 
 /** The dashboard's routes over an open (read-only) store. */
 export function dashboardApp(store: SqliteStore, opts: DashboardOptions = {}): Hono {
   const app = new Hono();
+  const copies = opts.copies ?? new CopyLookup();
+  /** The copy test of a stored unit's sample, or why there is none. */
+  async function copyOf(run: StudyRunRow, unit: StoredUnit<unknown, unknown>): Promise<SampleCopy | string> {
+    if (unit.blobs['x0.npy'] === undefined) return 'no sample stored';
+    const x0 = decodeNpy(Buffer.from(await store.readBlob(unit, 'x0.npy')));
+    return copies.sample(unit.key, x0, promptOf(unit)?.id ?? null, run.spec);
+  }
   // a section is recomputed only when its run gained units
   const sections = new Map<string, { stored: number; section: Section | null; units: StoredUnit<unknown, unknown>[] }>();
   const runOf = (id: string): StudyRunRow | undefined => (RUN_ID.test(id) ? store.studies().find((r) => r.runId === id) : undefined);
@@ -185,17 +195,39 @@ export function dashboardApp(store: SqliteStore, opts: DashboardOptions = {}): H
       for (const h of imgs) {
         const s = h.unit.spec as { seed?: number; guidance?: string };
         const strips = ['xt', 'xHat0'].filter((b) => h.unit.blobs[`${b}.npy`] !== undefined);
-        parts.push(`<figure><img class="px" width="128" src="/unit/${h.unit.key}/x0.png" alt="sample"><figcaption>${escapeHtml(`${h.run.name} ${h.run.runId.slice(0, 8)}, seed ${s.seed ?? '?'}${s.guidance ? `, ${s.guidance}` : ''}`)}</figcaption>${strips.map((b) => `<div><img class="px" src="/unit/${h.unit.key}/${b}.png" alt="${b} along the steps"><figcaption>${b === 'xt' ? 'x_t' : 'x̂0'} along the steps</figcaption></div>`).join('')}</figure>`);
+        const cp = await copyOf(h.run, h.unit);
+        const copyHtml =
+          typeof cp === 'string'
+            ? `<div class="note">nearest training image: not shown — ${escapeHtml(cp)}</div>`
+            : `<div class="copy"><img class="px" src="/run/${h.run.runId}/copy/${h.unit.key}.png" alt="the sample (image space) and its nearest training image"><figcaption>sample | nearest of ${cp.poolSize} training images: #${cp.nn1}${cp.target === null ? '' : cp.nearestIsTarget ? ' (the prompt\'s own)' : ` (not the prompt's own #${cp.target})`}<br>d1/d2 = ${fmt(cp.ratio)}, similarity ${fmt(cp.similarity)} → <strong class="${cp.ratioCopy && cp.nearestIsTarget !== false ? 'is-copy' : 'no-copy'}">${cp.ratioCopy ? (cp.nearestIsTarget === false ? 'a copy of another training image' : 'a copy') : 'not a copy'}</strong> (strict test d1/d2 &lt; 1/3${cp.target === null ? '' : ' and nearest = own'})</figcaption></div>`;
+        const head = `<figcaption><strong>${escapeHtml(`${h.run.name} ${h.run.runId.slice(0, 8)}, seed ${s.seed ?? '?'}${s.guidance ? `, ${s.guidance}` : ''}`)}</strong></figcaption>`;
+        // the sample beside its nearest training image where the model opens; else the stored sample alone
+        parts.push(`<figure>${head}${typeof cp === 'string' ? `<img class="px" width="128" src="/unit/${h.unit.key}/x0.png" alt="sample">` : ''}${copyHtml}${strips.map((b) => `<div><img class="px" src="/unit/${h.unit.key}/${b}.png" alt="${b} along the steps"><figcaption>${b === 'xt' ? 'x_t' : 'x̂0'} along the steps</figcaption></div>`).join('')}</figure>`);
       }
       parts.push('</div>');
     }
-    parts.push('<p class="note">The nearest training image and the copy similarity need the model (its image pool), which the dashboard does not load: `memscope validate` or `memscope evaluate` report them.</p>');
+    parts.push('<p class="note">Nearest training image: pixel L2 over the model\'s image pool in image space (a padded model\'s samples cropped to 28×28), as <code>memscope validate</code>; the model is the run\'s <code>--model</code> as found from the dashboard\'s working folder now. One sample\'s test is no rate: <code>validate</code> and <code>evaluate</code> give rates with their intervals.</p>');
     return c.html(page(`prompt ${id}`, parts.join('\n')));
   });
 
   app.get('/prompt/:id/figure', async (c) => {
     const spec = dtFigure(c.req.param('id'), await promptUnits(c.req.param('id')));
     return spec ? c.json(spec) : c.text('no d_t curve for this prompt', 404);
+  });
+
+  app.get('/run/:id/copy/:key{[0-9a-f]{64}\\.png}', async (c) => {
+    const run = runOf(c.req.param('id'));
+    const key = c.req.param('key').replace(/\.png$/, '');
+    const unit = run && UNIT_KEY.test(key) ? await store.get<unknown, unknown>(key) : undefined;
+    if (!run || !unit) return c.text('no such image', 404);
+    const cp = await copyOf(run, unit);
+    if (typeof cp === 'string') return c.text(cp, 404);
+    const per = cp.sample.data.length;
+    const both = new Float32Array(2 * per);
+    both.set(cp.sample.data, 0);
+    both.set(cp.nearest.data, per);
+    const png = await gridPng({ dims: [2, ...cp.sample.dims.slice(1)], data: both }, { cols: 2, zoom: 4 });
+    return c.body(new Uint8Array(png), 200, { 'Content-Type': 'image/png' });
   });
 
   app.get('/unit/:key/:name{[A-Za-z0-9_-]+\\.png}', async (c) => {

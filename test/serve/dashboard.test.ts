@@ -15,7 +15,8 @@ import { runCli } from '../helpers/cli.ts';
 import { HAVE_BROWSER, NO_BROWSER, launchBrowser, watchPage } from '../helpers/browser.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 import { startDashboard, type Dashboard } from '../../src/cli/serve.ts';
-import { decodeNpy } from '../../src/io/npy.ts';
+import { decodeNpy, encodeNpy } from '../../src/io/npy.ts';
+import { loadStudySource } from '../../src/study/source.ts';
 
 let dir = '';
 let store = '';
@@ -23,6 +24,8 @@ let shots = '';
 const ids: Record<string, string> = {};
 let dash: Dashboard | null = null;
 let browser: Browser | null = null;
+const K0 = 'a'.repeat(64);
+const K1 = 'b'.repeat(64);
 const XSS = '<img src=x onerror=alert(1)><script>alert(2)</script>';
 
 /** GET `path` exactly as written (no client-side normalisation of `..` or escapes). */
@@ -57,8 +60,8 @@ beforeAll(async () => {
   }
   // a study still running (1 of 2 units stored), whose prompt carries markup
   const s = await SqliteStore.open(store);
-  ids['live'] = s.beginStudy('sample', { model: 'live' }, ['k0', 'k1']);
-  await s.put({ key: 'k0', study: 'sample', spec: { cond: 0, condition: { id: 'caption:xss', label: XSS }, seed: 0 }, result: { d: [3, 2, 1], switchStep: 1 }, blobs: [], seconds: 0.1 });
+  ids['live'] = s.beginStudy('sample', { model: 'live' }, [K0, K1]);
+  await s.put({ key: K0, study: 'sample', spec: { cond: 0, condition: { id: 'caption:xss', label: XSS }, seed: 0 }, result: { d: [3, 2, 1], switchStep: 1 }, blobs: [{ name: 'x0.npy', bytes: encodeNpy({ dims: [1, 28, 28], data: new Float32Array(784).fill(0.25) }) }], seconds: 0.1 });
   s.close();
   dash = await startDashboard(store, 0);
   if (HAVE_BROWSER) browser = await launchBrowser();
@@ -101,6 +104,56 @@ describe('memscope serve (HTTP)', () => {
         for (const [dy, dx] of [[0, 0], [1, 1]] as const) worst = Math.max(worst, Math.abs(data[((2 + 2 * y + dy) * info.width + 2 + 2 * x + dx) * info.channels]! - want));
       }
     expect(worst).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('memscope serve: the nearest training image beside each sample', () => {
+  it('names the nearest image, d1/d2 and similarity of a brute-force float64 search, and shows that image', async () => {
+    const src = await loadStudySource('testbed');
+    const train = src.trainImages;
+    const pool = src.data.imagePool ?? Array.from({ length: train.dims[0]! }, (_, i) => i);
+    const per = train.data.length / train.dims[0]!;
+    const s = await SqliteStore.open(store, { mustExist: true, readonly: true });
+    const units = (await Promise.all(s.studyRows(ids['sample']!).map((r) => s.get<{ seed: number; condition: { id: string } }, unknown>(r.key)))).filter((u) => u !== undefined);
+    const html = await (await fetch(`${dash!.url}prompt/caption%3A0`)).text();
+    let checked = 0;
+    for (const u of units) {
+      if (u.spec.condition.id !== 'caption:0') continue;
+      const x = decodeNpy(Buffer.from(await s.readBlob(u, 'x0.npy'))).data;
+      expect(x.length).toBe(per); // the testbed samples in image space
+      const d2 = pool.map((p) => {
+        let acc = 0;
+        for (let j = 0; j < per; j++) acc += (x[j]! - train.data[p * per + j]!) ** 2;
+        return [acc, p] as const;
+      }).sort((a, b) => a[0] - b[0]);
+      const ratio = Math.sqrt(d2[0]![0] / d2[1]![0]);
+      const want = src.denoiser.conditions.find((c) => c.id === 'caption:0')!.targets![0]!;
+      const fig = html.slice(html.indexOf(`/copy/${u.key}.png`));
+      const cap = fig.slice(0, fig.indexOf('</figcaption>'));
+      expect(cap).toContain(`nearest of ${pool.length} training images: #${d2[0]![1]}`);
+      expect(cap).toContain(d2[0]![1] === want ? "(the prompt's own)" : `(not the prompt's own #${want})`);
+      const shown = Number(/d1\/d2 = ([0-9.e+-]+)/.exec(cap)![1]);
+      expect(Math.abs(shown - ratio)).toBeLessThan(Math.max(1e-3 * ratio, 1e-3));
+      // the picture: the sample, then the nearest training image (zoom 4 in a 2-pixel frame)
+      const sharp = (await import('sharp')).default;
+      const png = Buffer.from(await (await fetch(`${dash!.url}run/${ids['sample']}/copy/${u.key}.png`)).arrayBuffer());
+      const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+      const W = Math.sqrt(per);
+      let worst = 0;
+      for (let y = 0; y < W; y++)
+        for (let xx = 0; xx < W; xx++) {
+          const v = Math.round(((train.data[d2[0]![1] * per + y * W + xx]! + 1) / 2) * 255);
+          worst = Math.max(worst, Math.abs(data[((2 + 4 * y) * info.width + 2 + (4 * W + 2) + 4 * xx) * info.channels]! - Math.min(255, Math.max(0, v))));
+        }
+      expect(worst).toBeLessThanOrEqual(1);
+      checked++;
+    }
+    s.close();
+    await src.denoiser.dispose?.();
+    expect(checked).toBe(2);
+    // a run whose model cannot be opened says so instead
+    const live = await (await fetch(`${dash!.url}prompt/caption%3Axss`)).text();
+    expect(live).toContain('nearest training image: not shown — its model live cannot be opened from here');
   });
 });
 
@@ -151,7 +204,7 @@ describe.skipIf(!HAVE_BROWSER)('memscope serve in Chromium', () => {
     expect(await row.locator('.status').textContent()).toBe('running');
     expect(await row.locator('.stored').textContent()).toBe('1/2');
     const s = await SqliteStore.open(store);
-    await s.put({ key: 'k1', study: 'sample', spec: { cond: 0, condition: { id: 'caption:xss', label: XSS }, seed: 1 }, result: { d: [3, 2.5, 1], switchStep: 2 }, blobs: [], seconds: 0.1 });
+    await s.put({ key: K1, study: 'sample', spec: { cond: 0, condition: { id: 'caption:xss', label: XSS }, seed: 1 }, result: { d: [3, 2.5, 1], switchStep: 2 }, blobs: [], seconds: 0.1 });
     s.close();
     await page.waitForFunction((id) => document.querySelector(`tr[data-run="${id}"] .stored`)?.textContent === '2/2', ids['live'], { timeout: 10_000 });
     expect(await row.locator('.status').textContent()).toBe('done');
