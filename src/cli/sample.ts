@@ -6,7 +6,7 @@ import { positiveInt, finiteNumber, UsageError, InputError, asInput, didYouMean,
 import { parseSeeds } from '../random/seeds.ts';
 import type { GuidanceSchedule } from '../guidance/schedules.ts';
 import { parseGuidance } from '../guidance/spec.ts';
-import { loadSchedulerConfig } from '../schedules/config.ts';
+import { loadSchedulerConfig } from '../schedules/config-file.ts';
 import { TENSOR_QUANTITIES, type TensorQuantity } from '../record/recorders.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { loadStudySource } from '../study/source.ts';

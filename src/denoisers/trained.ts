@@ -29,6 +29,12 @@ export interface TrainedModel {
   readonly unetBytes: Uint8Array;
   /** The text encoder graph (null for unconditional models). */
   readonly textEncoderBytes: Uint8Array | null;
+  /**
+   * The text encoder's output for every prompt (`conditions` `[K, L, E]`, prompt order) and for
+   * the empty prompt (`uncond` `[1, L, E]`): the U-Net's `encoder_hidden_states` rows, as the
+   * denoiser feeds them (null for unconditional models).
+   */
+  readonly embeddings: { readonly conditions: Tensor; readonly uncond: Tensor } | null;
   /** Raw model.json. */
   readonly meta: Record<string, unknown>;
   /** The U-Net with cross-attention exposed (text models loaded with `exposeCrossAttention`; else null); released by the caller. */
@@ -74,6 +80,7 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
   const prompts = (meta['prompts'] as ScenarioPrompt[]) ?? [];
   const name = `trained:${String(meta['scenario'])}`;
   let denoiser: OnnxDenoiser;
+  let embeddings: TrainedModel['embeddings'] = null;
   let attention: CrossAttentionUnet | null = null;
   let openAttention: (() => Promise<CrossAttentionUnet>) | null = null;
   if (opts.exposeCrossAttention === true && !graphs.textEncoder) throw new Error(`exposeCrossAttention: ${dir} is an unconditional model; cross-attention exists only in text-conditioned models`);
@@ -88,12 +95,13 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
     const h = out['last_hidden_state']!;
     const per = L * cfg.textEncoder!.width;
     const K = prompts.length;
+    embeddings = { conditions: { dims: [K, L, cfg.textEncoder!.width], data: h.data.slice(0, K * per) }, uncond: { dims: [1, L, cfg.textEncoder!.width], data: h.data.slice(K * per) } };
     denoiser = await loadOnnxDenoiser({
       path: join(dir, 'unet.onnx'),
       bytes: graphs.unet,
       name,
-      conditions: { dims: [K, L, cfg.textEncoder!.width], data: h.data.slice(0, K * per) },
-      uncond: { dims: [1, L, cfg.textEncoder!.width], data: h.data.slice(K * per) },
+      conditions: embeddings.conditions,
+      uncond: embeddings.uncond,
       labels: prompts.map((p) => p.text),
     });
     const ids = enc.data;
@@ -150,6 +158,7 @@ export async function loadTrainedModel(dir: string, opts: LoadTrainedOptions = {
     imagePool: (meta['imagePool'] as number[] | 'all') ?? 'all',
     unetBytes: graphs.unet,
     textEncoderBytes: graphs.textEncoder,
+    embeddings,
     meta,
     attention,
     openAttention,

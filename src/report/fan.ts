@@ -2,7 +2,7 @@
  * Trajectory fans as Vega-Lite specs: sampling trajectories (one per seed) projected onto their
  * first two principal components (`projectPaths`, `src/analysis/pca.ts`), one colour per group.
  */
-import { VEGA_LITE_SCHEMA, type FigureSpec } from './vega.ts';
+import { VEGA_LITE_SCHEMA, type FigureSpec } from './spec.ts';
 import { finiteOrNull, paletteColor } from './palette.ts';
 import { paddedExtent } from './scatter.ts';
 

@@ -1,5 +1,5 @@
 /** Line charts as Vega-Lite specs: series with optional bands, vertical markers, log/reversed axes. */
-import { VEGA_LITE_SCHEMA, type FigureSpec } from './vega.ts';
+import { VEGA_LITE_SCHEMA, type FigureSpec } from './spec.ts';
 import { finiteOrNull, paletteColor } from './palette.ts';
 
 /** One line of a chart. */

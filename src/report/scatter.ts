@@ -1,5 +1,5 @@
 /** Scatter plots as Vega-Lite specs (groups, least-squares fit, reference line, annotation). */
-import { VEGA_LITE_SCHEMA, type FigureSpec } from './vega.ts';
+import { VEGA_LITE_SCHEMA, type FigureSpec } from './spec.ts';
 import { paletteColor } from './palette.ts';
 
 /** One group of points of a scatter plot (`x[i]`, `y[i]`; pairs with a non-finite value are skipped). */

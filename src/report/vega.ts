@@ -2,15 +2,12 @@
  * Figures as Vega-Lite specs (data inline) and their headless rendering to SVG in Node: the same
  * spec is drawn statically in every `report.html` and interactively by the dashboard (vega-embed).
  */
-import { compile, type TopLevelSpec } from 'vega-lite';
+import { compile } from 'vega-lite';
 import { parse, View } from 'vega';
 import { createHash } from 'node:crypto';
+import type { FigureSpec } from './spec.ts';
 
-/** A figure: a self-contained Vega-Lite spec (its data inline, no URL, no external resource). */
-export type FigureSpec = TopLevelSpec;
-
-/** The Vega-Lite schema URL written into every spec (informational; nothing is fetched). */
-export const VEGA_LITE_SCHEMA = 'https://vega.github.io/schema/vega-lite/v5.json';
+export { VEGA_LITE_SCHEMA, type FigureSpec } from './spec.ts';
 
 /**
  * Render a figure to a standalone SVG string with Vega's headless SVG renderer (no browser, no

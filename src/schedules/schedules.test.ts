@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { alphaBarFromSigma, alphaBars, betas, fmaF32, sigmaFromAlphaBar, sigmasF32, torchLinspaceF32, type BetaSchedule } from './betas.ts';
+import { loadSchedulerConfig } from './config-file.ts';
 import {
-  loadSchedulerConfig,
   parseJsonLenient,
   parseSchedulerConfig,
   resolveDdimConfig,

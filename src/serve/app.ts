@@ -20,18 +20,19 @@ import { gridPng } from '../report/png.ts';
 import { decodeNpy } from '../io/npy.ts';
 import { asset, ASSET_TAGS } from './assets.ts';
 import { CopyLookup, type SampleCopy } from './copies.ts';
+import { explorerRoutes } from './explorer.ts';
 
 const RUN_ID = /^[0-9a-f]{16}$/;
 const UNIT_KEY = /^[0-9a-f]{64}$/;
 const BLOB_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
-/** A whole dashboard page. */
-function page(title: string, body: string): string {
+/** A whole dashboard page (`scripts`: more tags at the end of the body). */
+function page(title: string, body: string, scripts = ''): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>${ASSET_TAGS}</head><body>
-<nav><a href="/">studies</a><a href="/compare">compare</a><a href="/prompts">prompts</a></nav>
+<nav><a href="/">studies</a><a href="/compare">compare</a><a href="/prompts">prompts</a><a href="/explorer">explorer</a></nav>
 <h1>${escapeHtml(title)}</h1>
 ${body}
-</body></html>`;
+${scripts}</body></html>`;
 }
 
 /** A run's heading text. */
@@ -51,10 +52,18 @@ export interface DashboardOptions {
   readonly storeLabel?: string;
   /** The copy tests of the samples (default: the runs' models resolved from the working folder). */
   readonly copies?: CopyLookup;
+  /** The model the explorer samples in the browser (a text-conditioned trained model folder; default none: the page says so). */
+  readonly explorerModel?: string;
+}
+
+/** A dashboard app and what it holds open. */
+export interface DashboardApp {
+  readonly app: Hono;
+  dispose(): Promise<void>;
 }
 
 /** The dashboard's routes over an open (read-only) store. */
-export function dashboardApp(store: SqliteStore, opts: DashboardOptions = {}): Hono {
+export function dashboardApp(store: SqliteStore, opts: DashboardOptions = {}): DashboardApp {
   const app = new Hono();
   const copies = opts.copies ?? new CopyLookup();
   /** The copy test of a stored unit's sample, or why there is none. */
@@ -92,16 +101,24 @@ export function dashboardApp(store: SqliteStore, opts: DashboardOptions = {}): H
     if (/(^|[/\\])\.\.([/\\]|$)|%2e%2e|%2f|%5c|\0/i.test(path)) return c.text('refused: the path leaves the dashboard', 400);
     await next();
     c.header('X-Content-Type-Options', 'nosniff');
-    c.header('Content-Security-Policy', "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-eval'; connect-src 'self'");
+    // nothing from another host; wasm (the explorer's onnxruntime-web) and its same-origin workers
+    c.header('Content-Security-Policy', "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-eval' 'wasm-unsafe-eval'; worker-src 'self' blob:; connect-src 'self'");
+    // cross-origin isolation: SharedArrayBuffer, so onnxruntime-web may use 2 wasm threads
+    c.header('Cross-Origin-Opener-Policy', 'same-origin');
+    c.header('Cross-Origin-Embedder-Policy', 'require-corp');
+    c.header('Cross-Origin-Resource-Policy', 'same-origin');
   });
 
   app.get('/favicon.ico', (c) => c.body(null, 204));
 
-  app.get('/assets/:name', (c) => {
-    const a = asset(c.req.param('name'));
+  app.get('/assets/:name', async (c) => {
+    const a = await asset(c.req.param('name'));
     if (!a) return c.text('no such asset', 404);
-    return c.body(a[1], 200, { 'Content-Type': a[0] });
+    return c.body(typeof a[1] === 'string' ? a[1] : a[1].slice(), 200, { 'Content-Type': a[0] });
   });
+
+  const explorer = opts.explorerModel === undefined ? null : explorerRoutes(app, opts.explorerModel, page);
+  if (explorer === null) app.get('/explorer', (c) => c.html(page('explorer', '<p class="note">No explorer model: start the dashboard with <code>--explore-model DIR</code> (a text-conditioned model from <code>memscope train</code>; the default is the shipped <code>models/graded</code>).</p>'), 404));
 
   app.get('/api/studies', (c) => c.json(store.studies().map((r) => ({ runId: r.runId, name: r.name, units: r.units, stored: r.stored, createdAt: r.createdAt }))));
 
@@ -254,7 +271,12 @@ export function dashboardApp(store: SqliteStore, opts: DashboardOptions = {}): H
     return c.body(new Uint8Array(png), 200, { 'Content-Type': 'image/png' });
   });
 
-  return app;
+  return {
+    app,
+    async dispose() {
+      await explorer?.dispose();
+    },
+  };
 }
 
 /** d_t of a prompt along the steps in every run that recorded it (per seed), DTP switches and sweep transitions marked. */

@@ -50,4 +50,7 @@ th { background: #f3f3f3; }
 figcaption, .note { font-size: 0.8rem; color: #555; }
 .compare { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5rem; } .compare > div { min-width: 0; overflow-x: auto; }
 img.px { image-rendering: pixelated; }
+.explorer label { margin-right: 1rem; } .explorer fieldset { margin: 0.6rem 0; } .explorer .slider input { width: 28rem; vertical-align: middle; }
+.explore-out { display: flex; flex-wrap: wrap; gap: 1.5rem; align-items: flex-start; margin-top: 0.8rem; }
+#sample { width: 160px; height: 160px; image-rendering: pixelated; border: 1px solid #ccc; }
 `;
