@@ -9,6 +9,12 @@
  * The first visit of a run reads its units and builds its tables (cold); the dashboard then keeps
  * them until the run gains units, so a second visit is warm: both are reported.
  *
+ * The explorer: one sample of the shipped lab model (models/graded, prompt caption:30, CFG 7.5,
+ * DPM-Solver++ 2M 50 steps) in the browser (onnxruntime-web wasm, 2 threads when cross-origin
+ * isolated) beside the CLI's (onnxruntime-node, `MEMSCOPE_THREADS` or 2 threads, the same
+ * `runSampling` in this process), sampling time only, 3 interleaved repetitions (medians), and
+ * the largest difference between the two samples.
+ *
  * Standalone: `node --import tsx bench/browser.ts` prints JSON. Needs /usr/bin/chromium (or CHROMIUM).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,6 +26,35 @@ import { encodeNpy } from '../src/io/npy.ts';
 import { TorchGenerator } from '../src/random/torch.ts';
 import { startDashboard } from '../src/cli/serve.ts';
 import { HAVE_BROWSER, NO_BROWSER, launchBrowser } from '../test/helpers/browser.ts';
+import { loadStudySource } from '../src/study/source.ts';
+import { runSampling } from '../src/study/sampling.ts';
+import { parseGuidance } from '../src/guidance/spec.ts';
+import { defaultThreads } from '../src/graph/session.ts';
+
+const median = (v: number[]): number => [...v].sort((a, b) => a - b)[v.length >> 1]!;
+
+/** Seconds per explorer sample in the browser vs the CLI's runSampling, interleaved. */
+async function benchExplorer(page: import('playwright-core').Page, url: string): Promise<Record<string, unknown>> {
+  await page.goto(`${url}explorer`);
+  await page.waitForSelector('body[data-runs="1"]', { timeout: 600_000 });
+  const src = await loadStudySource('models/graded');
+  const cond = src.denoiser.conditions.findIndex((c) => c.id === 'caption:30');
+  const browser: number[] = [];
+  const cli: number[] = [];
+  let diff = 0;
+  let threads = 0;
+  for (let rep = 0; rep < 3; rep++) {
+    const b = (await page.evaluate(() => (window as unknown as { memscopeExplorer: { run(s: unknown): Promise<unknown> } }).memscopeExplorer.run({ prompt: 'caption:30', seed: 0, method: 'cfg' }))) as { seconds: number; sample: number[]; threads: number };
+    browser.push(b.seconds);
+    threads = b.threads;
+    const t0 = performance.now();
+    const r = await runSampling({ denoiser: src.denoiser, conds: [cond], seeds: [0], sampler: 'dpmpp2m', steps: 50, config: src.schedule.config, guidance: parseGuidance('constant:7.5') });
+    cli.push((performance.now() - t0) / 1000);
+    for (let i = 0; i < b.sample.length; i++) diff = Math.max(diff, Math.abs(b.sample[i]! - r.samples.data[i]!));
+  }
+  await src.denoiser.dispose?.();
+  return { what: 'one sample of models/graded, caption:30, CFG 7.5, DPM-Solver++ 2M 50 steps: browser (wasm) vs CLI (native), sampling only, median of 3 interleaved', browserSeconds: median(browser), cliSeconds: median(cli), ratio: median(browser) / median(cli), browserThreads: threads, cliThreads: defaultThreads(), maxAbsDiff: diff };
+}
 
 const STEPS = 50;
 
@@ -88,6 +123,7 @@ export async function benchBrowser(): Promise<Record<string, unknown>> {
       const s = await firstRender(page, ds.url + path(small.runIds));
       pages[name] = { large: l, small: s, ratio: l / s };
     }
+    const explorer = await benchExplorer(page, ds.url);
     await browser.close();
     await dl.close();
     await ds.close();
@@ -96,6 +132,7 @@ export async function benchBrowser(): Promise<Record<string, unknown>> {
       units: { large: 10 * 100 * 10, small: 100 },
       storeWriteSeconds: { large: large.seconds, small: small.seconds },
       seconds: pages,
+      explorer,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
