@@ -10,13 +10,13 @@ import { parsePrompts } from '../study/conditions.ts';
 import type { StudySource } from '../study/source.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
-import { checkEvaluation, evaluateStudy, planEvaluation, classifierTools, marginVerdict, type EvaluateResult, type EvaluateSettings, type EvaluateSource, type MethodRow } from '../study/evaluate.ts';
+import { checkEvaluation, evaluateStudy, planEvaluation, classifierTools, type EvaluateResult, type EvaluateSettings, type EvaluateSource } from '../study/evaluate.ts';
+import { evaluateMarkdown, evaluateTableHtml, type EvaluateTable } from '../study/views/evaluate.ts';
 import { DEFAULT_METHODS, METHODS, parseMethods, methodLambda, methodRequires, skippedMethods, type MethodSpec } from '../mitigate/methods.ts';
 import { sourceCapabilities } from '../study/capabilities.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../metrics/clip.ts';
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
-import type { Verdict } from '../analysis/verdict.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { Classifier } from '../models/classifier.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
@@ -25,7 +25,7 @@ import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, d
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { writeNpy } from '../io/npy.ts';
-import { page, table, fmt, escapeHtml } from '../report/html.ts';
+import { page, escapeHtml } from '../report/html.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
 
 const Schema = z.object({
@@ -113,48 +113,14 @@ sampler and steps): whichever runs first samples, the other reuses.`,
   ],
 });
 
-const pct = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : `${(100 * v).toFixed(1)} %`);
-const f3 = (v: number | null): string => (v === null || Number.isNaN(v) ? '—' : v.toFixed(3));
-/** The alignment column in its unit: a rate in %, or a score (CLIP score, 0–100) with two decimals. */
-const alignFmt = (r: EvaluateResult, v: number | null): string => (r.alignmentUnit === 'score' ? (v === null || Number.isNaN(v) ? '—' : v.toFixed(2)) : pct(v));
-
-/** The Markdown evaluation table (and the DTP never-switched lines) of a result. */
-export function evaluateMarkdown(r: EvaluateResult): string {
-  const head = '| method | similarity p95 | similarity mean ± std | own-image similarity p95 | own-image mean ± std | memorization rate | strict copies (pixel d1/d2 < 1/3) | alignment | Fréchet distance | s / image |';
-  const sep = '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
-  const lines = r.rows.map(
-    (x) =>
-      `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${x.memorization.text} | ${x.strict?.text ?? '—'} | ${alignFmt(r, x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
-  );
-  const notes = [`memorization rate: ${r.memorization.text}; 95 % Wilson intervals at the prompt-cluster effective n`, ...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x))];
-  return [head, sep, ...lines, '', ...notes.map((n) => `- ${n}`)].join('\n') + '\n';
-}
-
-const signed = (v: number): string => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(3)}`;
-
-/** A verdict in a few words: the word, and the n when it is below the minimum. */
-const verdictWord = (v: Verdict): string => (v.n < v.minN && v.verdict === 'inconclusive' ? v.text : v.verdict);
-
-/** One line per method: Δ p95 against CFG with its prompt-bootstrap interval. */
-export function marginLines(r: EvaluateResult): string[] {
-  return r.rows
-    .filter((x) => x.vsCfg)
-    .map((x) => {
-      const m = x.vsCfg!;
-      const t = m.targetSimilarityP95;
-      return (
-        `${x.method} vs cfg: Δ p95 similarity ${signed(m.similarityP95.delta)} [${signed(m.similarityP95.lo)}, ${signed(m.similarityP95.hi)}]` +
-        (t ? `, Δ p95 own-image similarity ${signed(t.delta)} [${signed(t.lo)}, ${signed(t.hi)}]` : '') +
-        ` (95 % prompt-bootstrap intervals); lowers the p95 similarity: ${verdictWord(marginVerdict('p95 similarity', m.similarityP95))}`
-      );
-    });
-}
-
-function switchingLine(r: EvaluateResult, x: MethodRow): string {
-  const s = x.switching!;
+/** The sentence above the table: model, prompts × seeds, λ, sampler, descriptor, threshold, pool, Fréchet reference. */
+function evaluateIntro(src: StudySource, r: EvaluateResult, settings: EvaluateSettings, descriptor: string, scale: number, sampler: string, steps: number): string {
   return (
-    `${x.method}: ${pct(s.neverFraction)} of samples never switched to λ (${s.never.count}; similarity mean ${f3(s.never.similarityMean)}, alignment ${alignFmt(r, s.never.alignment)}); ` +
-    `switched ${s.switched.count} (similarity mean ${f3(s.switched.similarityMean)}, alignment ${alignFmt(r, s.switched.alignment)}, mean switch step ${s.meanSwitchStep === null ? '—' : s.meanSwitchStep.toFixed(1)})`
+    `${src.description}; ${r.prompts.length} prompts × ${settings.seeds.length} seeds; λ = ${scale}; ${sampler} ${steps} steps; ` +
+    `descriptor ${descriptor}; copy threshold ${r.threshold.text}; ` +
+    `similarity against ${r.poolSize} training images; Fréchet reference: ${r.reference.heldOut} held-out images` +
+    (r.reference.floor === null ? '' : ` (${r.reference.floorImages} real training images reach ${r.reference.floor.toFixed(2)})`) +
+    '.'
   );
 }
 
@@ -319,6 +285,10 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     runJson = ran.runJson;
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} method × prompt units reused from ${storeDir}`);
     r = await study.reduce(ran.outcome.units, store, settings);
+    // the table, kept for the store views (their reduction would need the model and the tools)
+    const { samples: _x, similarities: _y, targetSimilarities: _z, ...summary } = r;
+    const table: EvaluateTable = { intro: evaluateIntro(src, r, settings, descriptor.info.name, o.scale, o.sampler, o.steps), summary };
+    store.putRunTable(runJson.studyRun, 'evaluate', table);
   } catch (e) {
     throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;
   } finally {
@@ -333,12 +303,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const plain = (m: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
     await writeJsonAtomic(join(dir, 'evaluate.json'), { ...rest, similarities: plain(similarities), targetSimilarities: plain(targetSimilarities) });
     await writeFileAtomic(join(dir, 'evaluate.csv'), csv(r));
-    const intro =
-      `${src.description}; ${r.prompts.length} prompts × ${seeds.length} seeds; λ = ${o.scale}; ${o.sampler} ${o.steps} steps; ` +
-      `descriptor ${descriptor.info.name}; copy threshold ${r.threshold.text}; ` +
-      `similarity against ${r.poolSize} training images; Fréchet reference: ${r.reference.heldOut} held-out images` +
-      (r.reference.floor === null ? '' : ` (${r.reference.floorImages} real training images reach ${r.reference.floor.toFixed(2)})`) +
-      '.';
+    const intro = evaluateIntro(src, r, settings, descriptor.info.name, o.scale, o.sampler, o.steps);
     await writeFileAtomic(join(dir, 'evaluate.md'), `${intro}\n\n${md}`);
     const grids: string[] = [];
     for (const row of r.rows) {
@@ -349,24 +314,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     }
     const body = [
       `<p>${escapeHtml(intro)}</p>`,
-      table(
-        ['method', 'similarity p95', 'mean ± std', 'own-image p95', 'own-image mean ± std', 'copy rate', 'memorization rate', 'strict copies (pixel d1/d2 < 1/3)', 'alignment', 'Fréchet distance', 's / image'],
-        r.rows.map((x) => [
-          x.method,
-          fmt(x.similarity.p95),
-          `${fmt(x.similarity.mean)} ± ${fmt(x.similarity.std)}`,
-          x.targetSimilarity ? fmt(x.targetSimilarity.p95) : '—',
-          x.targetSimilarity ? `${fmt(x.targetSimilarity.mean)} ± ${fmt(x.targetSimilarity.std)}` : '—',
-          x.copy.text,
-          x.memorization.text,
-          x.strict?.text ?? '—',
-          alignFmt(r, x.alignment),
-          x.frechet === null ? '—' : fmt(x.frechet),
-          fmt(x.secondsPerImage),
-        ]),
-      ),
-      ...marginLines(r).map((l) => `<p class="note">${escapeHtml(l)}</p>`),
-      ...r.rows.filter((x) => x.switching).map((x) => `<p class="note">${escapeHtml(switchingLine(r, x))}</p>`),
+      evaluateTableHtml(r),
       '<h2>Samples</h2><p class="note">One row per prompt (its training image first when it has one), one column per seed.</p>',
       `<div class="grid">${grids.join('\n')}</div>`,
     ].join('\n');

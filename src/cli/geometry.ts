@@ -26,9 +26,9 @@ import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS, refuseSdFlags, sdSourceOptions } fro
 import { loadImageFolder } from '../data/folder.ts';
 import { type Tensor, concatBatch } from '../tensor/tensor.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
-import { table, fmt, escapeHtml } from '../report/html.ts';
+import { fmt, escapeHtml } from '../report/html.ts';
 import { writeSection } from '../report/section.ts';
-import { geometrySection, fmtSpan } from '../study/views/geometry.ts';
+import { swapHtml, geometrySection, fmtSpan } from '../study/views/geometry.ts';
 
 const nonNegInt = (name: string) => nonNegativeInt(name);
 const unit = (name: string) => finiteNumber(name, { lo: 0, hi: 1 });
@@ -220,6 +220,8 @@ export async function geometryCommand(argv: string[]): Promise<void> {
       const keys = [...units.map((u) => u.key), ...swapKeys.filter((k) => !units.some((u) => u.key === k))];
       const runId = store.beginStudy('geometry', runSpec, keys);
       runJson = runRecord({ command: 'geometry', study: 'geometry', runId, spec: runSpec, keys, store: store.dir, computed, reused: keys.length - computed, commandLine });
+      // the swap table (scored with the models and the classifier), kept for the store views
+      store.putRunTable(runId, 'swap', swap);
     }
   } finally {
     if (opened) for (const t of new Set([...opened.all, ...opened.compare])) await t.src.denoiser.dispose?.();
@@ -428,21 +430,4 @@ async function swapTable(
     await lin.dispose();
     await classifier.dispose();
   }
-}
-
-function swapHtml(swap: { study: SwapStudyResult; search: BandSearch | null; band: SwapBand | null }): string[] {
-  const st = swap.study;
-  const rows = st.rows.map((row) => [row.name, row.kind, row.band ? `[${fmt(row.band.sigmaLo)}, ${fmt(row.band.sigmaHi)}]` : '—', row.samples, rateText(row.rate, row.samples), row.medianRatio, row.sameNearest === null ? '—' : `${(100 * row.sameNearest).toFixed(0)} %`, row.frechet === null ? '—' : row.frechet, row.swappedCalls === null ? '—' : `${(100 * row.swappedCalls).toFixed(0)} %`]);
-  const out = [
-    '<h2>Mitigations at the trajectory level (docs/methods.md §5.6)</h2>',
-    `<p>Unconditional samples on the same seeds; memorized when d1/d2 &lt; ${fmt(st.threshold)} against the model's training images. Fréchet distance of classifier features to the held-out images; a same-size set of real training images reaches ${st.frechetFloor === null ? '—' : fmt(st.frechetFloor)}. "same NN" = samples whose nearest training image is that of the memorizing model's sample of the same seed.</p>`,
-    table(['variant', 'kind', 'band σ', 'samples', 'memorization rate [95 % Wilson]', 'median d1/d2', 'same NN', 'Fréchet', 'calls swapped'], rows),
-  ];
-  if (swap.search) {
-    const s = swap.search;
-    out.push(`<h3>Band search (target rate ≤ ${fmt(s.target)}; model alone ${(100 * s.baseRate).toFixed(1)} %)</h3>`);
-    out.push(`<p>${s.baseRate <= s.target ? 'The model alone is already under the target: no band needed.' : s.best ? `Narrowest band: [${fmt(s.best.band.sigmaLo)}, ${fmt(s.best.band.sigmaHi)}] (${s.best.stepsInBand} sampler steps) → ${(100 * s.best.rate).toFixed(1)} %.` : 'No tried band reaches the target.'} Candidate edges: ${s.edges.map((e) => fmt(e)).join(', ')}.</p>`);
-    out.push(table(['band σ', 'steps in band', 'memorization rate', 'Fréchet'], s.trials.map((t) => [`[${fmt(t.band.sigmaLo)}, ${fmt(t.band.sigmaHi)}]`, t.stepsInBand, `${(100 * t.rate).toFixed(1)} %`, t.frechet ?? '—'])));
-  }
-  return out;
 }

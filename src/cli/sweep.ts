@@ -13,9 +13,9 @@ import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
-import { lineChart, type Series } from '../report/line.ts';
+import { sweepSection, sweepTableOf } from '../study/views/sweep.ts';
 import { writeFigure, labelledStrip } from '../report/figure.ts';
-import { page, table, imgTag, fmt, escapeHtml } from '../report/html.ts';
+import { page, imgTag, escapeHtml } from '../report/html.ts';
 
 const Schema = z.object({
   model: z.string().default('default').register(flagDocs, { value: 'SPEC', help: MODEL_SPEC_HELP }),
@@ -96,6 +96,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
     const samples = await sweepStudy.reduce(ran.outcome.units, store, spec);
     const scored = await scoreSweep(src, samples, descriptor, settings, (m) => process.stderr.write(`${m}\n`));
     r = { settings, prompt: scored.prompt, target: scored.target, timesteps: samples.timesteps, variants: scored.variants, seconds: (performance.now() - started) / 1000 };
+    store.putRunTable(runJson.studyRun, 'sweep', sweepTableOf(r, descriptor.info.name));
   } finally {
     closeCliStore(store);
   }
@@ -111,21 +112,12 @@ export async function sweepCommand(argv: string[]): Promise<void> {
 }
 
 async function writeSweepReport(dir: string, r: SweepResult, descriptorName: string): Promise<void> {
-  const s = r.settings;
   await writeJsonAtomic(join(dir, 'sweep.json'), { prompt: r.prompt, target: r.target, timesteps: r.timesteps, seconds: r.seconds, variants: r.variants.map((v) => ({ label: v.label, transition: v.transition, rows: v.rows })) });
   const csv = ['variant,k,t,similarity,nearest_is_target,copy', ...r.variants.flatMap((v) => v.rows.map((x) => `"${v.label}",${x.k},${x.t ?? ''},${x.similarity},${x.nearestIsTarget},${x.copy}`))].join('\n') + '\n';
   await writeFileAtomic(join(dir, 'sweep.csv'), csv);
-  const colors = ['#d62728', '#1f77b4'];
-  const series: Series[] = r.variants.map((v, i) => ({ label: v.label, x: v.rows.map((x) => x.k), y: v.rows.map((x) => x.similarity), color: colors[i % 2]! }));
-  const kMax = s.steps;
-  series.push({ label: `copy threshold ${s.threshold}`, x: [0, kMax], y: [s.threshold, s.threshold], color: '#7f7f7f', dashed: true, width: 1 });
-  const markers = r.variants.flatMap((v, i) => (v.transition === null ? [] : [{ x: v.transition, label: `k=${v.transition}`, color: colors[i % 2]! }]));
-  await writeFigure(dir, 'similarity', lineChart({ title: `copy similarity to the target vs CFG start step: ${r.prompt}`, xLabel: 'start step k (s = 0 before, λ from k)', yLabel: `${descriptorName} cosine`, series, markers }));
-  const html: string[] = [
-    `<p>${escapeHtml(r.prompt)} (training image ${r.target}); seed ${s.seed}; λ = ${s.lambda}; ${escapeHtml(s.sampler)} ${s.steps} steps; ${fmt(r.seconds)} s.</p>`,
-    `<img src="similarity.svg" width="640" alt="similarity against the start step">`,
-    table(['variant', 'empirical transition point k', 't_k'], r.variants.map((v) => [v.label, v.transition ?? 'none', v.transition === null ? '—' : (r.timesteps[v.transition] ?? 'never guided')])),
-  ];
+  const section = sweepSection(sweepTableOf(r, descriptorName));
+  await writeFigure(dir, 'similarity', section.figures[0]!.spec);
+  const html: string[] = [section.head, `<img src="similarity.svg" width="640" alt="similarity against the start step">`];
   const per = 17;
   for (const [vi, v] of r.variants.entries()) {
     html.push(`<h2>${escapeHtml(v.label)}</h2>`);

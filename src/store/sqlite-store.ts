@@ -176,6 +176,8 @@ export class SqliteStore implements UnitStore, FileHashCache {
           key TEXT PRIMARY KEY, study TEXT NOT NULL, run_id TEXT, batch TEXT, spec TEXT NOT NULL, result TEXT NOT NULL,
           blobs TEXT NOT NULL, seconds REAL NOT NULL, host TEXT NOT NULL, version TEXT NOT NULL, finished_at TEXT NOT NULL);
         CREATE INDEX IF NOT EXISTS units_batch ON units (batch);
+        CREATE TABLE IF NOT EXISTS run_tables (
+          run_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, written_at TEXT NOT NULL, PRIMARY KEY (run_id, name));
         CREATE TABLE IF NOT EXISTS file_hashes (
           path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ms REAL NOT NULL, sha256 TEXT NOT NULL);
         INSERT OR IGNORE INTO meta (key, value) VALUES ('layout', '${STORE_VERSION}');
@@ -358,6 +360,25 @@ export class SqliteStore implements UnitStore, FileHashCache {
   /** Every stored row (key order). */
   allRows(): StoredRow[] {
     return (this.db.prepare('SELECT * FROM units ORDER BY key').all() as DbRow[]).map(fromDb);
+  }
+
+  /**
+   * Keep a table a command reduced from a study run's units (e.g. `evaluate`'s, whose reduction
+   * needs the model and tools the store does not hold), so that store views can show it. A later
+   * reduction of the same run under the same name replaces it (the value says what it was made with).
+   */
+  putRunTable(runId: string, name: string, value: unknown): void {
+    this.db.prepare('INSERT OR REPLACE INTO run_tables (run_id, name, value, written_at) VALUES (?, ?, ?, ?)').run(runId, name, JSON.stringify(value), new Date().toISOString());
+  }
+
+  /** The tables kept for a study run (name → value and when it was written); empty for a store of an older layout. */
+  runTables(runId: string): Map<string, { value: unknown; writtenAt: string }> {
+    try {
+      const rows = this.db.prepare('SELECT name, value, written_at FROM run_tables WHERE run_id = ? ORDER BY name').all(runId) as { name: string; value: string; written_at: string }[];
+      return new Map(rows.map((r) => [r.name, { value: JSON.parse(r.value) as unknown, writtenAt: r.written_at }]));
+    } catch {
+      return new Map(); // a store written before run tables existed, opened read-only
+    }
   }
 
   /** Mean seconds per unit of the stored units with this batch value, or null when there are none. */

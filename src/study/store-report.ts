@@ -16,8 +16,10 @@ import { kimStudy, type KimSettings, type KimStudy } from './kim.ts';
 import { kimSection } from './kim-report.ts';
 import { curvesSection } from './views/curves.ts';
 import { geometryStudy, type GeometrySpec } from './geometry.ts';
-import { geometrySection } from './views/geometry.ts';
+import { geometrySection, swapHtml, type SwapTable } from './views/geometry.ts';
 import { detectSection } from './views/detect.ts';
+import { evaluateSection, type EvaluateTable } from './views/evaluate.ts';
+import { sweepSection, type SweepTable } from './views/sweep.ts';
 import { lineChart, type Series } from '../report/line.ts';
 import { paletteColor } from '../report/palette.ts';
 import { escapeHtml, fmt, page } from '../report/html.ts';
@@ -96,13 +98,27 @@ export async function studySection(run: StudyRunRow, units: StoredUnit<unknown, 
       return kimSection(study);
     }
     case 'geometry': {
-      const r = await geometryStudy.reduce(units as never, store, spec as unknown as GeometrySpec);
-      return geometrySection(r, `<p>Exact empirical denoiser D* over ${r.n} training images; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}. Plots use log10 σ on the x axis.</p>`);
+      // the run also lists the swap table's units (kept with it); the curves are the geometry units
+      const r = await geometryStudy.reduce(units.filter((u) => u.study === 'geometry') as never, store, spec as unknown as GeometrySpec);
+      const swap = store.runTables(run.runId).get('swap');
+      return geometrySection(
+        r,
+        `<p>Exact empirical denoiser D* over ${r.n} training images; ${r.m} test images; ${r.sigma.length} σ from ${fmt(r.sigma[0]!)} to ${fmt(r.sigma[r.sigma.length - 1]!)}. Plots use log10 σ on the x axis.</p>`,
+        swap ? [`<p class="note">The swap table as <code>memscope geometry</code> scored it on ${escapeHtml(swap.writtenAt)} (kept in the store).</p>`, ...swapHtml(swap.value as SwapTable)] : [],
+      );
     }
     case 'sample':
     case 'demo':
     case 'validate':
       return sampleSection(units);
+    case 'evaluate':
+    case 'sweep': {
+      // the tables these commands reduced with the model and its tools, kept in the store
+      const t = store.runTables(run.runId).get(run.name);
+      if (!t) return null;
+      const s = run.name === 'evaluate' ? evaluateSection(t.value as EvaluateTable) : sweepSection(t.value as SweepTable);
+      return { ...s, head: `<p class="note">The table as <code>memscope ${run.name}</code> reduced it on ${escapeHtml(t.writtenAt)} (kept in the store).</p>\n${s.head}` };
+    }
     default:
       return null;
   }

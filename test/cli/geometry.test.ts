@@ -96,6 +96,14 @@ describe('memscope geometry on the results store', () => {
       expect(runB.units).toEqual(runA.units);
       for (const f of ['geometry.json', 'swap.json', 'settings.json', 'report.html', 'memorization.svg', 'memorization.vl.json']) expect(Buffer.compare(await readFile(join(root, 'a', f)), await readFile(join(root, 'b', f))), f).toBe(0);
 
+      // report --store shows the run's regimes and the swap table the command kept in the store, row for row
+      const rep = await runCli(['report', '--store', store, '--out', join(root, 'rep')]);
+      expect(rep.code, rep.err).toBe(0);
+      const html = await readFile(join(root, 'rep', 'report.html'), 'utf8');
+      expect(html).toContain('The swap table as <code>memscope geometry</code> scored it');
+      for (const row of sw.study.rows as { name: string; samples: number; rate: number }[]) expect(html).toContain(`<td>${row.name.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')}</td>`);
+      expect(html).not.toContain('could not be reduced');
+
       // directly: D* over the model's image pool, the model through the 28 → 32 padding, σ ≤ its σ_max
       const ga = JSON.parse(await readFile(join(root, 'a', 'geometry.json'), 'utf8'));
       const tm = await loadTrainedModel('models/edm-small');

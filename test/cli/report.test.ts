@@ -30,6 +30,12 @@ beforeAll(async () => {
     expect(r.code, `${name}: ${r.err}`).toBe(0);
     ids[name] = JSON.parse(await readFile(join(dir, name, 'run.json'), 'utf8')).studyRun;
   }
+  const ev = await runCli(['evaluate', '--model', 'testbed', '--prompts', 'caption:0-1', '--methods', 'cfg,dtp', '--seeds', '0-1', '--steps', '4', '--descriptor', 'pixel', '--store', store, '--out', join(dir, 'evaluate')]);
+  expect(ev.code, ev.err).toBe(0);
+  ids['evaluate'] = JSON.parse(await readFile(join(dir, 'evaluate', 'run.json'), 'utf8')).studyRun;
+  const sw = await runCli(['sweep', '--model', 'testbed', '--prompts', 'caption:0', '--steps', '6', '--og', '--descriptor', 'pixel', '--store', store, '--out', join(dir, 'sweep')]);
+  expect(sw.code, sw.err).toBe(0);
+  ids['sweep'] = JSON.parse(await readFile(join(dir, 'sweep', 'run.json'), 'utf8')).studyRun;
   const g = await runCli(['geometry', '--train', '100', '--test', '50', '--store', store, '--out', join(dir, 'geometry')]);
   expect(g.code, g.err).toBe(0);
   ids['geometry'] = JSON.parse(await readFile(join(dir, 'geometry', 'run.json'), 'utf8')).studyRun;
@@ -57,7 +63,7 @@ describe('memscope report --store', () => {
     const s = await SqliteStore.open(store, { mustExist: true, readonly: true });
     const runs = s.studies();
     s.close();
-    expect(runs).toHaveLength(6);
+    expect(runs).toHaveLength(8);
     for (const run of runs) expect(text(sectionOf(html, run.runId))).toContain(`${run.stored} of ${run.units} units stored`);
 
     // detect: the AUC texts equal the command's own detect.json (reduced through the model source)
@@ -94,10 +100,25 @@ describe('memscope report --store', () => {
     expect(geoSec).toContain(`${fmt(geo.sigma[0]!)} ${geo.regimes.labels[0]}`);
     expect((sectionOf(html, ids['geometry']!).match(/<svg /g) ?? []).length).toBe(4);
 
-    // prompts → runs: caption:0 is in all five runs; every link points at a heading of the page
+    // evaluate: the table the command kept in the store, row for row as its evaluate.json
+    const evj = JSON.parse(await readFile(join(dir, 'evaluate', 'evaluate.json'), 'utf8')) as { rows: { method: string; memorization: { text: string }; similarity: { p95: number } }[] };
+    const evSec = text(sectionOf(html, ids['evaluate']!));
+    expect(evj.rows.map((x) => x.method)).toEqual(['cfg', 'dtp']);
+    for (const x of evj.rows) expect(evSec).toContain(`${x.method} ${fmt(x.similarity.p95)}`);
+    for (const x of evj.rows) expect(evSec).toContain(x.memorization.text);
+    expect(evSec).toContain('as memscope evaluate reduced it');
+
+    // sweep: the transition table equals the command's sweep.json; its similarity figure is inlined
+    const swj = JSON.parse(await readFile(join(dir, 'sweep', 'sweep.json'), 'utf8')) as { timesteps: number[]; variants: { label: string; transition: number | null }[] };
+    const swSec = text(sectionOf(html, ids['sweep']!));
+    expect(swj.variants).toHaveLength(2);
+    for (const v of swj.variants) expect(swSec).toContain(`${v.label} ${v.transition ?? 'none'} ${v.transition === null ? '—' : (swj.timesteps[v.transition] ?? 'never guided')}`);
+    expect((sectionOf(html, ids['sweep']!).match(/<svg /g) ?? []).length).toBe(1);
+
+    // prompts → runs: caption:0 is in the seven runs that sample it; every link points at a heading of the page
     const index = html.slice(html.indexOf('<h2 id="prompts">'));
     const row = /<tr><td>caption:0<\/td>.*?<\/tr>/.exec(index)![0];
-    expect((row.match(/href="#run-/g) ?? []).length).toBe(5);
+    expect((row.match(/href="#run-/g) ?? []).length).toBe(7);
     for (const m of index.matchAll(/href="#(run-[0-9a-f]+)"/g)) expect(html).toContain(`id="${m[1]}"`);
     // SVG ids of different inlined figures never collide
     const clipIds = [...html.matchAll(/<clipPath id="([^"]+)"/g)].map((m) => m[1]);

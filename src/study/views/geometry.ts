@@ -1,5 +1,8 @@
 /** The report section of a geometry study (Dodson & Gao: concentration, coverage, regimes, per-σ memorization, gap, linearity). */
 import type { GeometryResult } from '../geometry.ts';
+import type { SwapStudyResult, BandSearch } from '../swap.ts';
+import type { SwapBand } from '../../denoisers/swap.ts';
+import { rateText } from '../../analysis/verdict.ts';
 import { lineChart, type Series } from '../../report/line.ts';
 import { fmt, table } from '../../report/html.ts';
 import type { Section } from '../../report/section.ts';
@@ -129,4 +132,29 @@ export function geometrySection(r: GeometryResult, intro: string, extra: readonl
       table(['σ', 'regime', 'm_σ train', 'm_σ test', 'median 1/Σw² test', 'C_σ', 'memorization rate', 'train MSE', 'test MSE', '‖D* − D_lin‖/‖D*‖'], gridRows),
     ].join('\n'),
   };
+}
+
+/** What `memscope geometry` keeps in the store for the swap table of a run (swap.json). */
+export interface SwapTable {
+  readonly study: SwapStudyResult;
+  readonly search: BandSearch | null;
+  readonly band: SwapBand | null;
+}
+
+/** The trajectory-level swap / under-training table (docs/methods.md §5.6) and the band search, as HTML blocks. */
+export function swapHtml(swap: SwapTable): string[] {
+  const st = swap.study;
+  const rows = st.rows.map((row) => [row.name, row.kind, row.band ? `[${fmt(row.band.sigmaLo)}, ${fmt(row.band.sigmaHi)}]` : '—', row.samples, rateText(row.rate, row.samples), row.medianRatio, row.sameNearest === null ? '—' : `${(100 * row.sameNearest).toFixed(0)} %`, row.frechet === null ? '—' : row.frechet, row.swappedCalls === null ? '—' : `${(100 * row.swappedCalls).toFixed(0)} %`]);
+  const out = [
+    '<h2>Mitigations at the trajectory level (docs/methods.md §5.6)</h2>',
+    `<p>Unconditional samples on the same seeds; memorized when d1/d2 &lt; ${fmt(st.threshold)} against the model's training images. Fréchet distance of classifier features to the held-out images; a same-size set of real training images reaches ${st.frechetFloor === null ? '—' : fmt(st.frechetFloor)}. "same NN" = samples whose nearest training image is that of the memorizing model's sample of the same seed.</p>`,
+    table(['variant', 'kind', 'band σ', 'samples', 'memorization rate [95 % Wilson]', 'median d1/d2', 'same NN', 'Fréchet', 'calls swapped'], rows),
+  ];
+  if (swap.search) {
+    const s = swap.search;
+    out.push(`<h3>Band search (target rate ≤ ${fmt(s.target)}; model alone ${(100 * s.baseRate).toFixed(1)} %)</h3>`);
+    out.push(`<p>${s.baseRate <= s.target ? 'The model alone is already under the target: no band needed.' : s.best ? `Narrowest band: [${fmt(s.best.band.sigmaLo)}, ${fmt(s.best.band.sigmaHi)}] (${s.best.stepsInBand} sampler steps) → ${(100 * s.best.rate).toFixed(1)} %.` : 'No tried band reaches the target.'} Candidate edges: ${s.edges.map((e) => fmt(e)).join(', ')}.</p>`);
+    out.push(table(['band σ', 'steps in band', 'memorization rate', 'Fréchet'], s.trials.map((t) => [`[${fmt(t.band.sigmaLo)}, ${fmt(t.band.sigmaHi)}]`, t.stepsInBand, `${(100 * t.rate).toFixed(1)} %`, t.frechet ?? '—'])));
+  }
+  return out;
 }
