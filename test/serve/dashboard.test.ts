@@ -10,6 +10,7 @@ import { mkdtemp, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:http';
+import { pathToFileURL } from 'node:url';
 import type { Browser } from 'playwright-core';
 import { runCli } from '../helpers/cli.ts';
 import { HAVE_BROWSER, NO_BROWSER, launchBrowser, watchPage } from '../helpers/browser.ts';
@@ -192,6 +193,21 @@ describe.skipIf(!HAVE_BROWSER)('memscope serve in Chromium', () => {
 
     await page.goto(`${dash!.url}prompts`);
     expect(await page.locator('a[href="/prompt/class%3A1"]').count()).toBe(1);
+    expect(problems.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('the static report of the same store opens offline without errors and draws its inlined figures', async () => {
+    const r = await runCli(['report', '--store', store, '--out', join(dir, 'report')]);
+    expect(r.code, r.err).toBe(0);
+    const page = await browser!.newPage({ viewport: { width: 1300, height: 900 } });
+    const problems = watchPage(page);
+    const requests: string[] = [];
+    page.on('request', (q) => requests.push(q.url()));
+    await page.goto(pathToFileURL(join(dir, 'report', 'report.html')).href);
+    expect(await page.locator('svg.marks').count()).toBeGreaterThanOrEqual(3);
+    expect(requests.filter((u) => !u.startsWith('file:') && !u.startsWith('data:'))).toEqual([]);
+    await page.screenshot({ path: join(shots, 'report.png'), fullPage: true });
     expect(problems.errors).toEqual([]);
     await page.close();
   });
