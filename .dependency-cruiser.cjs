@@ -22,6 +22,7 @@ const LAYERS = [
   'io', // npy, safetensors, atomic writes, results folders, version, user-input errors
   'engine', // Study / Unit / Runner / stores (domain-free)
   'store', // the SQLite results store (domain-free)
+  'queue', // the queue-backed runner and worker loop on BullMQ + Redis (domain-free)
   'samplers', // DDIM, Euler, DPM++ 2M, Heun–EDM
   'record', // step recorders
   'models', // network definitions built as ONNX graphs (U-Net, text encoder, classifier, descriptor, EDM), model folders
@@ -40,8 +41,8 @@ const LAYERS = [
 ];
 
 /** Folders whose code knows nothing of diffusion: they may import only these. */
-const DOMAIN_FREE = ['engine', 'store'];
-const DOMAIN_FREE_MAY_IMPORT = ['engine', 'store', 'tensor', 'random', 'io'];
+const DOMAIN_FREE = ['engine', 'store', 'queue'];
+const DOMAIN_FREE_MAY_IMPORT = ['engine', 'store', 'queue', 'tensor', 'random', 'io'];
 
 const alt = (xs) => `(${xs.join('|')})`;
 

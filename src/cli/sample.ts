@@ -14,7 +14,10 @@ import { SD_SOURCE_FIELDS, SD_SOURCE_SECTION, sdSourceOptions, promptText } from
 import type { Tensor } from '../tensor/tensor.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
-import { STORE_FIELDS, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { checkQueue } from '../queue/connection.ts';
+import type { JobContext } from '../queue/jobs.ts';
+import type { ResolvedContext } from '../queue/worker.ts';
+import { STORE_FIELDS, QUEUE_FIELDS, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 
 const Schema = z.object({
@@ -64,6 +67,7 @@ const Schema = z.object({
   record: z.string().optional().register(flagDocs, { value: 'LIST', help: `more per-step tensors: ${TENSOR_QUANTITIES.join(',')} (saved as <name>.npy)` }),
   prompt: promptText().optional().register(flagDocs, { value: 'TEXT', help: 'one prompt to sample (or --prompt-set FILE with --prompts caption:0-3)' }),
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 
@@ -88,6 +92,7 @@ export const SAMPLE_HELP = commandHelp(Schema, {
         'record',
       ],
     },
+    { heading: 'Several machines:', flags: ['queue'] },
     SD_SOURCE_SECTION,
     `Writes run.json (resolved spec, unit keys, store, versions), config.json (resolved settings),
 samples.npy (latents for an export, plus images.npy decoded), noise.npy, grid.png, guidance.json
@@ -112,6 +117,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
   if (!dryRun) await checkResultsTarget(o.out);
+  if (o.queue !== undefined && !dryRun) await checkQueue(o.queue);
   const storeDir = storeDirOf(o.store);
   const store = await openCliStore(storeDir, dryRun);
   try {
@@ -124,7 +130,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       return;
     }
     const st = store!;
-    const { outcome, runJson } = await runStudyUnits('sample', sampleStudy, spec, units, source, st, { commandLine, ...(o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] }) });
+    const { outcome, runJson } = await runStudyUnits('sample', sampleStudy, spec, units, source, st, { commandLine, ...(o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] }), ...(o.queue === undefined ? {} : { queue: o.queue }) });
     await source.denoiser.dispose?.();
     const denoiser = source.denoiser;
     const resolved = {
@@ -182,6 +188,13 @@ async function loadSampleSource(o: z.infer<typeof Schema>): Promise<SampleSource
   // latents are decoded for the images; pixel-space samples are kept as the model made them
   const decode = denoiser.space === 'latent' ? (x: Tensor) => src.toImageSpace(x) : null;
   return { denoiser, conds, config: src.schedule.config, decode, modelInfo: src.info, fingerprint: await src.fingerprint() };
+}
+
+/** A queue worker's `sample` study and source, rebuilt from the flags the coordinator recorded (the model loaded once per context). */
+export async function sampleWorkerContext(ctx: JobContext): Promise<ResolvedContext> {
+  const o = workerFlags(Schema, ctx);
+  const source = await loadSampleSource(o);
+  return { study: sampleStudy as unknown as ResolvedContext['study'], source, dispose: async () => source.denoiser.dispose?.() };
 }
 
 /** The study spec of validated flags (flag names; `record` already holds `xt` for --trajectory). */

@@ -8,7 +8,8 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseFlags, flagsOf, validate, asInput, UsageError, InputError } from './args.ts';
 import type { Study, Unit } from '../engine/study.ts';
-import { InProcessRunner, type RunOutcome } from '../engine/runner.ts';
+import { InProcessRunner, type RunOutcome, type Runner } from '../engine/runner.ts';
+import { QueueRunner } from '../queue/runner.ts';
 import { progressReporter, formatDuration } from '../engine/progress.ts';
 import { SqliteStore, STORE_MARKER, defaultStoreDir } from '../store/sqlite-store.ts';
 import { runRecord, RUN_FORMAT, type RunRecord, type CommandLine } from '../store/run-record.ts';
@@ -16,6 +17,14 @@ import { setFileHashCache } from '../store/fingerprint.ts';
 import { flagDocs, type HelpSection } from './help.ts';
 
 /** Schema fields of the store flags (spread into a command's schema). */
+/** The `--queue` flag of the commands that can run their units on queue workers (issue 18). */
+export const QUEUE_FIELDS = {
+  queue: z.string().min(1).optional().register(flagDocs, {
+    value: 'URL',
+    help: 'run the units on queue workers (memscope worker --queue URL, any number of hosts) instead of in this process; redis://HOST:PORT/DB. This process commits every unit to the store',
+  }),
+};
+
 export const STORE_FIELDS = {
   store: z.string().min(1).optional().register(flagDocs, {
     value: 'DIR',
@@ -101,14 +110,17 @@ export async function runStudyUnits<Spec, U, R, Summary, S>(
   units: readonly Unit<U>[],
   source: S,
   store: SqliteStore,
-  opts: { maxBatch?: number; commandLine?: CommandLine } = {},
+  opts: { maxBatch?: number; commandLine?: CommandLine; queue?: string } = {},
 ): Promise<{ outcome: RunOutcome<U, R>; runJson: RunRecord }> {
   const keys = units.map((u) => u.key);
   const runId = store.beginStudy(study.id, spec, keys, new Map(units.map((u) => [u.key, u.batch ?? ''])));
   const progress = progressReporter({ label: command });
   let outcome: RunOutcome<U, R>;
+  // --queue: the units run on queue workers (memscope worker), this process commits them
+  if (opts.queue !== undefined && opts.commandLine === undefined) throw new Error(`${command}: --queue needs the command's recorded flags (a worker rebuilds the source from them)`);
+  const runner: Runner = opts.queue === undefined ? new InProcessRunner() : new QueueRunner(opts.queue, { command, flags: opts.commandLine!.flags, cwd: opts.commandLine!.cwd });
   try {
-    outcome = await new InProcessRunner().run(study, units, source, store, {
+    outcome = await runner.run(study, units, source, store, {
       onProgress: (p) => progress.update(p),
       ...(opts.maxBatch === undefined ? {} : { maxBatch: opts.maxBatch }),
     });
@@ -121,9 +133,10 @@ export async function runStudyUnits<Spec, U, R, Summary, S>(
 
 /**
  * Flags run.json does not record: `--config` and `--dry-run` themselves, `--out` (the results
- * folder is the one holding run.json) and `--store` (run.json's `store` names it, absolute).
+ * folder is the one holding run.json), `--store` (run.json's `store` names it, absolute) and
+ * `--queue` (where units ran is not what they are: a rerun runs locally unless given again).
  */
-const UNRECORDED: ReadonlySet<string> = new Set(['config', 'dry-run', 'out', 'store']);
+const UNRECORDED: ReadonlySet<string> = new Set(['config', 'dry-run', 'out', 'store', 'queue']);
 
 /** How a recorded path-valued flag is rebased when `--config` runs in another folder: `(value, folder it was typed in) → value`. */
 export type RebasePath = (value: string, cwd: string) => string;
@@ -223,6 +236,17 @@ export async function parseCommandFlags<T extends z.ZodObject>(
   const flags: Record<string, string | boolean> = {};
   for (const [k, v] of Object.entries(merged)) if (!UNRECORDED.has(k)) flags[k] = v;
   return { o, commandLine: { flags, cwd: process.cwd() }, config };
+}
+
+/**
+ * The validated flags of a queue job's command context: its recorded flags with path-valued ones
+ * resolved against the folder they were typed in (a worker on another host needs the same paths,
+ * e.g. a shared mount), validated by the command's schema.
+ */
+export function workerFlags<T extends z.ZodObject>(schema: T, ctx: { readonly flags: Readonly<Record<string, string | boolean>>; readonly cwd: string }): z.infer<T> {
+  const flags: Record<string, string | boolean> = {};
+  for (const [k, v] of Object.entries(ctx.flags)) flags[k] = typeof v === 'string' && PATH_FLAGS[k] !== undefined ? PATH_FLAGS[k](v, ctx.cwd) : v;
+  return validate(schema, flags);
 }
 
 /** Read `--config PATH`: a run.json of `command` — its recorded flags, the folder they were typed in, and its store. */

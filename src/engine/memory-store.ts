@@ -35,7 +35,7 @@ export class MemoryStore implements UnitStore {
       result: JSON.parse(JSON.stringify(r.result)) as R,
       blobs,
       seconds: r.seconds,
-      host: hostname(),
+      host: r.host ?? hostname(),
       version: memscopeVersion(),
       finishedAt: new Date().toISOString(),
     };

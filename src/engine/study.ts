@@ -96,6 +96,8 @@ export interface UnitRecord<U, R> {
   readonly result: R;
   readonly blobs: readonly Blob[];
   readonly seconds: number;
+  /** The host that computed the unit (default: this one); a queue worker's, for units run elsewhere. */
+  readonly host?: string;
 }
 
 /**

@@ -277,7 +277,7 @@ export class SqliteStore implements UnitStore, FileHashCache {
       result: JSON.stringify(r.result),
       blobs: JSON.stringify(blobs),
       seconds: r.seconds,
-      host: hostname(),
+      host: r.host ?? hostname(),
       version: memscopeVersion(),
       finishedAt: new Date().toISOString(),
     };

@@ -1,0 +1,143 @@
+/**
+ * The queue runner against a real Redis (Debian's redis-server on a loopback port) and real worker
+ * processes (`memscope worker`, children of this test), never a mock: a queued study's store equals
+ * an uninterrupted in-process run of the same spec — same keys, same result and blob bytes, no
+ * duplicates — after workers killed with SIGKILL at random instants, after coordinators killed with
+ * SIGKILL and rerun, and across a Redis restart (append-only file on). Short job locks
+ * (MEMSCOPE_QUEUE_LOCK_MS) make a killed worker's job come back within the suite's time.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { runCli } from '../helpers/cli.ts';
+import { HAVE_REDIS, NO_REDIS, startRedis, type RedisServer } from '../helpers/redis.ts';
+import { mulberry32 } from '../../src/random/mulberry32.ts';
+import { SqliteStore } from '../../src/store/sqlite-store.ts';
+
+const BIN = resolve('bin/memscope.js');
+/** A study of 32 jobs (16 prompts × 4 seeds in batches of 2) that takes a few seconds on 2 workers. */
+const STUDY = ['sample', '--model', 'testbed', '--prompts', 'caption:0-15', '--seeds', '0-3', '--steps', '20', '--batch-size', '2'];
+
+let dir = '';
+let redis: RedisServer | null = null;
+const children = new Set<ChildProcess>();
+
+function worker(): ChildProcess {
+  const p = spawn(process.execPath, [BIN, 'worker', '--queue', redis!.url], { env: { ...process.env, MEMSCOPE_QUEUE_LOCK_MS: '1500', MEMSCOPE_THREADS: '1' }, stdio: 'ignore' });
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+  return p;
+}
+
+function coordinator(store: string, out: string): ChildProcess {
+  const p = spawn(process.execPath, [BIN, ...STUDY, '--queue', redis!.url, '--store', store, '--out', out], { stdio: 'ignore' });
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+  return p;
+}
+
+const exited = (p: ChildProcess): Promise<number | null> => (p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((res) => p.once('exit', (c) => res(c))));
+const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
+
+/** The rows of a store's units, without the fields that say when, where and how long. */
+async function rowsOf(store: string): Promise<Map<string, string>> {
+  const s = await SqliteStore.open(store, { mustExist: true, readonly: true });
+  const rows = s.allRows();
+  s.close();
+  return new Map(rows.map((r) => [r.key, JSON.stringify({ study: r.study, spec: r.spec, result: r.result, blobs: r.blobs })]));
+}
+
+let reference = new Map<string, string>();
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'memscope-queue-'));
+  const r = await runCli([...STUDY, '--store', join(dir, 'ref-store'), '--out', join(dir, 'ref')]);
+  expect(r.code, r.err).toBe(0);
+  reference = await rowsOf(join(dir, 'ref-store'));
+  expect(reference.size).toBe(64);
+  if (HAVE_REDIS) redis = await startRedis(dir);
+}, 120_000);
+
+afterAll(async () => {
+  for (const p of children) p.kill('SIGKILL');
+  await redis?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('memscope sample --queue', () => {
+  it('refuses an unreachable queue before any work, naming the URL (exit 2)', async () => {
+    const r = await runCli([...STUDY, '--queue', 'redis://127.0.0.1:1/0', '--store', join(dir, 'none'), '--out', join(dir, 'none-out')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--queue: cannot reach Redis at redis:\/\/127\.0\.0\.1:1\/0/);
+    expect(r.err).not.toMatch(/\n\s+at /);
+    const bad = await runCli([...STUDY, '--queue', 'http://x', '--out', join(dir, 'none-out')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--queue: "http:\/\/x" is a http URL; expected redis:\/\/HOST:PORT\/DB/);
+  });
+});
+
+describe.skipIf(!HAVE_REDIS)('the queue runner on a real Redis with worker processes', () => {
+  it('2 workers: the store equals the in-process run; a rerun enqueues and computes nothing', async () => {
+    worker();
+    worker();
+    const store = join(dir, 'q1');
+    const r = await runCli([...STUDY, '--queue', redis!.url, '--store', store, '--out', join(dir, 'q1-out')]);
+    expect(r.code, r.err).toBe(0);
+    expect(await rowsOf(store)).toEqual(reference);
+    const rerun = await runCli([...STUDY, '--queue', redis!.url, '--store', store, '--out', join(dir, 'q1-again')]);
+    expect(rerun.code, rerun.err).toBe(0);
+    const rj = JSON.parse(await readFile(join(dir, 'q1-again', 'run.json'), 'utf8')) as { computed: number; reused: number };
+    expect([rj.computed, rj.reused]).toEqual([0, 64]);
+    expect(await rowsOf(store)).toEqual(reference);
+    for (const p of children) p.kill('SIGTERM');
+  });
+
+  it('survives workers killed (SIGKILL) at 6 random instants, and a Redis restart', async () => {
+    const rnd = mulberry32(17);
+    const store = join(dir, 'q2');
+    const pool = [worker(), worker()];
+    const run = runCli([...STUDY, '--queue', redis!.url, '--store', store, '--out', join(dir, 'q2-out')]);
+    let kills = 0;
+    let restarted = false;
+    let finished = false;
+    void run.then(() => (finished = true));
+    while (!finished && kills < 6) {
+      await sleep(150 + rnd() * 500);
+      if (finished) break;
+      const i = Math.floor(rnd() * pool.length);
+      pool[i]!.kill('SIGKILL');
+      await exited(pool[i]!);
+      pool[i] = worker();
+      kills++;
+      if (kills === 3 && !restarted) {
+        await redis!.restart();
+        restarted = true;
+      }
+    }
+    const r = await run;
+    expect(r.code, r.err).toBe(0);
+    expect(kills).toBeGreaterThanOrEqual(3);
+    expect(await rowsOf(store)).toEqual(reference);
+    for (const p of pool) p.kill('SIGTERM');
+  }, 240_000);
+
+  it('a coordinator killed (SIGKILL) 3 times and rerun finishes with the same store', async () => {
+    const rnd = mulberry32(5);
+    const store = join(dir, 'q3');
+    const pool = [worker(), worker()];
+    for (let k = 0; k < 3; k++) {
+      const c = coordinator(store, join(dir, `q3-out-${k}`));
+      await sleep(800 + rnd() * 1200);
+      c.kill('SIGKILL');
+      await exited(c);
+    }
+    const last = coordinator(store, join(dir, 'q3-out'));
+    expect(await exited(last)).toBe(0);
+    expect(await rowsOf(store)).toEqual(reference);
+    for (const p of pool) p.kill('SIGTERM');
+  }, 240_000);
+});
+
+if (!HAVE_REDIS) it.skip(NO_REDIS, () => {});
