@@ -8,13 +8,14 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runCli } from '../helpers/cli.ts';
 import { HAVE_REDIS, NO_REDIS, startRedis, type RedisServer } from '../helpers/redis.ts';
 import { mulberry32 } from '../../src/random/mulberry32.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
+import { GraphBuilder } from '../../src/graph/builder.ts';
 
 const BIN = resolve('bin/memscope.js');
 /** A study of 32 jobs (16 prompts × 4 seeds in batches of 2) that takes a few seconds on 2 workers. */
@@ -138,6 +139,26 @@ describe.skipIf(!HAVE_REDIS)('the queue runner on a real Redis with worker proce
     expect(await rowsOf(store)).toEqual(reference);
     for (const p of pool) p.kill('SIGTERM');
   }, 240_000);
+});
+
+
+describe.skipIf(!HAVE_REDIS)('a unit that fails on every worker', () => {
+  it('fails the study after its retries with the error and the unit, and stores nothing false', async () => {
+    // an ONNX U-Net that predicts NaN: every worker fails the unit the same way
+    const b = new GraphBuilder({ name: 'nan-unet' });
+    const x = b.input('sample', 'float32', ['B', 1, 4, 4]);
+    b.input('timestep', 'int64', [1]);
+    b.output(b.op('Mul', [x, b.constF32(Number.NaN)]), 'float32', ['B', 1, 4, 4], 'out_sample');
+    const model = join(dir, 'nan.onnx');
+    await writeFile(model, b.toBytes());
+    const pool = [worker()];
+    const store = join(dir, 'q4');
+    const r = await runCli(['sample', '--model', model, '--guidance', 'none', '--seeds', '0', '--steps', '3', '--queue', redis!.url, '--store', store, '--out', join(dir, 'q4-out')]);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toMatch(/the queue job [0-9a-f]{64} \(unit [0-9a-f]{64}\) failed after its retries: .*non-finite value/);
+    expect(await rowsOf(store)).toEqual(new Map());
+    for (const p of pool) p.kill('SIGTERM');
+  }, 120_000);
 });
 
 if (!HAVE_REDIS) it.skip(NO_REDIS, () => {});
