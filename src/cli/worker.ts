@@ -9,7 +9,7 @@ import { sampleWorkerContext } from './sample.ts';
 
 const Schema = z.object({
   queue: z.string().min(1).register(flagDocs, { value: 'URL', help: 'the queue: redis://HOST:PORT/DB, as given to the study command' }),
-  concurrency: positiveInt('concurrency', 64).default(1).register(flagDocs, { value: 'N', help: 'jobs run at once (default 1)' }),
+  concurrency: positiveInt('concurrency', 64).default(1).register(flagDocs, { value: 'N', help: 'jobs run at once' }),
   threads: positiveInt('threads', 256).optional().register(flagDocs, { value: 'N', help: 'onnxruntime threads per model (default $MEMSCOPE_THREADS, else 2)' }),
 });
 
