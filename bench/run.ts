@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark and writes one JSON file per benchmark under
  * bench/results/ (plus all.json). Figures are ratios against a peer measured in the same run.
- * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, train-profile, kim, mitigation, geometry, sd, browser)
+ * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, train-profile, kim, mitigation, geometry, sd, browser, queue)
  * `sd` (SD 1.x-sized U-Net at 512×512, ~15 min on 2 cores) takes MEMSCOPE_BENCH_SD_STEPS (default 50).
  */
 import { writeFile, mkdir } from 'node:fs/promises';
@@ -19,6 +19,7 @@ import { benchMitigation } from './mitigation.ts';
 import { benchGeometry } from './geometry.ts';
 import { benchSd } from './sd.ts';
 import { benchBrowser } from './browser.ts';
+import { benchQueue } from './queue.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -43,6 +44,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   geometry: benchGeometry,
   sd: benchSd,
   browser: benchBrowser,
+  queue: benchQueue,
 };
 
 const want = process.argv.slice(2).filter((a) => a !== '--');

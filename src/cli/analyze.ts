@@ -8,7 +8,10 @@ import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { planKim, kimStudy, finishKimStudy, KIM_DEFAULTS, type KimSettings, type KimSource, type KimStudy } from '../study/kim.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import type { JobContext } from '../queue/jobs.ts';
+import type { ResolvedContext } from '../queue/worker.ts';
+import { checkQueue } from '../queue/connection.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -31,6 +34,7 @@ const Schema = z.object({
   'no-replay': z.boolean().default(false).register(flagDocs, { help: "skip the target-unknown pass (x = each seed's own final sample)" }),
   out: z.string().default('runs/kim').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 
@@ -41,6 +45,7 @@ export const ANALYZE_HELP = commandHelp(Schema, {
   blocks: [
     { flags: ['model', 'prompts', 'seeds', 'scales', 'sampler', 'steps', 'descriptor', 'threshold', 'k-scales', 'no-replay', 'out'] },
     STORE_SECTION,
+    QUEUE_SECTION,
     SD_SOURCE_SECTION,
     `Per prompt and scale, streaming over the denoising steps: the x0- and ε-space loss, cos(x̂0, x),
 k(t) with its affine split, the first-step noise diagnostics, the seed diversity trace, the PC1
@@ -71,6 +76,43 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const scales = parseNumberList(o.scales, '--scales');
   const kScales = parseNumberList(o['k-scales'], '--k-scales');
   if (!o['dry-run']) await checkResultsTarget(o.out);
+  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  const { spec0, src, descriptorSpec, descriptor, extraDescriptors, settings } = await loadKim(o, seeds, scales, kScales);
+  const started = performance.now();
+  const storeDir = storeDirOf(o.store);
+  const store = await openCliStore(storeDir, o['dry-run']);
+  let study: KimStudy;
+  let claims: Awaited<ReturnType<typeof writeKimReport>>;
+  try {
+    const source: KimSource = { src, descriptor, extras: extraDescriptors, fingerprint: await sourceFingerprint(src) };
+    const units = planKim(settings, source);
+    const spec = { model: spec0, ...settings, descriptor: descriptorSpec };
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('analyze kim', spec, units, store, storeDir));
+      await src.denoiser.dispose?.();
+      return;
+    }
+    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch), commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const done = await finishKimStudy(outcome.units, store, source, settings, outcome.reused);
+    study = done;
+    claims = await withResultsDir(o.out, async (dir) => {
+      await writeJsonAtomic(join(dir, 'run.json'), runJson);
+      await writeJsonAtomic(join(dir, 'settings.json'), { command: 'analyze kim', model: spec0, ...settings, descriptor: descriptorSpec, scoreRecord: done.scoreRecord, extraScoreRecords: done.extraScoreRecords });
+      return writeKimReport(dir, done);
+    }, { command: 'analyze kim' });
+  } finally {
+    closeCliStore(store);
+  }
+  await src.denoiser.dispose?.();
+  const t = study.timing;
+  process.stdout.write(
+    claimsMarkdown(claims, study.model) +
+      `\nsampling ${t.samplingSeconds.toFixed(1)} s, analyses ${t.analysisSeconds.toFixed(2)} s (${((100 * t.analysisSeconds) / Math.max(t.samplingSeconds, 1e-9)).toFixed(1)} %), total ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`,
+  );
+}
+
+/** Load the source and descriptors and resolve the settings of validated `analyze kim` flags (the command and a queue worker share it). */
+async function loadKim(o: z.infer<typeof Schema>, seeds: number[], scales: number[], kScales: number[]) {
   const { spec: spec0, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no prompt to analyse; list conditions such as caption:0-9,class:0-9'));
   const trainMean = meanBatch(src.trainImages).data;
@@ -96,35 +138,20 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
     threshold: o.threshold,
     unknownTarget: !o['no-replay'],
   };
-  const started = performance.now();
-  const storeDir = storeDirOf(o.store);
-  const store = await openCliStore(storeDir, o['dry-run']);
-  let study: KimStudy;
-  let claims: Awaited<ReturnType<typeof writeKimReport>>;
-  try {
-    const source: KimSource = { src, descriptor: descriptor!, extras: extraDescriptors, fingerprint: await sourceFingerprint(src) };
-    const units = planKim(settings, source);
-    const spec = { model: spec0, ...settings, descriptor: descriptorSpec };
-    if (o['dry-run'] || store === null) {
-      process.stdout.write(dryRunText('analyze kim', spec, units, store, storeDir));
+  return { spec0, src, descriptorSpec, descriptor: descriptor!, extraDescriptors, settings };
+}
+
+/** A queue worker's `analyze kim` study and source, rebuilt from the flags the coordinator recorded. */
+export async function kimWorkerContext(ctx: JobContext): Promise<ResolvedContext> {
+  const o = workerFlags(Schema, ctx);
+  const { src, descriptor, extraDescriptors, settings } = await loadKim(o, parseSeeds(o.seeds, '--seeds'), parseNumberList(o.scales, '--scales'), parseNumberList(o['k-scales'], '--k-scales'));
+  const source: KimSource = { src, descriptor, extras: extraDescriptors, fingerprint: await sourceFingerprint(src) };
+  return {
+    study: kimStudy(settings) as unknown as ResolvedContext['study'],
+    source,
+    dispose: async () => {
+      for (const x of [descriptor, ...extraDescriptors]) await x.dispose?.();
       await src.denoiser.dispose?.();
-      return;
-    }
-    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch), commandLine });
-    const done = await finishKimStudy(outcome.units, store, source, settings, outcome.reused);
-    study = done;
-    claims = await withResultsDir(o.out, async (dir) => {
-      await writeJsonAtomic(join(dir, 'run.json'), runJson);
-      await writeJsonAtomic(join(dir, 'settings.json'), { command: 'analyze kim', model: spec0, ...settings, descriptor: descriptorSpec, scoreRecord: done.scoreRecord, extraScoreRecords: done.extraScoreRecords });
-      return writeKimReport(dir, done);
-    }, { command: 'analyze kim' });
-  } finally {
-    closeCliStore(store);
-  }
-  await src.denoiser.dispose?.();
-  const t = study.timing;
-  process.stdout.write(
-    claimsMarkdown(claims, study.model) +
-      `\nsampling ${t.samplingSeconds.toFixed(1)} s, analyses ${t.analysisSeconds.toFixed(2)} s (${((100 * t.analysisSeconds) / Math.max(t.samplingSeconds, 1e-9)).toFixed(1)} %), total ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`,
-  );
+    },
+  };
 }

@@ -82,6 +82,7 @@ function commanderMessage(e: Error & { code?: string }, names: readonly string[]
       if (options[flag.replace(/^-+/, '')]?.type === 'boolean') return `${flag}: a switch, takes no value (got "${quoted.slice(eq + 1)}")`;
     }
     const bare = quoted.replace(/^-+/, '');
+    if (bare === 'queue') return 'unknown flag --queue: this command runs in this process only; memscope worker --help lists the commands whose units run on queue workers';
     const hint = didYouMean(bare, names, (s) => `--${s}`);
     return `unknown flag ${quoted}${hint}${hint ? '' : '; see --help for the flags of this command'}`;
   }

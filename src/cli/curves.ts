@@ -9,7 +9,10 @@ import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_
 import { curvesStudy, type CurveMode, type CurvesSource } from '../study/curves.ts';
 import { curvesSection, curvesIntro, curveModeLabel } from '../study/views/curves.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import type { JobContext } from '../queue/jobs.ts';
+import type { ResolvedContext } from '../queue/worker.ts';
+import { checkQueue } from '../queue/connection.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { writeSection } from '../report/section.ts';
@@ -26,6 +29,7 @@ const Schema = z.object({
   steps: positiveInt('steps', 1000).default(50).register(flagDocs, { value: 'N', help: 'inference steps' }),
   out: z.string().default('runs/curves').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 
@@ -36,6 +40,7 @@ export const CURVES_HELP = commandHelp(Schema, {
   blocks: [
     { flags: ['model', 'prompts', 'seeds', 'scale', 'modes', 'fraction', 'sampler', 'steps', 'out'] },
     STORE_SECTION,
+    QUEUE_SECTION,
     SD_SOURCE_SECTION,
     `Per step, mean ± std over the prompts' seeds of ‖ε_c‖, ‖ε_u‖ and ‖ε_c − ε_u‖ (√d_t) for memorized
 and normal prompts under each mode, and the static transition point of each group: the first step
@@ -54,6 +59,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
   if (new Set(modes).size !== modes.length) throw new UsageError(`--modes: "${o.modes}" names a mode twice`);
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (!o['dry-run']) await checkResultsTarget(o.out);
+  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
   const { spec: model, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no conditional branch to measure'));
   const settings = { prompts, seeds, lambda: o.scale, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: studyConfig(src), fraction: o.fraction };
@@ -71,7 +77,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store, { commandLine });
+    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store, { commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
     runJson = ran.runJson;
     r = { ...(await curvesStudy.reduce(ran.outcome.units, store, spec)), seconds: (performance.now() - started) / 1000 };
   } finally {
@@ -92,4 +98,12 @@ export async function curvesCommand(argv: string[]): Promise<void> {
     }
   }
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
+
+/** A queue worker's `curves` study and source, rebuilt from the flags the coordinator recorded (the study needs only the model). */
+export async function curvesWorkerContext(ctx: JobContext): Promise<ResolvedContext> {
+  const o = workerFlags(Schema, ctx);
+  const { src } = await loadCliSource(o.model, o);
+  const source: CurvesSource = { src, config: studyConfig(src), fingerprint: await sourceFingerprint(src) };
+  return { study: curvesStudy as unknown as ResolvedContext['study'], source, dispose: async () => src.denoiser.dispose?.() };
 }

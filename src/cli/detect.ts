@@ -8,7 +8,10 @@ import { parsePrompts } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { closeDetectSource, detectPrompts, detectStudy, detectionResult, planDetection, type DetectResult, type DetectSource } from '../study/detect.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import type { JobContext } from '../queue/jobs.ts';
+import type { ResolvedContext } from '../queue/worker.ts';
+import { checkQueue } from '../queue/connection.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -26,6 +29,7 @@ const Schema = z.object({
   out: z.string().default('runs/detect').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...SD_SOURCE_FIELDS,
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
 });
 
 /** The help of `memscope detect`, generated from its schema. */
@@ -41,6 +45,7 @@ with its 95 % Hanley–McNeil interval ("inconclusive" below 10 prompts per clas
 with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detect.json, detect.csv, roc.svg|png,
 report.html and run.json (the resolved settings, the unit keys, the store).`,
     STORE_SECTION,
+    QUEUE_SECTION,
     `Units per prompt (all its seeds): its CFG sampling run and its scores; a killed run resumes with the
 prompts it had not scored. The sampling units are those of evaluate's cfg row: after \`memscope evaluate
 --methods cfg\` with the same model, prompts, --seeds, --scale, --sampler and --steps (and store),
@@ -55,11 +60,8 @@ export async function detectCommand(argv: string[]): Promise<void> {
   const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'detect' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  const { spec, src } = await loadCliSource(o.model, o);
-  const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
-  const settings = { prompts, seeds, scale: o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
-  const log = (m: string): void => void process.stderr.write(`${m}\n`);
-  const labelled = asUsage(() => detectPrompts(src, settings));
+  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  const { spec, src, settings, labelled } = await loadDetect(o, seeds);
   const storeDir = storeDirOf(o.store);
   // opened first: the model fingerprint caches its file hashes in the store
   const store = await openCliStore(storeDir, o['dry-run']);
@@ -74,7 +76,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch, commandLine });
+    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch, commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
     runJson = ran.runJson;
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} units (CFG sampling and scores per prompt) reused from ${storeDir}`);
     r = detectionResult(labelled, ran.outcome.units, settings, log);
@@ -97,4 +99,23 @@ export async function detectCommand(argv: string[]): Promise<void> {
   await src.denoiser.dispose?.();
   for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.aucText}; TPR@1%FPR ${x.tprAt1Text}\n`);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
+}
+
+const log = (m: string): void => void process.stderr.write(`${m}\n`);
+
+/** Load the source and resolve the settings of validated `detect` flags (the command and a queue worker share it). */
+async function loadDetect(o: z.infer<typeof Schema>, seeds: number[]) {
+  const { spec, src } = await loadCliSource(o.model, o);
+  const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
+  const settings = { prompts, seeds, scale: o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
+  const labelled = asUsage(() => detectPrompts(src, settings));
+  return { spec, src, settings, labelled };
+}
+
+/** A queue worker's `detect` study and source, rebuilt from the flags the coordinator recorded. */
+export async function detectWorkerContext(ctx: JobContext): Promise<ResolvedContext> {
+  const o = workerFlags(Schema, ctx);
+  const { src } = await loadDetect(o, parseSeeds(o.seeds, '--seeds'));
+  const source: DetectSource = { src, fingerprint: await sourceFingerprint(src), log };
+  return { study: detectStudy as unknown as ResolvedContext['study'], source, dispose: () => closeDetectSource(source) };
 }

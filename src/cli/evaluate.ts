@@ -21,7 +21,10 @@ import { meanBatch } from '../tensor/ops.ts';
 import { Classifier } from '../models/classifier.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import type { JobContext } from '../queue/jobs.ts';
+import type { ResolvedContext } from '../queue/worker.ts';
+import { checkQueue } from '../queue/connection.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { writeNpy } from '../io/npy.ts';
@@ -75,6 +78,7 @@ random-word / random-number on a Stable Diffusion export re-encode the texts wit
   }),
   ...SD_SOURCE_FIELDS,
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
 });
 
 /** The help of `memscope evaluate`, generated from its schema. */
@@ -102,6 +106,7 @@ samples-<method>.npy and report.html. samples-<method>.npy holds the images in [
 Stable Diffusion export the VAE-decoded RGB images [prompts·seeds, 3, H, W] at the sampled size (not
 the latents). Writes run.json (the resolved settings, the unit keys, the store) beside them.`,
     STORE_SECTION,
+    QUEUE_SECTION,
     `Units are one method × one prompt (all its seeds); a killed run resumes with the units it had not
 finished, and units of the same model, prompts, seeds, sampler and method are reused by any later run.
 The cfg row's units are the CFG sampling units that detect plans too (same model, prompts, seeds, λ,
@@ -186,6 +191,73 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   let methods = asUsage(() => parseMethods(o.methods));
   if (!o['dry-run']) await checkResultsTarget(o.out);
+  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  const started = performance.now();
+  const loaded = await loadEvaluate(o, seeds, methods);
+  const { spec, src, descriptor, clfDir, hasClf, settings, inception, evalTools } = loaded;
+  methods = loaded.methods;
+  const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  const storeDir = storeDirOf(o.store);
+  // opened first: the model fingerprint caches its file hashes in the store
+  const store = await openCliStore(storeDir, o['dry-run']);
+  const source: EvaluateSource = { src, fingerprint: await sourceFingerprint(src), batchSize: settings.batchSize, log };
+  const study = evaluateStudy(source, evalTools);
+  const units = planEvaluation(settings, source);
+  const runSpec = { model: spec, ...settings };
+  const dispose = loaded.dispose;
+  let r: EvaluateResult;
+  let runJson: Awaited<ReturnType<typeof runStudyUnits>>['runJson'];
+  try {
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('evaluate', runSpec, units, store, storeDir));
+      await dispose();
+      return;
+    }
+    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store, { commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    runJson = ran.runJson;
+    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} method × prompt units reused from ${storeDir}`);
+    r = await study.reduce(ran.outcome.units, store, settings);
+    // the table, kept for the store views (their reduction would need the model and the tools)
+    const { samples: _x, similarities: _y, targetSimilarities: _z, ...summary } = r;
+    const table: EvaluateTable = { intro: evaluateIntro(src, r, settings, descriptor.info.name, o.scale, o.sampler, o.steps), summary };
+    store.putRunTable(runJson.studyRun, 'evaluate', table);
+  } catch (e) {
+    throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;
+  } finally {
+    closeCliStore(store);
+  }
+  const md = evaluateMarkdown(r);
+  await withResultsDir(o.out, async (dir) => {
+    await writeJsonAtomic(join(dir, 'run.json'), runJson);
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null, clip: o.clip ?? null, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing }, alignment: r.alignmentName, quality: r.qualityName });
+    const { samples: _s, similarities, targetSimilarities, ...rest } = r;
+    void _s;
+    const plain = (m: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
+    await writeJsonAtomic(join(dir, 'evaluate.json'), { ...rest, similarities: plain(similarities), targetSimilarities: plain(targetSimilarities) });
+    await writeFileAtomic(join(dir, 'evaluate.csv'), csv(r));
+    const intro = evaluateIntro(src, r, settings, descriptor.info.name, o.scale, o.sampler, o.steps);
+    await writeFileAtomic(join(dir, 'evaluate.md'), `${intro}\n\n${md}`);
+    const grids: string[] = [];
+    for (const row of r.rows) {
+      const file = `grid-${row.method.replace(/[^a-z0-9+.-]/gi, '_')}.png`;
+      await writeFileAtomic(join(dir, file), await methodGrid(src, r, r.samples.get(row.method)!, seeds.length, o.grid));
+      await writeNpy(join(dir, file.replace(/^grid-/, 'samples-').replace(/\.png$/, '.npy')), r.samples.get(row.method)!);
+      grids.push(`<figure><img src="${file}" alt="${escapeHtml(row.method)} samples"><figcaption>${escapeHtml(row.method)}</figcaption></figure>`);
+    }
+    const body = [
+      `<p>${escapeHtml(intro)}</p>`,
+      evaluateTableHtml(r),
+      '<h2>Samples</h2><p class="note">One row per prompt (its training image first when it has one), one column per seed.</p>',
+      `<div class="grid">${grids.join('\n')}</div>`,
+    ].join('\n');
+    await writeFileAtomic(join(dir, 'report.html'), page('memscope evaluate', body));
+  }, { command: 'evaluate' });
+  await dispose();
+  process.stdout.write(`${md}\ntotal ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
+}
+
+/** Load the source, descriptor and scoring tools and resolve the settings of validated `evaluate` flags (the command and a queue worker share it). */
+async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods: MethodSpec[]) {
   const { spec, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
   if (o['held-out'] !== undefined && src.data.heldOut !== null) throw new UsageError(`--held-out: only for a model without a held-out split (a Stable Diffusion export); ${src.description} uses ${src.data.heldOut.description}`);
@@ -234,7 +306,6 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     calibrationQuantile: o.calibration,
     runSeed: o.seed,
   };
-  const started = performance.now();
   const base = classifier ? classifierTools(classifier) : { quality: null, alignment: null };
   let clip: Clip | null = null;
   let inception: InceptionFeatures | null = null;
@@ -259,67 +330,19 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   }
   const evalTools = { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }) };
   asUsage(() => checkEvaluation(src, settings, evalTools));
-  const log = (m: string): void => void process.stderr.write(`${m}\n`);
-  const storeDir = storeDirOf(o.store);
-  // opened first: the model fingerprint caches its file hashes in the store
-  const store = await openCliStore(storeDir, o['dry-run']);
-  const source: EvaluateSource = { src, fingerprint: await sourceFingerprint(src), batchSize: settings.batchSize, log };
-  const study = evaluateStudy(source, evalTools);
-  const units = planEvaluation(settings, source);
-  const runSpec = { model: spec, ...settings };
   const dispose = async (): Promise<void> => {
     await classifier?.dispose();
     await clip?.dispose();
     await inception?.dispose();
     await d.dispose?.();
   };
-  let r: EvaluateResult;
-  let runJson: Awaited<ReturnType<typeof runStudyUnits>>['runJson'];
-  try {
-    if (o['dry-run'] || store === null) {
-      process.stdout.write(dryRunText('evaluate', runSpec, units, store, storeDir));
-      await dispose();
-      return;
-    }
-    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store, { commandLine });
-    runJson = ran.runJson;
-    if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} method × prompt units reused from ${storeDir}`);
-    r = await study.reduce(ran.outcome.units, store, settings);
-    // the table, kept for the store views (their reduction would need the model and the tools)
-    const { samples: _x, similarities: _y, targetSimilarities: _z, ...summary } = r;
-    const table: EvaluateTable = { intro: evaluateIntro(src, r, settings, descriptor.info.name, o.scale, o.sampler, o.steps), summary };
-    store.putRunTable(runJson.studyRun, 'evaluate', table);
-  } catch (e) {
-    throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;
-  } finally {
-    closeCliStore(store);
-  }
-  const md = evaluateMarkdown(r);
-  await withResultsDir(o.out, async (dir) => {
-    await writeJsonAtomic(join(dir, 'run.json'), runJson);
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null, clip: o.clip ?? null, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing }, alignment: r.alignmentName, quality: r.qualityName });
-    const { samples: _s, similarities, targetSimilarities, ...rest } = r;
-    void _s;
-    const plain = (m: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
-    await writeJsonAtomic(join(dir, 'evaluate.json'), { ...rest, similarities: plain(similarities), targetSimilarities: plain(targetSimilarities) });
-    await writeFileAtomic(join(dir, 'evaluate.csv'), csv(r));
-    const intro = evaluateIntro(src, r, settings, descriptor.info.name, o.scale, o.sampler, o.steps);
-    await writeFileAtomic(join(dir, 'evaluate.md'), `${intro}\n\n${md}`);
-    const grids: string[] = [];
-    for (const row of r.rows) {
-      const file = `grid-${row.method.replace(/[^a-z0-9+.-]/gi, '_')}.png`;
-      await writeFileAtomic(join(dir, file), await methodGrid(src, r, r.samples.get(row.method)!, seeds.length, o.grid));
-      await writeNpy(join(dir, file.replace(/^grid-/, 'samples-').replace(/\.png$/, '.npy')), r.samples.get(row.method)!);
-      grids.push(`<figure><img src="${file}" alt="${escapeHtml(row.method)} samples"><figcaption>${escapeHtml(row.method)}</figcaption></figure>`);
-    }
-    const body = [
-      `<p>${escapeHtml(intro)}</p>`,
-      evaluateTableHtml(r),
-      '<h2>Samples</h2><p class="note">One row per prompt (its training image first when it has one), one column per seed.</p>',
-      `<div class="grid">${grids.join('\n')}</div>`,
-    ].join('\n');
-    await writeFileAtomic(join(dir, 'report.html'), page('memscope evaluate', body));
-  }, { command: 'evaluate' });
-  await dispose();
-  process.stdout.write(`${md}\ntotal ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
+  return { spec, src, d, methods, descriptor, clfDir, hasClf, settings, inception, evalTools, dispose };
+}
+
+/** A queue worker's `evaluate` study and source, rebuilt from the flags the coordinator recorded. */
+export async function evaluateWorkerContext(ctx: JobContext): Promise<ResolvedContext> {
+  const o = workerFlags(Schema, ctx);
+  const { src, settings, evalTools, dispose } = await loadEvaluate(o, parseSeeds(o.seeds, '--seeds'), parseMethods(o.methods));
+  const source: EvaluateSource = { src, fingerprint: await sourceFingerprint(src), batchSize: settings.batchSize, log: (m) => void process.stderr.write(`${m}\n`) };
+  return { study: evaluateStudy(source, evalTools) as unknown as ResolvedContext['study'], source, dispose };
 }

@@ -17,7 +17,7 @@ import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { checkQueue } from '../queue/connection.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { STORE_FIELDS, QUEUE_FIELDS, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 
 const Schema = z.object({
@@ -92,7 +92,7 @@ export const SAMPLE_HELP = commandHelp(Schema, {
         'record',
       ],
     },
-    { heading: 'Several machines:', flags: ['queue'] },
+    QUEUE_SECTION,
     SD_SOURCE_SECTION,
     `Writes run.json (resolved spec, unit keys, store, versions), config.json (resolved settings),
 samples.npy (latents for an export, plus images.npy decoded), noise.npy, grid.png, guidance.json

@@ -16,7 +16,6 @@ import { runRecord, RUN_FORMAT, type RunRecord, type CommandLine } from '../stor
 import { setFileHashCache } from '../store/fingerprint.ts';
 import { flagDocs, type HelpSection } from './help.ts';
 
-/** Schema fields of the store flags (spread into a command's schema). */
 /** The `--queue` flag of the commands that can run their units on queue workers (issue 18). */
 export const QUEUE_FIELDS = {
   queue: z.string().min(1).optional().register(flagDocs, {
@@ -25,6 +24,10 @@ export const QUEUE_FIELDS = {
   }),
 };
 
+/** The help section of the `--queue` flag. */
+export const QUEUE_SECTION: HelpSection = { heading: 'Several machines:', flags: ['queue'] };
+
+/** Schema fields of the store flags (spread into a command's schema). */
 export const STORE_FIELDS = {
   store: z.string().min(1).optional().register(flagDocs, {
     value: 'DIR',

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { parseFlags, flagsOf, validate, UsageError, InputError, didYouMean } from './args.ts';
-import { STORE_FIELDS, storeDirOf } from './study-run.ts';
+import { STORE_FIELDS, QUEUE_FIELDS, storeDirOf } from './study-run.ts';
+import { checkQueue } from '../queue/connection.ts';
 import { commandHelp, flagDocs, schemaDefault } from './help.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -84,6 +85,7 @@ export function planStudyFile(f: StudyFile): StudyFileRun[] {
 const Schema = z.object({
   out: z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: 'the results folder (overrides the spec\'s out; default runs/study)' }),
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
 });
 
 /** A spec key's default as the study help shows it: `[a, b]` for a list. */
@@ -95,7 +97,7 @@ function specDefault(key: keyof typeof StudyFileSchema.shape): string {
 /** The help of `memscope study`, generated from its schema (and the spec file's defaults from {@link StudyFileSchema}). */
 export const STUDY_HELP = commandHelp(Schema, {
   title: 'memscope study — run a spec file that combines models, prompts, seeds, samplers, guidance and analyses',
-  usage: 'memscope study run SPEC.yaml [--out DIR] [--store DIR] [--dry-run]',
+  usage: 'memscope study run SPEC.yaml [--out DIR] [--store DIR] [--queue URL] [--dry-run]',
   blocks: [
     `The spec (YAML or JSON; every key but models optional):
   models:    [testbed, models/duplication]   each --model value (a list or one string)
@@ -107,13 +109,14 @@ export const STUDY_HELP = commandHelp(Schema, {
   analyses:  [kim, transition, evaluate, detect]  studies run once per model and sampler (kim = analyze kim)
   out:       runs/study                      the results folder (--out overrides it)
   store:     runs/store                      the results store (--store overrides it)`,
-    { heading: 'Flags:', flags: ['out', 'store', 'dry-run'] },
+    { heading: 'Flags:', flags: ['out', 'store', 'queue', 'dry-run'] },
     `Runs one memscope sample per model × sampler × guidance and each analysis per model × sampler, all
 into the same results store (units shared between runs are computed once; a rerun of the file
 computes nothing), each into its own folder OUT/<model>/<sampler>/<name>/ with its run.json (which
 memscope <command> --config takes; the spec file is the study's own configuration), then
 OUT/study.json (the resolved spec and every run) and OUT/index.html. --dry-run prints each run's
-units and how many are already in the store.`,
+units and how many are already in the store. With --queue every run's units go to the queue's
+workers (memscope worker --queue URL), one run after the other; this process commits them.`,
   ],
   examples: ['memscope study run study.yaml --out runs/study'],
 });
@@ -167,12 +170,14 @@ export async function studyCommand(argv: string[]): Promise<void> {
     return;
   }
   await checkResultsTarget(out);
+  if (o.queue !== undefined) await checkQueue(o.queue);
+  const queue = o.queue === undefined ? [] : ['--queue', o.queue];
   const done: { name: string; command: string; args: readonly string[]; seconds: number }[] = [];
   await withResultsDir(out, async (dir) => {
     for (const r of runs) {
       process.stderr.write(`memscope study: ${r.name} (memscope ${r.command} ${r.args.join(' ')})\n`);
       const t0 = performance.now();
-      await RUNNERS[r.command]([...r.args, '--store', store, '--out', join(dir, r.name)]);
+      await RUNNERS[r.command]([...r.args, '--store', store, '--out', join(dir, r.name), ...queue]);
       done.push({ ...r, seconds: (performance.now() - t0) / 1000 });
     }
     await writeJsonAtomic(join(dir, 'study.json'), { command: 'study run', file, spec, store, runs: done });

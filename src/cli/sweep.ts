@@ -7,7 +7,10 @@ import { parseConditions } from '../study/conditions.ts';
 import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { sweepStudy, sweepSpecOf, scoreSweep, type SweepResult, type SweepSource } from '../study/sweep.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import type { JobContext } from '../queue/jobs.ts';
+import type { ResolvedContext } from '../queue/worker.ts';
+import { checkQueue } from '../queue/connection.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -31,6 +34,7 @@ const Schema = z.object({
   threshold: finiteNumber('threshold').default(0.75).register(flagDocs, { value: 'X', help: 'a sample is a copy when its descriptor cosine to the target is ≥ X' }),
   out: z.string().default('runs/sweep').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 
@@ -41,6 +45,7 @@ export const SWEEP_HELP = commandHelp(Schema, {
   blocks: [
     { flags: ['model', 'prompts', 'seeds', 'scale', 'og', 'og-scale', 'every', 'sampler', 'steps', 'descriptor', 'threshold', 'out'] },
     STORE_SECTION,
+    QUEUE_SECTION,
     SD_SOURCE_SECTION,
     `For every start step k one sample with s = 0 before k and λ from k (k = 0 is standard CFG,
 k = steps never guides), its copy similarity to the prompt's training image and whether its
@@ -62,6 +67,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
     },
   });
   if (!o['dry-run']) await checkResultsTarget(o.out);
+  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
   const { spec: modelSpec, src } = await loadCliSource(o.model, o);
   let cond: number;
   try {
@@ -91,7 +97,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store, { commandLine });
+    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store, { commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
     runJson = ran.runJson;
     const samples = await sweepStudy.reduce(ran.outcome.units, store, spec);
     const scored = await scoreSweep(src, samples, descriptor, settings, (m) => process.stderr.write(`${m}\n`));
@@ -131,4 +137,12 @@ async function writeSweepReport(dir: string, r: SweepResult, descriptorName: str
   }
   html.push('<p>© marks outputs counted as copies (descriptor cosine ≥ threshold).</p>');
   await writeFileAtomic(join(dir, 'report.html'), page('memscope sweep', html.join('\n')));
+}
+
+/** A queue worker's `sweep` study and source, rebuilt from the flags the coordinator recorded (the study needs only the model). */
+export async function sweepWorkerContext(ctx: JobContext): Promise<ResolvedContext> {
+  const o = workerFlags(Schema, ctx);
+  const { src } = await loadCliSource(o.model, o);
+  const source: SweepSource = { src, config: studyConfig(src), fingerprint: await sourceFingerprint(src) };
+  return { study: sweepStudy as unknown as ResolvedContext['study'], source, dispose: async () => src.denoiser.dispose?.() };
 }

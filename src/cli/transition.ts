@@ -12,7 +12,10 @@ import { meanBatch } from '../tensor/ops.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
-import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import type { JobContext } from '../queue/jobs.ts';
+import type { ResolvedContext } from '../queue/worker.ts';
+import { checkQueue } from '../queue/connection.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { transitionStudy, type TransitionSource } from '../study/transition.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 
@@ -28,6 +31,7 @@ const Schema = z.object({
   threshold: finiteNumber('threshold').default(0.75).register(flagDocs, { value: 'X', help: 'a sweep sample is a copy when its descriptor cosine to the target is ≥ X' }),
   out: z.string().default('runs/transition').register(flagDocs, { value: 'DIR', help: 'results directory' }),
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
   ...SD_SOURCE_FIELDS,
 });
 
@@ -38,6 +42,7 @@ export const TRANSITION_HELP = commandHelp(Schema, {
   blocks: [
     { flags: ['model', 'prompts', 'seeds', 'scale', 'sampler', 'steps', 'every', 'descriptor', 'threshold', 'out'] },
     STORE_SECTION,
+    QUEUE_SECTION,
     SD_SOURCE_SECTION,
     `Per prompt and seed: the CFG-start sweep's empirical transition step (the first start step k whose
 sample, s = 0 before k and λ from k, is not a copy; as memscope sweep), the step at which DTP
@@ -59,6 +64,42 @@ export async function transitionCommand(argv: string[]): Promise<void> {
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (o.steps < 2) throw new UsageError(`--steps: the transition study needs at least 2 steps, got ${o.steps}`);
   if (!o['dry-run']) await checkResultsTarget(o.out);
+  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  const { model, spec, source, units, descriptor, d } = await prepareTransition(o, seeds);
+  const storeDir = storeDirOf(o.store);
+  const store = await openCliStore(storeDir, o['dry-run']);
+  const started = performance.now();
+  let summary: Awaited<ReturnType<typeof transitionStudy.reduce>>;
+  try {
+    if (o['dry-run'] || store === null) {
+      process.stdout.write(dryRunText('transition', { model, ...spec }, units, store, storeDir));
+      await descriptor.dispose?.();
+      await d.dispose?.();
+      return;
+    }
+    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store, { commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const s = await transitionStudy.reduce(outcome.units, store, spec);
+    summary = s;
+    await withResultsDir(o.out, async (dir) => {
+      await writeJsonAtomic(join(dir, 'run.json'), runJson);
+      await writeJsonAtomic(join(dir, 'settings.json'), { command: 'transition', model, descriptor: descriptor.info, config: source.config, ...spec, units: units.map((u) => u.key) });
+      await transitionStudy.report!(s, dir, spec);
+    }, { command: 'transition' });
+  } finally {
+    closeCliStore(store);
+  }
+  await descriptor.dispose?.();
+  await d.dispose?.();
+  for (const r of summary.rows) {
+    process.stdout.write(`${r.condId} seed ${r.seed}: sweep transition k = ${r.sweepTransition ?? 'none'}, DTP switch k = ${r.dtpSwitch ?? 'never'}\n`);
+  }
+  const a = summary.agreement;
+  process.stdout.write(`both found in ${a.n}/${summary.rows.length}; mean (sweep − DTP) ${a.meanDiff === null ? '—' : a.meanDiff.toFixed(2)} steps, mean |sweep − DTP| ${a.meanAbsDiff === null ? '—' : a.meanAbsDiff.toFixed(2)} steps\n`);
+  process.stdout.write(`total ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
+}
+
+/** Load the source and plan the units of validated `transition` flags (the command and a queue worker share it). */
+async function prepareTransition(o: z.infer<typeof Schema>, seeds: number[]) {
   const { spec: model, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
   const prompts = asUsage(() => {
@@ -78,34 +119,19 @@ export async function transitionCommand(argv: string[]): Promise<void> {
   const spec = transitionStudy.schema.parse({ prompts, seeds, lambda: o.scale, sampler: o.sampler, steps: o.steps, every: o.every, threshold: o.threshold });
   const source: TransitionSource = { src, config: studyConfig(src), descriptor, fingerprint: await sourceFingerprint(src) };
   const units = await transitionStudy.plan(spec, source);
-  const storeDir = storeDirOf(o.store);
-  const store = await openCliStore(storeDir, o['dry-run']);
-  const started = performance.now();
-  let summary: Awaited<ReturnType<typeof transitionStudy.reduce>>;
-  try {
-    if (o['dry-run'] || store === null) {
-      process.stdout.write(dryRunText('transition', { model, ...spec }, units, store, storeDir));
+  return { model, spec, source, units, descriptor, d };
+}
+
+/** A queue worker's `transition` study and source, rebuilt from the flags the coordinator recorded. */
+export async function transitionWorkerContext(ctx: JobContext): Promise<ResolvedContext> {
+  const o = workerFlags(Schema, ctx);
+  const { source, descriptor, d } = await prepareTransition(o, parseSeeds(o.seeds, '--seeds'));
+  return {
+    study: transitionStudy as unknown as ResolvedContext['study'],
+    source,
+    dispose: async () => {
       await descriptor.dispose?.();
       await d.dispose?.();
-      return;
-    }
-    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store, { commandLine });
-    const s = await transitionStudy.reduce(outcome.units, store, spec);
-    summary = s;
-    await withResultsDir(o.out, async (dir) => {
-      await writeJsonAtomic(join(dir, 'run.json'), runJson);
-      await writeJsonAtomic(join(dir, 'settings.json'), { command: 'transition', model, descriptor: descriptor.info, config: source.config, ...spec, units: units.map((u) => u.key) });
-      await transitionStudy.report!(s, dir, spec);
-    }, { command: 'transition' });
-  } finally {
-    closeCliStore(store);
-  }
-  await descriptor.dispose?.();
-  await d.dispose?.();
-  for (const r of summary.rows) {
-    process.stdout.write(`${r.condId} seed ${r.seed}: sweep transition k = ${r.sweepTransition ?? 'none'}, DTP switch k = ${r.dtpSwitch ?? 'never'}\n`);
-  }
-  const a = summary.agreement;
-  process.stdout.write(`both found in ${a.n}/${summary.rows.length}; mean (sweep − DTP) ${a.meanDiff === null ? '—' : a.meanDiff.toFixed(2)} steps, mean |sweep − DTP| ${a.meanAbsDiff === null ? '—' : a.meanAbsDiff.toFixed(2)} steps\n`);
-  process.stdout.write(`total ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
+    },
+  };
 }

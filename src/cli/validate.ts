@@ -14,7 +14,10 @@ import { parseConditions } from '../study/conditions.ts';
 import { validateSamples, VALIDATE_BATCH } from '../study/validate.ts';
 import { sampleStudy, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 import { folderFingerprint } from '../store/fingerprint.ts';
-import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import type { JobContext } from '../queue/jobs.ts';
+import type { ResolvedContext } from '../queue/worker.ts';
+import { checkQueue } from '../queue/connection.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
 import { defaultClassifierDir, pixelCodec } from '../study/source.ts';
 import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
@@ -32,6 +35,7 @@ const Schema = z.object({
   out: z.string().optional().register(flagDocs, { value: 'DIR', help: "results directory (default <model>/validation; runs/validate/<name> for a model shipped in memscope's models/ folder: results never go into models/)" }),
   classifier: z.string().optional().register(flagDocs, { value: 'DIR', help: 'classifier for class-prompt alignment (default models/classifier when present)' }),
   ...STORE_FIELDS,
+  ...QUEUE_FIELDS,
 });
 
 /** The help of `memscope validate`, generated from its schema. */
@@ -41,6 +45,7 @@ export const VALIDATE_HELP = commandHelp(Schema, {
   blocks: [
     { flags: ['model', 'seeds', 'guidance', 'prompts', 'sampler', 'steps', 'out', 'classifier'] },
     STORE_SECTION,
+    QUEUE_SECTION,
     `For every memorized caption: the fraction of seeds whose nearest training image (pixel L2, on the
 central 28×28) is the caption's own image, the strict ratio test d1/d2 < 1/3 (docs/methods.md §5.4) and the
 pixel copy similarity; for class prompts the same copy tests. The samples are the sample study's units
@@ -64,19 +69,8 @@ export async function validateCommand(argv: string[]): Promise<void> {
   }
   const out = o.out ?? (await defaultValidationOut(o.model));
   if (!o['dry-run']) await checkResultsTarget(out);
-  const tm = await asInput('--model', () => loadTrainedModel(o.model));
-  const conds = (() => {
-    try {
-      return parseConditions(o.prompts, tm.denoiser, '--prompts');
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
-  })();
-  const clfDir = o.classifier ?? (await defaultClassifierDir(o.model));
-  const hasClf = await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false);
-  if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
-  const config = stableDiffusionConfig();
-  const source: SampleSource = { denoiser: tm.denoiser, conds, config, decode: null, modelInfo: { kind: 'trained', dir: o.model, scenario: tm.scenario }, fingerprint: await folderFingerprint('trained', o.model) };
+  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  const { tm, conds, clfDir, hasClf, source } = await loadValidate(o);
   // the spec `memscope sample --model DIR` resolves for the same settings: its units are shared
   const spec = sampleStudy.schema.parse({ model: o.model, sampler: o.sampler, steps: o.steps, guidance: o.guidance, seeds: o.seeds, record: [] }) as SampleSpec;
   const units = await sampleStudy.plan(spec, source);
@@ -90,7 +84,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
       await tm.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH, commandLine });
+    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH, commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
     runJson = ran.runJson;
     result = (await sampleStudy.reduce(ran.outcome.units, store, spec)).result;
   } finally {
@@ -169,4 +163,28 @@ async function defaultValidationOut(model: string): Promise<string> {
 
 function pct(v: number): string {
   return Number.isNaN(v) ? '—' : `${(100 * v).toFixed(0)} %`;
+}
+
+/** Load the trained model and its sampling source for validated `validate` flags (the command and a queue worker share it). */
+async function loadValidate(o: z.infer<typeof Schema>) {
+  const tm = await asInput('--model', () => loadTrainedModel(o.model));
+  const conds = (() => {
+    try {
+      return parseConditions(o.prompts, tm.denoiser, '--prompts');
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  })();
+  const clfDir = o.classifier ?? (await defaultClassifierDir(o.model));
+  const hasClf = await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false);
+  if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
+  const config = stableDiffusionConfig();
+  const source: SampleSource = { denoiser: tm.denoiser, conds, config, decode: null, modelInfo: { kind: 'trained', dir: o.model, scenario: tm.scenario }, fingerprint: await folderFingerprint('trained', o.model) };
+  return { tm, conds, clfDir, hasClf, source };
+}
+
+/** A queue worker's `validate` study (the sample study) and source, rebuilt from the flags the coordinator recorded. */
+export async function validateWorkerContext(ctx: JobContext): Promise<ResolvedContext> {
+  const { tm, source } = await loadValidate(workerFlags(Schema, ctx));
+  return { study: sampleStudy as unknown as ResolvedContext['study'], source, dispose: async () => tm.denoiser.dispose?.() };
 }

@@ -39,7 +39,15 @@ export function progressLine(label: string, p: RunProgress): string {
   const pct = p.total > 0 ? Math.floor((100 * p.done) / p.total) : 100;
   const cached = p.cached > 0 ? `, ${p.cached} from the store` : '';
   const eta = p.eta === null ? '' : `, about ${formatDuration(p.eta)} left`;
-  return `memscope ${label}: ${p.done}/${p.total} units (${pct} %${cached}), ${formatDuration(p.elapsed)} elapsed${eta}`;
+  return `memscope ${label}: ${p.done}/${p.total} units (${pct} %${cached}), ${formatDuration(p.elapsed)} elapsed${eta}${queueText(p)}`;
+}
+
+/** The queue part of a progress line: `; 4 in flight, 10 waiting, 0 retrying, 0 failed; host:12 30/min, …`. */
+export function queueText(p: RunProgress): string {
+  const q = p.queue;
+  if (q === undefined) return '';
+  const workers = q.workers.map((w) => `${w.worker} ${p.elapsed > 0 ? ((60 * w.units) / p.elapsed).toFixed(1) : '0'}/min`).join(', ');
+  return `; ${q.inFlight} in flight, ${q.waiting} waiting, ${q.retrying} retrying, ${q.failed} failed${workers === '' ? '' : `; ${workers}`}`;
 }
 
 /** A reporter for `opts.stream` (standard error by default): bar on a TTY, throttled lines otherwise. */
@@ -52,7 +60,7 @@ export function progressReporter(opts: ProgressOptions): ProgressReporter {
     const bar = new cliProgress.SingleBar(
       {
         stream: stream as NodeJS.WritableStream,
-        format: `memscope ${opts.label} [{bar}] {value}/{total} units | {cachedText}elapsed {elapsedText} | ETA {etaText}`,
+        format: `memscope ${opts.label} [{bar}] {value}/{total} units | {cachedText}elapsed {elapsedText} | ETA {etaText}{queueText}`,
         hideCursor: true,
         clearOnComplete: false,
         etaBuffer: 1,
@@ -68,7 +76,7 @@ export function progressReporter(opts: ProgressOptions): ProgressReporter {
         const t = clock();
         if (first === null) first = t;
         if (!started && t - first < 2) return;
-        const payload = { cachedText: p.cached ? `${p.cached} stored | ` : '', elapsedText: formatDuration(p.elapsed), etaText: p.eta === null ? '?' : formatDuration(p.eta) };
+        const payload = { cachedText: p.cached ? `${p.cached} stored | ` : '', elapsedText: formatDuration(p.elapsed), etaText: p.eta === null ? '?' : formatDuration(p.eta), queueText: queueText(p) };
         if (!started) {
           bar.start(p.total, p.done, payload);
           started = true;

@@ -17,6 +17,14 @@ export interface RunProgress {
   readonly elapsed: number;
   /** Estimated seconds left (from the pace of this run's computed units), or null before the first. */
   readonly eta: number | null;
+  /** For a run on queue workers: units held by workers now, waiting, retrying and failed, and each worker's committed units. */
+  readonly queue?: {
+    readonly inFlight: number;
+    readonly waiting: number;
+    readonly retrying: number;
+    readonly failed: number;
+    readonly workers: readonly { readonly worker: string; readonly units: number }[];
+  };
 }
 
 /** Options of {@link Runner.run}. */

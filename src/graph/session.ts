@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import { Session, type OrtTensorClass } from './session-core.ts';
+import { GraphBuilder } from './builder.ts';
 
 export * from './session-core.ts';
 
@@ -54,6 +55,35 @@ export function defaultThreads(): number {
   return 2;
 }
 
+/**
+ * Default execution provider: `MEMSCOPE_PROVIDER` (`cpu` or `cuda`) when set, else `cpu`. A queue
+ * worker started with `--provider cuda` sets it, so every model it loads runs on the GPU.
+ */
+export function defaultExecutionProvider(): ExecutionProvider {
+  const env = process.env['MEMSCOPE_PROVIDER'];
+  if (env === undefined || env === '') return 'cpu';
+  if (env === 'cpu' || env === 'cuda') return env;
+  throw new Error(`MEMSCOPE_PROVIDER must be cpu or cuda, got '${env}'`);
+}
+
+/**
+ * Whether onnxruntime can run a one-node graph with `provider` alone (no CPU fallback): null when
+ * it can, else onnxruntime's reason (e.g. the CUDA provider's shared library is missing).
+ */
+export async function probeExecutionProvider(provider: ExecutionProvider): Promise<string | null> {
+  if (provider === 'cpu') return null;
+  const b = new GraphBuilder({ name: 'provider-probe' });
+  const x = b.input('x', 'float32', [1]);
+  b.output(b.op('Identity', [x]), 'float32', [1], 'y');
+  try {
+    const s = await ort.InferenceSession.create(b.toBytes(), { executionProviders: [provider], logSeverityLevel: 4 });
+    await s.release();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 function ortOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
   const o: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: opts.threads ?? defaultThreads(),
@@ -63,7 +93,7 @@ function ortOptions(opts: SessionOptions): ort.InferenceSession.SessionOptions {
     ...(opts.profile === undefined ? {} : { enableProfiling: true, profileFilePrefix: opts.profile }),
   };
   const withData = opts.externalData === undefined || opts.externalData.length === 0 ? o : { ...o, externalData: opts.externalData.map((e) => ({ path: e.path, data: e.data })) };
-  return opts.executionProvider === 'cuda' ? { ...withData, executionProviders: ['cuda', 'cpu'] } : withData;
+  return (opts.executionProvider ?? defaultExecutionProvider()) === 'cuda' ? { ...withData, executionProviders: ['cuda', 'cpu'] } : withData;
 }
 
 /**
@@ -80,7 +110,7 @@ export async function createSession(model: Uint8Array | string, opts: SessionOpt
   } catch (e) {
     const src = typeof model === 'string' ? model : `ONNX bytes (${model.byteLength} B)`;
     const msg = (e as Error).message;
-    if (opts.executionProvider === 'cuda' && /cuda|shared library|provider/i.test(msg)) {
+    if ((opts.executionProvider ?? defaultExecutionProvider()) === 'cuda' && /cuda|shared library|provider/i.test(msg)) {
       throw new Error(
         `onnxruntime could not load ${src} with the CUDA execution provider: ${msg} — this onnxruntime-node ` +
           'installation has no usable CUDA provider (it needs libonnxruntime_providers_cuda.so beside its binding, ' +
@@ -110,7 +140,7 @@ const pending = new Map<string, Promise<Session>>();
  */
 export async function getSession(model: Uint8Array | string, opts: SessionOptions = {}): Promise<Session> {
   const o = ortOptions(opts);
-  const key = `${typeof model === 'string' ? `path:${model}` : `sha1:${sha1(model)}`}|${o.intraOpNumThreads}|${o.graphOptimizationLevel}|${opts.executionProvider ?? 'cpu'}|${opts.profile ?? ''}`;
+  const key = `${typeof model === 'string' ? `path:${model}` : `sha1:${sha1(model)}`}|${o.intraOpNumThreads}|${o.graphOptimizationLevel}|${opts.executionProvider ?? defaultExecutionProvider()}|${opts.profile ?? ''}`;
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
   const p = pending.get(key);

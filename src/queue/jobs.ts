@@ -25,6 +25,8 @@ export interface JobData<U> {
   readonly context: JobContext;
   /** The study id (`sample`, …), checked by the worker against the command's study. */
   readonly study: string;
+  /** The queued study this job belongs to (status.ts: its unit keys' hash), for `memscope queue drain|cancel`. */
+  readonly run?: string;
   readonly units: readonly Unit<U>[];
 }
 
@@ -39,7 +41,7 @@ export interface JobResult<R> {
   readonly outputs: readonly WireOutput<R>[];
   /** Seconds the batch took on the worker. */
   readonly seconds: number;
-  /** `host:pid (provider)` of the worker. */
+  /** `host:pid:provider` of the worker. */
   readonly worker: string;
   readonly host: string;
 }

@@ -18,6 +18,7 @@ import type { Study, Unit, UnitStore, StoredUnit } from '../engine/study.ts';
 import { batchUnits, type RunOptions, type RunOutcome, type Runner } from '../engine/runner.ts';
 import { QUEUE_NAME, redisConnection } from './connection.ts';
 import { decodeOutput, jobIdOf, type JobContext, type JobData, type JobResult } from './jobs.ts';
+import { clearStop, stopRequested, studyIdOf, writeStatus, type StudyState, type StudyStatus, type WorkerShare } from './status.ts';
 
 /** Options of {@link QueueRunner}. */
 export interface QueueRunnerOptions {
@@ -27,8 +28,22 @@ export interface QueueRunnerOptions {
   readonly backoffMs?: number;
   /** How often the coordinator re-reads job states besides listening to events, in ms (default 1000). */
   readonly pollMs?: number;
-  /** Called with each committed batch's worker (`host:pid`) and its seconds (for per-worker throughput). */
+  /** Called with each committed batch's worker (`host:pid:provider`) and its seconds (for per-worker throughput). */
   readonly onCommit?: (worker: string, units: number, seconds: number) => void;
+  /** Lines for the user (the study id and how to watch or stop it); default standard error. */
+  readonly log?: (line: string) => void;
+}
+
+/** A study stopped by `memscope queue drain|cancel`: what is stored stays; rerunning the command finishes it. */
+export class QueueStoppedError extends Error {
+  constructor(
+    readonly study: string,
+    readonly mode: 'drain' | 'cancel',
+    done: number,
+    total: number,
+  ) {
+    super(`study ${study} was ${mode === 'drain' ? 'drained' : 'cancelled'} (memscope queue ${mode}): ${done} of ${total} units are in the store; run the same command again to finish it`);
+  }
 }
 
 /** A failed job: its units and the error the worker gave. */
@@ -71,20 +86,38 @@ export class QueueRunner implements Runner {
     const pending = new Map<string, Unit<U>[]>();
     for (const b of batchUnits(units, opts.maxBatch ?? Infinity)) if (b.some((u) => !stored.has(u.key))) pending.set(jobIdOf(b), b);
     if (pending.size > 0) {
-      const connections: Redis[] = [redisConnection(this.url), redisConnection(this.url)];
+      const studyId = studyIdOf(units.map((u) => u.key));
+      const coordinator = `${hostname()}:${process.pid}`;
+      const connections: Redis[] = [redisConnection(this.url), redisConnection(this.url), redisConnection(this.url)];
       for (const c of connections) c.on('error', () => {}); // ioredis reconnects; a lasting outage shows as no progress
+      const plain = connections[2]!;
       const queue = new Queue<JobData<U>, JobResult<R>>(QUEUE_NAME, { connection: connections[0]! });
       const events = new QueueEvents(QUEUE_NAME, { connection: connections[1]! });
+      const shares = new Map<string, { units: number; seconds: number }>();
+      const counts = { inFlight: 0, waiting: 0, retrying: 0, failed: 0 };
+      const status = (state: StudyState, error?: string): StudyStatus => {
+        const elapsed = (performance.now() - t0) / 1000;
+        const workers: WorkerShare[] = [...shares].map(([worker, v]) => ({ worker, ...v }));
+        return { study: studyId, command: this.context.command, coordinator, state, total: units.length, cached, done, ...counts, workers, elapsed, eta: computed > 0 ? (elapsed / computed) * (units.length - done) : null, updatedAt: new Date().toISOString(), ...(error === undefined ? {} : { error }) };
+      };
+      const report = async (state: StudyState, error?: string): Promise<void> => {
+        const s = status(state, error);
+        opts.onProgress?.({ total: s.total, cached, done, elapsed: s.elapsed, eta: s.eta, queue: { ...counts, workers: s.workers } });
+        await writeStatus(plain, s).catch(() => {}); // the status is for watching; a Redis hiccup must not stop the study
+      };
+      const attempts = this.opts.attempts ?? 3;
+      const jobOf = (jobId: string, batch: readonly Unit<U>[]) => ({
+        name: study.id,
+        data: { context: this.context, study: study.id, run: studyId, units: batch.map((u) => ({ key: u.key, spec: u.spec, ...(u.batch === undefined ? {} : { batch: u.batch }) })) },
+        opts: { jobId, attempts, backoff: { type: 'exponential', delay: this.opts.backoffMs ?? 1000 }, removeOnComplete: false, removeOnFail: false },
+      });
+      let draining = false;
       try {
         await events.waitUntilReady();
-        const attempts = this.opts.attempts ?? 3;
-        await queue.addBulk(
-          [...pending].map(([jobId, batch]) => ({
-            name: study.id,
-            data: { context: this.context, study: study.id, units: batch.map((u) => ({ key: u.key, spec: u.spec, ...(u.batch === undefined ? {} : { batch: u.batch }) })) },
-            opts: { jobId, attempts, backoff: { type: 'exponential', delay: this.opts.backoffMs ?? 1000 }, removeOnComplete: false, removeOnFail: false },
-          })),
-        );
+        await clearStop(plain, studyId);
+        await queue.addBulk([...pending].map(([jobId, batch]) => jobOf(jobId, batch)));
+        const log = this.opts.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
+        log(`memscope ${this.context.command}: study ${studyId}: ${pending.size} jobs (${units.length - cached} units) on ${this.url}; memscope queue status ${this.url} shows it, memscope queue drain ${this.url} --study ${studyId} stops it`);
         let wake: (() => void) | null = null;
         const nudge = (): void => {
           wake?.();
@@ -93,11 +126,22 @@ export class QueueRunner implements Runner {
         events.on('failed', nudge);
         while (pending.size > 0) {
           opts.signal?.throwIfAborted();
+          const stop = await stopRequested(plain, studyId);
+          if (stop === 'cancel') {
+            await report('cancelled');
+            throw new QueueStoppedError(studyId, 'cancel', done, units.length);
+          }
+          if (stop === 'drain') draining = true;
+          counts.inFlight = counts.waiting = counts.retrying = counts.failed = 0;
+          let live = 0; // jobs still to be committed that a worker holds or has finished
           for (const [jobId, batch] of [...pending]) {
             const job = await Job.fromId<JobData<U>, JobResult<R>>(queue, jobId);
             if (job === undefined) {
-              // removed (a cancel, or a flushed Redis): enqueue it again
-              await queue.add(study.id, { context: this.context, study: study.id, units: batch.map((u) => ({ key: u.key, spec: u.spec, ...(u.batch === undefined ? {} : { batch: u.batch }) })) }, { jobId, attempts, backoff: { type: 'exponential', delay: this.opts.backoffMs ?? 1000 }, removeOnComplete: false, removeOnFail: false });
+              // removed (a drain, a cancel, or a flushed Redis): enqueue it again unless draining
+              if (draining) continue;
+              const j = jobOf(jobId, batch);
+              await queue.add(j.name, j.data, j.opts);
+              counts.waiting += batch.length;
               continue;
             }
             const state = await job.getState();
@@ -115,15 +159,27 @@ export class QueueRunner implements Runner {
               }
               computed += committed;
               done += committed;
+              const share = shares.get(res.worker) ?? { units: 0, seconds: 0 };
+              shares.set(res.worker, { units: share.units + committed, seconds: share.seconds + res.seconds });
               this.opts.onCommit?.(res.worker, committed, res.seconds);
               pending.delete(jobId);
               await job.remove().catch(() => {}); // committed: Redis need not keep it
-              progress();
             } else if (state === 'failed' && job.attemptsMade >= attempts) {
+              counts.failed += batch.length;
+              await report('failed', job.failedReason ?? 'unknown error');
               throw new QueueJobError(jobId, batch.map((u) => u.key), job.failedReason ?? 'unknown error');
-            }
+            } else if (state === 'active') {
+              counts.inFlight += batch.length;
+              live++;
+            } else if (job.attemptsMade > 0) counts.retrying += batch.length;
+            else counts.waiting += batch.length;
           }
           if (pending.size === 0) break;
+          if (draining && live === 0) {
+            await report('drained');
+            throw new QueueStoppedError(studyId, 'drain', done, units.length);
+          }
+          await report(draining ? 'draining' : 'running');
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, this.opts.pollMs ?? 1000);
             wake = () => {
@@ -133,6 +189,7 @@ export class QueueRunner implements Runner {
           });
           wake = null;
         }
+        await report('finished');
       } finally {
         await events.close().catch(() => {});
         await queue.close().catch(() => {});
@@ -147,9 +204,4 @@ export class QueueRunner implements Runner {
     }
     return { units: all, computed, reused: cached };
   }
-}
-
-/** This process as a worker names itself: `host:pid`. */
-export function workerName(provider: string): string {
-  return `${hostname()}:${process.pid} (${provider})`;
 }

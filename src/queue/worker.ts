@@ -39,7 +39,7 @@ export interface RunningWorker {
 
 /** Start a worker on the queue at `url`; `resolve` rebuilds a context's study and source (called once per distinct context). */
 export async function startWorker(url: string, resolve: (ctx: JobContext) => Promise<ResolvedContext>, opts: WorkerOptions = {}): Promise<RunningWorker> {
-  const name = `${hostname()}:${process.pid} (${opts.provider ?? 'cpu'})`;
+  const name = `${hostname()}:${process.pid}:${opts.provider ?? 'cpu'}`;
   const contexts = new Map<string, Promise<ResolvedContext>>();
   const connection = redisConnection(url);
   connection.on('error', () => {}); // reconnects after a Redis restart
@@ -69,7 +69,7 @@ export async function startWorker(url: string, resolve: (ctx: JobContext) => Pro
         throw e;
       }
     },
-    { connection, concurrency: opts.concurrency ?? 1, lockDuration, stalledInterval: Math.max(1000, Math.floor(lockDuration / 2)), maxStalledCount: 2 },
+    { connection, name, concurrency: opts.concurrency ?? 1, lockDuration, stalledInterval: Math.max(1000, Math.floor(lockDuration / 2)), maxStalledCount: 2 },
   );
   worker.on('error', () => {}); // connection errors: the worker reconnects
   await worker.waitUntilReady();

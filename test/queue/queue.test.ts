@@ -134,13 +134,114 @@ describe.skipIf(!HAVE_REDIS)('the queue runner on a real Redis with worker proce
       c.kill('SIGKILL');
       await exited(c);
     }
-    const last = coordinator(store, join(dir, 'q3-out'));
-    expect(await exited(last)).toBe(0);
+    const last = watchedCoordinator(store, join(dir, 'q3-out'));
+    expect(await exited(last.p), last.err()).toBe(0);
     expect(await rowsOf(store)).toEqual(reference);
     for (const p of pool) p.kill('SIGTERM');
   }, 240_000);
 });
 
+
+/** A coordinator whose standard error is kept. */
+function watchedCoordinator(store: string, out: string): { p: ChildProcess; err: () => string } {
+  const p = spawn(process.execPath, [BIN, ...STUDY, '--queue', redis!.url, '--store', store, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+  return { p, err: () => err };
+}
+
+interface StatusJson {
+  jobs: Record<string, number>;
+  workers: string[];
+  studies: { study: string; command: string; coordinator: string; state: string; total: number; cached: number; done: number; inFlight: number; waiting: number; retrying: number; failed: number; workers: { worker: string; units: number; seconds: number }[] }[];
+}
+
+async function statusJson(): Promise<StatusJson> {
+  const r = await runCli(['queue', 'status', redis!.url, '--json']);
+  expect(r.code, r.err).toBe(0);
+  return JSON.parse(r.out) as StatusJson;
+}
+
+/** Wait until the running study of STUDY has committed at least one unit; its status. */
+async function runningStudy(coordinatorPid: number): Promise<StatusJson['studies'][number] & { coordinator: string }> {
+  for (let i = 0; i < 600; i++) {
+    const s = (await statusJson()).studies.find((x) => x.coordinator.endsWith(`:${coordinatorPid}`) && x.state === 'running' && x.done > 0);
+    if (s) return s;
+    await sleep(100);
+  }
+  throw new Error('no running study appeared in memscope queue status');
+}
+
+describe.skipIf(!HAVE_REDIS)('memscope queue status | drain | cancel', () => {
+  it('status shows the running study and its worker; drain lets running jobs finish, stops the coordinator, and a rerun finishes', async () => {
+    const pool = [worker()];
+    const store = join(dir, 'q5');
+    const c = watchedCoordinator(store, join(dir, 'q5-out'));
+    const s = await runningStudy(c.p.pid!);
+    expect(s.study).toMatch(/^[0-9a-f]{12}$/);
+    expect(s.total).toBe(64);
+    // every unit is in exactly one of the counts, or not yet re-read (a commit between two polls)
+    expect(s.done + s.inFlight + s.waiting + s.retrying + s.failed).toBeLessThanOrEqual(64);
+    expect(s.workers.map((w) => w.worker)).toEqual([expect.stringMatching(new RegExp(`:${pool[0]!.pid}:cpu$`))]);
+    expect((await statusJson()).workers).toContainEqual(expect.stringMatching(new RegExp(`:${pool[0]!.pid}:cpu$`)));
+    const human = await runCli(['queue', 'status', redis!.url, '--study', s.study]);
+    expect(human.out).toMatch(new RegExp(`study ${s.study} \\(memscope sample, coordinator [^)]+\\): running`));
+    expect(human.out).toMatch(/units: \d+\/64 done \(0 from the store\), \d+ in flight, \d+ waiting/);
+    const d = await runCli(['queue', 'drain', redis!.url, '--study', s.study]);
+    expect(d.code, d.err).toBe(0);
+    expect(d.out).toMatch(new RegExp(`study ${s.study} \\(memscope sample\\): draining; \\d+ jobs? removed`));
+    expect(await exited(c.p), c.err()).toBe(1);
+    expect(c.err()).toMatch(new RegExp(`study ${s.study} was drained \\(memscope queue drain\\): \\d+ of 64 units are in the store`));
+    const part = await rowsOf(store);
+    expect(part.size).toBeGreaterThan(0);
+    expect(part.size).toBeLessThan(64);
+    for (const [k, v] of part) expect(v).toBe(reference.get(k));
+    const after = await statusJson();
+    expect(after.studies.find((x) => x.study === s.study)?.state).toBe('drained');
+    expect(after.jobs['waiting'] ?? 0).toBe(0);
+    const rerun = await runCli([...STUDY, '--queue', redis!.url, '--store', store, '--out', join(dir, 'q5-out')]);
+    expect(rerun.code, rerun.err).toBe(0);
+    expect(await rowsOf(store)).toEqual(reference);
+    expect((await statusJson()).studies.find((x) => x.study === s.study)?.state).toBe('finished');
+    for (const p of pool) p.kill('SIGTERM');
+  }, 240_000);
+
+  it('cancel stops the coordinator at once, keeps what is stored, and a rerun finishes', async () => {
+    const pool = [worker()];
+    const store = join(dir, 'q6');
+    const c = watchedCoordinator(store, join(dir, 'q6-out'));
+    const s = await runningStudy(c.p.pid!);
+    const r = await runCli(['queue', 'cancel', redis!.url, '--study', s.study]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/cancelled; \d+ jobs? removed/);
+    expect(await exited(c.p), c.err()).toBe(1);
+    expect(c.err()).toMatch(/was cancelled \(memscope queue cancel\)/);
+    const part = await rowsOf(store);
+    expect(part.size).toBeLessThan(64);
+    for (const [k, v] of part) expect(v).toBe(reference.get(k));
+    const rerun = await runCli([...STUDY, '--queue', redis!.url, '--store', store, '--out', join(dir, 'q6-out')]);
+    expect(rerun.code, rerun.err).toBe(0);
+    expect(await rowsOf(store)).toEqual(reference);
+    for (const p of pool) p.kill('SIGTERM');
+  }, 240_000);
+
+  it('refuses a missing or malformed --study and an unknown verb (exit 2)', async () => {
+    const a = await runCli(['queue', 'drain', redis!.url]);
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/--study: required by memscope queue drain/);
+    const b = await runCli(['queue', 'cancel', redis!.url, '--study', 'xyz']);
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/--study: .*12-hex-digit study id/);
+    const c = await runCli(['queue', 'stauts', redis!.url]);
+    expect(c.code).toBe(2);
+    expect(c.err).toMatch(/expected status, drain or cancel \(got "stauts"\).*did you mean "status"/);
+    const d = await runCli(['queue', 'drain', redis!.url, '--study', '000000000000']);
+    expect(d.code).toBe(2);
+    expect(d.err).toMatch(/--study: no study 000000000000 on/);
+  });
+});
 
 describe.skipIf(!HAVE_REDIS)('a unit that fails on every worker', () => {
   it('fails the study after its retries with the error and the unit, and stores nothing false', async () => {
