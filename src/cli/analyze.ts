@@ -10,8 +10,7 @@ import { planKim, kimStudy, finishKimStudy, KIM_DEFAULTS, type KimSettings, type
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { checkQueue } from '../queue/connection.ts';
-import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, checkQueueFlags, queueOptions, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { writeKimReport, claimsMarkdown } from '../study/kim-report.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -76,7 +75,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
   const scales = parseNumberList(o.scales, '--scales');
   const kScales = parseNumberList(o['k-scales'], '--k-scales');
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  await checkQueueFlags(o);
   const { spec0, src, descriptorSpec, descriptor, extraDescriptors, settings } = await loadKim(o, seeds, scales, kScales);
   const started = performance.now();
   const storeDir = storeDirOf(o.store);
@@ -92,7 +91,7 @@ export async function analyzeCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch), commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const { outcome, runJson } = await runStudyUnits('analyze kim', kimStudy(settings), spec, units, source, store, { maxBatch: Math.max(1, settings.promptsPerBatch), commandLine, ...queueOptions(o) });
     const done = await finishKimStudy(outcome.units, store, source, settings, outcome.reused);
     study = done;
     claims = await withResultsDir(o.out, async (dir) => {

@@ -11,8 +11,7 @@ import { curvesSection, curvesIntro, curveModeLabel } from '../study/views/curve
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { checkQueue } from '../queue/connection.ts';
-import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, checkQueueFlags, queueOptions, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { writeSection } from '../report/section.ts';
@@ -59,7 +58,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
   if (new Set(modes).size !== modes.length) throw new UsageError(`--modes: "${o.modes}" names a mode twice`);
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  await checkQueueFlags(o);
   const { spec: model, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no conditional branch to measure'));
   const settings = { prompts, seeds, lambda: o.scale, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: studyConfig(src), fraction: o.fraction };
@@ -77,7 +76,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store, { commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const ran = await runStudyUnits('curves', curvesStudy, { model, ...spec }, units, source, store, { commandLine, ...queueOptions(o) });
     runJson = ran.runJson;
     r = { ...(await curvesStudy.reduce(ran.outcome.units, store, spec)), seconds: (performance.now() - started) / 1000 };
   } finally {

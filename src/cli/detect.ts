@@ -10,8 +10,7 @@ import { closeDetectSource, detectPrompts, detectStudy, detectionResult, planDet
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { checkQueue } from '../queue/connection.ts';
-import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, checkQueueFlags, queueOptions, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -60,7 +59,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
   const { o, commandLine } = await parseCommandFlags(argv, Schema, { command: 'detect' });
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  await checkQueueFlags(o);
   const { spec, src, settings, labelled } = await loadDetect(o, seeds);
   const storeDir = storeDirOf(o.store);
   // opened first: the model fingerprint caches its file hashes in the store
@@ -76,7 +75,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch, commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const ran = await runStudyUnits('detect', detectStudy, runSpec, units, source, store, { maxBatch: settings.promptsPerBatch, commandLine, ...queueOptions(o) });
     runJson = ran.runJson;
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} units (CFG sampling and scores per prompt) reused from ${storeDir}`);
     r = detectionResult(labelled, ran.outcome.units, settings, log);

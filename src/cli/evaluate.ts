@@ -23,8 +23,7 @@ import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { checkQueue } from '../queue/connection.ts';
-import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, checkQueueFlags, queueOptions, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
 import { gridPng } from '../report/png.ts';
 import { writeNpy } from '../io/npy.ts';
@@ -191,7 +190,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   let methods = asUsage(() => parseMethods(o.methods));
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  await checkQueueFlags(o);
   const started = performance.now();
   const loaded = await loadEvaluate(o, seeds, methods);
   const { spec, src, descriptor, clfDir, hasClf, settings, inception, evalTools } = loaded;
@@ -213,7 +212,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
       await dispose();
       return;
     }
-    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store, { commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const ran = await runStudyUnits('evaluate', study, runSpec, units, source, store, { commandLine, ...queueOptions(o) });
     runJson = ran.runJson;
     if (ran.outcome.reused > 0) log(`${ran.outcome.reused} of ${units.length} method × prompt units reused from ${storeDir}`);
     r = await study.reduce(ran.outcome.units, store, settings);

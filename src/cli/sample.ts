@@ -14,10 +14,9 @@ import { SD_SOURCE_FIELDS, SD_SOURCE_SECTION, sdSourceOptions, promptText } from
 import type { Tensor } from '../tensor/tensor.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
-import { checkQueue } from '../queue/connection.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { STORE_FIELDS, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, QUEUE_FIELDS, QUEUE_SECTION, checkQueueFlags, queueOptions, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { sampleStudy, SampleSpecSchema, type SampleSource, type SampleSpec } from '../study/sample-study.ts';
 
 const Schema = z.object({
@@ -117,7 +116,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
   if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
   if (!dryRun) await checkResultsTarget(o.out);
-  if (o.queue !== undefined && !dryRun) await checkQueue(o.queue);
+  await checkQueueFlags(o);
   const storeDir = storeDirOf(o.store);
   const store = await openCliStore(storeDir, dryRun);
   try {
@@ -130,7 +129,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       return;
     }
     const st = store!;
-    const { outcome, runJson } = await runStudyUnits('sample', sampleStudy, spec, units, source, st, { commandLine, ...(o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] }), ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const { outcome, runJson } = await runStudyUnits('sample', sampleStudy, spec, units, source, st, { commandLine, ...(o['batch-size'] === undefined ? {} : { maxBatch: o['batch-size'] }), ...queueOptions(o) });
     await source.denoiser.dispose?.();
     const denoiser = source.denoiser;
     const resolved = {

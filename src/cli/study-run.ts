@@ -3,13 +3,14 @@
  * the results store, the dry-run summary (units, how many are stored, an estimated time), running
  * the planned units with progress, and the `run.json` record written next to the results.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseFlags, flagsOf, validate, asInput, UsageError, InputError } from './args.ts';
 import type { Study, Unit } from '../engine/study.ts';
 import { InProcessRunner, type RunOutcome, type Runner } from '../engine/runner.ts';
 import { QueueRunner } from '../queue/runner.ts';
+import { checkQueue } from '../queue/connection.ts';
 import { progressReporter, formatDuration } from '../engine/progress.ts';
 import { SqliteStore, STORE_MARKER, defaultStoreDir } from '../store/sqlite-store.ts';
 import { runRecord, RUN_FORMAT, type RunRecord, type CommandLine } from '../store/run-record.ts';
@@ -22,10 +23,36 @@ export const QUEUE_FIELDS = {
     value: 'URL',
     help: 'run the units on queue workers (memscope worker --queue URL, any number of hosts) instead of in this process; redis://HOST:PORT/DB. This process commits every unit to the store',
   }),
+  blobs: z.string().min(1).optional().register(flagDocs, {
+    value: 'DIR',
+    help: "with --queue: a folder every worker host sees at the same path (a network mount): the units' tensors travel as files there instead of base64 through Redis (docs/queue.md)",
+  }),
 };
 
+/** Check `--queue` (Redis reachable) and `--blobs` (only with --queue; a folder this process can write) before any work; nothing for a dry run. */
+export async function checkQueueFlags(o: { readonly queue?: string | undefined; readonly blobs?: string | undefined; readonly 'dry-run'?: boolean | undefined }): Promise<void> {
+  if (o.blobs !== undefined && o.queue === undefined) throw new UsageError(`--blobs: only with --queue (the blob folder is where queue workers leave the units' tensors), got --blobs ${o.blobs} alone`);
+  if (o['dry-run'] === true) return;
+  if (o.queue !== undefined) await checkQueue(o.queue);
+  if (o.blobs !== undefined) {
+    const dir = resolve(o.blobs);
+    await asInput('--blobs', async () => {
+      await mkdir(dir, { recursive: true });
+      const probe = join(dir, `.memscope-probe-${process.pid}`);
+      await writeFile(probe, '');
+      await rm(probe, { force: true });
+    });
+  }
+}
+
+/** The {@link runStudyUnits} options of `--queue` and `--blobs` (the blob folder absolute, as workers on other hosts must see it). */
+export function queueOptions(o: { readonly queue?: string | undefined; readonly blobs?: string | undefined }): { queue?: string; blobs?: string } {
+  if (o.queue === undefined) return {};
+  return o.blobs === undefined ? { queue: o.queue } : { queue: o.queue, blobs: resolve(o.blobs) };
+}
+
 /** The help section of the `--queue` flag. */
-export const QUEUE_SECTION: HelpSection = { heading: 'Several machines:', flags: ['queue'] };
+export const QUEUE_SECTION: HelpSection = { heading: 'Several machines:', flags: ['queue', 'blobs'] };
 
 /** Schema fields of the store flags (spread into a command's schema). */
 export const STORE_FIELDS = {
@@ -113,7 +140,7 @@ export async function runStudyUnits<Spec, U, R, Summary, S>(
   units: readonly Unit<U>[],
   source: S,
   store: SqliteStore,
-  opts: { maxBatch?: number; commandLine?: CommandLine; queue?: string } = {},
+  opts: { maxBatch?: number; commandLine?: CommandLine; queue?: string; blobs?: string } = {},
 ): Promise<{ outcome: RunOutcome<U, R>; runJson: RunRecord }> {
   const keys = units.map((u) => u.key);
   const runId = store.beginStudy(study.id, spec, keys, new Map(units.map((u) => [u.key, u.batch ?? ''])));
@@ -121,7 +148,7 @@ export async function runStudyUnits<Spec, U, R, Summary, S>(
   let outcome: RunOutcome<U, R>;
   // --queue: the units run on queue workers (memscope worker), this process commits them
   if (opts.queue !== undefined && opts.commandLine === undefined) throw new Error(`${command}: --queue needs the command's recorded flags (a worker rebuilds the source from them)`);
-  const runner: Runner = opts.queue === undefined ? new InProcessRunner() : new QueueRunner(opts.queue, { command, flags: opts.commandLine!.flags, cwd: opts.commandLine!.cwd });
+  const runner: Runner = opts.queue === undefined ? new InProcessRunner() : new QueueRunner(opts.queue, { command, flags: opts.commandLine!.flags, cwd: opts.commandLine!.cwd, ...(opts.blobs === undefined ? {} : { blobs: opts.blobs }) });
   try {
     outcome = await runner.run(study, units, source, store, {
       onProgress: (p) => progress.update(p),
@@ -137,9 +164,9 @@ export async function runStudyUnits<Spec, U, R, Summary, S>(
 /**
  * Flags run.json does not record: `--config` and `--dry-run` themselves, `--out` (the results
  * folder is the one holding run.json), `--store` (run.json's `store` names it, absolute) and
- * `--queue` (where units ran is not what they are: a rerun runs locally unless given again).
+ * `--queue` and `--blobs` (where units ran is not what they are: a rerun runs locally unless given again).
  */
-const UNRECORDED: ReadonlySet<string> = new Set(['config', 'dry-run', 'out', 'store', 'queue']);
+const UNRECORDED: ReadonlySet<string> = new Set(['config', 'dry-run', 'out', 'store', 'queue', 'blobs']);
 
 /** How a recorded path-valued flag is rebased when `--config` runs in another folder: `(value, folder it was typed in) → value`. */
 export type RebasePath = (value: string, cwd: string) => string;

@@ -10,8 +10,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { parseFlags, flagsOf, validate, UsageError, InputError, didYouMean } from './args.ts';
-import { STORE_FIELDS, QUEUE_FIELDS, storeDirOf } from './study-run.ts';
-import { checkQueue } from '../queue/connection.ts';
+import { STORE_FIELDS, QUEUE_FIELDS, checkQueueFlags, storeDirOf } from './study-run.ts';
 import { commandHelp, flagDocs, schemaDefault } from './help.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
 import { writeJsonAtomic, writeFileAtomic } from '../io/atomic.ts';
@@ -97,7 +96,7 @@ function specDefault(key: keyof typeof StudyFileSchema.shape): string {
 /** The help of `memscope study`, generated from its schema (and the spec file's defaults from {@link StudyFileSchema}). */
 export const STUDY_HELP = commandHelp(Schema, {
   title: 'memscope study — run a spec file that combines models, prompts, seeds, samplers, guidance and analyses',
-  usage: 'memscope study run SPEC.yaml [--out DIR] [--store DIR] [--queue URL] [--dry-run]',
+  usage: 'memscope study run SPEC.yaml [--out DIR] [--store DIR] [--queue URL [--blobs DIR]] [--dry-run]',
   blocks: [
     `The spec (YAML or JSON; every key but models optional):
   models:    [testbed, models/duplication]   each --model value (a list or one string)
@@ -109,7 +108,7 @@ export const STUDY_HELP = commandHelp(Schema, {
   analyses:  [kim, transition, evaluate, detect]  studies run once per model and sampler (kim = analyze kim)
   out:       runs/study                      the results folder (--out overrides it)
   store:     runs/store                      the results store (--store overrides it)`,
-    { heading: 'Flags:', flags: ['out', 'store', 'queue', 'dry-run'] },
+    { heading: 'Flags:', flags: ['out', 'store', 'queue', 'blobs', 'dry-run'] },
     `Runs one memscope sample per model × sampler × guidance and each analysis per model × sampler, all
 into the same results store (units shared between runs are computed once; a rerun of the file
 computes nothing), each into its own folder OUT/<model>/<sampler>/<name>/ with its run.json (which
@@ -158,6 +157,7 @@ export async function studyCommand(argv: string[]): Promise<void> {
   if (verb !== 'run') throw new UsageError(`expected "run SPEC.yaml" (got ${verb === undefined ? 'nothing' : `"${verb}"`})${verb === undefined ? '' : didYouMean(verb, ['run'])}`);
   if (file === undefined || file.startsWith('--')) throw new UsageError('run: expected the spec file, e.g. memscope study run study.yaml');
   const o = validate(Schema, parseFlags(rest, flagsOf(Schema)));
+  await checkQueueFlags({ ...o, 'dry-run': true }); // --blobs without --queue, before anything
   const spec = await readStudyFile(file);
   const out = o.out ?? spec.out ?? 'runs/study';
   const store = storeDirOf(o.store ?? spec.store);
@@ -170,8 +170,8 @@ export async function studyCommand(argv: string[]): Promise<void> {
     return;
   }
   await checkResultsTarget(out);
-  if (o.queue !== undefined) await checkQueue(o.queue);
-  const queue = o.queue === undefined ? [] : ['--queue', o.queue];
+  await checkQueueFlags(o);
+  const queue = [...(o.queue === undefined ? [] : ['--queue', o.queue]), ...(o.blobs === undefined ? [] : ['--blobs', o.blobs])];
   const done: { name: string; command: string; args: readonly string[]; seconds: number }[] = [];
   await withResultsDir(out, async (dir) => {
     for (const r of runs) {

@@ -9,8 +9,7 @@ import { sweepStudy, sweepSpecOf, scoreSweep, type SweepResult, type SweepSource
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { checkQueue } from '../queue/connection.ts';
-import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, checkQueueFlags, queueOptions, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -67,7 +66,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
     },
   });
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  await checkQueueFlags(o);
   const { spec: modelSpec, src } = await loadCliSource(o.model, o);
   let cond: number;
   try {
@@ -97,7 +96,7 @@ export async function sweepCommand(argv: string[]): Promise<void> {
       await src.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store, { commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const ran = await runStudyUnits('sweep', sweepStudy, { model: modelSpec, ...spec }, units, source, store, { commandLine, ...queueOptions(o) });
     runJson = ran.runJson;
     const samples = await sweepStudy.reduce(ran.outcome.units, store, spec);
     const scored = await scoreSweep(src, samples, descriptor, settings, (m) => process.stderr.write(`${m}\n`));

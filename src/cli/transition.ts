@@ -14,8 +14,7 @@ import { writeJsonAtomic } from '../io/atomic.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { checkQueue } from '../queue/connection.ts';
-import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, checkQueueFlags, queueOptions, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { transitionStudy, type TransitionSource } from '../study/transition.ts';
 import { refuseOldScaleFlag } from './evaluate.ts';
 
@@ -64,7 +63,7 @@ export async function transitionCommand(argv: string[]): Promise<void> {
   const seeds = asUsage(() => parseSeeds(o.seeds, '--seeds'));
   if (o.steps < 2) throw new UsageError(`--steps: the transition study needs at least 2 steps, got ${o.steps}`);
   if (!o['dry-run']) await checkResultsTarget(o.out);
-  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  await checkQueueFlags(o);
   const { model, spec, source, units, descriptor, d } = await prepareTransition(o, seeds);
   const storeDir = storeDirOf(o.store);
   const store = await openCliStore(storeDir, o['dry-run']);
@@ -77,7 +76,7 @@ export async function transitionCommand(argv: string[]): Promise<void> {
       await d.dispose?.();
       return;
     }
-    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store, { commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const { outcome, runJson } = await runStudyUnits('transition', transitionStudy, { model, ...spec }, units, source, store, { commandLine, ...queueOptions(o) });
     const s = await transitionStudy.reduce(outcome.units, store, spec);
     summary = s;
     await withResultsDir(o.out, async (dir) => {

@@ -16,8 +16,7 @@ import { sampleStudy, type SampleSource, type SampleSpec } from '../study/sample
 import { folderFingerprint } from '../store/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
 import type { ResolvedContext } from '../queue/worker.ts';
-import { checkQueue } from '../queue/connection.ts';
-import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
+import { STORE_FIELDS, STORE_SECTION, QUEUE_FIELDS, QUEUE_SECTION, checkQueueFlags, queueOptions, workerFlags, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import type { RunRecord } from '../store/run-record.ts';
 import { defaultClassifierDir, pixelCodec } from '../study/source.ts';
 import { checkResultsTarget, isSameOrAncestor, packageRootReal, realish, withResultsDir } from '../io/results.ts';
@@ -69,7 +68,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
   }
   const out = o.out ?? (await defaultValidationOut(o.model));
   if (!o['dry-run']) await checkResultsTarget(out);
-  if (o.queue !== undefined && !o['dry-run']) await checkQueue(o.queue);
+  await checkQueueFlags(o);
   const { tm, conds, clfDir, hasClf, source } = await loadValidate(o);
   // the spec `memscope sample --model DIR` resolves for the same settings: its units are shared
   const spec = sampleStudy.schema.parse({ model: o.model, sampler: o.sampler, steps: o.steps, guidance: o.guidance, seeds: o.seeds, record: [] }) as SampleSpec;
@@ -84,7 +83,7 @@ export async function validateCommand(argv: string[]): Promise<void> {
       await tm.denoiser.dispose?.();
       return;
     }
-    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH, commandLine, ...(o.queue === undefined ? {} : { queue: o.queue }) });
+    const ran = await runStudyUnits('validate', sampleStudy, spec, units, source, store, { maxBatch: VALIDATE_BATCH, commandLine, ...queueOptions(o) });
     runJson = ran.runJson;
     result = (await sampleStudy.reduce(ran.outcome.units, store, spec)).result;
   } finally {

@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import type { Study, Unit, UnitStore, StoredUnit } from '../engine/study.ts';
 import { batchUnits, type RunOptions, type RunOutcome, type Runner } from '../engine/runner.ts';
 import { QUEUE_NAME, redisConnection } from './connection.ts';
-import { decodeOutput, jobIdOf, type JobContext, type JobData, type JobResult } from './jobs.ts';
+import { decodeOutput, jobIdOf, removeStudyBlobs, studyBlobDir, type JobContext, type JobData, type JobResult } from './jobs.ts';
 import { clearStop, stopRequested, studyIdOf, writeStatus, type StudyState, type StudyStatus, type WorkerShare } from './status.ts';
 
 /** Options of {@link QueueRunner}. */
@@ -152,7 +152,7 @@ export class QueueRunner implements Runner {
               for (let i = 0; i < batch.length; i++) {
                 const u = batch[i]!;
                 if (stored.has(u.key)) continue;
-                const o = decodeOutput(res.outputs[i]!);
+                const o = await decodeOutput(res.outputs[i]!, this.context.blobs === undefined ? undefined : studyBlobDir(this.context.blobs, studyId));
                 await store.put({ key: u.key, study: study.id, spec: u.spec, result: o.result, blobs: o.blobs ?? [], seconds: res.seconds / batch.length, host: res.host });
                 stored.add(u.key);
                 committed++;
@@ -190,6 +190,7 @@ export class QueueRunner implements Runner {
           wake = null;
         }
         await report('finished');
+        if (this.context.blobs !== undefined) await removeStudyBlobs(this.context.blobs, studyId);
       } finally {
         await events.close().catch(() => {});
         await queue.close().catch(() => {});

@@ -119,7 +119,7 @@ export function statusLines(s: StudyStatus): string[] {
   const lines = [
     `study ${s.study} (memscope ${s.command}, coordinator ${s.coordinator}): ${s.state}, updated ${s.updatedAt}`,
     `  units: ${s.done}/${s.total} done (${s.cached} from the store), ${s.inFlight} in flight, ${s.waiting} waiting, ${s.retrying} retrying, ${s.failed} failed, ${remaining} remaining` +
-      (s.eta === null ? '' : `; about ${Math.round(s.eta)} s left`),
+      (s.eta === null || (s.state !== 'running' && s.state !== 'draining') ? '' : `; about ${Math.round(s.eta)} s left`),
   ];
   for (const w of s.workers) {
     const perMin = s.elapsed > 0 ? (60 * w.units) / s.elapsed : 0;

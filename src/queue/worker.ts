@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { Worker, type Job } from 'bullmq';
 import type { Study } from '../engine/study.ts';
 import { QUEUE_NAME, redisConnection } from './connection.ts';
-import { encodeOutputs, type JobContext, type JobData, type JobResult } from './jobs.ts';
+import { encodeOutputs, studyBlobDir, type JobContext, type JobData, type JobResult } from './jobs.ts';
 
 /** A job context's study and source, as the worker rebuilt them. */
 export interface ResolvedContext {
@@ -63,7 +63,8 @@ export async function startWorker(url: string, resolve: (ctx: JobContext) => Pro
         if (outputs.length !== units.length) throw new Error(`study ${study.id}: run returned ${outputs.length} outputs for ${units.length} units`);
         const seconds = (performance.now() - t0) / 1000;
         opts.onJob?.({ jobId: job.id ?? '?', units: units.length, seconds });
-        return { outputs: encodeOutputs(outputs), seconds, worker: name, host: hostname() };
+        const blobDir = context.blobs === undefined ? undefined : studyBlobDir(context.blobs, job.data.run ?? 'unnamed');
+        return { outputs: await encodeOutputs(outputs, blobDir), seconds, worker: name, host: hostname() };
       } catch (e) {
         opts.onJob?.({ jobId: job.id ?? '?', units: units.length, seconds: (performance.now() - t0) / 1000, error: (e as Error).message });
         throw e;

@@ -9,6 +9,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { runCli } from '../helpers/cli.ts';
@@ -94,6 +95,30 @@ describe.skipIf(!HAVE_REDIS)('the queue runner on a real Redis with worker proce
     expect(await rowsOf(store)).toEqual(reference);
     for (const p of children) p.kill('SIGTERM');
   });
+
+  it('--blobs DIR: the tensors travel as files of a shared folder (seen mid-run), the same store, the folder emptied at the end', async () => {
+    const pool = [worker(), worker()];
+    const store = join(dir, 'q-blobs');
+    const blobs = join(dir, 'shared-blobs');
+    const args = [...STUDY, '--queue', redis!.url, '--blobs', blobs, '--store', store, '--out', join(dir, 'q-blobs-out')];
+    // a coordinator killed mid-run leaves the workers' blob files: they are there, named by SHA-256
+    const c = spawn(process.execPath, [BIN, ...args], { stdio: 'ignore' });
+    children.add(c);
+    let files: string[] = [];
+    for (let i = 0; i < 600 && files.length === 0; i++) {
+      await sleep(50);
+      files = existsSync(blobs) ? readdirSync(blobs).flatMap((d) => (d.startsWith('study-') ? readdirSync(join(blobs, d)) : [])) : [];
+    }
+    c.kill('SIGKILL');
+    await exited(c);
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) expect(f).toMatch(/^[0-9a-f]{64}$/);
+    const r = await runCli(args);
+    expect(r.code, r.err).toBe(0);
+    expect(await rowsOf(store)).toEqual(reference);
+    expect(readdirSync(blobs)).toEqual([]);
+    for (const p of pool) p.kill('SIGTERM');
+  }, 120_000);
 
   it('survives workers killed (SIGKILL) at 6 random instants, and a Redis restart', async () => {
     const rnd = mulberry32(17);
