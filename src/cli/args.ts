@@ -216,7 +216,7 @@ export function samplerFlag() {
     const v = parseSamplerName(s);
     if (v === null) {
       const hint = didYouMean(s.toLowerCase().replace(/\+\+/g, 'pp').replace(/[\s._-]+/g, ''), SAMPLER_NAMES);
-      ctx.addIssue({ code: 'custom', message: `"${s}" is not a sampler memscope implements; expected ${SAMPLER_NAMES.join(', ')} (or diffusers' DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler)${hint}` });
+      ctx.addIssue({ code: 'custom', message: `"${s}" is not a sampler memscope implements; expected ${SAMPLER_NAMES.join(', ')} (or diffusers' DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, PNDMScheduler)${hint}` });
       return z.NEVER;
     }
     return v;

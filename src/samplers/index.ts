@@ -1,5 +1,5 @@
 /**
- * The samplers by name (SPEC §1): DDIM (η = 0 and η > 0), DPM-Solver++(2M), Euler, and EDM's Heun (Karras et al. 2022) for denoisers defined at any σ — each a plain
+ * The samplers by name (SPEC §1): DDIM (η = 0 and η > 0), DPM-Solver++(2M), Euler, Euler ancestral, PNDM's PLMS (Stable Diffusion 1.x's own scheduler), and EDM's Heun (Karras et al. 2022) for denoisers defined at any σ — each a plain
  * async function `(model, noise, config, opts) → x_0` matching the diffusers scheduler of the same
  * name and config to float32 round-off.
  */
@@ -8,13 +8,17 @@ import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.
 import { sampleDdim, type DdimOptions } from './ddim.ts';
 import { sampleDpmpp2m } from './dpmpp2m.ts';
 import { sampleEuler } from './euler.ts';
+import { sampleEulerAncestral } from './euler-ancestral.ts';
+import { samplePndm } from './pndm.ts';
 import { heunEdmTimesteps, sampleHeunEdmEps } from './heun-edm.ts';
 import type { EpsModel, SamplerOptions } from './types.ts';
-import { ddimTimesteps, dpmSolverTimesteps, eulerTimesteps } from '../schedules/timesteps.ts';
+import { ddimTimesteps, dpmSolverTimesteps, eulerTimesteps, pndmTimesteps } from '../schedules/timesteps.ts';
 
 export { sampleDdim, type DdimOptions } from './ddim.ts';
 export { sampleDpmpp2m } from './dpmpp2m.ts';
 export { sampleEuler } from './euler.ts';
+export { sampleEulerAncestral } from './euler-ancestral.ts';
+export { samplePndm } from './pndm.ts';
 /**
  * EDM's deterministic Heun sampler: over a denoiser D(x; σ) (`sampleHeunEdm`) and over an ε-model
  * evaluated at any σ (`sampleHeunEdmEps`, the `heun-edm` of {@link SAMPLERS}).
@@ -36,13 +40,14 @@ export {
 
 /**
  * A sampler's name: `ddim` (DDIMScheduler), `dpmpp2m` (DPMSolverMultistepScheduler), `euler`
- * (EulerDiscreteScheduler), `heun-edm` (EDM's deterministic Heun, Karras et al. 2022 Algorithm 1;
- * for denoisers that can be evaluated at any σ).
+ * (EulerDiscreteScheduler), `euler-ancestral` (EulerAncestralDiscreteScheduler), `pndm`
+ * (PNDMScheduler with `skip_prk_steps`: PLMS), `heun-edm` (EDM's deterministic Heun, Karras et al.
+ * 2022 Algorithm 1; for denoisers that can be evaluated at any σ).
  */
-export type SamplerName = 'ddim' | 'dpmpp2m' | 'euler' | 'heun-edm';
+export type SamplerName = 'ddim' | 'dpmpp2m' | 'euler' | 'euler-ancestral' | 'pndm' | 'heun-edm';
 
 /** The sampler names, in a fixed order. */
-export const SAMPLER_NAMES: readonly SamplerName[] = ['ddim', 'dpmpp2m', 'euler', 'heun-edm'];
+export const SAMPLER_NAMES: readonly SamplerName[] = ['ddim', 'dpmpp2m', 'euler', 'euler-ancestral', 'pndm', 'heun-edm'];
 
 /** Spellings (after {@link samplerKey}) of each sampler: memscope's, diffusers' scheduler classes, k-diffusion / A1111 names. */
 const SAMPLER_SPELLINGS: Readonly<Record<string, SamplerName>> = {
@@ -59,6 +64,16 @@ const SAMPLER_SPELLINGS: Readonly<Record<string, SamplerName>> = {
   eulerdiscretescheduler: 'euler',
   keuler: 'euler',
   sampleeuler: 'euler',
+  eulerancestral: 'euler-ancestral',
+  eulera: 'euler-ancestral',
+  eulerancestraldiscrete: 'euler-ancestral',
+  eulerancestraldiscretescheduler: 'euler-ancestral',
+  keulera: 'euler-ancestral',
+  keulerancestral: 'euler-ancestral',
+  sampleeulerancestral: 'euler-ancestral',
+  pndm: 'pndm',
+  pndmscheduler: 'pndm',
+  plms: 'pndm',
   heunedm: 'heun-edm',
   edmheun: 'heun-edm',
 };
@@ -72,8 +87,9 @@ function samplerKey(s: string): string {
  * The sampler a user's spelling names, or `null`: case and the separators space, `-`, `_`, `.` are
  * ignored and `++` reads as `pp`, so `dpmpp-2m`, `dpmpp_2m`, `dpm++2m`, `DPM++ 2M`, `k_dpmpp_2m` and
  * diffusers' `DPMSolverMultistepScheduler` all give `dpmpp2m`; `DDIMScheduler` gives `ddim`;
- * `EulerDiscreteScheduler`, `euler_discrete` and `k_euler` give `euler`. Variants that are a
- * different sampler (ancestral Euler, Karras σ, SDE, 3M) are not accepted.
+ * `EulerDiscreteScheduler`, `euler_discrete` and `k_euler` give `euler`; `euler_a`, `k_euler_ancestral`
+ * and `EulerAncestralDiscreteScheduler` give `euler-ancestral`; `PNDMScheduler` and `plms` give `pndm`.
+ * Variants that are a different sampler (Karras σ, SDE, 3M) are not accepted.
  */
 export function parseSamplerName(s: string): SamplerName | null {
   return SAMPLER_SPELLINGS[samplerKey(s)] ?? null;
@@ -90,11 +106,13 @@ export type SamplerFn = (
   opts: AnySamplerOptions,
 ) => Promise<Tensor>;
 
-/** name → sampler function (`ddim` → {@link sampleDdim}, `dpmpp2m` → {@link sampleDpmpp2m}, `euler` → {@link sampleEuler}, `heun-edm` → {@link sampleHeunEdmEps}). */
+/** name → sampler function (`ddim` → {@link sampleDdim}, `dpmpp2m` → {@link sampleDpmpp2m}, `euler` → {@link sampleEuler}, `euler-ancestral` → {@link sampleEulerAncestral}, `pndm` → {@link samplePndm}, `heun-edm` → {@link sampleHeunEdmEps}). */
 export const SAMPLERS: Readonly<Record<SamplerName, SamplerFn>> = {
   ddim: (model, noise, config, opts) => sampleDdim(model, noise, config, opts as DdimOptions),
   dpmpp2m: sampleDpmpp2m,
   euler: sampleEuler,
+  'euler-ancestral': sampleEulerAncestral,
+  pndm: samplePndm,
   'heun-edm': sampleHeunEdmEps,
 };
 
@@ -105,7 +123,7 @@ export function isSamplerName(name: string): name is SamplerName {
 
 /**
  * Run the sampler called `name`. Throws (synchronously) `unknown sampler "x"; expected one of
- * ddim, dpmpp2m, euler, heun-edm` for other names; otherwise returns the sampler's promise of x_0.
+ * ddim, dpmpp2m, euler, euler-ancestral, pndm, heun-edm` for other names; otherwise returns the sampler's promise of x_0.
  */
 export function sample(
   name: string,
@@ -126,7 +144,10 @@ export function samplerTimesteps(name: SamplerName, config: SchedulerConfig, ste
     case 'dpmpp2m':
       return dpmSolverTimesteps(config, steps);
     case 'euler':
-      return eulerTimesteps(config, steps);
+    case 'euler-ancestral':
+      return eulerTimesteps({ ...config, final_sigmas_type: 'zero' }, steps);
+    case 'pndm':
+      return pndmTimesteps(config, steps);
     case 'heun-edm':
       return heunEdmTimesteps(config, steps);
   }

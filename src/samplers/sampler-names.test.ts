@@ -23,11 +23,18 @@ describe('parseSamplerName: the common spellings of each sampler', () => {
     ['euler-discrete', 'euler'],
     ['k_euler', 'euler'],
     ['  euler  ', 'euler'],
+    ['euler_a', 'euler-ancestral'],
+    ['Euler a', 'euler-ancestral'],
+    ['k_euler_ancestral', 'euler-ancestral'],
+    ['EulerAncestralDiscreteScheduler', 'euler-ancestral'],
+    ['pndm', 'pndm'],
+    ['PNDMScheduler', 'pndm'],
+    ['PLMS', 'pndm'],
   ])('%j → %s', (spelling, name) => {
     expect(parseSamplerName(spelling)).toBe(name);
   });
 
-  it.each(['euler_a', 'EulerAncestralDiscreteScheduler', 'dpmpp2m_karras', 'dpmpp_2m_sde', 'dpmpp3m', 'pndm', 'PNDMScheduler', 'lms', 'heun', '', 'dd im x'])('%j is not accepted (a different sampler or none)', (spelling) => {
+  it.each(['euler_a_karras', 'dpmpp2m_karras', 'dpmpp_2m_sde', 'dpmpp3m', 'lms', 'LMSDiscreteScheduler', 'heun', 'unipc', '', 'dd im x'])('%j is not accepted (a different sampler or none)', (spelling) => {
     expect(parseSamplerName(spelling)).toBeNull();
   });
 

@@ -179,6 +179,11 @@ describe('closed form: one training point is recovered exactly', () => {
 describe('events and options', () => {
   const noise = tensor([2, 3], [0.1, -0.5, 1.2, 0.3, 2.0, -1.1]);
   const sd = stableDiffusionConfig();
+  /** Per-row sources for the samplers that draw noise at every step (euler-ancestral); the others ignore them. */
+  const constant = (v: number): NormalSource => ({ randn: (dims) => new Float32Array(numel(dims)).fill(v) });
+  const gens = [constant(0.5), constant(-0.5)];
+  /** Model calls for 5 steps: PNDM's PLMS visits its second timestep twice. */
+  const calls = (name: SamplerName): number => (name === 'pndm' ? 6 : 5);
 
   it('exactly one event per step; x_t of step i+1 is x_prev of step i; guidance fields pass through', async () => {
     for (const name of SAMPLER_NAMES) {
@@ -191,21 +196,25 @@ describe('events and options', () => {
       let async = 0;
       const x0 = await SAMPLERS[name](guided, noise, sd, {
         steps: 5,
+        generators: gens,
         onStep: async (e) => {
           await new Promise((r) => setTimeout(r, 1));
           async++;
           events.push(e);
         },
       });
-      expect(async, name).toBe(5);
-      expect(events.map((e) => e.step)).toEqual([0, 1, 2, 3, 4]);
-      for (let i = 0; i < 4; i++) expect(Array.from(events[i + 1]!.xt.data), name).toEqual(Array.from(events[i]!.xPrev.data));
-      expect(Array.from(events[4]!.xPrev.data)).toEqual(Array.from(x0.data));
+      const n = calls(name);
+      expect(async, name).toBe(n);
+      expect(events.map((e) => e.step)).toEqual(Array.from({ length: n }, (_, i) => i));
+      expect(events.every((e) => e.numSteps === n)).toBe(true);
+      // x_t of call i+1 is x_prev of call i (PNDM's second call too: it starts at x_prev of the first)
+      for (let i = 0; i < n - 1; i++) expect(Array.from(events[i + 1]!.xt.data), `${name} ${i}`).toEqual(Array.from(events[i]!.xPrev.data));
+      expect(Array.from(events[n - 1]!.xPrev.data)).toEqual(Array.from(x0.data));
       expect(events[0]!.s?.[0]).toBe(7.5);
       expect(events[0]!.epsU).not.toBeNull();
-      // SD config: DDIM ends at ᾱ_0 (set_alpha_to_one false); DPM-Solver and Euler end at σ = 0, ᾱ = 1
-      if (name === 'ddim') expect(events[4]!.alphaBarPrev).toBeCloseTo(0.99915, 5);
-      else expect(events[4]!.alphaBarPrev).toBe(1);
+      // SD config: DDIM and PNDM end at ᾱ_0 (set_alpha_to_one false); DPM-Solver and the Euler samplers at σ = 0, ᾱ = 1
+      if (name === 'ddim' || name === 'pndm') expect(events[n - 1]!.alphaBarPrev).toBeCloseTo(0.99915, 5);
+      else expect(events[n - 1]!.alphaBarPrev).toBe(1);
     }
     const plain: StepEvent[] = [];
     await sampleEuler(analytic, noise, sd, { steps: 3, onStep: (e) => void plain.push(e) });
@@ -242,7 +251,7 @@ describe('events and options', () => {
     await expect(sampleDdim(analytic, { dims: [], data: new Float32Array(1) }, sd, { steps: 3 })).rejects.toThrow(/batched/);
     const nanAt2: EpsModel = async (xt, info) => (info.step === 2 ? { eps: tensor(xt.dims, xt.data.map(() => Infinity)) } : analytic(xt, info));
     for (const name of SAMPLER_NAMES) {
-      await expect(sample(name, nanAt2, noise, sd, { steps: 5 })).rejects.toThrow(new RegExp(`${name}: model output at step 2 \\(t = [0-9.]+\\): non-finite value Infinity`));
+      await expect(sample(name, nanAt2, noise, sd, { steps: 5, generators: gens })).rejects.toThrow(new RegExp(`${name}: model output at step 2 \\(t = [0-9.]+\\): non-finite value Infinity`));
     }
     const wrongShape: EpsModel = async () => ({ eps: tensor([2, 2]) });
     await expect(sampleEuler(wrongShape, noise, sd, { steps: 3 })).rejects.toThrow(/euler: model output at step 0 \(t = 999\): eps has shape \[2, 2\], expected \[2, 3\]/);
@@ -268,14 +277,14 @@ describe('events and options', () => {
     expect(Array.from(x4.data)).not.toEqual(Array.from(x4det.data));
   });
 
-  it('sample() rejects unknown names; SAMPLERS has the four samplers', () => {
-    expect(() => sample('heun', analytic, noise, sd, { steps: 3 })).toThrow('unknown sampler "heun"; expected one of ddim, dpmpp2m, euler, heun-edm');
-    expect(Object.keys(SAMPLERS).sort()).toEqual(['ddim', 'dpmpp2m', 'euler', 'heun-edm']);
+  it('sample() rejects unknown names; SAMPLERS has the six samplers', () => {
+    expect(() => sample('heun', analytic, noise, sd, { steps: 3 })).toThrow('unknown sampler "heun"; expected one of ddim, dpmpp2m, euler, euler-ancestral, pndm, heun-edm');
+    expect(Object.keys(SAMPLERS).sort()).toEqual(['ddim', 'dpmpp2m', 'euler', 'euler-ancestral', 'heun-edm', 'pndm']);
   });
 
   it('does not modify the noise tensor', async () => {
     const before = Array.from(noise.data);
-    for (const name of SAMPLER_NAMES) await sample(name, analytic, noise, sd, { steps: 4 });
+    for (const name of SAMPLER_NAMES) await sample(name, analytic, noise, sd, { steps: 4, generators: gens });
     expect(Array.from(noise.data)).toEqual(before);
   });
 });

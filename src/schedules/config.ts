@@ -145,6 +145,15 @@ export interface EulerConfig extends ResolvedCommon {
   readonly finalSigmasType: 'zero' | 'sigma_min';
 }
 
+/** `PNDMScheduler`'s view of a config (PLMS only: `skip_prk_steps` true). */
+export interface PndmConfig extends ResolvedCommon {
+  /** Final ᾱ_prev = 1 when true, ᾱ_0 otherwise (diffusers default false). */
+  readonly setAlphaToOne: boolean;
+}
+
+/** diffusers `PNDMScheduler.__init__` defaults for the sampler-specific keys. */
+export const PNDM_DEFAULTS = { timestep_spacing: 'leading', set_alpha_to_one: false, skip_prk_steps: false } as const;
+
 /** diffusers `DDIMScheduler.__init__` defaults for the sampler-specific keys. */
 export const DDIM_DEFAULTS = { timestep_spacing: 'leading', set_alpha_to_one: true, clip_sample: true } as const;
 /** diffusers `DPMSolverMultistepScheduler.__init__` defaults for the sampler-specific keys. */
@@ -179,6 +188,21 @@ function reject(sampler: string, key: string, value: unknown, why: string): neve
 /** Coerce a raw object or an already parsed config into a {@link SchedulerConfig}. */
 function asParsed(c: SchedulerConfigInput | SchedulerConfig): SchedulerConfig {
   return parseSchedulerConfig(c, 'scheduler config');
+}
+
+/**
+ * Resolve a config for PNDM (`PNDMScheduler`): absent keys take PNDM's defaults (`timestep_spacing`
+ * "leading", `set_alpha_to_one` false, `skip_prk_steps` false). Only the PLMS path is implemented:
+ * `skip_prk_steps` must be true (SD 1.x configs set it); false (the class default: three Runge–Kutta
+ * warm-up steps first) is refused naming the key. Rejects `v_prediction`-free options it lacks
+ * (`thresholding`).
+ */
+export function resolvePndmConfig(config: SchedulerConfigInput | SchedulerConfig): PndmConfig {
+  const c = asParsed(config);
+  if (c.thresholding === true) reject('pndm', 'thresholding', true, 'dynamic thresholding is not supported by memscope');
+  const skip = c.skip_prk_steps ?? PNDM_DEFAULTS.skip_prk_steps;
+  if (!skip) reject('pndm', 'skip_prk_steps', skip, "memscope's PNDM is PLMS only, as Stable Diffusion's configs run it; set skip_prk_steps: true, or pick another sampler");
+  return { ...common(c, PNDM_DEFAULTS.timestep_spacing), setAlphaToOne: c.set_alpha_to_one ?? PNDM_DEFAULTS.set_alpha_to_one };
 }
 
 /**

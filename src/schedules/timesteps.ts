@@ -22,6 +22,8 @@ import {
   resolveDdimConfig,
   resolveDpmSolverConfig,
   resolveEulerConfig,
+  resolvePndmConfig,
+  type PndmConfig,
   type DdimConfig,
   type DpmSolverConfig,
   type EulerConfig,
@@ -343,4 +345,59 @@ export function eulerPlan(config: AnyConfig, n: number): EulerPlan {
     );
   }
   return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PNDM (PLMS)
+
+/** What the PNDM (PLMS) sampler needs. */
+export interface PndmPlan {
+  readonly config: PndmConfig;
+  /**
+   * `PNDMScheduler.timesteps` with `skip_prk_steps`: the n grid points, descending, with the second
+   * one repeated (n + 1 model calls): e.g. 981, 961, 961, 941, …, 1 for SD's 50 steps.
+   */
+  readonly timesteps: readonly number[];
+  /** T // n: every step goes from t to t − T//n (the repeated step re-does the first one). */
+  readonly stepRatio: number;
+  /** ᾱ over the training timesteps (float32 values). */
+  readonly alphaBars: Float64Array;
+  /** ᾱ_prev when t − T//n < 0: 1 (`set_alpha_to_one`) or ᾱ_0. */
+  readonly finalAlphaBar: number;
+}
+
+/**
+ * The PNDM grid (`PNDMScheduler.set_timesteps` with `skip_prk_steps`): `_timesteps` ascending by the
+ * spacing (`leading`: i·(T//n) + steps_offset; `linspace`: round(linspace(0, T−1, n)); `trailing`:
+ * round(arange(T, 0, −T/n)) reversed − 1), then `[_ts[:-1], _ts[-2:-1], _ts[-1:]]` reversed.
+ */
+export function pndmPlan(config: AnyConfig, n: number): PndmPlan {
+  const c = resolvePndmConfig(config);
+  const T = c.numTrainTimesteps;
+  checkSteps(n, T, 'pndm');
+  let asc: number[];
+  switch (c.timestepSpacing) {
+    case 'linspace':
+      asc = Array.from(npLinspace(0, T - 1, n), roundHalfEven);
+      break;
+    case 'leading': {
+      const r = Math.floor(T / n);
+      asc = Array.from({ length: n }, (_, i) => i * r + c.stepsOffset);
+      break;
+    }
+    case 'trailing':
+      asc = Array.from(npArange(T, 0, -(T / n)), roundHalfEven).reverse().map((t) => t - 1);
+      break;
+  }
+  if (asc.length !== n) throw new Error(`pndm: ${c.timestepSpacing} spacing with steps = ${n} gives ${asc.length} timesteps in diffusers; choose another step count`);
+  const bad = asc.find((t) => t < 0 || t >= T);
+  if (bad !== undefined) throw new Error(`pndm: ${c.timestepSpacing} spacing with steps_offset = ${c.stepsOffset} and steps = ${n} reaches t = ${bad}, outside 0…${T - 1} (diffusers would fail); use fewer steps or steps_offset 0`);
+  const plms = [...asc.slice(0, -1), ...asc.slice(-2, -1), ...asc.slice(-1)].reverse();
+  const ab = configAlphaBars(c);
+  return { config: c, timesteps: plms, stepRatio: Math.floor(T / n), alphaBars: ab, finalAlphaBar: c.setAlphaToOne ? 1 : ab[0]! };
+}
+
+/** `PNDMScheduler.set_timesteps(n).timesteps` (PLMS, `skip_prk_steps`; PNDM defaults for absent keys): n + 1 values. */
+export function pndmTimesteps(config: AnyConfig, n: number): number[] {
+  return [...pndmPlan(config, n).timesteps];
 }

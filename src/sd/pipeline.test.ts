@@ -126,6 +126,23 @@ describe('generate', () => {
   });
 });
 
+describe('the schedulers SD users run, on an export', () => {
+  it('pndm (its own PLMS config) and euler-ancestral (the pipeline\'s generators go on drawing per-step noise) run end to end; a seed reproduces, another seed differs', async () => {
+    const exp = optimum;
+    const p1 = await generate(exp, { prompts: ['a cat'], seeds: [1], steps: STEPS, sampler: 'pndm' });
+    expectImages(p1.images, 1);
+    const a1 = await generate(exp, { prompts: ['a cat'], seeds: [1, 2], steps: STEPS, sampler: 'euler-ancestral' });
+    const a2 = await generate(exp, { prompts: ['a cat'], seeds: [1, 2], steps: STEPS, sampler: 'euler-ancestral' });
+    expect(maxAbsDiff(a1.latents.data, a2.latents.data)).toBe(0);
+    // row 0 (seed 1) of the ancestral run is the same with seed 1 alone: each row draws from its own generator
+    const a3 = await generate(exp, { prompts: ['a cat'], seeds: [1], steps: STEPS, sampler: 'euler-ancestral' });
+    const per = a3.latents.data.length;
+    expect(maxAbsDiff(a1.latents.data.subarray(0, per), a3.latents.data)).toBeLessThan(1e-5);
+    const eu = await generate(exp, { prompts: ['a cat'], seeds: [1], steps: STEPS, sampler: 'euler' });
+    expect(maxAbsDiff(eu.latents.data, a3.latents.data)).toBeGreaterThan(1e-3);
+  });
+});
+
 describe('U-Net timestep layouts', () => {
   const LAYOUTS: ReadonlyArray<[TinySdTimestep, { type: string; layout: string }]> = [
     ['int64-batch', { type: 'int64', layout: 'batch' }],

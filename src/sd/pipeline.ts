@@ -108,16 +108,21 @@ export function defaultImageSize(exp: SdExport): SdImageSize {
  * `noise` to hand to {@link sample}. Default size: {@link defaultImageSize}.
  */
 export function initialLatents(exp: SdExport, seeds: readonly number[], size: SdImageSize = defaultImageSize(exp)): Tensor {
+  return latentsFrom(exp, seeds.map((s) => new TorchGenerator(s)), size);
+}
+
+/** The initial latents drawn from one torch-identical generator per row (which then go on drawing a stochastic sampler's noise). */
+function latentsFrom(exp: SdExport, generators: readonly TorchGenerator[], size: SdImageSize): Tensor {
   const { height, width } = size;
   if (!(Number.isInteger(height) && Number.isInteger(width) && height > 0 && width > 0 && height % 8 === 0 && width % 8 === 0)) {
     throw new Error(`image size ${height}×${width}: height and width must be positive multiples of 8`);
   }
-  if (seeds.length === 0) throw new Error('seeds: need at least one seed');
+  if (generators.length === 0) throw new Error('seeds: need at least one seed');
   const shape = [1, exp.latentChannels, height / 8, width / 8];
   const per = numel(shape);
-  const data = new Float32Array(seeds.length * per);
-  seeds.forEach((seed, b) => data.set(new TorchGenerator(seed).randn(shape), b * per));
-  return { dims: [seeds.length, ...shape.slice(1)], data };
+  const data = new Float32Array(generators.length * per);
+  generators.forEach((g, b) => data.set(g.randn(shape), b * per));
+  return { dims: [generators.length, ...shape.slice(1)], data };
 }
 
 /** Options of {@link generate}. */
@@ -172,7 +177,10 @@ export async function generate(exp: SdExport, opts: GenerateOptions): Promise<Ge
   const steps = opts.steps ?? SD_DEFAULT_STEPS;
   const def = opts.height === undefined || opts.width === undefined ? defaultImageSize(exp) : null;
   const size: SdImageSize = { height: opts.height ?? def!.height, width: opts.width ?? def!.width };
-  const noise = initialLatents(exp, seeds, size);
+  // one generator per row, as the pipeline with a list of generators: the initial latents, then a
+  // stochastic sampler's per-step noise (Euler ancestral)
+  const generators = seeds.map((s) => new TorchGenerator(s));
+  const noise = latentsFrom(exp, generators, size);
 
   const cond = await encodePrompts(exp, prompts);
   const uncond = await encodePrompts(exp, [opts.negativePrompt ?? '']);
@@ -191,6 +199,7 @@ export async function generate(exp: SdExport, opts: GenerateOptions): Promise<Ge
   const record = opts.recordX0 === true;
   const latents = await sample(opts.sampler ?? 'ddim', guided.model, noise, exp.scheduler, {
     steps,
+    generators,
     ...(record || onStep !== undefined
       ? {
           onStep: async (e: StepEvent): Promise<void> => {

@@ -88,10 +88,17 @@ function noise(): Tensor {
   return randnTorch([B, ...SHAPE], NOISE_SEED);
 }
 
+/** Model calls (= step events) of `STEPS` steps: PNDM's PLMS visits its second timestep twice. */
+function callsOf(v: Variant): number {
+  return STEPS + (v.sampler === 'pndm' ? 1 : 0);
+}
+
 function samplerOptions(v: Variant, onStep?: (e: StepEvent) => void | Promise<void>, genSeeds: readonly number[] = GEN_SEEDS): AnySamplerOptions {
   return {
     steps: STEPS,
-    ...(v.eta === undefined ? {} : { eta: v.eta, generators: genSeeds.map((s) => new TorchGenerator(s)) }),
+    ...(v.eta === undefined ? {} : { eta: v.eta }),
+    // the samplers that draw noise at every step: DDIM η > 0 and Euler ancestral
+    ...(v.eta === undefined && v.sampler !== 'euler-ancestral' ? {} : { generators: genSeeds.map((s) => new TorchGenerator(s)) }),
     ...(onStep === undefined ? {} : { onStep }),
   };
 }
@@ -123,7 +130,7 @@ function rowSq(a: Float32Array, b: Float32Array, rows: number): number[] {
 describe('sample(name, …)', () => {
   it('rejects an unknown sampler name synchronously, naming the valid ones', () => {
     const m: EpsModel = async (xt) => ({ eps: cloneT(xt) });
-    expect(() => sample('pndm', m, noise(), SD_CONFIG, { steps: 2 })).toThrow(/unknown sampler "pndm"; expected one of ddim, dpmpp2m, euler/);
+    expect(() => sample('unipc', m, noise(), SD_CONFIG, { steps: 2 })).toThrow(/unknown sampler "unipc"; expected one of ddim, dpmpp2m, euler, euler-ancestral, pndm, heun-edm/);
   });
 });
 
@@ -144,17 +151,21 @@ describe.each(CASES)('sampler conformance: %s', (_label, backendName, v) => {
     copies = await run(v, unguided(den, conds), 'copies');
   });
 
-  it('emits exactly `steps` events in order: t strictly decreasing, ᾱ strictly increasing, ᾱ_prev chaining', () => {
+  it('emits one event per model call in order (`steps`; PNDM steps + 1): t strictly decreasing, ᾱ strictly increasing, ᾱ_prev chaining', () => {
     const ev = copies.events;
-    expect(ev.length).toBe(STEPS);
+    const n = callsOf(v);
+    expect(ev.length).toBe(n);
+    // PNDM's second call re-does the first interval: it sits at the second timestep and lands there again
+    const repeat = (i: number): boolean => v.sampler === 'pndm' && (i === 1 || i === 2);
     ev.forEach((e, i) => {
       expect(e.step).toBe(i);
-      expect(e.numSteps).toBe(STEPS);
+      expect(e.numSteps).toBe(n);
       expect(e.t).toBeGreaterThanOrEqual(0);
       expect(e.t).toBeLessThanOrEqual(999);
       expect(e.alphaBar).toBeGreaterThan(0);
       expect(e.alphaBar).toBeLessThan(1);
-      expect(e.alphaBarPrev).toBeGreaterThan(e.alphaBar);
+      if (repeat(i) && i === 1) expect(e.alphaBarPrev).toBe(e.alphaBar);
+      else expect(e.alphaBarPrev).toBeGreaterThan(e.alphaBar);
       expect(e.alphaBarPrev).toBeLessThanOrEqual(1);
       for (const k of ['xt', 'eps', 'xHat0', 'xPrev'] as const) expect(e[k].dims, `${k} at step ${i}`).toEqual([B, ...SHAPE]);
       // unguided: no guidance fields
@@ -168,8 +179,11 @@ describe.each(CASES)('sampler conformance: %s', (_label, backendName, v) => {
           // Karras et al. (2022) eq. 5, ρ = 7, σ ∈ [0.002, 80]; ᾱ = 1/(1 + σ²)
           const sigma = (80 ** (1 / 7) + (i / (STEPS - 1)) * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7;
           expect(e.alphaBar, `ᾱ = 1/(1 + σ²) at step ${i}`).toBeCloseTo(1 / (1 + sigma ** 2), 12);
+        } else if (repeat(i) && i === 2) {
+          expect(e.t, `t at step ${i}`).toBe(p.t);
+          expect(e.alphaBar).toBe(p.alphaBar);
         } else expect(e.t, `t at step ${i}`).toBeLessThan(p.t);
-        expect(e.alphaBar, `ᾱ at step ${i}`).toBeGreaterThan(p.alphaBar);
+        if (!(repeat(i) && i === 2)) expect(e.alphaBar, `ᾱ at step ${i}`).toBeGreaterThan(p.alphaBar);
         expect(p.alphaBarPrev, `ᾱ_prev of step ${i - 1} = ᾱ of step ${i}`).toBe(e.alphaBar);
       }
     });
@@ -194,7 +208,7 @@ describe.each(CASES)('sampler conformance: %s', (_label, backendName, v) => {
     // and the first x_t is the initial noise: as is for DDIM / DPM-Solver (init_noise_sigma = 1);
     // Euler (linspace) multiplies by init_noise_sigma = σ_max and feeds sample/√(σ_max²+1) = noise·√(1−ᾱ_0)
     const first = ev[0]!;
-    if (v.sampler === 'euler' || v.sampler === 'heun-edm') {
+    if (v.sampler === 'euler' || v.sampler === 'euler-ancestral' || v.sampler === 'heun-edm') {
       // heun-edm: x_0 = σ_0·noise, seen at VP scale x_0/√(1 + σ_0²) = noise·√(1 − ᾱ_0) as well
       const want = Float64Array.from(noise().data, (z) => z * Math.sqrt(1 - first.alphaBar));
       expect(relDiff(first.xt.data, want)).toBeLessThan(1e-6);
@@ -212,7 +226,7 @@ describe.each(CASES)('sampler conformance: %s', (_label, backendName, v) => {
     // no buffer is shared between steps (a reused buffer would have shown up above as a mismatch)
     for (const k of ['xt', 'eps', 'xHat0', 'xPrev'] as const) {
       const bufs = new Set(ev.map((e) => e[k].data));
-      expect(bufs.size, `${k} buffers`).toBe(STEPS);
+      expect(bufs.size, `${k} buffers`).toBe(callsOf(v));
     }
     for (const e of ev) {
       expect(e.xHat0.data).not.toBe(e.xt.data);
@@ -253,7 +267,7 @@ describe.each(CASES)('sampler conformance: %s', (_label, backendName, v) => {
     expect(sameBits(final.data, copies.final.data)).toBe(true);
     // heun-edm evaluates twice per step (Euler step + Heun correction) except the last (σ_N = 0)
     const calls = (i: number): string[] => (v.sampler === 'heun-edm' && i < STEPS - 1 ? [`model ${i}`, `model ${i}`] : [`model ${i}`]);
-    expect(log).toEqual(Array.from({ length: STEPS }, (_, i) => [...calls(i), `observer ${i} start`, `observer ${i} end`]).flat());
+    expect(log).toEqual(Array.from({ length: callsOf(v) }, (_, i) => [...calls(i), `observer ${i} start`, `observer ${i} end`]).flat());
   });
 
   it('an observer that throws stops the run with its error', async () => {
