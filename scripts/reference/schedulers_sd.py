@@ -6,7 +6,10 @@ users run besides DDIM / DPM-Solver++ / Euler (issue 19 §3):
   (the second grid point repeated), step_plms (the ets history, the averaged first interval, the
   2nd/3rd/4th-order Adams-Bashforth combinations) and _get_prev_sample (PNDM eq. 9);
 - `EulerAncestralDiscreteScheduler`: the Euler grid ending at σ = 0, sigma_up / sigma_down, fresh
-  noise from each row's generator at every step (randn_tensor with a list of generators).
+  noise from each row's generator at every step (randn_tensor with a list of generators);
+- `UniPCMultistepScheduler` with diffusers' defaults (bh2, solver_order 2, predict_x0, corrector
+  on, lower_order_final): the DPM-Solver grid, the UniC corrector with the new model output and the
+  UniP predictor (rhos_p = 0.5 at order 2; rhos_c from torch.linalg.solve).
 
 Written from the diffusers formulas without diffusers (not installed here), with torch float32
 tensors in diffusers' order of operations, the timestep grids with numpy, as
@@ -29,11 +32,13 @@ if os.environ.get("ATEN_CPU_CAPABILITY") is None:
 sys.path.insert(0, os.path.dirname(__file__))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from schedulers import COMMON_DEFAULTS, F32, F64, SD, alphas_cumprod, eps_model, euler_grid, f32list, max_rel  # noqa: E402
+from schedulers import COMMON_DEFAULTS, F32, F64, SD, alphas_cumprod, dpm_grid, eps_model, euler_grid, f32list, max_rel  # noqa: E402
 
 DEFAULTS = {
     "pndm": {**COMMON_DEFAULTS, "skip_prk_steps": False, "set_alpha_to_one": False, "timestep_spacing": "leading"},
     "euler-ancestral": {**COMMON_DEFAULTS, "timestep_spacing": "linspace"},
+    "unipc": {**COMMON_DEFAULTS, "timestep_spacing": "linspace", "solver_order": 2, "lower_order_final": True,
+              "final_sigmas_type": "zero", "lambda_min_clipped": -float("inf")},
 }
 
 
@@ -138,6 +143,116 @@ def run_euler_ancestral(c, n, noise, gens, dt=F32):
     return x, steps, float(init)
 
 
+def alpha_sigma_t(s):
+    a = 1 / ((s ** 2 + 1) ** 0.5)
+    return a, s * a
+
+
+def uni_coeffs(h, rks, order):
+    """R, b of the bh2 variant (predict_x0: hh = -h)."""
+    hh = -h
+    h_phi_1 = torch.expm1(hh)
+    h_phi_k = h_phi_1 / hh - 1
+    factorial_i = 1
+    B_h = torch.expm1(hh)
+    R, b = [], []
+    for i in range(1, order + 1):
+        R.append(torch.pow(rks, i - 1))
+        b.append(h_phi_k * factorial_i / B_h)
+        factorial_i *= i + 1
+        h_phi_k = h_phi_k / hh - 1 / factorial_i
+    return torch.stack(R), torch.tensor(b), h_phi_1, B_h
+
+
+def lam(s):
+    a, sg = alpha_sigma_t(s)
+    return torch.log(a) - torch.log(sg)
+
+
+def run_unipc(c, n, noise, dt=F32):
+    ac = alphas_cumprod(c)
+    ts, sig_np = dpm_grid(c, n, ac)
+    sig = torch.from_numpy(sig_np).to(dt)
+    N = len(ts)
+    order_max = c["solver_order"]
+    x = noise.to(dt) * 1.0
+    outs = [None] * order_max
+    lower_nums = 0
+    this_order = None
+    last_sample = None
+    steps = []
+    for i, t in enumerate(ts):
+        t = int(t)
+        mo = eps_model(x.to(F32), t).to(dt)
+        xt_in = x
+        a_s, s_s = alpha_sigma_t(sig[i])
+        conv = (x - s_s * mo) / a_s
+        if i > 0 and last_sample is not None:
+            # UniC: correct x with the new output, from last_sample (the previous step's start)
+            m0 = outs[-1]
+            s_t, s_0 = sig[i], sig[i - 1]
+            a_t, sg_t = alpha_sigma_t(s_t)
+            h = lam(s_t) - lam(s_0)
+            rks, D1s = [], []
+            for k in range(1, this_order):
+                si = i - (k + 1)
+                mi = outs[-(k + 1)]
+                rk = (lam(sig[si]) - lam(s_0)) / h
+                rks.append(rk)
+                D1s.append((mi - m0) / rk)
+            rks.append(1.0)
+            rks = torch.tensor(rks, dtype=dt)
+            R, b, h_phi_1, B_h = uni_coeffs(h, rks, this_order)
+            if this_order == 1:
+                rhos_c = torch.tensor([0.5], dtype=dt)
+            else:
+                rhos_c = torch.linalg.solve(R, b.to(dt))
+            _, sg_0 = alpha_sigma_t(s_0)
+            x_t_ = sg_t / sg_0 * last_sample - a_t * h_phi_1 * m0
+            corr = 0
+            if D1s:
+                D1 = torch.stack(D1s, dim=1)
+                corr = torch.einsum("k,bk...->b...", rhos_c[:-1], D1)
+            D1_t = conv - m0
+            x = x_t_ - a_t * B_h * (corr + rhos_c[-1] * D1_t)
+        for k in range(order_max - 1):
+            outs[k] = outs[k + 1]
+        outs[-1] = conv
+        this_order = min(order_max, N - i) if c["lower_order_final"] else order_max
+        this_order = min(this_order, lower_nums + 1)
+        last_sample = x
+        # UniP: predict from the (corrected) x with the last this_order outputs
+        m0 = outs[-1]
+        s_t, s_0 = sig[i + 1], sig[i]
+        a_t, sg_t = alpha_sigma_t(s_t)
+        _, sg_0 = alpha_sigma_t(s_0)
+        h = lam(s_t) - lam(s_0)
+        rks, D1s = [], []
+        for k in range(1, this_order):
+            si = i - k
+            mi = outs[-(k + 1)]
+            rk = (lam(sig[si]) - lam(s_0)) / h
+            rks.append(rk)
+            D1s.append((mi - m0) / rk)
+        rks.append(1.0)
+        rks = torch.tensor(rks, dtype=dt)
+        R, b, h_phi_1, B_h = uni_coeffs(h, rks, this_order)
+        x_t_ = sg_t / sg_0 * x - a_t * h_phi_1 * m0
+        pred = 0
+        if D1s:
+            D1 = torch.stack(D1s, dim=1)
+            rhos_p = torch.tensor([0.5], dtype=dt) if this_order == 2 else torch.linalg.solve(R[:-1, :-1], b[:-1].to(dt))
+            pred = torch.einsum("k,bk...->b...", rhos_p, D1)
+        prev = x_t_ - a_t * B_h * pred
+        if lower_nums < order_max:
+            lower_nums += 1
+        s_next = float(sig[i + 1])
+        steps.append({"t": t, "alphaBar": 1 / (1 + float(sig[i]) ** 2), "alphaBarPrev": 1 / (1 + s_next ** 2),
+                      "order": this_order, "xt": xt_in, "xHat0": conv, "xPrev": prev})
+        x = prev
+    return x, steps
+
+
 def cases():
     B, D = 2, 8
     seeds = [0, 1]
@@ -152,6 +267,12 @@ def cases():
         ("euler-ancestral", "sd-leading", {**cfg_sd, "timestep_spacing": "leading"}, [10]),
         ("euler-ancestral", "sd-trailing", {**cfg_sd, "timestep_spacing": "trailing"}, [10]),
         ("euler-ancestral", "defaults", {"beta_schedule": "linear"}, [10]),
+        ("unipc", "sd", cfg_sd, [1, 2, 3, 10, 20, 50]),
+        ("unipc", "sd-leading", {**cfg_sd, "timestep_spacing": "leading"}, [10]),
+        ("unipc", "sd-trailing", {**cfg_sd, "timestep_spacing": "trailing"}, [10]),
+        ("unipc", "no-lower-order-final-sigma-min", {**cfg_sd, "lower_order_final": False, "final_sigmas_type": "sigma_min"}, [10]),
+        ("unipc", "sigma-min", {**cfg_sd, "final_sigmas_type": "sigma_min"}, [10]),
+        ("unipc", "defaults", {"beta_schedule": "linear"}, [10]),
     ]
     out = []
     for sampler, name, cfg, ns in specs:
@@ -164,6 +285,11 @@ def cases():
                 x, steps = run_pndm(c, n, noise)
                 x64, _ = run_pndm(c, n, noise, dt=F64)
                 init = 1.0
+            elif sampler == "unipc":
+                x, steps = run_unipc(c, n, noise)
+                x64, _ = run_unipc(c, n, noise, dt=F64)
+                init = 1.0
+                case["orders"] = [s["order"] for s in steps]
             else:
                 x, steps, init = run_euler_ancestral(c, n, noise, gens)
                 g64 = [torch.Generator("cpu").manual_seed(s) for s in seeds]

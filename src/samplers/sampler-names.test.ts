@@ -30,11 +30,13 @@ describe('parseSamplerName: the common spellings of each sampler', () => {
     ['pndm', 'pndm'],
     ['PNDMScheduler', 'pndm'],
     ['PLMS', 'pndm'],
+    ['UniPCMultistepScheduler', 'unipc'],
+    ['uni_pc', 'unipc'],
   ])('%j → %s', (spelling, name) => {
     expect(parseSamplerName(spelling)).toBe(name);
   });
 
-  it.each(['euler_a_karras', 'dpmpp2m_karras', 'dpmpp_2m_sde', 'dpmpp3m', 'lms', 'LMSDiscreteScheduler', 'heun', 'unipc', '', 'dd im x'])('%j is not accepted (a different sampler or none)', (spelling) => {
+  it.each(['euler_a_karras', 'dpmpp2m_karras', 'dpmpp_2m_sde', 'dpmpp3m', 'lms', 'LMSDiscreteScheduler', 'heun', 'unipc_bh1', '', 'dd im x'])('%j is not accepted (a different sampler or none)', (spelling) => {
     expect(parseSamplerName(spelling)).toBeNull();
   });
 

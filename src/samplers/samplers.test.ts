@@ -277,9 +277,9 @@ describe('events and options', () => {
     expect(Array.from(x4.data)).not.toEqual(Array.from(x4det.data));
   });
 
-  it('sample() rejects unknown names; SAMPLERS has the six samplers', () => {
-    expect(() => sample('heun', analytic, noise, sd, { steps: 3 })).toThrow('unknown sampler "heun"; expected one of ddim, dpmpp2m, euler, euler-ancestral, pndm, heun-edm');
-    expect(Object.keys(SAMPLERS).sort()).toEqual(['ddim', 'dpmpp2m', 'euler', 'euler-ancestral', 'heun-edm', 'pndm']);
+  it('sample() rejects unknown names; SAMPLERS has the seven samplers', () => {
+    expect(() => sample('heun', analytic, noise, sd, { steps: 3 })).toThrow('unknown sampler "heun"; expected one of ddim, dpmpp2m, euler, euler-ancestral, pndm, unipc, heun-edm');
+    expect(Object.keys(SAMPLERS).sort()).toEqual(['ddim', 'dpmpp2m', 'euler', 'euler-ancestral', 'heun-edm', 'pndm', 'unipc']);
   });
 
   it('does not modify the noise tensor', async () => {

@@ -1,6 +1,6 @@
 /**
  * The schedulers Stable Diffusion users run besides DDIM / DPM-Solver++ / Euler (issue 19 §3):
- * PNDM's PLMS (`skip_prk_steps`, SD 1.x's own config) and Euler ancestral, against trajectories
+ * PNDM's PLMS (`skip_prk_steps`, SD 1.x's own config), Euler ancestral and UniPC (bh2, order 2), against trajectories
  * computed independently from diffusers' formulas in torch float32 (scripts/reference/schedulers_sd.py,
  * the same analytic model as the other samplers' fixture); Euler ancestral's per-step noise comes
  * from memscope's torch-identical generators seeded as the reference's.
@@ -11,11 +11,12 @@ import { tensor } from '../tensor/tensor.ts';
 import { stableDiffusionConfig, type SchedulerConfigInput } from '../schedules/config.ts';
 import { pndmTimesteps } from '../schedules/timesteps.ts';
 import { TorchGenerator } from '../random/torch.ts';
-import { sample, samplePndm, sampleEulerAncestral } from './index.ts';
+import { sample, samplePndm, sampleEulerAncestral, sampleUniPc, samplerTimesteps } from './index.ts';
 import type { EpsModel, StepEvent } from './types.ts';
 
 interface Case {
-  sampler: 'pndm' | 'euler-ancestral';
+  sampler: 'pndm' | 'euler-ancestral' | 'unipc';
+  orders?: number[];
   name: string;
   config: SchedulerConfigInput;
   steps: number;
@@ -57,7 +58,7 @@ function relErr(a: ArrayLike<number>, b: readonly number[]): number {
 
 const TOL = 2e-5;
 
-describe('PNDM (PLMS) and Euler ancestral match diffusers (fixture from scripts/reference/schedulers_sd.py)', () => {
+describe('PNDM (PLMS), Euler ancestral and UniPC match diffusers (fixture from scripts/reference/schedulers_sd.py)', () => {
   let worst = 0;
   for (const c of fx.cases) {
     it(`${c.sampler} ${c.name}, ${c.steps} steps`, async () => {
@@ -86,8 +87,23 @@ describe('PNDM (PLMS) and Euler ancestral match diffusers (fixture from scripts/
     });
   }
   it('(summary) worst relative error over all cases', () => {
-    console.log(`pndm / euler-ancestral vs diffusers reference: worst max|Δ|/max|ref| = ${worst.toExponential(2)}`);
+    console.log(`pndm / euler-ancestral / unipc vs diffusers reference: worst max|Δ|/max|ref| = ${worst.toExponential(2)}`);
     expect(worst).toBeLessThanOrEqual(TOL);
+  });
+});
+
+describe('UniPC options', () => {
+  const sd = stableDiffusionConfig();
+  const noise = tensor([1, 2], [0.3, -0.2]);
+  it('uses the DPM-Solver grid, ignoring a DPM config\'s own solver keys', () => {
+    expect(samplerTimesteps('unipc', { ...sd, solver_type: 'midpoint', algorithm_type: 'dpmsolver++' }, 10)).toEqual(samplerTimesteps('dpmpp2m', sd, 10));
+  });
+  it('refuses what it does not implement, naming the key', async () => {
+    await expect(sampleUniPc(analytic, noise, { ...sd, solver_order: 3 }, { steps: 5 })).rejects.toThrow(/solver_order = 3 is not supported by the unipc sampler/);
+    await expect(sampleUniPc(analytic, noise, { ...sd, solver_type: 'bh1' }, { steps: 5 })).rejects.toThrow(/solver_type = "bh1"/);
+    await expect(sampleUniPc(analytic, noise, { ...sd, predict_x0: false }, { steps: 5 })).rejects.toThrow(/predict_x0 = false/);
+    await expect(sampleUniPc(analytic, noise, { ...sd, disable_corrector: [0] }, { steps: 5 })).rejects.toThrow(/disable_corrector/);
+    await expect(sampleUniPc(analytic, noise, { ...sd, lower_order_final: false }, { steps: 5 })).rejects.toThrow(/lower_order_final = false .* diffusers returns NaN/);
   });
 });
 

@@ -84,6 +84,10 @@ export const SchedulerConfigSchema = z
     rescale_betas_zero_snr: Flag,
     // PNDM (real SD configs): accepted, no effect on DDIM/DPM/Euler
     skip_prk_steps: z.boolean().optional(),
+    // UniPC
+    predict_x0: z.boolean().optional(),
+    disable_corrector: z.array(z.number().int()).optional(),
+    solver_p: z.unknown().optional(),
   })
   .superRefine((c, ctx) => {
     if (c.trained_betas !== null && c.trained_betas.length !== c.num_train_timesteps) {

@@ -130,7 +130,7 @@ function rowSq(a: Float32Array, b: Float32Array, rows: number): number[] {
 describe('sample(name, …)', () => {
   it('rejects an unknown sampler name synchronously, naming the valid ones', () => {
     const m: EpsModel = async (xt) => ({ eps: cloneT(xt) });
-    expect(() => sample('unipc', m, noise(), SD_CONFIG, { steps: 2 })).toThrow(/unknown sampler "unipc"; expected one of ddim, dpmpp2m, euler, euler-ancestral, pndm, heun-edm/);
+    expect(() => sample('lms', m, noise(), SD_CONFIG, { steps: 2 })).toThrow(/unknown sampler "lms"; expected one of ddim, dpmpp2m, euler, euler-ancestral, pndm, unipc, heun-edm/);
   });
 });
 
