@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { positiveInt, UsageError, asUsage, samplerFlag, finiteNumber, didYouMean } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, samplerFor, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { planKim, kimStudy, finishKimStudy, KIM_DEFAULTS, type KimSettings, type KimSource, type KimStudy } from '../study/kim.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
@@ -125,13 +125,14 @@ async function loadKim(o: z.infer<typeof Schema>, seeds: number[], scales: numbe
       }),
     ),
   );
+  const sampler = samplerFor(o.sampler, studyConfig(src), o.model, (m) => void process.stderr.write(`${m}\n`));
   const settings: KimSettings = {
     ...KIM_DEFAULTS,
     prompts,
     seeds,
     scales,
     kScales,
-    sampler: o.sampler,
+    sampler,
     steps: o.steps,
     config: studyConfig(src),
     threshold: o.threshold,

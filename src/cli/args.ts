@@ -207,16 +207,20 @@ export function oneOf<T extends string>(values: readonly T[], normalize?: (s: st
   });
 }
 
+/** A `--sampler` value: a sampler, or `auto` (the model's own scheduler, resolved once it is loaded: `samplerFor`). */
+export type SamplerFlag = SamplerName | 'auto';
+
 /**
- * The `--sampler` flag: `ddim`, `dpmpp2m` or `euler` in any common spelling (see
- * {@link parseSamplerName}: `dpmpp-2m`, `dpm++2m`, `DPMSolverMultistepScheduler`, …).
+ * The `--sampler` flag: a sampler in any common spelling (see {@link parseSamplerName}: `dpmpp-2m`,
+ * `dpm++2m`, `DPMSolverMultistepScheduler`, …), or `auto`.
  */
 export function samplerFlag() {
-  return z.string().transform((s, ctx): SamplerName => {
+  return z.string().transform((s, ctx): SamplerFlag => {
+    if (s.trim().toLowerCase() === 'auto') return 'auto';
     const v = parseSamplerName(s);
     if (v === null) {
       const hint = didYouMean(s.toLowerCase().replace(/\+\+/g, 'pp').replace(/[\s._-]+/g, ''), SAMPLER_NAMES);
-      ctx.addIssue({ code: 'custom', message: `"${s}" is not a sampler memscope implements; expected ${SAMPLER_NAMES.join(', ')} (or diffusers' DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, PNDMScheduler)${hint}` });
+      ctx.addIssue({ code: 'custom', message: `"${s}" is not a sampler memscope implements; expected ${SAMPLER_NAMES.join(', ')} or auto (or diffusers' DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, PNDMScheduler, UniPCMultistepScheduler)${hint}` });
       return z.NEVER;
     }
     return v;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP, samplerFor } from './source-flags.ts';
 import { curvesStudy, type CurveMode, type CurvesSource } from '../study/curves.ts';
 import { curvesSection, curvesIntro, curveModeLabel } from '../study/views/curves.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
@@ -61,8 +61,9 @@ export async function curvesCommand(argv: string[]): Promise<void> {
   await checkQueueFlags(o);
   const { spec: model, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'has no conditional branch to measure'));
-  const settings = { prompts, seeds, lambda: o.scale, modes: modes as CurveMode[], sampler: o.sampler, steps: o.steps, config: studyConfig(src), fraction: o.fraction };
-  const spec = curvesStudy.schema.parse({ prompts, seeds, lambda: o.scale, modes, sampler: o.sampler, steps: o.steps, fraction: o.fraction });
+  const sampler = samplerFor(o.sampler, studyConfig(src), o.model, (m) => void process.stderr.write(`${m}\n`));
+  const settings = { prompts, seeds, lambda: o.scale, modes: modes as CurveMode[], sampler, steps: o.steps, config: studyConfig(src), fraction: o.fraction };
+  const spec = curvesStudy.schema.parse({ prompts, seeds, lambda: o.scale, modes, sampler, steps: o.steps, fraction: o.fraction });
   const source: CurvesSource = { src, config: settings.config, fingerprint: await sourceFingerprint(src) };
   const units = await curvesStudy.plan(spec, source);
   const storeDir = storeDirOf(o.store);
@@ -88,7 +89,7 @@ export async function curvesCommand(argv: string[]): Promise<void> {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
     await writeJsonAtomic(join(dir, 'settings.json'), { command: 'curves', model, ...settings, units: units.map((u) => u.key) });
     await writeJsonAtomic(join(dir, 'curves.json'), r);
-    await writeSection(dir, 'memscope curves', curvesSection(r, curvesIntro(src.description, prompts.length, seeds.length, o.sampler, o.steps, r.seconds)));
+    await writeSection(dir, 'memscope curves', curvesSection(r, curvesIntro(src.description, prompts.length, seeds.length, sampler, o.steps, r.seconds)));
   }, { command: 'curves' });
   for (const m of r.modes) {
     for (const g of ['memorized', 'normal'] as const) {

@@ -1,6 +1,7 @@
 /** `memscope demo` (= `npm start`): the main job on the embedded default, written as an HTML report. */
 import { rateText } from '../analysis/verdict.ts';
 import { z } from 'zod';
+import { samplerFor } from './source-flags.ts';
 import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join } from 'node:path';
 import { positiveInt, UsageError, samplerFlag, asInput } from './args.ts';
@@ -75,14 +76,15 @@ export async function demoCommand(argv: string[]): Promise<void> {
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   log(`memscope demo: loading ${o.model === 'default' ? 'the default model' : o.model} (embedded Fashion-MNIST subset)…`);
   const tb = await asInput('--model', () => loadStudySource(source));
-  const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler: o.sampler, steps: o.steps, config: stableDiffusionConfig() };
+  const sampler = samplerFor(o.sampler, stableDiffusionConfig(), o.model, log);
+  const settings: DemoSettings = { memorized: o.memorized, generalizing: o.generalizing, seeds, guidance, sampler, steps: o.steps, config: stableDiffusionConfig() };
   const storeDir = storeDirOf(o.store);
   const store = await openCliStore(storeDir, dryRun);
   let outcome: DemoOutcome;
   let runJson: Awaited<ReturnType<typeof runStudyUnits>>['runJson'];
   try {
     const conds = demoUsage(() => demoConditions(tb.denoiser, o.memorized, o.generalizing));
-    const spec = demoStudy.schema.parse({ model: source, memorized: o.memorized, generalizing: o.generalizing, seeds: o.seeds ?? '0-7', guidance, sampler: o.sampler, steps: o.steps });
+    const spec = demoStudy.schema.parse({ model: source, memorized: o.memorized, generalizing: o.generalizing, seeds: o.seeds ?? '0-7', guidance, sampler, steps: o.steps });
     const studySource = { src: tb, conds, config: settings.config, fingerprint: await demoFingerprint(tb) };
     const units = await demoUsage(() => demoStudy.plan(spec, studySource));
     if (dryRun || store === null) {

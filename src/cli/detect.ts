@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, samplerFor, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { closeDetectSource, detectPrompts, detectStudy, detectionResult, planDetection, type DetectResult, type DetectSource } from '../study/detect.ts';
 import { sourceFingerprint } from '../study/fingerprint.ts';
 import type { JobContext } from '../queue/jobs.ts';
@@ -92,7 +92,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
     const header = ['id', 'label', 'memorized', ...r.detectors.map((x) => x.name)];
     const rows = r.prompts.map((p, i) => [p.id, `"${p.label.replace(/"/g, '""')}"`, p.memorized, ...r.detectors.map((x) => x.scores[i])]);
     await writeFileAtomic(join(dir, 'detect.csv'), [header.join(','), ...rows.map((x) => x.join(','))].join('\n') + '\n');
-    const intro = `<p>${escapeHtml(src.description)}; ${r.prompts.length} prompts (${r.prompts.filter((p) => p.memorized).length} memorized); ${seeds.length} seeds; CFG ${o.scale}; ${escapeHtml(o.sampler)} ${o.steps} steps; sampling ${fmt(r.samplingSeconds)} s.</p>`;
+    const intro = `<p>${escapeHtml(src.description)}; ${r.prompts.length} prompts (${r.prompts.filter((p) => p.memorized).length} memorized); ${seeds.length} seeds; CFG ${o.scale}; ${escapeHtml(settings.sampler)} ${o.steps} steps; sampling ${fmt(r.samplingSeconds)} s.</p>`;
     await writeSection(dir, 'memscope detect', detectSection(r, intro));
   }, { command: 'detect' });
   await src.denoiser.dispose?.();
@@ -106,7 +106,8 @@ const log = (m: string): void => void process.stderr.write(`${m}\n`);
 async function loadDetect(o: z.infer<typeof Schema>, seeds: number[]) {
   const { spec, src } = await loadCliSource(o.model, o);
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
-  const settings = { prompts, seeds, scale: o.scale, sampler: o.sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
+  const sampler = samplerFor(o.sampler, studyConfig(src), o.model, (m) => void process.stderr.write(`${m}\n`));
+  const settings = { prompts, seeds, scale: o.scale, sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };
   const labelled = asUsage(() => detectPrompts(src, settings));
   return { spec, src, settings, labelled };
 }

@@ -8,7 +8,7 @@ import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag, nonNegativ
 import { parseSeeds } from '../random/seeds.ts';
 import { parsePrompts } from '../study/conditions.ts';
 import type { StudySource } from '../study/source.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, samplerFor, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { checkEvaluation, evaluateStudy, planEvaluation, classifierTools, type EvaluateResult, type EvaluateSettings, type EvaluateSource } from '../study/evaluate.ts';
 import { evaluateMarkdown, evaluateTableHtml, type EvaluateTable } from '../study/views/evaluate.ts';
@@ -218,7 +218,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     r = await study.reduce(ran.outcome.units, store, settings);
     // the table, kept for the store views (their reduction would need the model and the tools)
     const { samples: _x, similarities: _y, targetSimilarities: _z, ...summary } = r;
-    const table: EvaluateTable = { intro: evaluateIntro(src, r, settings, descriptor.info.name, o.scale, o.sampler, o.steps), summary };
+    const table: EvaluateTable = { intro: evaluateIntro(src, r, settings, descriptor.info.name, o.scale, settings.sampler, o.steps), summary };
     store.putRunTable(runJson.studyRun, 'evaluate', table);
   } catch (e) {
     throw /^--/.test((e as Error).message) ? new UsageError((e as Error).message) : e;
@@ -234,7 +234,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
     const plain = (m: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
     await writeJsonAtomic(join(dir, 'evaluate.json'), { ...rest, similarities: plain(similarities), targetSimilarities: plain(targetSimilarities) });
     await writeFileAtomic(join(dir, 'evaluate.csv'), csv(r));
-    const intro = evaluateIntro(src, r, settings, descriptor.info.name, o.scale, o.sampler, o.steps);
+    const intro = evaluateIntro(src, r, settings, descriptor.info.name, o.scale, settings.sampler, o.steps);
     await writeFileAtomic(join(dir, 'evaluate.md'), `${intro}\n\n${md}`);
     const grids: string[] = [];
     for (const row of r.rows) {
@@ -297,7 +297,7 @@ async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods:
     seeds,
     methods,
     lambda: o.scale,
-    sampler: o.sampler,
+    sampler: samplerFor(o.sampler, studyConfig(src), o.model, (m) => void process.stderr.write(`${m}\n`)),
     steps: o.steps,
     config: studyConfig(src),
     batchSize: o.batch,

@@ -22,7 +22,7 @@ import type { UnitStore } from '../engine/study.ts';
 import { STORE_FIELDS, STORE_SECTION, storeDirOf, openCliStore, closeCliStore, dryRunText, runStudyUnits, parseCommandFlags } from './study-run.ts';
 import { runRecord, type RunRecord } from '../store/run-record.ts';
 import { SHIPPED_MODEL, loadStudySource, type SdSourceOptions, type StudySource } from '../study/source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS, refuseSdFlags, sdSourceOptions } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_FLAGS, refuseSdFlags, sdSourceOptions, samplerFor } from './source-flags.ts';
 import { loadImageFolder } from '../data/folder.ts';
 import { type Tensor, concatBatch } from '../tensor/tensor.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
@@ -152,8 +152,11 @@ export async function geometryCommand(argv: string[]): Promise<void> {
   // the --model's space for D*: true = noisy images (the model called through its codec's view), false = its encoding of the images
   let inImageSpace = true;
   let swapOn = false;
+  let swapSampler: string = o.sampler;
   try {
     opened = o.model === undefined ? null : await loadModels(o.model, o.compare, sdSourceOptions(o), o);
+    // --sampler auto: the main model's own scheduler (the swap table samples with it)
+    swapSampler = opened === null ? o.sampler : samplerFor(o.sampler, opened.main.src.schedule.config, o.model!, log);
     const main = opened?.main.src ?? null;
     if (main) {
       const view = main.codec.noisyImages;
@@ -215,7 +218,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
         for (const k of keys) if (!swapKeys.includes(k)) swapKeys.push(k);
         computed += c;
       };
-      swap = await swapTable(opened, { ...o, seeds }, r, poolImages!, pool!, store, log, onUnits);
+      swap = await swapTable(opened, { ...o, seeds, sampler: swapSampler }, r, poolImages!, pool!, store, log, onUnits);
       // the command's study run: the curve units, then the swap table's rows (each unit is computed once or reused)
       const keys = [...units.map((u) => u.key), ...swapKeys.filter((k) => !units.some((u) => u.key === k))];
       const runId = store.beginStudy('geometry', runSpec, keys);
@@ -237,7 +240,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
         : opened
           ? { split: 'train', imagePoolOf: o.model, images: trainSet.images.dims[0]!, source: trainSet.source }
           : { split: 'train', first: o.train, source: trainSet.source },
-      ...(opened && swapOn ? { models: opened.all.map((t) => ({ dir: t.dir, scenario: t.src.info['scenario'], sigmaMax: t.src.schedule.range.sigmaMax })), swap: { seeds, sampler: o.sampler, steps: o.steps, band: swap?.band ?? null, target: o.target ?? null, generalizer: o.generalizer ?? null, classifier: o.classifier } } : {}),
+      ...(opened && swapOn ? { models: opened.all.map((t) => ({ dir: t.dir, scenario: t.src.info['scenario'], sigmaMax: t.src.schedule.range.sigmaMax })), swap: { seeds, sampler: swapSampler, steps: o.steps, band: swap?.band ?? null, target: o.target ?? null, generalizer: o.generalizer ?? null, classifier: o.classifier } } : {}),
       test: o['held-out'] !== undefined ? { heldOut: o['held-out'], ...(inImageSpace ? { images: testSet.images.dims } : { latents: testSet.images.dims }) } : { split: 'test', first: o.test, source: testSet.source },
       sigmas,
       ...settings,
@@ -260,7 +263,7 @@ export async function geometryCommand(argv: string[]): Promise<void> {
     process.stdout.write(`${m.name}: peak per-σ memorization rate ${fmt(m.memorization.rate[p]!)} at σ = ${fmt(m.sigma[p]!)} (rate ${fmt(m.memorization.rate[0]!)} at σ = ${fmt(m.sigma[0]!)}, ${fmt(m.memorization.rate[m.sigma.length - 1]!)} at σ = ${fmt(m.sigma[m.sigma.length - 1]!)})\n`);
   }
   if (swap) {
-    process.stdout.write(`trajectory level (${swap.study.rows[0]!.samples} samples, ${o.sampler} ${o.steps} steps; swap band ${swap.band ? `[${fmt(swap.band.sigmaLo)}, ${fmt(swap.band.sigmaHi)}]` : 'none'}; Fréchet floor ${swap.study.frechetFloor === null ? '—' : fmt(swap.study.frechetFloor)}):\n`);
+    process.stdout.write(`trajectory level (${swap.study.rows[0]!.samples} samples, ${swapSampler} ${o.steps} steps; swap band ${swap.band ? `[${fmt(swap.band.sigmaLo)}, ${fmt(swap.band.sigmaHi)}]` : 'none'}; Fréchet floor ${swap.study.frechetFloor === null ? '—' : fmt(swap.study.frechetFloor)}):\n`);
     for (const row of swap.study.rows) process.stdout.write(`  ${row.name.padEnd(44)} rate ${rateText(row.rate, row.samples)}  median d1/d2 ${row.medianRatio.toFixed(3)}  Fréchet ${row.frechet === null ? '—' : row.frechet.toFixed(1)}\n`);
     if (swap.search && swap.search.baseRate <= swap.search.target) process.stdout.write(`band search: the model alone is already at ${(100 * swap.search.baseRate).toFixed(1)} % ≤ ${fmt(swap.search.target)}; no band needed\n`);
     else if (swap.search) process.stdout.write(swap.search.best ? `narrowest band with rate ≤ ${fmt(swap.search.target)}: [${fmt(swap.search.best.band.sigmaLo)}, ${fmt(swap.search.best.band.sigmaHi)}] (${swap.search.best.stepsInBand} steps) → ${(100 * swap.search.best.rate).toFixed(1)} %\n` : `no band of the ${swap.search.trials.length} tried reaches rate ≤ ${fmt(swap.search.target)}\n`);
@@ -393,7 +396,7 @@ async function swapTable(
   const lin = await makeGaussianDenoiser(await main.codec.encode(poolImages), { name: 'D_lin' });
   try {
     const config = main.schedule.config;
-    const sampler = o.sampler as (typeof SAMPLER_NAMES)[number];
+    const sampler = o.sampler as (typeof SAMPLER_NAMES)[number]; // resolved from auto by the caller
     const s = { seeds: o.seeds, sampler, steps: o.steps, config, threshold: r.ratio };
     const heldOut = main.data.heldOut!.load();
     const sc = { train: poolImages, heldOut, quality: classifierTools(classifier).quality, toImageSpace: main.codec.toImageSpace };

@@ -25,7 +25,7 @@ export interface FlagDoc {
 }
 
 /** The doc of a `--sampler NAME` flag: the samplers memscope implements. */
-export const SAMPLER_HELP = SAMPLER_NAMES.join(' | ');
+export const SAMPLER_HELP = `${SAMPLER_NAMES.join(' | ')} | auto (the model's own scheduler class)`;
 
 /** The flag docs of schema fields: `field.register(flagDocs, { value: 'N', help: '…' })` (same instance, same type). */
 export const flagDocs = z.registry<FlagDoc>();

@@ -10,7 +10,7 @@ import { loadSchedulerConfig } from '../schedules/config-file.ts';
 import { TENSOR_QUANTITIES, type TensorQuantity } from '../record/recorders.ts';
 import { parseConditions } from '../study/conditions.ts';
 import { loadStudySource } from '../study/source.ts';
-import { SD_SOURCE_FIELDS, SD_SOURCE_SECTION, sdSourceOptions, promptText } from './source-flags.ts';
+import { SD_SOURCE_FIELDS, SD_SOURCE_SECTION, sdSourceOptions, promptText, samplerFor } from './source-flags.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { writeJsonAtomic } from '../io/atomic.ts';
 import { checkResultsTarget, withResultsDir } from '../io/results.ts';
@@ -114,14 +114,16 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const record: TensorQuantity[] = o.record ? (o.record.split(',').map((s) => s.trim()) as TensorQuantity[]) : [];
   for (const q of record) if (!TENSOR_QUANTITIES.includes(q)) throw new UsageError(`--record: unknown quantity "${q}"${didYouMean(q, TENSOR_QUANTITIES)}; expected some of ${TENSOR_QUANTITIES.join(', ')}`);
   if (o.trajectory && !record.includes('xt')) record.unshift('xt');
-  if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
+  if ((o.eta ?? 0) > 0 && o.sampler !== 'ddim' && o.sampler !== 'auto') throw new UsageError(`--eta: only the ddim sampler takes η (got --sampler ${o.sampler})`);
   if (!dryRun) await checkResultsTarget(o.out);
   await checkQueueFlags(o);
   const storeDir = storeDirOf(o.store);
   const store = await openCliStore(storeDir, dryRun);
   try {
     const source = await loadSampleSource(o);
-    const spec = sampleStudy.schema.parse(specFromFlags(o, record)) as SampleSpec;
+    const sampler = samplerFor(o.sampler, source.config, o.model, (m) => void process.stderr.write(`${m}\n`));
+    if ((o.eta ?? 0) > 0 && sampler !== 'ddim') throw new UsageError(`--eta: only the ddim sampler takes η (--sampler auto chose ${sampler})`);
+    const spec = sampleStudy.schema.parse(specFromFlags({ ...o, sampler }, record)) as SampleSpec;
     const units = await sampleStudy.plan(spec, source);
     if (dryRun) {
       await source.denoiser.dispose?.();
@@ -137,7 +139,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       model: source.modelInfo,
       conditions: source.conds.map((c) => (c === null ? { id: 'uncond', label: 'unconditional' } : denoiser.conditions[c])),
       seeds,
-      sampler: o.sampler,
+      sampler,
       steps: o.steps,
       eta: o.eta ?? 0,
       guidance: guidance?.label ?? 'none',

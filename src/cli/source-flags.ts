@@ -1,6 +1,7 @@
 /** Flags shared by the study commands for a Stable Diffusion ONNX export as `--model` (issue 7). */
 import { z } from 'zod';
-import { positiveInt, UsageError } from './args.ts';
+import { positiveInt, UsageError, type SamplerFlag } from './args.ts';
+import { parseSamplerName, SAMPLER_NAMES, type SamplerName } from '../samplers/index.ts';
 import { flagDocs, type HelpSection } from './help.ts';
 import { loadStudySource, resolveModelSpec, type SdSourceOptions, type StudySource, type StudySourceOptions } from '../study/source.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
@@ -100,4 +101,20 @@ export async function loadCliSource(model: string, flags: SdSourceFlags, extra: 
 /** The scheduler config of a study: the source's schedule (an export's own, else Stable Diffusion 1.x's). */
 export function studyConfig(src: StudySource): SchedulerConfig {
   return src.schedule.config;
+}
+
+/**
+ * The sampler a `--sampler` value means for a loaded model: as given, or for `auto` the sampler of
+ * the scheduler class its scheduler config names (`_class_name`: a Stable Diffusion export's own
+ * `scheduler_config.json`, e.g. `PNDMScheduler` → `pndm`). A {@link UsageError} naming the flag when
+ * the config names no class or one memscope does not implement. `note` hears the resolution.
+ */
+export function samplerFor(flag: SamplerFlag, config: SchedulerConfig, model: string, note?: (line: string) => void): SamplerName {
+  if (flag !== 'auto') return flag;
+  const cls = config._class_name;
+  if (cls === undefined) throw new UsageError(`--sampler auto: the scheduler config of ${model} names no scheduler class (_class_name); give one of ${SAMPLER_NAMES.join(', ')}`);
+  const name = parseSamplerName(cls);
+  if (name === null) throw new UsageError(`--sampler auto: ${model} is configured for ${cls}, which memscope does not implement; give one of ${SAMPLER_NAMES.join(', ')}`);
+  note?.(`--sampler auto: ${model}'s ${cls} → ${name}`);
+  return name;
 }

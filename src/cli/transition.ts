@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { positiveInt, finiteNumber, UsageError, asUsage, samplerFlag } from './args.ts';
 import { parseSeeds } from '../random/seeds.ts';
 import { parsePrompts } from '../study/conditions.ts';
-import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP } from './source-flags.ts';
+import { loadCliSource, studyConfig, SD_SOURCE_FIELDS, SD_SOURCE_SECTION, MODEL_SPEC_HELP, samplerFor } from './source-flags.ts';
 import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -115,7 +115,7 @@ async function prepareTransition(o: z.infer<typeof Schema>, seeds: number[]) {
   const descriptor = await loadDescriptor(o.descriptor ?? src.defaults.descriptor, { trainMean: meanBatch(src.trainImages).data }).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
-  const spec = transitionStudy.schema.parse({ prompts, seeds, lambda: o.scale, sampler: o.sampler, steps: o.steps, every: o.every, threshold: o.threshold });
+  const spec = transitionStudy.schema.parse({ prompts, seeds, lambda: o.scale, sampler: samplerFor(o.sampler, studyConfig(src), o.model, (m) => void process.stderr.write(`${m}\n`)), steps: o.steps, every: o.every, threshold: o.threshold });
   const source: TransitionSource = { src, config: studyConfig(src), descriptor, fingerprint: await sourceFingerprint(src) };
   const units = await transitionStudy.plan(spec, source);
   return { model, spec, source, units, descriptor, d };

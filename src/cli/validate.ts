@@ -1,5 +1,6 @@
 /** `memscope validate`: does a trained testbed memorize its captions and generalize on its classes? */
 import { z } from 'zod';
+import { samplerFor } from './source-flags.ts';
 import { commandHelp, flagDocs, SAMPLER_HELP } from './help.ts';
 import { join, basename, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
@@ -71,7 +72,8 @@ export async function validateCommand(argv: string[]): Promise<void> {
   await checkQueueFlags(o);
   const { tm, conds, clfDir, hasClf, source } = await loadValidate(o);
   // the spec `memscope sample --model DIR` resolves for the same settings: its units are shared
-  const spec = sampleStudy.schema.parse({ model: o.model, sampler: o.sampler, steps: o.steps, guidance: o.guidance, seeds: o.seeds, record: [] }) as SampleSpec;
+  const sampler = samplerFor(o.sampler, source.config, o.model, (m) => void process.stderr.write(`${m}\n`));
+  const spec = sampleStudy.schema.parse({ model: o.model, sampler, steps: o.steps, guidance: o.guidance, seeds: o.seeds, record: [] }) as SampleSpec;
   const units = await sampleStudy.plan(spec, source);
   const storeDir = storeDirOf(o.store);
   const store = await openCliStore(storeDir, o['dry-run']);
@@ -109,11 +111,11 @@ export async function validateCommand(argv: string[]): Promise<void> {
   const { result: _sampled, copies, ...summary } = v;
   await withResultsDir(out, async (dir) => {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
-    await writeJsonAtomic(join(dir, 'validation.json'), { model: o.model, sampler: o.sampler, steps: o.steps, ...summary, nn1: copies.map((c) => c.nn1) });
+    await writeJsonAtomic(join(dir, 'validation.json'), { model: o.model, sampler, steps: o.steps, ...summary, nn1: copies.map((c) => c.nn1) });
     const png = await gridPng(await codec.toImageSpace(result.samples), { cols: seeds.length, zoom: 1 });
     await writeFileAtomic(join(dir, 'samples.png'), png);
     const body = [
-      `<p>${escapeHtml(o.model)} · ${escapeHtml(v.guidance)} · ${escapeHtml(o.sampler)} ${o.steps} steps · seeds ${escapeHtml(o.seeds)} · ${v.seconds.toFixed(0)} s</p>`,
+      `<p>${escapeHtml(o.model)} · ${escapeHtml(v.guidance)} · ${escapeHtml(sampler)} ${o.steps} steps · seeds ${escapeHtml(o.seeds)} · ${v.seconds.toFixed(0)} s</p>`,
       table(['figure', 'value'], [
         [`captions with nearest = own image in ≥ ${v.captionThreshold * 100} % of seeds`, pct(v.captionsMemorized)],
         ['caption samples: nearest = own image', pct(v.captionNearestIsTarget)],
