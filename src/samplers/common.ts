@@ -13,6 +13,17 @@ import type { EpsModel, ModelOutput, SamplerOptions, StepEvent, StepInfo } from 
 /** `Math.fround`: round a float64 to the nearest float32. */
 export const f32 = Math.fround;
 
+/** √(σ² + 1) in float32, as `(sigma**2 + 1) ** 0.5` on a 0-d float32 tensor (the Euler samplers' VP scale). */
+export function vpScale(sigma: number): number {
+  return f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
+}
+
+/** diffusers `_sigma_to_alpha_sigma_t` on a float32 σ: α = 1/√(σ²+1), σ_t = σ·α (float32). */
+export function alphaSigma(sigma: number): [number, number] {
+  const a = f32(1 / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
+  return [a, f32(sigma * a)];
+}
+
 /** Check the options and the noise every sampler shares; returns the batch size. */
 export function checkCommon(sampler: string, noise: Tensor, opts: SamplerOptions): number {
   if (opts === null || typeof opts !== 'object') throw new Error(`${sampler}: options are required ({ steps })`);

@@ -5,14 +5,8 @@
 import type { Tensor } from '../tensor/tensor.ts';
 import { dpmSolverPlan } from '../schedules/timesteps.ts';
 import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.ts';
-import { callModel, checkCommon, emit, f32, like, rejectEta } from './common.ts';
+import { callModel, checkCommon, emit, f32, like, alphaSigma, rejectEta } from './common.ts';
 import type { EpsModel, SamplerOptions, StepInfo } from './types.ts';
-
-/** diffusers `_sigma_to_alpha_sigma_t` on a float32 σ: α = 1/√(σ²+1), σ_t = σ·α (float32). */
-function alphaSigma(sigma: number): [number, number] {
-  const a = f32(1 / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));
-  return [a, f32(sigma * a)];
-}
 
 /** λ = log α − log σ_t in float32 (+∞ at σ = 0). */
 function lambda(a: number, s: number): number {

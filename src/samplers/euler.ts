@@ -5,13 +5,8 @@
 import type { Tensor } from '../tensor/tensor.ts';
 import { eulerPlan } from '../schedules/timesteps.ts';
 import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.ts';
-import { callModel, checkCommon, emit, f32, like, rejectEta } from './common.ts';
+import { callModel, checkCommon, emit, f32, like, vpScale, rejectEta } from './common.ts';
 import type { EpsModel, SamplerOptions, StepInfo } from './types.ts';
-
-/** √(σ² + 1) in float32, as `(sigma**2 + 1) ** 0.5` on a 0-d float32 tensor. */
-function vpScale(sigma: number): number {
-  return f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
-}
 
 /**
  * Sample with Euler: `EulerDiscreteScheduler` (config resolved with its defaults: `linspace`,
