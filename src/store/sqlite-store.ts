@@ -153,7 +153,8 @@ export class SqliteStore implements UnitStore, FileHashCache {
     } else {
       if (opts.mustExist) throw refuse(st === null ? 'does not exist' : `is not a memscope store (no ${STORE_MARKER})`);
       if (st !== null) {
-        const entries = readdirSync(abs);
+        // what a creation killed before its marker was written leaves: our own half-made store, finished now
+        const entries = readdirSync(abs).filter((e) => !isInterruptedCreation(abs, e));
         if (entries.length > 0) {
           const shown = entries.sort().slice(0, 6).join(', ');
           throw refuse(`is a folder that is not a memscope store (no ${STORE_MARKER}; it holds ${shown}${entries.length > 6 ? ', …' : ''}); give an empty or new folder`);
@@ -438,4 +439,19 @@ function toStored<U, R>(r: StoredRow): StoredUnit<U, R> {
     version: r.version,
     finishedAt: r.finishedAt,
   };
+}
+
+/**
+ * Whether `entry` of a marker-less folder is something a store creation writes before its marker
+ * (the empty blobs/ folder, the database and its WAL files, the marker's temporary file): a process
+ * killed there leaves only these, and the next open finishes the store instead of refusing it.
+ */
+function isInterruptedCreation(dir: string, entry: string): boolean {
+  if (entry === STORE_DB || entry === `${STORE_DB}-wal` || entry === `${STORE_DB}-shm`) return true;
+  if (entry.startsWith(`.${STORE_MARKER}.`) && entry.endsWith('.tmp')) return true;
+  if (entry === 'blobs') {
+    const st = statSync(join(dir, entry), { throwIfNoEntry: false });
+    return st?.isDirectory() === true && readdirSync(join(dir, entry)).length === 0;
+  }
+  return false;
 }

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtemp, mkdir, readdir, writeFile, readFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readdir, writeFile, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -51,6 +51,30 @@ describe('SqliteStore', () => {
     await expect(SqliteStore.open(join(packageRoot(), 'models', 'x'))).rejects.toThrow(/models/);
     await expect(SqliteStore.open(packageRoot())).rejects.toThrow(/package folder|current directory/);
     await expect(SqliteStore.open(join(d, 'none'), { mustExist: true })).rejects.toThrow(/does not exist/);
+  });
+
+  it('finishes a store whose creation was killed before its marker (and still refuses a folder holding more)', async () => {
+    // the state a kill between the database and the marker's rename leaves: blobs/ empty, the
+    // database (and its WAL files), maybe the marker's temporary file — and no marker
+    const dir = join(await tmp(), 's');
+    (await SqliteStore.open(dir)).close();
+    await rm(join(dir, STORE_MARKER));
+    await writeFile(join(dir, `.${STORE_MARKER}.4242.tmp`), '{');
+    const s = await SqliteStore.open(dir);
+    await s.put({ key: 'k', study: 'toy', spec: {}, result: { x: 1 }, blobs: [], seconds: 0 });
+    s.close();
+    expect(JSON.parse(await readFile(join(dir, STORE_MARKER), 'utf8'))).toMatchObject({ format: 'memscope-store' });
+    // not ours: a marker-less folder with the database *and* a user's file, or blobs in blobs/
+    const d2 = join(await tmp(), 's2');
+    (await SqliteStore.open(d2)).close();
+    await rm(join(d2, STORE_MARKER));
+    await writeFile(join(d2, 'notes.txt'), 'keep');
+    await expect(SqliteStore.open(d2)).rejects.toThrow(/is a folder that is not a memscope store .*notes\.txt/);
+    const d3 = join(await tmp(), 's3');
+    (await SqliteStore.open(d3)).close();
+    await rm(join(d3, STORE_MARKER));
+    await writeFile(join(d3, 'blobs', 'x'), 'keep');
+    await expect(SqliteStore.open(d3)).rejects.toThrow(/is a folder that is not a memscope store .*blobs/);
   });
 
   it('removes temporary blob files of dead processes on open, keeps the marker and data', async () => {
