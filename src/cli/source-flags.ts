@@ -26,6 +26,7 @@ export const SD_SOURCE_FIELDS = {
   'image-root': z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: "folder that relative image paths resolve against (default: the list's folder)" }),
   'prompt-limit': positiveInt('prompt-limit', 1_000_000).optional().register(flagDocs, { value: 'N', help: 'use only the first N prompts' }),
   'image-size': positiveInt('image-size', 8192).optional().register(flagDocs, { value: 'PX', help: 'image side (default: unet/config.json sample_size × VAE scale factor, as diffusers: SD 1.x 512, SD 2.1 768; 512 without unet/config.json)' }),
+  tokenizer: z.enum(['fast', 'slow']).optional().register(flagDocs, { value: 'T', help: "fast | slow: the CLIP tokenizer's text clean-up — fast (default) as transformers 5 and CLIPTokenizerFast; slow as transformers 4.x's slow CLIPTokenizer without ftfy (drops zero-width / control characters, spaces out CJK ideographs)" }),
   provider: z.enum(['cpu', 'cuda']).optional().register(flagDocs, { value: 'P', help: "cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)" }),
   'negative-prompt': promptText(true).optional().register(flagDocs, { value: 'T', help: "the unconditional branch e_∅ = this text's embedding (default the empty prompt)" }),
   'unet-batch': positiveInt('unet-batch', 4096).optional().register(flagDocs, { value: 'N', help: 'rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)' }),
@@ -60,6 +61,7 @@ export interface SdSourceFlags {
   readonly 'prompt-limit'?: number | undefined;
   readonly 'image-size'?: number | undefined;
   readonly provider?: 'cpu' | 'cuda' | undefined;
+  readonly tokenizer?: 'fast' | 'slow' | undefined;
   readonly 'negative-prompt'?: string | undefined;
   readonly 'unet-batch'?: number | undefined;
   readonly 'vae-batch'?: number | undefined;
@@ -73,6 +75,7 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
     ...(o['prompt-limit'] === undefined ? {} : { limit: o['prompt-limit'] }),
     ...(o['image-size'] === undefined ? {} : { imageSize: o['image-size'] }),
     ...(o.provider === undefined ? {} : { executionProvider: o.provider }),
+    ...(o.tokenizer === undefined ? {} : { tokenizer: o.tokenizer }),
     ...(o['negative-prompt'] === undefined ? {} : { negativePrompt: o['negative-prompt'] }),
     ...(o['unet-batch'] === undefined ? {} : { unetBatch: o['unet-batch'] }),
     ...(o['vae-batch'] === undefined ? {} : { vaeBatch: o['vae-batch'] }),

@@ -45,6 +45,8 @@ export interface LoadSdExportOptions {
   readonly threads?: number;
   /** Fail when there is no `vae_encoder/` (default false: it is optional, loaded when present). */
   readonly requireVaeEncoder?: boolean;
+  /** The CLIP tokenizer's text clean-up: `'fast'` (default; transformers 5 / CLIPTokenizerFast) or `'slow'` (transformers 4.x's slow CLIPTokenizer). */
+  readonly tokenizer?: 'fast' | 'slow';
 }
 
 /** The text encoder as its metadata describes it. */
@@ -407,7 +409,7 @@ export async function loadSdExport(dir: string, opts: LoadSdExportOptions = {}):
   }
   const modelIndex = readJsonObject(join(root, 'model_index.json'), 'model_index.json');
   const scheduler = parseSchedulerConfig(parseJsonLenient(readFileSync(join(root, 'scheduler', 'scheduler_config.json'), 'utf8')), 'scheduler/scheduler_config.json');
-  const tokenizer = loadClipTokenizer(join(root, 'tokenizer'));
+  const tokenizer = loadClipTokenizer(join(root, 'tokenizer'), opts.tokenizer === undefined ? {} : { semantics: opts.tokenizer });
   const scaling = scalingFactorOf(root, modelIndex);
 
   const present = COMPONENTS.filter((c) => existsSync(join(root, c, 'model.onnx')));

@@ -227,6 +227,8 @@ export interface SdSourceOptions {
   readonly imageSize?: number;
   /** Negative prompt: the unconditional branch e_∅ becomes its embedding (diffusers' `negative_prompt`; default the empty prompt). */
   readonly negativePrompt?: string;
+  /** The CLIP tokenizer's text clean-up (default `'fast'`; `'slow'`: transformers 4.x's slow CLIPTokenizer, part of the source's fingerprint). */
+  readonly tokenizer?: 'fast' | 'slow';
   /** Prompts per text-encoder call (default 8). */
   readonly batch?: number;
   /** Images per VAE encoder / decoder call (default 1: the SD VAE decoder at 512² holds ≈ 1 GB of activations per image). */

@@ -135,7 +135,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       throw new Error(`--prompt-set: prompt ${i} (id ${p.id}) names its image by URL (${p.image.value}); memscope downloads nothing — save the training images locally and point the image column (or --image-root) at the files`);
     }
   }
-  const exp = await loadSdExport(dir, opts.executionProvider === undefined ? {} : { executionProvider: opts.executionProvider });
+  const exp = await loadSdExport(dir, { ...(opts.executionProvider === undefined ? {} : { executionProvider: opts.executionProvider }), ...(opts.tokenizer === undefined ? {} : { tokenizer: opts.tokenizer }) });
   try {
     const size: SdDefaultImageSize = opts.imageSize !== undefined ? { height: opts.imageSize, width: opts.imageSize, source: '--image-size' } : exp.defaultSize;
     if (size.height % 8 !== 0 || size.width % 8 !== 0) throw new Error(`--image-size: expected a multiple of 8, got ${size.height}`);
@@ -252,7 +252,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       // every file of the export plus the settings it was opened with (image size, provider, the prompts; the negative prompt when one is given)
       fingerprint: async () => {
         const files = await folderFingerprint('stable-diffusion', spec, { recursive: true });
-        return describedFingerprint('stable-diffusion-source', { files, shape, imageSize: [size.height, size.width], denoiser: name, predictionType: exp.predictionType, provider: exp.executionProvider, conditions: conditions.map((c) => c.label), ...(opts.negativePrompt === undefined || opts.negativePrompt === '' ? {} : { negativePrompt: opts.negativePrompt }) });
+        return describedFingerprint('stable-diffusion-source', { files, shape, imageSize: [size.height, size.width], denoiser: name, predictionType: exp.predictionType, provider: exp.executionProvider, conditions: conditions.map((c) => c.label), ...(opts.negativePrompt === undefined || opts.negativePrompt === '' ? {} : { negativePrompt: opts.negativePrompt }), ...(opts.tokenizer === 'slow' ? { tokenizer: 'slow' } : {}) });
       },
       config: exp.scheduler,
       sd: { export: exp, prompts, config: exp.scheduler, textModel, vaeBatch, imageSize: size, attention },

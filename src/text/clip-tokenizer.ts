@@ -32,6 +32,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { slowClipText } from './clip-slow.ts';
 
 /** Sequence length of the CLIP text encoders used by Stable Diffusion; the default `maxLength`. */
 export const CLIP_MAX_LENGTH = 77;
@@ -166,6 +167,13 @@ export interface ClipTokenizerOptions {
    * (padding only; `!` is BPE-tokenized as in OpenCLIP). Ignored for a shipped `tokenizer.json`.
    */
   readonly padSplitting?: 'transformers' | 'openclip';
+  /**
+   * Text clean-up before the tokenizer's own normalisation: `'fast'` (default: none — the
+   * semantics of `CLIPTokenizerFast` and of transformers 5's `CLIPTokenizer`) or `'slow'`
+   * (transformers 4.x's slow `CLIPTokenizer` without ftfy, {@link slowClipText}: control and
+   * format characters dropped, CJK ideographs spaced out).
+   */
+  readonly semantics?: 'fast' | 'slow';
 }
 
 /** Where a {@link ClipTokenizer} came from. */
@@ -326,6 +334,8 @@ export class ClipTokenizer {
   readonly tokenizerJson: object;
   /** Where it came from. */
   readonly source: ClipTokenizerSource;
+  /** The text clean-up applied before tokenizing (`'fast'`: none). */
+  readonly semantics: 'fast' | 'slow';
   private readonly tok: Tokenizer;
 
   /**
@@ -369,6 +379,7 @@ export class ClipTokenizer {
     this.tok = new Tokenizer(tokenizerJson, libConfig);
     this.tokenizerJson = tokenizerJson;
     this.source = source;
+    this.semantics = options.semantics ?? 'fast';
     const idOf = (role: string, token: string): number => {
       const id = this.tok.token_to_id(token);
       if (id === undefined) throw new Error(`ClipTokenizer: the ${role} token ${JSON.stringify(token)} is not in the vocabulary`);
@@ -381,12 +392,16 @@ export class ClipTokenizer {
 
   /** The BPE tokens of a prompt, without bos/eos and without truncation (e.g. `['a</w>', 'cat</w>']`). */
   tokenize(prompt: string): string[] {
-    return this.tok.encode(prompt, { add_special_tokens: false }).tokens;
+    return this.tok.encode(this.clean(prompt), { add_special_tokens: false }).tokens;
+  }
+
+  private clean(prompt: string): string {
+    return this.semantics === 'slow' ? slowClipText(prompt) : prompt;
   }
 
   /** The ids of a prompt's tokens, without bos/eos and without truncation. */
   tokenIds(prompt: string): number[] {
-    return this.tok.encode(prompt, { add_special_tokens: false }).ids;
+    return this.tok.encode(this.clean(prompt), { add_special_tokens: false }).ids;
   }
 
   /** Encode one prompt into `maxLength` ids: bos, tokens (truncated), eos, pad… */
