@@ -1010,13 +1010,14 @@ function reduceMinMax(c: Ctx): void {
 /** Op types that have a gradient rule (default domain). */
 export const SUPPORTED_GRADIENT_OPS: readonly string[] = Object.keys(RULES).sort();
 
-/** Ops whose outputs never carry a gradient (piecewise constant, integer or shape-valued). */
-const STOP = new Set([
+/** Ops whose outputs never carry a gradient (piecewise constant, integer or shape-valued): the differentiator stops at them. */
+export const NON_DIFFERENTIABLE_OPS: ReadonlySet<string> = new Set([
   'Shape', 'Size', 'Floor', 'Ceil', 'Round', 'Sign', 'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual',
   'And', 'Or', 'Xor', 'Not', 'ArgMax', 'ArgMin', 'NonZero', 'Range', 'ConstantOfShape', 'Constant', 'OneHot',
   'IsNaN', 'IsInf', 'RandomNormal', 'RandomUniform', 'RandomNormalLike', 'RandomUniformLike', 'Multinomial',
   'EyeLike', 'TopK', 'Mod', 'BitShift',
 ]);
+const STOP = NON_DIFFERENTIABLE_OPS;
 
 // ---------------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import type { CrossAttentionUnet } from '../denoisers/attention.ts';
 import { hasCrossAttentionSoftmax } from '../graph/cross-attention.ts';
 import { sdScaledAttentionUnet } from '../sd/cross-attention.ts';
 import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts';
+import { opsWithoutGradient } from '../graph/gradient-coverage.ts';
 import { sourceSchedule, type SdSourceOptions, type SourceLoader, type StudySource } from './model-source.ts';
 import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdDefaultImageSize, type SdExport } from '../sd/export.ts';
 import { vaeDecode, vaeEncode } from '../sd/pipeline.ts';
@@ -222,6 +223,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
     };
     const attention = (): Promise<CrossAttentionUnet> => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '', maxRows: unetBatch });
     let attentionReason: string | null | undefined;
+    let gradientReason: string | undefined;
     const capabilityReason: CapabilityReasons = (c) => {
       if (c === 'text') return null;
       if (c === 'attention') {
@@ -229,7 +231,12 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
         attentionReason ??= hasCrossAttentionSoftmax(unet) ? null : `need cross-attention Softmax nodes named like '.../attn2/Softmax' to rescale, and ${unet} has none (fused or renamed attention), so Ren et al.'s rule cannot be applied`;
         return attentionReason;
       }
-      return "optimise the prompt embedding with gradients through the U-Net, and memscope's differentiator covers only the graphs it builds, not an export's U-Net (on an export use the guidance methods, random-word, random-number or ren)";
+      gradientReason ??= (() => {
+        const missing = opsWithoutGradient(exp.unet.path);
+        const why = missing.length > 0 ? `memscope's differentiator has no gradient rule for ${missing.length} op type${missing.length === 1 ? '' : 's'} of ${exp.unet.path} (${missing.join(', ')})` : `every op of ${exp.unet.path} has a gradient rule, but differentiating an export's U-Net is not wired into the methods yet`;
+        return `optimise the prompt embedding with gradients through the U-Net, and ${why} (on an export use the guidance methods, random-word, random-number or ren)`;
+      })();
+      return gradientReason;
     };
     const spec = resolve(dir);
     return {

@@ -100,7 +100,8 @@ describe('capabilities by loader', () => {
     try {
       expect(src.capabilityReason('text')).toBeNull();
       expect(src.capabilityReason('attention')).toBeNull();
-      expect(src.capabilityReason('embeddingGradient')).toMatch(/memscope's differentiator covers only the graphs it builds, not an export's U-Net/);
+      // the tiny export's U-Net is built from ops that all have gradient rules: what is missing is the wiring
+      expect(src.capabilityReason('embeddingGradient')).toMatch(/every op of .*unet.model\.onnx has a gradient rule, but differentiating an export's U-Net is not wired into the methods yet/);
       expect(src.capabilities.embeddingGradient).toBeUndefined();
       expect(src.capabilities.text!.texts).toEqual(['a cat on the beach', 'photo of the dog']);
       expect(src.capabilities.provider).toBe('cpu');
