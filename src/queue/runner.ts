@@ -114,8 +114,8 @@ export class QueueRunner implements Runner {
       let draining = false;
       try {
         await events.waitUntilReady();
-        await clearStop(plain, studyId);
-        await queue.addBulk([...pending].map(([jobId, batch]) => jobOf(jobId, batch)));
+        await redisRetry(() => clearStop(plain, studyId));
+        await redisRetry(() => queue.addBulk([...pending].map(([jobId, batch]) => jobOf(jobId, batch))));
         const log = this.opts.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
         log(`memscope ${this.context.command}: study ${studyId}: ${pending.size} jobs (${units.length - cached} units) on ${this.url}; memscope queue status ${this.url} shows it, memscope queue drain ${this.url} --study ${studyId} stops it`);
         let wake: (() => void) | null = null;
@@ -126,7 +126,7 @@ export class QueueRunner implements Runner {
         events.on('failed', nudge);
         while (pending.size > 0) {
           opts.signal?.throwIfAborted();
-          const stop = await stopRequested(plain, studyId);
+          const stop = await redisRetry(() => stopRequested(plain, studyId));
           if (stop === 'cancel') {
             await report('cancelled');
             throw new QueueStoppedError(studyId, 'cancel', done, units.length);
@@ -135,16 +135,17 @@ export class QueueRunner implements Runner {
           counts.inFlight = counts.waiting = counts.retrying = counts.failed = 0;
           let live = 0; // jobs still to be committed that a worker holds or has finished
           for (const [jobId, batch] of [...pending]) {
-            const job = await Job.fromId<JobData<U>, JobResult<R>>(queue, jobId);
+            // the state first, then the job: a job read before it completes would carry no return value
+            const state = await redisRetry(() => queue.getJobState(jobId));
+            const job = state === 'unknown' ? undefined : await redisRetry(() => Job.fromId<JobData<U>, JobResult<R>>(queue, jobId));
             if (job === undefined) {
               // removed (a drain, a cancel, or a flushed Redis): enqueue it again unless draining
               if (draining) continue;
               const j = jobOf(jobId, batch);
-              await queue.add(j.name, j.data, j.opts);
+              await redisRetry(() => queue.add(j.name, j.data, j.opts));
               counts.waiting += batch.length;
               continue;
             }
-            const state = await job.getState();
             if (state === 'completed') {
               const res = job.returnvalue;
               if (!res || !Array.isArray(res.outputs) || res.outputs.length !== batch.length) throw new Error(`study ${study.id}: the queue job ${jobId} returned ${res?.outputs?.length ?? 'no'} outputs for ${batch.length} units`);
@@ -204,5 +205,24 @@ export class QueueRunner implements Runner {
       all.push(s);
     }
     return { units: all, computed, reused: cached };
+  }
+}
+
+/** Errors of a connection to Redis that is down or reconnecting (a restart), as ioredis and Node report them. */
+const CONNECTION_ERROR = /Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Stream isn't writeable|LOADING|connect E|Socket closed/i;
+
+/**
+ * Run a Redis call of the coordinator's poll loop, retrying while the connection is down (every
+ * 0.5 s for up to 2 minutes: a Redis restart with its append-only file); other errors are thrown
+ * at once, and so is the last connection error when Redis stays away.
+ */
+async function redisRetry<T>(f: () => Promise<T>, tries = 240): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await f();
+    } catch (e) {
+      if (i >= tries || !CONNECTION_ERROR.test((e as Error).message ?? '')) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
   }
 }

@@ -43,6 +43,19 @@ function coordinator(store: string, out: string): ChildProcess {
 const exited = (p: ChildProcess): Promise<number | null> => (p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((res) => p.once('exit', (c) => res(c))));
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 
+/** Stop workers and wait until they are gone (a worker still finishing a job would take the next test's jobs). */
+async function stopWorkers(ps: readonly ChildProcess[]): Promise<void> {
+  await Promise.all(
+    ps.map(async (p) => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      p.kill('SIGTERM');
+      const t = setTimeout(() => p.kill('SIGKILL'), 20_000);
+      await exited(p);
+      clearTimeout(t);
+    }),
+  );
+}
+
 /** The rows of a store's units, without the fields that say when, where and how long. */
 async function rowsOf(store: string): Promise<Map<string, string>> {
   const s = await SqliteStore.open(store, { mustExist: true, readonly: true });
@@ -93,7 +106,7 @@ describe.skipIf(!HAVE_REDIS)('the queue runner on a real Redis with worker proce
     const rj = JSON.parse(await readFile(join(dir, 'q1-again', 'run.json'), 'utf8')) as { computed: number; reused: number };
     expect([rj.computed, rj.reused]).toEqual([0, 64]);
     expect(await rowsOf(store)).toEqual(reference);
-    for (const p of children) p.kill('SIGTERM');
+    await stopWorkers([...children]);
   });
 
   it('--blobs DIR: the tensors travel as files of a shared folder (seen mid-run), the same store, the folder emptied at the end', async () => {
@@ -117,7 +130,7 @@ describe.skipIf(!HAVE_REDIS)('the queue runner on a real Redis with worker proce
     expect(r.code, r.err).toBe(0);
     expect(await rowsOf(store)).toEqual(reference);
     expect(readdirSync(blobs)).toEqual([]);
-    for (const p of pool) p.kill('SIGTERM');
+    await stopWorkers(pool);
   }, 120_000);
 
   it('survives workers killed (SIGKILL) at 6 random instants, and a Redis restart', async () => {
@@ -146,7 +159,7 @@ describe.skipIf(!HAVE_REDIS)('the queue runner on a real Redis with worker proce
     expect(r.code, r.err).toBe(0);
     expect(kills).toBeGreaterThanOrEqual(3);
     expect(await rowsOf(store)).toEqual(reference);
-    for (const p of pool) p.kill('SIGTERM');
+    await stopWorkers(pool);
   }, 240_000);
 
   it('a coordinator killed (SIGKILL) 3 times and rerun finishes with the same store', async () => {
@@ -162,7 +175,7 @@ describe.skipIf(!HAVE_REDIS)('the queue runner on a real Redis with worker proce
     const last = watchedCoordinator(store, join(dir, 'q3-out'));
     expect(await exited(last.p), last.err()).toBe(0);
     expect(await rowsOf(store)).toEqual(reference);
-    for (const p of pool) p.kill('SIGTERM');
+    await stopWorkers(pool);
   }, 240_000);
 });
 
@@ -230,7 +243,7 @@ describe.skipIf(!HAVE_REDIS)('memscope queue status | drain | cancel', () => {
     expect(rerun.code, rerun.err).toBe(0);
     expect(await rowsOf(store)).toEqual(reference);
     expect((await statusJson()).studies.find((x) => x.study === s.study)?.state).toBe('finished');
-    for (const p of pool) p.kill('SIGTERM');
+    await stopWorkers(pool);
   }, 240_000);
 
   it('cancel stops the coordinator at once, keeps what is stored, and a rerun finishes', async () => {
@@ -249,7 +262,7 @@ describe.skipIf(!HAVE_REDIS)('memscope queue status | drain | cancel', () => {
     const rerun = await runCli([...STUDY, '--queue', redis!.url, '--store', store, '--out', join(dir, 'q6-out')]);
     expect(rerun.code, rerun.err).toBe(0);
     expect(await rowsOf(store)).toEqual(reference);
-    for (const p of pool) p.kill('SIGTERM');
+    await stopWorkers(pool);
   }, 240_000);
 
   it('refuses a missing or malformed --study and an unknown verb (exit 2)', async () => {
@@ -283,7 +296,7 @@ describe.skipIf(!HAVE_REDIS)('a unit that fails on every worker', () => {
     expect(r.code).not.toBe(0);
     expect(r.err).toMatch(/the queue job [0-9a-f]{64} \(unit [0-9a-f]{64}\) failed after its retries: .*non-finite value/);
     expect(await rowsOf(store)).toEqual(new Map());
-    for (const p of pool) p.kill('SIGTERM');
+    await stopWorkers(pool);
   }, 120_000);
 });
 
