@@ -4,6 +4,7 @@ import { numel, tensor, type Tensor } from '../tensor/tensor.ts';
 import { stableDiffusionConfig, type SchedulerConfigInput } from '../schedules/config.ts';
 import { ddimTimesteps } from '../schedules/timesteps.ts';
 import { SAMPLERS, SAMPLER_NAMES, sample, sampleDdim, sampleDpmpp2m, sampleEuler, type SamplerName } from './index.ts';
+import { analytic, relErr } from './reference.test-helpers.ts';
 import type { EpsModel, ModelOutput, StepEvent, StepInfo } from './types.ts';
 import type { NormalSource } from '../random/normal.ts';
 
@@ -30,16 +31,6 @@ interface Case {
 
 const fx = JSON.parse(readFileSync(new URL('../../test/fixtures/schedulers_trajectories.json', import.meta.url), 'utf8')) as { cases: Case[] };
 
-/** The analytic model of scripts/reference/schedulers.py: ε = float32(tanh(0.3x + 0.001t)·0.9 + 0.1x). */
-const analytic: EpsModel = async (xt, info) => {
-  const o = new Float32Array(xt.data.length);
-  for (let i = 0; i < o.length; i++) {
-    const x = xt.data[i]!;
-    o[i] = Math.tanh(0.3 * x + 0.001 * info.t) * 0.9 + 0.1 * x;
-  }
-  return { eps: { dims: [...xt.dims], data: o } };
-};
-
 /** Replays stored standard-normal draws (what torch.Generator gave diffusers), row by row. */
 class Replay implements NormalSource {
   private off = 0;
@@ -51,17 +42,6 @@ class Replay implements NormalSource {
     this.off += n;
     return out;
   }
-}
-
-/** max|a − b| / max|b| (relative to the tensor's scale). */
-function relErr(a: ArrayLike<number>, b: readonly number[]): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return den === 0 ? num : num / den;
 }
 
 async function run(c: Case): Promise<{ x0: Tensor; events: StepEvent[] }> {

@@ -12,7 +12,8 @@ import { stableDiffusionConfig, type SchedulerConfigInput } from '../schedules/c
 import { pndmTimesteps } from '../schedules/timesteps.ts';
 import { TorchGenerator } from '../random/torch.ts';
 import { sample, samplePndm, sampleEulerAncestral, sampleUniPc, samplerTimesteps } from './index.ts';
-import type { EpsModel, StepEvent } from './types.ts';
+import { analytic, relErr } from './reference.test-helpers.ts';
+import type { StepEvent } from './types.ts';
 
 interface Case {
   sampler: 'pndm' | 'euler-ancestral' | 'unipc';
@@ -35,26 +36,6 @@ interface Case {
 }
 
 const fx = JSON.parse(readFileSync(new URL('../../test/fixtures/schedulers_sd.json', import.meta.url), 'utf8')) as { cases: Case[] };
-
-/** The analytic model of scripts/reference/schedulers.py: ε = float32(tanh(0.3x + 0.001t)·0.9 + 0.1x). */
-const analytic: EpsModel = async (xt, info) => {
-  const o = new Float32Array(xt.data.length);
-  for (let i = 0; i < o.length; i++) {
-    const x = xt.data[i]!;
-    o[i] = Math.tanh(0.3 * x + 0.001 * info.t) * 0.9 + 0.1 * x;
-  }
-  return { eps: { dims: [...xt.dims], data: o } };
-};
-
-function relErr(a: ArrayLike<number>, b: readonly number[]): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return den === 0 ? num : num / den;
-}
 
 const TOL = 2e-5;
 
