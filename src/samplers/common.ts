@@ -18,6 +18,26 @@ export function vpScale(sigma: number): number {
   return f32(Math.sqrt(f32(f32(sigma * sigma) + 1)));
 }
 
+/**
+ * The model call of the samplers that carry the VE-scale sample (the Euler samplers): the model
+ * gets `scale_model_input` = sample/√(σ²+1) in float32 at the step's timestep, with ᾱ = 1/(1+σ²).
+ * Returns that x_t, the step info and the checked output.
+ */
+export async function callVeModel(
+  sampler: string,
+  model: EpsModel,
+  like0: Tensor,
+  sample: Float32Array,
+  step: { readonly step: number; readonly numSteps: number; readonly t: number; readonly sigma: number; readonly numTrainTimesteps: number },
+): Promise<{ xt: Tensor; info: StepInfo; out: ModelOutput }> {
+  const scale = vpScale(step.sigma);
+  const xin = new Float32Array(sample.length);
+  for (let j = 0; j < sample.length; j++) xin[j] = f32(sample[j]! / scale);
+  const xt = like(like0, xin);
+  const info: StepInfo = { step: step.step, numSteps: step.numSteps, t: step.t, alphaBar: 1 / (1 + step.sigma * step.sigma), numTrainTimesteps: step.numTrainTimesteps };
+  return { xt, info, out: await callModel(sampler, model, xt, info) };
+}
+
 /** diffusers `_sigma_to_alpha_sigma_t` on a float32 σ: α = 1/√(σ²+1), σ_t = σ·α (float32). */
 export function alphaSigma(sigma: number): [number, number] {
   const a = f32(1 / f32(Math.sqrt(f32(f32(sigma * sigma) + 1))));

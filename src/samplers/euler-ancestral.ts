@@ -5,8 +5,8 @@
 import { rowSize, type Tensor } from '../tensor/tensor.ts';
 import { eulerPlan } from '../schedules/timesteps.ts';
 import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.ts';
-import { callModel, checkCommon, emit, f32, like, vpScale, rejectEta } from './common.ts';
-import type { EpsModel, SamplerOptions, StepInfo } from './types.ts';
+import { callVeModel, checkCommon, emit, f32, like, vpScale, rejectEta } from './common.ts';
+import type { EpsModel, SamplerOptions } from './types.ts';
 
 /**
  * Sample with Euler ancestral: `EulerAncestralDiscreteScheduler` (the Euler grid — `linspace`
@@ -44,15 +44,9 @@ export async function sampleEulerAncestral(
   let x = new Float32Array(N);
   for (let j = 0; j < N; j++) x[j] = f32(noise.data[j]! * init);
   for (let i = 0; i < n; i++) {
-    const t = plan.timesteps[i]!;
     const s = sig[i]!;
     const sn = sig[i + 1]!;
-    const scale = vpScale(s);
-    const xin = new Float32Array(N);
-    for (let j = 0; j < N; j++) xin[j] = f32(x[j]! / scale);
-    const xt = like(noise, xin);
-    const info: StepInfo = { step: i, numSteps: n, t, alphaBar: 1 / (1 + s * s), numTrainTimesteps: c.numTrainTimesteps };
-    const out = await callModel(S, model, xt, info);
+    const { xt, info, out } = await callVeModel(S, model, noise, x, { step: i, numSteps: n, t: plan.timesteps[i]!, sigma: s, numTrainTimesteps: c.numTrainTimesteps });
     const eps = out.eps.data;
 
     // σ_up and σ_down in float32, in diffusers' order of operations on 0-d tensors
