@@ -27,6 +27,7 @@ export const SD_SOURCE_FIELDS = {
   'prompt-limit': positiveInt('prompt-limit', 1_000_000).optional().register(flagDocs, { value: 'N', help: 'use only the first N prompts' }),
   'image-size': positiveInt('image-size', 8192).optional().register(flagDocs, { value: 'PX', help: 'image side (default: unet/config.json sample_size × VAE scale factor, as diffusers: SD 1.x 512, SD 2.1 768; 512 without unet/config.json)' }),
   tokenizer: z.enum(['fast', 'slow']).optional().register(flagDocs, { value: 'T', help: "fast | slow: the CLIP tokenizer's text clean-up — fast (default) as transformers 5 and CLIPTokenizerFast; slow as transformers 4.x's slow CLIPTokenizer without ftfy (drops zero-width / control characters, spaces out CJK ideographs)" }),
+  variant: z.enum(['fp32', 'fp16']).optional().register(flagDocs, { value: 'V', help: 'fp32 | fp16: which weight files of a diffusers pipeline folder to read (default fp32 when present, else the .fp16.safetensors variant; computed in float32 either way)' }),
   provider: z.enum(['cpu', 'cuda']).optional().register(flagDocs, { value: 'P', help: "cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)" }),
   'negative-prompt': promptText(true).optional().register(flagDocs, { value: 'T', help: "the unconditional branch e_∅ = this text's embedding (default the empty prompt)" }),
   'unet-batch': positiveInt('unet-batch', 4096).optional().register(flagDocs, { value: 'N', help: 'rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)' }),
@@ -36,21 +37,21 @@ export const SD_SOURCE_FIELDS = {
 /** Throw a usage error naming the first SD source flag (or one of `extra`) given, for a model that is not a Stable Diffusion export. */
 export function refuseSdFlags(o: Readonly<Record<string, unknown>>, extra: readonly string[] = []): void {
   for (const k of [...extra, ...Object.keys(SD_SOURCE_FIELDS)]) {
-    if (o[k] !== undefined) throw new UsageError(`--${k}: only for a Stable Diffusion export (--model EXPORT_DIR)`);
+    if (o[k] !== undefined) throw new UsageError(`--${k}: only for Stable Diffusion (--model SD_DIR: an ONNX export or a diffusers pipeline folder)`);
   }
 }
 
 export { sdImageSizeNote } from '../study/sd-source.ts';
 
 /** The doc of a study command's `--model SPEC` flag: the sources {@link loadCliSource} loads; `{default}` is the schema default. */
-export const MODEL_SPEC_HELP = 'testbed | a trained model directory | a Stable Diffusion ONNX export directory (with --prompt-set) | {default} (models/graded when present)';
+export const MODEL_SPEC_HELP = 'testbed | a trained model directory | a Stable Diffusion ONNX export or diffusers pipeline folder (with --prompt-set) | {default} (models/graded when present)';
 
 /** The SD source flags (keys of {@link SD_SOURCE_FIELDS}) in their help order. */
 export const SD_SOURCE_FLAGS: readonly string[] = Object.keys(SD_SOURCE_FIELDS);
 
 /** The help section of the SD source flags, with its heading. */
 export const SD_SOURCE_SECTION: HelpSection = {
-  heading: 'Stable Diffusion (--model EXPORT_DIR: a diffusers/optimum ONNX export, latent space):',
+  heading: 'Stable Diffusion (--model SD_DIR: a diffusers/optimum ONNX export or a diffusers pipeline folder with safetensors, latent space):',
   flags: SD_SOURCE_FLAGS,
 };
 
@@ -62,6 +63,7 @@ export interface SdSourceFlags {
   readonly 'image-size'?: number | undefined;
   readonly provider?: 'cpu' | 'cuda' | undefined;
   readonly tokenizer?: 'fast' | 'slow' | undefined;
+  readonly variant?: 'fp32' | 'fp16' | undefined;
   readonly 'negative-prompt'?: string | undefined;
   readonly 'unet-batch'?: number | undefined;
   readonly 'vae-batch'?: number | undefined;
@@ -76,6 +78,7 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
     ...(o['image-size'] === undefined ? {} : { imageSize: o['image-size'] }),
     ...(o.provider === undefined ? {} : { executionProvider: o.provider }),
     ...(o.tokenizer === undefined ? {} : { tokenizer: o.tokenizer }),
+    ...(o.variant === undefined ? {} : { variant: o.variant }),
     ...(o['negative-prompt'] === undefined ? {} : { negativePrompt: o['negative-prompt'] }),
     ...(o['unet-batch'] === undefined ? {} : { unetBatch: o['unet-batch'] }),
     ...(o['vae-batch'] === undefined ? {} : { vaeBatch: o['vae-batch'] }),

@@ -229,6 +229,30 @@ export class GraphBuilder {
     return n;
   }
 
+  /**
+   * Add an initializer whose bytes stay in a file (ONNX external data): `location` (relative to
+   * the model file's folder), `offset` and `length` in bytes, element type `dataType` (an ONNX
+   * `TensorProto.DataType` code: 1 float, 10 float16, 16 bfloat16, …). onnxruntime reads it when
+   * the model is opened by path. Returns the name.
+   */
+  externalInitializer(name: string, dataType: number, dims: readonly number[], ref: { readonly location: string; readonly offset: number; readonly length: number }): string {
+    const n = this.claim(name);
+    this.inits.push(
+      onnx.TensorProto.create({
+        name: n,
+        dims: [...dims],
+        dataType,
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: ref.location },
+          { key: 'offset', value: String(ref.offset) },
+          { key: 'length', value: String(ref.length) },
+        ],
+      }),
+    );
+    return n;
+  }
+
   /** A float32 constant (scalar when `dims` is omitted and one value is given). */
   constF32(values: number | readonly number[] | Float32Array, dims?: readonly number[]): string {
     const data = typeof values === 'number' ? Float32Array.of(values) : Float32Array.from(values);

@@ -1,5 +1,7 @@
 /**
- * The safetensors file format (Hugging Face), float32 tensors only.
+ * The safetensors file format (Hugging Face): float32 tensors are read and written whole
+ * ({@link decodeSafetensors}); headers of any dtype are read without the data
+ * ({@link readSafetensorsIndex}, for loaders that point onnxruntime into the file).
  *
  * Layout: `u64 N` (little-endian) · `N` bytes of UTF-8 JSON header · data bytes. The header maps
  * each tensor name to `{ "dtype": "F32", "shape": [...], "data_offsets": [begin, end] }`, with
@@ -15,6 +17,7 @@
  * headers that are not a JSON object, unknown or non-F32 dtypes, bad shapes, offsets that do not
  * match the shape or leave holes or overlaps, non-string metadata.
  */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { writeFileAtomic } from './atomic.ts';
@@ -97,20 +100,40 @@ export function encodeSafetensors(
   return out;
 }
 
+/** Bytes per element of each safetensors dtype. */
+const DTYPE_BYTES: Readonly<Record<string, number>> = { BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8 };
+
+/** One tensor's entry in a safetensors header, with its absolute byte range in the file. */
+export interface SafetensorsEntry {
+  /** Tensor name (the state-dict key). */
+  readonly name: string;
+  /** safetensors dtype (`F32`, `F16`, `BF16`, …). */
+  readonly dtype: string;
+  /** Shape. */
+  readonly dims: readonly number[];
+  /** Absolute byte offset of the tensor's data in the file (8 + header length + its begin offset). */
+  readonly offset: number;
+  /** Data bytes. */
+  readonly length: number;
+}
+
+/** A safetensors file's header: its entries by name (data-offset order) and metadata; no tensor data read. */
+export interface SafetensorsIndex {
+  /** The file (as given). */
+  readonly path: string;
+  readonly entries: ReadonlyMap<string, SafetensorsEntry>;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
 /**
- * Parse safetensors bytes. Every tensor must be F32; the data is copied into fresh
- * Float32Arrays. `source` (a path, by default `"<bytes>"`) is used in error messages.
+ * Validate a safetensors header (the JSON after the 8-byte length) against a file of `fileSize`
+ * bytes: known dtypes (only `allowed` when given), shapes, offsets that match the shape and
+ * cover the data section without holes or overlaps. Errors name `source` and the problem.
  */
-export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): SafetensorsContents {
-  if (bytes.length < 8) fail(source, `file is ${bytes.length} bytes, shorter than the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n64 = view.getBigUint64(0, true);
-  if (n64 > BigInt(SAFETENSORS_MAX_HEADER)) fail(source, `header length ${n64} exceeds the ${SAFETENSORS_MAX_HEADER}-byte limit (not a safetensors file?)`);
-  const n = Number(n64);
-  if (8 + n > bytes.length) fail(source, `header length ${n} runs past the end of the ${bytes.length}-byte file (truncated?)`);
+function parseHeader(headerBytes: Uint8Array, fileSize: number, source: string, allowed: ReadonlySet<string> | null): { entries: SafetensorsEntry[]; metadata: Record<string, string> } {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     fail(source, 'header is not valid UTF-8');
   }
@@ -122,10 +145,10 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safete
     fail(source, `header is not valid JSON: ${(e as Error).message}`);
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) fail(source, 'header is not a JSON object');
-  const dataStart = 8 + n;
-  const dataLen = bytes.length - dataStart;
+  const dataStart = 8 + headerBytes.length;
+  const dataLen = fileSize - dataStart;
   const metadata: Record<string, string> = {};
-  const infos: { name: string; dims: number[]; begin: number; end: number }[] = [];
+  const infos: { name: string; dtype: string; dims: number[]; begin: number; end: number }[] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === METADATA_KEY) {
       if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(source, '__metadata__ must be an object of strings');
@@ -139,7 +162,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safete
     const e = raw as Record<string, unknown>;
     const dtype = e['dtype'];
     if (typeof dtype !== 'string' || !KNOWN_DTYPES.has(dtype)) fail(source, `tensor "${name}": unknown dtype ${JSON.stringify(dtype)}`);
-    if (dtype !== 'F32') fail(source, `tensor "${name}": dtype ${dtype} is not supported (memscope reads F32 only)`);
+    if (allowed !== null && !allowed.has(dtype)) fail(source, `tensor "${name}": dtype ${dtype} is not supported (memscope reads ${[...allowed].join(', ')} here)`);
     const dims = e['shape'];
     if (!isDims(dims)) fail(source, `tensor "${name}": shape must be an array of non-negative integers, got ${JSON.stringify(dims)}`);
     const off = e['data_offsets'];
@@ -148,11 +171,11 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safete
     }
     const [begin, end] = off as [number, number];
     if (end < begin) fail(source, `tensor "${name}": data_offsets [${begin}, ${end}] end before they begin`);
-    const want = numel(dims) * 4;
+    const want = numel(dims) * DTYPE_BYTES[dtype]!;
     if (end - begin !== want) {
-      fail(source, `tensor "${name}": shape [${dims.join(', ')}] needs ${want} bytes of F32 but data_offsets [${begin}, ${end}] span ${end - begin}`);
+      fail(source, `tensor "${name}": shape [${dims.join(', ')}] needs ${want} bytes of ${dtype} but data_offsets [${begin}, ${end}] span ${end - begin}`);
     }
-    infos.push({ name, dims, begin, end });
+    infos.push({ name, dtype, dims, begin, end });
   }
   infos.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let expect = 0;
@@ -169,11 +192,58 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safete
       ? `tensors need ${expect} data bytes but the file has ${dataLen} after the header (truncated?)`
       : `the file has ${dataLen - expect} trailing bytes after the last tensor`);
   }
+  return { entries: infos.map((i) => ({ name: i.name, dtype: i.dtype, dims: i.dims, offset: dataStart + i.begin, length: i.end - i.begin })), metadata };
+}
+
+function headerLength(view: DataView, fileSize: number, source: string): number {
+  if (fileSize < 8) fail(source, `file is ${fileSize} bytes, shorter than the 8-byte header length`);
+  const n64 = view.getBigUint64(0, true);
+  if (n64 > BigInt(SAFETENSORS_MAX_HEADER)) fail(source, `header length ${n64} exceeds the ${SAFETENSORS_MAX_HEADER}-byte limit (not a safetensors file?)`);
+  const n = Number(n64);
+  if (8 + n > fileSize) fail(source, `header length ${n} runs past the end of the ${fileSize}-byte file (truncated?)`);
+  return n;
+}
+
+/**
+ * Read only the header of the safetensors file at `path` (any dtype): each tensor's dtype, shape
+ * and absolute byte range, validated as {@link decodeSafetensors} validates them. The tensor data
+ * is not read — what a loader needs to point an ONNX external-data initializer into the file.
+ */
+export function readSafetensorsIndex(path: string): SafetensorsIndex {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const head = new Uint8Array(Math.min(8, size));
+    readSync(fd, head, 0, head.length, 0);
+    if (size < 8) fail(path, `file is ${size} bytes, shorter than the 8-byte header length`);
+    const n = headerLength(new DataView(head.buffer), size, path);
+    const hb = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      const r = readSync(fd, hb, got, n - got, 8 + got);
+      if (r === 0) fail(path, 'file ended inside the header');
+      got += r;
+    }
+    const { entries, metadata } = parseHeader(hb, size, path, null);
+    return { path, entries: new Map(entries.map((e) => [e.name, e])), metadata };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Parse safetensors bytes. Every tensor must be F32; the data is copied into fresh
+ * Float32Arrays. `source` (a path, by default `"<bytes>"`) is used in error messages.
+ */
+export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): SafetensorsContents {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = headerLength(view, bytes.length, source);
+  const { entries, metadata } = parseHeader(bytes.subarray(8, 8 + n), bytes.length, source, F32_ONLY);
   const tensors = new Map<string, Tensor>();
-  for (const info of infos) {
-    const count = (info.end - info.begin) / 4;
+  for (const info of entries) {
+    const count = info.length / 4;
     const data = new Float32Array(count);
-    const start = dataStart + info.begin;
+    const start = info.offset;
     if (LITTLE_ENDIAN) {
       new Uint8Array(data.buffer).set(bytes.subarray(start, start + count * 4));
     } else {
@@ -183,6 +253,8 @@ export function decodeSafetensors(bytes: Uint8Array, source = '<bytes>'): Safete
   }
   return { tensors, metadata };
 }
+
+const F32_ONLY: ReadonlySet<string> = new Set(['F32']);
 
 /** Write float32 tensors to a safetensors file atomically (temporary sibling + rename). */
 export async function writeSafetensors(

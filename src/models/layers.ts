@@ -134,6 +134,12 @@ export function geluTanh(b: GraphBuilder, x: string): string {
   return b.op('Mul', [b.op('Mul', [x, t1]), b.constF32(0.5)]);
 }
 
+/** GELU, exact: `0.5·x·(1 + erf(x/√2))` (torch `F.gelu`, diffusers' GEGLU, transformers' `"gelu"`). */
+export function geluErf(b: GraphBuilder, x: string): string {
+  const e = b.op('Erf', [b.op('Mul', [x, b.constF32(Math.SQRT1_2)])]);
+  return b.op('Mul', [b.op('Mul', [x, b.op('Add', [e, b.constF32(1)])]), b.constF32(0.5)]);
+}
+
 /** QuickGELU `x · σ(1.702·x)` (the activation of OpenAI CLIP's text transformer). */
 export function quickGelu(b: GraphBuilder, x: string): string {
   return b.op('Mul', [x, b.op('Sigmoid', [b.op('Mul', [x, b.constF32(1.702)])])]);
@@ -195,6 +201,44 @@ export function layerNorm(b: GraphBuilder, param: ParamFn, name: string, x: stri
   const gamma = param(`${name}.weight`, [dim], { kind: 'ones' }, { noDecay: true });
   const beta = param(`${name}.bias`, [dim], { kind: 'zeros' }, { noDecay: true });
   return b.op('Add', [b.op('Mul', [y, gamma]), beta]);
+}
+
+/** Options of {@link resnetBlock2d}. */
+export interface ResnetBlockOptions {
+  /** GroupNorm groups. */
+  readonly groups: number;
+  /** GroupNorm ε (diffusers `resnet_eps`: the U-Net's `norm_eps`, 1e-6 in the VAE). */
+  readonly eps: number;
+  /** SiLU of the time embedding `[B, tembDim]` and its width (U-Net ResNets; absent in the VAE). */
+  readonly temb?: { readonly value: string; readonly dim: number };
+  /** Batch size (default `'dynamic'`). */
+  readonly batch?: BatchDim;
+  /** Height and width read at run time (see {@link GroupNormOptions.dynamicSpatial}; default false). */
+  readonly dynamicSpatial?: boolean;
+  /** Input side `hw` (static graphs and the MAC tally). */
+  readonly hw?: number;
+  /** MAC tally to add to (needs `hw`). */
+  readonly tally?: MacTally;
+}
+
+/**
+ * diffusers `ResnetBlock2D`: GN–SiLU–`conv1`, + `time_emb_proj`(SiLU(temb)) when there is a time
+ * embedding, GN–SiLU–`conv2`, + the input (through a 1×1 `conv_shortcut` when the channels
+ * change). Parameters `<name>.norm1`, `.conv1`, `.time_emb_proj`, `.norm2`, `.conv2`, `.conv_shortcut`.
+ */
+export function resnetBlock2d(b: GraphBuilder, param: ParamFn, name: string, x: string, cin: number, cout: number, opts: ResnetBlockOptions): string {
+  const batch = opts.batch ?? 'dynamic';
+  const hw = opts.hw ?? 1;
+  const gn = { eps: opts.eps, batch, dynamicSpatial: opts.dynamicSpatial === true };
+  const cv = opts.tally === undefined ? {} : { tally: opts.tally, hw: [hw, hw] as const };
+  let h = conv2d(b, param, `${name}.conv1`, silu(b, groupNorm(b, param, `${name}.norm1`, x, cin, opts.groups, hw, hw, gn)), cin, cout, cv);
+  if (opts.temb !== undefined) {
+    const t = linear(b, param, `${name}.time_emb_proj`, opts.temb.value, opts.temb.dim, cout, opts.tally === undefined ? {} : { tally: opts.tally });
+    h = b.op('Add', [h, reshape(b, t, [batchDim(batch), cout, 1, 1])]);
+  }
+  h = conv2d(b, param, `${name}.conv2`, silu(b, groupNorm(b, param, `${name}.norm2`, h, cout, opts.groups, hw, hw, gn)), cout, cout, cv);
+  const skip = cin === cout ? x : conv2d(b, param, `${name}.conv_shortcut`, x, cin, cout, { k: 1, ...cv });
+  return b.op('Add', [skip, h]);
 }
 
 /**
@@ -355,18 +399,21 @@ export interface FeedForwardOptions {
   readonly rows?: number;
   /** MAC tally to add to. */
   readonly tally?: MacTally;
+  /** The gate's GELU: `'tanh'` (default; memscope's trained models) or `'erf'` (exact, as diffusers' GEGLU). */
+  readonly gelu?: 'tanh' | 'erf';
 }
 
 /**
  * The feed-forward of diffusers `BasicTransformerBlock` (`FeedForward(dim, mult,
- * activation_fn="geglu")`, with the tanh GELU): `<name>.proj` Linear(dim → 2·mult·dim), Split
- * into value and gate, `value · gelu(gate)`, `<name>.out` Linear(mult·dim → dim).
+ * activation_fn="geglu")`; GELU tanh by default, exact with `gelu: 'erf'`): `<name>.proj`
+ * Linear(dim → 2·mult·dim), Split into value and gate, `value · gelu(gate)`, `<name>.out`
+ * Linear(mult·dim → dim).
  */
 export function feedForward(b: GraphBuilder, param: ParamFn, name: string, x: string, dim: number, opts: FeedForwardOptions = {}): string {
   const inner = (opts.mult ?? 4) * dim;
   const lo = opts.tally === undefined ? {} : { tally: opts.tally, rows: opts.rows ?? 1 };
   const proj = linear(b, param, `${name}.proj`, x, dim, 2 * inner, lo);
   const [val, gate] = b.opN('Split', [proj, b.constI64([inner, inner])], { axis: -1 }, { outputs: 2 });
-  const h = b.op('Mul', [val!, geluTanh(b, gate!)]);
+  const h = b.op('Mul', [val!, opts.gelu === 'erf' ? geluErf(b, gate!) : geluTanh(b, gate!)]);
   return linear(b, param, `${name}.out`, h, inner, dim, lo);
 }

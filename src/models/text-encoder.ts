@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { GraphBuilder } from '../graph/builder.ts';
 import type { ParamFn } from './params.ts';
 import { countParams, paramFnFor } from './init.ts';
-import { type BatchDim, type MacTally, attention, batchDim, layerNorm, linear, quickGelu } from './layers.ts';
+import { type BatchDim, type MacTally, attention, batchDim, geluErf, layerNorm, linear, quickGelu } from './layers.ts';
 
 const posInt = z.number().int().positive();
 
@@ -30,6 +30,14 @@ export const TextEncoderConfigSchema = z
     heads: posInt.default(4),
     /** MLP width multiplier (CLIP `intermediate_size / hidden_size`; default 4). */
     mlpMult: posInt.default(4),
+    /** MLP width (CLIP `intermediate_size`), overriding `mlpMult · width`. Default: `mlpMult · width`. */
+    intermediateSize: posInt.optional(),
+    /** Causal self-attention mask (token i sees tokens ≤ i), as CLIP's text transformer. Default false (memscope's trained encoders). */
+    causal: z.boolean().optional(),
+    /** MLP activation: `'quick_gelu'` (default; OpenAI CLIP, SD 1.x) or `'gelu'` (exact; OpenCLIP ViT-H, SD 2.x). */
+    activation: z.enum(['quick_gelu', 'gelu']).optional(),
+    /** LayerNorm ε (CLIP `layer_norm_eps`; default 1e-5). */
+    layerNormEps: z.number().positive().optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -59,16 +67,20 @@ function buildCounted(b: GraphBuilder, cfgIn: TextEncoderConfigInput, ids: strin
   const tok = param('token_embedding.weight', [cfg.vocabSize, W], { kind: 'normal', std: 0.02 }, { noDecay: true });
   const pos = param('position_embedding.weight', [L, W], { kind: 'normal', std: 0.01 }, { noDecay: true });
   let h = b.op('Add', [b.op('Gather', [tok, ids], { axis: 0 }), pos]);
+  const ln = { eps: cfg.layerNormEps ?? 1e-5 };
+  // CLIP's causal mask: the most negative float32 above the diagonal (transformers' finfo.min)
+  const mask = cfg.causal === true ? b.constF32(Float32Array.from({ length: L * L }, (_, k) => (k % L > Math.floor(k / L) ? -3.4028234663852886e38 : 0)), [1, 1, L, L]) : null;
+  const act = cfg.activation === 'gelu' ? geluErf : quickGelu;
   for (let i = 0; i < cfg.layers; i++) {
     const n = `layers.${i}`;
-    const a = layerNorm(b, param, `${n}.layer_norm1`, h, W);
-    h = b.op('Add', [h, attention(b, param, `${n}.self_attn`, a, a, { dim: W, heads: cfg.heads, qLen: L, kvLen: L, qkvBias: true, batch, tally })]);
-    const m = layerNorm(b, param, `${n}.layer_norm2`, h, W);
-    const inner = cfg.mlpMult * W;
-    const f = linear(b, param, `${n}.mlp.fc2`, quickGelu(b, linear(b, param, `${n}.mlp.fc1`, m, W, inner, { tally, rows: L })), inner, W, { tally, rows: L });
+    const a = layerNorm(b, param, `${n}.layer_norm1`, h, W, ln);
+    h = b.op('Add', [h, attention(b, param, `${n}.self_attn`, a, a, { dim: W, heads: cfg.heads, qLen: L, kvLen: L, qkvBias: true, batch, tally, ...(mask === null ? {} : { logitBias: mask }) })]);
+    const m = layerNorm(b, param, `${n}.layer_norm2`, h, W, ln);
+    const inner = cfg.intermediateSize ?? cfg.mlpMult * W;
+    const f = linear(b, param, `${n}.mlp.fc2`, act(b, linear(b, param, `${n}.mlp.fc1`, m, W, inner, { tally, rows: L })), inner, W, { tally, rows: L });
     h = b.op('Add', [h, f]);
   }
-  return { out: layerNorm(b, param, 'final_layer_norm', h, W), macs: tally.macs };
+  return { out: layerNorm(b, param, 'final_layer_norm', h, W, ln), macs: tally.macs };
 }
 
 /** Size and cost of a text-encoder configuration. */

@@ -24,8 +24,8 @@ import {
   feedForward,
   groupNorm,
   layerNorm,
-  linear,
   reshape,
+  resnetBlock2d,
   silu,
   timestepEmbedding,
   upsample2x,
@@ -63,6 +63,10 @@ export const UnetConfigSchema = z
     contextLength: posInt.default(16),
     /** Attention heads (diffusers `attention_head_dim`, which counts heads in SD 1.x; default 4). */
     heads: posInt.default(4),
+    /** Heads per level, overriding `heads` (diffusers' list `attention_head_dim`, SD 2.x `[5, 10, 20, 20]`; the mid block takes the last). Default: `heads` everywhere. */
+    headsPerLevel: z.array(posInt).optional(),
+    /** GELU of the GEGLU feed-forward: `'tanh'` (memscope's trained models) or `'erf'` (diffusers' exact GELU). Default `'tanh'`. */
+    ffGelu: z.enum(['tanh', 'erf']).optional(),
     /** Time-embedding width (diffusers `time_embed_dim` = 4·channels[0]; default 128). */
     timeEmbedDim: posInt.default(128),
     /** Image channels in and out (default 1). */
@@ -78,9 +82,11 @@ export const UnetConfigSchema = z
   .superRefine((c, ctx) => {
     const issue = (message: string, path: string): void => ctx.addIssue({ code: 'custom', message, path: [path] });
     if (c.attentionLevels.length !== c.channels.length) issue(`attentionLevels has ${c.attentionLevels.length} entries for ${c.channels.length} levels`, 'attentionLevels');
-    for (const ch of c.channels) {
+    if (c.headsPerLevel !== undefined && c.headsPerLevel.length !== c.channels.length) issue(`headsPerLevel has ${c.headsPerLevel.length} entries for ${c.channels.length} levels`, 'headsPerLevel');
+    for (const [i, ch] of c.channels.entries()) {
+      const h = c.headsPerLevel?.[i] ?? c.heads;
       if (ch % c.groups !== 0) issue(`channels ${ch} not divisible by groups ${c.groups}`, 'channels');
-      if (ch % c.heads !== 0) issue(`channels ${ch} not divisible by heads ${c.heads}`, 'channels');
+      if (ch % h !== 0) issue(`channels ${ch} not divisible by heads ${h}`, 'channels');
     }
     if (c.sampleSize % 2 ** (c.channels.length - 1) !== 0) issue(`sampleSize ${c.sampleSize} is not divisible by 2^${c.channels.length - 1}`, 'sampleSize');
     if (c.channels[0]! % 2 !== 0) issue('channels[0] (the sinusoid width) must be even', 'channels');
@@ -155,17 +161,10 @@ interface Ctx {
   readonly crossProbs: { name: string; probs: string; qLen: number }[] | null;
 }
 
-/** diffusers `ResnetBlock2D`: GN–SiLU–conv1, + Linear(SiLU(temb)), GN–SiLU–conv2, + (1×1 conv) shortcut. */
+/** diffusers `ResnetBlock2D` with the time embedding ({@link resnetBlock2d}). */
 function resBlock(c: Ctx, name: string, x: string, cin: number, cout: number, hw: number): string {
-  const { b, param, cfg, batch, tally } = c;
-  const gn = { eps: cfg.normEps, batch, dynamicSpatial: c.graph.dynamicSpatial === true };
-  const cv = { tally, hw: [hw, hw] as const };
-  let h = conv2d(b, param, `${name}.conv1`, silu(b, groupNorm(b, param, `${name}.norm1`, x, cin, cfg.groups, hw, hw, gn)), cin, cout, cv);
-  const t = linear(b, param, `${name}.time_emb_proj`, c.temb, cfg.timeEmbedDim, cout, { tally });
-  h = b.op('Add', [h, reshape(b, t, [batchDim(batch), cout, 1, 1])]);
-  h = conv2d(b, param, `${name}.conv2`, silu(b, groupNorm(b, param, `${name}.norm2`, h, cout, cfg.groups, hw, hw, gn)), cout, cout, cv);
-  const skip = cin === cout ? x : conv2d(b, param, `${name}.conv_shortcut`, x, cin, cout, { k: 1, tally, hw: [hw, hw] });
-  return b.op('Add', [skip, h]);
+  const { cfg, batch, tally } = c;
+  return resnetBlock2d(c.b, c.param, name, x, cin, cout, { groups: cfg.groups, eps: cfg.normEps, temb: { value: c.temb, dim: cfg.timeEmbedDim }, batch, dynamicSpatial: c.graph.dynamicSpatial === true, hw, tally });
 }
 
 /**
@@ -174,7 +173,7 @@ function resBlock(c: Ctx, name: string, x: string, cin: number, cout: number, hw
  * self-attention when there is no context, as diffusers does without `encoder_hidden_states`),
  * `x + ff(LN x)`; back to `[B, C, H, W]`, 1×1 `proj_out`, + input.
  */
-function transformer(c: Ctx, name: string, x: string, C: number, hw: number): string {
+function transformer(c: Ctx, name: string, x: string, C: number, hw: number, heads: number): string {
   const { b, param, cfg, batch, tally } = c;
   const bd = batchDim(batch);
   const n = hw * hw;
@@ -183,7 +182,7 @@ function transformer(c: Ctx, name: string, x: string, C: number, hw: number): st
   h = conv2d(b, param, `${name}.proj_in`, h, C, C, { k: 1, tally, hw: [hw, hw] });
   h = reshape(b, b.op('Transpose', [h], { perm: [0, 2, 3, 1] }), dyn ? [0, -1, C] : [bd, n, C]);
   const blk = `${name}.block`;
-  const att = { dim: C, heads: cfg.heads, qLen: n, batch, tally, ...(c.graph.attentionLayout === 'batch-heads' ? { foldHeadsIntoBatch: true } : {}), ...(dyn ? { dynamicLength: true } : {}) };
+  const att = { dim: C, heads, qLen: n, batch, tally, ...(c.graph.attentionLayout === 'batch-heads' ? { foldHeadsIntoBatch: true } : {}), ...(dyn ? { dynamicLength: true } : {}) };
   const scope = c.graph.diffusersNodeNames === true ? `${diffusersScope(name, cfg.channels.length)}/transformer_blocks.0` : null;
   const sm = (a: 'attn1' | 'attn2'): { softmaxName?: string } => (scope === null ? {} : { softmaxName: `${scope}/${a}/Softmax` });
   if (cfg.selfAttention) {
@@ -203,7 +202,7 @@ function transformer(c: Ctx, name: string, x: string, C: number, hw: number): st
           ...(c.crossProbs === null ? {} : { onProbs: (p: string) => c.crossProbs!.push({ name: `${blk}.attn2`, probs: b.op('ReduceMean', [p], { axes: [1], keepdims: 0 }), qLen: n }) }),
         });
   h = b.op('Add', [h, cross]);
-  const f = feedForward(b, param, `${blk}.ff`, layerNorm(b, param, `${blk}.norm3`, h, C), C, { mult: cfg.ffMult, rows: n, tally });
+  const f = feedForward(b, param, `${blk}.ff`, layerNorm(b, param, `${blk}.norm3`, h, C), C, { mult: cfg.ffMult, rows: n, tally, ...(cfg.ffGelu === undefined ? {} : { gelu: cfg.ffGelu }) });
   h = b.op('Add', [h, f]);
   h = dyn ? b.op('Reshape', [b.op('Transpose', [h], { perm: [0, 2, 1] }), b.op('Shape', [x])]) : b.op('Transpose', [reshape(b, h, [bd, hw, hw, C])], { perm: [0, 3, 1, 2] });
   h = conv2d(b, param, `${name}.proj_out`, h, C, C, { k: 1, tally, hw: [hw, hw] });
@@ -228,6 +227,7 @@ function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, p
   const tally: MacTally = { macs: 0 };
   const ch = cfg.channels;
   const T = cfg.timeEmbedDim;
+  const headsAt = (level: number): number => cfg.headsPerLevel?.[level] ?? cfg.heads;
 
   let emb = timestepEmbedding(b, param, 'time_embedding', io.timestep, T, { freqDim: ch[0]!, batch, tally });
   let context: string | null = null;
@@ -256,7 +256,7 @@ function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, p
     for (let j = 0; j < cfg.layersPerLevel; j++) {
       h = resBlock(c, `down.${i}.res.${j}`, h, cur, out, hw);
       cur = out;
-      if (cfg.attentionLevels[i]) h = transformer(c, `down.${i}.attn.${j}`, h, cur, hw);
+      if (cfg.attentionLevels[i]) h = transformer(c, `down.${i}.attn.${j}`, h, cur, hw, headsAt(i));
       skips.push({ v: h, ch: cur });
     }
     if (i < ch.length - 1) {
@@ -268,7 +268,7 @@ function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, p
 
   // mid
   h = resBlock(c, 'mid.res.0', h, cur, cur, hw);
-  if (cfg.midAttention) h = transformer(c, 'mid.attn.0', h, cur, hw);
+  if (cfg.midAttention) h = transformer(c, 'mid.attn.0', h, cur, hw, headsAt(ch.length - 1));
   h = resBlock(c, 'mid.res.1', h, cur, cur, hw);
 
   // up
@@ -278,7 +278,7 @@ function buildUnetCounted(b: GraphBuilder, cfgIn: UnetConfigInput, io: UnetIO, p
       const s = skips.pop()!;
       h = resBlock(c, `up.${i}.res.${j}`, b.op('Concat', [h, s.v], { axis: 1 }), cur + s.ch, out, hw);
       cur = out;
-      if (cfg.attentionLevels[i]) h = transformer(c, `up.${i}.attn.${j}`, h, cur, hw);
+      if (cfg.attentionLevels[i]) h = transformer(c, `up.${i}.attn.${j}`, h, cur, hw, headsAt(i));
     }
     if (i > 0) {
       h = upsample2x(b, h);

@@ -47,6 +47,8 @@ export interface LoadSdExportOptions {
   readonly requireVaeEncoder?: boolean;
   /** The CLIP tokenizer's text clean-up: `'fast'` (default; transformers 5 / CLIPTokenizerFast) or `'slow'` (transformers 4.x's slow CLIPTokenizer). */
   readonly tokenizer?: 'fast' | 'slow';
+  /** External data files handed to onnxruntime in memory, per component (`path` = the location the model names); default none. */
+  readonly externalData?: Readonly<Partial<Record<SdComponentName, readonly { readonly path: string; readonly data: Uint8Array }[]>>>;
 }
 
 /** The text encoder as its metadata describes it. */
@@ -228,7 +230,9 @@ function missingFiles(root: string, requireVaeEncoder: boolean): string[] {
 async function openComponent(root: string, c: SdComponentName, opts: LoadSdExportOptions): Promise<Session> {
   const path = join(root, c, 'model.onnx');
   try {
+    const data = opts.externalData?.[c];
     return await createSession(path, {
+      ...(data === undefined ? {} : { externalData: data }),
       ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
       ...(opts.executionProvider !== undefined ? { executionProvider: opts.executionProvider } : {}),
     });

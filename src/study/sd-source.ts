@@ -28,7 +28,9 @@ import { sdScaledAttentionUnet } from '../sd/cross-attention.ts';
 import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts';
 import { opsWithoutGradient } from '../graph/gradient-coverage.ts';
 import { sourceSchedule, type SdSourceOptions, type SourceLoader, type StudySource } from './model-source.ts';
-import { encodePrompts, loadSdExport, sdUnetDenoiser, type SdDefaultImageSize, type SdExport } from '../sd/export.ts';
+import { encodePrompts, sdUnetDenoiser, type SdDefaultImageSize, type SdExport } from '../sd/export.ts';
+import { openStableDiffusion } from '../sd/open.ts';
+import { diffusersFilesRead } from '../sd/diffusers/folder.ts';
 import { vaeDecode, vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, concatBatch, numel, sliceBatch } from '../tensor/tensor.ts';
 
@@ -99,7 +101,7 @@ export function chunkedPredict(d: Pick<Denoiser, 'predict'>, maxRows: number): D
  * nothing: save the images and point the image column at the files), `--model` (not an export).
  */
 export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {}, schedulerConfig?: SchedulerConfig): Promise<SdStudySource> {
-  if (!isSdExportDir(dir)) throw new Error(`--model: "${dir}" is not a Stable Diffusion ONNX export (expected model_index.json and unet/ inside)`);
+  if (!isSdExportDir(dir)) throw new Error(`--model: "${dir}" is not a Stable Diffusion ONNX export or diffusers pipeline folder (expected model_index.json and unet/ inside)`);
   if (opts.promptSet !== undefined && opts.texts !== undefined) throw new Error('--prompt: give either --prompt-set or --prompt, not both');
   if (opts.promptSet === undefined && opts.texts === undefined) {
     throw new Error('--prompt-set: required with a Stable Diffusion export — a CSV / JSONL / Parquet list of captions with an image column (the training images) and optionally memorization labels (verbatim / template / none)');
@@ -136,7 +138,13 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       throw new Error(`--prompt-set: prompt ${i} (id ${p.id}) names its image by URL (${p.image.value}); memscope downloads nothing — save the training images locally and point the image column (or --image-root) at the files`);
     }
   }
-  const exp = await loadSdExport(dir, { ...(opts.executionProvider === undefined ? {} : { executionProvider: opts.executionProvider }), ...(opts.tokenizer === undefined ? {} : { tokenizer: opts.tokenizer }) });
+  const exp = await openStableDiffusion(dir, {
+    ...(opts.executionProvider === undefined ? {} : { executionProvider: opts.executionProvider }),
+    ...(opts.tokenizer === undefined ? {} : { tokenizer: opts.tokenizer }),
+    ...(opts.variant === undefined ? {} : { variant: opts.variant }),
+  }).catch((e: Error) => {
+    throw new Error(`--model: ${e.message}`);
+  });
   try {
     const size: SdDefaultImageSize = opts.imageSize !== undefined ? { height: opts.imageSize, width: opts.imageSize, source: '--image-size' } : exp.defaultSize;
     if (size.height % 8 !== 0 || size.width % 8 !== 0) throw new Error(`--image-size: expected a multiple of 8, got ${size.height}`);
@@ -198,7 +206,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
     };
     const per = numel(shape);
     const memorized = conditions.filter((c) => c.targets !== undefined).length;
-    const description = `the Stable Diffusion export ${dir} (${exp.className ?? 'pipeline'}, ${exp.predictionType}, ${size.height}×${size.width}) on ${prompts.length} prompts${opts.promptSet === undefined ? '' : ` of ${opts.promptSet}`} (${memorized} tied to one of ${paths.length} training images)`;
+    const description = `the Stable Diffusion ${exp.diffusers === null ? 'export' : 'pipeline folder'} ${dir} (${exp.className ?? 'pipeline'}, ${exp.predictionType}, ${size.height}×${size.width}) on ${prompts.length} prompts${opts.promptSet === undefined ? '' : ` of ${opts.promptSet}`} (${memorized} tied to one of ${paths.length} training images)`;
     const toModelSpace = (i: number): Tensor => {
       if (!Number.isInteger(i) || i < 0 || i >= paths.length) throw new Error(`training image ${i} is out of range (0..${paths.length - 1})`);
       return { dims: [1, ...shape], data: latents.data.slice(i * per, (i + 1) * per) };
@@ -254,11 +262,15 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       data: { imagePool: null, heldOut: null, classOf: () => null, unconditionalReason: null, lossBand: null },
       capabilities: { text: textModel, attention: { open: attention }, provider: exp.executionProvider },
       capabilityReason,
-      info: { kind: 'stable-diffusion', dir, promptSet: opts.promptSet ?? null, prompt: opts.texts === undefined ? null : opts.texts.length === 1 ? opts.texts[0]! : [...opts.texts], predictionType: exp.predictionType, executionProvider: exp.executionProvider, shape, imageSize: size },
+      info: { kind: 'stable-diffusion', dir, format: exp.diffusers === null ? 'onnx-export' : 'diffusers-folder', ...(exp.diffusers === null ? {} : { diffusers: exp.diffusers }), promptSet: opts.promptSet ?? null, prompt: opts.texts === undefined ? null : opts.texts.length === 1 ? opts.texts[0]! : [...opts.texts], predictionType: exp.predictionType, executionProvider: exp.executionProvider, shape, imageSize: size },
       notes: [sdImageSizeNote(size)],
       // every file of the export plus the settings it was opened with (image size, provider, the prompts; the negative prompt when one is given)
       fingerprint: async () => {
-        const files = await folderFingerprint('stable-diffusion', spec, { recursive: true });
+        // a pipeline folder: only the files memscope reads (its other weights — .bin, the other variant, safety_checker — change nothing)
+        const files =
+          exp.diffusers === null
+            ? await folderFingerprint('stable-diffusion', spec, { recursive: true })
+            : await describedFingerprint('diffusers-folder', exp.diffusers, Object.fromEntries(diffusersFilesRead(spec, exp.diffusers).map((f) => [f, join(spec, f)])));
         return describedFingerprint('stable-diffusion-source', { files, shape, imageSize: [size.height, size.width], denoiser: name, predictionType: exp.predictionType, provider: exp.executionProvider, conditions: conditions.map((c) => c.label), ...(opts.negativePrompt === undefined || opts.negativePrompt === '' ? {} : { negativePrompt: opts.negativePrompt }), ...(opts.tokenizer === 'slow' ? { tokenizer: 'slow' } : {}) });
       },
       config: exp.scheduler,

@@ -1,0 +1,47 @@
+/**
+ * Open Stable Diffusion from what the user has (issue 19): an ONNX export (`../sd/export.ts`) or a
+ * diffusers pipeline folder with safetensors weights (`diffusers/folder.ts`, built into memscope's
+ * own graphs and opened through the export loader). Either way the caller gets an {@link SdExport};
+ * for a folder its `dir` is the folder and `dispose` also removes the temporary graphs.
+ */
+import { resolve } from 'node:path';
+import { type LoadSdExportOptions, type SdExport, loadSdExport } from './export.ts';
+import { type DiffusersConfigs, type DiffusersVariant, isDiffusersFolder, materializeDiffusersFolder } from './diffusers/folder.ts';
+
+/** Options of {@link openStableDiffusion}: the export loader's, plus the weight variant of a folder. */
+export interface OpenSdOptions extends Omit<LoadSdExportOptions, 'externalData'> {
+  /** Weight files of a diffusers folder: `'fp32'` or `'fp16'` (the `.fp16.safetensors` variant); default: fp32 when present, else fp16. */
+  readonly variant?: DiffusersVariant;
+}
+
+/** An opened Stable Diffusion model; `diffusers` describes a pipeline folder's resolved configs (null for an ONNX export). */
+export type OpenedSd = SdExport & { readonly diffusers: DiffusersConfigs | null };
+
+/** Open the Stable Diffusion model at `dir` (an ONNX export or a diffusers pipeline folder; see the module note). */
+export async function openStableDiffusion(dir: string, opts: OpenSdOptions = {}): Promise<OpenedSd> {
+  const { variant, ...rest } = opts;
+  if (!isDiffusersFolder(dir)) {
+    if (variant !== undefined) throw new Error(`--variant: ${dir} is an ONNX export, not a diffusers folder with safetensors weights; omit --variant`);
+    return { ...(await loadSdExport(dir, rest)), diffusers: null };
+  }
+  const m = materializeDiffusersFolder(dir, variant);
+  let exp: SdExport;
+  try {
+    exp = await loadSdExport(m.root, { ...rest, externalData: m.inMemory });
+  } catch (e) {
+    m.dispose();
+    throw e;
+  }
+  return {
+    ...exp,
+    dir: resolve(dir),
+    diffusers: m.configs,
+    async dispose(): Promise<void> {
+      try {
+        await exp.dispose();
+      } finally {
+        m.dispose();
+      }
+    },
+  };
+}
