@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { disposeAll } from '../../graph/session.ts';
-import { readSafetensors } from '../../io/safetensors.ts';
+import { readSafetensors, writeSafetensors } from '../../io/safetensors.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { DIFFUSERS_TINY_FIXTURES as FIXTURES, writeTinyDiffusersFolder } from '../../../test/helpers/tiny-diffusers-folder.ts';
 import { writeTinySdExport } from '../../../test/helpers/tiny-sd-export.ts';
@@ -88,6 +88,33 @@ describe('torch.onnx export of the same U-Net', () => {
       expect(Math.max(...a.latents.data.map(Math.abs))).toBeGreaterThan(0.1);
     } finally {
       await exp.dispose();
+    }
+  });
+});
+
+describe('sharded weights', () => {
+  it('a U-Net split into two shards with diffusers\' index file gives the same prediction', async () => {
+    const dir = writeTinyDiffusersFolder(join(tmp, 'sharded'), 'sd1');
+    const whole = join(dir, 'unet', 'diffusion_pytorch_model.safetensors');
+    const { tensors } = await readSafetensors(whole);
+    const names = [...tensors.keys()].sort();
+    const shards = [names.slice(0, 100), names.slice(100)];
+    const weightMap: Record<string, string> = {};
+    for (const [i, part] of shards.entries()) {
+      const file = `diffusion_pytorch_model-0000${i + 1}-of-00002.safetensors`;
+      await writeSafetensors(join(dir, 'unet', file), new Map(part.map((n) => [n, tensors.get(n)!])));
+      for (const n of part) weightMap[n] = file;
+    }
+    writeFileSync(join(dir, 'unet', 'diffusion_pytorch_model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    rmSync(whole);
+    const sd = await openStableDiffusion(dir, { threads: 1 });
+    try {
+      expect(sd.diffusers!.weights.filter((w) => w.startsWith('unet/'))).toEqual(['unet/diffusion_pytorch_model-00001-of-00002.safetensors', 'unet/diffusion_pytorch_model-00002-of-00002.safetensors']);
+      const e = opened.get('sd1')!.expected;
+      const out = await sd.sessions.unet.run({ sample: e.get('sample')!, timestep: e.get('timestep')!, encoder_hidden_states: e.get('context')! });
+      expect(maxAbsDiff(out['out_sample']!.data, e.get('unet')!.data)).toBeLessThan(1e-4);
+    } finally {
+      await sd.dispose();
     }
   });
 });
