@@ -331,6 +331,30 @@ const elementwise: Case[] = [
     build: (h) => h.erf(h.in('x')),
   },
   {
+    name: 'Gelu (opset 20, exact)',
+    inputs: { x: X([2, 3, 4]) },
+    wrt: ['x'],
+    patchOpset: 20,
+    // float64 variant: 0.5·x·(1 + erf(x/√2)) composed
+    build: (h) => {
+      const x = h.in('x');
+      if (h.dt === 'float32') return h.op('Gelu', [x]);
+      return h.op('Mul', [h.op('Mul', [x, h.c(0.5)]), h.op('Add', [h.erf(h.op('Mul', [x, h.c(Math.SQRT1_2)])), h.c(1)])]);
+    },
+  },
+  {
+    name: 'Gelu (opset 20, approximate tanh)',
+    inputs: { x: X([2, 3, 4]) },
+    wrt: ['x'],
+    patchOpset: 20,
+    build: (h) => {
+      const x = h.in('x');
+      if (h.dt === 'float32') return h.op('Gelu', [x], { approximate: 'tanh' });
+      const u = h.op('Mul', [h.op('Add', [x, h.op('Mul', [h.op('Mul', [h.op('Mul', [x, x]), x]), h.c(0.044715)])]), h.c(Math.sqrt(2 / Math.PI))]);
+      return h.op('Mul', [h.op('Mul', [x, h.c(0.5)]), h.op('Add', [h.op('Tanh', [u]), h.c(1)])]);
+    },
+  },
+  {
     name: 'Pow x^2, x^3, x^0.5, x^-1.5',
     inputs: { x: X([3, 4], 'pos') },
     wrt: ['x'],

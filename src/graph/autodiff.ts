@@ -483,6 +483,21 @@ const RULES: Readonly<Record<string, Rule>> = {
   Sin: unaryRule((c, g, x) => c.e.mul(g, c.e.unary('Cos', x))),
   Cos: unaryRule((c, g, x) => c.e.neg(c.e.mul(g, c.e.unary('Sin', x)))),
   Erf: unaryRule((c, g, x) => c.e.mul(c.e.scale(g, 2 / Math.sqrt(Math.PI)), c.e.unary('Exp', c.e.neg(c.e.mul(x, x))))),
+  // opset 20 Gelu (torch ≥ 2.1 exports F.gelu as it): exact Φ(x) + x·φ(x), or the tanh form's derivative
+  Gelu: unaryRule((c, g, x) => {
+    const one = c.e.scalar(1, x.t);
+    if (attrString(c.node, 'approximate', 'none') === 'tanh') {
+      const k = Math.sqrt(2 / Math.PI);
+      const x2 = c.e.mul(x, x);
+      const th = c.e.unary('Tanh', c.e.scale(c.e.add(x, c.e.scale(c.e.mul(x2, x), 0.044715)), k));
+      const du = c.e.scale(c.e.add(one, c.e.scale(x2, 3 * 0.044715)), k);
+      const d = c.e.add(c.e.scale(c.e.add(one, th), 0.5), c.e.mul(c.e.scale(x, 0.5), c.e.mul(c.e.sub(one, c.e.mul(th, th)), du)));
+      return c.e.mul(g, d);
+    }
+    const Phi = c.e.scale(c.e.add(one, c.e.unary('Erf', c.e.scale(x, Math.SQRT1_2))), 0.5);
+    const phi = c.e.scale(c.e.unary('Exp', c.e.scale(c.e.mul(x, x), -0.5)), 1 / Math.sqrt(2 * Math.PI));
+    return c.e.mul(g, c.e.add(Phi, c.e.mul(x, phi)));
+  }),
   Clip: {
     diff: [0],
     vjp: (c) => {

@@ -41,10 +41,9 @@
  * re-serialized whole into the temp folder (one copy).
  */
 
-import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import p from 'onnx-proto';
+import { externalLocations, writeBesideWeights } from './linked-model.ts';
 
 const { onnx } = p;
 type ModelProto = InstanceType<typeof onnx.ModelProto>;
@@ -339,41 +338,8 @@ export interface ExposedUnetFile extends ExposedCrossAttention {
 export function writeExposedUnet(modelPath: string): ExposedUnetFile {
   const model = onnx.ModelProto.decode(readFileSync(modelPath));
   const exposed = exposeCrossAttention(model, modelPath);
-  const locations = new Set<string>();
-  for (const t of model.graph?.initializer ?? []) {
-    if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
-    const loc = (t.externalData ?? []).find((e) => e.key === 'location')?.value;
-    if (typeof loc === 'string') locations.add(loc);
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'memscope-unet-attn-'));
-  try {
-    const unlinked: string[] = [];
-    for (const loc of locations) {
-      const rel = normalize(loc);
-      if (isAbsolute(rel) || rel.startsWith('..')) throw new Error(`${modelPath}: external data location '${loc}' leaves the model's folder`);
-      const link = join(dir, rel);
-      mkdirSync(dirname(link), { recursive: true });
-      // a hard link (no copy): onnxruntime refuses symbolic links that resolve outside the model's folder
-      try {
-        linkSync(resolve(dirname(modelPath), rel), link);
-      } catch {
-        unlinked.push(loc);
-      }
-    }
-    const path = join(dir, 'model.onnx');
-    writeFileSync(path, onnx.ModelProto.encode(model).finish());
-    return {
-      ...exposed,
-      path,
-      externalData: [...locations],
-      unlinked,
-      inMemoryData: () => unlinked.map((loc) => ({ path: loc, data: readFileSync(resolve(dirname(modelPath), normalize(loc))) })),
-      dispose: () => rmSync(dir, { recursive: true, force: true }),
-    };
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const linked = writeBesideWeights(modelPath, externalLocations(model), { 'model.onnx': onnx.ModelProto.encode(model).finish() }, 'memscope-unet-attn-');
+  return { ...exposed, path: linked.paths['model.onnx']!, externalData: linked.externalData, unlinked: linked.unlinked, inMemoryData: () => linked.inMemoryData(), dispose: () => linked.dispose() };
 }
 
 /** True when the U-Net at `modelPath` has cross-attention Softmax nodes that {@link writeExposedUnet} can expose (reads only the graph file). */

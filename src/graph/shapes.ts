@@ -587,7 +587,9 @@ export function inferShapes(model: Uint8Array | OnnxTypes.IModelProto, inputShap
   for (const t of graph.initializer ?? []) {
     if (!t.name) continue;
     const head = decodeTensor(t, false);
-    const small = numelOf(head.dims) <= MAX_CONST_ELEMENTS;
+    // weights in an external file are known by shape only (their values never decide a shape)
+    const external = (t.externalData?.length ?? 0) > 0;
+    const small = numelOf(head.dims) <= MAX_CONST_ELEMENTS && !external;
     values.set(t.name, small ? { elemType: head.elemType, dims: head.dims, value: decodeTensor(t) } : { elemType: head.elemType, dims: head.dims });
   }
   for (const vi of graph.input ?? []) {

@@ -182,37 +182,53 @@ export async function optimizePromptEmbedding(model: TrainedModel, cond: number,
   const t0 = performance.now();
   const prompt = model.prompts[cond];
   if (!Number.isInteger(cond) || prompt === undefined) throw new Error(`optimizePromptEmbedding: condition ${cond} is out of range (0..${model.prompts.length - 1})`);
-  const lr = opts.lr ?? WEN_DEFAULTS.lr;
-  const maxIters = opts.maxIters ?? WEN_DEFAULTS.maxIters;
-  const target = opts.lossTarget === undefined ? WEN_DEFAULTS.lossTarget : opts.lossTarget;
-  if (!Number.isInteger(maxIters) || maxIters < 0) throw new Error(`optimizePromptEmbedding: maxIters must be a non-negative integer, got ${maxIters}`);
   const N = xT.dims[0] ?? 0;
   if (opts.objective !== undefined && opts.objective.seeds !== N) throw new Error(`optimizePromptEmbedding: the objective was built for ${opts.objective.seeds} seeds but x_T has ${N} rows`);
   const objective = opts.objective ?? (await createWenObjective(model, N));
   try {
     const { L, width } = textShape(model);
-    const e = (await embedTexts(model, [prompt.text])).data.slice();
-    const adam = new AdamW([{ name: 'e', dims: [1, L, width] }], { lr, weightDecay: opts.weightDecay ?? WEN_DEFAULTS.weightDecay });
-    const losses: number[] = [];
-    let iterations = 0;
-    let reachedTarget = false;
-    const params = new Map([['e', e]]);
-    for (let j = 0; j < maxIters; j++) {
-      const { loss, grad } = await objective.lossAndGradient(e, xT, t);
-      losses.push(loss);
-      if (target !== null && loss <= target) {
-        reachedTarget = true;
-        break;
-      }
-      const g = grad.slice();
-      if (opts.freezeStart ?? true) g.fill(0, 0, width);
-      adam.step(params, new Map([['e', g]]));
-      iterations++;
-    }
-    return { embedding: { dims: [1, L, width], data: e }, losses, iterations, reachedTarget, seconds: (performance.now() - t0) / 1000 };
+    const e0 = await embedTexts(model, [prompt.text]);
+    const r = await optimizeEmbedding({ dims: [1, L, width], data: e0.data }, objective, xT, t, opts);
+    return { ...r, seconds: (performance.now() - t0) / 1000 };
   } finally {
     if (opts.objective === undefined) await objective.dispose();
   }
+}
+
+/**
+ * Wen et al.'s optimisation loop on any objective (trained models, Stable Diffusion): start from
+ * `e0` (`[1, L, W]`, not modified), AdamW (lr 0.05, decoupled weight decay 0.01), at most 10
+ * iterations, each computing the loss first and stopping before the update once it is ≤ the
+ * target (3); the start token's gradient zeroed (see the module note). `opts.objective` is ignored
+ * (the objective is the second argument).
+ */
+export async function optimizeEmbedding(e0: Tensor, objective: WenObjective, xT: Tensor, t: number, opts: WenOptions = {}): Promise<WenResult> {
+  const t0 = performance.now();
+  const lr = opts.lr ?? WEN_DEFAULTS.lr;
+  const maxIters = opts.maxIters ?? WEN_DEFAULTS.maxIters;
+  const target = opts.lossTarget === undefined ? WEN_DEFAULTS.lossTarget : opts.lossTarget;
+  if (!Number.isInteger(maxIters) || maxIters < 0) throw new Error(`optimizePromptEmbedding: maxIters must be a non-negative integer, got ${maxIters}`);
+  if (e0.dims.length !== 3 || e0.dims[0] !== 1) throw new Error(`optimizeEmbedding: e0 must be [1, L, W], got [${e0.dims.join(', ')}]`);
+  const width = e0.dims[2]!;
+  const e = e0.data.slice();
+  const adam = new AdamW([{ name: 'e', dims: [...e0.dims] }], { lr, weightDecay: opts.weightDecay ?? WEN_DEFAULTS.weightDecay });
+  const losses: number[] = [];
+  let iterations = 0;
+  let reachedTarget = false;
+  const params = new Map([['e', e]]);
+  for (let j = 0; j < maxIters; j++) {
+    const { loss, grad } = await objective.lossAndGradient(e, xT, t);
+    losses.push(loss);
+    if (target !== null && loss <= target) {
+      reachedTarget = true;
+      break;
+    }
+    const g = grad.slice();
+    if (opts.freezeStart ?? true) g.fill(0, 0, width);
+    adam.step(params, new Map([['e', g]]));
+    iterations++;
+  }
+  return { embedding: { dims: [...e0.dims], data: e }, losses, iterations, reachedTarget, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** Options of {@link wenDenoiser}. */

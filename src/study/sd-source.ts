@@ -21,7 +21,9 @@ import type { ConditionInfo, Denoiser } from '../denoisers/denoiser.ts';
 import { loadImageFiles } from '../data/folder.ts';
 import { readPromptSet, promptLengthProblem, type PromptRecord } from '../data/prompt-set.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
-import type { CapabilityReasons, TextCapability } from '../mitigate/capabilities.ts';
+import type { CapabilityReasons, EmbeddingGradientCapability, TextCapability } from '../mitigate/capabilities.ts';
+import { optimizeEmbedding } from '../mitigate/wen-embedding.ts';
+import { createSdWenObjective } from '../sd/wen.ts';
 import type { CrossAttentionUnet } from '../denoisers/attention.ts';
 import { hasCrossAttentionSoftmax } from '../graph/cross-attention.ts';
 import { sdScaledAttentionUnet } from '../sd/cross-attention.ts';
@@ -231,7 +233,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
     };
     const attention = (): Promise<CrossAttentionUnet> => sdScaledAttentionUnet(exp, { denoiser, conditions: condRows, uncond, texts: prompts.map((p) => p.caption), uncondText: opts.negativePrompt ?? '', maxRows: unetBatch });
     let attentionReason: string | null | undefined;
-    let gradientReason: string | undefined;
+    let gradientReason: string | null | undefined;
     const capabilityReason: CapabilityReasons = (c) => {
       if (c === 'text') return null;
       if (c === 'attention') {
@@ -240,11 +242,43 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
         return attentionReason;
       }
       gradientReason ??= (() => {
+        if (exp.unet.dtype !== 'float32') return `optimise the prompt embedding with gradients through the U-Net, and ${exp.unet.path} is a ${exp.unet.dtype} U-Net (memscope differentiates float32 U-Nets; use a float32 export or a diffusers folder, which memscope computes in float32)`;
         const missing = opsWithoutGradient(exp.unet.path);
-        const why = missing.length > 0 ? `memscope's differentiator has no gradient rule for ${missing.length} op type${missing.length === 1 ? '' : 's'} of ${exp.unet.path} (${missing.join(', ')})` : `every op of ${exp.unet.path} has a gradient rule, but differentiating an export's U-Net is not wired into the methods yet`;
-        return `optimise the prompt embedding with gradients through the U-Net, and ${why} (on an export use the guidance methods, random-word, random-number or ren)`;
+        if (missing.length === 0) return null;
+        return `optimise the prompt embedding with gradients through the U-Net, and memscope's differentiator has no gradient rule for ${missing.length} op type${missing.length === 1 ? '' : 's'} of ${exp.unet.path} (${missing.join(', ')}) (on this export use the guidance methods, random-word, random-number or ren)`;
       })();
       return gradientReason;
+    };
+    // Wen et al.'s mitigation through the U-Net file (graph surgery + memscope's differentiator); unetBatch/2 seeds per call
+    const seedsPerCall = Math.max(1, Math.floor(unetBatch / 2));
+    const rowOf = (k: number): Tensor => {
+      const per = condRows.data.length / condRows.dims[0]!;
+      return { dims: [1, ...condRows.dims.slice(1)], data: condRows.data.slice(k * per, (k + 1) * per) };
+    };
+    const latent = shape as [number, number, number];
+    const embeddingGradient: EmbeddingGradientCapability = {
+      objective: (seeds) => createSdWenObjective(exp, seeds, { uncond, latent, seedsPerCall }),
+      async optimize(cond, xT, t, o) {
+        if (!Number.isInteger(cond) || cond < 0 || cond >= prompts.length) throw new Error(`Wen et al.: condition ${cond} is out of range (0..${prompts.length - 1})`);
+        const objective = o.objective ?? (await createSdWenObjective(exp, xT.dims[0]!, { uncond, latent, seedsPerCall }));
+        try {
+          return await optimizeEmbedding(rowOf(cond), objective, xT, t, o);
+        } finally {
+          if (o.objective === undefined) await objective.dispose();
+        }
+      },
+      async denoiser(embeddings, dName) {
+        const rows = condRows.data.slice();
+        const per = rows.length / prompts.length;
+        for (const [k, e] of embeddings) {
+          if (!Number.isInteger(k) || k < 0 || k >= prompts.length) throw new Error(`Wen et al.: condition ${k} is out of range (0..${prompts.length - 1})`);
+          if (e.data.length !== per) throw new Error(`Wen et al.: the embedding of condition ${k} has ${e.data.length} values, expected ${per}`);
+          rows.set(e.data, k * per);
+        }
+        const d2 = sdUnetDenoiser(exp, { conditions: { dims: condRows.dims, data: rows }, uncond, labels: prompts.map((p) => p.caption), shape });
+        // never dispose d2: it shares (and would release) the export's U-Net session
+        return { name: dName, space: 'latent', shape, conditions, predict: chunkedPredict(d2, unetBatch) };
+      },
     };
     const spec = resolve(dir);
     return {
@@ -260,7 +294,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       defaults: { descriptor: 'pixel', analysisDescriptors: 'pixel', centerPixels: true, classifierDir: null, noClassifier: "memscope's classifier is for the 28×28 testbed models, not a Stable Diffusion export", memorizationRule: 'own-similarity', samplePrompts: 'all' },
       // Stable Diffusion has no unconditional model: its unconditional branch (e_∅) stands in for one; the prompt set's images are the user's
       data: { imagePool: null, heldOut: null, classOf: () => null, unconditionalReason: null, lossBand: null },
-      capabilities: { text: textModel, attention: { open: attention }, provider: exp.executionProvider },
+      capabilities: { text: textModel, attention: { open: attention }, embeddingGradient, provider: exp.executionProvider },
       capabilityReason,
       info: { kind: 'stable-diffusion', dir, format: exp.diffusers === null ? 'onnx-export' : 'diffusers-folder', ...(exp.diffusers === null ? {} : { diffusers: exp.diffusers }), promptSet: opts.promptSet ?? null, prompt: opts.texts === undefined ? null : opts.texts.length === 1 ? opts.texts[0]! : [...opts.texts], predictionType: exp.predictionType, executionProvider: exp.executionProvider, shape, imageSize: size },
       notes: [sdImageSizeNote(size)],

@@ -166,9 +166,14 @@ describe('memscope commands with --model EXPORT_DIR', () => {
     const miss = await runCli(['evaluate', ...S, '--out', join(root, 'runs', 'ev0')]);
     expect(miss.code).toBe(2);
     expect(miss.err).toMatch(/--held-out: a Stable Diffusion export needs held-out real images/);
-    const wen = await runCli(['evaluate', ...S, '--threshold', '0.5', '--methods', 'cfg,wen', '--out', join(root, 'runs', 'ev1')]);
-    expect(wen.code).toBe(2);
-    expect(wen.err).toMatch(/--methods: wen:3 optimise the prompt embedding with gradients through the U-Net, and every op of .* has a gradient rule, but differentiating an export's U-Net is not wired into the methods yet/);
+    // Wen et al. through the export's own U-Net file (issue 19 §2): l_target 0.01 forces the 10 AdamW steps; the loss must fall
+    const wen = await runCli(['evaluate', ...S, '--threshold', '0.5', '--methods', 'cfg,wen:0.01', '--out', join(root, 'runs', 'ev1')]);
+    expect(wen.code, wen.err).toBe(0);
+    const wenRow = JSON.parse(readFileSync(join(root, 'runs', 'ev1', 'evaluate.json'), 'utf8')).rows.find((m: { method: string }) => m.method === 'wen:0.01');
+    for (const o of wenRow.details.optimisation) {
+      expect(o.iterations).toBe(10);
+      expect(o.lastLoss).toBeLessThan(o.firstLoss);
+    }
     const out = join(root, 'runs', 'ev');
     const r = await runCli(['evaluate', ...S, '--held-out', join(root, 'heldout'), '--methods', 'cfg,og+stp', '--out', out]);
     expect(r.code, r.err).toBe(0);
