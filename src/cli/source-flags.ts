@@ -6,6 +6,7 @@ import { flagDocs, type HelpSection } from './help.ts';
 import { loadStudySource, resolveModelSpec, type SdSourceOptions, type StudySource, type StudySourceOptions } from '../study/source.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import { promptLengthProblem } from '../data/prompt-set.ts';
+import { parseLoraSpec } from '../sd/diffusers/lora.ts';
 
 /** A prompt text flag (`--prompt`, `--negative-prompt`): non-empty unless `allowEmpty`, at most `MAX_PROMPT_CHARS` (10,000) characters. */
 export function promptText(allowEmpty = false) {
@@ -28,6 +29,19 @@ export const SD_SOURCE_FIELDS = {
   'image-size': positiveInt('image-size', 8192).optional().register(flagDocs, { value: 'PX', help: 'image side (default: unet/config.json sample_size × VAE scale factor, as diffusers: SD 1.x 512, SD 2.1 768; 512 without unet/config.json)' }),
   tokenizer: z.enum(['fast', 'slow']).optional().register(flagDocs, { value: 'T', help: "fast | slow: the CLIP tokenizer's text clean-up — fast (default) as transformers 5 and CLIPTokenizerFast; slow as transformers 4.x's slow CLIPTokenizer without ftfy (drops zero-width / control characters, spaces out CJK ideographs)" }),
   variant: z.enum(['fp32', 'fp16']).optional().register(flagDocs, { value: 'V', help: 'fp32 | fp16: which weight files of a diffusers pipeline folder to read (default fp32 when present, else the .fp16.safetensors variant; computed in float32 either way)' }),
+  lora: z
+    .string()
+    .min(1)
+    .transform((v, ctx) => {
+      try {
+        return v.split(',').map((x) => parseLoraSpec(x.trim()));
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message.replace(/^--lora: /, '') });
+        return z.NEVER;
+      }
+    })
+    .optional()
+    .register(flagDocs, { value: 'FILE[:s],…', help: "LoRA adapters (safetensors, kohya or diffusers/PEFT format) merged into a diffusers folder's U-Net and text encoder at load, each W + s·(α/r)·B·A (s default 1)" }),
   provider: z.enum(['cpu', 'cuda']).optional().register(flagDocs, { value: 'P', help: "cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)" }),
   'negative-prompt': promptText(true).optional().register(flagDocs, { value: 'T', help: "the unconditional branch e_∅ = this text's embedding (default the empty prompt)" }),
   'unet-batch': positiveInt('unet-batch', 4096).optional().register(flagDocs, { value: 'N', help: 'rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)' }),
@@ -64,6 +78,7 @@ export interface SdSourceFlags {
   readonly provider?: 'cpu' | 'cuda' | undefined;
   readonly tokenizer?: 'fast' | 'slow' | undefined;
   readonly variant?: 'fp32' | 'fp16' | undefined;
+  readonly lora?: readonly { readonly path: string; readonly scale: number }[] | undefined;
   readonly 'negative-prompt'?: string | undefined;
   readonly 'unet-batch'?: number | undefined;
   readonly 'vae-batch'?: number | undefined;
@@ -79,6 +94,7 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
     ...(o.provider === undefined ? {} : { executionProvider: o.provider }),
     ...(o.tokenizer === undefined ? {} : { tokenizer: o.tokenizer }),
     ...(o.variant === undefined ? {} : { variant: o.variant }),
+    ...(o.lora === undefined ? {} : { lora: o.lora }),
     ...(o['negative-prompt'] === undefined ? {} : { negativePrompt: o['negative-prompt'] }),
     ...(o['unet-batch'] === undefined ? {} : { unetBatch: o['unet-batch'] }),
     ...(o['vae-batch'] === undefined ? {} : { vaeBatch: o['vae-batch'] }),

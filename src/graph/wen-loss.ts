@@ -1,14 +1,18 @@
 /**
  * Wen et al. 2024's objective around ANY U-Net ONNX file with the diffusers signature (`sample`,
  * `timestep`, `encoder_hidden_states` → one prediction): a Stable Diffusion export's or a
- * diffusers folder's U-Net (issue 19 §2). Graph surgery, not a rebuild: the U-Net's `sample` and
- * `encoder_hidden_states` inputs become values computed from new inputs —
+ * diffusers folder's U-Net (issue 19 §2). Graph surgery, not a rebuild: the U-Net's
+ * `encoder_hidden_states` input becomes a value computed from a new input, and its output is
+ * compared with the unconditional prediction fed in —
  *
- *     sample                = [x; x]                       (x = `wen/x` [N, C, H, W], the seeds' x_T)
- *     encoder_hidden_states = [e_∅ ×N; e ×N]                (`wen/uncond`, `wen/embedding` [1, L, E])
- *     wen/ss                = Σ (out[N:2N] − out[0:N])²     (the squared joint norm, a scalar)
+ *     sample                = x                            (the seeds' x_T, [N, C, H, W])
+ *     encoder_hidden_states = e ×N                         (`wen/embedding` [1, L, E])
+ *     wen/ss                = Σ (out − `wen/out_u`)²       (the squared joint norm, a scalar)
  *
- * with `timestep` left as the U-Net declares it. The squared norm (not the norm) is the output so
+ * with `timestep` left as the U-Net declares it. ε_θ(x_T, t, e_∅) does not depend on e, so it comes
+ * from a plain forward call of the U-Net (`wen/out_u`) and only the N conditional rows run
+ * through the graph and its backward pass — half the memory and work of differentiating the
+ * batched cond + uncond call. The squared norm (not the norm) is the output so
  * that seeds can be split across calls (memory at 512²): the caller sums the chunks' `ss` and
  * their gradients and takes l = √Σss, ∂l/∂e = Σ ∂ss/∂e / (2l). The gradient model comes from
  * memscope's differentiator (`autodiff.ts`). Both models are written beside hard links to the
@@ -29,19 +33,19 @@ const INT64 = onnx.TensorProto.DataType.INT64;
 
 /** Shapes of the Wen loss graph around a U-Net. */
 export interface WenLossSpec {
-  /** Seeds (x_T rows) per call; the U-Net sees 2N rows. */
+  /** Seeds (x_T rows) per call: the U-Net sees N conditional rows. */
   readonly seeds: number;
   /** `[C, H, W]` of one latent. */
   readonly latent: readonly [number, number, number];
   /** `[L, E]` of one prompt embedding. */
   readonly context: readonly [number, number];
-  /** The U-Net's `timestep` shape for 2N rows (`[]`, `[1]` or `[2N]`). */
+  /** The U-Net's `timestep` shape for N rows (`[]`, `[1]` or `[N]`). */
   readonly timestepDims: readonly number[];
 }
 
 /** The forward and gradient models of {@link writeWenLossModels}, on disk beside the U-Net's weights. */
 export interface WenLossModels {
-  /** Forward model: inputs `wen/x`, `wen/embedding`, `wen/uncond`, `timestep`; output `wen/ss` `[]`. */
+  /** Forward model: inputs `sample`, `timestep`, `wen/embedding`, `wen/out_u`; output `wen/ss` `[]`. */
   readonly forwardPath: string;
   /** Gradient model: the same inputs; outputs `wen/ss` and `grad/wen/embedding` `[1, L, E]`. */
   readonly gradientPath: string;
@@ -82,21 +86,13 @@ export function wenLossModel(unetPath: string, spec: WenLossSpec): { bytes: Uint
   const [C, H, W] = spec.latent;
   const [L, E] = spec.context;
   const tsType = inputs.find((i) => i.name === 'timestep')!.type?.tensorType?.elemType ?? FLOAT;
-  g.input = [vi('wen/x', FLOAT, [N, C, H, W]), vi('wen/embedding', FLOAT, [1, L, E]), vi('wen/uncond', FLOAT, [1, L, E]), vi('timestep', tsType, spec.timestepDims)];
-  g.initializer = [...(g.initializer ?? []), i64('wen/rows', [N, L, E]), i64('wen/0', [0]), i64('wen/N', [N]), i64('wen/2N', [2 * N])];
+  g.input = [vi('sample', FLOAT, [N, C, H, W]), vi('timestep', tsType, spec.timestepDims), vi('wen/embedding', FLOAT, [1, L, E]), vi('wen/out_u', FLOAT, [N, C, H, W])];
+  g.initializer = [...(g.initializer ?? []), i64('wen/rows', [N, L, E])];
   const node = (opType: string, input: string[], output: string[], attribute: Record<string, unknown>[] = []): InstanceType<typeof onnx.NodeProto> =>
     onnx.NodeProto.create({ opType, input, output, name: `wen/${output[0]}`, attribute });
-  const axis0 = [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }];
-  const pre = [
-    node('Concat', ['wen/x', 'wen/x'], ['sample'], axis0),
-    node('Expand', ['wen/uncond', 'wen/rows'], ['wen/eu']),
-    node('Expand', ['wen/embedding', 'wen/rows'], ['wen/ec']),
-    node('Concat', ['wen/eu', 'wen/ec'], ['encoder_hidden_states'], axis0),
-  ];
+  const pre = [node('Expand', ['wen/embedding', 'wen/rows'], ['encoder_hidden_states'])];
   const post = [
-    node('Slice', [out, 'wen/0', 'wen/N', 'wen/0'], ['wen/out_u']),
-    node('Slice', [out, 'wen/N', 'wen/2N', 'wen/0'], ['wen/out_c']),
-    node('Sub', ['wen/out_c', 'wen/out_u'], ['wen/d']),
+    node('Sub', [out, 'wen/out_u'], ['wen/d']),
     node('Mul', ['wen/d', 'wen/d'], ['wen/d2']),
     node('ReduceSum', ['wen/d2'], ['wen/ss'], [{ name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }]),
   ];
@@ -113,7 +109,7 @@ export function writeWenLossModels(unetPath: string, spec: WenLossSpec): WenLoss
   const { bytes, locations } = wenLossModel(unetPath, spec);
   const [C, H, W] = spec.latent;
   const [L, E] = spec.context;
-  const inputShapes = { 'wen/x': [spec.seeds, C, H, W], 'wen/embedding': [1, L, E], 'wen/uncond': [1, L, E], timestep: [...spec.timestepDims] };
+  const inputShapes = { sample: [spec.seeds, C, H, W], timestep: [...spec.timestepDims], 'wen/embedding': [1, L, E], 'wen/out_u': [spec.seeds, C, H, W] };
   const grad = gradientGraph(bytes, { loss: 'wen/ss', wrt: ['wen/embedding'], inputShapes });
   const files = writeBesideWeights(unetPath, locations, { 'wen_loss.onnx': bytes, 'wen_grad.onnx': grad }, 'memscope-wen-');
   return { forwardPath: files.paths['wen_loss.onnx']!, gradientPath: files.paths['wen_grad.onnx']!, files, inputShapes };

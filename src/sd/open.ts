@@ -6,12 +6,14 @@
  */
 import { resolve } from 'node:path';
 import { type LoadSdExportOptions, type SdExport, loadSdExport } from './export.ts';
-import { type DiffusersConfigs, type DiffusersVariant, isDiffusersFolder, materializeDiffusersFolder } from './diffusers/folder.ts';
+import { type DiffusersConfigs, type DiffusersVariant, type LoraSpec, isDiffusersFolder, materializeDiffusersFolder } from './diffusers/folder.ts';
 
 /** Options of {@link openStableDiffusion}: the export loader's, plus the weight variant of a folder. */
 export interface OpenSdOptions extends Omit<LoadSdExportOptions, 'externalData'> {
   /** Weight files of a diffusers folder: `'fp32'` or `'fp16'` (the `.fp16.safetensors` variant); default: fp32 when present, else fp16. */
   readonly variant?: DiffusersVariant;
+  /** LoRA adapters merged into a diffusers folder's U-Net / text encoder at load (`--lora FILE[:scale]`); refused for an ONNX export. */
+  readonly lora?: readonly LoraSpec[];
 }
 
 /** An opened Stable Diffusion model; `diffusers` describes a pipeline folder's resolved configs (null for an ONNX export). */
@@ -19,12 +21,13 @@ export type OpenedSd = SdExport & { readonly diffusers: DiffusersConfigs | null 
 
 /** Open the Stable Diffusion model at `dir` (an ONNX export or a diffusers pipeline folder; see the module note). */
 export async function openStableDiffusion(dir: string, opts: OpenSdOptions = {}): Promise<OpenedSd> {
-  const { variant, ...rest } = opts;
+  const { variant, lora, ...rest } = opts;
   if (!isDiffusersFolder(dir)) {
     if (variant !== undefined) throw new Error(`--variant: ${dir} is an ONNX export, not a diffusers folder with safetensors weights; omit --variant`);
+    if (lora !== undefined && lora.length > 0) throw new Error(`--lora: ${dir} is an ONNX export; memscope merges LoRA adapters into diffusers pipeline folders (fuse the adapter before exporting, or point --model at the folder)`);
     return { ...(await loadSdExport(dir, rest)), diffusers: null };
   }
-  const m = materializeDiffusersFolder(dir, variant);
+  const m = materializeDiffusersFolder(dir, variant, lora ?? []);
   let exp: SdExport;
   try {
     exp = await loadSdExport(m.root, { ...rest, externalData: m.inMemory });

@@ -3,8 +3,9 @@
  * l(e) = ‖ε_θ(x_T, t, e) − ε_θ(x_T, t, e_∅)‖₂ over the N seeds jointly and its gradient w.r.t. the
  * prompt embedding e, through the export's (or diffusers folder's) own U-Net file —
  * `graph/wen-loss.ts` builds the loss around it by graph surgery and memscope's differentiator
- * its gradient. The seeds are split into chunks of `seedsPerCall` (default 1: 2 U-Net rows per
- * call, what fits a 512² SD U-Net's backward pass on a CPU): l = √(Σ ss_chunk), ∂l/∂e =
+ * its gradient; ε_θ(x_T, t, e_∅) comes from the export's own U-Net session (it does not depend on
+ * e), computed once per x_T and t. The seeds are split into chunks of `seedsPerCall` (default 1:
+ * one U-Net row through the backward pass per call, what fits a 512² SD U-Net on a CPU): l = √(Σ ss_chunk), ∂l/∂e =
  * Σ ∂ss_chunk/∂e / (2l) — the same l and gradient as one call, in less memory. The loop itself is
  * the trained models' ({@link optimizeEmbedding}).
  */
@@ -54,7 +55,7 @@ export async function createSdWenObjective(exp: SdExport, seeds: number, opts: S
   const opened = async (n: number): Promise<{ models: WenLossModels; grad: Session; fwd: Session | null }> => {
     let b = built.get(n);
     if (b === undefined) {
-      const models = writeWenLossModels(exp.unet.path, { seeds: n, latent: [C, H, W], context: [L, E], timestepDims: timestepDims(exp, 2 * n) });
+      const models = writeWenLossModels(exp.unet.path, { seeds: n, latent: [C, H, W], context: [L, E], timestepDims: timestepDims(exp, n) });
       try {
         const grad = await createSession(models.gradientPath, { executionProvider: exp.executionProvider, externalData: models.files.inMemoryData() });
         b = { models, grad, fwd: null };
@@ -68,15 +69,32 @@ export async function createSdWenObjective(exp: SdExport, seeds: number, opts: S
   };
   for (const n of new Set(chunks)) await opened(n);
   const perSeed = C * H * W;
-  const feeds = (embedding: Float32Array, xT: Tensor, t: number, a: number, n: number): Record<string, Tensor | TypedFeed> => {
+  // ε_θ(x_T, t, e_∅) per chunk, cached for the last (x_T, t): the optimisation loop calls with the same x_T and t every iteration
+  let cache: { x: Float32Array; t: number; outs: Float32Array[] } | null = null;
+  const same = (a: Float32Array, b: Float32Array): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+  const uncondOut = async (xT: Tensor, t: number): Promise<Float32Array[]> => {
+    if (cache !== null && cache.t === t && same(cache.x, xT.data)) return cache.outs;
+    const outs: Float32Array[] = [];
+    let a = 0;
+    for (const n of chunks) {
+      const ctx = { dims: [n, L, E], data: new Float32Array(n * L * E) };
+      for (let r = 0; r < n; r++) ctx.data.set(opts.uncond.data, r * L * E);
+      const x = { dims: [n, C, H, W], data: xT.data.slice(a * perSeed, (a + n) * perSeed) };
+      outs.push((await exp.sessions.unet.run({ sample: x, timestep: timestepFeed(exp, t, n), encoder_hidden_states: ctx }, [exp.unet.output]))[exp.unet.output]!.data);
+      a += n;
+    }
+    cache = { x: xT.data.slice(), t, outs };
+    return outs;
+  };
+  const feeds = async (embedding: Float32Array, xT: Tensor, t: number, k: number, a: number, n: number): Promise<Record<string, Tensor | TypedFeed>> => {
     if (embedding.length !== L * E) throw new Error(`Wen objective: embedding has ${embedding.length} values, expected ${L * E} ([1, ${L}, ${E}])`);
     if (xT.dims[0] !== seeds || xT.data.length !== seeds * perSeed) throw new Error(`Wen objective: x_T must be [${seeds}, ${C}, ${H}, ${W}], got [${xT.dims.join(', ')}]`);
     if (!Number.isFinite(t)) throw new Error(`Wen objective: timestep must be finite, got ${t}`);
     return {
-      'wen/x': { dims: [n, C, H, W], data: xT.data.subarray(a * perSeed, (a + n) * perSeed) },
+      sample: { dims: [n, C, H, W], data: xT.data.subarray(a * perSeed, (a + n) * perSeed) },
+      timestep: timestepFeed(exp, t, n),
       'wen/embedding': { dims: [1, L, E], data: embedding },
-      'wen/uncond': opts.uncond,
-      timestep: timestepFeed(exp, t, 2 * n),
+      'wen/out_u': { dims: [n, C, H, W], data: (await uncondOut(xT, t))[k]! },
     };
   };
   return {
@@ -85,10 +103,10 @@ export async function createSdWenObjective(exp: SdExport, seeds: number, opts: S
     async loss(embedding, xT, t) {
       let ss = 0;
       let a = 0;
-      for (const n of chunks) {
+      for (const [k, n] of chunks.entries()) {
         const b = await opened(n);
         b.fwd ??= await createSession(b.models.forwardPath, { executionProvider: exp.executionProvider, externalData: b.models.files.inMemoryData() });
-        ss += (await b.fwd.run(feeds(embedding, xT, t, a, n), ['wen/ss']))['wen/ss']!.data[0]!;
+        ss += (await b.fwd.run(await feeds(embedding, xT, t, k, a, n), ['wen/ss']))['wen/ss']!.data[0]!;
         a += n;
       }
       return Math.sqrt(ss);
@@ -97,8 +115,8 @@ export async function createSdWenObjective(exp: SdExport, seeds: number, opts: S
       let ss = 0;
       const g = new Float32Array(L * E);
       let a = 0;
-      for (const n of chunks) {
-        const out = await (await opened(n)).grad.run(feeds(embedding, xT, t, a, n));
+      for (const [k, n] of chunks.entries()) {
+        const out = await (await opened(n)).grad.run(await feeds(embedding, xT, t, k, a, n));
         ss += out['wen/ss']!.data[0]!;
         const gc = out['grad/wen/embedding']!.data;
         for (let i = 0; i < g.length; i++) g[i]! += gc[i]!;

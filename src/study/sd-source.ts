@@ -144,6 +144,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
     ...(opts.executionProvider === undefined ? {} : { executionProvider: opts.executionProvider }),
     ...(opts.tokenizer === undefined ? {} : { tokenizer: opts.tokenizer }),
     ...(opts.variant === undefined ? {} : { variant: opts.variant }),
+    ...(opts.lora === undefined ? {} : { lora: opts.lora }),
   }).catch((e: Error) => {
     throw new Error(`--model: ${e.message}`);
   });
@@ -304,7 +305,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
         const files =
           exp.diffusers === null
             ? await folderFingerprint('stable-diffusion', spec, { recursive: true })
-            : await describedFingerprint('diffusers-folder', exp.diffusers, Object.fromEntries(diffusersFilesRead(spec, exp.diffusers).map((f) => [f, join(spec, f)])));
+            : await describedFingerprint('diffusers-folder', exp.diffusers, { ...Object.fromEntries(diffusersFilesRead(spec, exp.diffusers).map((f) => [f, join(spec, f)])), ...Object.fromEntries((exp.diffusers.lora ?? []).map((l, i) => [`lora:${i}`, l.path])) });
         return describedFingerprint('stable-diffusion-source', { files, shape, imageSize: [size.height, size.width], denoiser: name, predictionType: exp.predictionType, provider: exp.executionProvider, conditions: conditions.map((c) => c.label), ...(opts.negativePrompt === undefined || opts.negativePrompt === '' ? {} : { negativePrompt: opts.negativePrompt }), ...(opts.tokenizer === 'slow' ? { tokenizer: 'slow' } : {}) });
       },
       config: exp.scheduler,

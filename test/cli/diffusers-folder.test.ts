@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeTinyDiffusersFolder } from '../helpers/tiny-diffusers-folder.ts';
 import { runCli } from '../helpers/cli.ts';
 import { readNpy } from '../../src/io/npy.ts';
+import { writeSafetensors } from '../../src/io/safetensors.ts';
 import { openStableDiffusion } from '../../src/sd/open.ts';
 import { generate } from '../../src/sd/pipeline.ts';
 
@@ -59,6 +60,28 @@ describe('diffusers pipeline folder on the command line', () => {
     const ren = det.detectors.find((x: { name: string }) => x.name === 'ren-entropy');
     expect(ren.scores).toHaveLength(2);
     for (const v of ren.scores) expect(v <= 0 && v >= -Math.log(77)).toBe(true);
+  }, 60_000);
+
+  it('--lora FILE:scale merges an adapter (listed in config.json, samples change); a missing file is a usage error', async () => {
+    const lora = join(root, 'lora.safetensors');
+    const mod = 'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k';
+    await writeSafetensors(lora, new Map([
+      [`${mod}.lora_down.weight`, { dims: [2, 16], data: Float32Array.from({ length: 32 }, (_, i) => Math.sin(i)) }],
+      [`${mod}.lora_up.weight`, { dims: [8, 2], data: Float32Array.from({ length: 16 }, (_, i) => Math.cos(i)) }],
+    ]));
+    const out = join(root, 'runs', 'lora');
+    const r = await runCli(['sample', '--model', folder, '--prompt', 'a photo of the cat', '--seeds', '0-1', '--steps', '4', '--lora', `${lora}:0.8`, '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(cfg.model.diffusers.lora).toEqual([{ path: lora, scale: 0.8, adapted: { unet: 1, textEncoder: 0 } }]);
+    const a = await readNpy(join(out, 'samples.npy'));
+    const b = await readNpy(join(root, 'runs', 'sample', 'samples.npy'));
+    let m = 0;
+    for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i]! - b.data[i]!));
+    expect(m).toBeGreaterThan(1e-4);
+    const bad = await runCli(['sample', '--model', folder, '--prompt', 'a cat', '--lora', join(root, 'nope.safetensors'), '--out', join(root, 'runs', 'bad-lora')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--lora: .*nope\.safetensors/);
   }, 60_000);
 
   it('--variant: a bad value is a usage error naming the flag and the choices', async () => {

@@ -93,16 +93,24 @@ describe('capabilities by loader', () => {
     }
   }, 120_000);
 
-  it('a tiny Stable Diffusion export: text and attention; embeddingGradient missing with the reason', async () => {
+  it('a tiny Stable Diffusion export: text, attention and embeddingGradient (float32); an fp16 export lacks embeddingGradient, with the reason', async () => {
     const dir = join(root, 'sd');
     writeTinySdExport(dir, { seed: 4 });
     const src = await loadStudySource(dir, { sd: { texts: ['a cat on the beach', 'photo of the dog'] } });
     try {
       expect(src.capabilityReason('text')).toBeNull();
       expect(src.capabilityReason('attention')).toBeNull();
-      // the tiny export's U-Net is built from ops that all have gradient rules: what is missing is the wiring
-      expect(src.capabilityReason('embeddingGradient')).toMatch(/every op of .*unet.model\.onnx has a gradient rule, but differentiating an export's U-Net is not wired into the methods yet/);
-      expect(src.capabilities.embeddingGradient).toBeUndefined();
+      // Wen et al. through the export's own U-Net file (issue 19 §2): every op of the tiny U-Net has a gradient rule
+      expect(src.capabilityReason('embeddingGradient')).toBeNull();
+      expect(src.capabilities.embeddingGradient).toBeDefined();
+      const half = join(root, 'sd-fp16');
+      writeTinySdExport(half, { seed: 4, dtype: 'float16' });
+      const src16 = await loadStudySource(half, { sd: { texts: ['a cat'] } });
+      try {
+        expect(src16.capabilityReason('embeddingGradient')).toMatch(/is a float16 U-Net \(memscope differentiates float32 U-Nets/);
+      } finally {
+        await src16.denoiser.dispose?.();
+      }
       expect(src.capabilities.text!.texts).toEqual(['a cat on the beach', 'photo of the dog']);
       expect(src.capabilities.provider).toBe('cpu');
       expect(src.codec.kind).toBe('vae');

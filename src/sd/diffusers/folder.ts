@@ -30,6 +30,7 @@ import { parseJsonLenient } from '../../schedules/config.ts';
 import { textEncoderConfigFromDiffusers, unetConfigFromDiffusers, vaeConfigFromDiffusers } from './config.ts';
 import { textEncoderKey, unetKey, vaeKey } from './keys.ts';
 import { bindWeights, checkWeights, type WeightFile } from './weights.ts';
+import { matchLora, type LoraDelta, type LoraFile } from './lora.ts';
 
 /** Which weight files of a pipeline folder to read. */
 export type DiffusersVariant = 'fp32' | 'fp16';
@@ -101,6 +102,14 @@ export interface DiffusersConfigs {
   readonly vae: VaeConfigInput;
   /** The weight files read, relative to the folder. */
   readonly weights: readonly string[];
+  /** The LoRA adapters merged (`--lora`), with the number of U-Net and text-encoder weights each adapted. */
+  readonly lora?: readonly { readonly path: string; readonly scale: number; readonly adapted: { readonly unet: number; readonly textEncoder: number } }[];
+}
+
+/** A LoRA adapter to merge at load: its safetensors file and scale (`--lora FILE[:scale]`). */
+export interface LoraSpec {
+  readonly path: string;
+  readonly scale: number;
 }
 
 function indexOf(files: readonly { path: string; rel: string }[]): WeightFile[] {
@@ -121,7 +130,7 @@ function indexOf(files: readonly { path: string; rel: string }[]): WeightFile[] 
  * `latent_parameters`) and decoder (`latent_sample` → `sample`). Throws, before any session
  * exists, listing every unsupported setting or weight problem of a component.
  */
-export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant): { components: BuiltComponent[]; configs: DiffusersConfigs } {
+export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant, lora: readonly LoraSpec[] = []): { components: BuiltComponent[]; configs: DiffusersConfigs } {
   const json = {
     unet: readJson(join(root, 'unet', 'config.json'), 'unet/config.json'),
     text_encoder: readJson(join(root, 'text_encoder', 'config.json'), 'text_encoder/config.json'),
@@ -140,10 +149,21 @@ export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant): 
   };
   const files = { unet: find('unet'), text_encoder: find('text_encoder'), vae: find('vae') };
   if (problems.length > 0) throw new Error(problems.join('\n'));
-  const built = buildComponentGraphs(json, { unet: indexOf(files.unet), text_encoder: indexOf(files.text_encoder), vae: indexOf(files.vae) });
+  const loraFiles: LoraFile[] = lora.map((l, i) => {
+    try {
+      return { index: readSafetensorsIndex(l.path), location: `lora-${i}.safetensors`, scale: l.scale };
+    } catch (e) {
+      throw new Error(`--lora: ${(e as Error).message}`);
+    }
+  });
+  const built = buildComponentGraphs(json, { unet: indexOf(files.unet), text_encoder: indexOf(files.text_encoder), vae: indexOf(files.vae) }, loraFiles);
   const source = (folder: BuiltComponent['folder']): Component => (folder === 'vae_encoder' || folder === 'vae_decoder' ? 'vae' : folder);
-  const components = built.components.map((c) => ({ ...c, files: c.locations.map((l) => ({ path: files[source(c.folder)].find((f) => basename(f.path) === l)!.path, location: l })) }));
-  return { components, configs: { ...built.configs, weights: [...files.unet, ...files.text_encoder, ...files.vae].map((f) => f.rel) } };
+  const pathOf = (folder: BuiltComponent['folder'], l: string): string => files[source(folder)].find((f) => basename(f.path) === l)?.path ?? lora[loraFiles.findIndex((f) => f.location === l)]!.path;
+  const components = built.components.map((c) => ({ ...c, files: c.locations.map((l) => ({ path: pathOf(c.folder, l), location: l })) }));
+  return {
+    components,
+    configs: { ...built.configs, weights: [...files.unet, ...files.text_encoder, ...files.vae].map((f) => f.rel), ...(lora.length === 0 ? {} : { lora: lora.map((l, i) => ({ ...l, adapted: built.adapted[i]! })) }) },
+  };
 }
 
 /** The memscope configurations of a pipeline's three `config.json` objects (errors list every unsupported setting of a file). */
@@ -164,16 +184,23 @@ function resolveConfigs(json: Readonly<Record<Component, Readonly<Record<string,
 export function buildComponentGraphs(
   json: Readonly<Record<Component, Readonly<Record<string, unknown>>>>,
   weights: Readonly<Record<Component, readonly WeightFile[]>>,
-): { components: (Omit<BuiltComponent, 'files'> & { readonly locations: readonly string[] })[]; configs: Omit<DiffusersConfigs, 'weights'> } {
+  loraFiles: readonly LoraFile[] = [],
+): { components: (Omit<BuiltComponent, 'files'> & { readonly locations: readonly string[] })[]; configs: Omit<DiffusersConfigs, 'weights'>; adapted: { unet: number; textEncoder: number }[] } {
   const { unet: unetCfg, textEncoder: teCfg, vae: vaeCfg } = resolveConfigs(json);
   const L = teCfg.maxLength!;
   const E = teCfg.width!;
-  const locations = (c: Component): string[] => weights[c].map((w) => w.location);
+  const dimsOf = (c: Component): Map<string, readonly number[]> => new Map(weights[c].flatMap((w) => [...w.index.entries.values()].map((e) => [e.name, e.dims] as const)));
+  const lora: Record<'unet' | 'text_encoder', Map<string, LoraDelta[]>> = loraFiles.length === 0 ? { unet: new Map(), text_encoder: new Map() } : matchLora(loraFiles, dimsOf('unet'), dimsOf('text_encoder'));
+  const adapted = loraFiles.map((f) => ({
+    unet: [...lora.unet.values()].filter((ds) => ds.some((d) => d.location === f.location)).length,
+    textEncoder: [...lora.text_encoder.values()].filter((ds) => ds.some((d) => d.location === f.location)).length,
+  }));
+  const locations = (c: Component): string[] => [...weights[c].map((w) => w.location), ...(c === 'vae' ? [] : loraFiles.map((f) => f.location))];
   const out: (Omit<BuiltComponent, 'files'> & { readonly locations: readonly string[] })[] = [];
   {
     const b = new GraphBuilder({ name: 'text_encoder' });
     const ids = b.input('input_ids', 'int64', ['batch', L]);
-    const w = bindWeights(b, weights.text_encoder, textEncoderKey);
+    const w = bindWeights(b, weights.text_encoder, textEncoderKey, lora.text_encoder);
     b.output(buildTextEncoder(b, teCfg, ids, w.param, 'dynamic'), 'float32', ['batch', L, E], 'last_hidden_state');
     checkWeights('text_encoder', weights.text_encoder, [w]);
     out.push({ folder: 'text_encoder', bytes: b.toBytes(), locations: locations('text_encoder') });
@@ -187,7 +214,7 @@ export function buildComponentGraphs(
       context: b.input('encoder_hidden_states', 'float32', ['batch', L, E]),
     };
     const levels = unetCfg.channels!.length;
-    const w = bindWeights(b, weights.unet, (n) => unetKey(n, levels));
+    const w = bindWeights(b, weights.unet, (n) => unetKey(n, levels), lora.unet);
     const eps = buildUnet(b, unetCfg, io, w.param, 'dynamic', { diffusersNodeNames: true, dynamicSpatial: true });
     b.output(eps, 'float32', ['batch', C, 'height', 'width'], 'out_sample');
     checkWeights('unet', weights.unet, [w]);
@@ -207,7 +234,7 @@ export function buildComponentGraphs(
     out.push({ folder: 'vae_encoder', bytes: b.toBytes(), locations: locations('vae') });
     out.push({ folder: 'vae_decoder', bytes: d.toBytes(), locations: locations('vae') });
   }
-  return { components: out, configs: { unet: unetCfg, textEncoder: teCfg, vae: vaeCfg } };
+  return { components: out, configs: { unet: unetCfg, textEncoder: teCfg, vae: vaeCfg }, adapted };
 }
 
 /** Every file of pipeline folder `root` that memscope reads (relative paths, sorted): the index, scheduler, tokenizer, configs and the weight files chosen. */
@@ -233,12 +260,12 @@ export interface MaterializedFolder {
  * `scheduler/`, `tokenizer/`, `unet/config.json` and `vae/config.json` as `vae_encoder/` and
  * `vae_decoder/config.json`). Nothing is written into `dir`.
  */
-export function materializeDiffusersFolder(dir: string, variant?: DiffusersVariant): MaterializedFolder {
+export function materializeDiffusersFolder(dir: string, variant?: DiffusersVariant, lora: readonly LoraSpec[] = []): MaterializedFolder {
   const root = resolve(dir);
   const missing = ['model_index.json', 'scheduler/scheduler_config.json', 'unet/config.json', 'text_encoder/config.json', 'vae/config.json'].filter((f) => !existsSync(join(root, f)));
   if (!existsSync(join(root, 'tokenizer', 'tokenizer.json')) && !(existsSync(join(root, 'tokenizer', 'vocab.json')) && existsSync(join(root, 'tokenizer', 'merges.txt')))) missing.push('tokenizer/vocab.json + tokenizer/merges.txt (or tokenizer/tokenizer.json)');
   if (missing.length > 0) throw new Error(`diffusers pipeline folder ${root}: missing ${missing.join(', ')}`);
-  const { components, configs } = buildDiffusersGraphs(root, variant);
+  const { components, configs } = buildDiffusersGraphs(root, variant, lora);
   const tmp = mkdtempSync(join(tmpdir(), 'memscope-diffusers-'));
   try {
     const inMemory: Partial<Record<BuiltComponent['folder'], { path: string; data: Uint8Array }[]>> = {};

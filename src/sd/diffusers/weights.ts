@@ -15,6 +15,7 @@ import type { GraphBuilder } from '../../graph/builder.ts';
 import type { ParamFn } from '../../models/params.ts';
 import type { SafetensorsEntry, SafetensorsIndex } from '../../io/safetensors.ts';
 import { BUFFER_KEYS } from './keys.ts';
+import type { LoraDelta } from './lora.ts';
 
 /** ONNX element-type codes of the safetensors float dtypes. */
 const ONNX_TYPE: Readonly<Record<string, number>> = { F32: 1, F16: 10, BF16: 16 };
@@ -57,9 +58,10 @@ const fmt = (d: readonly number[]): string => `[${d.join(', ')}]`;
 /**
  * Bind the weights of one component to a graph being built in `b`: `files` are its safetensors
  * headers, each with the file name the graph refers to and its folder-relative path; `keysOf`
- * maps a memscope parameter name to the candidate state-dict keys.
+ * maps a memscope parameter name to the candidate state-dict keys; `lora` adds each listed
+ * adapter's `factor · B·A` to its base weight (`lora.ts`).
  */
-export function bindWeights(b: GraphBuilder, files: readonly WeightFile[], keysOf: (name: string) => string[]): WeightBinding {
+export function bindWeights(b: GraphBuilder, files: readonly WeightFile[], keysOf: (name: string) => string[], lora: ReadonlyMap<string, readonly LoraDelta[]> = new Map()): WeightBinding {
   const all = new Map<string, Located>();
   for (const f of files) for (const [k, e] of f.index.entries) all.set(k, { entry: e, location: f.location, rel: f.rel });
   const used = new Set<string>();
@@ -97,10 +99,24 @@ export function bindWeights(b: GraphBuilder, files: readonly WeightFile[], keysO
     }
     let v = b.externalInitializer(key, type, declared, { location, offset: entry.offset, length: entry.length });
     if (type !== 1) v = b.op('Cast', [v], { to: 1 });
+    for (const [i, d] of (lora.get(key) ?? []).entries()) v = b.op('Add', [v, loraDelta(b, `${key}#lora${i}`, d, declared)]);
     if (transpose) v = b.op('Transpose', [v], { perm: [1, 0] });
     return v;
   };
   return { param, used, missing, mismatched };
+}
+
+/** `factor · B·A` of one adapter as graph ops on its two factors (external data in the adapter file), reshaped to `dims`. */
+function loraDelta(b: GraphBuilder, name: string, d: LoraDelta, dims: readonly number[]): string {
+  const factor = (e: LoraDelta['down'], suffix: string): string => {
+    const v = b.externalInitializer(`${name}.${suffix}`, ONNX_TYPE[e.dtype]!, e.dims, { location: d.location, offset: e.offset, length: e.length });
+    return e.dtype === 'F32' ? v : b.op('Cast', [v], { to: 1 });
+  };
+  const r = d.down.dims[0]!;
+  const A = b.op('Reshape', [factor(d.down, 'down'), b.constI64([r, -1])]);
+  const B = b.op('Reshape', [factor(d.up, 'up'), b.constI64([d.up.dims[0]!, r])]);
+  const delta = b.op('Reshape', [b.op('MatMul', [B, A]), b.constI64(dims)]);
+  return b.op('Mul', [delta, b.constF32(d.factor)]);
 }
 
 /**
