@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark and writes one JSON file per benchmark under
  * bench/results/ (plus all.json). Figures are ratios against a peer measured in the same run.
- * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, train-profile, kim, mitigation, geometry, sd, browser, queue)
+ * Usage: npm run bench [-- name ...]   (names: empirical, guidance, demo, autodiff, train, train-profile, kim, mitigation, geometry, sd, sd-folder, browser, queue)
  * `sd` (SD 1.x-sized U-Net at 512×512, ~15 min on 2 cores) takes MEMSCOPE_BENCH_SD_STEPS (default 50).
  */
 import { writeFile, mkdir } from 'node:fs/promises';
@@ -18,6 +18,7 @@ import { benchKim } from './kim.ts';
 import { benchMitigation } from './mitigation.ts';
 import { benchGeometry } from './geometry.ts';
 import { benchSd } from './sd.ts';
+import { benchSdFolder } from './sd-folder.ts';
 import { benchBrowser } from './browser.ts';
 import { benchQueue } from './queue.ts';
 
@@ -43,6 +44,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   mitigation: () => benchMitigation(5),
   geometry: benchGeometry,
   sd: benchSd,
+  'sd-folder': benchSdFolder,
   browser: benchBrowser,
   queue: benchQueue,
 };

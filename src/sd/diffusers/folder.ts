@@ -166,8 +166,8 @@ export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant, l
   };
 }
 
-/** The memscope configurations of a pipeline's three `config.json` objects (errors list every unsupported setting of a file). */
-function resolveConfigs(json: Readonly<Record<Component, Readonly<Record<string, unknown>>>>): { unet: UnetConfigInput; textEncoder: TextEncoderConfigInput; vae: VaeConfigInput } {
+/** The memscope configurations of a pipeline's three `config.json` objects (errors list every unsupported setting of a file; the U-Net's context is the text encoder's). */
+export function resolveConfigs(json: Readonly<Record<Component, Readonly<Record<string, unknown>>>>): { unet: UnetConfigInput; textEncoder: TextEncoderConfigInput; vae: VaeConfigInput } {
   const textEncoder = textEncoderConfigFromDiffusers(json.text_encoder, 'text_encoder/config.json');
   const unet = unetConfigFromDiffusers(json.unet, 'unet/config.json', textEncoder.maxLength!);
   const vae = vaeConfigFromDiffusers(json.vae, 'vae/config.json');
@@ -187,8 +187,6 @@ export function buildComponentGraphs(
   loraFiles: readonly LoraFile[] = [],
 ): { components: (Omit<BuiltComponent, 'files'> & { readonly locations: readonly string[] })[]; configs: Omit<DiffusersConfigs, 'weights'>; adapted: { unet: number; textEncoder: number }[] } {
   const { unet: unetCfg, textEncoder: teCfg, vae: vaeCfg } = resolveConfigs(json);
-  const L = teCfg.maxLength!;
-  const E = teCfg.width!;
   const dimsOf = (c: Component): Map<string, readonly number[]> => new Map(weights[c].flatMap((w) => [...w.index.entries.values()].map((e) => [e.name, e.dims] as const)));
   const lora: Record<'unet' | 'text_encoder', Map<string, LoraDelta[]>> = loraFiles.length === 0 ? { unet: new Map(), text_encoder: new Map() } : matchLora(loraFiles, dimsOf('unet'), dimsOf('text_encoder'));
   const adapted = loraFiles.map((f) => ({
@@ -196,44 +194,12 @@ export function buildComponentGraphs(
     textEncoder: [...lora.text_encoder.values()].filter((ds) => ds.some((d) => d.location === f.location)).length,
   }));
   const locations = (c: Component): string[] => [...weights[c].map((w) => w.location), ...(c === 'vae' ? [] : loraFiles.map((f) => f.location))];
-  const out: (Omit<BuiltComponent, 'files'> & { readonly locations: readonly string[] })[] = [];
-  {
-    const b = new GraphBuilder({ name: 'text_encoder' });
-    const ids = b.input('input_ids', 'int64', ['batch', L]);
-    const w = bindWeights(b, weights.text_encoder, textEncoderKey, lora.text_encoder);
-    b.output(buildTextEncoder(b, teCfg, ids, w.param, 'dynamic'), 'float32', ['batch', L, E], 'last_hidden_state');
-    checkWeights('text_encoder', weights.text_encoder, [w]);
-    out.push({ folder: 'text_encoder', bytes: b.toBytes(), locations: locations('text_encoder') });
-  }
-  {
-    const b = new GraphBuilder({ name: 'unet' });
-    const C = unetCfg.inChannels!;
-    const io = {
-      sample: b.input('sample', 'float32', ['batch', C, 'height', 'width']),
-      timestep: b.input('timestep', 'float32', ['batch']),
-      context: b.input('encoder_hidden_states', 'float32', ['batch', L, E]),
-    };
-    const levels = unetCfg.channels!.length;
-    const w = bindWeights(b, weights.unet, (n) => unetKey(n, levels), lora.unet);
-    const eps = buildUnet(b, unetCfg, io, w.param, 'dynamic', { diffusersNodeNames: true, dynamicSpatial: true });
-    b.output(eps, 'float32', ['batch', C, 'height', 'width'], 'out_sample');
-    checkWeights('unet', weights.unet, [w]);
-    out.push({ folder: 'unet', bytes: b.toBytes(), locations: locations('unet') });
-  }
-  {
-    const Lc = vaeCfg.latentChannels!;
-    const b = new GraphBuilder({ name: 'vae_encoder' });
-    const img = b.input('sample', 'float32', ['batch', vaeCfg.imageChannels!, 'height', 'width']);
-    const w = bindWeights(b, weights.vae, vaeKey);
-    b.output(buildVaeEncoder(b, vaeCfg, img, w.param), 'float32', ['batch', 2 * Lc, 'latent_height', 'latent_width'], 'latent_parameters');
-    const d = new GraphBuilder({ name: 'vae_decoder' });
-    const z = d.input('latent_sample', 'float32', ['batch', Lc, 'latent_height', 'latent_width']);
-    const wd = bindWeights(d, weights.vae, vaeKey);
-    d.output(buildVaeDecoder(d, vaeCfg, z, wd.param), 'float32', ['batch', vaeCfg.imageChannels!, 'height', 'width'], 'sample');
-    checkWeights('vae', weights.vae, [w, wd]);
-    out.push({ folder: 'vae_encoder', bytes: b.toBytes(), locations: locations('vae') });
-    out.push({ folder: 'vae_decoder', bytes: d.toBytes(), locations: locations('vae') });
-  }
+  const out: (Omit<BuiltComponent, 'files'> & { readonly locations: readonly string[] })[] = [
+    { folder: 'text_encoder', bytes: buildTextEncoderGraph(teCfg, weights.text_encoder, lora.text_encoder), locations: locations('text_encoder') },
+    { folder: 'unet', bytes: buildUnetGraph(unetCfg, weights.unet, lora.unet), locations: locations('unet') },
+  ];
+  const vae = buildVaeGraphs(vaeCfg, weights.vae);
+  out.push({ folder: 'vae_encoder', bytes: vae.encoder, locations: locations('vae') }, { folder: 'vae_decoder', bytes: vae.decoder, locations: locations('vae') });
   return { components: out, configs: { unet: unetCfg, textEncoder: teCfg, vae: vaeCfg }, adapted };
 }
 
@@ -241,6 +207,53 @@ export function buildComponentGraphs(
 export function diffusersFilesRead(root: string, configs: DiffusersConfigs): string[] {
   const tok = readdirSync(join(root, 'tokenizer')).filter((f) => statSync(join(root, 'tokenizer', f)).isFile()).map((f) => `tokenizer/${f}`);
   return ['model_index.json', 'scheduler/scheduler_config.json', 'unet/config.json', 'text_encoder/config.json', 'vae/config.json', ...tok, ...configs.weights].sort();
+}
+
+/** The text encoder's graph (`input_ids` int64 `[batch, L]` → `last_hidden_state`) over its weight files; throws listing every weight problem. */
+export function buildTextEncoderGraph(cfg: TextEncoderConfigInput, weights: readonly WeightFile[], lora: ReadonlyMap<string, readonly LoraDelta[]> = new Map()): Uint8Array {
+  const L = cfg.maxLength!;
+  const b = new GraphBuilder({ name: 'text_encoder' });
+  const ids = b.input('input_ids', 'int64', ['batch', L]);
+  const w = bindWeights(b, weights, textEncoderKey, lora);
+  b.output(buildTextEncoder(b, cfg, ids, w.param, 'dynamic'), 'float32', ['batch', L, cfg.width!], 'last_hidden_state');
+  checkWeights('text_encoder', weights, [w]);
+  return b.toBytes();
+}
+
+/**
+ * The U-Net's graph over its weight files: `sample` `[batch, C, height, width]`, `timestep` float32
+ * `[batch]`, `encoder_hidden_states` `[batch, L, E]` → `out_sample`, attention softmaxes named as
+ * torch.onnx names diffusers' modules; throws listing every weight problem.
+ */
+export function buildUnetGraph(cfg: UnetConfigInput, weights: readonly WeightFile[], lora: ReadonlyMap<string, readonly LoraDelta[]> = new Map()): Uint8Array {
+  const b = new GraphBuilder({ name: 'unet' });
+  const C = cfg.inChannels!;
+  const io = {
+    sample: b.input('sample', 'float32', ['batch', C, 'height', 'width']),
+    timestep: b.input('timestep', 'float32', ['batch']),
+    context: b.input('encoder_hidden_states', 'float32', ['batch', cfg.contextLength!, cfg.contextDim!]),
+  };
+  const levels = cfg.channels!.length;
+  const w = bindWeights(b, weights, (n) => unetKey(n, levels), lora);
+  const eps = buildUnet(b, cfg, io, w.param, 'dynamic', { diffusersNodeNames: true, dynamicSpatial: true });
+  b.output(eps, 'float32', ['batch', C, 'height', 'width'], 'out_sample');
+  checkWeights('unet', weights, [w]);
+  return b.toBytes();
+}
+
+/** The VAE encoder (`sample` → `latent_parameters`) and decoder (`latent_sample` → `sample`) graphs over one set of weight files. */
+export function buildVaeGraphs(cfg: VaeConfigInput, weights: readonly WeightFile[]): { encoder: Uint8Array; decoder: Uint8Array } {
+  const Lc = cfg.latentChannels!;
+  const b = new GraphBuilder({ name: 'vae_encoder' });
+  const img = b.input('sample', 'float32', ['batch', cfg.imageChannels!, 'height', 'width']);
+  const w = bindWeights(b, weights, vaeKey);
+  b.output(buildVaeEncoder(b, cfg, img, w.param), 'float32', ['batch', 2 * Lc, 'latent_height', 'latent_width'], 'latent_parameters');
+  const d = new GraphBuilder({ name: 'vae_decoder' });
+  const z = d.input('latent_sample', 'float32', ['batch', Lc, 'latent_height', 'latent_width']);
+  const wd = bindWeights(d, weights, vaeKey);
+  d.output(buildVaeDecoder(d, cfg, z, wd.param), 'float32', ['batch', cfg.imageChannels!, 'height', 'width'], 'sample');
+  checkWeights('vae', weights, [w, wd]);
+  return { encoder: b.toBytes(), decoder: d.toBytes() };
 }
 
 /** A pipeline folder written out as a temporary optimum-layout export. */
