@@ -10,10 +10,12 @@
  *   (test/fixtures/sd-state-dicts.json; seeded uniform values), opened as memscope opens a diffusers
  *   folder: `buildUnetGraph` from SD 1.5's `unet/config.json`, every weight an external-data
  *   initializer into the safetensors, linear weights transposed by graph ops folded at load.
+ * - folder, fused: the same folder U-Net with onnxruntime's fused `com.microsoft.MultiHeadAttention`
+ *   (`fusedAttention`; what `memscope` samples a folder with).
  * Each model runs in its own child process (so that peak RSS is its own): session load seconds,
  * then `MEMSCOPE_BENCH_SDF_CALLS` (default 2) U-Net calls at batch 2 (cond + uncond, 4×64×64
  * latents = 512², 77×768 context), the child's peak RSS (`process.resourceUsage().maxRSS`).
- * Children alternate export, folder, export, folder so that background load hits both alike;
+ * Children alternate export, folder, fused, export, folder, fused so that background load hits both alike;
  * each path's figure is the median over its calls. Seconds per 512² image with 50 steps of CFG =
  * 50 × the median call (U-Net only; text encoder and VAE not included).
  *
@@ -157,12 +159,15 @@ export async function benchSdFolder(): Promise<Record<string, unknown>> {
     const graph = buildUnetGraph(cfg, [{ index: readSafetensorsIndex(st), location: basename(st), rel: 'unet/diffusion_pytorch_model.safetensors' }]);
     const folderModel = join(dir, 'folder', 'unet', 'model.onnx');
     writeFileSync(folderModel, graph);
+    const fusedModel = join(dir, 'folder', 'unet', 'model-fused-attention.onnx');
+    writeFileSync(fusedModel, buildUnetGraph(cfg, [{ index: readSafetensorsIndex(st), location: basename(st), rel: 'unet/diffusion_pytorch_model.safetensors' }], new Map(), { fusedAttention: true }));
     const graphSeconds = (performance.now() - tg) / 1000;
-    const runs: Record<'export' | 'folder', ChildResult[]> = { export: [], folder: [] };
+    const runs: Record<'export' | 'folder' | 'folderFused', ChildResult[]> = { export: [], folder: [], folderFused: [] };
+    const models = { export: exp.modelPath, folder: folderModel, folderFused: fusedModel };
     for (let round = 0; round < 2; round++) {
-      for (const which of ['export', 'folder'] as const) {
+      for (const which of ['export', 'folder', 'folderFused'] as const) {
         process.stderr.write(`bench sd-folder: ${which} (round ${round + 1})…\n`);
-        const r = runChild(['child-unet', which === 'export' ? exp.modelPath : folderModel, String(calls)]);
+        const r = runChild(['child-unet', models[which], String(calls)]);
         if (!r.ok) throw new Error(`bench sd-folder: the ${which} child failed: ${r.why}`);
         runs[which].push(r.value as unknown as ChildResult);
       }
@@ -173,6 +178,7 @@ export async function benchSdFolder(): Promise<Record<string, unknown>> {
     };
     const e = summary(runs.export);
     const f = summary(runs.folder);
+    const ff = summary(runs.folderFused);
     process.stderr.write('bench sd-folder: Wen et al. step (1 seed, 512²)…\n');
     const wen = runChild(['child-wen', folderModel]);
     return {
@@ -183,7 +189,9 @@ export async function benchSdFolder(): Promise<Record<string, unknown>> {
       files: { exportWeightsGB: r3(exp.dataBytes / 2 ** 30), folderSafetensorsGB: r3(stBytes / 2 ** 30), folderGraphSeconds: r3(graphSeconds) },
       export: e,
       folder: f,
+      folderFused: ff,
       folderOverExport: { secondsPerCall: r3(f['secondsPerCall']! / e['secondsPerCall']!), peakRss: r3(f['peakRssGB']! / e['peakRssGB']!) },
+      fusedOverDecomposed: { secondsPerCall: r3(ff['secondsPerCall']! / f['secondsPerCall']!), peakRss: r3(ff['peakRssGB']! / f['peakRssGB']!) },
       wen: wen.ok ? { ...wen.value, note: 'one optimisation step = one gradient call (forward + backward of one conditional row); ε_u is one forward row per x_T, cached' } : { failed: wen.why },
       rounds: runs,
       loadavg: { start: loadStart, end: os.loadavg().map(r3) },

@@ -315,7 +315,8 @@ export class GraphBuilder {
     return onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'memscope',
-      opsetImport: [{ domain: '', version: this.opset }],
+      // the default domain, plus version 1 of every other domain a node uses (com.microsoft's fused kernels)
+      opsetImport: [{ domain: '', version: this.opset }, ...[...new Set(this.nodes.map((n) => n.domain ?? '').filter((d) => d !== ''))].sort().map((domain) => ({ domain, version: 1 }))],
       graph: {
         name: this.name,
         input: this.inputs,

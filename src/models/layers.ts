@@ -298,6 +298,14 @@ export interface AttentionOptions {
    * Default false.
    */
   readonly dynamicLength?: boolean;
+  /**
+   * Compute `softmax(q kᵀ/√headDim)·v` with onnxruntime's fused `com.microsoft.MultiHeadAttention`
+   * kernel (faster and leaner on the CPU at long token counts) instead of MatMul / Softmax / MatMul.
+   * Same values to float32 round-off. Ignored (decomposed) when `logitBias`, `onProbs`,
+   * `softmaxName` or `foldHeadsIntoBatch` is given: those need the softmax as a node. Not
+   * differentiable by memscope's `autodiff`. Default false.
+   */
+  readonly fused?: boolean;
 }
 
 /**
@@ -320,6 +328,11 @@ export function attention(b: GraphBuilder, param: ParamFn, name: string, qIn: st
   const lin = (n: string, x: string, cin: number, cout: number, rows: number, withBias: boolean): string =>
     linear(b, param, `${name}.${n}`, x, cin, cout, t === undefined ? { bias: withBias } : { bias: withBias, tally: t, rows });
   const dyn = opts.dynamicLength === true;
+  if (opts.fused === true && opts.logitBias === undefined && opts.onProbs === undefined && opts.softmaxName === undefined && opts.foldHeadsIntoBatch !== true) {
+    const ctx = b.op('MultiHeadAttention', [lin('to_q', qIn, qDim, dim, qLen, bias), lin('to_k', kvIn, kvDim, dim, kvLen, bias), lin('to_v', kvIn, kvDim, dim, kvLen, bias)], { num_heads: heads }, { domain: 'com.microsoft' });
+    if (t !== undefined) t.macs += 2 * qLen * kvLen * dim;
+    return lin('to_out', ctx, dim, qDim, qLen, true);
+  }
   const q = b.op('Transpose', [reshape(b, lin('to_q', qIn, qDim, dim, qLen, bias), dyn ? [0, -1, heads, hd] : [bd, qLen, heads, hd])], { perm: [0, 2, 1, 3] });
   const k = b.op('Transpose', [reshape(b, lin('to_k', kvIn, kvDim, dim, kvLen, bias), dyn ? [0, -1, heads, hd] : [bd, kvLen, heads, hd])], { perm: [0, 2, 3, 1] });
   const v = b.op('Transpose', [reshape(b, lin('to_v', kvIn, kvDim, dim, kvLen, bias), dyn ? [0, -1, heads, hd] : [bd, kvLen, heads, hd])], { perm: [0, 2, 1, 3] });

@@ -134,6 +134,12 @@ export interface UnetGraphOptions {
    * tally. Same values at `sampleSize`. Default false.
    */
   readonly dynamicSpatial?: boolean;
+  /**
+   * Attention by onnxruntime's fused `com.microsoft.MultiHeadAttention` kernel where no softmax node
+   * is needed (see `AttentionOptions.fused`): faster sampling on the CPU; not for graphs that
+   * memscope differentiates or whose cross-attention it exposes. Same values. Default false.
+   */
+  readonly fusedAttention?: boolean;
 }
 
 /** The diffusers module path (torch.onnx scope, `/`-separated) of memscope Transformer block `name` (`down.1.attn.0`) in a U-Net of `levels` levels. */
@@ -182,7 +188,7 @@ function transformer(c: Ctx, name: string, x: string, C: number, hw: number, hea
   h = conv2d(b, param, `${name}.proj_in`, h, C, C, { k: 1, tally, hw: [hw, hw] });
   h = reshape(b, b.op('Transpose', [h], { perm: [0, 2, 3, 1] }), dyn ? [0, -1, C] : [bd, n, C]);
   const blk = `${name}.block`;
-  const att = { dim: C, heads, qLen: n, batch, tally, ...(c.graph.attentionLayout === 'batch-heads' ? { foldHeadsIntoBatch: true } : {}), ...(dyn ? { dynamicLength: true } : {}) };
+  const att = { dim: C, heads, qLen: n, batch, tally, ...(c.graph.attentionLayout === 'batch-heads' ? { foldHeadsIntoBatch: true } : {}), ...(dyn ? { dynamicLength: true } : {}), ...(c.graph.fusedAttention === true ? { fused: true } : {}) };
   const scope = c.graph.diffusersNodeNames === true ? `${diffusersScope(name, cfg.channels.length)}/transformer_blocks.0` : null;
   const sm = (a: 'attn1' | 'attn2'): { softmaxName?: string } => (scope === null ? {} : { softmaxName: `${scope}/${a}/Softmax` });
   if (cfg.selfAttention) {

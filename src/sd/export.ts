@@ -47,6 +47,8 @@ export interface LoadSdExportOptions {
   readonly requireVaeEncoder?: boolean;
   /** The CLIP tokenizer's text clean-up: `'fast'` (default; transformers 5 / CLIPTokenizerFast) or `'slow'` (transformers 4.x's slow CLIPTokenizer). */
   readonly tokenizer?: 'fast' | 'slow';
+  /** The U-Net file whose session samples, in `unet/` (default `model.onnx`; a diffusers folder's fused-attention graph). `unet.path` — what Ren et al.'s surgery and Wen et al.'s gradient read — stays `unet/model.onnx`. */
+  readonly unetSessionFile?: string;
   /** External data files handed to onnxruntime in memory, per component (`path` = the location the model names); default none. */
   readonly externalData?: Readonly<Partial<Record<SdComponentName, readonly { readonly path: string; readonly data: Uint8Array }[]>>>;
 }
@@ -228,7 +230,7 @@ function missingFiles(root: string, requireVaeEncoder: boolean): string[] {
 }
 
 async function openComponent(root: string, c: SdComponentName, opts: LoadSdExportOptions): Promise<Session> {
-  const path = join(root, c, 'model.onnx');
+  const path = join(root, c, c === 'unet' ? (opts.unetSessionFile ?? 'model.onnx') : 'model.onnx');
   try {
     const data = opts.externalData?.[c];
     return await createSession(path, {

@@ -6,7 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { type LoadSdExportOptions, type SdExport, loadSdExport } from './export.ts';
-import { type DiffusersConfigs, type DiffusersVariant, type LoraSpec, isDiffusersFolder, materializeDiffusersFolder } from './diffusers/folder.ts';
+import { type DiffusersConfigs, type DiffusersVariant, FUSED_UNET_FILE, type LoraSpec, isDiffusersFolder, materializeDiffusersFolder } from './diffusers/folder.ts';
 
 /** Options of {@link openStableDiffusion}: the export loader's, plus the weight variant of a folder. */
 export interface OpenSdOptions extends Omit<LoadSdExportOptions, 'externalData'> {
@@ -14,6 +14,8 @@ export interface OpenSdOptions extends Omit<LoadSdExportOptions, 'externalData'>
   readonly variant?: DiffusersVariant;
   /** LoRA adapters merged into a diffusers folder's U-Net / text encoder at load (`--lora FILE[:scale]`); refused for an ONNX export. */
   readonly lora?: readonly LoraSpec[];
+  /** Sample a diffusers folder with onnxruntime's fused attention kernel (default true; same values, faster on the CPU). Ren et al.'s surgery and Wen et al.'s gradient always use the decomposed graph. */
+  readonly fusedAttention?: boolean;
 }
 
 /** An opened Stable Diffusion model; `diffusers` describes a pipeline folder's resolved configs (null for an ONNX export). */
@@ -21,7 +23,7 @@ export type OpenedSd = SdExport & { readonly diffusers: DiffusersConfigs | null 
 
 /** Open the Stable Diffusion model at `dir` (an ONNX export or a diffusers pipeline folder; see the module note). */
 export async function openStableDiffusion(dir: string, opts: OpenSdOptions = {}): Promise<OpenedSd> {
-  const { variant, lora, ...rest } = opts;
+  const { variant, lora, fusedAttention, ...rest } = opts;
   if (!isDiffusersFolder(dir)) {
     if (variant !== undefined) throw new Error(`--variant: ${dir} is an ONNX export, not a diffusers folder with safetensors weights; omit --variant`);
     if (lora !== undefined && lora.length > 0) throw new Error(`--lora: ${dir} is an ONNX export; memscope merges LoRA adapters into diffusers pipeline folders (fuse the adapter before exporting, or point --model at the folder)`);
@@ -30,7 +32,7 @@ export async function openStableDiffusion(dir: string, opts: OpenSdOptions = {})
   const m = materializeDiffusersFolder(dir, variant, lora ?? []);
   let exp: SdExport;
   try {
-    exp = await loadSdExport(m.root, { ...rest, externalData: m.inMemory });
+    exp = await loadSdExport(m.root, { ...rest, externalData: m.inMemory, ...(fusedAttention === false ? {} : { unetSessionFile: FUSED_UNET_FILE }) });
   } catch (e) {
     m.dispose();
     throw e;

@@ -10,7 +10,7 @@
  */
 import { copyFileSync, cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { disposeAll } from '../../graph/session.ts';
 import { readSafetensors, writeSafetensors } from '../../io/safetensors.ts';
@@ -88,6 +88,25 @@ describe('torch.onnx export of the same U-Net', () => {
       expect(Math.max(...a.latents.data.map(Math.abs))).toBeGreaterThan(0.1);
     } finally {
       await exp.dispose();
+    }
+  });
+});
+
+describe('fused attention', () => {
+  it('the sampling session runs onnxruntime\'s fused MultiHeadAttention; the decomposed graph (unet.path) gives the same ε within 1e-5', async () => {
+    const fused = opened.get('sd2')!;
+    const plain = await openStableDiffusion(join(tmp, 'sd2'), { threads: 1, fusedAttention: false });
+    try {
+      const e = fused.expected;
+      const feeds = { sample: e.get('sample')!, timestep: e.get('timestep')!, encoder_hidden_states: e.get('context')! };
+      const a = (await fused.sd.sessions.unet.run(feeds))['out_sample']!.data;
+      const b = (await plain.sessions.unet.run(feeds))['out_sample']!.data;
+      expect(maxAbsDiff(a, b)).toBeLessThan(1e-5);
+      const ops = (path: string): string[] => [...readFileSync(path).toString('latin1').matchAll(/MultiHeadAttention/g)].map((m) => m[0]);
+      expect(ops(join(dirname(fused.sd.unet.path), 'model-fused-attention.onnx')).length).toBeGreaterThan(0);
+      expect(ops(fused.sd.unet.path)).toEqual([]);
+    } finally {
+      await plain.dispose();
     }
   });
 });

@@ -32,6 +32,9 @@ import { textEncoderKey, unetKey, vaeKey } from './keys.ts';
 import { bindWeights, checkWeights, type WeightFile } from './weights.ts';
 import { matchLora, type LoraDelta, type LoraFile } from './lora.ts';
 
+/** The U-Net sampling graph with onnxruntime's fused attention, beside `unet/model.onnx` (the exposable, differentiable one). */
+export const FUSED_UNET_FILE = 'model-fused-attention.onnx';
+
 /** Which weight files of a pipeline folder to read. */
 export type DiffusersVariant = 'fp32' | 'fp16';
 
@@ -91,6 +94,8 @@ function weightFiles(root: string, comp: Component, variant: DiffusersVariant | 
 interface BuiltComponent {
   /** Folder of the optimum export layout (`unet`, `text_encoder`, `vae_encoder`, `vae_decoder`). */
   readonly folder: 'unet' | 'text_encoder' | 'vae_encoder' | 'vae_decoder';
+  /** File name in the folder (default `model.onnx`). */
+  readonly file?: string;
   readonly bytes: Uint8Array;
   readonly files: readonly { path: string; location: string }[];
 }
@@ -197,6 +202,7 @@ export function buildComponentGraphs(
   const out: (Omit<BuiltComponent, 'files'> & { readonly locations: readonly string[] })[] = [
     { folder: 'text_encoder', bytes: buildTextEncoderGraph(teCfg, weights.text_encoder, lora.text_encoder), locations: locations('text_encoder') },
     { folder: 'unet', bytes: buildUnetGraph(unetCfg, weights.unet, lora.unet), locations: locations('unet') },
+    { folder: 'unet', file: FUSED_UNET_FILE, bytes: buildUnetGraph(unetCfg, weights.unet, lora.unet, { fusedAttention: true }), locations: locations('unet') },
   ];
   const vae = buildVaeGraphs(vaeCfg, weights.vae);
   out.push({ folder: 'vae_encoder', bytes: vae.encoder, locations: locations('vae') }, { folder: 'vae_decoder', bytes: vae.decoder, locations: locations('vae') });
@@ -223,9 +229,11 @@ export function buildTextEncoderGraph(cfg: TextEncoderConfigInput, weights: read
 /**
  * The U-Net's graph over its weight files: `sample` `[batch, C, height, width]`, `timestep` float32
  * `[batch]`, `encoder_hidden_states` `[batch, L, E]` → `out_sample`, attention softmaxes named as
- * torch.onnx names diffusers' modules; throws listing every weight problem.
+ * torch.onnx names diffusers' modules — or, with `fusedAttention`, onnxruntime's fused attention
+ * kernel (the sampling graph: faster, but neither exposable nor differentiable); throws listing
+ * every weight problem.
  */
-export function buildUnetGraph(cfg: UnetConfigInput, weights: readonly WeightFile[], lora: ReadonlyMap<string, readonly LoraDelta[]> = new Map()): Uint8Array {
+export function buildUnetGraph(cfg: UnetConfigInput, weights: readonly WeightFile[], lora: ReadonlyMap<string, readonly LoraDelta[]> = new Map(), opts: { readonly fusedAttention?: boolean } = {}): Uint8Array {
   const b = new GraphBuilder({ name: 'unet' });
   const C = cfg.inChannels!;
   const io = {
@@ -235,7 +243,7 @@ export function buildUnetGraph(cfg: UnetConfigInput, weights: readonly WeightFil
   };
   const levels = cfg.channels!.length;
   const w = bindWeights(b, weights, (n) => unetKey(n, levels), lora);
-  const eps = buildUnet(b, cfg, io, w.param, 'dynamic', { diffusersNodeNames: true, dynamicSpatial: true });
+  const eps = buildUnet(b, cfg, io, w.param, 'dynamic', opts.fusedAttention === true ? { dynamicSpatial: true, fusedAttention: true } : { diffusersNodeNames: true, dynamicSpatial: true });
   b.output(eps, 'float32', ['batch', C, 'height', 'width'], 'out_sample');
   checkWeights('unet', weights, [w]);
   return b.toBytes();
@@ -285,8 +293,9 @@ export function materializeDiffusersFolder(dir: string, variant?: DiffusersVaria
     for (const c of components) {
       const d = join(tmp, c.folder);
       mkdirSync(d, { recursive: true });
-      writeFileSync(join(d, 'model.onnx'), c.bytes);
+      writeFileSync(join(d, c.file ?? 'model.onnx'), c.bytes);
       for (const f of c.files) {
+        if (existsSync(join(d, f.location)) || (inMemory[c.folder] ?? []).some((x) => x.path === f.location)) continue;
         try {
           linkSync(f.path, join(d, f.location));
         } catch {

@@ -61,7 +61,7 @@ describe.each(['sd1', 'sd2'] as const)('%s full-size state dicts', (kind) => {
   });
   it('memscope builds every component from the config using every key with its shape', () => {
     const { components, configs } = build(kind);
-    expect(components.map((c) => c.folder)).toEqual(['text_encoder', 'unet', 'vae_encoder', 'vae_decoder']);
+    expect(components.map((c) => `${c.folder}/${c.file ?? 'model.onnx'}`)).toEqual(['text_encoder/model.onnx', 'unet/model.onnx', 'unet/model-fused-attention.onnx', 'vae_encoder/model.onnx', 'vae_decoder/model.onnx']);
     expect(configs.unet.headsPerLevel ?? configs.unet.heads).toEqual(kind === 'sd1' ? 8 : [5, 10, 20, 20]);
     expect(configs.textEncoder.activation).toBe(kind === 'sd1' ? 'quick_gelu' : 'gelu');
   });
