@@ -180,7 +180,8 @@ function isDir(p: string): boolean {
   return existsSync(p) && statSync(p).isDirectory();
 }
 
-function readJsonObject(path: string, rel: string): Record<string, unknown> {
+/** The JSON object in the file at `path` (comments and trailing commas tolerated); errors name `rel`. */
+export function readJsonObject(path: string, rel: string): Record<string, unknown> {
   let v: unknown;
   try {
     v = parseJsonLenient(readFileSync(path, 'utf8'));

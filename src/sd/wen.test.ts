@@ -5,17 +5,16 @@
  * ‖out_c − out_u‖ computed with two plain U-Net calls; the gradient equals central finite
  * differences of the loss; splitting the seeds over calls changes neither.
  */
-import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { disposeAll } from '../graph/session.ts';
 import { randnTorch } from '../random/torch.ts';
 import { concatBatch, type Tensor } from '../tensor/tensor.ts';
-import { DIFFUSERS_TINY_FIXTURES, writeTinyDiffusersFolder } from '../../test/helpers/tiny-diffusers-folder.ts';
+import { writeTinyDiffusersFolder, writeTorchExportOfTinyFolder } from '../../test/helpers/tiny-diffusers-folder.ts';
 import { writeTinySdExport } from '../../test/helpers/tiny-sd-export.ts';
 import { encodePrompts } from './export.ts';
-import { materializeDiffusersFolder } from './diffusers/folder.ts';
 import { openStableDiffusion, type OpenedSd } from './open.ts';
 import { createSdWenObjective } from './wen.ts';
 
@@ -25,16 +24,7 @@ const models = new Map<string, OpenedSd>();
 beforeAll(async () => {
   const folder = writeTinyDiffusersFolder(join(tmp, 'folder'), 'sd1');
   models.set('diffusers folder (memscope graph)', await openStableDiffusion(folder, { threads: 1 }));
-  const m = materializeDiffusersFolder(folder);
-  const torchExport = join(tmp, 'torch-export');
-  try {
-    cpSync(m.root, torchExport, { recursive: true });
-  } finally {
-    m.dispose();
-  }
-  for (const f of readdirSync(join(torchExport, 'unet'))) if (f !== 'config.json') rmSync(join(torchExport, 'unet', f));
-  copyFileSync(join(DIFFUSERS_TINY_FIXTURES, 'sd1', 'unet-torch-export.onnx'), join(torchExport, 'unet', 'model.onnx'));
-  models.set('torch.onnx export', await openStableDiffusion(torchExport, { threads: 1 }));
+  models.set('torch.onnx export', await openStableDiffusion(writeTorchExportOfTinyFolder(folder, join(tmp, 'torch-export')), { threads: 1 }));
   writeTinySdExport(join(tmp, 'legacy'), { variant: 'legacy', seed: 5 });
   models.set('tiny legacy export (int64 timestep)', await openStableDiffusion(join(tmp, 'legacy'), { threads: 1 }));
   models.set('diffusers folder, v-prediction SD 2.x', await openStableDiffusion(writeTinyDiffusersFolder(join(tmp, 'folder2'), 'sd2'), { threads: 1 }));

@@ -5,10 +5,11 @@
  * tokenizer and PNDM scheduler config (`prediction_type` ε for `sd1`, v for `sd2`) and a
  * `model_index.json` as diffusers writes it. A few hundred kB; 64 × 64 images, 8 × 8 latents.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeTinySdExport } from './tiny-sd-export.ts';
+import { materializeDiffusersFolder } from '../../src/sd/diffusers/folder.ts';
 
 /** Where the reference's fixtures live. */
 export const DIFFUSERS_TINY_FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'diffusers-tiny');
@@ -30,6 +31,23 @@ export function writeTinyDiffusersFolder(dir: string, kind: 'sd1' | 'sd2'): stri
     join(dir, 'model_index.json'),
     JSON.stringify({ _class_name: 'StableDiffusionPipeline', _diffusers_version: '0.31.0', unet: ['diffusers', 'UNet2DConditionModel'], text_encoder: ['transformers', 'CLIPTextModel'], vae: ['diffusers', 'AutoencoderKL'], tokenizer: ['transformers', 'CLIPTokenizer'], scheduler: ['diffusers', 'PNDMScheduler'], safety_checker: [null, null], feature_extractor: [null, null], requires_safety_checker: false }, null, 2),
   );
+  return dir;
+}
+
+/**
+ * An ONNX export of the tiny `sd1` folder whose `unet/model.onnx` is the PyTorch reference's own
+ * U-Net exported by torch.onnx.export (`unet-torch-export.onnx`), the other components memscope's
+ * graphs of the folder (`materializeDiffusersFolder`, copied). Returns `dir`.
+ */
+export function writeTorchExportOfTinyFolder(folder: string, dir: string): string {
+  const m = materializeDiffusersFolder(folder);
+  try {
+    cpSync(m.root, dir, { recursive: true });
+  } finally {
+    m.dispose();
+  }
+  for (const f of readdirSync(join(dir, 'unet'))) if (f !== 'config.json') rmSync(join(dir, 'unet', f));
+  copyFileSync(join(DIFFUSERS_TINY_FIXTURES, 'sd1', 'unet-torch-export.onnx'), join(dir, 'unet', 'model.onnx'));
   return dir;
 }
 

@@ -8,17 +8,16 @@
  * exported by torch.onnx.export (the same torch module) and dropped into an export layout
  * generates the same samples as the folder.
  */
-import { copyFileSync, cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { disposeAll } from '../../graph/session.ts';
 import { readSafetensors, writeSafetensors } from '../../io/safetensors.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
-import { DIFFUSERS_TINY_FIXTURES as FIXTURES, writeTinyDiffusersFolder } from '../../../test/helpers/tiny-diffusers-folder.ts';
+import { DIFFUSERS_TINY_FIXTURES as FIXTURES, writeTinyDiffusersFolder, writeTorchExportOfTinyFolder } from '../../../test/helpers/tiny-diffusers-folder.ts';
 import { writeTinySdExport } from '../../../test/helpers/tiny-sd-export.ts';
 import { openStableDiffusion, type OpenedSd } from '../open.ts';
-import { materializeDiffusersFolder } from './folder.ts';
 import { generate } from '../pipeline.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-diffusers-test-'));
@@ -68,16 +67,7 @@ describe.each(['sd1', 'sd2'] as const)('diffusers folder %s vs the PyTorch refer
 describe('torch.onnx export of the same U-Net', () => {
   it('an export whose unet/model.onnx is the torch export generates the folder\'s samples (PNDM, CFG 7.5, 5 steps) within 1e-4', async () => {
     const folder = opened.get('sd1')!.sd;
-    const m = materializeDiffusersFolder(join(tmp, 'sd1'));
-    const exportDir = join(tmp, 'sd1-torch-export');
-    try {
-      cpSync(m.root, exportDir, { recursive: true });
-    } finally {
-      m.dispose();
-    }
-    for (const f of readdirSync(join(exportDir, 'unet'))) if (f !== 'config.json') rmSync(join(exportDir, 'unet', f));
-    copyFileSync(join(FIXTURES, 'sd1', 'unet-torch-export.onnx'), join(exportDir, 'unet', 'model.onnx'));
-    const exp = await openStableDiffusion(exportDir, { threads: 1 });
+    const exp = await openStableDiffusion(writeTorchExportOfTinyFolder(join(tmp, 'sd1'), join(tmp, 'sd1-torch-export')), { threads: 1 });
     try {
       expect(exp.diffusers).toBeNull();
       const opts = { prompts: ['a photo of a cat'], seeds: [3, 4], steps: 5, sampler: 'pndm' as const };

@@ -26,7 +26,7 @@ import { readSafetensorsIndex } from '../../io/safetensors.ts';
 import { buildTextEncoder, type TextEncoderConfigInput } from '../../models/text-encoder.ts';
 import { buildUnet, type UnetConfigInput } from '../../models/unet.ts';
 import { buildVaeDecoder, buildVaeEncoder, type VaeConfigInput } from '../../models/vae.ts';
-import { parseJsonLenient } from '../../schedules/config.ts';
+import { readJsonObject } from '../export.ts';
 import { textEncoderConfigFromDiffusers, unetConfigFromDiffusers, vaeConfigFromDiffusers } from './config.ts';
 import { textEncoderKey, unetKey, vaeKey } from './keys.ts';
 import { bindWeights, checkWeights, type WeightFile } from './weights.ts';
@@ -43,16 +43,7 @@ const COMPONENTS = { unet: 'diffusion_pytorch_model', text_encoder: 'model', vae
 /** The model folders of a diffusers Stable Diffusion pipeline that memscope builds graphs of. */
 export type Component = keyof typeof COMPONENTS;
 
-function readJson(path: string, rel: string): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = parseJsonLenient(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new Error(`${rel}: not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${rel}: expected a JSON object`);
-  return v as Record<string, unknown>;
-}
+const readJson = readJsonObject;
 
 /** True when `dir` is a diffusers pipeline folder with safetensors weights (and not an ONNX export): `model_index.json` and `unet/config.json`, no `unet/model.onnx`. */
 export function isDiffusersFolder(dir: string): boolean {
