@@ -7,11 +7,12 @@ export interface CsvTable {
   readonly records: { readonly record: Record<string, string>; readonly info: { readonly lines: number } }[];
 }
 
-/** Parse CSV text with a header row; throws `csv-parse`'s error on invalid CSV (callers add the file name). */
-export function parseCsvTable(text: string): CsvTable {
+/** Parse CSV text with a header row (field delimiter default `,`); throws `csv-parse`'s error on invalid CSV (callers add the file name). */
+export function parseCsvTable(text: string, delimiter = ','): CsvTable {
   let header: string[] = [];
   const records = parse(text, {
     bom: true,
+    delimiter,
     skip_empty_lines: true,
     info: true,
     columns: (h: string[]) => {

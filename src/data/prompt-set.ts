@@ -23,15 +23,16 @@ import { parseCsvTable, type CsvTable } from './csv.ts';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet';
 
 /** File formats read by {@link readPromptSet}. */
-export type PromptSetFormat = 'csv' | 'jsonl' | 'parquet';
+export type PromptSetFormat = 'csv' | 'jsonl' | 'parquet' | 'txt';
 
 /**
  * Normalized memorization label: `'verbatim'` (the generation reproduces a training image;
  * Webster's MV "matching verbatim" and RV "retrieval verbatim"), `'template'` (it reproduces
  * the layout of a training image with variations; Webster's TV "template verbatim"),
- * `'none'` (not memorized; Webster's N).
+ * `'none'` (not memorized; Webster's N), `'memorized'` (memorized, of a type the list does not
+ * say: e.g. Ren et al.'s `sd1_mem345`).
  */
-export type MemorizationLabel = 'verbatim' | 'template' | 'none';
+export type MemorizationLabel = 'verbatim' | 'template' | 'none' | 'memorized';
 
 /** A reference to the training image of a prompt: a local file (absolute path) or a URL. */
 export interface PromptImage {
@@ -87,6 +88,10 @@ export interface PromptSetOptions {
   readonly idColumn?: string | null;
   /** Folder that relative image paths resolve against. Default: the prompt-set file's folder. */
   readonly imageRoot?: string;
+  /** CSV field delimiter (default `,`; NeMo's lists use `;`). */
+  readonly delimiter?: string;
+  /** Label of every row whose label cell is absent or empty (a list that is memorized or not as a whole); default none. */
+  readonly defaultLabel?: MemorizationLabel;
 }
 
 /** Caption column names tried in order (case-insensitively) by {@link readPromptSet}. */
@@ -108,6 +113,7 @@ const LABELS: ReadonlyMap<string, MemorizationLabel> = new Map<string, Memorizat
   ['rv', 'verbatim'], ['retrieval verbatim', 'verbatim'],
   ['v', 'verbatim'], ['verbatim', 'verbatim'], ['exact', 'verbatim'],
   ['tv', 'template'], ['template verbatim', 'template'], ['template', 'template'], ['t', 'template'],
+  ['vm', 'verbatim'], ['tm', 'template'], ['memorized', 'memorized'], ['memorised', 'memorized'], ['mem', 'memorized'],
   ['n', 'none'], ['none', 'none'], ['not memorized', 'none'], ['not memorised', 'none'],
   ['non memorized', 'none'], ['nonmemorized', 'none'], ['unmemorized', 'none'], ['no', 'none'],
 ]);
@@ -205,8 +211,8 @@ function fail(path: string, msg: string): never {
 
 function formatOf(path: string, explicit: PromptSetFormat | undefined): PromptSetFormat {
   if (explicit !== undefined) {
-    if (explicit !== 'csv' && explicit !== 'jsonl' && explicit !== 'parquet') {
-      fail(path, `unsupported format ${JSON.stringify(explicit)} (expected 'csv', 'jsonl' or 'parquet')`);
+    if (explicit !== 'csv' && explicit !== 'jsonl' && explicit !== 'parquet' && explicit !== 'txt') {
+      fail(path, `unsupported format ${JSON.stringify(explicit)} (expected 'csv', 'jsonl', 'parquet' or 'txt')`);
     }
     return explicit;
   }
@@ -214,13 +220,27 @@ function formatOf(path: string, explicit: PromptSetFormat | undefined): PromptSe
   if (ext === '.csv') return 'csv';
   if (ext === '.jsonl' || ext === '.ndjson') return 'jsonl';
   if (ext === '.parquet') return 'parquet';
-  return fail(path, `unsupported extension ${JSON.stringify(ext)} (expected .csv, .jsonl, .ndjson or .parquet, or pass the format option)`);
+  if (ext === '.txt') return 'txt';
+  return fail(path, `unsupported extension ${JSON.stringify(ext)} (expected .csv, .jsonl, .ndjson, .parquet or .txt, or pass the format option)`);
 }
 
-function readCsv(path: string, text: string): RawTable {
+/** One caption per non-empty line (Ren et al.'s prompt files), as a table with one column `caption`. */
+function readTxt(text: string): RawTable {
+  const rows: RawRow[] = [];
+  const lineOf: number[] = [];
+  text.replace(/^\uFEFF/, '').split('\n').forEach((raw, k) => {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (line.trim() === '') return;
+    rows.push({ caption: line });
+    lineOf.push(k + 1);
+  });
+  return { columns: rows.length === 0 ? [] : ['caption'], rows, where: (i) => `row ${i + 1} (line ${lineOf[i]})` };
+}
+
+function readCsv(path: string, text: string, delimiter?: string): RawTable {
   let table: CsvTable;
   try {
-    table = parseCsvTable(text);
+    table = parseCsvTable(text, delimiter);
   } catch (e) {
     return fail(path, `not valid CSV: ${(e as Error).message}`);
   }
@@ -338,7 +358,7 @@ function imageOf(value: string, root: string): PromptImage {
  */
 export async function readPromptSet(path: string, opts: PromptSetOptions = {}): Promise<PromptSet> {
   const abs = resolve(path);
-  if (!existsSync(abs)) fail(path, 'file does not exist (expected a .csv, .jsonl, .ndjson or .parquet prompt list)');
+  if (!existsSync(abs)) fail(path, 'file does not exist (expected a .csv, .jsonl, .ndjson, .parquet or .txt prompt list, or the name of a fetched public set: memscope prompts list)');
   if (!statSync(abs).isFile()) fail(path, 'is not a file (expected a .csv, .jsonl, .ndjson or .parquet prompt list)');
   const format = formatOf(path, opts.format);
 
@@ -353,7 +373,7 @@ export async function readPromptSet(path: string, opts: PromptSetOptions = {}): 
       return fail(path, `cannot read: ${(e as Error).message}`);
     }
     const text = decodeUtf8(path, bytes);
-    table = format === 'csv' ? readCsv(path, text) : readJsonl(path, text);
+    table = format === 'csv' ? readCsv(path, text, opts.delimiter) : format === 'txt' ? readTxt(text) : readJsonl(path, text);
   }
   const { columns, rows, where } = table;
   if (rows.length === 0) {
@@ -382,7 +402,7 @@ export async function readPromptSet(path: string, opts: PromptSetOptions = {}): 
       if (v !== '') image = imageOf(v, imageRoot);
     }
 
-    let label: MemorizationLabel | null = null;
+    let label: MemorizationLabel | null = opts.defaultLabel ?? null;
     if (labelCol !== null) {
       const v = cellText(path, at, labelCol, row[labelCol])?.trim() ?? '';
       if (v !== '') {
