@@ -104,7 +104,7 @@ const log = (m: string): void => void process.stderr.write(`${m}\n`);
 
 /** Load the source and resolve the settings of validated `detect` flags (the command and a queue worker share it). */
 async function loadDetect(o: z.infer<typeof Schema>, seeds: number[]) {
-  const { spec, src } = await loadCliSource(o.model, o);
+  const { spec, src } = await loadCliSource(o.model, o, {}, { labelsSuffice: true });
   const prompts = asUsage(() => parsePrompts(o.prompts, src.denoiser, '--prompts', 'is not a prompt to classify'));
   const sampler = samplerFor(o.sampler, studyConfig(src), o.model, (m) => void process.stderr.write(`${m}\n`));
   const settings = { prompts, seeds, scale: o.scale, sampler, steps: o.steps, config: studyConfig(src), promptsPerBatch: 16 };

@@ -20,6 +20,7 @@ import { reportCommand, REPORT_HELP } from './report.ts';
 import { serveCommand, SERVE_HELP } from './serve.ts';
 import { workerCommand, WORKER_HELP } from './worker.ts';
 import { queueCommand, QUEUE_HELP } from './queue.ts';
+import { promptsCommand, PROMPTS_HELP } from './prompts.ts';
 
 /** Every command: its entry point, its help (generated from its flag schema, src/cli/help.ts) and its one-line summary. */
 export const COMMANDS: Readonly<Record<string, { run: (argv: string[]) => Promise<void>; help: CommandHelp; summary: string }>> = {
@@ -40,6 +41,7 @@ export const COMMANDS: Readonly<Record<string, { run: (argv: string[]) => Promis
   serve: { run: serveCommand, help: SERVE_HELP, summary: 'a dashboard over a results store on 127.0.0.1: study progress, interactive figures, two runs side by side, a prompt across runs' },
   worker: { run: workerCommand, help: WORKER_HELP, summary: 'run the units of studies queued with --queue (BullMQ on Redis) until stopped; any number of hosts' },
   queue: { run: queueCommand, help: QUEUE_HELP, summary: 'watch and stop the studies queued with --queue: units done / in flight / failed / remaining, workers, ETA; drain or cancel one' },
+  prompts: { run: promptsCommand, help: PROMPTS_HELP, summary: 'the public memorized-prompt sets of the papers (Wen, Ren, NeMo): list them, fetch one (pinned, SHA-256 checked) for --prompt-set NAME' },
   results: { run: resultsCommand, help: RESULTS_HELP, summary: 'the results store: list study runs (results ls), export their per-unit and per-step tables (results export)' },
 };
 

@@ -105,14 +105,15 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
  * Resolve `--model` and load the study source (testbed, trained model or SD export with its
  * prompt set; see `SOURCE_LOADERS`), print its notes; load errors become usage errors naming the
  * flag. The studies measure copies against training images: a source without any (a bare ONNX
- * U-Net) is refused.
+ * U-Net) is refused — unless `use.labelsSuffice` (detection) and its prompts carry labels.
  */
-export async function loadCliSource(model: string, flags: SdSourceFlags, extra: Omit<StudySourceOptions, 'sd'> = {}): Promise<{ spec: string; src: StudySource }> {
+export async function loadCliSource(model: string, flags: SdSourceFlags, extra: Omit<StudySourceOptions, 'sd'> = {}, use: { readonly labelsSuffice?: boolean } = {}): Promise<{ spec: string; src: StudySource }> {
   const spec = await resolveModelSpec(model);
   const src = await loadStudySource(spec, { ...extra, sd: sdSourceOptions(flags) }).catch((e: Error) => {
     throw new UsageError(e.message);
   });
-  if (src.trainImages.dims[0] === 0) {
+  // detection needs only the memorized / not labels (a public prompt set whose images are URLs); the other studies measure copies
+  if (src.trainImages.dims[0] === 0 && !(use.labelsSuffice === true && src.denoiser.conditions.some((c) => c.memorized !== undefined))) {
     await src.denoiser.dispose?.();
     throw new UsageError(`--model: ${src.description} comes without training images, and this study measures copies of them; memscope sample runs on it`);
   }

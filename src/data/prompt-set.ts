@@ -102,7 +102,7 @@ export const IMAGE_COLUMNS: readonly string[] = Object.freeze([
 ]);
 /** Label column names tried in order (case-insensitively) by {@link readPromptSet}. */
 export const LABEL_COLUMNS: readonly string[] = Object.freeze([
-  'label', 'mem_type', 'memorization', 'memorization_type', 'type', 'category', 'class',
+  'label', 'mem_type', 'memorization', 'memorization_type', 'overfit_type', 'type', 'category', 'class',
 ]);
 /** Id column names tried in order (case-insensitively) by {@link readPromptSet}. */
 export const ID_COLUMNS: readonly string[] = Object.freeze(['id', 'index', 'idx', 'key', 'uid']);

@@ -19,14 +19,18 @@ export interface ConditionInfo {
   readonly targets?: readonly number[];
   /** How many training examples show this condition's image, when the model records it (the `graded` scenario: 1, 3, 10, 30, 100). */
   readonly duplicates?: number;
+  /** Ground truth given by a prompt list's label when its training image is not at hand (a public set's URL images): overrides the targets rule. */
+  readonly memorized?: boolean;
 }
 
 /**
  * The ground-truth label of memorization studies: a condition tied to a training image (its
  * targets) is memorized, except one whose image is trained on once (the `graded` scenario's unique
- * captions, the honest negatives of Wen et al.'s detection).
+ * captions, the honest negatives of Wen et al.'s detection). A label given without an image
+ * (`memorized`) decides on its own.
  */
 export function isMemorizedCondition(info: ConditionInfo): boolean {
+  if (info.memorized !== undefined) return info.memorized;
   return (info.targets?.length ?? 0) > 0 && (info.duplicates === undefined || info.duplicates > 1);
 }
 

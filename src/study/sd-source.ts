@@ -20,6 +20,7 @@ import { basename, join, resolve } from 'node:path';
 import type { ConditionInfo, Denoiser } from '../denoisers/denoiser.ts';
 import { loadImageFiles } from '../data/folder.ts';
 import { readPromptSet, promptLengthProblem, type PromptRecord } from '../data/prompt-set.ts';
+import { resolvePromptSet } from '../data/prompt-sources.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { CapabilityReasons, EmbeddingGradientCapability, TextCapability } from '../mitigate/capabilities.ts';
 import { optimizeEmbedding } from '../mitigate/wen-embedding.ts';
@@ -127,9 +128,19 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
     }
     all = opts.texts.map((caption, i) => ({ id: String(i), caption, image: null, label: null }));
   } else {
-    const set = await readPromptSet(opts.promptSet!, opts.imageRoot === undefined ? {} : { imageRoot: opts.imageRoot }).catch((e: Error) => {
-      throw new Error(`--prompt-set: ${e.message}`);
-    });
+    // names of public sets (memscope prompts list) read their fetched files with the catalogue's column mapping;
+    // a comma-separated list is read set by set and concatenated (e.g. memorized + non-memorized prompts for detection)
+    const specs = existsSync(opts.promptSet!) ? [opts.promptSet!] : opts.promptSet!.split(',').map((x) => x.trim()).filter((x) => x !== '');
+    const parts: PromptRecord[] = [];
+    for (const spec of specs) {
+      const named = resolvePromptSet(spec);
+      const one = await readPromptSet(named.path, { ...(named.read ?? {}), ...(opts.imageRoot === undefined ? {} : { imageRoot: opts.imageRoot }) }).catch((e: Error) => {
+        throw new Error(`--prompt-set: ${e.message}`);
+      });
+      // a public set's training images are URLs memscope does not download: its labels are the ground truth
+      for (const p of one.prompts) parts.push(named.source !== null && p.image?.kind === 'url' ? { ...p, id: specs.length > 1 ? `${spec}:${p.id}` : p.id, image: null } : specs.length > 1 ? { ...p, id: `${spec}:${p.id}` } : p);
+    }
+    const set = { prompts: parts };
     all = set.prompts;
   }
   const limit = opts.limit ?? all.length;
@@ -160,7 +171,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
     const imageIndex = new Map<string, number>();
     for (const p of prompts) if (p.image !== null && !imageIndex.has(p.image.value)) imageIndex.set(p.image.value, imageIndex.size);
     const paths = [...imageIndex.keys()];
-    if (paths.length === 0 && opts.texts === undefined) throw new Error(`--prompt-set: ${opts.promptSet} names no training image (no image column or every cell empty); memorization is measured against the training images`);
+    if (paths.length === 0 && opts.texts === undefined && !prompts.every((p) => p.label !== null)) throw new Error(`--prompt-set: ${opts.promptSet} names no training image (no image column or every cell empty) and does not label every prompt; memorization is measured against the training images or given by the labels`);
     const trainImages: Tensor =
       paths.length === 0
         ? { dims: [0, 3, size.height, size.width], data: new Float32Array(0) }
@@ -170,7 +181,9 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
     const hasLabels = prompts.some((p) => p.label !== null);
     const conditions: ConditionInfo[] = prompts.map((p, i) => {
       const memorized = p.image !== null && (hasLabels ? p.label !== null && p.label !== 'none' : true);
-      return { id: `caption:${i}`, kind: 'caption', label: p.caption, ...(memorized ? { targets: [imageIndex.get(p.image!.value)!] } : {}) };
+      // a labelled prompt without its image (public sets): the label alone says whether it is memorized
+      const labelOnly = p.image === null && p.label !== null ? { memorized: p.label !== 'none' } : {};
+      return { id: `caption:${i}`, kind: 'caption', label: p.caption, ...(memorized ? { targets: [imageIndex.get(p.image!.value)!] } : {}), ...labelOnly };
     });
 
     // embeddings (cond rows and e_∅) and target latents, in batches

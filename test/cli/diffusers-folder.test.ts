@@ -84,6 +84,19 @@ describe('diffusers pipeline folder on the command line', () => {
     expect(bad.err).toMatch(/--lora: .*nope\.safetensors/);
   }, 60_000);
 
+  it('detect on a labelled list without images (as the public sets are read): the labels are the ground truth; evaluate still needs images', async () => {
+    const list = join(root, 'labels-only.csv');
+    writeFileSync(list, 'caption,label\n"a photo of the cat",MV\n"a dog on the beach",N\n"the cat on the beach",TV\n');
+    const out = join(root, 'runs', 'detect-labels');
+    const r = await runCli(['detect', '--model', folder, '--prompt-set', list, '--steps', '4', '--seeds', '0-1', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const det = JSON.parse(readFileSync(join(out, 'detect.json'), 'utf8'));
+    expect(det.prompts.map((p: { memorized: boolean }) => p.memorized)).toEqual([true, false, true]);
+    const ev = await runCli(['evaluate', '--model', folder, '--prompt-set', list, '--threshold', '0.5', '--methods', 'cfg', '--steps', '4', '--out', join(root, 'runs', 'ev-labels')]);
+    expect(ev.code).toBe(2);
+    expect(ev.err).toMatch(/comes without training images/);
+  }, 60_000);
+
   it('--variant: a bad value is a usage error naming the flag and the choices', async () => {
     const r = await runCli(['sample', '--model', folder, '--prompt', 'a cat', '--variant', 'fp8', '--out', join(root, 'runs', 'bad')]);
     expect(r.code).toBe(2);
