@@ -40,8 +40,9 @@ export const DETECT_HELP = commandHelp(Schema, {
     SD_SOURCE_SECTION,
     `Detectors: Wen et al.'s first-step ‖ε_c − ε_u‖ averaged over the seeds and its all-steps mean;
 Ren et al.'s cross-attention entropy at the first step on trained text models. For each: ROC AUC
-with its 95 % Hanley–McNeil interval ("inconclusive" below 10 prompts per class) and TPR at 1 % FPR
-with its Wilson interval ("inconclusive" below 100 normal prompts). Writes detect.json, detect.csv, roc.svg|png,
+with its 95 % Hanley–McNeil interval ("inconclusive" below 10 prompts per class) and TPR at 1, 3, 5
+and 10 % FPR (Wen et al.'s 1 %, Ren et al.'s four) with Wilson intervals ("inconclusive" below
+⌈1/FPR⌉ normal prompts: 100, 34, 20, 10). Writes detect.json, detect.csv, roc.svg|png,
 report.html and run.json (the resolved settings, the unit keys, the store).`,
     STORE_SECTION,
     QUEUE_SECTION,
@@ -96,7 +97,7 @@ export async function detectCommand(argv: string[]): Promise<void> {
     await writeSection(dir, 'memscope detect', detectSection(r, intro));
   }, { command: 'detect' });
   await src.denoiser.dispose?.();
-  for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.aucText}; TPR@1%FPR ${x.tprAt1Text}\n`);
+  for (const x of r.detectors) process.stdout.write(`${x.name}: AUC ${x.aucText}; ${x.tprAtFprs.map((t) => `TPR@${Math.round(t.fpr * 100)}%FPR ${t.text}`).join('; ')}\n`);
   process.stdout.write(`${join(o.out, 'report.html')}\n`);
 }
 

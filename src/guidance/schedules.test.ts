@@ -61,6 +61,20 @@ describe('static schedules', () => {
   });
 });
 
+describe("Jain et al.'s invlinear, sine, v_shape, a_shape (their code's formulas)", () => {
+  it('take the values their code gives at t = 1000, 750, 500, 250, 0 (T = 1000, λ = 4)', () => {
+    // invlinear λt/T; sine λ(sin(πt/T − π/2) + 1); v_shape λ(1 − t/T) above 500, λt/T at and below; a_shape λ(1 − t/T) below 500, λt/T at and above
+    const ts = [1000, 750, 500, 250, 0];
+    const at = (spec: string): number[] => ts.map((t) => parseGuidance(spec).scale(ctx(0, t)));
+    const close = (a: number[], b: number[]): void => a.forEach((v, i) => expect(v).toBeCloseTo(b[i]!, 12));
+    close(at('invlinear:4'), [4, 3, 2, 1, 0]);
+    close(at('sine:4'), [8, 4 + 4 * Math.SQRT1_2, 4, 4 - 4 * Math.SQRT1_2, 0]);
+    close(at('v_shape:4'), [0, 1, 2, 1, 0]);
+    close(at('a_shape:4'), [4, 3, 2, 3, 4]);
+    expect(parseGuidance('v_shape', 7.5).label).toBe('v_shape:7.5');
+  });
+});
+
 describe('parseGuidance', () => {
   it('parses every documented form to its canonical label', () => {
     for (const [spec, label] of [

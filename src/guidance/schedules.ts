@@ -97,6 +97,28 @@ export function linearRamp(lambda: number): GuidanceSchedule {
   return { label: `linear:${lambda}`, scale: (c) => lambda * (1 - c.t / c.numTrainTimesteps) };
 }
 
+/**
+ * Jain et al.'s (CVPR 2025) other weight schedules, as their code defines them (t the timestep,
+ * T = `numTrainTimesteps`, 1000 in their runs; the names are theirs):
+ * - `invlinear`: s = λ·t/T (decreasing in the denoising direction);
+ * - `sine`: s = λ·(sin(π t/T − π/2) + 1) = λ·(1 − cos(π t/T)) (from 2λ at t = T to 0);
+ * - `v_shape`: s = λ·(1 − t/T) for t > T/2, λ·t/T otherwise (0 at both ends, λ/2 at t = T/2);
+ * - `a_shape`: s = λ·(1 − t/T) for t < T/2, λ·t/T otherwise (λ at both ends, λ/2 at t = T/2).
+ */
+export type JainSchedule = 'invlinear' | 'sine' | 'v_shape' | 'a_shape';
+
+/** One of {@link JainSchedule} at scale λ. */
+export function jainSchedule(kind: JainSchedule, lambda: number): GuidanceSchedule {
+  checkScale(kind, lambda);
+  const f: Record<JainSchedule, (u: number) => number> = {
+    invlinear: (u) => u,
+    sine: (u) => Math.sin(Math.PI * u - Math.PI / 2) + 1,
+    v_shape: (u) => (u > 0.5 ? 1 - u : u),
+    a_shape: (u) => (u < 0.5 ? 1 - u : u),
+  };
+  return { label: `${kind}:${lambda}`, scale: (c) => lambda * f[kind](c.t / c.numTrainTimesteps) };
+}
+
 /** Cosine ramp (monotone increasing): s = λ·(1 − cos(π·(1 − t/T_train)))/2. */
 export function cosineRamp(lambda: number): GuidanceSchedule {
   checkScale('cosine', lambda);

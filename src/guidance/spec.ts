@@ -16,7 +16,7 @@
  * `og+stp:600/2`, `interval:100-300`.
  */
 import { didYouMean } from '../text/suggest.ts';
-import { constant, cosineRamp, dtp, interval, linearRamp, stp, type GuidanceSchedule } from './schedules.ts';
+import { constant, cosineRamp, dtp, interval, jainSchedule, linearRamp, stp, type GuidanceSchedule } from './schedules.ts';
 
 /** The grammar's parts of one item, before any method reads them (see the module comment). */
 export interface SpecTerms {
@@ -84,7 +84,7 @@ export function specNumber(raw: string | undefined, what: string, t: SpecTerms, 
 }
 
 /** Guidance schedule kinds (the names of {@link SCHEDULE_RULES}). */
-export const SCHEDULE_KINDS = ['cfg', 'stp', 'og+stp', 'dtp', 'og+dtp', 'interval', 'linear', 'cosine'] as const;
+export const SCHEDULE_KINDS = ['cfg', 'stp', 'og+stp', 'dtp', 'og+dtp', 'interval', 'linear', 'cosine', 'invlinear', 'sine', 'v_shape', 'a_shape'] as const;
 /** A guidance schedule kind. */
 export type ScheduleKind = (typeof SCHEDULE_KINDS)[number];
 
@@ -137,6 +137,10 @@ export const SCHEDULE_RULES: readonly ScheduleRule[] = [
   { kind: 'interval', form: 'interval[:λ][@lo-hi]', about: `λ only for lo ≤ t ≤ hi (Kynkäänniemi et al. 2024; default ${DEFAULT_INTERVAL.join('-')})`, at: 'range', og: false, atDefault: DEFAULT_INTERVAL, build: (s, l) => interval(l, s.range![1], s.range![0]) },
   { kind: 'linear', form: 'linear[:λ]', about: 's = λ·(1 − t/T)', at: 'none', og: false, build: (_s, l) => linearRamp(l) },
   { kind: 'cosine', form: 'cosine[:λ]', about: 's = λ·(1 − cos(π(1 − t/T)))/2', at: 'none', og: false, build: (_s, l) => cosineRamp(l) },
+  { kind: 'invlinear', form: 'invlinear[:λ]', about: "s = λ·t/T (Jain et al.'s code)", at: 'none', og: false, build: (_s, l) => jainSchedule('invlinear', l) },
+  { kind: 'sine', form: 'sine[:λ]', about: "s = λ·(1 − cos(π t/T)) (Jain et al.'s code)", at: 'none', og: false, build: (_s, l) => jainSchedule('sine', l) },
+  { kind: 'v_shape', form: 'v_shape[:λ]', about: "s = λ·(1 − t/T) above t = T/2, λ·t/T below (Jain et al.'s code)", at: 'none', og: false, build: (_s, l) => jainSchedule('v_shape', l) },
+  { kind: 'a_shape', form: 'a_shape[:λ]', about: "s = λ·(1 − t/T) below t = T/2, λ·t/T above (Jain et al.'s code)", at: 'none', og: false, build: (_s, l) => jainSchedule('a_shape', l) },
 ];
 
 /** The rule of a kind. */

@@ -58,6 +58,8 @@ export interface DetectorResult {
   readonly aucText: string;
   /** The TPR at 1 % FPR as printed: "inconclusive (n_neg = 4 < 100)" below ⌈1/0.01⌉ negatives, else value, interval and n. */
   readonly tprAt1Text: string;
+  /** TPR at each FPR of {@link DETECTION_FPRS} (Ren et al. 2024 report 1, 3, 5 and 10 %), each with its Wilson interval and text ("inconclusive" below ⌈1/f⌉ negatives). */
+  readonly tprAtFprs: readonly { readonly fpr: number; readonly tpr: number; readonly interval: Interval; readonly text: string }[];
   readonly roc: RocCurve;
   /** Seconds spent computing this detector beyond the shared sampling run. */
   readonly seconds: number;
@@ -72,13 +74,16 @@ export interface DetectResult {
 
 const g3 = (v: number): string => (Number.isFinite(v) ? v.toFixed(3) : 'n/a');
 
+/** The FPRs at which detection reports a TPR: Wen et al.'s 1 % and Ren et al.'s 1, 3, 5 and 10 %. */
+export const DETECTION_FPRS: readonly number[] = [0.01, 0.03, 0.05, 0.1];
+
 /**
  * An AUC and a TPR at 1 % FPR with their intervals and n, judged: the AUC is "better than chance"
  * only when its whole Hanley–McNeil interval is above 0.5 with ≥ MIN_N.aucPerClass prompts per
  * class; the TPR at 1 % FPR is printed only from ≥ 100 negatives (below that no threshold can hold
  * the FPR at 1 %: one false positive is already more).
  */
-export function detectionStats(scores: readonly number[], labels: readonly boolean[]): Pick<DetectorResult, 'auc' | 'aucInterval' | 'tprAt1' | 'tprAt1Interval' | 'positives' | 'negatives' | 'aucVerdict' | 'aucText' | 'tprAt1Text'> {
+export function detectionStats(scores: readonly number[], labels: readonly boolean[]): Pick<DetectorResult, 'auc' | 'aucInterval' | 'tprAt1' | 'tprAt1Interval' | 'positives' | 'negatives' | 'aucVerdict' | 'aucText' | 'tprAt1Text' | 'tprAtFprs'> {
   const P = labels.filter((l) => l).length;
   const N = labels.length - P;
   const auc = rocAuc(scores, labels);
@@ -88,9 +93,15 @@ export function detectionStats(scores: readonly number[], labels: readonly boole
   const nMin = Math.min(P, N);
   const aucVerdict = judge({ claim: 'detects memorized prompts better than chance (AUC > 0.5)', value: auc, interval: aucCi, n: nMin, nLabel: P <= N ? 'n_pos' : 'n_neg', minN: MIN_N.aucPerClass, side: { above: 0.5 } });
   const aucText = `${g3(auc)} [${g3(aucCi.lo)}, ${g3(aucCi.hi)}] (95 % Hanley–McNeil; n_pos = ${P}, n_neg = ${N})${nMin < MIN_N.aucPerClass ? `: ${aucVerdict.text}` : `; better than chance: ${aucVerdict.verdict}`}`;
-  const needNeg = minNegativesForFpr(0.01);
-  const tprAt1Text = N < needNeg ? `inconclusive (n_neg = ${N} < ${needNeg})` : `${g3(tprAt1)} [${g3(tprCi.lo)}, ${g3(tprCi.hi)}] (95 % Wilson; n_pos = ${P}, n_neg = ${N})`;
-  return { auc, aucInterval: aucCi, tprAt1, tprAt1Interval: tprCi, positives: P, negatives: N, aucVerdict, aucText, tprAt1Text };
+  const tprAtFprs = DETECTION_FPRS.map((fpr) => {
+    const tpr = tprAtFpr(scores, labels, fpr);
+    const interval = wilsonInterval(Math.round(tpr * P), P);
+    const need = minNegativesForFpr(fpr);
+    const text = N < need ? `inconclusive (n_neg = ${N} < ${need})` : `${g3(tpr)} [${g3(interval.lo)}, ${g3(interval.hi)}] (95 % Wilson; n_pos = ${P}, n_neg = ${N})`;
+    return { fpr, tpr, interval, text };
+  });
+  const tprAt1Text = tprAtFprs[0]!.text;
+  return { auc, aucInterval: aucCi, tprAt1, tprAt1Interval: tprCi, positives: P, negatives: N, aucVerdict, aucText, tprAt1Text, tprAtFprs };
 }
 
 function detector(name: string, description: string, scores: number[], labels: boolean[], seconds: number): DetectorResult {

@@ -80,4 +80,28 @@ describe('detectionStats', () => {
     expect(few.aucText).toContain('inconclusive (n_neg = 9 < 10)');
     expect(few.tprAt1Text).toBe('inconclusive (n_neg = 9 < 100)');
   });
+
+  it('reports TPR at 1, 3, 5 and 10 % FPR (Ren et al.), each from its own minimum of negatives', () => {
+    // same scores: negatives 0…99, positives 90.5…99.5. At FPR ≤ f the threshold admits ⌊100 f⌋ negatives (those above 100 − ⌊100 f⌋ − 0.5),
+    // so the flagged positives are those scoring above 99.5 − ⌊100 f⌋: 1 % → 2, 3 % → 4, 5 % → 6, 10 % → 10 of 10 (counted here by brute force)
+    const scores = [...Array.from({ length: 100 }, (_, i) => i), ...Array.from({ length: 10 }, (_, j) => 90.5 + j)];
+    const labels = scores.map((_, i) => i >= 100);
+    const st = detectionStats(scores, labels);
+    const brute = (f: number): number => {
+      let best = 0;
+      for (const thr of [...scores, Infinity]) {
+        const fp = scores.filter((v, i) => !labels[i] && v >= thr).length / 100;
+        const tp = scores.filter((v, i) => labels[i] && v >= thr).length / 10;
+        if (fp <= f) best = Math.max(best, tp);
+      }
+      return best;
+    };
+    expect(st.tprAtFprs.map((t) => t.fpr)).toEqual([0.01, 0.03, 0.05, 0.1]);
+    expect(st.tprAtFprs.map((t) => t.tpr)).toEqual([0.01, 0.03, 0.05, 0.1].map(brute));
+    expect(st.tprAtFprs.map((t) => t.tpr)).toEqual([0.2, 0.4, 0.6, 1]);
+    // 20 negatives: 5 % and 10 % are reported, 1 % and 3 % are inconclusive
+    const mid = detectionStats([...scores.slice(80, 100), ...scores.slice(100)], [...labels.slice(80, 100), ...labels.slice(100)]);
+    expect(mid.tprAtFprs.map((t) => t.text.startsWith('inconclusive'))).toEqual([true, true, false, false]);
+    expect(mid.tprAtFprs[1]!.text).toBe('inconclusive (n_neg = 20 < 34)');
+  });
 });

@@ -8,7 +8,7 @@ import type { Section } from '../../report/section.ts';
 export function detectSection(r: DetectResult, intro = ''): Section {
   const colors = ['#d62728', '#1f77b4', '#2ca02c'];
   return {
-    head: [intro, table(['detector', 'AUC [95 % interval]', 'TPR @ 1 % FPR', 'extra seconds', 'definition'], r.detectors.map((x) => [x.name, x.aucText, x.tprAt1Text, fmt(x.seconds), x.description]))].filter((s) => s).join('\n'),
+    head: [intro, table(['detector', 'AUC [95 % interval]', 'TPR @ 1 % FPR', 'TPR @ 3 / 5 / 10 % FPR', 'extra seconds', 'definition'], r.detectors.map((x) => [x.name, x.aucText, x.tprAt1Text, x.tprAtFprs.slice(1).map((t) => t.text.startsWith('inconclusive') ? t.text : t.tpr.toFixed(3)).join(' / '), fmt(x.seconds), x.description]))].filter((s) => s).join('\n'),
     figures: [
       {
         name: 'roc',
