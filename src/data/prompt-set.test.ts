@@ -156,7 +156,7 @@ describe('readPromptSet: errors name the file and what was expected', () => {
 
   it('unsupported extension', async () => {
     const p = write('set.xlsx', 'caption\nx\n');
-    await expect(readPromptSet(p)).rejects.toThrow(/set\.xlsx.*unsupported extension "\.xlsx".*\.csv, \.jsonl, \.ndjson or \.parquet/);
+    await expect(readPromptSet(p)).rejects.toThrow(/set\.xlsx.*unsupported extension "\.xlsx".*\.csv, \.jsonl, \.ndjson, \.parquet or \.txt/);
   });
 
   it('no caption column lists the columns found', async () => {

@@ -10,10 +10,9 @@
  * The SHA-256 values were computed from the files in the repositories at the pinned commits.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.ts';
 import type { MemorizationLabel, PromptSetFormat, PromptSetOptions } from './prompt-set.ts';
 
 /** One public prompt set. */
@@ -206,7 +205,10 @@ export async function fetchPromptSource(src: PromptSource, opts: FetchOptions = 
     throw new Error(`${src.name}: the file at ${url} has SHA-256 ${got} (${bytes.length} bytes), not the ${src.sha256} (${src.bytes} bytes) of the published file; it was not saved`);
   }
   mkdirSync(join(path, '..'), { recursive: true });
-  await writeFileAtomic(path, bytes);
+  // atomically: a temporary sibling, then a rename (a killed fetch leaves no half file under the name)
+  const tmp = `${path}.${process.pid}.part`;
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, path);
   return { path, cached: false, bytes: bytes.length };
 }
 
