@@ -39,7 +39,8 @@ export const DETECT_HELP = commandHelp(Schema, {
     { flags: ['model', 'prompts', 'seeds', 'scale', 'sampler', 'steps', 'out'] },
     SD_SOURCE_SECTION,
     `Detectors: Wen et al.'s first-step ‖ε_c − ε_u‖ averaged over the seeds and its all-steps mean;
-Ren et al.'s cross-attention entropy at the first step on trained text models. For each: ROC AUC
+Webster's one-step white-box score σ²·mean(ε̂²) at x_T; Ren et al.'s cross-attention entropy at the
+first step on text models. For each: ROC AUC
 with its 95 % Hanley–McNeil interval ("inconclusive" below 10 prompts per class) and TPR at 1, 3, 5
 and 10 % FPR (Wen et al.'s 1 %, Ren et al.'s four) with Wilson intervals ("inconclusive" below
 ⌈1/FPR⌉ normal prompts: 100, 34, 20, 10). Writes detect.json, detect.csv, roc.svg|png,

@@ -30,7 +30,7 @@ export const COMMANDS: Readonly<Record<string, { run: (argv: string[]) => Promis
   validate: { run: validateCommand, help: VALIDATE_HELP, summary: 'measure how a trained model copies its memorized captions and generalizes on class prompts' },
   analyze: { run: analyzeCommand, help: ANALYZE_HELP, summary: 'the Kim et al. analysis suite (loss, overestimation, diversity, decomposition, score) with its claims table' },
   sweep: { run: sweepCommand, help: SWEEP_HELP, summary: 'the CFG-start sweep of Jain et al.: one sample per guidance start step and the empirical transition point' },
-  detect: { run: detectCommand, help: DETECT_HELP, summary: 'memorization detection (Wen et al., Ren et al.) over a labelled prompt set: scores, ROC AUC, TPR at 1 % FPR' },
+  detect: { run: detectCommand, help: DETECT_HELP, summary: 'memorization detection (Wen et al., Webster, Ren et al.) over a labelled prompt set: scores, ROC AUC, TPR at 1 / 3 / 5 / 10 % FPR' },
   curves: { run: curvesCommand, help: CURVES_HELP, summary: 'guidance-magnitude curves under zero CFG, CFG and OG, and the static transition point (Jain et al.)' },
   transition: { run: transitionCommand, help: TRANSITION_HELP, summary: 'per prompt and seed: the sweep transition step, the DTP switch step and the zero-CFG d_t curve (Jain et al. Fig. 2)' },
   evaluate: { run: evaluateCommand, help: EVALUATE_HELP, summary: 'the mitigation table of Jain et al.: copy similarity, memorization rate, alignment, Fréchet distance, s/image per method' },

@@ -15,6 +15,7 @@ import { MIN_N, aucInterval, judge, minNegativesForFpr, wilsonInterval, type Int
 import { attentionEntropy } from '../mitigate/ren-attention.ts';
 import type { CrossAttentionUnet } from '../denoisers/attention.ts';
 import { initialNoise } from './sampling.ts';
+import { websterOneStepScore } from '../analysis/webster.ts';
 import { z } from 'zod';
 import type { Study, Unit, UnitOutput, StoredUnit, UnitStore, RunContext } from '../engine/study.ts';
 import { unitKey } from '../engine/canonical.ts';
@@ -141,6 +142,8 @@ export interface DetectUnitResult {
   /** Wen et al.'s first-step score and its all-steps mean for this prompt. */
   readonly wenFirst: number;
   readonly wenAll: number;
+  /** Webster's one-step white-box score σ²·mean(ε̂²) at the first step, mean over the seeds (`analysis/webster.ts`). */
+  readonly webster: number;
   /** −(attention entropy) at the first step (null: not recorded, or the export's U-Net has no attn2 nodes: `renSkipped` says why). */
   readonly ren: number | null;
   readonly renSkipped: string | null;
@@ -190,7 +193,7 @@ export function planDetection(s: DetectSettings, source: DetectSource): Unit<Det
   const d = source.src.denoiser;
   const sampling = planCfgSamples({ prompts: s.prompts, seeds: s.seeds, lambda: s.scale, sampler: s.sampler, steps: s.steps, config: s.config }, source.src, source.fingerprint);
   const ren = hasAttention(source.src);
-  const shared = { model: source.fingerprint, seeds: s.seeds, guidance: { kind: 'cfg', lambda: s.scale }, sampler: s.sampler, steps: s.steps, config: s.config, records: { wen: WEN_AGGREGATION, ren } };
+  const shared = { model: source.fingerprint, seeds: s.seeds, guidance: { kind: 'cfg', lambda: s.scale }, sampler: s.sampler, steps: s.steps, config: s.config, records: { wen: WEN_AGGREGATION, ren, webster: 'one-step' } };
   const batch = unitKey('detect-batch', shared);
   const scoring = s.prompts.map((cond, i): Unit<DetectUnit> => {
     const info = d.conditions[cond];
@@ -230,6 +233,10 @@ async function runDetectBatch(units: readonly Unit<DetectUnit>[], source: Detect
   const w = { firstStep: scores.map((x) => x.firstStep[0]!), allSteps: scores.map((x) => x.allSteps[0]!) };
   const r = { t: sampled[0]!.t, alphaBar: sampled[0]!.alphaBar };
   source.log?.(`${conds.length} prompts scored (${units.map((u) => u.spec.condId).join(', ')})`);
+  // Webster's one-step white-box score: one batched (uncond, cond) call per prompt at x_T and the first timestep
+  const xT0 = initialNoise(d.shape, [...u0.seeds]);
+  const webster: number[] = [];
+  for (const c of conds) webster.push(await websterOneStepScore(d, c, xT0, { t: r.t[0]!, alphaBar: r.alphaBar[0]! }, u0.scale));
   const ren: (number | null)[] = conds.map(() => null);
   const renSeconds: number[] = conds.map(() => 0);
   let renSkipped: string | null = null;
@@ -249,7 +256,7 @@ async function runDetectBatch(units: readonly Unit<DetectUnit>[], source: Detect
       }
     }
   }
-  return units.map((_, i) => ({ result: { wenFirst: w.firstStep[i]!, wenAll: w.allSteps[i]!, ren: ren[i]!, renSkipped, samplingSeconds: sampled[i]!.samplingSeconds, renSeconds: renSeconds[i]! } }));
+  return units.map((_, i) => ({ result: { wenFirst: w.firstStep[i]!, wenAll: w.allSteps[i]!, webster: webster[i]!, ren: ren[i]!, renSkipped, samplingSeconds: sampled[i]!.samplingSeconds, renSeconds: renSeconds[i]! } }));
 }
 
 /** The detection study: units from {@link planDetection}; `reduce` = the detectors' ROC statistics. */
@@ -302,6 +309,9 @@ export function detectionResult(prompts: DetectResult['prompts'], planned: reado
     detector('wen-first-step', `Wen et al.: first-step ${WEN_AGGREGATION}`, first, labels, 0),
     detector('wen-all-steps', `Wen et al.: the same magnitude averaged over all ${s.steps} steps and the seeds`, all, labels, 0),
   ];
+  if (stored.every((u) => typeof u.result.webster === 'number')) {
+    detectors.push(detector('webster-one-step', `Webster: one-step white-box score σ²·mean((ε_u + ${s.scale}(ε_c − ε_u))²) at the first step, mean over the seeds`, stored.map((u) => u.result.webster), labels, 0));
+  }
   const samplingSeconds = stored.reduce((a, u) => a + u.result.samplingSeconds, 0);
   if (stored.length > 0 && stored.every((u) => u.spec.ren)) {
     const skipped = stored.find((u) => u.result.renSkipped !== null);

@@ -92,6 +92,8 @@ describe('diffusers pipeline folder on the command line', () => {
     expect(r.code, r.err).toBe(0);
     const det = JSON.parse(readFileSync(join(out, 'detect.json'), 'utf8'));
     expect(det.prompts.map((p: { memorized: boolean }) => p.memorized)).toEqual([true, false, true]);
+    expect(det.detectors.map((x: { name: string }) => x.name)).toEqual(['wen-first-step', 'wen-all-steps', 'webster-one-step', 'ren-entropy']);
+    for (const x of det.detectors) expect(x.tprAtFprs.map((t: { fpr: number }) => t.fpr)).toEqual([0.01, 0.03, 0.05, 0.1]);
     const ev = await runCli(['evaluate', '--model', folder, '--prompt-set', list, '--threshold', '0.5', '--methods', 'cfg', '--steps', '4', '--out', join(root, 'runs', 'ev-labels')]);
     expect(ev.code).toBe(2);
     expect(ev.err).toMatch(/comes without training images/);
