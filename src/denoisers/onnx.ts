@@ -36,6 +36,11 @@ export interface OnnxDenoiserOptions {
   readonly name?: string;
   /** onnxruntime intra-op threads (default: `MEMSCOPE_THREADS` or 2). */
   readonly threads?: number;
+  /**
+   * Replace the batch's `encoder_hidden_states` (flattened `[B, L, E]`, uncond and cond rows as
+   * gathered) before each call, from the timestep t (CADS: `guidance/cads.ts`); default none.
+   */
+  readonly contextTransform?: (context: Float32Array, t: number) => Float32Array;
 }
 
 type CondKind = 'class_labels' | 'encoder_hidden_states' | null;
@@ -194,7 +199,8 @@ export class OnnxDenoiser implements Denoiser {
         const cr = cond[r] ?? null;
         c.set(cr === null ? this.uncondRow : this.condRows.subarray(cr * rs, (cr + 1) * rs), r * rs);
       }
-      feeds[this.condInput] = { dims: [B, ...this.rowShape], data: c };
+      const tf = this.opts.contextTransform;
+      feeds[this.condInput] = { dims: [B, ...this.rowShape], data: tf !== undefined && this.condInput === 'encoder_hidden_states' ? tf(c, t) : c };
     }
     const outName = this.session.outputNames[0]!;
     let res: Record<string, Tensor>;

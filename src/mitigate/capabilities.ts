@@ -54,9 +54,17 @@ export interface EmbeddingGradientCapability {
   denoiser(embeddings: ReadonlyMap<number, Tensor>, name: string): Promise<Denoiser>;
 }
 
+/** A denoiser whose conditioning is transformed per call from the timestep (CADS, `guidance/cads.ts`); every text model has it. */
+export interface ConditionTransformCapability {
+  /** The source's denoiser (same conditions) with each batch's `encoder_hidden_states` replaced by `transform(context, t)`; the caller disposes it. */
+  denoiser(transform: (context: Float32Array, t: number) => Float32Array, name: string): Promise<Denoiser>;
+}
+
 /** The capabilities a model source has (absent = missing; the source says why, see {@link CapabilityReasons}). */
 export interface ModelCapabilities {
   readonly text?: TextCapability;
+  /** Per-step conditioning transforms (CADS); present on text models. */
+  readonly conditionTransform?: ConditionTransformCapability;
   readonly attention?: AttentionCapability;
   readonly embeddingGradient?: EmbeddingGradientCapability;
   /** The execution provider of the source's ONNX sessions (absent: it runs none, e.g. the analytic testbed). */
@@ -90,6 +98,9 @@ export function trainedModelCapabilities(tm: TrainedModel): ModelCapabilities {
       },
     },
     attention: { open },
+    conditionTransform: {
+      denoiser: (transform, name) => wenDenoiser(tm, new Map(), { name, contextTransform: transform }),
+    },
     embeddingGradient: {
       objective: (seeds) => createWenObjective(tm, seeds),
       optimize: (cond, xT, t, opts) => optimizePromptEmbedding(tm, cond, xT, t, opts),

@@ -235,6 +235,8 @@ export async function optimizeEmbedding(e0: Tensor, objective: WenObjective, xT:
 export interface WenDenoiserOptions {
   /** Name for reports (default `<model name>+wen`). */
   readonly name?: string;
+  /** Replace each batch's `encoder_hidden_states` from the timestep (CADS); default none. */
+  readonly contextTransform?: (context: Float32Array, t: number) => Float32Array;
 }
 
 /**
@@ -261,6 +263,7 @@ export async function wenDenoiser(model: TrainedModel, embeddings: ReadonlyMap<n
     name,
     conditions: { dims: [K, L, width], data: rows },
     uncond: { dims: [1, L, width], data: all.data.slice(K * per) },
+    ...(opts.contextTransform === undefined ? {} : { contextTransform: opts.contextTransform }),
   });
   return {
     name,

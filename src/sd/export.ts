@@ -524,6 +524,8 @@ export interface SdUnetDenoiserOptions {
   readonly labels?: readonly string[];
   /** Per-sample latent shape when the U-Net's `sample` dims are dynamic (e.g. `[4, 64, 64]`). */
   readonly shape?: readonly number[];
+  /** Replace each batch's `encoder_hidden_states` from the timestep (CADS); default none. */
+  readonly contextTransform?: (context: Float32Array, t: number) => Float32Array;
 }
 
 /**
@@ -540,5 +542,6 @@ export function sdUnetDenoiser(exp: SdExport, opts: SdUnetDenoiserOptions): Onnx
     ...(opts.uncond !== undefined ? { uncond: opts.uncond } : {}),
     ...(opts.labels !== undefined ? { labels: opts.labels } : {}),
     ...(opts.shape !== undefined ? { shape: opts.shape } : {}),
+    ...(opts.contextTransform !== undefined ? { contextTransform: opts.contextTransform } : {}),
   });
 }

@@ -15,6 +15,7 @@
  */
 import { constant } from '../guidance/schedules.ts';
 import type { SamplerName } from '../samplers/index.ts';
+import type { StepEvent } from '../samplers/types.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { Unit, UnitOutput } from '../engine/study.ts';
 import { unitKey } from '../engine/canonical.ts';
@@ -53,6 +54,8 @@ export interface CfgSampleResult {
   readonly d: number[][];
   /** This unit's share of its batch's sampling seconds (decoding to image space excluded). */
   readonly samplingSeconds: number;
+  /** Webster's one-step score per seed, σ₀²·mean(ε̂²) of the guided prediction at the first step (`analysis/webster.ts`); absent in units stored before it was recorded. */
+  readonly webster?: number[];
 }
 
 /** Settings that determine a set of shared units. */
@@ -98,13 +101,26 @@ export async function runCfgSampleBatch(units: readonly Unit<CfgSampleUnit>[], s
   const conds = units.map((u) => u.spec.cond);
   const N = u0.seeds.length;
   const P = conds.length;
-  const r = await runSampling({ denoiser: src.denoiser, conds, seeds: [...u0.seeds], sampler: u0.sampler, steps: u0.steps, config: u0.config, guidance: constant(u0.lambda), ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }) });
+  // Webster's one-step score from the first step's guided ε̂ of every row (chunks arrive in row order)
+  const webster: number[] = [];
+  const firstStep = (e: StepEvent): void => {
+    if (e.step !== 0) return;
+    const B = e.eps.dims[0]!;
+    const per = e.eps.data.length / B;
+    const sigma2 = (1 - e.alphaBar) / e.alphaBar;
+    for (let b = 0; b < B; b++) {
+      let ss = 0;
+      for (let k = b * per; k < (b + 1) * per; k++) ss += e.eps.data[k]! * e.eps.data[k]!;
+      webster.push((sigma2 * ss) / per);
+    }
+  };
+  const r = await runSampling({ denoiser: src.denoiser, conds, seeds: [...u0.seeds], sampler: u0.sampler, steps: u0.steps, config: u0.config, guidance: constant(u0.lambda), observers: [firstStep], ...(opts.batchSize === undefined ? {} : { batchSize: opts.batchSize }) });
   opts.log?.(`cfg:${u0.lambda}: ${P * N} images, ${(r.seconds / (P * N)).toFixed(3)} s/image`);
   const img = opts.withoutSamples === true ? null : await src.toImageSpace(r.samples);
   const shape = img?.dims.slice(1) ?? [];
   const per = numel(shape);
   return units.map((_, p) => ({
-    result: { t: [...r.t], alphaBar: [...r.alphaBar], d: r.d.map((row) => row.slice(p * N, (p + 1) * N)), samplingSeconds: r.seconds / P },
+    result: { t: [...r.t], alphaBar: [...r.alphaBar], d: r.d.map((row) => row.slice(p * N, (p + 1) * N)), samplingSeconds: r.seconds / P, webster: webster.slice(p * N, (p + 1) * N) },
     ...(img === null ? {} : { blobs: [{ name: 'samples.npy', bytes: encodeNpy({ dims: [N, ...shape], data: img.data.slice(p * N * per, (p + 1) * N * per) }) }] }),
   }));
 }

@@ -233,10 +233,13 @@ async function runDetectBatch(units: readonly Unit<DetectUnit>[], source: Detect
   const w = { firstStep: scores.map((x) => x.firstStep[0]!), allSteps: scores.map((x) => x.allSteps[0]!) };
   const r = { t: sampled[0]!.t, alphaBar: sampled[0]!.alphaBar };
   source.log?.(`${conds.length} prompts scored (${units.map((u) => u.spec.condId).join(', ')})`);
-  // Webster's one-step white-box score: one batched (uncond, cond) call per prompt at x_T and the first timestep
-  const xT0 = initialNoise(d.shape, [...u0.seeds]);
+  // Webster's one-step white-box score: recorded by the sampling units (σ₀²·mean(ε̂²) of the first guided step, mean over
+  // the seeds); units stored before it was recorded get one batched (uncond, cond) call per prompt at x_T
   const webster: number[] = [];
-  for (const c of conds) webster.push(await websterOneStepScore(d, c, xT0, { t: r.t[0]!, alphaBar: r.alphaBar[0]! }, u0.scale));
+  for (const [i, c] of conds.entries()) {
+    const rec = sampled[i]!.webster;
+    webster.push(rec !== undefined && rec.length === N ? rec.reduce((a, v) => a + v, 0) / N : await websterOneStepScore(d, c, initialNoise(d.shape, [...u0.seeds]), { t: r.t[0]!, alphaBar: r.alphaBar[0]! }, u0.scale));
+  }
   const ren: (number | null)[] = conds.map(() => null);
   const renSeconds: number[] = conds.map(() => 0);
   let renSkipped: string | null = null;

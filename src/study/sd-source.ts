@@ -308,7 +308,19 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       defaults: { descriptor: 'pixel', analysisDescriptors: 'pixel', centerPixels: true, classifierDir: null, noClassifier: "memscope's classifier is for the 28×28 testbed models, not a Stable Diffusion export", memorizationRule: 'own-similarity', samplePrompts: 'all' },
       // Stable Diffusion has no unconditional model: its unconditional branch (e_∅) stands in for one; the prompt set's images are the user's
       data: { imagePool: null, heldOut: null, classOf: () => null, unconditionalReason: null, lossBand: null },
-      capabilities: { text: textModel, attention: { open: attention }, embeddingGradient, provider: exp.executionProvider },
+      capabilities: {
+        text: textModel,
+        attention: { open: attention },
+        embeddingGradient,
+        // CADS: the same U-Net session, each batch's encoder_hidden_states transformed from t (never dispose: shared session)
+        conditionTransform: {
+          denoiser: async (transform, dName) => {
+            const d2 = sdUnetDenoiser(exp, { conditions: condRows, uncond, labels: prompts.map((p) => p.caption), shape, contextTransform: transform });
+            return { name: dName, space: 'latent', shape, conditions, predict: chunkedPredict(d2, unetBatch) };
+          },
+        },
+        provider: exp.executionProvider,
+      },
       capabilityReason,
       info: { kind: 'stable-diffusion', dir, format: exp.diffusers === null ? 'onnx-export' : 'diffusers-folder', ...(exp.diffusers === null ? {} : { diffusers: exp.diffusers }), promptSet: opts.promptSet ?? null, prompt: opts.texts === undefined ? null : opts.texts.length === 1 ? opts.texts[0]! : [...opts.texts], predictionType: exp.predictionType, executionProvider: exp.executionProvider, shape, imageSize: size },
       notes: [sdImageSizeNote(size)],

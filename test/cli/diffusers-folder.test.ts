@@ -15,6 +15,9 @@ import { readNpy } from '../../src/io/npy.ts';
 import { writeSafetensors } from '../../src/io/safetensors.ts';
 import { openStableDiffusion } from '../../src/sd/open.ts';
 import { generate } from '../../src/sd/pipeline.ts';
+import { loadStudySource } from '../../src/study/source.ts';
+import { initialNoise } from '../../src/study/sampling.ts';
+import { concatBatch } from '../../src/tensor/tensor.ts';
 
 let root: string;
 let folder: string;
@@ -97,6 +100,39 @@ describe('diffusers pipeline folder on the command line', () => {
     const ev = await runCli(['evaluate', '--model', folder, '--prompt-set', list, '--threshold', '0.5', '--methods', 'cfg', '--steps', '4', '--out', join(root, 'runs', 'ev-labels')]);
     expect(ev.code).toBe(2);
     expect(ev.err).toMatch(/comes without training images/);
+  }, 60_000);
+
+  it('CADS: the condition-transform denoiser with the identity predicts what the source predicts; evaluate cads:0.5 changes the samples', async () => {
+    const src = await loadStudySource(folder, { sd: { promptSet: join(root, 'prompts.csv') } });
+    try {
+      const xt = initialNoise(src.denoiser.shape, [3, 4]);
+      const level = { t: 901, alphaBar: 0.02 };
+      const cond = [null, 0, null, 1];
+      const x4 = concatBatch([xt, xt]);
+      const plain = await src.denoiser.predict(x4, level, cond);
+      const same = await src.capabilities.conditionTransform!.denoiser((c) => c, 'identity');
+      const moved = await src.capabilities.conditionTransform!.denoiser((c) => c.map((v) => v * 1.5), 'scaled');
+      let d0 = 0;
+      let d1 = 0;
+      const a = (await same.predict(x4, level, cond)).data;
+      const b = (await moved.predict(x4, level, cond)).data;
+      for (let i = 0; i < a.length; i++) {
+        d0 = Math.max(d0, Math.abs(a[i]! - plain.data[i]!));
+        d1 = Math.max(d1, Math.abs(b[i]! - plain.data[i]!));
+      }
+      expect(d0).toBe(0);
+      expect(d1).toBeGreaterThan(1e-3);
+    } finally {
+      await src.denoiser.dispose?.();
+    }
+    const out = join(root, 'runs', 'ev-cads');
+    const r = await runCli(['evaluate', '--model', folder, '--prompt-set', join(root, 'prompts.csv'), '--threshold', '0.5', '--methods', 'cfg,cads:0.5', '--steps', '6', '--seeds', '0-1', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const cfg = await readNpy(join(out, 'samples-cfg.npy'));
+    const x = await readNpy(join(out, 'samples-cads_0.5.npy'));
+    let m = 0;
+    for (let i = 0; i < x.data.length; i++) m = Math.max(m, Math.abs(x.data[i]! - cfg.data[i]!));
+    expect(m).toBeGreaterThan(1e-2);
   }, 60_000);
 
   it('--variant: a bad value is a usage error naming the flag and the choices', async () => {

@@ -32,11 +32,12 @@ import { GUIDANCE_METHODS } from './guidance.ts';
 import { RANDOM_NUMBER, RANDOM_WORD } from './prompt-noise.ts';
 import { WEN } from './wen.ts';
 import { REN } from './ren.ts';
+import { CADS } from './cads.ts';
 import { SWAP } from './swap.ts';
 import type { Capability, MethodContext, MethodSpec, PreparedMethod, RegisteredMethod } from './types.ts';
 
 /** Every registered method, in the order of Jain et al.'s tables (guidance schedules from `SCHEDULE_RULES`). */
-export const METHODS: readonly RegisteredMethod[] = [GUIDANCE_METHODS[0]!, RANDOM_WORD, RANDOM_NUMBER, WEN, REN, ...GUIDANCE_METHODS.slice(1), SWAP];
+export const METHODS: readonly RegisteredMethod[] = [GUIDANCE_METHODS[0]!, RANDOM_WORD, RANDOM_NUMBER, WEN, REN, CADS, ...GUIDANCE_METHODS.slice(1), SWAP];
 
 /** Method names, in registry order. */
 export const METHOD_KINDS: readonly string[] = METHODS.map((m) => m.name);
