@@ -335,10 +335,10 @@ export interface ExposedUnetFile extends ExposedCrossAttention {
  * every external data file the model names (hard links, resolved relative to `modelPath` as
  * onnxruntime does; see `unlinked` for files on another file system). Nothing is written next to `modelPath`; `dispose()` removes the folder.
  */
-export function writeExposedUnet(modelPath: string): ExposedUnetFile {
+export function writeExposedUnet(modelPath: string, sources: Readonly<Record<string, string>> = {}): ExposedUnetFile {
   const model = onnx.ModelProto.decode(readFileSync(modelPath));
   const exposed = exposeCrossAttention(model, modelPath);
-  const linked = writeBesideWeights(modelPath, externalLocations(model), { 'model.onnx': onnx.ModelProto.encode(model).finish() }, 'memscope-unet-attn-');
+  const linked = writeBesideWeights(modelPath, externalLocations(model), { 'model.onnx': onnx.ModelProto.encode(model).finish() }, 'memscope-unet-attn-', sources);
   return { ...exposed, path: linked.paths['model.onnx']!, externalData: linked.externalData, unlinked: linked.unlinked, inMemoryData: () => linked.inMemoryData(), dispose: () => linked.dispose() };
 }
 

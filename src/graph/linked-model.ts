@@ -43,9 +43,12 @@ export function externalLocations(model: ModelProto): string[] {
 /**
  * Write `models` (file name → serialized ModelProto) into a fresh folder under `os.tmpdir()`
  * (name prefix `prefix`) beside hard links to `locations` — the external data files of the model
- * at `sourcePath`, resolved relative to it as onnxruntime does. `dispose()` removes the folder.
+ * at `sourcePath`, resolved relative to it as onnxruntime does, or taken from `sources`
+ * (location → absolute path) where given. `dispose()` removes the folder.
  */
-export function writeBesideWeights(sourcePath: string, locations: readonly string[], models: Readonly<Record<string, Uint8Array>>, prefix: string): LinkedModels {
+export function writeBesideWeights(sourcePath: string, locations: readonly string[], models: Readonly<Record<string, Uint8Array>>, prefix: string, sources: Readonly<Record<string, string>> = {}): LinkedModels {
+  // where each location's file really is: `sources` (e.g. a diffusers folder's weights that could not be linked beside its temp graph), else beside the source model
+  const where = (loc: string): string => sources[loc] ?? resolve(dirname(sourcePath), normalize(loc));
   const dir = mkdtempSync(join(tmpdir(), prefix));
   try {
     const unlinked: string[] = [];
@@ -55,7 +58,7 @@ export function writeBesideWeights(sourcePath: string, locations: readonly strin
       const link = join(dir, rel);
       mkdirSync(dirname(link), { recursive: true });
       try {
-        linkSync(resolve(dirname(sourcePath), rel), link);
+        linkSync(where(loc), link);
       } catch {
         unlinked.push(loc);
       }
@@ -69,7 +72,7 @@ export function writeBesideWeights(sourcePath: string, locations: readonly strin
       paths,
       externalData: [...locations],
       unlinked,
-      inMemoryData: () => unlinked.map((loc) => ({ path: loc, data: readFileSync(resolve(dirname(sourcePath), normalize(loc))) })),
+      inMemoryData: () => unlinked.map((loc) => ({ path: loc, data: readFileSync(where(loc)) })),
       dispose: () => rmSync(dir, { recursive: true, force: true }),
     };
   } catch (e) {

@@ -103,14 +103,15 @@ export function wenLossModel(unetPath: string, spec: WenLossSpec): { bytes: Uint
 
 /**
  * Write the forward Wen loss model around `unetPath` and its gradient model w.r.t. `wen/embedding`
- * into a temp folder beside hard links to the U-Net's weights. `dispose` the files when done.
+ * into a temp folder beside hard links to the U-Net's weights (`sources`: where a weight file
+ * named by the model really is, when not beside it). `dispose` the files when done.
  */
-export function writeWenLossModels(unetPath: string, spec: WenLossSpec): WenLossModels {
+export function writeWenLossModels(unetPath: string, spec: WenLossSpec, sources: Readonly<Record<string, string>> = {}): WenLossModels {
   const { bytes, locations } = wenLossModel(unetPath, spec);
   const [C, H, W] = spec.latent;
   const [L, E] = spec.context;
   const inputShapes = { sample: [spec.seeds, C, H, W], timestep: [...spec.timestepDims], 'wen/embedding': [1, L, E], 'wen/out_u': [spec.seeds, C, H, W] };
   const grad = gradientGraph(bytes, { loss: 'wen/ss', wrt: ['wen/embedding'], inputShapes });
-  const files = writeBesideWeights(unetPath, locations, { 'wen_loss.onnx': bytes, 'wen_grad.onnx': grad }, 'memscope-wen-');
+  const files = writeBesideWeights(unetPath, locations, { 'wen_loss.onnx': bytes, 'wen_grad.onnx': grad }, 'memscope-wen-', sources);
   return { forwardPath: files.paths['wen_loss.onnx']!, gradientPath: files.paths['wen_grad.onnx']!, files, inputShapes };
 }

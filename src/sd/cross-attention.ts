@@ -65,7 +65,7 @@ export async function sdScaledAttentionUnet(exp: SdExport, opts: SdAttentionOpti
   const toks = (text: string): string[] => Array.from(exp.tokenizer.encode(text).ids, name);
   const names = [...opts.texts.map(toks), toks(opts.uncondText ?? '')];
   if (names[0]!.length !== L) throw new Error(`sdScaledAttentionUnet: the tokenizer gives ${names[0]!.length} ids per prompt but the embeddings have ${L} tokens`);
-  const file = writeExposedUnet(exp.unet.path);
+  const file = writeExposedUnet(exp.unet.path, exp.unet.weightSources ?? {});
   let session: Session;
   try {
     session = await createSession(file.path, { executionProvider: exp.executionProvider, externalData: file.inMemoryData() });

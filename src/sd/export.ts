@@ -91,6 +91,8 @@ export interface SdUnetInfo {
   readonly output: string;
   /** Element type of `sample` (float16 for fp16 exports; fed and read back as float32 by memscope). */
   readonly dtype: SdFloatType;
+  /** Where the external weight files `model.onnx` names really are, when not beside it (a diffusers folder whose weights could not be hard-linked into the temp layout); default none. */
+  readonly weightSources?: Readonly<Record<string, string>>;
 }
 
 /** The VAE encoder as its metadata describes it. */

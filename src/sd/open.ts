@@ -16,6 +16,8 @@ export interface OpenSdOptions extends Omit<LoadSdExportOptions, 'externalData'>
   readonly lora?: readonly LoraSpec[];
   /** Sample a diffusers folder with onnxruntime's fused attention kernel (default true; same values, faster on the CPU). Ren et al.'s surgery and Wen et al.'s gradient always use the decomposed graph. */
   readonly fusedAttention?: boolean;
+  /** How the temp layout links the weight files (tests simulate a temp folder on another file system); default `fs.linkSync`. */
+  readonly link?: (src: string, dst: string) => void;
 }
 
 /** An opened Stable Diffusion model; `diffusers` describes a pipeline folder's resolved configs (null for an ONNX export). */
@@ -23,13 +25,13 @@ export type OpenedSd = SdExport & { readonly diffusers: DiffusersConfigs | null 
 
 /** Open the Stable Diffusion model at `dir` (an ONNX export or a diffusers pipeline folder; see the module note). */
 export async function openStableDiffusion(dir: string, opts: OpenSdOptions = {}): Promise<OpenedSd> {
-  const { variant, lora, fusedAttention, ...rest } = opts;
+  const { variant, lora, fusedAttention, link, ...rest } = opts;
   if (!isDiffusersFolder(dir)) {
     if (variant !== undefined) throw new Error(`--variant: ${dir} is an ONNX export, not a diffusers folder with safetensors weights; omit --variant`);
     if (lora !== undefined && lora.length > 0) throw new Error(`--lora: ${dir} is an ONNX export; memscope merges LoRA adapters into diffusers pipeline folders (fuse the adapter before exporting, or point --model at the folder)`);
     return { ...(await loadSdExport(dir, rest)), diffusers: null };
   }
-  const m = materializeDiffusersFolder(dir, variant, lora ?? []);
+  const m = materializeDiffusersFolder(dir, variant, lora ?? [], ...(link === undefined ? [] : [link]));
   let exp: SdExport;
   try {
     exp = await loadSdExport(m.root, { ...rest, externalData: m.inMemory, ...(fusedAttention === false ? {} : { unetSessionFile: FUSED_UNET_FILE }) });
@@ -39,6 +41,7 @@ export async function openStableDiffusion(dir: string, opts: OpenSdOptions = {})
   }
   return {
     ...exp,
+    unet: Object.keys(m.unetSources).length === 0 ? exp.unet : { ...exp.unet, weightSources: m.unetSources },
     dir: resolve(dir),
     diffusers: m.configs,
     async dispose(): Promise<void> {

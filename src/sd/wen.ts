@@ -55,7 +55,7 @@ export async function createSdWenObjective(exp: SdExport, seeds: number, opts: S
   const opened = async (n: number): Promise<{ models: WenLossModels; grad: Session; fwd: Session | null }> => {
     let b = built.get(n);
     if (b === undefined) {
-      const models = writeWenLossModels(exp.unet.path, { seeds: n, latent: [C, H, W], context: [L, E], timestepDims: timestepDims(exp, n) });
+      const models = writeWenLossModels(exp.unet.path, { seeds: n, latent: [C, H, W], context: [L, E], timestepDims: timestepDims(exp, n) }, exp.unet.weightSources ?? {});
       try {
         const grad = await createSession(models.gradientPath, { executionProvider: exp.executionProvider, externalData: models.files.inMemoryData() });
         b = { models, grad, fwd: null };

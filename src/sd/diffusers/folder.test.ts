@@ -19,6 +19,8 @@ import { DIFFUSERS_TINY_FIXTURES as FIXTURES, writeTinyDiffusersFolder, writeTor
 import { writeTinySdExport } from '../../../test/helpers/tiny-sd-export.ts';
 import { openStableDiffusion, type OpenedSd } from '../open.ts';
 import { generate } from '../pipeline.ts';
+import { createSdWenObjective } from '../wen.ts';
+import { writeExposedUnet } from '../../graph/cross-attention.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-diffusers-test-'));
 
@@ -97,6 +99,44 @@ describe('fused attention', () => {
       expect(ops(fused.sd.unet.path)).toEqual([]);
     } finally {
       await plain.dispose();
+    }
+  });
+});
+
+describe('temp folder on another file system (no hard link possible)', () => {
+  it('the weights go to onnxruntime in memory, and Wen et al.\'s gradient graph and Ren et al.\'s surgery still find them', async () => {
+    const { sd: linked, expected: e } = opened.get('sd1')!;
+    const unlinked = await openStableDiffusion(join(tmp, 'sd1'), {
+      threads: 1,
+      link: () => {
+        throw Object.assign(new Error('EXDEV: cross-device link not permitted'), { code: 'EXDEV' });
+      },
+    });
+    try {
+      expect(Object.keys(unlinked.unet.weightSources ?? {})).toEqual(['diffusion_pytorch_model.safetensors']);
+      const feeds = { sample: e.get('sample')!, timestep: e.get('timestep')!, encoder_hidden_states: e.get('context')! };
+      expect(maxAbsDiff((await unlinked.sessions.unet.run(feeds))['out_sample']!.data, e.get('unet')!.data)).toBeLessThan(1e-4);
+      const uncond = { dims: [1, 77, 16], data: e.get('context')!.data.slice(77 * 16) };
+      const emb = e.get('context')!.data.slice(0, 77 * 16);
+      const xT = { dims: [1, 4, 8, 8], data: e.get('sample')!.data.slice(0, 256) };
+      const losses: number[] = [];
+      for (const sd of [linked, unlinked]) {
+        const obj = await createSdWenObjective(sd, 1, { uncond, latent: [4, 8, 8] });
+        try {
+          losses.push((await obj.lossAndGradient(emb, xT, 481)).loss);
+        } finally {
+          await obj.dispose();
+        }
+      }
+      expect(losses[1]).toBeCloseTo(losses[0]!, 5);
+      const exposed = writeExposedUnet(unlinked.unet.path, unlinked.unet.weightSources ?? {});
+      try {
+        expect(exposed.unlinked).toEqual([]);
+      } finally {
+        exposed.dispose();
+      }
+    } finally {
+      await unlinked.dispose();
     }
   });
 });

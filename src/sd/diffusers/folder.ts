@@ -261,6 +261,8 @@ export interface MaterializedFolder {
   readonly root: string;
   /** Weight files that could not be hard-linked, per export component, to hand to onnxruntime in memory. */
   readonly inMemory: Readonly<Partial<Record<BuiltComponent['folder'], { path: string; data: Uint8Array }[]>>>;
+  /** The U-Net's weight files that are not beside its temp graph: location → their path in the pipeline folder (for graphs derived from it later). */
+  readonly unetSources: Readonly<Record<string, string>>;
   readonly configs: DiffusersConfigs;
   /** Remove the temp folder. */
   dispose(): void;
@@ -270,9 +272,10 @@ export interface MaterializedFolder {
  * Write the graphs of {@link buildDiffusersGraphs} as an optimum-layout export into a fresh folder
  * under `os.tmpdir()` (model files, hard links to the weights, copies of `model_index.json`,
  * `scheduler/`, `tokenizer/`, `unet/config.json` and `vae/config.json` as `vae_encoder/` and
- * `vae_decoder/config.json`). Nothing is written into `dir`.
+ * `vae_decoder/config.json`). Nothing is written into `dir`. `link` makes the hard links (default
+ * `fs.linkSync`; a file it fails on is handed to onnxruntime in memory instead).
  */
-export function materializeDiffusersFolder(dir: string, variant?: DiffusersVariant, lora: readonly LoraSpec[] = []): MaterializedFolder {
+export function materializeDiffusersFolder(dir: string, variant?: DiffusersVariant, lora: readonly LoraSpec[] = [], link: (src: string, dst: string) => void = linkSync): MaterializedFolder {
   const root = resolve(dir);
   const missing = ['model_index.json', 'scheduler/scheduler_config.json', 'unet/config.json', 'text_encoder/config.json', 'vae/config.json'].filter((f) => !existsSync(join(root, f)));
   if (!existsSync(join(root, 'tokenizer', 'tokenizer.json')) && !(existsSync(join(root, 'tokenizer', 'vocab.json')) && existsSync(join(root, 'tokenizer', 'merges.txt')))) missing.push('tokenizer/vocab.json + tokenizer/merges.txt (or tokenizer/tokenizer.json)');
@@ -281,6 +284,7 @@ export function materializeDiffusersFolder(dir: string, variant?: DiffusersVaria
   const tmp = mkdtempSync(join(tmpdir(), 'memscope-diffusers-'));
   try {
     const inMemory: Partial<Record<BuiltComponent['folder'], { path: string; data: Uint8Array }[]>> = {};
+    const unetSources: Record<string, string> = {};
     for (const c of components) {
       const d = join(tmp, c.folder);
       mkdirSync(d, { recursive: true });
@@ -288,9 +292,10 @@ export function materializeDiffusersFolder(dir: string, variant?: DiffusersVaria
       for (const f of c.files) {
         if (existsSync(join(d, f.location)) || (inMemory[c.folder] ?? []).some((x) => x.path === f.location)) continue;
         try {
-          linkSync(f.path, join(d, f.location));
+          link(f.path, join(d, f.location));
         } catch {
           (inMemory[c.folder] ??= []).push({ path: f.location, data: readFileSync(f.path) });
+          if (c.folder === 'unet') unetSources[f.location] = f.path;
         }
       }
     }
@@ -301,7 +306,7 @@ export function materializeDiffusersFolder(dir: string, variant?: DiffusersVaria
     }
     copyFileSync(join(root, 'unet', 'config.json'), join(tmp, 'unet', 'config.json'));
     for (const v of ['vae_encoder', 'vae_decoder']) copyFileSync(join(root, 'vae', 'config.json'), join(tmp, v, 'config.json'));
-    return { root: tmp, inMemory, configs, dispose: () => rmSync(tmp, { recursive: true, force: true }) };
+    return { root: tmp, inMemory, unetSources, configs, dispose: () => rmSync(tmp, { recursive: true, force: true }) };
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
