@@ -39,7 +39,8 @@ export interface SdAttentionOptions {
   readonly maxRows?: number;
 }
 
-function timestepFeed(ts: TimestepLayout, t: number, B: number): TypedFeed {
+/** The U-Net `timestep` feed for `B` rows in its declared dtype and layout (scalar `[]`, `[1]` or `[B]`; integer types rounded). */
+export function timestepFeed(ts: TimestepLayout, t: number, B: number): TypedFeed {
   const v = ts.type === 'int64' || ts.type === 'int32' ? Math.round(t) : t;
   if (ts.layout === 'scalar') return { type: ts.type, dims: [], data: [v] };
   if (ts.layout === 'one') return { type: ts.type, dims: [1], data: [v] };

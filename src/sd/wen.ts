@@ -10,6 +10,7 @@
  * the trained models' ({@link optimizeEmbedding}).
  */
 import { createSession, type Session, type TypedFeed } from '../graph/session.ts';
+import { timestepFeed } from './cross-attention.ts';
 import { writeWenLossModels, type WenLossModels } from '../graph/wen-loss.ts';
 import type { WenObjective } from '../mitigate/wen-embedding.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -23,14 +24,6 @@ export interface SdWenOptions {
   readonly latent: readonly [number, number, number];
   /** Seeds per U-Net call (default 1). */
   readonly seedsPerCall?: number;
-}
-
-function timestepFeed(exp: SdExport, t: number, rows: number): TypedFeed {
-  const ts = exp.unet.timestep;
-  const v = ts.type === 'int64' || ts.type === 'int32' ? Math.round(t) : t;
-  if (ts.layout === 'scalar') return { type: ts.type, dims: [], data: [v] };
-  if (ts.layout === 'one') return { type: ts.type, dims: [1], data: [v] };
-  return { type: ts.type, dims: [rows], data: new Array<number>(rows).fill(v) };
 }
 
 function timestepDims(exp: SdExport, rows: number): number[] {
@@ -80,7 +73,7 @@ export async function createSdWenObjective(exp: SdExport, seeds: number, opts: S
       const ctx = { dims: [n, L, E], data: new Float32Array(n * L * E) };
       for (let r = 0; r < n; r++) ctx.data.set(opts.uncond.data, r * L * E);
       const x = { dims: [n, C, H, W], data: xT.data.slice(a * perSeed, (a + n) * perSeed) };
-      outs.push((await exp.sessions.unet.run({ sample: x, timestep: timestepFeed(exp, t, n), encoder_hidden_states: ctx }, [exp.unet.output]))[exp.unet.output]!.data);
+      outs.push((await exp.sessions.unet.run({ sample: x, timestep: timestepFeed(exp.unet.timestep, t, n), encoder_hidden_states: ctx }, [exp.unet.output]))[exp.unet.output]!.data);
       a += n;
     }
     cache = { x: xT.data.slice(), t, outs };
@@ -92,7 +85,7 @@ export async function createSdWenObjective(exp: SdExport, seeds: number, opts: S
     if (!Number.isFinite(t)) throw new Error(`Wen objective: timestep must be finite, got ${t}`);
     return {
       sample: { dims: [n, C, H, W], data: xT.data.subarray(a * perSeed, (a + n) * perSeed) },
-      timestep: timestepFeed(exp, t, n),
+      timestep: timestepFeed(exp.unet.timestep, t, n),
       'wen/embedding': { dims: [1, L, E], data: embedding },
       'wen/out_u': { dims: [n, C, H, W], data: (await uncondOut(xT, t))[k]! },
     };
