@@ -15,6 +15,7 @@ import { evaluateMarkdown, evaluateTableHtml, type EvaluateTable } from '../stud
 import { DEFAULT_METHODS, METHODS, parseMethods, methodLambda, methodRequires, skippedMethods, type MethodSpec } from '../mitigate/methods.ts';
 import { sourceCapabilities } from '../study/capabilities.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
+import { PROTOCOL_NAMES, PROTOCOLS, checkProtocolModel } from '../metrics/protocols.ts';
 import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../metrics/clip.ts';
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
 import { meanBatch } from '../tensor/ops.ts';
@@ -49,6 +50,10 @@ random-word / random-number on a Stable Diffusion export re-encode the texts wit
   descriptor: z.string().optional().register(flagDocs, {
     value: 'SPEC',
     help: "copy descriptor: learned (default, models/descriptor) | pixel | sscd:PATH (default pixel on a Stable Diffusion export; sscd:PATH is the papers' choice)",
+  }),
+  protocol: z.enum(PROTOCOL_NAMES).optional().register(flagDocs, {
+    value: 'NAME',
+    help: "copy-detection protocol of an anchor's code, with --descriptor sscd:FILE: wen (disc_large, Resize 256 / CenterCrop 224 / Normalize 0.5, max over ground-truth images, mean/max/min over generations) | somepalli (DCR: disc_large, 256 → 224, top-1 over the training set, 95th percentile, fraction > 0.5) | nemo (disc_mixup, 320 × 320 skew, ImageNet normalisation, median over references, median ± MAD over prompts) | kim ((sim_train + sim_gen)/2 > 0.75); sets the descriptor's preprocessing and adds the protocol's numbers per method",
   }),
   threshold: finiteNumber('threshold').optional().register(flagDocs, {
     value: 'X',
@@ -86,7 +91,7 @@ export const EVALUATE_HELP = commandHelp(Schema, {
   usage: 'memscope evaluate [flags]',
   blocks: [
     {
-      flags: ['model', 'prompts', 'seeds', 'methods', 'scale', 'sampler', 'steps', 'descriptor', 'threshold', 'calibration', 'classifier', 'clip', 'inception', 'inception-convention', 'held-out', 'batch', 'seed', 'grid', 'out'],
+      flags: ['model', 'prompts', 'seeds', 'methods', 'scale', 'sampler', 'steps', 'descriptor', 'protocol', 'threshold', 'calibration', 'classifier', 'clip', 'inception', 'inception-convention', 'held-out', 'batch', 'seed', 'grid', 'out'],
     },
     SD_SOURCE_SECTION,
     `Columns: copy similarity to the nearest training image (95th percentile, mean ± std), similarity
@@ -228,7 +233,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const md = evaluateMarkdown(r);
   await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, classifier: hasClf ? clfDir : null, clip: o.clip ?? null, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing }, alignment: r.alignmentName, quality: r.qualityName });
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, protocol: evalTools.protocol ?? null, classifier: hasClf ? clfDir : null, clip: o.clip ?? null, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing }, alignment: r.alignmentName, quality: r.qualityName });
     const { samples: _s, similarities, targetSimilarities, ...rest } = r;
     void _s;
     const plain = (m: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
@@ -257,6 +262,10 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
 
 /** Load the source, descriptor and scoring tools and resolve the settings of validated `evaluate` flags (the command and a queue worker share it). */
 async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods: MethodSpec[]) {
+  const protocol = o.protocol === undefined ? undefined : PROTOCOLS[o.protocol];
+  if (protocol !== undefined && !(o.descriptor ?? '').startsWith('sscd:')) {
+    throw new UsageError(`--protocol ${protocol.name}: needs --descriptor sscd:FILE (${protocol.checkpoint ?? 'an SSCD checkpoint'} exported to ONNX, e.g. by scripts/convert/sscd_to_onnx.py), got ${o.descriptor === undefined ? 'no --descriptor' : `--descriptor ${o.descriptor}`}`);
+  }
   const { spec, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
   if (o['held-out'] !== undefined && src.data.heldOut !== null) throw new UsageError(`--held-out: only for a model without a held-out split (a Stable Diffusion export); ${src.description} uses ${src.data.heldOut.description}`);
@@ -280,9 +289,20 @@ async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods:
     return parsePrompts(o.prompts, d, '--prompts', 'is not a prompt; mitigation acts on conditional sampling');
   });
   const descriptorSpec = o.descriptor ?? src.defaults.descriptor;
-  const descriptor = await loadDescriptor(descriptorSpec, descriptorSpec === 'pixel' && src.defaults.centerPixels ? { trainMean: meanBatch(src.trainImages).data } : {}).catch((e: Error) => {
+  const descriptor = await loadDescriptor(descriptorSpec, {
+    ...(descriptorSpec === 'pixel' && src.defaults.centerPixels ? { trainMean: meanBatch(src.trainImages).data } : {}),
+    ...(protocol === undefined ? {} : { sscd: protocol.sscd }),
+  }).catch((e: Error) => {
     throw new UsageError(`--descriptor: ${e.message}`);
   });
+  if (protocol !== undefined) {
+    const problem = checkProtocolModel(protocol, descriptor.info);
+    if (problem.error !== null) {
+      await descriptor.dispose?.();
+      throw new UsageError(`--protocol ${protocol.name}: ${problem.error}`);
+    }
+    if (problem.warning !== null) process.stderr.write(`--protocol ${protocol.name}: ${problem.warning}\n`);
+  }
   const clfDir = o.classifier ?? src.defaults.classifierDir;
   const hasClf = clfDir !== null && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);
@@ -327,7 +347,7 @@ async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods:
       throw new UsageError(`--held-out: ${e.message}`);
     })).images;
   }
-  const evalTools = { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }) };
+  const evalTools = { descriptor, ...tools, ...(heldOut === undefined ? {} : { heldOut }), ...(protocol === undefined ? {} : { protocol }) };
   asUsage(() => checkEvaluation(src, settings, evalTools));
   const dispose = async (): Promise<void> => {
     await classifier?.dispose();

@@ -21,6 +21,8 @@ export interface ConditionInfo {
   readonly duplicates?: number;
   /** Ground truth given by a prompt list's label when its training image is not at hand (a public set's URL images): overrides the targets rule. */
   readonly memorized?: boolean;
+  /** The prompt set's memorization label (`verbatim`, `template`, `none`, …; NeMo's VM / TM), when it has one. */
+  readonly memorizationLabel?: string;
 }
 
 /**

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, type Dim } from '../graph/builder.ts';
-import { loadDescriptor, pilBilinearWeights, pixelDescriptor, sscdDescriptor, learnedDescriptor, l2NormalizeRows } from './descriptor.ts';
+import { loadDescriptor, pilBilinearWeights, pixelDescriptor, sscdDescriptor, learnedDescriptor, l2NormalizeRows, pythonRound, centerCropOffsets } from './descriptor.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { rand, triRow, unit } from '../../test/helpers/metrics.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
@@ -14,9 +14,7 @@ function triWeights(inN: number, outN: number): Float64Array[] {
 }
 
 /** Independent SSCD preprocessing of one image [c, h, w] → [3, oh, ow] (float64). */
-function sscdPre(x: Float32Array, c: number, h: number, w: number, oh: number, ow: number): Float64Array {
-  const mean = [0.485, 0.456, 0.406];
-  const std = [0.229, 0.224, 0.225];
+function sscdPre(x: Float32Array, c: number, h: number, w: number, oh: number, ow: number, mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225]): Float64Array {
   const Rh = triWeights(h, oh);
   const Rw = triWeights(w, ow);
   const out = new Float64Array(3 * oh * ow);
@@ -176,6 +174,32 @@ describe('sscdDescriptor', () => {
     unit(m2).forEach((v, k) => expect(Math.abs(e2.data[k]! - v)).toBeLessThan(2e-5));
     await d.dispose?.();
     await d2.dispose?.();
+  });
+
+  it('crops the centre and normalises with given statistics (Wen et al. / DCR: Resize 256, CenterCrop 224, Normalize 0.5)', async () => {
+    // Python's round: half to even, as torchvision's CenterCrop offsets
+    expect([0.5, 1.5, 2.5, 9.5, 10.5, 2.4, 2.6].map(pythonRound)).toEqual([0, 2, 2, 10, 10, 2, 3]);
+    expect(centerCropOffsets(28, 43, 24)).toEqual([2, 10]);
+    expect(() => centerCropOffsets(20, 30, 24)).toThrow(/larger than the resized image 20x30/);
+    const { path, W } = await linearModel('crop.onnx');
+    const half = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+    const d = await sscdDescriptor(path, { resize: 28, centerCrop: 24, normalize: half });
+    expect(d.info.preprocessing).toContain('center crop 24x24');
+    expect(d.info.preprocessing).toContain('mean (0.5, 0.5, 0.5)');
+    // grey 20×31 → small edge 28: 28×43 → crop rows 2..25, columns 10..33 (round(9.5) = 10)
+    const x: Tensor = { dims: [2, 1, 20, 31], data: rand(2 * 620, 11, -1.1, 1.1) };
+    const e = await d.embed(x);
+    for (let i = 0; i < 2; i++) {
+      const full = sscdPre(x.data.subarray(i * 620, (i + 1) * 620), 1, 20, 31, 28, 43, half.mean, half.std);
+      const crop = new Float64Array(3 * 24 * 24);
+      for (let ch = 0; ch < 3; ch++) for (let r = 0; r < 24; r++) for (let q = 0; q < 24; q++) crop[ch * 576 + r * 24 + q] = full[ch * 28 * 43 + (r + 2) * 43 + (q + 10)]!;
+      const ref = unit(Array.from({ length: 8 }, (_, k) => crop.reduce((a, v, j) => a + v * W[j * 8 + k]!, 0)));
+      for (let k = 0; k < 8; k++) expect(Math.abs(e.data[i * 8 + k]! - ref[k]!)).toBeLessThan(2e-5);
+    }
+    await d.dispose?.();
+    await expect(sscdDescriptor(path, { resize: 28, centerCrop: 20 })).rejects.toThrow(/fixed 24x24 input, which contradicts centerCrop 20/);
+    await expect(sscdDescriptor(path, { centerCrop: 0 })).rejects.toThrow(/centerCrop must be a positive integer/);
+    await expect(sscdDescriptor(path, { normalize: { mean: [0.5], std: [0.5] } })).rejects.toThrow(/normalize needs 3/);
   });
 
   it('runs an export with a fixed batch size in zero-padded chunks', async () => {

@@ -23,6 +23,7 @@ import { createSession, type Session } from '../graph/session.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { batchRows, checkImageBatch, embedImageChunks, fixedDim, runFixedBatch, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
 import { pilBilinearWeights } from './resize.ts';
+import { readEvalModelManifest, type EvalModelManifest } from './manifest.ts';
 import { DESCRIPTOR_SIZE, LEARNED_PREPROCESSING, defaultDescriptorDir, descriptorInferenceGraph, readDescriptorModel } from '../models/descriptor.ts';
 
 /** PIL bilinear resampling weights (re-exported from `resize.ts`, where the PIL resampling code lives). */
@@ -38,6 +39,8 @@ export interface DescriptorInfo {
   readonly dim: number;
   /** Model path (directory or file) the descriptor was loaded from. */
   readonly source?: string;
+  /** The conversion manifest beside an SSCD export (checkpoint, sha256, check), null when it has none. */
+  readonly manifest?: EvalModelManifest | null;
 }
 
 /** A copy-detection embedding f. */
@@ -89,6 +92,8 @@ interface PreprocessSpec {
   readonly range: 'unit' | 'signed';
   /** Per-channel normalisation `(y − mean)/std` after resizing. */
   readonly normalize?: { readonly mean: readonly number[]; readonly std: readonly number[] };
+  /** A window `[top, top + h) × [left, left + w)` of the resized image (torchvision `CenterCrop`). */
+  readonly crop?: { readonly top: number; readonly left: number; readonly h: number; readonly w: number };
 }
 
 /** Add the preprocessing nodes for input `x` `[B, c, h, w]`; returns the output `[B, channels, oh, ow]`. */
@@ -105,6 +110,10 @@ function addPreprocess(b: GraphBuilder, x: string, p: PreprocessSpec): string {
     y = b.op('MatMul', [y, b.constF32(rwT, [p.w, p.ow])]);
   }
   if (p.h !== p.oh) y = b.op('MatMul', [b.constF32(pilBilinearWeights(p.h, p.oh), [p.oh, p.h]), y]);
+  if (p.crop !== undefined) {
+    const { top, left, h, w } = p.crop;
+    y = b.op('Slice', [y, b.constI64([top, left]), b.constI64([top + h, left + w]), b.constI64([2, 3])]);
+  }
   if (p.normalize !== undefined) {
     y = b.op('Div', [b.op('Sub', [y, b.constF32(p.normalize.mean, [1, p.channels, 1, 1])]), b.constF32(p.normalize.std, [1, p.channels, 1, 1])]);
   }
@@ -114,7 +123,7 @@ function addPreprocess(b: GraphBuilder, x: string, p: PreprocessSpec): string {
 async function preprocessSession(p: PreprocessSpec): Promise<Session> {
   const b = new GraphBuilder({ name: 'descriptor_preprocess' });
   b.input('x', 'float32', ['B', p.c, p.h, p.w]);
-  b.output(addPreprocess(b, 'x', p), 'float32', ['B', p.channels, p.oh, p.ow], 'y');
+  b.output(addPreprocess(b, 'x', p), 'float32', ['B', p.channels, p.crop?.h ?? p.oh, p.crop?.w ?? p.ow], 'y');
   return createSession(b.toBytes());
 }
 
@@ -203,6 +212,29 @@ export interface SscdOptions {
   readonly resize?: number | readonly [number, number];
   /** Images per model run (default 16; a model whose input declares a fixed batch size runs that many, zero-padded). */
   readonly batch?: number;
+  /**
+   * Crop a `centerCrop × centerCrop` window from the middle of the resized image (torchvision
+   * `CenterCrop(n)`: top = round((h − n)/2), left = round((w − n)/2), Python's round half to
+   * even). Default none (the SSCD README crops nothing; Wen et al. and DCR crop 224).
+   */
+  readonly centerCrop?: number;
+  /** Per-channel normalisation after resizing (default ImageNet's, {@link SSCD_MEAN} / {@link SSCD_STD}, as the SSCD README; Wen et al. and DCR use 0.5 / 0.5). */
+  readonly normalize?: { readonly mean: readonly number[]; readonly std: readonly number[] };
+}
+
+/** Python's `round` (half to even), which torchvision's `CenterCrop` uses for its offsets. */
+export function pythonRound(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/** torchvision `CenterCrop(n)` offsets of an `h × w` image: `[top, left]` (images smaller than n are refused: torchvision would pad). */
+export function centerCropOffsets(h: number, w: number, n: number): [top: number, left: number] {
+  if (n > h || n > w) throw new Error(`center crop ${n} is larger than the resized image ${h}x${w}`);
+  return [pythonRound((h - n) / 2), pythonRound((w - n) / 2)];
 }
 
 function sscdSignatureError(path: string, msg: string): Error {
@@ -231,6 +263,14 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
     const ok = typeof r === 'number' ? Number.isInteger(r) && r > 0 : r.length === 2 && r.every((v) => Number.isInteger(v) && v > 0);
     if (!ok) throw new Error(`sscdDescriptor: resize must be a positive integer or [h, w] of positive integers, got ${JSON.stringify(r)}`);
   }
+  const cc = opts.centerCrop;
+  if (cc !== undefined && !(Number.isInteger(cc) && cc > 0)) throw new Error(`sscdDescriptor: centerCrop must be a positive integer, got ${cc}`);
+  const norm = opts.normalize ?? { mean: SSCD_MEAN, std: SSCD_STD };
+  if (norm.mean.length !== 3 || norm.std.length !== 3 || norm.std.some((v) => !(v > 0)) || norm.mean.some((v) => !Number.isFinite(v))) {
+    throw new Error(`sscdDescriptor: normalize needs 3 finite means and 3 positive standard deviations, got ${JSON.stringify(norm)}`);
+  }
+  const manifest = readEvalModelManifest(path);
+  if (manifest !== null && manifest.kind !== 'sscd') throw new Error(`sscdDescriptor: path '${path}' is a ${manifest.kind} model by its manifest (${manifest.checkpoint}), not SSCD`);
   let model: Session;
   try {
     model = await createSession(path);
@@ -252,7 +292,11 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
   if (outInfo.shape !== null && outInfo.shape.length !== 2) await fail(`output '${outInfo.name}' has shape ${shapeText(outInfo)}, not [B, D]`);
   const fixed: [number, number] | null =
     inp.shape !== null && typeof inp.shape[2] === 'number' && typeof inp.shape[3] === 'number' ? [inp.shape[2], inp.shape[3]] : null;
-  if (fixed !== null && r !== undefined) {
+  if (fixed !== null && cc !== undefined && (fixed[0] !== cc || fixed[1] !== cc)) {
+    await model.release();
+    throw new Error(`sscdDescriptor: path '${path}' takes fixed ${fixed[0]}x${fixed[1]} input, which contradicts centerCrop ${cc}`);
+  }
+  if (fixed !== null && cc === undefined && r !== undefined) {
     const want = typeof r === 'number' ? null : r;
     if (want === null || want[0] !== fixed[0] || want[1] !== fixed[1]) {
       await model.release();
@@ -260,7 +304,7 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
     }
   }
   const sizeOf = (h: number, w: number): [number, number] => {
-    if (fixed !== null) return fixed;
+    if (fixed !== null && cc === undefined) return fixed;
     const rs = r ?? SSCD_DEFAULT_RESIZE;
     if (typeof rs !== 'number') return [rs[0], rs[1]];
     return h <= w ? [rs, Math.floor((rs * w) / h)] : [Math.floor((rs * h) / w), rs];
@@ -274,7 +318,8 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
   const pre = sessionCache();
   const prep = (c: number, h: number, w: number): Promise<Session> => {
     const [oh, ow] = sizeOf(h, w);
-    return pre.get(`${c}x${h}x${w}`, () => preprocessSession({ c, h, w, channels: 3, oh, ow, range: 'unit', normalize: { mean: SSCD_MEAN, std: SSCD_STD } }));
+    const crop = cc === undefined ? undefined : ((o) => ({ top: o[0], left: o[1], h: cc, w: cc }))(centerCropOffsets(oh, ow, cc));
+    return pre.get(`${c}x${h}x${w}`, () => preprocessSession({ c, h, w, channels: 3, oh, ow, range: 'unit', normalize: norm, ...(crop === undefined ? {} : { crop }) }));
   };
   // an export without dynamic axes has a fixed batch size: run chunks of exactly that many (zero-padded)
   const fixedBatch = fixedDim(inp, 0);
@@ -305,10 +350,12 @@ export async function sscdDescriptor(path: string, opts: SscdOptions = {}): Prom
     preprocessing:
       'SSCD README inference preprocessing: x in [-1, 1] -> (x + 1)/2 clipped to [0, 1]; 1-channel images repeated to 3 (RGB), 3-channel used as RGB; ' +
       `resize ${resizeText} with PIL-style bilinear interpolation (antialiased when downsampling, float, no 8-bit rounding); ` +
-      `normalise per channel with mean (${SSCD_MEAN.join(', ')}) and std (${SSCD_STD.join(', ')}); ` +
+      (cc === undefined ? '' : `center crop ${cc}x${cc} (torchvision CenterCrop, offsets round((size - ${cc})/2)); `) +
+      `normalise per channel with mean (${norm.mean.join(', ')}) and std (${norm.std.join(', ')}); ` +
       `fed to input '${inp.name}', output '${outInfo.name}' [B, ${dim}] L2-normalised`,
     dim,
     source: path,
+    manifest,
   };
   return {
     info,

@@ -49,6 +49,7 @@ import { MemoryStore } from '../engine/memory-store.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { Descriptor, DescriptorInfo } from '../metrics/descriptor.ts';
 import { l2NormalizeRows } from '../metrics/descriptor.ts';
+import { protocolMetrics, type CopyProtocol, type ProtocolMetrics } from '../metrics/protocols.ts';
 import { NearestIndex } from '../metrics/nearest.ts';
 import { CopyDetector } from '../metrics/copy.ts';
 import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
@@ -135,6 +136,8 @@ export interface MethodRow {
   readonly switching: { readonly neverFraction: number; readonly never: SubsetStats; readonly switched: SubsetStats; readonly meanSwitchStep: number | null } | null;
   /** What the method's preparation did. */
   readonly details: Record<string, unknown>;
+  /** The numbers of the copy-detection protocol (`--protocol`), or null without one. */
+  readonly protocol?: ProtocolMetrics | null;
 }
 
 /** What an evaluation produced. */
@@ -146,6 +149,8 @@ export interface EvaluateResult {
   readonly alignmentUnit: 'fraction' | 'score';
   readonly qualityName: string | null;
   readonly descriptor: DescriptorInfo;
+  /** The copy-detection protocol whose numbers the rows carry (`--protocol`), or null. */
+  readonly protocol?: CopyProtocol | null;
   /** The copy threshold: given, or the `quantile` of `heldOut` images' nearest-training similarity (adequate only from `minHeldOut` = ⌈1/(1 − q)⌉ images). */
   readonly threshold: { readonly value: number; readonly calibrated: boolean; readonly quantile: number | null; readonly heldOut: number; readonly minHeldOut: number | null; readonly text: string };
   /** How a sample is counted as memorized, in words and numbers. */
@@ -200,6 +205,8 @@ export interface EvaluateTools {
   readonly alignment: AlignmentScorer | null;
   /** Held-out real images `[n, ...]` like the training images (threshold calibration, Fréchet reference); default the embedded test split. */
   readonly heldOut?: Tensor;
+  /** A copy-detection protocol (issue 20 §2) whose numbers are added per method; the descriptor must use its preprocessing. */
+  readonly protocol?: CopyProtocol;
 }
 
 /**
@@ -714,6 +721,16 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
     const targetUnit = prompts.some((p) => p.target !== null)
       ? l2NormalizeRows(await tools.descriptor.embed(takeRows(src.trainImages, prompts.map((p) => p.target ?? 0))))
       : null;
+    // the protocol's references: each prompt's ground-truth images (all its targets) in descriptor space
+    const protocolOwn: (Tensor | null)[] | null = tools.protocol
+      ? await Promise.all(
+          prompts.map(async (p) => {
+            const t = src.denoiser.conditions[p.cond]!.targets ?? [];
+            return t.length === 0 ? null : l2NormalizeRows(await tools.descriptor.embed(takeRows(src.trainImages, [...new Set(t)])));
+          }),
+        )
+      : null;
+    const protocolLabels = prompts.map((p) => src.denoiser.conditions[p.cond]!.memorizationLabel ?? null);
     const rows: MethodRow[] = [];
     const samplesBy = new Map<string, Tensor>();
     const simsBy = new Map<string, Float64Array>();
@@ -796,6 +813,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
         switching,
         vsCfg: null,
         details: ms.details,
+        protocol: tools.protocol ? protocolMetrics(tools.protocol, { generations: unit, perPrompt: N, own: protocolOwn!, nearestTrain: sim, labels: protocolLabels }) : null,
       });
       samplesBy.set(m.name, ms.samples);
       simsBy.set(m.name, sim);
@@ -821,6 +839,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
       alignmentUnit: tools.alignment?.unit ?? 'fraction',
       qualityName: tools.quality?.name ?? null,
       descriptor: tools.descriptor.info,
+      protocol: tools.protocol ?? null,
       threshold,
       memorization,
       poolSize: poolImages.dims[0]!,

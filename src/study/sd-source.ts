@@ -183,7 +183,14 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
       const memorized = p.image !== null && (hasLabels ? p.label !== null && p.label !== 'none' : true);
       // a labelled prompt without its image (public sets): the label alone says whether it is memorized
       const labelOnly = p.image === null && p.label !== null ? { memorized: p.label !== 'none' } : {};
-      return { id: `caption:${i}`, kind: 'caption', label: p.caption, ...(memorized ? { targets: [imageIndex.get(p.image!.value)!] } : {}), ...labelOnly };
+      return {
+        id: `caption:${i}`,
+        kind: 'caption',
+        label: p.caption,
+        ...(memorized ? { targets: [imageIndex.get(p.image!.value)!] } : {}),
+        ...labelOnly,
+        ...(p.label === null ? {} : { memorizationLabel: p.label }),
+      };
     });
 
     // embeddings (cond rows and e_∅) and target latents, in batches

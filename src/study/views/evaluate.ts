@@ -32,7 +32,7 @@ export function evaluateMarkdown(r: EvaluateSummary): string {
     (x) =>
       `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${x.memorization.text} | ${x.strict?.text ?? '—'} | ${alignFmt(r, x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
   );
-  const notes = [`memorization rate: ${r.memorization.text}; 95 % Wilson intervals at the prompt-cluster effective n`, ...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x))];
+  const notes = [`memorization rate: ${r.memorization.text}; 95 % Wilson intervals at the prompt-cluster effective n`, ...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x)), ...protocolLines(r)];
   return [head, sep, ...lines, '', ...notes.map((n) => `- ${n}`)].join('\n') + '\n';
 }
 
@@ -54,6 +54,16 @@ export function marginLines(r: EvaluateSummary): string[] {
         ` (95 % prompt-bootstrap intervals); lowers the p95 similarity: ${verdictWord(marginVerdict('p95 similarity', m.similarityP95))}`
       );
     });
+}
+
+/** The protocol's header line and one line per method (none without `--protocol`). */
+export function protocolLines(r: EvaluateSummary): string[] {
+  const p = r.protocol;
+  if (p === null || p === undefined) return [];
+  return [
+    `protocol ${p.name} (${p.reproduces}; expects ${p.checkpoint ?? 'any SSCD checkpoint'}; ${p.aggregation})`,
+    ...r.rows.filter((x) => x.protocol).map((x) => `${x.method} [${p.name}]: ${x.protocol!.text}`),
+  ];
 }
 
 function switchingLine(r: EvaluateSummary, x: MethodRow): string {
@@ -85,6 +95,7 @@ export function evaluateTableHtml(r: EvaluateSummary): string {
     ),
     ...marginLines(r).map((l) => `<p class="note">${escapeHtml(l)}</p>`),
     ...r.rows.filter((x) => x.switching).map((x) => `<p class="note">${escapeHtml(switchingLine(r, x))}</p>`),
+    ...protocolLines(r).map((l) => `<p class="note">${escapeHtml(l)}</p>`),
   ].join('\n');
 }
 
