@@ -198,7 +198,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   await checkQueueFlags(o);
   const started = performance.now();
   const loaded = await loadEvaluate(o, seeds, methods);
-  const { spec, src, descriptor, clfDir, hasClf, settings, inception, evalTools } = loaded;
+  const { spec, src, descriptor, clfDir, hasClf, settings, inception, clip, evalTools } = loaded;
   methods = loaded.methods;
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
   const storeDir = storeDirOf(o.store);
@@ -233,7 +233,7 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   const md = evaluateMarkdown(r);
   await withResultsDir(o.out, async (dir) => {
     await writeJsonAtomic(join(dir, 'run.json'), runJson);
-    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, protocol: evalTools.protocol ?? null, classifier: hasClf ? clfDir : null, clip: o.clip ?? null, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing }, alignment: r.alignmentName, quality: r.qualityName });
+    await writeJsonAtomic(join(dir, 'settings.json'), { command: 'evaluate', model: spec, ...settings, descriptor: descriptor.info, protocol: evalTools.protocol ?? null, classifier: hasClf ? clfDir : null, clip: o.clip === undefined ? null : { dir: o.clip, vision: clip?.image.info ?? null, text: clip?.text.info ?? null }, inception: o.inception === undefined ? null : { path: o.inception, convention: inception!.convention, preprocessing: inception!.preprocessing, manifest: inception!.manifest }, alignment: r.alignmentName, quality: r.qualityName });
     const { samples: _s, similarities, targetSimilarities, ...rest } = r;
     void _s;
     const plain = (m: ReadonlyMap<string, Float64Array>) => Object.fromEntries([...m].map(([k, v]) => [k, Array.from(v)]));
@@ -355,7 +355,7 @@ async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods:
     await inception?.dispose();
     await d.dispose?.();
   };
-  return { spec, src, d, methods, descriptor, clfDir, hasClf, settings, inception, evalTools, dispose };
+  return { spec, src, d, methods, descriptor, clfDir, hasClf, settings, inception, clip, evalTools, dispose };
 }
 
 /** A queue worker's `evaluate` study and source, rebuilt from the flags the coordinator recorded. */

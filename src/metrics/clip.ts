@@ -42,6 +42,7 @@ import type { AlignmentScorer, EvaluatedPrompt, FeatureExtractor } from './types
 import type { Tensor } from '../tensor/tensor.ts';
 import { loadClipTokenizer, type ClipTokenizer } from '../text/clip-tokenizer.ts';
 import { l2NormalizeRows } from './descriptor.ts';
+import { readEvalModelManifest, type EvalModelManifest } from './manifest.ts';
 import { embedImageChunks, fixedDim, preprocessImages, runFixedBatch, runInChunks, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
 import { centerCropOffset, pilBicubicWeights, preprocessSession, shortestEdgeSize, sliceRows, type CropRounding } from './resize.ts';
 
@@ -68,6 +69,8 @@ export interface ClipTowerInfo {
   readonly projected: boolean;
   /** Exact description of the preprocessing. */
   readonly preprocessing: string;
+  /** The conversion manifest beside the file (scripts/convert/clip_to_onnx.py), null when it has none. */
+  readonly manifest: EvalModelManifest | null;
 }
 
 /** A CLIP image tower. */
@@ -159,9 +162,16 @@ function checkOutput(o: ValueInfo): string | null {
  * `output` is the tower's `embeds` output (`image_embeds` / `text_embeds`); `preprocessing` is
  * completed with the output read.
  */
-function towerInfo(path: string, dim: number, input: string, output: string, embeds: string, preprocessing: string): ClipTowerInfo {
+function towerInfo(path: string, dim: number, input: string, output: string, embeds: string, preprocessing: string, manifest: EvalModelManifest | null): ClipTowerInfo {
   const projected = output === embeds;
-  return { path, dim, input, output, projected, preprocessing: `${preprocessing}output '${output}' [B, ${dim}]${projected ? '' : ` (not a projected ${embeds} output)`}` };
+  return { path, dim, input, output, projected, preprocessing: `${preprocessing}output '${output}' [B, ${dim}]${projected ? '' : ` (not a projected ${embeds} output)`}`, manifest };
+}
+
+/** The conversion manifest beside a tower's file, checked to be of that tower's kind. */
+function towerManifest(fn: string, path: string, kind: 'clip-vision' | 'clip-text'): EvalModelManifest | null {
+  const m = readEvalModelManifest(path);
+  if (m !== null && m.kind !== kind) throw new Error(`${fn}: path '${path}' is a ${m.kind} model by its manifest (${m.checkpoint}), not ${kind}`);
+  return m;
 }
 
 /** Cosines of matching rows of `a` and `b` `[n, D]`, in float64 (0 for a zero row). */
@@ -209,6 +219,7 @@ export function clipScoresFromEmbeddings(image: Tensor, text: Tensor): number[] 
 export async function loadClipImageEncoder(path: string, opts: ClipImageOptions = {}): Promise<ClipImageEncoder> {
   const fn = 'loadClipImageEncoder';
   checkFile(fn, 'path', path, 'a CLIP vision model exported to ONNX, e.g. vision_model.onnx');
+  const manifest = towerManifest(fn, path, 'clip-vision');
   const batch = opts.batch ?? CLIP_DEFAULT_BATCH;
   checkBatch(fn, batch);
   if (opts.size !== undefined && (!Number.isInteger(opts.size) || opts.size < 1)) throw new Error(`${fn}: size must be a positive integer, got ${opts.size}`);
@@ -295,6 +306,7 @@ export async function loadClipImageEncoder(path: string, opts: ClipImageOptions 
       `center crop ${S}x${S} (${crop === 'hf' ? 'offset (n - S) // 2, transformers center_crop' : 'offset int(round((n - S)/2)), torchvision CenterCrop'}); ` +
       `normalise with mean (${OPENAI_CLIP_MEAN.join(', ')}) and std (${OPENAI_CLIP_STD.join(', ')}); ` +
       `fed to '${inp.name}', `,
+    manifest,
   );
   return {
     info,
@@ -324,6 +336,7 @@ export async function loadClipImageEncoder(path: string, opts: ClipImageOptions 
 export async function loadClipTextEncoder(path: string, tokenizerDir: string, opts: ClipTextOptions = {}): Promise<ClipTextEncoder> {
   const fn = 'loadClipTextEncoder';
   checkFile(fn, 'path', path, 'a CLIP text model exported to ONNX, e.g. text_model.onnx');
+  const manifest = towerManifest(fn, path, 'clip-text');
   if (!existsSync(tokenizerDir)) throw new Error(`${fn}: tokenizerDir '${tokenizerDir}' does not exist (expected the CLIP tokenizer folder: vocab.json + merges.txt, or tokenizer.json)`);
   const batch = opts.batch ?? CLIP_DEFAULT_BATCH;
   checkBatch(fn, batch);
@@ -402,6 +415,7 @@ export async function loadClipTextEncoder(path: string, tokenizerDir: string, op
     'text_embeds',
     `CLIP BPE tokenizer from '${tokenizerDir}' (${tokenizer.source}): <|startoftext|>, tokens, <|endoftext|>, padded with '${tokenizer.specialTokens.pad}' ` +
       `to ${tokenizer.maxLength} ids (longer prompts truncated); ${mask === undefined ? 'no attention_mask input' : 'attention_mask 1 before the padding'}; `,
+    manifest,
   );
   return {
     info,

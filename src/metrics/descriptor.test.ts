@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder, type Dim } from '../graph/builder.ts';
-import { loadDescriptor, pilBilinearWeights, pixelDescriptor, sscdDescriptor, learnedDescriptor, l2NormalizeRows, pythonRound, centerCropOffsets } from './descriptor.ts';
+import { loadDescriptor, pilBilinearWeights, pixelDescriptor, sscdDescriptor, learnedDescriptor, l2NormalizeRows, centerCropOffsets } from './descriptor.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { rand, triRow, unit } from '../../test/helpers/metrics.ts';
 import { loadFashionMnist } from '../data/fashion-mnist.ts';
@@ -177,9 +177,9 @@ describe('sscdDescriptor', () => {
   });
 
   it('crops the centre and normalises with given statistics (Wen et al. / DCR: Resize 256, CenterCrop 224, Normalize 0.5)', async () => {
-    // Python's round: half to even, as torchvision's CenterCrop offsets
-    expect([0.5, 1.5, 2.5, 9.5, 10.5, 2.4, 2.6].map(pythonRound)).toEqual([0, 2, 2, 10, 10, 2, 3]);
+    // Python's round: half to even, as torchvision's CenterCrop offsets ((43 − 24)/2 = 9.5 → 10, (45 − 24)/2 = 10.5 → 10)
     expect(centerCropOffsets(28, 43, 24)).toEqual([2, 10]);
+    expect(centerCropOffsets(45, 24, 24)).toEqual([10, 0]);
     expect(() => centerCropOffsets(20, 30, 24)).toThrow(/larger than the resized image 20x30/);
     const { path, W } = await linearModel('crop.onnx');
     const half = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };

@@ -22,7 +22,7 @@ import { GraphBuilder } from '../graph/builder.ts';
 import { createSession, type Session } from '../graph/session.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { batchRows, checkImageBatch, embedImageChunks, fixedDim, runFixedBatch, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
-import { pilBilinearWeights } from './resize.ts';
+import { centerCropOffset, pilBilinearWeights } from './resize.ts';
 import { readEvalModelManifest, type EvalModelManifest } from './manifest.ts';
 import { DESCRIPTOR_SIZE, LEARNED_PREPROCESSING, defaultDescriptorDir, descriptorInferenceGraph, readDescriptorModel } from '../models/descriptor.ts';
 
@@ -222,19 +222,10 @@ export interface SscdOptions {
   readonly normalize?: { readonly mean: readonly number[]; readonly std: readonly number[] };
 }
 
-/** Python's `round` (half to even), which torchvision's `CenterCrop` uses for its offsets. */
-export function pythonRound(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
-
-/** torchvision `CenterCrop(n)` offsets of an `h × w` image: `[top, left]` (images smaller than n are refused: torchvision would pad). */
+/** torchvision `CenterCrop(n)` offsets of an `h × w` image: `[top, left]` (Python's round half to even; images smaller than n are refused: torchvision would pad). */
 export function centerCropOffsets(h: number, w: number, n: number): [top: number, left: number] {
   if (n > h || n > w) throw new Error(`center crop ${n} is larger than the resized image ${h}x${w}`);
-  return [pythonRound((h - n) / 2), pythonRound((w - n) / 2)];
+  return [centerCropOffset(h, n, 'torchvision'), centerCropOffset(w, n, 'torchvision')];
 }
 
 function sscdSignatureError(path: string, msg: string): Error {

@@ -28,6 +28,7 @@ import type { FeatureExtractor } from './types.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { embedImageChunks, fixedDim, preprocessImages, runFixedBatch, sessionCache, shapeText, type ImageModelRun } from './model-run.ts';
 import { preprocessSession, pilResampleWeights, torchBilinearWeights } from './resize.ts';
+import { readEvalModelManifest, type EvalModelManifest } from './manifest.ts';
 
 /** Inception preprocessing conventions (see the module comment). */
 export type InceptionConvention = 'pytorch-fid' | 'torchvision';
@@ -53,6 +54,8 @@ export interface InceptionOptions {
 export interface InceptionFeatures extends FeatureExtractor {
   /** The ONNX file. */
   readonly path: string;
+  /** The conversion manifest beside the file (scripts/convert/inception_to_onnx.py), null when it has none. */
+  readonly manifest: EvalModelManifest | null;
   /** Feature dimension D (2048 for Inception-v3's pool3). */
   readonly dim: number;
   /** The convention in use. */
@@ -79,6 +82,10 @@ export async function loadInceptionFeatures(path: string, opts: InceptionOptions
   if (convention !== 'pytorch-fid' && convention !== 'torchvision') throw new Error(`${fn}: convention must be 'pytorch-fid' or 'torchvision', got ${JSON.stringify(convention)}`);
   const batch = opts.batch ?? 16;
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`${fn}: batch must be a positive integer, got ${batch}`);
+  const manifest = readEvalModelManifest(path);
+  if (manifest !== null && manifest.kind !== 'inception') throw new Error(`${fn}: path '${path}' is a ${manifest.kind} model by its manifest (${manifest.checkpoint}), not Inception`);
+  const made = manifest?.extra['convention'];
+  if (made !== undefined && made !== convention) throw new Error(`${fn}: path '${path}' was converted for the ${String(made)} convention (its manifest), not ${convention}; use --inception-convention ${String(made)}`);
   let model: Session;
   try {
     model = await createSession(path);
@@ -136,6 +143,7 @@ export async function loadInceptionFeatures(path: string, opts: InceptionOptions
     path,
     dim,
     convention,
+    manifest,
     preprocessing: `${preprocessing}; fed to '${inp.name}', output '${out.name}' flattened to [n, ${dim}]`,
     features,
     preprocess: (images: Tensor): Promise<Tensor> => preprocessImages(images, run),
