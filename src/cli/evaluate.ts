@@ -12,7 +12,8 @@ import { loadCliSource, studyConfig, samplerFor, SD_SOURCE_FIELDS, SD_SOURCE_SEC
 import { loadImageFolder } from '../data/folder.ts';
 import { checkEvaluation, evaluateStudy, planEvaluation, classifierTools, type EvaluateResult, type EvaluateSettings, type EvaluateSource } from '../study/evaluate.ts';
 import { evaluateMarkdown, evaluateTableHtml, type EvaluateTable } from '../study/views/evaluate.ts';
-import { DEFAULT_METHODS, METHODS, parseMethods, methodLambda, methodRequires, skippedMethods, type MethodSpec } from '../mitigate/methods.ts';
+import { DEFAULT_METHODS, METHODS, parseMethods, methodLambda, methodRequires, skippedMethods, isGatedMethod, withGateThreshold, type MethodSpec } from '../mitigate/methods.ts';
+import { calibrateGate, firstStepScores } from '../study/gate.ts';
 import { sourceCapabilities } from '../study/capabilities.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
 import { PROTOCOL_NAMES, PROTOCOLS, checkProtocolModel } from '../metrics/protocols.ts';
@@ -42,6 +43,7 @@ const Schema = z.object({
     value: 'LIST',
     help: `comma-separated (default {default}; from the default list, methods the model cannot run are skipped with the reason): name[:p][@τ|@lo-hi][/λog], as --guidance; for guidance methods p is λ (omitted: --scale), for the others their own parameter:
 ${METHODS.map((m) => `  ${m.form.padEnd(22)} ${m.about}`).join('\n')}
+  ${'gated+METHOD'.padEnd(22)} METHOD only for prompts whose Wen et al. first-step score passes a threshold calibrated on held-out non-memorized prompts (--gate-calibration, --gate-fpr), plain CFG for the others (detect-then-mitigate)
 random-word / random-number on a Stable Diffusion export re-encode the texts with its text encoder; ren works there by graph surgery on its U-Net's attn2 softmax nodes`,
   }),
   scale: finiteNumber('scale').default(7.5).register(flagDocs, { value: 'X', help: 'λ, the guidance scale of every method that does not write its own :λ' }),
@@ -55,6 +57,13 @@ random-word / random-number on a Stable Diffusion export re-encode the texts wit
     value: 'NAME',
     help: "copy-detection protocol of an anchor's code, with --descriptor sscd:FILE: wen (disc_large, Resize 256 / CenterCrop 224 / Normalize 0.5, max over ground-truth images, mean/max/min over generations) | somepalli (DCR: disc_large, 256 → 224, top-1 over the training set, 95th percentile, fraction > 0.5) | nemo (disc_mixup, 320 × 320 skew, ImageNet normalisation, median over references, median ± MAD over prompts) | kim ((sim_train + sim_gen)/2 > 0.75); sets the descriptor's preprocessing and adds the protocol's numbers per method",
   }),
+  'gate-calibration': z.string().min(1).optional().register(flagDocs, {
+    value: 'SPEC',
+    help: "held-out prompts known not to be memorized that calibrate the threshold of gated+M methods (default: the model's non-memorized captions that are not evaluated, e.g. graded's 1× captions)",
+  }),
+  'gate-fpr': finiteNumber('gate-fpr', { lo: 0, hi: 1, loOpen: true, hiOpen: true, expected: 'a rate strictly between 0 and 1' })
+    .default(0.05)
+    .register(flagDocs, { value: 'F', help: "gated+M: the threshold is the (1 − F) quantile of the calibration prompts' Wen first-step scores" }),
   threshold: finiteNumber('threshold').optional().register(flagDocs, {
     value: 'X',
     help: "copy threshold on the similarity (default: calibrated, the --calibration quantile of held-out test images' similarity to their nearest training image)",
@@ -91,7 +100,7 @@ export const EVALUATE_HELP = commandHelp(Schema, {
   usage: 'memscope evaluate [flags]',
   blocks: [
     {
-      flags: ['model', 'prompts', 'seeds', 'methods', 'scale', 'sampler', 'steps', 'descriptor', 'protocol', 'threshold', 'calibration', 'classifier', 'clip', 'inception', 'inception-convention', 'held-out', 'batch', 'seed', 'grid', 'out'],
+      flags: ['model', 'prompts', 'seeds', 'methods', 'scale', 'sampler', 'steps', 'gate-calibration', 'gate-fpr', 'descriptor', 'protocol', 'threshold', 'calibration', 'classifier', 'clip', 'inception', 'inception-convention', 'held-out', 'batch', 'seed', 'grid', 'out'],
     },
     SD_SOURCE_SECTION,
     `Columns: copy similarity to the nearest training image (95th percentile, mean ± std), similarity
@@ -260,6 +269,40 @@ export async function evaluateCommand(argv: string[]): Promise<void> {
   process.stdout.write(`${md}\ntotal ${((performance.now() - started) / 1000).toFixed(0)} s\n${join(o.out, 'report.html')}\n`);
 }
 
+/**
+ * Set the threshold of every gated+M method: Wen et al.'s first-step score of the calibration
+ * prompts (--gate-calibration, default the non-memorized captions not evaluated) under the
+ * evaluation's sampler and seeds, its (1 − --gate-fpr) quantile. Refuses calibration flags without a
+ * gated method, no or overlapping calibration prompts, and memorized ones (exit 2).
+ */
+async function calibrateGates(o: z.infer<typeof Schema>, src: StudySource, methods: MethodSpec[], prompts: readonly number[], seeds: readonly number[]): Promise<MethodSpec[]> {
+  const gated = methods.filter((m) => isGatedMethod(m));
+  if (gated.length === 0) {
+    if (o['gate-calibration'] !== undefined) throw new UsageError('--gate-calibration: only with a gated method in --methods (gated+og+dtp, gated+wen, …)');
+    return methods;
+  }
+  const d = src.denoiser;
+  const evaluated = new Set(prompts);
+  const calib = asUsage(() =>
+    o['gate-calibration'] !== undefined
+      ? parsePrompts(o['gate-calibration'], d, '--gate-calibration', 'is not a prompt')
+      : d.conditions.map((c, i) => (c.kind !== 'class' && !isMemorizedCondition(c) && !evaluated.has(i) ? i : -1)).filter((i) => i >= 0),
+  );
+  if (calib.length === 0) {
+    throw new UsageError(`--gate-calibration: ${gated.map((m) => m.name).join(', ')} ${gated.length === 1 ? 'needs' : 'need'} held-out prompts known not to be memorized to calibrate the gate; ${src.description} has none outside --prompts, so name them (e.g. --gate-calibration caption:100-199)`);
+  }
+  const overlap = calib.filter((c) => evaluated.has(c));
+  if (overlap.length) throw new UsageError(`--gate-calibration: ${overlap.map((c) => d.conditions[c]!.id).slice(0, 5).join(', ')}${overlap.length > 5 ? ` and ${overlap.length - 5} more` : ''} ${overlap.length === 1 ? 'is' : 'are'} also evaluated (--prompts); the calibration prompts must be held out`);
+  const memorized = calib.filter((c) => isMemorizedCondition(d.conditions[c]!));
+  if (memorized.length) throw new UsageError(`--gate-calibration: ${memorized.map((c) => d.conditions[c]!.id).slice(0, 5).join(', ')}${memorized.length > 5 ? ` and ${memorized.length - 5} more` : ''} ${memorized.length === 1 ? 'is' : 'are'} memorized by the model's labels; the threshold is a quantile of non-memorized prompts' scores`);
+  const config = studyConfig(src);
+  const sampler = samplerFor(o.sampler, config, o.model, () => {});
+  const scores = await firstStepScores({ denoiser: d, conds: calib, seeds, sampler, steps: o.steps, config, lambda: o.scale, batchSize: o.batch });
+  const cal = calibrateGate(calib.map((c) => d.conditions[c]!.id), scores, o['gate-fpr']);
+  process.stderr.write(`gate threshold ${cal.text}\n`);
+  return methods.map((m) => (isGatedMethod(m) ? withGateThreshold(m, cal.threshold, cal.fpr, calib.length) : m));
+}
+
 /** Load the source, descriptor and scoring tools and resolve the settings of validated `evaluate` flags (the command and a queue worker share it). */
 async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods: MethodSpec[]) {
   const protocol = o.protocol === undefined ? undefined : PROTOCOLS[o.protocol];
@@ -288,6 +331,7 @@ async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods:
     }
     return parsePrompts(o.prompts, d, '--prompts', 'is not a prompt; mitigation acts on conditional sampling');
   });
+  methods = await calibrateGates(o, src, methods, prompts, seeds);
   const descriptorSpec = o.descriptor ?? src.defaults.descriptor;
   const descriptor = await loadDescriptor(descriptorSpec, {
     ...(descriptorSpec === 'pixel' && src.defaults.centerPixels ? { trainMean: meanBatch(src.trainImages).data } : {}),

@@ -28,6 +28,7 @@
  * round-trip 8-bit PNGs first, which moves similarities by ~1e-3).
  */
 import { clusteredRateInterval, MIN_N, type Interval } from '../analysis/verdict.ts';
+import { quantileSorted } from '../analysis/correlation.ts';
 import { SSCD_MEAN, SSCD_STD, SSCD_DEFAULT_RESIZE, type DescriptorInfo, type SscdOptions } from './descriptor.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
@@ -184,12 +185,7 @@ function dot(a: Float32Array, i: number, b: Float32Array, j: number, d: number):
 
 /** numpy's `percentile` with its default linear interpolation (q in [0, 100]). */
 export function numpyPercentile(values: ArrayLike<number>, q: number): number {
-  const s = Float64Array.from(values).sort();
-  if (s.length === 0) return NaN;
-  const pos = ((s.length - 1) * q) / 100;
-  const lo = Math.floor(pos);
-  const hi = Math.min(lo + 1, s.length - 1);
-  return s[lo]! + (s[hi]! - s[lo]!) * (pos - lo);
+  return quantileSorted(Float64Array.from(values).sort(), q / 100);
 }
 
 /** torch's `median` (no interpolation: the lower of the two middle values for an even count). */

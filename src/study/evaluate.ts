@@ -59,7 +59,9 @@ import { sampleIndices, takeRows } from '../data/indices.ts';
 import { mulberry32 } from '../random/mulberry32.ts';
 import type { Classifier } from '../models/classifier.ts';
 import { type Tensor, numel } from '../tensor/tensor.ts';
-import { prepareMethod, isSwitchingMethod, methodLambda, type MethodSpec } from '../mitigate/methods.ts';
+import { prepareMethod, isSwitchingMethod, methodLambda, isGatedMethod, parseMethod, type GateParams, type MethodSpec } from '../mitigate/methods.ts';
+import { firstStepScores } from './gate.ts';
+import { isMemorizedCondition } from '../denoisers/denoiser.ts';
 import { decodeNpy, encodeNpy } from '../io/npy.ts';
 import { runSampling, initialNoise } from './sampling.ts';
 import type { StudySource } from './source.ts';
@@ -138,6 +140,21 @@ export interface MethodRow {
   readonly details: Record<string, unknown>;
   /** The numbers of the copy-detection protocol (`--protocol`), or null without one. */
   readonly protocol?: ProtocolMetrics | null;
+  /** A gated method's detection: which prompts it mitigated, by the prompts' ground truth; null for other methods. */
+  readonly gate?: GateSummary | null;
+}
+
+/** What the gate of a `gated+M` row did. */
+export interface GateSummary {
+  readonly threshold: number;
+  readonly fpr: number | null;
+  readonly calibrationPrompts: number | null;
+  /** Prompts flagged (mitigated with M) of the evaluated ones, with its interval. */
+  readonly flagged: RateEstimate;
+  /** Among the evaluated prompts the model labels memorized / not memorized: flagged of all. */
+  readonly memorized: { readonly flagged: number; readonly of: number };
+  readonly normal: { readonly flagged: number; readonly of: number };
+  readonly text: string;
 }
 
 /** What an evaluation produced. */
@@ -365,13 +382,19 @@ function mergeDetails(parts: readonly Record<string, unknown>[]): Record<string,
   return out;
 }
 
-/** Sample a batch of units (one method, one setting, several prompts): one preparation, rows prompt-major, as one evaluation row. */
-async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: EvaluateSource): Promise<UnitOutput<EvaluateUnitResult>[]> {
+/** What sampling one method on some prompts gave: rows prompt-major, seed-minor. */
+interface SampledRows {
+  readonly samples: Tensor;
+  readonly switchSteps: (number | null)[];
+  readonly prepSeconds: number;
+  readonly samplingSeconds: number;
+  readonly details: Record<string, unknown>;
+}
+
+/** Sample method `m` on `conds` × the unit's seeds: one preparation, one sampler run per part. */
+async function sampleMethodRows(m: MethodSpec, conds: readonly number[], u0: EvaluateUnit, source: EvaluateSource): Promise<SampledRows> {
   const src = source.src;
   const d = src.denoiser;
-  const u0 = units[0]!.spec;
-  const m = u0.method;
-  const conds = units.map((u) => u.spec.cond);
   const N = u0.seeds.length;
   const P = conds.length;
   const noise = initialNoise(d.shape, u0.seeds);
@@ -400,16 +423,69 @@ async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: Ev
   } finally {
     await prepared.dispose();
   }
-  source.log?.(`${m.name}: ${P * N} images, ${((prepared.seconds + samplingSeconds) / (P * N)).toFixed(3)} s/image`);
+  return { samples: samples!, switchSteps, prepSeconds: prepared.seconds, samplingSeconds, details: prepared.details };
+}
+
+/** The gate's record of one prompt in a gated unit's details. */
+interface GateRecord {
+  readonly score: number;
+  readonly threshold: number;
+  readonly flagged: boolean;
+}
+
+/** Sample a batch of units (one method, one setting, several prompts): one preparation, rows prompt-major, as one evaluation row. */
+async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: EvaluateSource): Promise<UnitOutput<EvaluateUnitResult>[]> {
+  const src = source.src;
+  const u0 = units[0]!.spec;
+  const m = u0.method;
+  const conds = units.map((u) => u.spec.cond);
+  const N = u0.seeds.length;
+  const P = conds.length;
+  // a gated method: score every prompt at the first step, mitigate the flagged ones, plain CFG for the rest
+  const gate = isGatedMethod(m) ? (m.params as unknown as GateParams) : null;
+  let gates: GateRecord[] | null = null;
+  const groups: { method: MethodSpec; idx: number[] }[] = [];
+  let gateSeconds = 0;
+  if (gate !== null) {
+    if (gate.threshold === null) throw new Error(`${m.name}: its threshold was not calibrated (memscope evaluate calibrates it on held-out prompts)`);
+    const t0 = performance.now();
+    const scores = await firstStepScores({ denoiser: src.denoiser, conds, seeds: u0.seeds, sampler: u0.sampler, steps: u0.steps, config: u0.config, lambda: u0.lambda, batchSize: source.batchSize });
+    gateSeconds = (performance.now() - t0) / 1000;
+    gates = scores.map((score) => ({ score, threshold: gate.threshold!, flagged: score > gate.threshold! }));
+    const flagged = conds.map((_, p) => p).filter((p) => gates![p]!.flagged);
+    const plain = conds.map((_, p) => p).filter((p) => !gates![p]!.flagged);
+    if (flagged.length) groups.push({ method: gate.inner, idx: flagged });
+    if (plain.length) groups.push({ method: parseMethod('cfg'), idx: plain });
+  } else {
+    groups.push({ method: m, idx: conds.map((_, p) => p) });
+  }
+  let samples: Tensor | null = null;
+  const switchSteps: (number | null)[] = new Array<number | null>(P * N).fill(null);
+  const detailsOf: Record<string, unknown>[] = conds.map(() => ({}));
+  let prepSeconds = gateSeconds;
+  let samplingSeconds = 0;
+  for (const g of groups) {
+    const r = await sampleMethodRows(g.method, g.idx.map((p) => conds[p]!), u0, source);
+    prepSeconds += r.prepSeconds;
+    samplingSeconds += r.samplingSeconds;
+    const per = numel(r.samples.dims.slice(1));
+    samples ??= { dims: [P * N, ...r.samples.dims.slice(1)], data: new Float32Array(P * N * per) };
+    g.idx.forEach((p, k) => {
+      samples!.data.set(r.samples.data.subarray(k * N * per, (k + 1) * N * per), p * N * per);
+      for (let n = 0; n < N; n++) switchSteps[p * N + n] = r.switchSteps[k * N + n] ?? null;
+      detailsOf[p] = unitDetails(r.details, src, conds[p]!);
+    });
+  }
+  source.log?.(`${m.name}: ${P * N} images, ${((prepSeconds + samplingSeconds) / (P * N)).toFixed(3)} s/image${gates ? `; ${gates.filter((x) => x.flagged).length} of ${P} prompts flagged and mitigated` : ''}`);
   const all = samples!;
   const shape = all.dims.slice(1);
   const per = numel(shape);
-  return units.map((u, p) => ({
+  return units.map((_, p) => ({
     result: {
       switchSteps: switchSteps.slice(p * N, (p + 1) * N),
-      prepSeconds: prepared.seconds / P,
+      prepSeconds: prepSeconds / P,
       samplingSeconds: samplingSeconds / P,
-      details: unitDetails(prepared.details, src, u.spec.cond),
+      details: gates === null ? detailsOf[p]! : { ...detailsOf[p]!, gate: gates[p]!, applied: gates[p]!.flagged ? gate!.inner.name : 'cfg' },
     },
     blobs: [{ name: 'samples.npy', bytes: encodeNpy({ dims: [N, ...shape], data: all.data.slice(p * N * per, (p + 1) * N * per) }) }],
   }));
@@ -534,6 +610,21 @@ export function quantileMargin(a: ArrayLike<number>, b: ArrayLike<number>, N: nu
   diffs.sort();
   const tail = (1 - level) / 2;
   return { delta, lo: quantileSorted(diffs, tail), hi: quantileSorted(diffs, 1 - tail), q, level, resamples: B, prompts: P };
+}
+
+/** A gated row's detection summary from its units' gate records (prompt order) and the prompts' ground truth. */
+function gateSummary(m: MethodSpec, gates: readonly { flagged: boolean }[], memorized: readonly boolean[]): GateSummary {
+  const g = m.params as unknown as GateParams;
+  const hits: number[] = gates.map((x) => (x.flagged ? 1 : 0));
+  const flagged = rateEstimate(hits, 1, null, null);
+  const count = (want: boolean) => ({ flagged: hits.filter((h, i) => memorized[i] === want && h === 1).length, of: memorized.filter((x) => x === want).length });
+  const mem = count(true);
+  const normal = count(false);
+  const text =
+    `${m.name}: ${g.inner.name} applied to ${hits.reduce((a, b) => a + b, 0)} of ${gates.length} prompts (detection rate ${flagged.text.replace(/ \(\d+ samples of (\d+) prompts\)/, ' (n = $1 prompts)')}; ` +
+    `memorized prompts flagged ${mem.flagged}/${mem.of}, non-memorized ${normal.flagged}/${normal.of}), plain CFG for the rest; ` +
+    `threshold ${g.threshold!.toFixed(4)} on Wen et al.'s first-step score (the ${g.fpr === null ? '?' : 1 - g.fpr} quantile of ${g.calibrationPrompts ?? '?'} held-out non-memorized prompts)`;
+  return { threshold: g.threshold!, fpr: g.fpr, calibrationPrompts: g.calibrationPrompts, flagged, memorized: mem, normal, text };
 }
 
 /** The printed rate: value, 95 % cluster-adjusted Wilson interval and n; "inconclusive" below the minimum prompts or with an under-calibrated threshold. */
@@ -759,6 +850,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
         if (memorization.rule === 'nearest-is-own' ? poolIndex[nn[r]!] === t : c > memorization.threshold) copiesPer[p]!++;
       }
       const copies = copiesPer.reduce((a, b) => a + b, 0);
+      const gate = isGatedMethod(m) ? gateSummary(m, mine.map((u) => u.result.details['gate'] as { flagged: boolean }), prompts.map((p) => isMemorizedCondition(src.denoiser.conditions[p.cond]!))) : null;
       let strict: RateEstimate | null = null;
       if (sameRowShape(ms.samples, poolImages)) {
         strictDetector ??= await CopyDetector.create(src.trainImages, pool);
@@ -813,6 +905,7 @@ async function reduceEvaluation(source: EvaluateSource, s: EvaluateSettings, too
         switching,
         vsCfg: null,
         details: ms.details,
+        gate,
         protocol: tools.protocol ? protocolMetrics(tools.protocol, { generations: unit, perPrompt: N, own: protocolOwn!, nearestTrain: sim, labels: protocolLabels }) : null,
       });
       samplesBy.set(m.name, ms.samples);

@@ -22,6 +22,10 @@
  * | `ren[:c]`                   | start-token logits × c, padding masked (Ren et al.)                    |
  * | `swap:DIR@lo-hi`            | Dodson & Gao's denoiser swap over a σ band; constant λ                 |
  *
+ * A method written `gated+M` (detect-then-mitigate, Jain et al.'s limitations) samples M only for
+ * the prompts whose Wen et al. first-step score exceeds a threshold calibrated on held-out
+ * prompts (`study/gate.ts`), plain CFG for the others; `memscope evaluate` runs it.
+ *
  * λ omitted → `--scale` (default 7.5). For guidance methods `:` gives λ; for the others their own
  * parameter (n, l, c, DIR).
  */
@@ -53,6 +57,36 @@ export function findMethod(name: string): RegisteredMethod | undefined {
   return METHODS.find((m) => m.name === name);
 }
 
+/** The prefix of a gated method (`gated+og+dtp`). */
+export const GATE_PREFIX = 'gated+';
+
+/** The parameters of a gated method: the method it gates and, once calibrated, the threshold. */
+export interface GateParams {
+  readonly inner: MethodSpec;
+  /** Wen et al.'s first-step score above which a prompt is mitigated (null until `memscope evaluate` calibrates it). */
+  readonly threshold: number | null;
+  /** The calibration's target false-positive rate and prompt count (recorded in the unit key). */
+  readonly fpr: number | null;
+  readonly calibrationPrompts: number | null;
+}
+
+/** Whether `m` is a gated method (`gated+M`). */
+export function isGatedMethod(m: MethodSpec): boolean {
+  return m.kind === 'gated';
+}
+
+/** The method a gated method applies to flagged prompts (`m` itself for every other method). */
+export function innerMethod(m: MethodSpec): MethodSpec {
+  return isGatedMethod(m) ? (m.params as unknown as GateParams).inner : m;
+}
+
+/** `m` (gated) with its calibrated threshold set. */
+export function withGateThreshold(m: MethodSpec, threshold: number, fpr: number, calibrationPrompts: number): MethodSpec {
+  if (!isGatedMethod(m)) throw new Error(`withGateThreshold: ${m.name} is not a gated method`);
+  const params: GateParams = { inner: innerMethod(m), threshold, fpr, calibrationPrompts };
+  return { ...m, params: params as unknown as Record<string, unknown> };
+}
+
 function methodOf(spec: MethodSpec): RegisteredMethod {
   const m = findMethod(spec.kind);
   if (!m) throw new Error(`no method "${spec.kind}" is registered`);
@@ -63,6 +97,13 @@ function methodOf(spec: MethodSpec): RegisteredMethod {
 export function parseMethod(text: string, arg = '--methods'): MethodSpec {
   const f: SpecFlag = { flag: arg, noun: 'method', forms: METHOD_FORMS };
   const s = text.trim();
+  if (s.toLowerCase().startsWith(GATE_PREFIX)) {
+    const inner = parseMethod(s.slice(GATE_PREFIX.length), arg);
+    if (isGatedMethod(inner)) throw new Error(`${arg}: "${s}" gates twice; write gated+ once`);
+    if (inner.kind === 'cfg') throw new Error(`${arg}: "${s}": cfg is no mitigation, there is nothing to gate; gate a mitigation (gated+og+dtp, gated+wen, …)`);
+    const params: GateParams = { inner, threshold: null, fpr: null, calibrationPrompts: null };
+    return { kind: 'gated', name: `${GATE_PREFIX}${inner.name}`, params: params as unknown as Record<string, unknown> };
+  }
   const head = /^[A-Za-z][A-Za-z0-9_+-]*/.exec(s)?.[0]?.toLowerCase() ?? s;
   const m = findMethod(head === 'constant' ? 'cfg' : head);
   if (!m) throw new Error(`${arg}: unknown method "${s}"${didYouMean(head, METHOD_KINDS)}; expected ${METHOD_FORMS}`);
@@ -84,12 +125,12 @@ export function parseMethods(text: string, arg = '--methods'): MethodSpec[] {
 
 /** The capabilities a method needs from its source. */
 export function methodRequires(m: MethodSpec): readonly Capability[] {
-  return methodOf(m).requires;
+  return methodOf(innerMethod(m)).requires;
 }
 
 /** Whether the method is a guidance schedule (its `:` is λ). */
 export function isScheduleMethod(m: MethodSpec): boolean {
-  return methodOf(m).isSchedule;
+  return !isGatedMethod(m) && methodOf(m).isSchedule;
 }
 
 /** λ a guidance method writes itself (`:λ`), or null (it samples at `--scale`). */
@@ -111,7 +152,8 @@ export function needsTextModel(m: MethodSpec): boolean {
 
 /** The guidance schedule of a method at `--scale` λ (its own `:λ` wins; prompt transforms use constant λ). */
 export function methodGuidance(m: MethodSpec, scale: number): GuidanceSchedule {
-  return methodOf(m).guidance(m, scale);
+  const inner = innerMethod(m);
+  return methodOf(inner).guidance(inner, scale);
 }
 
 /**
@@ -136,6 +178,7 @@ export function skippedMethods(methods: readonly MethodSpec[], capabilities: Rea
 
 /** Build what a method samples with (see the module table). The caller disposes it. */
 export async function prepareMethod(m: MethodSpec, ctx: MethodContext): Promise<PreparedMethod> {
+  if (isGatedMethod(m)) throw new Error(`prepareMethod: ${m.name} is prepared per prompt by the evaluation (it samples ${innerMethod(m).name} for flagged prompts and cfg for the others)`);
   const started = performance.now();
   const method = methodOf(m);
   const guidance = method.guidance(m, ctx.lambda);

@@ -32,7 +32,7 @@ export function evaluateMarkdown(r: EvaluateSummary): string {
     (x) =>
       `| ${x.method} | ${f3(x.similarity.p95)} | ${f3(x.similarity.mean)} ± ${f3(x.similarity.std)} | ${f3(x.targetSimilarity?.p95 ?? null)} | ${x.targetSimilarity ? `${f3(x.targetSimilarity.mean)} ± ${f3(x.targetSimilarity.std)}` : '—'} | ${x.memorization.text} | ${x.strict?.text ?? '—'} | ${alignFmt(r, x.alignment)} | ${x.frechet === null ? '—' : x.frechet.toFixed(2)} | ${x.secondsPerImage.toFixed(3)} |`,
   );
-  const notes = [`memorization rate: ${r.memorization.text}; 95 % Wilson intervals at the prompt-cluster effective n`, ...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x)), ...protocolLines(r)];
+  const notes = [`memorization rate: ${r.memorization.text}; 95 % Wilson intervals at the prompt-cluster effective n`, ...marginLines(r), ...r.rows.filter((x) => x.switching).map((x) => switchingLine(r, x)), ...r.rows.filter((x) => x.gate).map((x) => x.gate!.text), ...protocolLines(r)];
   return [head, sep, ...lines, '', ...notes.map((n) => `- ${n}`)].join('\n') + '\n';
 }
 
@@ -95,6 +95,7 @@ export function evaluateTableHtml(r: EvaluateSummary): string {
     ),
     ...marginLines(r).map((l) => `<p class="note">${escapeHtml(l)}</p>`),
     ...r.rows.filter((x) => x.switching).map((x) => `<p class="note">${escapeHtml(switchingLine(r, x))}</p>`),
+    ...r.rows.filter((x) => x.gate).map((x) => `<p class="note">${escapeHtml(x.gate!.text)}</p>`),
     ...protocolLines(r).map((l) => `<p class="note">${escapeHtml(l)}</p>`),
   ].join('\n');
 }
