@@ -65,6 +65,16 @@ const Schema = z.object({
     })
     .optional()
     .register(flagDocs, { value: 'LO-HI[:RHO]', help: 'edm-small-undertrained: loss × ρ for σ in [LO, HI] [0.2-2:0.1]' }),
+  'caption-noise': z
+    .string()
+    .regex(/^random-word(:[1-9]\d*)?$/, { message: 'expected random-word or random-word:N (N ≥ 1 words)' })
+    .transform((v) => ({ kind: 'random-word' as const, count: v.includes(':') ? Number(v.split(':')[1]) : 1 }))
+    .optional()
+    .register(flagDocs, { value: 'random-word[:N]', help: "Somepalli et al.'s training-time mitigation as Wen et al.'s script runs it (rand_word_add): N random vocabulary words inserted into every training caption, redrawn each step [1]" }),
+  'wen-filter': finiteNumber('wen-filter', { lo: 0, loOpen: true, expected: 'a positive threshold' }).optional().register(flagDocs, {
+    value: 'X',
+    help: "Wen et al.'s training-time mitigation (--hard_threshold): examples whose ‖ε̂(x_t, caption) − ε̂(x_t, empty)‖ with the current weights is ≥ X leave the step's loss",
+  }),
   'into-models': z.boolean().default(false).register(flagDocs, { help: "allow --out inside memscope's shipped models/ folder (never by default)" }),
 });
 
@@ -86,7 +96,7 @@ export const TRAIN_HELP = commandHelp(Schema, {
                           contrastively (NT-Xent, τ 0.1) over strong augmentations (${DESCRIPTOR_DEFAULT_STEPS.toLocaleString('en-US')} steps, batch 128)`,
     {
       heading: 'Flags (defaults in brackets):',
-      flags: ['scenario', 'out', 'into-models', 'steps', 'batch-size', 'seed', 'lr', 'captions', 'duplicates', 'sampling', 'parameterization', 'per-count', 'unique', 'checkpoint-every', 'ema-decay', 'channels', 'images', 'band'],
+      flags: ['scenario', 'out', 'into-models', 'steps', 'batch-size', 'seed', 'lr', 'captions', 'duplicates', 'sampling', 'parameterization', 'per-count', 'unique', 'checkpoint-every', 'ema-decay', 'channels', 'images', 'band', 'caption-noise', 'wen-filter'],
     },
     `Writes DIR/model.json (settings, architecture, tokenizer, prompts, training stats) and
 DIR/weights.safetensors (EMA weights).`,
@@ -115,6 +125,9 @@ export function channelsProblem(s: string): string | null {
 
 const FLAGS = flagsOf(Schema);
 
+/** The scenarios whose models are text-conditioned (the training-time mitigations act on captions). */
+const TEXT_SCENARIOS: readonly string[] = ['duplication', 'graded', 'small-set', 'class'];
+
 /** Parse and run `memscope train`. */
 export async function trainCommand(argv: string[]): Promise<void> {
   const raw = parseFlags(argv, FLAGS);
@@ -133,6 +146,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
     sampling: SCENARIO_NAMES,
     'ema-decay': SCENARIO_NAMES,
     'checkpoint-every': SCENARIO_NAMES,
+    'caption-noise': TEXT_SCENARIOS,
+    'wen-filter': TEXT_SCENARIOS,
   };
   for (const [k, targets] of Object.entries(only)) {
     if (raw[k] !== undefined && !targets.includes(o.scenario)) throw new UsageError(`--${k}: not used by --scenario ${o.scenario}; only by ${targets.join(', ')}`);
@@ -177,6 +192,8 @@ export async function trainCommand(argv: string[]): Promise<void> {
         ...(o.unique === undefined ? {} : { gradedUnique: o.unique }),
         ...(o.images === undefined ? {} : scenario === 'small-set' ? { smallSet: o.images } : scenario === 'graded' ? { gradedClassImages: o.images } : { edmSmall: o.images }),
         ...(o.band === undefined ? {} : { band: o.band }),
+        ...(o['caption-noise'] === undefined ? {} : { captionNoise: o['caption-noise'] }),
+        ...(o['wen-filter'] === undefined ? {} : { wenFilter: { threshold: o['wen-filter'] } }),
         ...(o.channels === undefined ? {} : { model: { channels: o.channels, attentionLevels: o.channels.map((_, i) => i > 0) } }),
       },
       out,

@@ -56,19 +56,25 @@ export interface TrainingGraph {
   readonly loss: string;
 }
 
+/** Options of {@link buildTrainingGraph}. */
+export interface TrainingGraphOptions {
+  /** Also output `eps_hat` `[B,C,S,S]`, the network's noise estimate ε̂ (Wen et al.'s training-time filter compares the conditional and unconditional ones); default false. */
+  readonly epsOutput?: boolean;
+}
+
 /**
  * Build the training graph at a fixed batch size. Data inputs: `x0` `[B,C,S,S]`, `noise`
  * `[B,C,S,S]`, `timestep` float32 `[B]`, `sqrt_alpha_bar` and `sqrt_one_minus_alpha_bar`
  * `[B,1,1,1]`, `weight` `[B]` (λ(σ) per example), and `ids` int64 `[B,L]` for text models.
  * Loss = (1/B)·Σ_b weight_b · mean((ε̂_b − ε_b)²)  (ε-prediction, SPEC §0).
  */
-export function buildTrainingGraph(cfgIn: z.input<typeof DiffusionModelConfigSchema>, batch: number): TrainingGraph {
+export function buildTrainingGraph(cfgIn: z.input<typeof DiffusionModelConfigSchema>, batch: number, opts: TrainingGraphOptions = {}): TrainingGraph {
   const cfg = DiffusionModelConfigSchema.parse(cfgIn);
   checkConsistent(cfg);
   const b = new GraphBuilder({ name: 'memscope_train' });
   const { param, specs } = paramFnFor(b, 'input');
   const { inChannels: C, sampleSize: S } = cfg.unet;
-  if (cfg.preconditioning) return buildEdmTrainingGraph(cfg, cfg.preconditioning, batch);
+  if (cfg.preconditioning) return buildEdmTrainingGraph(cfg, cfg.preconditioning, batch, opts);
   const shapes: Record<string, number[]> = {
     x0: [batch, C, S, S],
     noise: [batch, C, S, S],
@@ -86,6 +92,7 @@ export function buildTrainingGraph(cfgIn: z.input<typeof DiffusionModelConfigSch
     context = buildTextEncoder(b, cfg.textEncoder, 'ids', prefixed(param, 'text.'), batch);
   }
   const eps = buildUnet(b, cfg.unet, { sample: xt, timestep: 'timestep', ...(context ? { context } : {}) }, prefixed(param, 'unet.'), batch);
+  if (opts.epsOutput === true) b.output(eps, 'float32', [batch, C, S, S], 'eps_hat');
   const diff = b.op('Sub', [eps, 'noise']);
   const mse = b.op('ReduceMean', [b.op('Mul', [diff, diff])], { axes: [1, 2, 3], keepdims: 0 });
   const loss = b.op('Div', [b.op('ReduceSum', [b.op('Mul', [mse, 'weight']), b.constI64([0])], { keepdims: 0 }), b.constF32(batch)]);
@@ -101,7 +108,7 @@ export function buildTrainingGraph(cfgIn: z.input<typeof DiffusionModelConfigSch
  * `ids` for text models. x = x0 + σ·n; F = U-Net(c_in·x, noise_label);
  * loss = (1/B)·Σ_b weight_b·mean((F_b − (x0_b − c_skip·x_b)/c_out)²) = (1/B)·Σ_b weight_b·λ(σ_b)·mean((D_b − x0_b)²).
  */
-function buildEdmTrainingGraph(cfg: DiffusionModelConfig, _precond: EdmPreconditioning, batch: number): TrainingGraph {
+function buildEdmTrainingGraph(cfg: DiffusionModelConfig, _precond: EdmPreconditioning, batch: number, opts: TrainingGraphOptions): TrainingGraph {
   const b = new GraphBuilder({ name: 'memscope_train_edm' });
   const { param, specs } = paramFnFor(b, 'input');
   const { inChannels: C, sampleSize: S } = cfg.unet;
@@ -124,6 +131,11 @@ function buildEdmTrainingGraph(cfg: DiffusionModelConfig, _precond: EdmPrecondit
     context = buildTextEncoder(b, cfg.textEncoder, 'ids', prefixed(param, 'text.'), batch);
   }
   const F = buildUnet(b, cfg.unet, { sample: b.op('Mul', [x, 'c_in']), timestep: 'noise_label', ...(context ? { context } : {}) }, prefixed(param, 'unet.'), batch);
+  if (opts.epsOutput === true) {
+    // ε̂ = (x − D)/σ with D = c_skip·x + c_out·F (the denoiser's noise estimate, EDM eq. 7)
+    const D = b.op('Add', [b.op('Mul', ['c_skip', x]), b.op('Mul', ['c_out', F])]);
+    b.output(b.op('Div', [b.op('Sub', [x, D]), 'sigma']), 'float32', [batch, C, S, S], 'eps_hat');
+  }
   const target = b.op('Div', [b.op('Sub', ['x0', b.op('Mul', ['c_skip', x])]), 'c_out']);
   const diff = b.op('Sub', [F, target]);
   const mse = b.op('ReduceMean', [b.op('Mul', [diff, diff])], { axes: [1, 2, 3], keepdims: 0 });

@@ -22,6 +22,7 @@ import { WordTokenizer } from '../text/word-tokenizer.ts';
 import { noiseBatch, stepEngine, uniformFrom, batchIndices } from './noise.ts';
 import { train, type TrainBatch, type TrainResult } from './trainer.ts';
 import { writeSafetensors } from '../io/safetensors.ts';
+import { randomWordInsertion } from '../mitigate/prompt-noise.ts';
 
 /** Settings of a training run (defaults in the schema; the resolved object is stored with the model). */
 export const TrainSettingsSchema = z.object({
@@ -61,6 +62,19 @@ export const TrainSettingsSchema = z.object({
     .refine((b) => b.sigmaLo < b.sigmaHi, { message: 'band: expected sigmaLo < sigmaHi' })
     .optional(),
   model: DiffusionModelConfigSchema.shape.unet.optional(),
+  /**
+   * Training-time mitigation of Somepalli et al. 2023 as Wen et al.'s training script runs it
+   * (`--prompt_aug_style rand_word_add --repeat_num n`): every step, each example's caption gets n
+   * words of the model's vocabulary inserted at uniform positions (seeded per step and row). Absent = none.
+   */
+  captionNoise: z.object({ kind: z.literal('random-word'), count: z.number().int().positive() }).optional(),
+  /**
+   * Wen et al. 2024's training-time mitigation (`--hard_threshold`): before each step, the
+   * text-conditional noise estimate's magnitude ‖ε̂(x_t, e_p) − ε̂(x_t, e_∅)‖ (L2 over the image) is
+   * computed with the current weights, and examples at or above the threshold leave the loss
+   * (weight 0). Absent = none.
+   */
+  wenFilter: z.object({ threshold: z.number().positive() }).optional(),
 });
 /** Resolved training settings. */
 export type TrainSettings = z.output<typeof TrainSettingsSchema>;
@@ -111,7 +125,6 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
   const session: Session = await createSession(gradBytes);
   const alphaBar = trainingAlphaBars();
   const L = model.textEncoder?.maxLength ?? 0;
-  const promptIds = data.prompts.map((p) => tokenizer.encode(p.text, L || 16));
   const emptyIds = tokenizer.encode('', L || 16);
   const nEx = data.image.length;
 
@@ -144,14 +157,34 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
       ]);
     }
     if (L) {
-      const drop = uniformFrom(stepEngine(s.seed, step, 'aux'), B);
-      const ids = new Float32Array(B * L);
-      idx.forEach((i, r) => ids.set(drop[r]! < s.condDropout ? emptyIds : promptIds[data.prompt[i]!]!, r * L));
+      const ids = captionIds({ seed: s.seed, step, L, condDropout: s.condDropout, captionNoise: s.captionNoise ?? null, texts: idx.map((i) => data.prompts[data.prompt[i]!]!.text), tokenizer });
       inputs.set('ids', { dims: [B, L], data: ids });
     }
     return { size: B, inputs };
   };
 
+  // Wen et al.'s filter: a forward-only graph with the noise estimate as an output
+  if (s.wenFilter && !L) throw new Error('wenFilter: the scenario is unconditional; the filter compares conditional and unconditional noise estimates');
+  const fwd: Session | null = s.wenFilter ? await createSession(buildTrainingGraph(model, B, { epsOutput: true }).bytes) : null;
+  const filterStats = { rows: 0, filtered: 0, byPrompt: new Map<number, { rows: number; filtered: number }>() };
+  const wenWeights = async (batch: TrainBatch, feeds: Record<string, Feed>, step: number): Promise<void> => {
+    const magnitudes = await conditionalMagnitudes(fwd!, feeds, emptyIds, B, L);
+    const w = Float32Array.from(batch.inputs.get('weight')!.data);
+    const idx = batchIndices(nEx, s.seed, B, step);
+    magnitudes.forEach((m, r) => {
+      const p = data.prompt[idx[r]!]!;
+      const e = filterStats.byPrompt.get(p) ?? { rows: 0, filtered: 0 };
+      e.rows++;
+      filterStats.rows++;
+      if (!(m < s.wenFilter!.threshold)) {
+        w[r] = 0;
+        e.filtered++;
+        filterStats.filtered++;
+      }
+      filterStats.byPrompt.set(p, e);
+    });
+    feeds['weight'] = { dims: [B], data: w };
+  };
   const init = initParams(g.specs, s.seed);
   const gradNames = wrt.map((n) => `grad/${n}`);
   const started = performance.now();
@@ -161,10 +194,11 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
     params: init,
     steps: s.steps,
     makeBatch,
-    step: async (batch, params) => {
+    step: async (batch, params, step) => {
       const feeds: Record<string, Feed> = {};
       for (const [k, v] of batch.inputs) feeds[k] = k === 'ids' ? { type: 'int64', dims: v.dims, data: v.data } : v;
       for (const p of g.specs) feeds[p.name] = { dims: p.dims, data: params.get(p.name)! };
+      if (fwd !== null) await wenWeights(batch, feeds, step);
       const out = await session.run(feeds, ['loss', ...gradNames]);
       const grads = new Map<string, Float32Array>();
       wrt.forEach((n, i) => grads.set(n, out[gradNames[i]!]!.data));
@@ -182,6 +216,7 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
   await session.release();
+  await fwd?.release();
   const seconds = (performance.now() - started) / 1000;
   const imagesPerSecond = (stepsThisSession * B) / Math.max(seconds, 1e-9);
   const weights = result.ema ? result.ema.values : result.params;
@@ -199,9 +234,80 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
     // The U-Net graph memscope builds always outputs ε on this VP schedule (EDM models: converted inside the graph).
     schedule: { beta_schedule: 'scaled_linear', beta_start: 0.00085, beta_end: 0.012, num_train_timesteps: 1000, prediction_type: 'epsilon' },
     ...(model.preconditioning ? { edm: { ...model.preconditioning, sigmaMin: EDM_SIGMA_MIN, sigmaMax: EDM_SIGMA_MAX, pMean: EDM_P_MEAN, pStd: EDM_P_STD } } : {}),
-    training: { steps: result.step, elapsedSeconds: result.elapsedSeconds, imagesPerSecondLastSession: imagesPerSecond, finalLossMean100: mean(result.lossHistory.slice(-100)) },
+    training: {
+      steps: result.step,
+      elapsedSeconds: result.elapsedSeconds,
+      imagesPerSecondLastSession: imagesPerSecond,
+      finalLossMean100: mean(result.lossHistory.slice(-100)),
+      ...(s.wenFilter ? { wenFilterLastSession: filterSummary(filterStats, data) } : {}),
+    },
   });
   return { dir, result, imagesPerSecond };
+}
+
+/** What {@link captionIds} needs: the run's seed, step and settings, and each row's caption. */
+export interface CaptionIdsJob {
+  readonly seed: number;
+  readonly step: number;
+  readonly L: number;
+  readonly condDropout: number;
+  readonly captionNoise: { readonly kind: 'random-word'; readonly count: number } | null;
+  /** The caption of each row of the batch. */
+  readonly texts: readonly string[];
+  readonly tokenizer: WordTokenizer;
+}
+
+/**
+ * The token ids `[B·L]` of a training batch: row r is the empty caption when the step's r-th
+ * 'aux' draw is below `condDropout` (CFG training), else its caption — with `captionNoise`,
+ * `count` vocabulary words inserted by {@link randomWordInsertion} seeded with ⌊2²⁴·u⌋ of the
+ * step's (B + r)-th 'aux' draw (so runs without caption noise keep their stream).
+ */
+export function captionIds(job: CaptionIdsJob): Float32Array {
+  const B = job.texts.length;
+  const aux = uniformFrom(stepEngine(job.seed, job.step, 'aux'), job.captionNoise ? 2 * B : B);
+  const ids = new Float32Array(B * job.L);
+  const empty = job.tokenizer.encode('', job.L);
+  job.texts.forEach((text, r) => {
+    if (aux[r]! < job.condDropout) ids.set(empty, r * job.L);
+    else if (job.captionNoise) {
+      const noisy = randomWordInsertion(text, { seed: Math.floor(aux[B + r]! * 2 ** 24), count: job.captionNoise.count, vocabulary: job.tokenizer.words });
+      ids.set(job.tokenizer.encode(noisy, job.L), r * job.L);
+    } else ids.set(job.tokenizer.encode(text, job.L), r * job.L);
+  });
+  return ids;
+}
+
+/**
+ * ‖ε̂(x_t, e_p) − ε̂(x_t, e_∅)‖ per row of a batch (the L2 norm over the image, as Wen et al.'s
+ * `noise_pred_text.norm(p=2, dim=1)`): the forward graph run with the batch's captions and with the
+ * empty caption on every row, same x_t and noise level.
+ */
+async function conditionalMagnitudes(fwd: Session, feeds: Readonly<Record<string, Feed>>, emptyIds: ArrayLike<number>, B: number, L: number): Promise<number[]> {
+  const cond = (await fwd.run(feeds, ['eps_hat']))['eps_hat']!.data;
+  const empty = new Float32Array(B * L);
+  for (let r = 0; r < B; r++) empty.set(Array.from(emptyIds), r * L);
+  const uncond = (await fwd.run({ ...feeds, ids: { type: 'int64', dims: [B, L], data: empty } }, ['eps_hat']))['eps_hat']!.data;
+  const per = cond.length / B;
+  return Array.from({ length: B }, (_, r) => {
+    let ss = 0;
+    for (let k = r * per; k < (r + 1) * per; k++) ss += (cond[k]! - uncond[k]!) ** 2;
+    return Math.sqrt(ss);
+  });
+}
+
+/** What Wen et al.'s filter removed this session: overall and by the captions' duplication count. */
+function filterSummary(st: { rows: number; filtered: number; byPrompt: Map<number, { rows: number; filtered: number }> }, data: ScenarioData): Record<string, unknown> {
+  const byDup = new Map<string, { rows: number; filtered: number }>();
+  for (const [p, e] of st.byPrompt) {
+    const info = data.prompts[p]!;
+    const key = info.kind === 'class' ? 'class' : `${info.duplicates ?? 'caption'}x`;
+    const acc = byDup.get(key) ?? { rows: 0, filtered: 0 };
+    acc.rows += e.rows;
+    acc.filtered += e.filtered;
+    byDup.set(key, acc);
+  }
+  return { rows: st.rows, filtered: st.filtered, fraction: st.rows ? st.filtered / st.rows : 0, byDuplication: Object.fromEntries([...byDup].sort()) };
 }
 
 function mean(v: readonly number[]): number {
