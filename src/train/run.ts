@@ -72,7 +72,7 @@ export const TrainSettingsSchema = z.object({
    * Wen et al. 2024's training-time mitigation (`--hard_threshold`): before each step, the
    * text-conditional noise estimate's magnitude ‖ε̂(x_t, e_p) − ε̂(x_t, e_∅)‖ (L2 over the image) is
    * computed with the current weights, and examples at or above the threshold leave the loss
-   * (weight 0). Absent = none.
+   * (weight 0; the others are averaged, as their mean over the kept examples). Absent = none.
    */
   wenFilter: z.object({ threshold: z.number().positive() }).optional(),
 });
@@ -183,6 +183,9 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
       }
       filterStats.byPrompt.set(p, e);
     });
+    // Wen et al. average the loss over the examples kept: rescale them by B / kept (the graph divides by B)
+    const kept = magnitudes.filter((m) => m < s.wenFilter!.threshold).length;
+    if (kept > 0 && kept < B) for (let r = 0; r < B; r++) w[r] = w[r]! * (B / kept);
     feeds['weight'] = { dims: [B], data: w };
   };
   const init = initParams(g.specs, s.seed);
