@@ -367,6 +367,11 @@ type WenRecord = { cond: number; seeds: number[]; iterations: number; firstLoss:
 /** The details of a method row from its units' (in prompt order): per-prompt records merged back in the order one preparation writes them. */
 function mergeDetails(parts: readonly Record<string, unknown>[]): Record<string, unknown> {
   const out: Record<string, unknown> = { ...parts[0] };
+  // a gated row: every prompt's score and decision, in prompt order
+  if (parts.some((p) => p['gate'] !== undefined)) {
+    out['gate'] = parts.map((p) => p['gate'] ?? null);
+    out['applied'] = parts.map((p) => p['applied'] ?? null);
+  }
   if (parts.some((p) => p['perturbed'] !== undefined)) out['perturbed'] = Object.assign({}, ...parts.map((p) => p['perturbed'] ?? {})) as Record<string, string>;
   if (parts.some((p) => Array.isArray(p['optimisation']))) {
     // one preparation writes seed group by seed group, prompts in order within each

@@ -86,6 +86,10 @@ describe('gated methods', () => {
       expect(rowsOf(gated.name, p)).not.toEqual(other);
     });
     expect(row.gate!.text).toMatch(/og\+stp@600 applied to 3 of 6 prompts/);
+    const recs = row.details['gate'] as { score: number; flagged: boolean }[];
+    expect(recs.map((x) => x.flagged)).toEqual(flagged);
+    recs.forEach((x, p) => expect(x.score).toBeCloseTo(scores[p]!, 12));
+    expect(row.details['applied']).toEqual(flagged.map((f) => (f ? 'og+stp@600' : 'cfg')));
   });
 });
 
