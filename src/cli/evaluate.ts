@@ -16,7 +16,7 @@ import { DEFAULT_METHODS, METHODS, parseMethods, methodLambda, methodRequires, s
 import { calibrateGate, firstStepScores } from '../study/gate.ts';
 import { sourceCapabilities } from '../study/capabilities.ts';
 import { loadDescriptor } from '../metrics/descriptor.ts';
-import { PROTOCOL_NAMES, PROTOCOLS, checkProtocolModel } from '../metrics/protocols.ts';
+import { PROTOCOL_NAMES, PROTOCOLS, checkProtocolModel } from '../analysis/protocols.ts';
 import { clipAlignmentScorer, clipPathsFromDir, loadClip, type Clip } from '../metrics/clip.ts';
 import { loadInceptionFeatures, type InceptionFeatures } from '../metrics/inception.ts';
 import { meanBatch } from '../tensor/ops.ts';

@@ -49,7 +49,7 @@ import { MemoryStore } from '../engine/memory-store.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
 import type { Descriptor, DescriptorInfo } from '../metrics/descriptor.ts';
 import { l2NormalizeRows } from '../metrics/descriptor.ts';
-import { protocolMetrics, type CopyProtocol, type ProtocolMetrics } from '../metrics/protocols.ts';
+import { protocolMetrics, type CopyProtocol, type ProtocolMetrics } from '../analysis/protocols.ts';
 import { NearestIndex } from '../metrics/nearest.ts';
 import { CopyDetector } from '../metrics/copy.ts';
 import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';

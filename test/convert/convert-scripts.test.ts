@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { sscdDescriptor } from '../../src/metrics/descriptor.ts';
-import { checkProtocolModel, PROTOCOLS } from '../../src/metrics/protocols.ts';
+import { checkProtocolModel, PROTOCOLS } from '../../src/analysis/protocols.ts';
 import { clipPathsFromDir, loadClip } from '../../src/metrics/clip.ts';
 import { loadInceptionFeatures } from '../../src/metrics/inception.ts';
 import { writeTinySdExport } from '../helpers/tiny-sd-export.ts';

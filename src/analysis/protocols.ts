@@ -27,9 +27,9 @@
  * All cosines are between L2-normalised descriptor rows; images are fed in float (the papers
  * round-trip 8-bit PNGs first, which moves similarities by ~1e-3).
  */
-import { clusteredRateInterval, MIN_N, type Interval } from '../analysis/verdict.ts';
-import { quantileSorted } from '../analysis/correlation.ts';
-import { SSCD_MEAN, SSCD_STD, SSCD_DEFAULT_RESIZE, type DescriptorInfo, type SscdOptions } from './descriptor.ts';
+import { clusteredRateInterval, MIN_N, type Interval } from './verdict.ts';
+import { quantileSorted } from './correlation.ts';
+import { SSCD_MEAN, SSCD_STD, SSCD_DEFAULT_RESIZE, type DescriptorInfo, type SscdOptions } from '../metrics/descriptor.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 
 /** The protocol names, as `--protocol` takes them. */
