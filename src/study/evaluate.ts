@@ -42,7 +42,7 @@
  */
 import { z } from 'zod';
 import { SAMPLER_NAMES, samplerTimesteps, type SamplerName } from '../samplers/index.ts';
-import type { Study, Unit, UnitOutput, StoredUnit, BlobReader, UnitStore } from '../engine/study.ts';
+import type { Study, Unit, UnitOutput, StoredUnit, BlobReader, UnitStore, RunContext } from '../engine/study.ts';
 import { unitKey } from '../engine/canonical.ts';
 import { InProcessRunner } from '../engine/runner.ts';
 import { MemoryStore } from '../engine/memory-store.ts';
@@ -431,6 +431,19 @@ async function sampleMethodRows(m: MethodSpec, conds: readonly number[], u0: Eva
   return { samples: samples!, switchSteps, prepSeconds: prepared.seconds, samplingSeconds, details: prepared.details };
 }
 
+/**
+ * The CFG samples `[N, ...image shape]` of prompt `cond` under the unit's settings from the shared
+ * CFG sampling unit in the store (with the seconds it took), or null when the store has none.
+ */
+async function storedCfgSamples(cond: number, u0: EvaluateUnit, source: EvaluateSource, store?: RunContext<unknown>['store']): Promise<{ samples: Tensor; samplingSeconds: number } | null> {
+  if (store === undefined) return null;
+  const [planned] = planCfgSamples({ prompts: [cond], seeds: u0.seeds, lambda: u0.lambda, sampler: u0.sampler, steps: u0.steps, config: u0.config }, source.src, source.fingerprint);
+  const u = await store.get<CfgSampleUnit, CfgSampleResult>(planned!.key);
+  if (u === undefined) return null;
+  const b = await store.readBlob(u as StoredUnit<unknown, unknown>, 'samples.npy');
+  return { samples: decodeNpy(Buffer.from(b.buffer, b.byteOffset, b.byteLength), `cfg ${u.spec.condId} samples.npy`), samplingSeconds: u.result.samplingSeconds };
+}
+
 /** The gate's record of one prompt in a gated unit's details. */
 interface GateRecord {
   readonly score: number;
@@ -439,7 +452,7 @@ interface GateRecord {
 }
 
 /** Sample a batch of units (one method, one setting, several prompts): one preparation, rows prompt-major, as one evaluation row. */
-async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: EvaluateSource): Promise<UnitOutput<EvaluateUnitResult>[]> {
+async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: EvaluateSource, store?: RunContext<unknown>['store']): Promise<UnitOutput<EvaluateUnitResult>[]> {
   const src = source.src;
   const u0 = units[0]!.spec;
   const m = u0.method;
@@ -450,6 +463,7 @@ async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: Ev
   const gate = isGatedMethod(m) ? (m.params as unknown as GateParams) : null;
   let gates: GateRecord[] | null = null;
   const groups: { method: MethodSpec; idx: number[] }[] = [];
+  const reused = new Map<number, { samples: Tensor; samplingSeconds: number }>();
   let gateSeconds = 0;
   if (gate !== null) {
     if (gate.threshold === null) throw new Error(`${m.name}: its threshold was not calibrated (memscope evaluate calibrates it on held-out prompts)`);
@@ -458,7 +472,13 @@ async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: Ev
     gateSeconds = (performance.now() - t0) / 1000;
     gates = scores.map((score) => ({ score, threshold: gate.threshold!, flagged: score > gate.threshold! }));
     const flagged = conds.map((_, p) => p).filter((p) => gates![p]!.flagged);
-    const plain = conds.map((_, p) => p).filter((p) => !gates![p]!.flagged);
+    // unflagged prompts sample plain CFG: the shared CFG sampling unit's samples when the store has them
+    const plain: number[] = [];
+    for (const p of conds.map((_, q) => q).filter((q) => !gates![q]!.flagged)) {
+      const found = await storedCfgSamples(conds[p]!, u0, source, store);
+      if (found === null) plain.push(p);
+      else reused.set(p, found);
+    }
     if (flagged.length) groups.push({ method: gate.inner, idx: flagged });
     if (plain.length) groups.push({ method: parseMethod('cfg'), idx: plain });
   } else {
@@ -481,7 +501,14 @@ async function runEvaluateBatch(units: readonly Unit<EvaluateUnit>[], source: Ev
       detailsOf[p] = unitDetails(r.details, src, conds[p]!);
     });
   }
-  source.log?.(`${m.name}: ${P * N} images, ${((prepSeconds + samplingSeconds) / (P * N)).toFixed(3)} s/image${gates ? `; ${gates.filter((x) => x.flagged).length} of ${P} prompts flagged and mitigated` : ''}`);
+  for (const [p, r] of reused) {
+    const per = numel(r.samples.dims.slice(1));
+    samples ??= { dims: [P * N, ...r.samples.dims.slice(1)], data: new Float32Array(P * N * per) };
+    samples.data.set(r.samples.data, p * N * per);
+    samplingSeconds += r.samplingSeconds;
+    detailsOf[p] = {};
+  }
+  source.log?.(`${m.name}: ${P * N} images, ${((prepSeconds + samplingSeconds) / (P * N)).toFixed(3)} s/image${gates ? `; ${gates.filter((x) => x.flagged).length} of ${P} prompts flagged and mitigated${reused.size ? ` (${reused.size} unflagged prompts' CFG samples from the store)` : ''}` : ''}`);
   const all = samples!;
   const shape = all.dims.slice(1);
   const per = numel(shape);
@@ -743,7 +770,7 @@ export function evaluateStudy(source: EvaluateSource, tools: EvaluateTools): Stu
     run: (units, ctx) =>
       isCfgSampleBatch(units)
         ? runCfgSampleBatch(units, ctx.source.src, { batchSize: ctx.source.batchSize, ...(ctx.source.log ? { log: ctx.source.log } : {}) })
-        : runEvaluateBatch(units as readonly Unit<EvaluateUnit>[], ctx.source),
+        : runEvaluateBatch(units as readonly Unit<EvaluateUnit>[], ctx.source, ctx.store),
     reduce: (results, blobs, spec) => reduceEvaluation(source, spec, tools, results, blobs),
   };
 }

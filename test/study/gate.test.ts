@@ -2,7 +2,8 @@
  * Detect-then-mitigate (issue 20 §4): the gate's first-step score equals Wen et al.'s first-step
  * score of a full CFG run (analysis/wen.ts over the run's d_t: computed another way); the threshold
  * is numpy's quantile of the calibration scores; a gated row's samples are, prompt by prompt, the
- * inner method's samples where the gate flagged the prompt and plain CFG's where it did not; the
+ * inner method's samples where the gate flagged the prompt and plain CFG's where it did not (read
+ * from the cfg row's shared units when the store has them, sampled otherwise: the same numbers); the
  * method grammar and the CLI refuse what cannot be gated or calibrated (exit 2).
  */
 import { describe, expect, it } from 'vitest';
@@ -72,7 +73,13 @@ describe('gated methods', () => {
     const [cfg, og, gated0] = parseMethods('cfg,og+stp@600,gated+og+stp@600');
     const gated = withGateThreshold(gated0!, threshold, 0.05, 20);
     const tools = { descriptor: pixelDescriptor(), quality: null, alignment: null, heldOut: syntheticImages(99).trainImages };
-    const r = await runEvaluation(src, { ...s0, methods: [cfg!, og!, gated] }, tools, { store: new MemoryStore() });
+    const logs: string[] = [];
+    const r = await runEvaluation(src, { ...s0, methods: [cfg!, og!, gated] }, tools, { store: new MemoryStore(), log: (m) => void logs.push(m) });
+    // the unflagged prompts' CFG samples come from the cfg row's shared units, not a second sampling
+    expect(logs.some((l) => l.includes("3 of 6 prompts flagged and mitigated (3 unflagged prompts' CFG samples from the store)"))).toBe(true);
+    // without the cfg row they are sampled, with the same numbers
+    const alone = await runEvaluation(src, { ...s0, methods: [gated] }, tools, { store: new MemoryStore() });
+    expect(Array.from(alone.samples.get(gated.name)!.data)).toEqual(Array.from(r.samples.get(gated.name)!.data));
     const row = r.rows.find((x) => x.method === gated.name)!;
     const flagged = scores.map((v) => v > threshold);
     expect(row.gate!.flagged.value).toBeCloseTo(3 / 6, 12);
