@@ -35,7 +35,8 @@ const PY = findPython();
 if (PY === null && process.env['CI'] === 'true') throw new Error('python3 with torch and numpy is missing (.ci/run installs python3-torch python3-numpy)');
 
 function py(args: string[]): { code: number; out: string; err: string } {
-  const r = spawnSync(PY!, args, { encoding: 'utf8', cwd: dir });
+  // no __pycache__ beside the scripts (they ship in the package)
+  const r = spawnSync(PY!, args, { encoding: 'utf8', cwd: dir, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 const sha = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');

@@ -56,7 +56,7 @@ function copyCheckout(dest: string): void {
   for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', '.npmrc', 'README.md', 'LICENSE']) {
     if (existsSync(join(REPO, f))) cpSync(join(REPO, f), join(dest, f));
   }
-  for (const d of ['bin', 'src', 'models', 'data']) {
+  for (const d of ['bin', 'src', 'models', 'data', 'scripts/convert']) {
     cpSync(join(REPO, d), join(dest, d), { recursive: true, filter: (p) => !/[\\/]checkpoints([\\/]|$)/.test(relative(REPO, p)) });
   }
   symlinkSync(join(REPO, 'node_modules'), join(dest, 'node_modules'), 'dir');
@@ -105,9 +105,9 @@ afterAll(() => {
 });
 
 describe('the packed package, installed offline into an empty project', () => {
-  it('ships dist/ (JS + .d.ts), models, data, README and LICENSE; no sources, tests or checkpoints; no tsx needed', () => {
+  it('ships dist/ (JS + .d.ts), models, data, the conversion scripts, README and LICENSE; no sources, tests or checkpoints; no tsx needed', () => {
     const pkg = join(app, 'node_modules', 'memscope');
-    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/memscope.js', 'models/duplication/model.json', 'models/classifier/weights.safetensors', 'models/descriptor/descriptor.json', 'data/fashion-mnist/train-images-idx3-ubyte.gz', 'README.md', 'LICENSE']) {
+    for (const f of ['dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'bin/memscope.js', 'models/duplication/model.json', 'models/classifier/weights.safetensors', 'models/descriptor/descriptor.json', 'data/fashion-mnist/train-images-idx3-ubyte.gz', 'scripts/convert/sscd_to_onnx.py', 'scripts/convert/check_onnx.mjs', 'README.md', 'LICENSE']) {
       expect(existsSync(join(pkg, f)), f).toBe(true);
     }
     expect(existsSync(join(pkg, 'src'))).toBe(false);
