@@ -21,6 +21,9 @@ import { parseSchedulerConfig } from '../../src/schedules/config.ts';
 import { main } from '../../src/cli/main.ts';
 import { useTempCache } from '../helpers/cache.ts';
 
+/** An --out no refusal may create (a fresh path under the OS temp folder). */
+const REFUSAL_OUT = join(tmpdir(), `memscope-geometry-refusal-${process.pid}`);
+
 useTempCache('memscope-geometry-');
 
 const train = loadFashionMnist({ split: 'train', limit: 60 }).images;
@@ -198,8 +201,9 @@ describe('memscope geometry', () => {
   it.each([
     [['geometry', '--band', '1-2'], /--band: needs --model/],
     [['geometry', '--model', 'models/edm-small', '--band', '3-1'], /--band: expected 0 ≤ LO < HI/],
-    [['geometry', '--model', 'models/class'], /--model: .*text-conditioned/],
-    [['geometry', '--model', 'models/nope'], /--model: cannot load/],
+    // an --out of their own: the default runs/geometry may exist in a working copy
+    [['geometry', '--model', 'models/class', '--out', REFUSAL_OUT], /--model: .*text-conditioned/],
+    [['geometry', '--model', 'models/nope', '--out', REFUSAL_OUT], /--model: cannot load/],
     [['geometry', '--model', 'models/edm-small', '--target', '2'], /--target/],
     [['geometry', '--sigmas', '0'], /--sigmas/],
     [['geometry', '--sigmas', '1'], /--sigmas: expected an integer ≥ 2/],
@@ -214,5 +218,6 @@ describe('memscope geometry', () => {
     const { code, err } = await runCli(argv);
     expect(code).toBe(2);
     expect(err).toMatch(re);
+    expect(existsSync(REFUSAL_OUT)).toBe(false);
   });
 });
