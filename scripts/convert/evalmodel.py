@@ -141,6 +141,13 @@ def load_factory(spec):
     return getattr(mod, name)(), file
 
 
+def add_check_args(ap):
+    """The flags every conversion script shares: ONNX opset, seed and tolerance of the check."""
+    ap.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random check inputs (default 0)")
+    ap.add_argument("--rtol", type=float, default=1e-4, help="check tolerance relative to max(1, max|torch output|) (default 1e-4)")
+
+
 def generator(seed):
     """A seeded torch generator for the random check inputs."""
     g = torch.Generator()

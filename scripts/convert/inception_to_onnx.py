@@ -46,9 +46,7 @@ def main():
     ap.add_argument("--source", help="the checkpoint file whose sha256 is recorded (--module: default the module file)")
     ap.add_argument("--checkpoint", help="checkpoint name recorded in the manifest")
     ap.add_argument("--out", required=True, help="the ONNX file to write (NAME.onnx; the manifest goes to NAME.manifest.json)")
-    ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rtol", type=float, default=1e-4)
+    em.add_check_args(ap)
     a = ap.parse_args()
     if (a.pytorch_fid is None) == (a.module is None):
         em.fail("give exactly one of --pytorch-fid WEIGHTS, --module FILE.py:FACTORY")

@@ -33,10 +33,8 @@ def main():
     ap.add_argument("--torchscript", required=True, help="the SSCD TorchScript file (e.g. sscd_disc_large.torchscript.pt)")
     ap.add_argument("--out", required=True, help="the ONNX file to write (NAME.onnx; the manifest goes to NAME.manifest.json)")
     ap.add_argument("--checkpoint", help="checkpoint name recorded in the manifest (default: the file name before .torchscript, e.g. sscd_disc_large)")
-    ap.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     ap.add_argument("--sizes", default="224,288,320", help="square input sizes of the check (default 224,288,320)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the random check inputs (default 0)")
-    ap.add_argument("--rtol", type=float, default=1e-4, help="check tolerance relative to max(1, max|torch output|) (default 1e-4)")
+    em.add_check_args(ap)
     a = ap.parse_args()
     if not os.path.isfile(a.torchscript):
         em.fail(f"--torchscript: {a.torchscript} does not exist")
