@@ -11,10 +11,9 @@ import type { CondRef, Denoiser } from '../denoisers/denoiser.ts';
 import { cfg } from '../guidance/cfg.ts';
 import { constant } from '../guidance/schedules.ts';
 import { GuidanceRecorder } from '../record/recorders.ts';
-import { TorchGenerator } from '../random/torch.ts';
+import { seededNoise } from './sampling.ts';
 import { sample, type SamplerName } from '../samplers/index.ts';
 import type { SchedulerConfig } from '../schedules/config.ts';
-import { numel } from '../tensor/tensor.ts';
 import { quantileSorted } from '../analysis/correlation.ts';
 
 /** Thrown by the observer after the first step: the score needs no more of the trajectory. */
@@ -44,19 +43,16 @@ export async function firstStepScores(job: GateScoreJob): Promise<number[]> {
   if (N === 0 || job.conds.length === 0) throw new Error('firstStepScores: need at least one prompt and one seed');
   const rows = job.conds.flatMap((cond) => job.seeds.map((seed) => ({ cond, seed })));
   const shape = job.denoiser.shape;
-  const per = numel(shape);
   const bs = Math.max(1, Math.min(job.batchSize ?? rows.length, rows.length));
   const d0: number[] = [];
   for (let start = 0; start < rows.length; start += bs) {
     const chunk = rows.slice(start, start + bs);
-    const generators = chunk.map((r) => new TorchGenerator(r.seed));
-    const data = new Float32Array(chunk.length * per);
-    generators.forEach((g, i) => data.set(g.randn(shape), i * per));
+    const { generators, noise } = seededNoise(shape, chunk.map((r) => r.seed));
     const cond: CondRef[] = chunk.map((r) => r.cond);
     const guided = cfg(job.denoiser, constant(job.lambda), cond);
     const rec = new GuidanceRecorder();
     try {
-      await sample(job.sampler, guided.model, { dims: [chunk.length, ...shape], data }, job.config, {
+      await sample(job.sampler, guided.model, noise, job.config, {
         steps: job.steps,
         generators,
         onStep: (e) => {

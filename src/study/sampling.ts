@@ -59,10 +59,19 @@ export interface SamplingResult {
 
 /** x_T for each seed: `torch.randn(shape, generator=torch.Generator().manual_seed(seed))`, stacked. */
 export function initialNoise(shape: readonly number[], seeds: readonly number[]): Tensor {
-  const n = numel(shape);
-  const data = new Float32Array(n * seeds.length);
-  seeds.forEach((seed, i) => data.set(new TorchGenerator(seed).randn(shape), i * n));
-  return { dims: [seeds.length, ...shape], data };
+  return seededNoise(shape, seeds).noise;
+}
+
+/**
+ * x_T of each seed with the generator that drew it (ancestral samplers keep drawing from it):
+ * `torch.Generator().manual_seed(seed)`, one `randn(shape)` per seed, stacked `[n, ...shape]`.
+ */
+export function seededNoise(shape: readonly number[], seeds: readonly number[]): { generators: TorchGenerator[]; noise: Tensor } {
+  const per = numel(shape);
+  const generators = seeds.map((seed) => new TorchGenerator(seed));
+  const data = new Float32Array(seeds.length * per);
+  generators.forEach((g, i) => data.set(g.randn(shape), i * per));
+  return { generators, noise: { dims: [seeds.length, ...shape], data } };
 }
 
 /** EDM's σ range, which `heun-edm` (defaults σ ∈ [0.002, 80]) evaluates the denoiser over. */
@@ -106,11 +115,8 @@ export async function runSampling(job: SamplingJob): Promise<SamplingResult> {
   const started = performance.now();
   for (let start = 0; start < R; start += bs) {
     const chunk = rows.slice(start, start + bs);
-    const generators = chunk.map((r) => new TorchGenerator(r.seed));
-    const noiseData = new Float32Array(chunk.length * per);
-    generators.forEach((g, i) => noiseData.set(g.randn(shape), i * per));
-    const noise: Tensor = { dims: [chunk.length, ...shape], data: noiseData };
-    noiseAll.set(noiseData, start * per);
+    const { generators, noise } = seededNoise(shape, chunk.map((r) => r.seed));
+    noiseAll.set(noise.data, start * per);
     const cond = chunk.map((r) => r.cond);
     const guided = job.guidance ? cfg(job.denoiser, job.guidance, cond) : null;
     const model = guided ? guided.model : unguided(job.denoiser, cond);
