@@ -153,6 +153,8 @@ interface PeerResult {
   readonly params: number;
   readonly torch: string;
   readonly threads: number;
+  /** The BLAS libraries mapped into the peer process (Debian torch runs on whichever libblas.so.3 alternative is set: reference BLAS ≈ 30× slower than OpenBLAS). */
+  readonly blas?: readonly string[];
   readonly msPerStep: number;
   readonly stepsMs: number[];
   readonly shapes: Record<string, number[]>;
@@ -319,7 +321,7 @@ async function benchOne(m: TrainBenchModel, o: Required<Omit<TrainBenchOptions, 
   } else if (peer) {
     const tms = median(theirs);
     const tips = B / (tms / 1000);
-    res['peer'] = { name: 'PyTorch', version: peer.torch, threads: peer.threads, imagesPerSecond: round3(tips), msPerStep: round3(tms), msPerStepMean: round3(mean(theirs)), stepsMs: theirs.map(round3) };
+    res['peer'] = { name: 'PyTorch', version: peer.torch, threads: peer.threads, blas: peer.blas, imagesPerSecond: round3(tips), msPerStep: round3(tms), msPerStepMean: round3(mean(theirs)), stepsMs: theirs.map(round3) };
     res['throughputRatio'] = round3(ips / tips);
     if (check && peer.check) {
       const relLoss = Math.abs(check.loss - peer.check.loss) / Math.abs(peer.check.loss);

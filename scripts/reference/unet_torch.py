@@ -489,7 +489,9 @@ def main():
     unet_params = sum(p.numel() for p in model.unet.parameters())
     text_params = n_params - unet_params
     shapes = memscope_shapes(model)
-    out = {"params": n_params, "unetParams": unet_params, "textParams": text_params, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    # the BLAS this torch runs on: Debian's torch calls libblas.so.3, whichever alternative it points at
+    blas = sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.lower() and "/" in l})
+    out = {"params": n_params, "unetParams": unet_params, "textParams": text_params, "torch": torch.__version__, "threads": torch.get_num_threads(), "blas": blas}
     expect = cfg.get("expectParams")
     if expect is not None and int(expect) != n_params:
         out["shapes"] = shapes

@@ -441,6 +441,18 @@ const reductions: Case[] = [
     build: (h) => h.op('LayerNormalization', [h.in('x'), h.in('s'), h.in('b')], { axis: -1 }),
   },
   {
+    name: 'LayerNormalization with its Mean/InvStdDev outputs (backward reuses them), scale + bias',
+    inputs: { x: X([2, 3, 5]), s: X([5]), b: X([5]) },
+    wrt: ['x', 's', 'b'],
+    build: (h) => h.b.opN('LayerNormalization', [h.in('x'), h.in('s'), h.in('b')], { axis: -1, epsilon: 1e-5 }, { outputs: h.dt === 'float32' ? 3 : 1 })[0]!, // no float64 kernel outputs the statistics
+  },
+  {
+    name: 'LayerNormalization axis 1, constant unit scale, Mean/InvStdDev outputs (x̂ = y)',
+    inputs: { x: X([2, 3, 4]) },
+    wrt: ['x'],
+    build: (h) => h.b.opN('LayerNormalization', [h.in('x'), h.c(new Array<number>(12).fill(1), [3, 4])], { axis: 1, epsilon: 1e-3 }, { outputs: h.dt === 'float32' ? 3 : 1 })[0]!,
+  },
+  {
     name: 'InstanceNormalization',
     inputs: { x: X([2, 3, 2, 3]), s: X([3]), b: X([3]) },
     wrt: ['x', 's', 'b'],

@@ -941,7 +941,10 @@ const RULES: Readonly<Record<string, Rule>> = {
       if (c.gy(1) !== undefined || c.gy(2) !== undefined) c.fail('gradients through the Mean / InvStdDev outputs are not supported');
       const r = c.x(0).dims.length;
       const ax = normAxis(attrInt(c.node, 'axis', -1), r);
-      normalizationGrad(c, Array.from({ length: r - ax }, (_, i) => ax + i), attrFloat(c.node, 'epsilon', 1e-5), (v) => v);
+      const out = c.node.outputs;
+      // the forward node's own Mean / InvStdDev outputs (float32 stash) spare recomputing them
+      const stats = out[1] && out[2] && c.y(1).t === c.x(0).t && c.y(2).t === c.x(0).t ? { mean: c.y(1), rstd: c.y(2) } : undefined;
+      normalizationGrad(c, Array.from({ length: r - ax }, (_, i) => ax + i), attrFloat(c.node, 'epsilon', 1e-5), (v) => v, stats);
     },
   },
   InstanceNormalization: {
@@ -965,21 +968,36 @@ const RULES: Readonly<Record<string, Rule>> = {
   },
 };
 
+/** Whether input `i` of the node is a constant whose every element equals `v`. */
+function constAll(c: Ctx, i: number, v: number): boolean {
+  const k = c.has(i) ? c.constOf(i) : undefined;
+  return k !== undefined && k.data.every((u) => u === v);
+}
+
 /**
  * Shared VJP of LayerNormalization / InstanceNormalization: y = x̂·scale + bias with
  * x̂ = (x − mean)/√(var + ε) over `axes`; `view` reshapes scale/bias to broadcast against x.
- * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·scale; statistics are recomputed.
+ * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·scale. The statistics come from `stats` (the
+ * forward node's Mean / InvStdDev outputs) or are recomputed; x̂ is y itself when the scale is a
+ * constant of ones and there is no bias (or a constant zero one), else (x − mean)·rstd.
  */
-function normalizationGrad(c: Ctx, axes: readonly number[], eps: number, view: (v: GVal) => GVal): void {
+function normalizationGrad(c: Ctx, axes: readonly number[], eps: number, view: (v: GVal) => GVal, stats?: { readonly mean: GVal; readonly rstd: GVal }): void {
   const e = c.e;
   const x = c.x(0);
   const g = c.gy(0);
   if (g === undefined) return;
-  const mean = e.reduceMean(x, axes, true);
-  const d = e.sub(x, mean);
-  const v = e.reduceMean(e.mul(d, d), axes, true);
-  const rstd = e.unary('Reciprocal', e.unary('Sqrt', e.add(v, e.scalar(eps, x.t))));
-  const xhat = e.mul(d, rstd);
+  let mean: GVal;
+  let rstd: GVal;
+  let d: GVal | undefined;
+  if (stats !== undefined) ({ mean, rstd } = stats);
+  else {
+    mean = e.reduceMean(x, axes, true);
+    d = e.sub(x, mean);
+    const v = e.reduceMean(e.mul(d, d), axes, true);
+    rstd = e.unary('Reciprocal', e.unary('Sqrt', e.add(v, e.scalar(eps, x.t))));
+  }
+  const unitScale = constAll(c, 1, 1);
+  const xhat = unitScale && (!c.has(2) || constAll(c, 2, 0)) ? c.y(0) : e.mul(d ?? e.sub(x, mean), rstd);
   const paramGrad = (full: GVal, i: number): void => {
     const target = c.x(i).dims;
     const viewed = view(c.x(i)).dims;
@@ -988,7 +1006,7 @@ function normalizationGrad(c: Ctx, axes: readonly number[], eps: number, view: (
   if (c.has(2) && c.need(2)) paramGrad(g, 2);
   if (c.need(1)) paramGrad(e.mul(g, xhat), 1);
   if (c.need(0)) {
-    const gh = e.mul(g, view(c.x(1)));
+    const gh = unitScale ? g : e.mul(g, view(c.x(1)));
     const m1 = e.reduceMean(gh, axes, true);
     const m2 = e.reduceMean(e.mul(gh, xhat), axes, true);
     c.give(0, e.mul(rstd, e.sub(e.sub(gh, m1), e.mul(xhat, m2))));

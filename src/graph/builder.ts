@@ -88,6 +88,15 @@ export interface GraphBuilderOptions {
   readonly name?: string;
   /** Default-domain opset version: 17 (default) or 18. */
   readonly opset?: 17 | 18;
+  /**
+   * Layer builders emit normalisations as one `LayerNormalization` node that also outputs its
+   * Mean and InvStdDev (static shapes only), instead of the ReduceMean/Sub/Mul/ReduceMean/Add/Sqrt/Div
+   * composition. Training graphs set it: the backward pass then reuses the forward statistics and
+   * onnxruntime runs one fused kernel (its own LayerNorm fusion cannot fire there, the intermediate
+   * values being consumed by the backward pass). Default false (inference graphs keep the composed,
+   * reference-tested form and their exact numbers).
+   */
+  readonly fusedNormalization?: boolean;
 }
 
 const DTYPE_CODE: Record<DType, number> = {
@@ -184,6 +193,8 @@ export interface OpOptions {
 export class GraphBuilder {
   readonly name: string;
   readonly opset: number;
+  /** See {@link GraphBuilderOptions.fusedNormalization}. */
+  readonly fusedNormalization: boolean;
   private readonly inputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly outputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly inits: InstanceType<typeof onnx.TensorProto>[] = [];
@@ -194,6 +205,7 @@ export class GraphBuilder {
   constructor(opts: GraphBuilderOptions = {}) {
     this.name = opts.name ?? 'memscope';
     this.opset = opts.opset ?? 17;
+    this.fusedNormalization = opts.fusedNormalization ?? false;
   }
 
   private claim(name: string): string {

@@ -60,6 +60,12 @@ export interface TrainingGraph {
 export interface TrainingGraphOptions {
   /** Also output `eps_hat` `[B,C,S,S]`, the network's noise estimate ε̂ (Wen et al.'s training-time filter compares the conditional and unconditional ones); default false. */
   readonly epsOutput?: boolean;
+  /**
+   * Normalisations as single `LayerNormalization` nodes whose statistics the backward pass reuses
+   * (see `GraphBuilderOptions.fusedNormalization`); default true. False builds the composed form
+   * of the inference graphs (the same function; the tests compare the two).
+   */
+  readonly fusedNormalization?: boolean;
 }
 
 /**
@@ -71,7 +77,7 @@ export interface TrainingGraphOptions {
 export function buildTrainingGraph(cfgIn: z.input<typeof DiffusionModelConfigSchema>, batch: number, opts: TrainingGraphOptions = {}): TrainingGraph {
   const cfg = DiffusionModelConfigSchema.parse(cfgIn);
   checkConsistent(cfg);
-  const b = new GraphBuilder({ name: 'memscope_train' });
+  const b = new GraphBuilder({ name: 'memscope_train', fusedNormalization: opts.fusedNormalization ?? true });
   const { param, specs } = paramFnFor(b, 'input');
   const { inChannels: C, sampleSize: S } = cfg.unet;
   if (cfg.preconditioning) return buildEdmTrainingGraph(cfg, cfg.preconditioning, batch, opts);
@@ -109,7 +115,7 @@ export function buildTrainingGraph(cfgIn: z.input<typeof DiffusionModelConfigSch
  * loss = (1/B)·Σ_b weight_b·mean((F_b − (x0_b − c_skip·x_b)/c_out)²) = (1/B)·Σ_b weight_b·λ(σ_b)·mean((D_b − x0_b)²).
  */
 function buildEdmTrainingGraph(cfg: DiffusionModelConfig, _precond: EdmPreconditioning, batch: number, opts: TrainingGraphOptions): TrainingGraph {
-  const b = new GraphBuilder({ name: 'memscope_train_edm' });
+  const b = new GraphBuilder({ name: 'memscope_train_edm', fusedNormalization: opts.fusedNormalization ?? true });
   const { param, specs } = paramFnFor(b, 'input');
   const { inChannels: C, sampleSize: S } = cfg.unet;
   const shapes: Record<string, number[]> = {

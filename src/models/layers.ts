@@ -170,15 +170,31 @@ export function groupNorm(b: GraphBuilder, param: ParamFn, name: string, x: stri
   const bd = batchDim(opts.batch ?? 'dynamic');
   const dyn = opts.dynamicSpatial === true;
   const r = reshape(b, x, dyn ? [0, groups, -1] : [bd, groups, (C / groups) * H * W]);
-  const y = normalizeLastAxis(b, r, opts.eps ?? 1e-5);
+  const y = normalizeLastAxis(b, r, opts.eps ?? 1e-5, dyn ? undefined : (C / groups) * H * W);
   const back = dyn ? b.op('Reshape', [y, b.op('Shape', [x])]) : reshape(b, y, [bd, C, H, W]);
   const gamma = reshape(b, param(`${name}.weight`, [C], { kind: 'ones' }, { noDecay: true }), [C, 1, 1]);
   const beta = reshape(b, param(`${name}.bias`, [C], { kind: 'zeros' }, { noDecay: true }), [C, 1, 1]);
   return b.op('Add', [b.op('Mul', [back, gamma]), beta]);
 }
 
-/** `(x − mean) / √(var + ε)` over the last axis (biased variance), keeping the rank. */
-function normalizeLastAxis(b: GraphBuilder, x: string, eps: number): string {
+/** One all-ones scale of each length per builder (the fused form's `Scale` input). */
+const onesCache = new WeakMap<GraphBuilder, Map<number, string>>();
+
+function onesOf(b: GraphBuilder, n: number): string {
+  let m = onesCache.get(b);
+  if (m === undefined) onesCache.set(b, (m = new Map()));
+  let v = m.get(n);
+  if (v === undefined) m.set(n, (v = b.initializer(undefined, new Float32Array(n).fill(1), [n])));
+  return v;
+}
+
+/**
+ * `(x − mean) / √(var + ε)` over the last axis (biased variance), keeping the rank. With
+ * `b.fusedNormalization` and a static last axis of `n` elements: one `LayerNormalization` (scale
+ * ones, no bias) that also outputs Mean and InvStdDev for the backward pass.
+ */
+function normalizeLastAxis(b: GraphBuilder, x: string, eps: number, n?: number): string {
+  if (b.fusedNormalization && n !== undefined) return b.opN('LayerNormalization', [x, onesOf(b, n)], { axis: -1, epsilon: eps }, { outputs: 3 })[0]!;
   const mean = b.op('ReduceMean', [x], { axes: [-1], keepdims: 1 });
   const d = b.op('Sub', [x, mean]);
   const v = b.op('ReduceMean', [b.op('Mul', [d, d])], { axes: [-1], keepdims: 1 });
@@ -193,13 +209,15 @@ export interface LayerNormOptions {
 
 /**
  * Layer normalisation over the last axis of size `dim` (torch `nn.LayerNorm(dim, eps)`):
- * ReduceMean/Sub/Mul/ReduceMean/Add/Sqrt/Div then `·γ + β`, with `<name>.weight` `[dim]` (ones)
+ * ReduceMean/Sub/Mul/ReduceMean/Add/Sqrt/Div then `·γ + β` (one `LayerNormalization` with
+ * `b.fusedNormalization`), with `<name>.weight` `[dim]` (ones)
  * and `<name>.bias` `[dim]` (zeros). Default ε 1e-5.
  */
 export function layerNorm(b: GraphBuilder, param: ParamFn, name: string, x: string, dim: number, opts: LayerNormOptions = {}): string {
-  const y = normalizeLastAxis(b, x, opts.eps ?? 1e-5);
   const gamma = param(`${name}.weight`, [dim], { kind: 'ones' }, { noDecay: true });
   const beta = param(`${name}.bias`, [dim], { kind: 'zeros' }, { noDecay: true });
+  if (b.fusedNormalization) return b.opN('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: opts.eps ?? 1e-5 }, { outputs: 3 })[0]!;
+  const y = normalizeLastAxis(b, x, opts.eps ?? 1e-5);
   return b.op('Add', [b.op('Mul', [y, gamma]), beta]);
 }
 
