@@ -303,12 +303,28 @@ async function calibrateGates(o: z.infer<typeof Schema>, src: StudySource, metho
   return methods.map((m) => (isGatedMethod(m) ? withGateThreshold(m, cal.threshold, cal.fpr, calib.length) : m));
 }
 
+/** The SSCD descriptor of `--protocol` with the protocol's preprocessing, refused (exit 2) when its manifest names another checkpoint. */
+async function loadProtocolDescriptor(protocol: (typeof PROTOCOLS)[keyof typeof PROTOCOLS], spec: string) {
+  const descriptor = await loadDescriptor(spec, { sscd: protocol.sscd }).catch((e: Error) => {
+    throw new UsageError(`--descriptor: ${e.message}`);
+  });
+  const problem = checkProtocolModel(protocol, descriptor.info);
+  if (problem.error !== null) {
+    await descriptor.dispose?.();
+    throw new UsageError(`--protocol ${protocol.name}: ${problem.error}`);
+  }
+  if (problem.warning !== null) process.stderr.write(`--protocol ${protocol.name}: ${problem.warning}\n`);
+  return descriptor;
+}
+
 /** Load the source, descriptor and scoring tools and resolve the settings of validated `evaluate` flags (the command and a queue worker share it). */
 async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods: MethodSpec[]) {
   const protocol = o.protocol === undefined ? undefined : PROTOCOLS[o.protocol];
   if (protocol !== undefined && !(o.descriptor ?? '').startsWith('sscd:')) {
     throw new UsageError(`--protocol ${protocol.name}: needs --descriptor sscd:FILE (${protocol.checkpoint ?? 'an SSCD checkpoint'} exported to ONNX, e.g. by scripts/convert/sscd_to_onnx.py), got ${o.descriptor === undefined ? 'no --descriptor' : `--descriptor ${o.descriptor}`}`);
   }
+  // a protocol's SSCD export is checked (its manifest names the right checkpoint) before the model loads or anything runs
+  const protocolDescriptor = protocol === undefined ? undefined : await loadProtocolDescriptor(protocol, o.descriptor!);
   const { spec, src } = await loadCliSource(o.model, o);
   const d = src.denoiser;
   if (o['held-out'] !== undefined && src.data.heldOut !== null) throw new UsageError(`--held-out: only for a model without a held-out split (a Stable Diffusion export); ${src.description} uses ${src.data.heldOut.description}`);
@@ -333,20 +349,11 @@ async function loadEvaluate(o: z.infer<typeof Schema>, seeds: number[], methods:
   });
   methods = await calibrateGates(o, src, methods, prompts, seeds);
   const descriptorSpec = o.descriptor ?? src.defaults.descriptor;
-  const descriptor = await loadDescriptor(descriptorSpec, {
-    ...(descriptorSpec === 'pixel' && src.defaults.centerPixels ? { trainMean: meanBatch(src.trainImages).data } : {}),
-    ...(protocol === undefined ? {} : { sscd: protocol.sscd }),
-  }).catch((e: Error) => {
-    throw new UsageError(`--descriptor: ${e.message}`);
-  });
-  if (protocol !== undefined) {
-    const problem = checkProtocolModel(protocol, descriptor.info);
-    if (problem.error !== null) {
-      await descriptor.dispose?.();
-      throw new UsageError(`--protocol ${protocol.name}: ${problem.error}`);
-    }
-    if (problem.warning !== null) process.stderr.write(`--protocol ${protocol.name}: ${problem.warning}\n`);
-  }
+  const descriptor =
+    protocolDescriptor ??
+    (await loadDescriptor(descriptorSpec, descriptorSpec === 'pixel' && src.defaults.centerPixels ? { trainMean: meanBatch(src.trainImages).data } : {}).catch((e: Error) => {
+      throw new UsageError(`--descriptor: ${e.message}`);
+    }));
   const clfDir = o.classifier ?? src.defaults.classifierDir;
   const hasClf = clfDir !== null && (await stat(join(clfDir, 'weights.safetensors')).then(() => true, () => false));
   if (o.classifier && !hasClf) throw new UsageError(`--classifier: no weights.safetensors in ${o.classifier}; train one with memscope train --scenario classifier`);

@@ -53,6 +53,10 @@ describe('evaluate --protocol', () => {
     const c = await runCli([...RUN, '--protocol', 'nemo', '--descriptor', `sscd:${sscd}`, '--out', out]);
     expect(c.code).toBe(2);
     expect(c.err).toMatch(/--protocol nemo: .* used sscd_disc_mixup, but .*sscd_disc_large\.onnx was converted from sscd_disc_large/);
+    // the export is checked before the model is opened (a gated run would otherwise sample its calibration first): a model folder that does not exist is not reached
+    const d = await runCli(['evaluate', '--model', join(dir, 'no-such-model'), '--prompts', 'caption:0-1', '--protocol', 'nemo', '--descriptor', `sscd:${sscd}`, '--out', out]);
+    expect(d.code).toBe(2);
+    expect(d.err).toMatch(/--protocol nemo: .* used sscd_disc_mixup/);
     expect(existsSync(out)).toBe(false);
   });
 
