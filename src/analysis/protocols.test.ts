@@ -7,6 +7,7 @@ import { memorizationScore } from '../metrics/score.ts';
 import { pixelDescriptor, sscdDescriptor, type DescriptorInfo } from '../metrics/descriptor.ts';
 import { manifestPathOf, readEvalModelManifest } from '../metrics/manifest.ts';
 import { GraphBuilder } from '../graph/builder.ts';
+import { sscdManifest } from '../../test/helpers/eval-manifest.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { rand } from '../../test/helpers/metrics.ts';
 
@@ -136,16 +137,6 @@ describe('conversion manifests and the protocol check', () => {
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true });
   });
-  const manifest = (checkpoint: string, extra: Record<string, unknown> = {}) => ({
-    format: 'memscope-eval-model/1',
-    kind: 'sscd',
-    checkpoint,
-    source: { file: `${checkpoint}.torchscript.pt`, sha256: 'a'.repeat(64) },
-    preprocessing: 'ImageNet',
-    check: { inputs: 4, maxAbsDiff: 1e-6, tolerance: 1e-4, runtime: 'onnxruntime-node' },
-    exporter: { script: 'scripts/convert/sscd_to_onnx.py', torch: '1.13', opset: 17 },
-    ...extra,
-  });
   async function sscdFile(name: string): Promise<string> {
     const b = new GraphBuilder();
     b.input('x', 'float32', ['B', 3, 'H', 'W']);
@@ -163,7 +154,7 @@ describe('conversion manifests and the protocol check', () => {
     const c0 = checkProtocolModel(PROTOCOLS.wen, bare.info);
     expect(c0.error).toBeNull();
     expect(c0.warning).toMatch(/no conversion manifest .* whether it is sscd_disc_large cannot be checked/);
-    await writeFile(manifestPathOf(path), JSON.stringify(manifest('sscd_disc_large')));
+    await writeFile(manifestPathOf(path), JSON.stringify(sscdManifest('sscd_disc_large')));
     const d = await sscdDescriptor(path);
     expect(d.info.manifest?.checkpoint).toBe('sscd_disc_large');
     expect(checkProtocolModel(PROTOCOLS.wen, d.info)).toEqual({ error: null, warning: null });
@@ -180,11 +171,11 @@ describe('conversion manifests and the protocol check', () => {
     const path = await sscdFile('bad.onnx');
     await writeFile(manifestPathOf(path), '{');
     expect(() => readEvalModelManifest(path)).toThrow(/bad\.manifest\.json is not JSON/);
-    await writeFile(manifestPathOf(path), JSON.stringify({ ...manifest('x'), source: { file: 'x', sha256: 'nope' } }));
+    await writeFile(manifestPathOf(path), JSON.stringify({ ...sscdManifest('x'), source: { file: 'x', sha256: 'nope' } }));
     expect(() => readEvalModelManifest(path)).toThrow(/source\.sha256/);
-    await writeFile(manifestPathOf(path), JSON.stringify(manifest('x', { check: { inputs: 2, maxAbsDiff: 0.1, tolerance: 1e-4, runtime: 'r' } })));
+    await writeFile(manifestPathOf(path), JSON.stringify(sscdManifest('x', { check: { inputs: 2, maxAbsDiff: 0.1, tolerance: 1e-4, runtime: 'r' } })));
     expect(() => readEvalModelManifest(path)).toThrow(/differed from the torch model by 0.1 > 0.0001/);
-    await writeFile(manifestPathOf(path), JSON.stringify(manifest('openai/clip-vit-large-patch14', { kind: 'clip-vision' })));
+    await writeFile(manifestPathOf(path), JSON.stringify(sscdManifest('openai/clip-vit-large-patch14', { kind: 'clip-vision' })));
     await expect(sscdDescriptor(path)).rejects.toThrow(/is a clip-vision model by its manifest/);
   });
 });

@@ -27,7 +27,7 @@
  * All cosines are between L2-normalised descriptor rows; images are fed in float (the papers
  * round-trip 8-bit PNGs first, which moves similarities by ~1e-3).
  */
-import { clusteredRateInterval, MIN_N, type Interval } from './verdict.ts';
+import { clusteredRateText, type Interval } from './verdict.ts';
 import { quantileSorted } from './correlation.ts';
 import { SSCD_MEAN, SSCD_STD, SSCD_DEFAULT_RESIZE, type DescriptorInfo, type SscdOptions } from '../metrics/descriptor.ts';
 import type { Tensor } from '../tensor/tensor.ts';
@@ -201,10 +201,8 @@ export function medianMad(values: readonly number[]): MedianMad {
 }
 
 function rate(hits: readonly number[], m: number, unit: string): ProtocolRate {
-  const c = clusteredRateInterval(hits, m);
-  const pc = (v: number): string => (100 * v).toFixed(1);
-  const short = c.clusters < MIN_N.proportion ? `: inconclusive (prompts = ${c.clusters} < ${MIN_N.proportion})` : '';
-  return { value: c.value, interval: c.interval, n: c.n, prompts: c.clusters, text: `${pc(c.value)} % [${pc(c.interval.lo)}, ${pc(c.interval.hi)}] (${c.n} ${unit} of ${c.clusters} prompts)${short}` };
+  const c = clusteredRateText(hits, m, unit);
+  return { value: c.value, interval: c.interval, n: c.n, prompts: c.clusters, text: c.text };
 }
 
 /** The protocol's numbers for one method's generations (see the module note for each protocol). */

@@ -24,6 +24,7 @@ import {
   minCalibrationImages,
   MIN_N,
   rateText,
+  clusteredRateText,
 } from './verdict.ts';
 
 describe('distributions', () => {
@@ -125,6 +126,18 @@ describe('rateText', () => {
     expect(rateText(0, 20)).toBe('0.0 % [0.0, 16.1] (n = 20)');
     expect(rateText(0.5, 4)).toMatch(/^50\.0 % \[15\.0, 85\.0\] \(n = 4\): inconclusive \(n = 4 < 10\)$/);
     expect(rateText(NaN, 4)).toBe('not measured');
+  });
+});
+
+describe('clusteredRateText', () => {
+  it('prints the cluster-adjusted rate with n and prompts; inconclusive below 10 prompts or for the caller’s reason', () => {
+    // 10 prompts × 1 seed, 3 hits: plain Wilson at n = 10, centre (0.3 + z²/20)/(1 + z²/10), half-width z·√(0.021 + z²/400)/(1 + z²/10) → [10.8, 60.3]
+    expect(clusteredRateText([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 1, 'samples').text).toBe('30.0 % [10.8, 60.3] (10 samples of 10 prompts)');
+    // 5 prompts, each all or nothing over 4 seeds (ρ = 1): Wilson over the 5 prompts, 2/5 → [11.8, 76.9]
+    const c = clusteredRateText([4, 4, 0, 0, 0], 4, 'generations');
+    expect(c.designEffect).toBeCloseTo(4, 12);
+    expect(c.text).toBe('40.0 % [11.8, 76.9] (20 generations of 5 prompts): inconclusive (prompts = 5 < 10)');
+    expect(clusteredRateText([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 1, 'samples', 'threshold from n_heldout = 12 < 50').text).toBe('30.0 % [10.8, 60.3] (10 samples of 10 prompts): inconclusive (threshold from n_heldout = 12 < 50)');
   });
 });
 

@@ -266,6 +266,24 @@ export function clusteredRateInterval(hits: readonly number[], m: number, level 
   return { value: p, interval: wilsonRate(p, effectiveN, level, method), n, clusters: P, designEffect, effectiveN };
 }
 
+/** {@link clusteredRateInterval} with its printed form. */
+export interface ClusteredRateText extends ClusteredRate {
+  /** `"v % [lo, hi] (n UNIT of P prompts)"`, with `": inconclusive (…)"` appended when it is. */
+  readonly text: string;
+}
+
+/**
+ * A cluster-adjusted rate as memscope prints it: value and interval in percent with n and the
+ * prompt count; "inconclusive" below {@link MIN_N}.proportion prompts, or for the caller's
+ * `inconclusiveBecause` (e.g. an under-calibrated threshold), which takes precedence.
+ */
+export function clusteredRateText(hits: readonly number[], m: number, unit: string, inconclusiveBecause: string | null = null): ClusteredRateText {
+  const c = clusteredRateInterval(hits, m);
+  const pc = (v: number): string => (100 * v).toFixed(1);
+  const why = inconclusiveBecause ?? (c.clusters < MIN_N.proportion ? `prompts = ${c.clusters} < ${MIN_N.proportion}` : null);
+  return { ...c, text: `${pc(c.value)} % [${pc(c.interval.lo)}, ${pc(c.interval.hi)}] (${c.n} ${unit} of ${c.clusters} prompts)${why === null ? '' : `: inconclusive (${why})`}` };
+}
+
 /** Fisher-z interval of Pearson's r from n pairs: tanh(atanh r ± z/√(n − 3)); NaN bounds when n ≤ 3 or r is not finite. */
 export function fisherZInterval(r: number, n: number, level = 0.95): Interval {
   if (!(n > 3) || !Number.isFinite(r)) return { lo: NaN, hi: NaN, level, method: 'Fisher z' };

@@ -54,7 +54,7 @@ import { NearestIndex } from '../metrics/nearest.ts';
 import { CopyDetector } from '../metrics/copy.ts';
 import { gaussianStats, frechetDistance } from '../metrics/frechet.ts';
 import { quantileSorted } from '../analysis/correlation.ts';
-import { MIN_N, clusteredRateInterval, judge, minCalibrationImages, type Interval, type Verdict } from '../analysis/verdict.ts';
+import { MIN_N, clusteredRateText, judge, minCalibrationImages, type Interval, type Verdict } from '../analysis/verdict.ts';
 import { sampleIndices, takeRows } from '../data/indices.ts';
 import { mulberry32 } from '../random/mulberry32.ts';
 import type { Classifier } from '../models/classifier.ts';
@@ -661,16 +661,8 @@ function gateSummary(m: MethodSpec, gates: readonly { flagged: boolean }[], memo
 
 /** The printed rate: value, 95 % cluster-adjusted Wilson interval and n; "inconclusive" below the minimum prompts or with an under-calibrated threshold. */
 function rateEstimate(hitsPerPrompt: readonly number[], seedsPerPrompt: number, heldOutShort: number | null, minHeldOut: number | null): RateEstimate {
-  const c = clusteredRateInterval(hitsPerPrompt, seedsPerPrompt);
-  const pc = (v: number): string => (100 * v).toFixed(1);
-  const base = `${pc(c.value)} % [${pc(c.interval.lo)}, ${pc(c.interval.hi)}] (${c.n} samples of ${c.clusters} prompts)`;
-  const why =
-    heldOutShort !== null
-      ? `: inconclusive (threshold from n_heldout = ${heldOutShort} < ${minHeldOut})`
-      : c.clusters < MIN_N.proportion
-        ? `: inconclusive (prompts = ${c.clusters} < ${MIN_N.proportion})`
-        : '';
-  return { value: c.value, interval: c.interval, samples: c.n, prompts: c.clusters, designEffect: c.designEffect, text: base + why };
+  const c = clusteredRateText(hitsPerPrompt, seedsPerPrompt, 'samples', heldOutShort === null ? null : `threshold from n_heldout = ${heldOutShort} < ${minHeldOut}`);
+  return { value: c.value, interval: c.interval, samples: c.n, prompts: c.clusters, designEffect: c.designEffect, text: c.text };
 }
 
 /** Whether two image batches have the same per-row shape (pixel comparison possible). */

@@ -11,18 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.ts';
 import { GraphBuilder } from '../../src/graph/builder.ts';
+import { sscdManifest } from '../helpers/eval-manifest.ts';
 
 let dir: string;
 let sscd: string;
-const manifest = (checkpoint: string) => ({
-  format: 'memscope-eval-model/1',
-  kind: 'sscd',
-  checkpoint,
-  source: { file: `${checkpoint}.torchscript.pt`, sha256: 'b'.repeat(64) },
-  preprocessing: 'see the protocol',
-  check: { inputs: 4, maxAbsDiff: 2e-6, tolerance: 1e-4, runtime: 'onnxruntime-node' },
-  exporter: { script: 'scripts/convert/sscd_to_onnx.py', torch: '1.13', opset: 17 },
-});
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'memscope-protocol-cli-'));
@@ -33,7 +25,7 @@ beforeAll(async () => {
   b.output(b.op('Flatten', [pooled], { axis: 1 }), 'float32', ['B', 12], 'descriptor');
   sscd = join(dir, 'sscd_disc_large.onnx');
   await writeFile(sscd, b.toBytes());
-  await writeFile(join(dir, 'sscd_disc_large.manifest.json'), JSON.stringify(manifest('sscd_disc_large')));
+  await writeFile(join(dir, 'sscd_disc_large.manifest.json'), JSON.stringify(sscdManifest('sscd_disc_large')));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
