@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { lineChart, lineRows, type Series } from './line.ts';
+import { lineChart, lineRows, logTicks, type Series } from './line.ts';
 import { renderSvg } from './vega.ts';
 import { marks, runLengths, subpaths } from '../../test/helpers/vega-svg.ts';
 
@@ -110,5 +110,40 @@ describe('lineChart', () => {
     const [p, q] = marks(svg, 'line mark');
     expect([p!.attrs['stroke'], p!.attrs['stroke-width'], p!.attrs['stroke-dasharray']]).toEqual(['#ff0000', '3', '4,3']);
     expect([q!.attrs['stroke'], q!.attrs['stroke-width']]).toEqual(['#d62728', '1.5']); // tab10[1]
+  });
+
+  it('keeps marker labels inside the plot: right of the rule, left of it near the right edge, close ones on separate rows', async () => {
+    const t = Array.from({ length: 50 }, (_, i) => 980 - 20 * i);
+    const svg = await renderSvg(
+      lineChart({
+        title: 't',
+        xLabel: 'timestep t',
+        yLabel: 'd_t',
+        reverseX: true,
+        series: [{ label: 's', x: t, y: t.map((v) => 1 + v / 100) }],
+        markers: [
+          { x: 620, label: 'class switch' },
+          { x: 240, label: 'caption switch' },
+          { x: 200, label: 'third' },
+        ],
+      }),
+    );
+    const texts = marks(svg, 'text mark');
+    const at = (label: string) => texts.find((m) => m.attrs['aria-label']!.endsWith(`label: ${label}`))!.attrs;
+    const xy = (a: Record<string, string>) => a['transform']!.match(/translate\(([\d.]+),([\d.]+)\)/)!.slice(1).map(Number) as [number, number];
+    // reversed axis: t = 620 lies at (980 − 620)/980 = 37 % of the width → label to its right; 240 and 200 at 76 % / 80 % → to their left
+    expect(at('class switch')['text-anchor']).toBe('start');
+    expect(at('caption switch')['text-anchor']).toBe('end');
+    expect(at('third')['text-anchor']).toBe('end');
+    // in the 290 px plot, 'class switch' spans ≈ [107, 189] px and 'caption switch' (left of t = 240) ≈ [124, 219]: they
+    // would overlap, so the second goes a text row (14 px) lower; 'third' (≈ [195, 231]) fits on the first row
+    expect(xy(at('caption switch'))[1] - xy(at('class switch'))[1]).toBe(14);
+    expect(xy(at('third'))[1]).toBe(xy(at('class switch'))[1]);
+  });
+
+  it('ticks a log axis at 1, 2, 5 × 10^k over the data (and bands), only at 10^k beyond six decades', () => {
+    expect(logTicks([{ y: 0.3 }, { y: 40, lo: 30, hi: 70 }])).toEqual([0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]);
+    expect(logTicks([{ y: 2e-4 }, { y: 5e3 }])).toEqual([1e-4, 1e-3, 1e-2, 0.1, 1, 10, 100, 1e3, 1e4]);
+    expect(logTicks([{ y: null }, { y: -1 }])).toEqual([]);
   });
 });

@@ -107,6 +107,51 @@ export function lineRows(o: ChartOptions): LineRow[] {
   return rows;
 }
 
+/** Tick values 1, 2, 5 × 10^k spanning the positive y (and band) values; only 10^k beyond six decades. */
+export function logTicks(rows: readonly { y: number | null; lo?: number | null; hi?: number | null }[]): number[] {
+  const v = rows.flatMap((r) => [r.y, r.lo ?? null, r.hi ?? null]).filter((u): u is number => u !== null && Number.isFinite(u) && u > 0);
+  if (v.length === 0) return [];
+  const lo = Math.floor(Math.log10(Math.min(...v)));
+  const hi = Math.ceil(Math.log10(Math.max(...v)));
+  const mult = hi - lo > 6 ? [1] : [1, 2, 5];
+  const out: number[] = [];
+  for (let k = lo; k <= hi; k++) for (const m of mult) out.push(Number((m * 10 ** k).toPrecision(12)));
+  return out;
+}
+
+/** Approximate width of one label character: Vega's 11 px sans-serif text mark averages ≈ 0.6 em. */
+const LABEL_CHAR_PX = 6.6;
+
+/**
+ * Marker label placement: a label sits right of its rule, or left of it in the right 45 % of the
+ * plot (so it is not cut at the edge); a label whose extent (≈ 6.6 px a character, 3 px clear of
+ * the rule) would overlap one already placed goes to the next text row down (14 px). `plotWidth` is
+ * the plot's width in pixels. Non-finite markers are dropped.
+ */
+export function placeMarkerLabels(
+  markers: readonly Marker[],
+  rows: readonly { x: number | null }[],
+  reverseX: boolean,
+  plotWidth: number,
+): { x: number; label: string; color: string; align: 'left' | 'right'; dx: number; dy: number }[] {
+  const ok = markers.filter((m) => Number.isFinite(m.x));
+  const xs = [...rows.map((r) => r.x), ...ok.map((m) => m.x)].filter((v): v is number => v !== null && Number.isFinite(v));
+  const min = Math.min(...xs);
+  const span = Math.max(...xs) - min || 1;
+  const px = (x: number): number => plotWidth * (reverseX ? 1 - (x - min) / span : (x - min) / span);
+  const placed: { lo: number; hi: number; row: number }[] = [];
+  return ok.map((m) => {
+    const p = px(m.x);
+    const right = p > 0.55 * plotWidth;
+    const w = 3 + LABEL_CHAR_PX * m.label.length;
+    const [lo, hi] = right ? [p - w, p] : [p, p + w];
+    let row = 0;
+    while (placed.some((q) => q.row === row && lo < q.hi + 4 && q.lo < hi + 4)) row++;
+    placed.push({ lo, hi, row });
+    return { x: m.x, label: m.label, color: m.color ?? '#444', align: right ? 'right' : 'left', dx: right ? -3 : 3, dy: 2 + 14 * row };
+  });
+}
+
 /**
  * A line chart as a Vega-Lite spec (default 520 × 320 px): bands first (translucent areas), then the
  * lines, then dashed vertical markers with their labels. Non-finite points are gaps — a line is
@@ -129,13 +174,15 @@ export function lineChart(o: ChartOptions): FigureSpec {
     scale: { zero: false, nice: false, ...(o.reverseX ? { reverse: true } : {}) },
   } as const;
   const yScale = o.logY ? { type: 'log' as const } : { zero: false };
+  // a log axis gets ticks and grid lines at 1, 2, 5 × 10^k only (Vega's default adds every integer multiple, unlabelled)
+  const yAxis = o.logY ? { axis: { values: logTicks(rows) } } : {};
   const yTitle = o.yLabel + (o.logY ? ' (log)' : '');
   const color = { field: 'series', type: 'nominal', title: null, scale: { domain: labels, range: colors }, legend: { labelLimit: 160, symbolType: 'stroke', symbolOpacity: 1, symbolStrokeWidth: 2 } } as const;
   const layers: object[] = [];
   if (o.series.some((s) => s.band)) {
     layers.push({
       mark: { type: 'area', opacity: BAND_OPACITY, invalid: 'break-paths-filter-domains' },
-      encoding: { x, y: { field: 'lo', type: 'quantitative', scale: yScale, title: yTitle }, y2: { field: 'hi' }, color, detail: { field: 'k' } },
+      encoding: { x, y: { field: 'lo', type: 'quantitative', scale: yScale, title: yTitle, ...yAxis }, y2: { field: 'hi' }, color, detail: { field: 'k' } },
     });
   }
   layers.push({
@@ -146,7 +193,7 @@ export function lineChart(o: ChartOptions): FigureSpec {
     mark: { type: 'line', invalid: 'break-paths-filter-domains', clip: true },
     encoding: {
       x,
-      y: { field: 'y', type: 'quantitative', scale: yScale, title: yTitle },
+      y: { field: 'y', type: 'quantitative', scale: yScale, title: yTitle, ...yAxis },
       color,
       detail: { field: 'k' },
       order: { field: 'i', type: 'quantitative' },
@@ -160,12 +207,16 @@ export function lineChart(o: ChartOptions): FigureSpec {
       ],
     },
   });
-  const markers = (o.markers ?? []).filter((m) => Number.isFinite(m.x)).map((m) => ({ x: m.x, label: m.label, color: m.color ?? '#444' }));
+  const markers = placeMarkerLabels(o.markers ?? [], rows, o.reverseX === true, (o.width ?? 520) - 230);
   if (markers.length) {
     const mx = { field: 'x', type: 'quantitative' };
     const mc = { field: 'color', type: 'nominal', scale: null, legend: null };
     layers.push({ data: { values: markers }, mark: { type: 'rule', strokeDash: [2, 2] }, encoding: { x: mx, stroke: mc, tooltip: { field: 'label', type: 'nominal' } } });
-    layers.push({ data: { values: markers }, mark: { type: 'text', align: 'left', baseline: 'top', dx: 3, dy: 2, y: 0 }, encoding: { x: mx, fill: mc, text: { field: 'label', type: 'nominal' } } });
+    layers.push({
+      data: { values: markers },
+      mark: { type: 'text', align: { expr: 'datum.align' }, baseline: 'top', dx: { expr: 'datum.dx' }, dy: { expr: 'datum.dy' }, y: 0 },
+      encoding: { x: mx, fill: mc, text: { field: 'label', type: 'nominal' } },
+    });
   }
   return {
     $schema: VEGA_LITE_SCHEMA,
