@@ -76,6 +76,15 @@ export function batchUnits<U>(units: readonly Unit<U>[], maxBatch = Infinity): U
   return out;
 }
 
+/** Throws when two planned units share a key (a study's plan must key every unit uniquely; runners check it before any work). */
+export function assertUniqueKeys(studyId: string, units: readonly Unit<unknown>[]): void {
+  const seen = new Set<string>();
+  for (const u of units) {
+    if (seen.has(u.key)) throw new Error(`study ${studyId}: two planned units share the key ${u.key}`);
+    seen.add(u.key);
+  }
+}
+
 /** Runs units in this process, in plan order, committing each batch's units as soon as they finish. */
 export class InProcessRunner implements Runner {
   async run<Spec, U, R, Summary, S>(
@@ -85,11 +94,7 @@ export class InProcessRunner implements Runner {
     store: UnitStore,
     opts: RunOptions = {},
   ): Promise<RunOutcome<U, R>> {
-    const seen = new Set<string>();
-    for (const u of units) {
-      if (seen.has(u.key)) throw new Error(`study ${study.id}: two planned units share the key ${u.key}`);
-      seen.add(u.key);
-    }
+    assertUniqueKeys(study.id, units);
     const t0 = performance.now();
     const stored = await store.has(units.map((u) => u.key));
     const cached = stored.size;

@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Study, Unit, UnitStore, StoredUnit } from '../engine/study.ts';
-import { batchUnits, type RunOptions, type RunOutcome, type Runner } from '../engine/runner.ts';
+import { assertUniqueKeys, batchUnits, type RunOptions, type RunOutcome, type Runner } from '../engine/runner.ts';
 import { QUEUE_NAME, redisConnection } from './connection.ts';
 import { decodeOutput, jobIdOf, removeStudyBlobs, studyBlobDir, type JobContext, type JobData, type JobResult } from './jobs.ts';
 import { clearStop, stopRequested, studyIdOf, writeStatus, type StudyState, type StudyStatus, type WorkerShare } from './status.ts';
@@ -66,11 +66,7 @@ export class QueueRunner implements Runner {
   ) {}
 
   async run<Spec, U, R, Summary, S>(study: Study<Spec, U, R, Summary, S>, units: readonly Unit<U>[], _source: S, store: UnitStore, opts: RunOptions = {}): Promise<RunOutcome<U, R>> {
-    const seen = new Set<string>();
-    for (const u of units) {
-      if (seen.has(u.key)) throw new Error(`study ${study.id}: two planned units share the key ${u.key}`);
-      seen.add(u.key);
-    }
+    assertUniqueKeys(study.id, units);
     const t0 = performance.now();
     const stored = await store.has(units.map((u) => u.key));
     const cached = stored.size;
