@@ -108,16 +108,16 @@ for _ in range(2): step()
 ts = []
 for _ in range(REPS):
     t0 = time.perf_counter(); step(); ts.append(time.perf_counter() - t0)
-print(json.dumps({"ms": [v * 1000 for v in ts], "torch": torch.__version__}))
+print(json.dumps({"ms": [v * 1000 for v in ts], "torch": torch.__version__, "blas": sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.lower() and "/" in l})}))
 `;
 
-function torchTimes(cfg: BlockConfig, reps: number): { ms: number[]; version: string } | { skipped: string } {
+function torchTimes(cfg: BlockConfig, reps: number): { ms: number[]; version: string; blas: string[] } | { skipped: string } {
   const py = '/usr/bin/python3';
   if (!existsSync(py)) return { skipped: `${py} not found` };
   const r = spawnSync(py, ['-c', TORCH, ...[cfg.batch, cfg.cin, cfg.c, cfg.size, cfg.groups, reps].map(String)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' } });
   if (r.status !== 0) return { skipped: `PyTorch peer failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-1)[0]}` };
-  const j = JSON.parse(r.stdout.trim().split('\n').slice(-1)[0]!) as { ms: number[]; torch: string };
-  return { ms: j.ms, version: j.torch };
+  const j = JSON.parse(r.stdout.trim().split('\n').slice(-1)[0]!) as { ms: number[]; torch: string; blas: string[] };
+  return { ms: j.ms, version: j.torch, blas: j.blas };
 }
 
 /**
@@ -142,6 +142,7 @@ export async function benchAutodiff(cfg: BlockConfig = DEFAULT, rounds = 3, reps
   const ort: number[] = [];
   const torch: number[] = [];
   let torchInfo: string | undefined;
+  let torchBlas: string[] = [];
   let skipped: string | undefined;
   for (let r = 0; r < rounds; r++) {
     await session.run(feeds); // untimed: the first step after the PyTorch process ran is slow (caches, page reclaim)
@@ -156,6 +157,7 @@ export async function benchAutodiff(cfg: BlockConfig = DEFAULT, rounds = 3, reps
       else {
         torch.push(...t.ms);
         torchInfo = t.version;
+        torchBlas = t.blas;
       }
     }
   }
@@ -171,7 +173,7 @@ export async function benchAutodiff(cfg: BlockConfig = DEFAULT, rounds = 3, reps
   if (skipped !== undefined) out['peer'] = { skipped };
   else {
     const torchMs = median(torch);
-    out['peer'] = { name: 'PyTorch', version: torchInfo, ms: torchMs, runsMs: torch };
+    out['peer'] = { name: 'PyTorch', version: torchInfo, blas: torchBlas, ms: torchMs, runsMs: torch };
     out['throughputRatio'] = torchMs / ortMs;
   }
   out['target'] = 'throughputRatio ≥ 0.5 (memscope steps/s ÷ PyTorch steps/s)';
