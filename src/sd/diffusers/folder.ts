@@ -133,7 +133,7 @@ export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant, l
     vae: readJson(join(root, 'vae', 'config.json'), 'vae/config.json'),
   };
   // configs first: an unsupported setting is reported before any weight file is opened
-  resolveConfigs(json);
+  const configs = resolveConfigs(json);
   const problems: string[] = [];
   const find = (c: Component): { path: string; rel: string }[] => {
     try {
@@ -152,7 +152,7 @@ export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant, l
       throw new Error(`--lora: ${(e as Error).message}`);
     }
   });
-  const built = buildComponentGraphs(json, { unet: indexOf(files.unet), text_encoder: indexOf(files.text_encoder), vae: indexOf(files.vae) }, loraFiles);
+  const built = buildComponentGraphs(json, { unet: indexOf(files.unet), text_encoder: indexOf(files.text_encoder), vae: indexOf(files.vae) }, loraFiles, configs);
   const source = (folder: BuiltComponent['folder']): Component => (folder === 'vae_encoder' || folder === 'vae_decoder' ? 'vae' : folder);
   const pathOf = (folder: BuiltComponent['folder'], l: string): string => files[source(folder)].find((f) => basename(f.path) === l)?.path ?? lora[loraFiles.findIndex((f) => f.location === l)]!.path;
   const components = built.components.map((c) => ({ ...c, files: c.locations.map((l) => ({ path: pathOf(c.folder, l), location: l })) }));
@@ -175,14 +175,16 @@ export function resolveConfigs(json: Readonly<Record<Component, Readonly<Record<
 /**
  * Build the four graphs from a pipeline's `config.json` objects and the safetensors headers of
  * each component's weights (see {@link buildDiffusersGraphs}); each graph's external data names
- * the files by their `location`. Throws listing every weight problem of a component.
+ * the files by their `location`; `resolved` = `resolveConfigs(json)` when the caller has it.
+ * Throws listing every weight problem of a component.
  */
 export function buildComponentGraphs(
   json: Readonly<Record<Component, Readonly<Record<string, unknown>>>>,
   weights: Readonly<Record<Component, readonly WeightFile[]>>,
   loraFiles: readonly LoraFile[] = [],
+  resolved: ReturnType<typeof resolveConfigs> = resolveConfigs(json),
 ): { components: (Omit<BuiltComponent, 'files'> & { readonly locations: readonly string[] })[]; configs: Omit<DiffusersConfigs, 'weights'>; adapted: { unet: number; textEncoder: number }[] } {
-  const { unet: unetCfg, textEncoder: teCfg, vae: vaeCfg } = resolveConfigs(json);
+  const { unet: unetCfg, textEncoder: teCfg, vae: vaeCfg } = resolved;
   const dimsOf = (c: Component): Map<string, readonly number[]> => new Map(weights[c].flatMap((w) => [...w.index.entries.values()].map((e) => [e.name, e.dims] as const)));
   const lora: Record<'unet' | 'text_encoder', Map<string, LoraDelta[]>> = loraFiles.length === 0 ? { unet: new Map(), text_encoder: new Map() } : matchLora(loraFiles, dimsOf('unet'), dimsOf('text_encoder'));
   const adapted = loraFiles.map((f) => ({
