@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import p from 'onnx-proto';
-import { buildTrainingGraph, DiffusionModelConfigSchema } from './diffusion-model.ts';
+import { buildInferenceGraphs, buildTrainingGraph, DiffusionModelConfigSchema } from './diffusion-model.ts';
 import { initParams } from './init.ts';
 import { gradientGraph } from '../graph/autodiff.ts';
 import { createSession, type Feed, type Session } from '../graph/session.ts';
@@ -61,6 +61,9 @@ describe('training graph: fused normalisation', () => {
     expect(count(opTypes(fused.bytes), 'LayerNormalization')).toBe(count(opTypes(composed.bytes), 'Sqrt'));
     expect(count(opTypes(fused.bytes), 'LayerNormalization')).toBeGreaterThan(5);
     expect(opTypes(composed.bytes)).not.toContain('LayerNormalization');
+    // inference graphs keep the composed form (their numbers do not move)
+    const inference = buildInferenceGraphs(cfg, params);
+    expect([...opTypes(inference.unet), ...opTypes(inference.textEncoder!)]).not.toContain('LayerNormalization');
     expect(f.ops.filter((o) => o === 'Sqrt' || o === 'Reciprocal')).toEqual([]);
     expect(c.ops).toContain('Sqrt');
     expect(f.ops.length).toBeLessThan(c.ops.length);

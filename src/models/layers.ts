@@ -214,10 +214,10 @@ export interface LayerNormOptions {
  * and `<name>.bias` `[dim]` (zeros). Default ε 1e-5.
  */
 export function layerNorm(b: GraphBuilder, param: ParamFn, name: string, x: string, dim: number, opts: LayerNormOptions = {}): string {
-  const gamma = param(`${name}.weight`, [dim], { kind: 'ones' }, { noDecay: true });
-  const beta = param(`${name}.bias`, [dim], { kind: 'zeros' }, { noDecay: true });
-  if (b.fusedNormalization) return b.opN('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: opts.eps ?? 1e-5 }, { outputs: 3 })[0]!;
-  const y = normalizeLastAxis(b, x, opts.eps ?? 1e-5);
+  const affine = (): [string, string] => [param(`${name}.weight`, [dim], { kind: 'ones' }, { noDecay: true }), param(`${name}.bias`, [dim], { kind: 'zeros' }, { noDecay: true })];
+  if (b.fusedNormalization) return b.opN('LayerNormalization', [x, ...affine()], { axis: -1, epsilon: opts.eps ?? 1e-5 }, { outputs: 3 })[0]!;
+  const y = normalizeLastAxis(b, x, opts.eps ?? 1e-5); // before the parameters: the composed graph's bytes as before the fused form existed
+  const [gamma, beta] = affine();
   return b.op('Add', [b.op('Mul', [y, gamma]), beta]);
 }
 
