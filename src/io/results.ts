@@ -26,6 +26,7 @@ import { UsageError } from '../io/errors.ts';
 import { packageRoot } from '../data/paths.ts';
 import { memscopeVersion } from './version.ts';
 import { writeJsonAtomic } from './atomic.ts';
+import { isProcessAlive } from './process.ts';
 
 /** Name of the marker file memscope writes (last) into every results folder it creates. */
 export const RESULTS_MARKER = '.memscope-results.json';
@@ -231,16 +232,6 @@ function refusal(flag: string, out: string, what: string): UsageError {
   );
 }
 
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -264,7 +255,7 @@ export async function settleLeftovers(target: string): Promise<string[]> {
   const dead: { name: string; time: number; n: number; old: boolean }[] = [];
   for (const name of names) {
     const m = re.exec(name);
-    if (m === null || isAlive(Number(m[1]))) continue;
+    if (m === null || isProcessAlive(Number(m[1]))) continue;
     dead.push({ name, time: Number(m[2]), n: Number(m[3] ?? 0), old: m[4] !== undefined });
   }
   if (dead.length === 0) return [];

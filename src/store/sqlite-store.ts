@@ -24,6 +24,7 @@ import { canonicalJson, sha256Hex } from '../engine/canonical.ts';
 import { memscopeVersion } from '../io/version.ts';
 import { UsageError } from '../io/errors.ts';
 import { isSameOrAncestor, packageRootReal, protectedPlace, realish } from '../io/results.ts';
+import { isProcessAlive } from '../io/process.ts';
 
 /** Name of the marker file of a store folder. */
 export const STORE_MARKER = '.memscope-store.json';
@@ -82,16 +83,6 @@ export interface StoreOpenOptions {
 /** The study run id of a study name and its unit keys. */
 export function studyRunId(name: string, keys: readonly string[]): string {
   return sha256Hex(name + '\n' + [...keys].sort().join('\n')).slice(0, 16);
-}
-
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 const TMP_RE = /^\.([0-9a-f]{64})\.(\d+)\.(\d+)\.tmp$/;
@@ -206,14 +197,14 @@ export class SqliteStore implements UnitStore, FileHashCache {
       if (!sub.isDirectory()) continue;
       for (const f of readdirSync(join(blobs, sub.name))) {
         const m = TMP_RE.exec(f);
-        if (m && !isAlive(Number(m[2]))) {
+        if (m && !isProcessAlive(Number(m[2]))) {
           rmSync(join(blobs, sub.name, f), { force: true });
           n++;
         }
       }
     }
     for (const f of readdirSync(this.dir)) {
-      if (/^\..*\.(\d+)\.tmp$/.test(f) && !isAlive(Number(/\.(\d+)\.tmp$/.exec(f)![1]))) {
+      if (/^\..*\.(\d+)\.tmp$/.test(f) && !isProcessAlive(Number(/\.(\d+)\.tmp$/.exec(f)![1]))) {
         rmSync(join(this.dir, f), { force: true });
         n++;
       }

@@ -30,6 +30,7 @@ import type { EmaState } from './ema.ts';
 import type { ParamSpec } from '../models/params.ts';
 import { decodeSafetensors, encodeSafetensors } from '../io/safetensors.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { isProcessAlive } from '../io/process.ts';
 
 /** The `format` tag of `state.json`. */
 export const CHECKPOINT_FORMAT = 'memscope-checkpoint';
@@ -123,16 +124,6 @@ async function writeSynced(path: string, data: Uint8Array | string): Promise<voi
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false);
-}
-
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function toTensors(values: ReadonlyMap<string, Float32Array>, specs: readonly ParamSpec[], what: string): Map<string, Tensor> {
@@ -230,7 +221,7 @@ async function prune(root: string, keep: number, current: number): Promise<void>
       continue;
     }
     const t = TMP_DIR.exec(e.name);
-    if (t !== null && !isAlive(Number(t[1]))) await rm(join(root, e.name), { recursive: true, force: true });
+    if (t !== null && !isProcessAlive(Number(t[1]))) await rm(join(root, e.name), { recursive: true, force: true });
   }
   steps.sort((a, b) => b - a);
   for (const s of steps.slice(keep)) {
