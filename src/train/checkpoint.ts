@@ -57,6 +57,8 @@ export interface Checkpoint {
   readonly lossHistory: readonly number[];
   /** Training time so far, summed over sessions, in seconds. */
   readonly elapsedSeconds: number;
+  /** The caller's own state carried through resumes (JSON; e.g. the Wen filter's counts); absent when none. */
+  readonly extra?: unknown;
 }
 
 /** A checkpoint as read back: {@link Checkpoint} plus where it came from and who wrote it. */
@@ -93,6 +95,8 @@ export interface CheckpointStateJson {
   readonly config: unknown;
   /** Loss of every completed step. */
   readonly lossHistory: readonly number[];
+  /** {@link Checkpoint.extra} (absent in checkpoints written without it, and before it existed). */
+  readonly extra?: unknown;
 }
 
 /** Options of {@link writeCheckpoint}. */
@@ -180,6 +184,7 @@ export async function writeCheckpoint(dir: string, ckpt: Checkpoint, options: Wr
     rng: ckpt.rng ?? null,
     config: ckpt.config ?? null,
     lossHistory: ckpt.lossHistory,
+    ...(ckpt.extra === undefined ? {} : { extra: ckpt.extra }),
   };
   for (const l of ckpt.lossHistory) if (!Number.isFinite(l)) throw new Error(`writeCheckpoint: loss history holds a non-finite value (${l})`);
 
@@ -337,6 +342,7 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
     config: state.config ?? null,
     lossHistory: state.lossHistory,
     elapsedSeconds: state.elapsedSeconds,
+    ...(state.extra === undefined ? {} : { extra: state.extra }),
   };
 }
 

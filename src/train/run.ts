@@ -166,7 +166,22 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
   // Wen et al.'s filter: a forward-only graph with the noise estimate as an output
   if (s.wenFilter && !L) throw new Error('wenFilter: the scenario is unconditional; the filter compares conditional and unconditional noise estimates');
   const fwd: Session | null = s.wenFilter ? await createSession(buildTrainingGraph(model, B, { epsOutput: true }).bytes) : null;
-  const filterStats = { rows: 0, filtered: 0, byPrompt: new Map<number, { rows: number; filtered: number }>() };
+  // counted over the whole run and carried in the checkpoints; a checkpoint written without them (before they were carried) starts the count at its step
+  const filterStats = { fromStep: 0, rows: 0, filtered: 0, byPrompt: new Map<number, { rows: number; filtered: number }>() };
+  const filterState = {
+    state: (): unknown => ({ wenFilter: { fromStep: filterStats.fromStep, rows: filterStats.rows, filtered: filterStats.filtered, byPrompt: [...filterStats.byPrompt].map(([p, e]) => [p, e.rows, e.filtered]) } }),
+    restore: (v: unknown, step: number): void => {
+      const w = (v as { wenFilter?: { fromStep: number; rows: number; filtered: number; byPrompt: [number, number, number][] } } | null)?.wenFilter;
+      if (w === undefined) {
+        filterStats.fromStep = step;
+        return;
+      }
+      filterStats.fromStep = w.fromStep;
+      filterStats.rows = w.rows;
+      filterStats.filtered = w.filtered;
+      for (const [p, rows, filtered] of w.byPrompt) filterStats.byPrompt.set(p, { rows, filtered });
+    },
+  };
   const wenWeights = async (batch: TrainBatch, feeds: Record<string, Feed>, step: number): Promise<void> => {
     const magnitudes = await conditionalMagnitudes(fwd!, feeds, emptyIds, B, L);
     const w = Float32Array.from(batch.inputs.get('weight')!.data);
@@ -217,6 +232,7 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
     config: { settings: { ...s, steps: undefined, checkpointEvery: undefined }, model },
     progress: opts.progress ?? false,
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(s.wenFilter ? { extra: filterState } : {}),
   });
   await session.release();
   await fwd?.release();
@@ -242,7 +258,7 @@ export async function trainScenario(settingsIn: z.input<typeof TrainSettingsSche
       elapsedSeconds: result.elapsedSeconds,
       imagesPerSecondLastSession: imagesPerSecond,
       finalLossMean100: mean(result.lossHistory.slice(-100)),
-      ...(s.wenFilter ? { wenFilterLastSession: filterSummary(filterStats, data) } : {}),
+      ...(s.wenFilter ? { wenFilter: filterSummary(filterStats, data) } : {}),
     },
   });
   return { dir, result, imagesPerSecond };
@@ -299,8 +315,8 @@ async function conditionalMagnitudes(fwd: Session, feeds: Readonly<Record<string
   });
 }
 
-/** What Wen et al.'s filter removed this session: overall and by the captions' duplication count. */
-function filterSummary(st: { rows: number; filtered: number; byPrompt: Map<number, { rows: number; filtered: number }> }, data: ScenarioData): Record<string, unknown> {
+/** What Wen et al.'s filter removed from step `fromStep` on (0: the whole run): overall and by the captions' duplication count. */
+function filterSummary(st: { fromStep: number; rows: number; filtered: number; byPrompt: Map<number, { rows: number; filtered: number }> }, data: ScenarioData): Record<string, unknown> {
   const byDup = new Map<string, { rows: number; filtered: number }>();
   for (const [p, e] of st.byPrompt) {
     const info = data.prompts[p]!;
@@ -310,7 +326,7 @@ function filterSummary(st: { rows: number; filtered: number; byPrompt: Map<numbe
     acc.filtered += e.filtered;
     byDup.set(key, acc);
   }
-  return { rows: st.rows, filtered: st.filtered, fraction: st.rows ? st.filtered / st.rows : 0, byDuplication: Object.fromEntries([...byDup].sort()) };
+  return { fromStep: st.fromStep, rows: st.rows, filtered: st.filtered, fraction: st.rows ? st.filtered / st.rows : 0, byDuplication: Object.fromEntries([...byDup].sort()) };
 }
 
 function mean(v: readonly number[]): number {

@@ -196,6 +196,37 @@ describe('train: resume is bit-identical', () => {
   });
 });
 
+describe('train: the caller\'s extra state', () => {
+  it('travels in the checkpoints; a checkpoint without it restores null with its step', async () => {
+    // the caller's state: the sum of the step indices seen, so a resumed run must end at Σ 0..STEPS−1
+    const counter = () => {
+      const c = { sum: 0, restored: [] as [unknown, number][] };
+      return { c, extra: { state: () => ({ sum: c.sum }), restore: (v: unknown, step: number) => { c.restored.push([v, step]); if (v !== null) c.sum = (v as { sum: number }).sum; } } };
+    };
+    const withCounter = (dir: string, k: ReturnType<typeof counter>, killAt: number | null) => ({
+      ...base(dir),
+      extra: k.extra,
+      step: async (b: Parameters<typeof lsqStep>[0], p: Parameters<typeof lsqStep>[1], s: number) => {
+        if (s === killAt) throw new Killed();
+        k.c.sum += s;
+        return lsqStep(b, p);
+      },
+    });
+    const dir = join(root, 'extra');
+    await expect(train(withCounter(dir, counter(), 17))).rejects.toBeInstanceOf(Killed);
+    const k = counter();
+    await train(withCounter(dir, k, null));
+    expect(k.c.restored).toEqual([[{ sum: (13 * 14) / 2 }, 14]]); // checkpoint at step 14 holds Σ 0..13
+    expect(k.c.sum).toBe(((STEPS - 1) * STEPS) / 2);
+    // a checkpoint written without it (an older run): null, with the step it resumes from
+    const old = join(root, 'old');
+    await expect(train({ ...base(old), step: async (b, p, s) => (s === 9 ? Promise.reject(new Killed()) : lsqStep(b, p)) })).rejects.toBeInstanceOf(Killed);
+    const k2 = counter();
+    await train(withCounter(old, k2, null));
+    expect(k2.c.restored).toEqual([[null, 7]]);
+  });
+});
+
 describe('train: configuration, validation, convergence', () => {
   it('refuses to resume with a different configuration, naming the differences', async () => {
     const dir = join(root, 'cfg');

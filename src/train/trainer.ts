@@ -113,6 +113,12 @@ export interface TrainOptions<B extends TrainBatch = TrainBatch> {
   readonly config?: unknown;
   /** A stateful generator to save and restore with checkpoints. */
   readonly rng?: TrainRng;
+  /**
+   * The caller's own state, saved in every checkpoint (`state()`, JSON) and handed back on resume
+   * (`restore(v, step)`, with null when the checkpoint holds none: written without it or before it
+   * existed; `step` is the checkpoint's).
+   */
+  readonly extra?: { readonly state: () => unknown; readonly restore: (v: unknown, step: number) => void };
   /** Called after every step. */
   readonly onStep?: (info: TrainStepInfo) => void | Promise<void>;
   /** Called after every checkpoint write with its directory. */
@@ -271,6 +277,7 @@ export async function train<B extends TrainBatch = TrainBatch>(opts: TrainOption
         if (ck.rng === null || ck.rng === undefined) throw new Error(`train: the checkpoint ${ck.path} holds no rng state, but this run passes an rng to restore`);
         opts.rng.restore(ck.rng);
       }
+      opts.extra?.restore(ck.extra ?? null, ck.step);
       done = ck.step;
       lossHistory = [...ck.lossHistory];
       priorSeconds = ck.elapsedSeconds;
@@ -292,6 +299,7 @@ export async function train<B extends TrainBatch = TrainBatch>(opts: TrainOption
     config,
     lossHistory,
     elapsedSeconds: elapsed(),
+    ...(opts.extra === undefined ? {} : { extra: opts.extra.state() }),
   });
   const checkpoint = async (): Promise<void> => {
     if (opts.checkpointDir === undefined || done === lastCheckpointStep || done === 0) return;

@@ -71,7 +71,7 @@ describe('memscope train --wen-filter', () => {
     const high = await runCli(['train', ...TINY, '--wen-filter', '1e9', '--out', join(root, 'high')]);
     expect(high.code, high.err).toBe(0);
     expect((await weights('high')).equals(await weights('plain'))).toBe(true);
-    expect((await meta('high')).training.wenFilterLastSession).toMatchObject({ rows: 18, filtered: 0 });
+    expect((await meta('high')).training.wenFilter).toMatchObject({ rows: 18, filtered: 0 });
     const low = await runCli(['train', ...TINY, '--wen-filter', '1e-12', '--out', join(root, 'low')]);
     expect(low.code, low.err).toBe(0);
     const m = await meta('low');
@@ -79,12 +79,25 @@ describe('memscope train --wen-filter', () => {
     const dropout = m.settings.condDropout as number;
     let kept = 0;
     for (let step = 0; step < 3; step++) kept += Array.from(uniformFrom(stepEngine(2, step, 'aux'), 6)).filter((u) => u < dropout).length;
-    expect(m.training.wenFilterLastSession).toMatchObject({ rows: 18, filtered: 18 - kept });
+    expect(m.training.wenFilter).toMatchObject({ rows: 18, filtered: 18 - kept });
     expect(m.settings.wenFilter).toEqual({ threshold: 1e-12 });
     expect((await weights('low')).equals(await weights('plain'))).toBe(false);
     // the summary groups rows by the caption's duplication count
-    const groups = m.training.wenFilterLastSession.byDuplication as Record<string, { rows: number }>;
+    const groups = m.training.wenFilter.byDuplication as Record<string, { rows: number }>;
     expect(Object.values(groups).reduce((a, g) => a + g.rows, 0)).toBe(18);
+  });
+
+  it('counts what the filter removed over the whole run: a run stopped after 2 steps and resumed to 3 reports all 3 steps', async () => {
+    const twoSteps = TINY.map((v, i) => (TINY[i - 1] === '--steps' ? '2' : v));
+    const first = await runCli(['train', ...twoSteps, '--wen-filter', '1e-12', '--checkpoint-every', '1', '--out', join(root, 'resumed')]);
+    expect(first.code, first.err).toBe(0);
+    expect((await meta('resumed')).training.wenFilter).toMatchObject({ fromStep: 0, rows: 12 });
+    const rest = await runCli(['train', ...TINY, '--wen-filter', '1e-12', '--checkpoint-every', '1', '--out', join(root, 'resumed')]);
+    expect(rest.code, rest.err).toBe(0);
+    const whole = (await meta('low')).training.wenFilter;
+    expect((await meta('resumed')).training.wenFilter).toEqual(whole);
+    expect(whole).toMatchObject({ fromStep: 0, rows: 18 });
+    expect((await weights('resumed')).equals(await weights('low'))).toBe(true);
   });
 
   it('refuses the mitigations on unconditional scenarios and bad values (exit 2)', async () => {
