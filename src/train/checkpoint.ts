@@ -8,8 +8,9 @@
  * - `optim.safetensors` — AdamW's moments as `m/<name>` and `v/<name>` (parameters that never
  *   received a gradient have none, as in torch);
  * - `state.json` — {@link CheckpointStateJson}: step, per-parameter optimizer step counts, EMA
- *   update count, random-generator state, the run's config, loss history, elapsed seconds and the
- *   memscope version.
+ *   update count, random-generator state, the run's config, loss history, elapsed seconds, the
+ *   memscope version and, when the caller keeps one, its own `extra` state (optional: checkpoints
+ *   without it load as before).
  *
  * {@link writeCheckpoint} writes every file into a temporary sibling `<dir>/.step-<N>.tmp-…`,
  * flushes it to disk, then renames it to `step-<N>` (an atomic step on POSIX file systems), then
