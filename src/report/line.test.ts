@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { lineChart, lineRows, logTicks, type Series } from './line.ts';
+import { lineChart, lineRows, logTicks, placeMarkerLabels, type Series } from './line.ts';
 import { renderSvg } from './vega.ts';
 import { marks, runLengths, subpaths } from '../../test/helpers/vega-svg.ts';
 
@@ -139,6 +139,15 @@ describe('lineChart', () => {
     // would overlap, so the second goes a text row (14 px) lower; 'third' (≈ [195, 231]) fits on the first row
     expect(xy(at('caption switch'))[1] - xy(at('class switch'))[1]).toBe(14);
     expect(xy(at('third'))[1]).toBe(xy(at('class switch'))[1]);
+  });
+
+  it('stacks overlapping labels row by row up to a row cap, then shares the last row', () => {
+    const rows = [{ x: 0 }, { x: 100 }];
+    const m = [10, 11, 12, 13, 14].map((x) => ({ x, label: 'a long marker label' }));
+    expect(placeMarkerLabels(m, rows, false, 290).map((p) => p.dy)).toEqual([2, 16, 30, 44, 58]);
+    expect(placeMarkerLabels(m, rows, false, 290, 3).map((p) => p.dy)).toEqual([2, 16, 30, 30, 30]);
+    // far apart: one row; the right-hand one right-aligned
+    expect(placeMarkerLabels([{ x: 5, label: 'a' }, { x: 95, label: 'b' }], rows, false, 290).map((p) => [p.align, p.dy])).toEqual([['left', 2], ['right', 2]]);
   });
 
   it('ticks a log axis at 1, 2, 5 × 10^k over the data (and bands), only at 10^k beyond six decades', () => {

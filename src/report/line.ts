@@ -125,14 +125,16 @@ const LABEL_CHAR_PX = 6.6;
 /**
  * Marker label placement: a label sits right of its rule, or left of it in the right 45 % of the
  * plot (so it is not cut at the edge); a label whose extent (≈ 6.6 px a character, 3 px clear of
- * the rule) would overlap one already placed goes to the next text row down (14 px). `plotWidth` is
- * the plot's width in pixels. Non-finite markers are dropped.
+ * the rule) would overlap one already placed goes to the next text row down (14 px), at most
+ * `maxRows` rows (the last one then takes the rest). `plotWidth` is the plot's width in pixels.
+ * Non-finite markers are dropped.
  */
 export function placeMarkerLabels(
   markers: readonly Marker[],
   rows: readonly { x: number | null }[],
   reverseX: boolean,
   plotWidth: number,
+  maxRows = Infinity,
 ): { x: number; label: string; color: string; align: 'left' | 'right'; dx: number; dy: number }[] {
   const ok = markers.filter((m) => Number.isFinite(m.x));
   const xs = [...rows.map((r) => r.x), ...ok.map((m) => m.x)].filter((v): v is number => v !== null && Number.isFinite(v));
@@ -146,7 +148,7 @@ export function placeMarkerLabels(
     const w = 3 + LABEL_CHAR_PX * m.label.length;
     const [lo, hi] = right ? [p - w, p] : [p, p + w];
     let row = 0;
-    while (placed.some((q) => q.row === row && lo < q.hi + 4 && q.lo < hi + 4)) row++;
+    while (row < maxRows - 1 && placed.some((q) => q.row === row && lo < q.hi + 4 && q.lo < hi + 4)) row++;
     placed.push({ lo, hi, row });
     return { x: m.x, label: m.label, color: m.color ?? '#444', align: right ? 'right' : 'left', dx: right ? -3 : 3, dy: 2 + 14 * row };
   });
@@ -207,7 +209,8 @@ export function lineChart(o: ChartOptions): FigureSpec {
       ],
     },
   });
-  const markers = placeMarkerLabels(o.markers ?? [], rows, o.reverseX === true, (o.width ?? 520) - 230);
+  // labels use at most the top third of the plot
+  const markers = placeMarkerLabels(o.markers ?? [], rows, o.reverseX === true, (o.width ?? 520) - 230, Math.max(1, Math.floor(((o.height ?? 320) - 80) / 3 / 14)));
   if (markers.length) {
     const mx = { field: 'x', type: 'quantitative' };
     const mc = { field: 'color', type: 'nominal', scale: null, legend: null };
