@@ -42,6 +42,7 @@ export const SD_SOURCE_FIELDS = {
     })
     .optional()
     .register(flagDocs, { value: 'FILE[:s],…', help: "LoRA adapters (safetensors, kohya or diffusers/PEFT format) merged into a diffusers folder's U-Net and text encoder at load, each W + s·(α/r)·B·A (s default 1)" }),
+  'pipeline-config': z.string().min(1).optional().register(flagDocs, { value: 'DIR', help: "with --model FILE.safetensors (an original single-file SD 1.x / 2.x checkpoint): the diffusers pipeline folder whose configs, scheduler and tokenizer it is read with (its weights are not read); as diffusers' from_single_file(config=DIR)" }),
   provider: z.enum(['cpu', 'cuda']).optional().register(flagDocs, { value: 'P', help: "cpu | cuda (default cpu; cuda needs onnxruntime's CUDA provider)" }),
   'negative-prompt': promptText(true).optional().register(flagDocs, { value: 'T', help: "the unconditional branch e_∅ = this text's embedding (default the empty prompt)" }),
   'unet-batch': positiveInt('unet-batch', 4096).optional().register(flagDocs, { value: 'N', help: 'rows per U-Net call (default 2 = cond + uncond of one image; raise on a GPU)' }),
@@ -58,7 +59,7 @@ export function refuseSdFlags(o: Readonly<Record<string, unknown>>, extra: reado
 export { sdImageSizeNote } from '../study/sd-source.ts';
 
 /** The doc of a study command's `--model SPEC` flag: the sources {@link loadCliSource} loads; `{default}` is the schema default. */
-export const MODEL_SPEC_HELP = 'testbed | a trained model directory | a Stable Diffusion ONNX export or diffusers pipeline folder (with --prompt-set) | {default} (models/graded when present)';
+export const MODEL_SPEC_HELP = 'testbed | a trained model directory | a Stable Diffusion ONNX export, diffusers pipeline folder or single-file .safetensors checkpoint (with --pipeline-config) (with --prompt-set) | {default} (models/graded when present)';
 
 /** The SD source flags (keys of {@link SD_SOURCE_FIELDS}) in their help order. */
 export const SD_SOURCE_FLAGS: readonly string[] = Object.keys(SD_SOURCE_FIELDS);
@@ -79,6 +80,7 @@ export interface SdSourceFlags {
   readonly tokenizer?: 'fast' | 'slow' | undefined;
   readonly variant?: 'fp32' | 'fp16' | undefined;
   readonly lora?: readonly { readonly path: string; readonly scale: number }[] | undefined;
+  readonly 'pipeline-config'?: string | undefined;
   readonly 'negative-prompt'?: string | undefined;
   readonly 'unet-batch'?: number | undefined;
   readonly 'vae-batch'?: number | undefined;
@@ -95,6 +97,7 @@ export function sdSourceOptions(o: SdSourceFlags): SdSourceOptions {
     ...(o.tokenizer === undefined ? {} : { tokenizer: o.tokenizer }),
     ...(o.variant === undefined ? {} : { variant: o.variant }),
     ...(o.lora === undefined ? {} : { lora: o.lora }),
+    ...(o['pipeline-config'] === undefined ? {} : { pipelineConfig: o['pipeline-config'] }),
     ...(o['negative-prompt'] === undefined ? {} : { negativePrompt: o['negative-prompt'] }),
     ...(o['unet-batch'] === undefined ? {} : { unetBatch: o['unet-batch'] }),
     ...(o['vae-batch'] === undefined ? {} : { vaeBatch: o['vae-batch'] }),

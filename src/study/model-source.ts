@@ -233,6 +233,8 @@ export interface SdSourceOptions {
   readonly variant?: 'fp32' | 'fp16';
   /** LoRA adapters merged into a diffusers folder at load (`--lora`); refused for an ONNX export. */
   readonly lora?: readonly { readonly path: string; readonly scale: number }[];
+  /** A diffusers pipeline folder whose configs, scheduler and tokenizer a single-file checkpoint `--model FILE.safetensors` is read with (`--pipeline-config`). */
+  readonly pipelineConfig?: string;
   /** Prompts per text-encoder call (default 8). */
   readonly batch?: number;
   /** Images per VAE encoder / decoder call (default 1: the SD VAE decoder at 512² holds ≈ 1 GB of activations per image). */
@@ -291,7 +293,7 @@ export type SourceOptionGroup = 'sd' | 'onnx' | 'testbed';
 export const SOURCE_OPTION_FLAGS: Readonly<Record<SourceOptionGroup, { readonly only: string; readonly flags: readonly (readonly [string, string])[] }>> = {
   sd: {
     only: 'only for a Stable Diffusion export (--model EXPORT_DIR)',
-    flags: [['promptSet', '--prompt-set'], ['texts', '--prompt'], ['imageRoot', '--image-root'], ['limit', '--prompt-limit'], ['imageSize', '--image-size'], ['executionProvider', '--provider'], ['variant', '--variant'], ['lora', '--lora'], ['negativePrompt', '--negative-prompt'], ['unetBatch', '--unet-batch'], ['vaeBatch', '--vae-batch']],
+    flags: [['promptSet', '--prompt-set'], ['texts', '--prompt'], ['imageRoot', '--image-root'], ['limit', '--prompt-limit'], ['imageSize', '--image-size'], ['executionProvider', '--provider'], ['variant', '--variant'], ['lora', '--lora'], ['pipelineConfig', '--pipeline-config'], ['negativePrompt', '--negative-prompt'], ['unetBatch', '--unet-batch'], ['vaeBatch', '--vae-batch']],
   },
   onnx: { only: 'only for --model PATH.onnx (an ONNX noise-prediction model)', flags: [['cond', '--cond'], ['uncond', '--uncond'], ['predictionType', '--prediction-type'], ['shape', '--shape']] },
   testbed: { only: 'only for --model testbed (the number of memorized captions it builds)', flags: [['captions', '--captions']] },

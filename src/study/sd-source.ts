@@ -32,7 +32,7 @@ import { describedFingerprint, folderFingerprint } from '../store/fingerprint.ts
 import { opsWithoutGradient } from '../graph/gradient-coverage.ts';
 import { sourceSchedule, type SdSourceOptions, type SourceLoader, type StudySource } from './model-source.ts';
 import { encodePrompts, sdUnetDenoiser, type SdDefaultImageSize, type SdExport } from '../sd/export.ts';
-import { openStableDiffusion } from '../sd/open.ts';
+import { isSingleFileCheckpoint, openStableDiffusion } from '../sd/open.ts';
 import { diffusersFilesRead } from '../sd/diffusers/folder.ts';
 import { vaeDecode, vaeEncode } from '../sd/pipeline.ts';
 import { type Tensor, concatBatch, numel, sliceBatch } from '../tensor/tensor.ts';
@@ -104,7 +104,7 @@ export function chunkedPredict(d: Pick<Denoiser, 'predict'>, maxRows: number): D
  * nothing: save the images and point the image column at the files), `--model` (not an export).
  */
 export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {}, schedulerConfig?: SchedulerConfig): Promise<SdStudySource> {
-  if (!isSdExportDir(dir)) throw new Error(`--model: "${dir}" is not a Stable Diffusion ONNX export or diffusers pipeline folder (expected model_index.json and unet/ inside)`);
+  if (!isSdExportDir(dir) && !isSingleFileCheckpoint(dir)) throw new Error(`--model: "${dir}" is not a Stable Diffusion ONNX export, diffusers pipeline folder (expected model_index.json and unet/ inside) or single-file .safetensors checkpoint`);
   if (opts.promptSet !== undefined && opts.texts !== undefined) throw new Error('--prompt: give either --prompt-set or --prompt, not both');
   if (opts.promptSet === undefined && opts.texts === undefined) {
     throw new Error('--prompt-set: required with a Stable Diffusion export — a CSV / JSONL / Parquet list of captions with an image column (the training images) and optionally memorization labels (verbatim / template / none)');
@@ -156,6 +156,7 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
     ...(opts.tokenizer === undefined ? {} : { tokenizer: opts.tokenizer }),
     ...(opts.variant === undefined ? {} : { variant: opts.variant }),
     ...(opts.lora === undefined ? {} : { lora: opts.lora }),
+    ...(opts.pipelineConfig === undefined ? {} : { pipelineConfig: opts.pipelineConfig }),
   }).catch((e: Error) => {
     throw new Error(`--model: ${e.message}`);
   });
@@ -329,15 +330,16 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
         provider: exp.executionProvider,
       },
       capabilityReason,
-      info: { kind: 'stable-diffusion', dir, format: exp.diffusers === null ? 'onnx-export' : 'diffusers-folder', ...(exp.diffusers === null ? {} : { diffusers: exp.diffusers }), promptSet: opts.promptSet ?? null, prompt: opts.texts === undefined ? null : opts.texts.length === 1 ? opts.texts[0]! : [...opts.texts], predictionType: exp.predictionType, executionProvider: exp.executionProvider, shape, imageSize: size },
+      info: { kind: 'stable-diffusion', dir, format: exp.diffusers === null ? 'onnx-export' : exp.diffusers.singleFile !== undefined ? 'single-file' : 'diffusers-folder', ...(opts.pipelineConfig === undefined ? {} : { pipelineConfig: opts.pipelineConfig }), ...(exp.diffusers === null ? {} : { diffusers: exp.diffusers }), promptSet: opts.promptSet ?? null, prompt: opts.texts === undefined ? null : opts.texts.length === 1 ? opts.texts[0]! : [...opts.texts], predictionType: exp.predictionType, executionProvider: exp.executionProvider, shape, imageSize: size },
       notes: [sdImageSizeNote(size)],
       // every file of the export plus the settings it was opened with (image size, provider, the prompts; the negative prompt when one is given)
       fingerprint: async () => {
+        const configDir = opts.pipelineConfig === undefined ? spec : resolve(opts.pipelineConfig);
         // a pipeline folder: only the files memscope reads (its other weights — .bin, the other variant, safety_checker — change nothing)
         const files =
           exp.diffusers === null
             ? await folderFingerprint('stable-diffusion', spec, { recursive: true })
-            : await describedFingerprint('diffusers-folder', exp.diffusers, { ...Object.fromEntries(diffusersFilesRead(spec, exp.diffusers).map((f) => [f, join(spec, f)])), ...Object.fromEntries((exp.diffusers.lora ?? []).map((l, i) => [`lora:${i}`, l.path])) });
+            : await describedFingerprint('diffusers-folder', exp.diffusers, { ...Object.fromEntries(diffusersFilesRead(configDir, exp.diffusers).map((f) => [f, join(configDir, f)])), ...(exp.diffusers.singleFile === undefined ? {} : { 'single-file': exp.diffusers.singleFile.path }), ...Object.fromEntries((exp.diffusers.lora ?? []).map((l, i) => [`lora:${i}`, l.path])) });
         return describedFingerprint('stable-diffusion-source', { files, shape, imageSize: [size.height, size.width], denoiser: name, predictionType: exp.predictionType, provider: exp.executionProvider, conditions: conditions.map((c) => c.label), ...(opts.negativePrompt === undefined || opts.negativePrompt === '' ? {} : { negativePrompt: opts.negativePrompt }), ...(opts.tokenizer === 'slow' ? { tokenizer: 'slow' } : {}) });
       },
       config: exp.scheduler,
@@ -352,8 +354,13 @@ export async function loadSdStudySource(dir: string, opts: SdSourceOptions = {},
 /** A Stable Diffusion ONNX export directory (diffusers / optimum layout) with a prompt set; takes `opts.sd`. */
 export const sdExportLoader: SourceLoader = {
   name: 'stable-diffusion',
-  takes: 'a Stable Diffusion ONNX export directory (model_index.json, unet/, …)',
+  takes: 'a Stable Diffusion ONNX export directory (model_index.json, unet/, …), diffusers pipeline folder or single-file .safetensors checkpoint (with --pipeline-config)',
   options: ['sd'],
-  probe: async (spec) => (isSdExportDir(spec) ? null : `no model_index.json and unet/ in "${spec}"`),
+  probe: async (spec) =>
+    isSdExportDir(spec) || isSingleFileCheckpoint(spec)
+      ? null
+      : /\.(ckpt|pt|pth|bin)$/.test(spec)
+        ? `"${spec}" is a pickle checkpoint, which memscope does not open (loading pickle runs arbitrary code): convert it to .safetensors once (e.g. safetensors.torch.save_file(torch.load(F, weights_only=True)["state_dict"], "model.safetensors")) and give that with --pipeline-config`
+        : `no model_index.json and unet/ in "${spec}", and not a .safetensors file`,
   load: (spec, opts) => loadSdStudySource(spec, opts.sd ?? {}, opts.schedulerConfig),
 };

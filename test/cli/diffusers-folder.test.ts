@@ -55,6 +55,40 @@ describe('diffusers pipeline folder on the command line', () => {
     }
   }, 60_000);
 
+  it('--model FILE.safetensors --pipeline-config DIR: a single-file checkpoint samples as generate() on it; config.json records the file and the configs folder; without --pipeline-config a usage error', async () => {
+    const file = join(import.meta.dirname, '..', 'fixtures', 'ldm-tiny', 'sd1', 'model.safetensors');
+    const out = join(root, 'runs', 'single-file');
+    const r = await runCli(['sample', '--model', file, '--pipeline-config', folder, '--prompt', 'a photo of the cat', '--seeds', '0-1', '--steps', '4', '--out', out]);
+    expect(r.code, r.err).toBe(0);
+    const run = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(run.model.format).toBe('single-file');
+    expect(run.model.pipelineConfig).toBe(folder);
+    expect(run.model.diffusers.singleFile.path).toBe(file);
+    const sd = await openStableDiffusion(file, { pipelineConfig: folder, threads: 1 });
+    try {
+      const g = await generate(sd, { prompts: ['a photo of the cat'], seeds: [0, 1], steps: 4, sampler: 'ddim' });
+      const got = await readNpy(join(out, 'samples.npy'));
+      let m = 0;
+      for (let i = 0; i < got.data.length; i++) m = Math.max(m, Math.abs(got.data[i]! - g.latents.data[i]!));
+      expect(m).toBeLessThan(1e-5);
+      // not the folder's own weights: the samples differ from the folder's
+      const f = await readNpy(join(root, 'runs', 'sample', 'samples.npy'));
+      let d = 0;
+      for (let i = 0; i < f.data.length; i++) d = Math.max(d, Math.abs(f.data[i]! - got.data[i]!));
+      expect(d).toBeGreaterThan(1e-3);
+    } finally {
+      await sd.dispose();
+    }
+    const bad = await runCli(['sample', '--model', file, '--prompt', 'a cat', '--out', join(root, 'runs', 'single-bad')]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--pipeline-config: required with the single-file checkpoint/);
+    const ckpt = join(root, 'v1-5.ckpt');
+    writeFileSync(ckpt, 'PK');
+    const pickle = await runCli(['sample', '--model', ckpt, '--out', join(root, 'runs', 'single-ckpt')]);
+    expect(pickle.code).toBe(2);
+    expect(pickle.err).toMatch(/is a pickle checkpoint, which memscope does not open/);
+  }, 60_000);
+
   it('detect: Ren et al.\'s attention entropy on the folder\'s U-Net (−E ∈ [−ln 77, 0])', async () => {
     const out = join(root, 'runs', 'detect');
     const r = await runCli(['detect', '--model', folder, '--prompt-set', join(root, 'prompts.csv'), '--steps', '4', '--seeds', '0-1', '--out', out]);

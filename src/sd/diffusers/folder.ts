@@ -31,6 +31,7 @@ import { textEncoderConfigFromDiffusers, unetConfigFromDiffusers, vaeConfigFromD
 import { textEncoderKey, unetKey, vaeKey } from './keys.ts';
 import { bindWeights, checkWeights, type WeightFile } from './weights.ts';
 import { matchLora, type LoraDelta, type LoraFile } from './lora.ts';
+import { splitSingleFile } from './single-file.ts';
 
 /** The U-Net sampling graph with onnxruntime's fused attention, beside `unet/model.onnx` (the exposable, differentiable one). */
 export const FUSED_UNET_FILE = 'model-fused-attention.onnx';
@@ -96,8 +97,10 @@ export interface DiffusersConfigs {
   readonly unet: UnetConfigInput;
   readonly textEncoder: TextEncoderConfigInput;
   readonly vae: VaeConfigInput;
-  /** The weight files read, relative to the folder. */
+  /** The weight files read, relative to the folder (empty for a single-file checkpoint). */
   readonly weights: readonly string[];
+  /** A single-file checkpoint read instead of the folder's weights (`--pipeline-config`): its absolute path and the keys skipped by reason. */
+  readonly singleFile?: { readonly path: string; readonly skipped: Readonly<Record<string, number>> };
   /** The LoRA adapters merged (`--lora`), with the number of U-Net and text-encoder weights each adapted. */
   readonly lora?: readonly { readonly path: string; readonly scale: number; readonly adapted: { readonly unet: number; readonly textEncoder: number } }[];
 }
@@ -126,7 +129,7 @@ function indexOf(files: readonly { path: string; rel: string }[]): WeightFile[] 
  * `latent_parameters`) and decoder (`latent_sample` → `sample`). Throws, before any session
  * exists, listing every unsupported setting or weight problem of a component.
  */
-export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant, lora: readonly LoraSpec[] = []): { components: BuiltComponent[]; configs: DiffusersConfigs } {
+export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant, lora: readonly LoraSpec[] = [], singleFile?: string): { components: BuiltComponent[]; configs: DiffusersConfigs } {
   const json = {
     unet: readJson(join(root, 'unet', 'config.json'), 'unet/config.json'),
     text_encoder: readJson(join(root, 'text_encoder', 'config.json'), 'text_encoder/config.json'),
@@ -143,7 +146,24 @@ export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant, l
       return [];
     }
   };
-  const files = { unet: find('unet'), text_encoder: find('text_encoder'), vae: find('vae') };
+  if (singleFile !== undefined && variant !== undefined) throw new Error(`--variant: a single-file checkpoint has one set of weights (${basename(singleFile)}); omit --variant`);
+  let split: ReturnType<typeof splitSingleFile> | null = null;
+  if (singleFile !== undefined) {
+    let index;
+    try {
+      index = readSafetensorsIndex(singleFile);
+    } catch (e) {
+      throw new Error(`${singleFile}: ${(e as Error).message}`);
+    }
+    split = splitSingleFile(index, { unetLayersPerBlock: configs.unet.layersPerLevel ?? 1, vaeLevels: configs.vae.channels?.length ?? 4, textLayers: configs.textEncoder.layers ?? 1 });
+    // SD 1.x files carry OpenAI CLIP (quick_gelu), SD 2.x files open_clip (gelu): a config of the other family computes another function on weights of the same shapes
+    const want = split.textEncoder === 'clip' ? 'quick_gelu' : 'gelu';
+    if ((configs.textEncoder.activation ?? 'quick_gelu') !== want) {
+      throw new Error(`--pipeline-config: ${basename(singleFile)} carries ${split.textEncoder === 'clip' ? "OpenAI CLIP's text encoder (SD 1.x)" : "open_clip's text encoder (SD 2.x)"}, whose activation is ${want}, but ${root}/text_encoder/config.json has hidden_act ${configs.textEncoder.activation}: use the pipeline folder of the checkpoint's family`);
+    }
+  }
+  const one = singleFile === undefined ? [] : [{ path: resolve(singleFile), rel: basename(singleFile) }];
+  const files = split !== null ? { unet: one, text_encoder: one, vae: one } : { unet: find('unet'), text_encoder: find('text_encoder'), vae: find('vae') };
   if (problems.length > 0) throw new Error(problems.join('\n'));
   const loraFiles: LoraFile[] = lora.map((l, i) => {
     try {
@@ -152,13 +172,13 @@ export function buildDiffusersGraphs(root: string, variant?: DiffusersVariant, l
       throw new Error(`--lora: ${(e as Error).message}`);
     }
   });
-  const built = buildComponentGraphs(json, { unet: indexOf(files.unet), text_encoder: indexOf(files.text_encoder), vae: indexOf(files.vae) }, loraFiles, configs);
+  const built = buildComponentGraphs(json, split !== null ? split.weights : { unet: indexOf(files.unet), text_encoder: indexOf(files.text_encoder), vae: indexOf(files.vae) }, loraFiles, configs);
   const source = (folder: BuiltComponent['folder']): Component => (folder === 'vae_encoder' || folder === 'vae_decoder' ? 'vae' : folder);
   const pathOf = (folder: BuiltComponent['folder'], l: string): string => files[source(folder)].find((f) => basename(f.path) === l)?.path ?? lora[loraFiles.findIndex((f) => f.location === l)]!.path;
   const components = built.components.map((c) => ({ ...c, files: c.locations.map((l) => ({ path: pathOf(c.folder, l), location: l })) }));
   return {
     components,
-    configs: { ...built.configs, weights: [...files.unet, ...files.text_encoder, ...files.vae].map((f) => f.rel), ...(lora.length === 0 ? {} : { lora: lora.map((l, i) => ({ ...l, adapted: built.adapted[i]! })) }) },
+    configs: { ...built.configs, weights: split !== null ? [] : [...files.unet, ...files.text_encoder, ...files.vae].map((f) => f.rel), ...(split === null ? {} : { singleFile: { path: resolve(singleFile!), skipped: split.skipped } }), ...(lora.length === 0 ? {} : { lora: lora.map((l, i) => ({ ...l, adapted: built.adapted[i]! })) }) },
   };
 }
 
@@ -277,12 +297,12 @@ export interface MaterializedFolder {
  * `vae_decoder/config.json`). Nothing is written into `dir`. `link` makes the hard links (default
  * `fs.linkSync`; a file it fails on is handed to onnxruntime in memory instead).
  */
-export function materializeDiffusersFolder(dir: string, variant?: DiffusersVariant, lora: readonly LoraSpec[] = [], link: (src: string, dst: string) => void = linkSync): MaterializedFolder {
+export function materializeDiffusersFolder(dir: string, variant?: DiffusersVariant, lora: readonly LoraSpec[] = [], link: (src: string, dst: string) => void = linkSync, singleFile?: string): MaterializedFolder {
   const root = resolve(dir);
   const missing = ['model_index.json', 'scheduler/scheduler_config.json', 'unet/config.json', 'text_encoder/config.json', 'vae/config.json'].filter((f) => !existsSync(join(root, f)));
   if (!existsSync(join(root, 'tokenizer', 'tokenizer.json')) && !(existsSync(join(root, 'tokenizer', 'vocab.json')) && existsSync(join(root, 'tokenizer', 'merges.txt')))) missing.push('tokenizer/vocab.json + tokenizer/merges.txt (or tokenizer/tokenizer.json)');
   if (missing.length > 0) throw new Error(`diffusers pipeline folder ${root}: missing ${missing.join(', ')}`);
-  const { components, configs } = buildDiffusersGraphs(root, variant, lora);
+  const { components, configs } = buildDiffusersGraphs(root, variant, lora, singleFile);
   const tmp = mkdtempSync(join(tmpdir(), 'memscope-diffusers-'));
   try {
     const inMemory: Partial<Record<BuiltComponent['folder'], { path: string; data: Uint8Array }[]>> = {};

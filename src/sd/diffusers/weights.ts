@@ -133,7 +133,7 @@ export function checkWeights(what: string, files: readonly WeightFile[], binding
   const list = (label: string, xs: readonly string[]): void => {
     if (xs.length === 0) return;
     const shown = xs.slice(0, 40);
-    parts.push(`${xs.length} ${label}${xs.length === 1 ? '' : 's'}:\n    ${shown.join('\n    ')}${xs.length > shown.length ? `\n    … and ${xs.length - shown.length} more` : ''}`);
+    parts.push(`${xs.length} ${label}${xs.length === 1 ? '' : label.endsWith('ch') ? 'es' : 's'}:\n    ${shown.join('\n    ')}${xs.length > shown.length ? `\n    … and ${xs.length - shown.length} more` : ''}`);
   };
   list('missing key', missing);
   list('unexpected key', unexpected);
