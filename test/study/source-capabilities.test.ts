@@ -189,7 +189,7 @@ describe('the registry', () => {
       (e: Error) => e.message,
     );
     expect(err).not.toBeNull();
-    expect(err).toMatch(/^--model: expected 'testbed', a trained model directory with model\.json or a Stable Diffusion ONNX export directory \(model_index\.json, unet\/, …\) or an ONNX U-Net file \(PATH\.onnx\), got ".*nothing\.onnx"/);
+    expect(err).toMatch(/^--model: expected 'testbed', a trained model directory with model\.json or a Stable Diffusion ONNX export directory \(model_index\.json, unet\/, …\), diffusers pipeline folder or single-file \.safetensors checkpoint \(with --pipeline-config\) or an ONNX U-Net file \(PATH\.onnx\), got ".*nothing\.onnx"/);
     const reasons = err!.slice(err!.indexOf(' (testbed:') + 2, -1).split('; ');
     expect(reasons.map((r) => r.slice(0, r.indexOf(':')))).toEqual(SOURCE_LOADERS.map((l) => l.name));
     expect(reasons[3]).toBe(`onnx: ${join(root, 'nothing.onnx')} does not exist or is not a file`);

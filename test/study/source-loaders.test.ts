@@ -9,7 +9,7 @@ import type { StudySource } from '../../src/study/source.ts';
 describe('SOURCE_LOADERS', () => {
   it('names every loader and its reason when none fits', async () => {
     await expect(loadStudySource('/nonexistent/model')).rejects.toThrow(
-      /--model: expected 'testbed', .* got "\/nonexistent\/model" \(testbed: not the word "testbed"; trained: no model\.json in "\/nonexistent\/model"; stable-diffusion: no model_index\.json and unet\/ in "\/nonexistent\/model"; onnx: "\/nonexistent\/model" does not end in \.onnx\)/,
+      /--model: expected 'testbed', .* got "\/nonexistent\/model" \(testbed: not the word "testbed"; trained: no model\.json in "\/nonexistent\/model"; stable-diffusion: no model_index\.json and unet\/ in "\/nonexistent\/model", and not a \.safetensors file; onnx: "\/nonexistent\/model" does not end in \.onnx\)/,
     );
   });
 
