@@ -99,7 +99,7 @@ describe('refusals', () => {
     const index = readSafetensorsIndex(join(LDM, 'sd1', 'model.safetensors'));
     const entries = new Map(index.entries);
     for (const k of ['model.diffusion_model.extra_head.weight', 'conditioner.embedders.0.weight']) entries.set(k, { name: k, dtype: 'F32', dims: [2], offset: 8, length: 8 });
-    expect(() => splitSingleFile({ ...index, entries }, { unetLayersPerBlock: 2, vaeLevels: 4, textLayers: 2 })).toThrow(/2 keys of no Stable Diffusion component:\n\s+model\.diffusion_model\.extra_head\.weight\n\s+conditioner\.embedders\.0\.weight/);
+    expect(() => splitSingleFile({ ...index, entries }, { unetLayersPerBlock: 2, vaeLevels: 4, textLayers: 2 })).toThrow(/this looks like an SDXL checkpoint[\s\S]*2 keys of no Stable Diffusion component:\n\s+model\.diffusion_model\.extra_head\.weight\n\s+conditioner\.embedders\.0\.weight/);
     const unetOnly = new Map([...index.entries].filter(([k]) => k.startsWith('model.diffusion_model.')));
     expect(() => splitSingleFile({ ...index, entries: unetOnly }, { unetLayersPerBlock: 2, vaeLevels: 4, textLayers: 2 })).toThrow(/no weights of text_encoder, vae/);
     const wrong = join(tmp, 'sd1-copy.safetensors');

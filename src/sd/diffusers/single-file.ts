@@ -194,6 +194,7 @@ export function splitSingleFile(index: SafetensorsIndex, layout: SingleFileLayou
     } else unmapped.push(k);
   }
   const problems: string[] = [];
+  if (unmapped.some((k) => k.startsWith('conditioner.'))) problems.push('conditioner.* keys: this looks like an SDXL checkpoint, which memscope does not read (SD 1.x / 2.x only)');
   if (unmapped.length > 0) {
     const shown = unmapped.slice(0, 40);
     problems.push(`${unmapped.length} key${unmapped.length === 1 ? '' : 's'} of no Stable Diffusion component:\n    ${shown.join('\n    ')}${unmapped.length > shown.length ? `\n    … and ${unmapped.length - shown.length} more` : ''}`);
