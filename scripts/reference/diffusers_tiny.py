@@ -469,13 +469,14 @@ VOCAB = 600  # covers the test tokenizer's ids (test/helpers/tiny-sd-export.ts)
 
 # ---------------------------------------------------------------- safetensors
 
-def write_safetensors(path, sd, dtype):
-    items = sorted(sd.items())
+def write_safetensors(path, sd, dtype, ints=None):
+    """Float tensors `sd` as `dtype` (sorted by key), then int64 tensors `ints` (as real SD 1.x files carry `position_ids`)."""
+    items = [(k, v, dtype) for k, v in sorted(sd.items())] + [(k, v, torch.int64) for k, v in sorted((ints or {}).items())]
     header, chunks, off = {}, [], 0
-    code = {torch.float32: "F32", torch.float16: "F16"}[dtype]
-    for k, v in items:
-        b = v.detach().to(dtype).contiguous().numpy().tobytes()
-        header[k] = {"dtype": code, "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
+    codes = {torch.float32: "F32", torch.float16: "F16", torch.int64: "I64"}
+    for k, v, t in items:
+        b = v.detach().to(t).contiguous().numpy().tobytes()
+        header[k] = {"dtype": codes[t], "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
         chunks.append(b)
         off += len(b)
     h = json.dumps(header, separators=(",", ":")).encode()

@@ -406,28 +406,6 @@ def randomize(module, gen):
                 p.copy_(r / math.sqrt(p[0].numel()))
 
 
-def write_with_ints(path, sd, dtype, ints):
-    """write_safetensors plus int64 tensors (`ints`), as real SD 1.x files carry `position_ids`."""
-    import struct
-    write_safetensors(path, sd, dtype)
-    if not ints:
-        return
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    off = len(data)
-    for k, v in sorted(ints.items()):
-        b = v.to(torch.int64).contiguous().numpy().tobytes()
-        header[k] = {"dtype": "I64", "shape": list(v.shape), "data_offsets": [off, off + len(b)]}
-        data += b
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - (8 + len(h)) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + data)
-
-
 def write_fixture(root, kind):
     gen = torch.Generator().manual_seed(11 if kind == "sd1" else 12)
     dtype = torch.float32 if kind == "sd1" else torch.float16
@@ -446,7 +424,7 @@ def write_fixture(root, kind):
             sd["model_ema." + k[len("model."):].replace(".", "")] = sd[k].clone()
     out = os.path.join(root, kind)
     os.makedirs(out, exist_ok=True)
-    write_with_ints(os.path.join(out, "model.safetensors"), sd, dtype, {"cond_stage_model.transformer.text_model.embeddings.position_ids": torch.arange(77)[None]} if kind == "sd1" else {})
+    write_safetensors(os.path.join(out, "model.safetensors"), sd, dtype, {"cond_stage_model.transformer.text_model.embeddings.position_ids": torch.arange(77)[None]} if kind == "sd1" else {})
     sample = torch.randn(2, 4, 8, 8, generator=gen)
     timestep = torch.tensor([999.0, 481.0])
     ctx = torch.randn(2, 77, 16, generator=gen)

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { SafetensorsEntry } from '../../io/safetensors.ts';
+import { fakeSafetensorsIndex } from '../../../test/helpers/fake-safetensors.ts';
 import { buildComponentGraphs, type Component } from './folder.ts';
 import type { WeightFile } from './weights.ts';
 
@@ -28,16 +28,9 @@ const PUBLISHED: Record<'sd1' | 'sd2', Record<Component, number>> = {
   sd2: { unet: 865_910_724, text_encoder: 340_387_840, vae: 83_653_863 },
 };
 
-/** A safetensors header (float32, contiguous offsets) with the given keys and shapes; no file behind it. */
+/** A weight file over {@link fakeSafetensorsIndex}: the given keys and shapes, no file behind it. */
 function fakeFile(keys: Record<string, number[]>, location: string): WeightFile {
-  const entries = new Map<string, SafetensorsEntry>();
-  let offset = 8;
-  for (const [name, dims] of Object.entries(keys)) {
-    const length = 4 * dims.reduce((a, d) => a * d, 1);
-    entries.set(name, { name, dtype: 'F32', dims, offset, length });
-    offset += length;
-  }
-  return { index: { path: location, entries, metadata: {} }, location, rel: location };
+  return { index: fakeSafetensorsIndex(keys, location), location, rel: location };
 }
 
 function build(kind: 'sd1' | 'sd2', edit: (keys: Record<string, number[]>) => Record<string, number[]> = (k) => k): ReturnType<typeof buildComponentGraphs> {

@@ -14,7 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { disposeAll } from '../../graph/session.ts';
-import { readSafetensors, readSafetensorsIndex, type SafetensorsEntry, type SafetensorsIndex } from '../../io/safetensors.ts';
+import { readSafetensors, readSafetensorsIndex } from '../../io/safetensors.ts';
+import { maxAbsDiff } from '../../models/reference.test-helpers.ts';
+import { fakeSafetensorsIndex } from '../../../test/helpers/fake-safetensors.ts';
 import type { Tensor } from '../../tensor/tensor.ts';
 import { writeTinyDiffusersFolder } from '../../../test/helpers/tiny-diffusers-folder.ts';
 import { openStableDiffusion, type OpenedSd } from '../open.ts';
@@ -24,13 +26,6 @@ import { ldmUnetKey, ldmVaeKey, splitSingleFile } from './single-file.ts';
 const FIXTURES = join(import.meta.dirname, '..', '..', '..', 'test', 'fixtures');
 const LDM = join(FIXTURES, 'ldm-tiny');
 const tmp = mkdtempSync(join(tmpdir(), 'memscope-single-file-test-'));
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 /** The tiny pipeline folder of `kind` with its weight files removed: configs, scheduler and tokenizer only. */
 function configOnly(kind: 'sd1' | 'sd2'): string {
@@ -108,28 +103,16 @@ describe('refusals', () => {
     // full size: SD 1.5's keys with SD 2.1's configs are shape mismatches (CLIP width 768 vs 1024), all in one error
     const M = JSON.parse(readFileSync(join(FIXTURES, 'sd-state-dicts.json'), 'utf8')) as Record<string, Record<Component, { config: Record<string, unknown> }>>;
     const keys = (JSON.parse(readFileSync(join(FIXTURES, 'sd-single-file-keys.json'), 'utf8')) as Record<string, Record<string, number[]>>)['sd1']!;
-    const split = splitSingleFile(fakeIndex(keys, 'v1-5.safetensors'), { unetLayersPerBlock: 2, vaeLevels: 4, textLayers: 23 });
+    const split = splitSingleFile(fakeSafetensorsIndex(keys, 'v1-5.safetensors'), { unetLayersPerBlock: 2, vaeLevels: 4, textLayers: 23 });
     expect(() => buildComponentGraphs({ unet: M['sd2']!.unet.config, text_encoder: M['sd2']!.text_encoder.config, vae: M['sd2']!.vae.config }, split.weights)).toThrow(/^text_encoder: the weights do not fit the config \(v1-5\.safetensors \(text_encoder\)\)[\s\S]*shape mismatches:[\s\S]*token_embedding\.weight: the file has \[49408, 768\], the config needs \[49408, 1024\]/);
   });
 });
-
-/** A safetensors header with the given keys and shapes (float32, contiguous); no file behind it. */
-function fakeIndex(keys: Record<string, number[]>, path: string): SafetensorsIndex {
-  const entries = new Map<string, SafetensorsEntry>();
-  let offset = 8;
-  for (const [name, dims] of Object.entries(keys)) {
-    const length = 4 * dims.reduce((a, d) => a * d, 1);
-    entries.set(name, { name, dtype: 'F32', dims, offset, length });
-    offset += length;
-  }
-  return { path, entries, metadata: {} };
-}
 
 describe.each(['sd1', 'sd2'] as const)('full-size %s single file', (kind) => {
   const single = (JSON.parse(readFileSync(join(FIXTURES, 'sd-single-file-keys.json'), 'utf8')) as Record<string, Record<string, number[]>>)[kind]!;
   const folder = (JSON.parse(readFileSync(join(FIXTURES, 'sd-state-dicts.json'), 'utf8')) as Record<string, Record<Component, { config: Record<string, unknown>; keys: Record<string, number[]> }>>)[kind]!;
   it('converts to exactly the diffusers state dicts (every key once, same number of values; 1×1 convs ↔ linears)', () => {
-    const split = splitSingleFile(fakeIndex(single, `${kind}.safetensors`), { unetLayersPerBlock: 2, vaeLevels: 4, textLayers: kind === 'sd1' ? 12 : 23 });
+    const split = splitSingleFile(fakeSafetensorsIndex(single, `${kind}.safetensors`), { unetLayersPerBlock: 2, vaeLevels: 4, textLayers: kind === 'sd1' ? 12 : 23 });
     const squeeze = (d: readonly number[]): string => d.filter((x, i) => !(x === 1 && i >= 2)).join('×');
     for (const c of ['unet', 'text_encoder', 'vae'] as const) {
       const got = new Map([...split.weights[c][0]!.index.entries].map(([k, e]) => [k, squeeze(e.dims)]));
