@@ -11,13 +11,13 @@
  * the jobs that finished meanwhile (kept in Redis until committed) and commits them. A job that
  * fails after its retries fails the run with its error and the units it held; what is stored stays.
  */
-import { hostname } from 'node:os';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Study, Unit, UnitStore, StoredUnit } from '../engine/study.ts';
 import { assertUniqueKeys, batchUnits, type RunOptions, type RunOutcome, type Runner } from '../engine/runner.ts';
 import { QUEUE_NAME, redisConnection } from './connection.ts';
 import { decodeOutput, jobIdOf, removeStudyBlobs, studyBlobDir, type JobContext, type JobData, type JobResult } from './jobs.ts';
+import { acquireLease, CoordinatorBusyError, coordinatorName, LEASE_TTL_MS, releaseLease, renewLease } from './lease.ts';
 import { clearStop, stopRequested, studyIdOf, writeStatus, type StudyState, type StudyStatus, type WorkerShare } from './status.ts';
 
 /** Options of {@link QueueRunner}. */
@@ -83,7 +83,7 @@ export class QueueRunner implements Runner {
     for (const b of batchUnits(units, opts.maxBatch ?? Infinity)) if (b.some((u) => !stored.has(u.key))) pending.set(jobIdOf(b), b);
     if (pending.size > 0) {
       const studyId = studyIdOf(units.map((u) => u.key));
-      const coordinator = `${hostname()}:${process.pid}`;
+      const coordinator = coordinatorName();
       const connections: Redis[] = [redisConnection(this.url), redisConnection(this.url), redisConnection(this.url)];
       for (const c of connections) c.on('error', () => {}); // ioredis reconnects; a lasting outage shows as no progress
       const plain = connections[2]!;
@@ -108,8 +108,24 @@ export class QueueRunner implements Runner {
         opts: { jobId, attempts, backoff: { type: 'exponential', delay: this.opts.backoffMs ?? 1000 }, removeOnComplete: false, removeOnFail: false },
       });
       let draining = false;
+      let leased = false;
+      let leaseLost: string | null = null;
+      let renewal: ReturnType<typeof setInterval> | undefined;
       try {
         await events.waitUntilReady();
+        // one coordinator per study: a second would re-enqueue what the first committed and clear its stop requests
+        const holder = await redisRetry(() => acquireLease(plain, studyId, coordinator));
+        if (holder !== null) throw new CoordinatorBusyError(studyId, holder, this.url, LEASE_TTL_MS);
+        leased = true;
+        renewal = setInterval(() => {
+          renewLease(plain, studyId, coordinator).then(
+            (ok) => {
+              if (!ok) leaseLost ??= `study ${studyId}: another coordinator took over this study's lease (its renewal was late by more than ${LEASE_TTL_MS / 1000} s); this one stops, what is stored stays`;
+            },
+            () => {}, // Redis away: the next renewal tries again (the lease outlives three missed ones)
+          );
+        }, LEASE_TTL_MS / 3);
+        renewal.unref();
         await redisRetry(() => clearStop(plain, studyId));
         await redisRetry(() => queue.addBulk([...pending].map(([jobId, batch]) => jobOf(jobId, batch))));
         const log = this.opts.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
@@ -122,6 +138,7 @@ export class QueueRunner implements Runner {
         events.on('failed', nudge);
         while (pending.size > 0) {
           opts.signal?.throwIfAborted();
+          if (leaseLost !== null) throw new Error(leaseLost);
           const stop = await redisRetry(() => stopRequested(plain, studyId));
           if (stop === 'cancel') {
             await report('cancelled');
@@ -189,6 +206,8 @@ export class QueueRunner implements Runner {
         await report('finished');
         if (this.context.blobs !== undefined) await removeStudyBlobs(this.context.blobs, studyId);
       } finally {
+        clearInterval(renewal);
+        if (leased) await releaseLease(plain, studyId, coordinator).catch(() => {});
         await events.close().catch(() => {});
         await queue.close().catch(() => {});
         for (const c of connections) c.disconnect();

@@ -7,7 +7,7 @@
  * (MEMSCOPE_QUEUE_LOCK_MS) make a killed worker's job come back within the suite's time.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -262,6 +262,24 @@ describe.skipIf(!HAVE_REDIS)('memscope queue status | drain | cancel', () => {
     const rerun = await runCli([...STUDY, '--queue', redis!.url, '--store', store, '--out', join(dir, 'q6-out')]);
     expect(rerun.code, rerun.err).toBe(0);
     expect(await rowsOf(store)).toEqual(reference);
+    await stopWorkers(pool);
+  }, 240_000);
+
+  it('a second coordinator of a running study is refused, naming the first; the first finishes and frees the study', async () => {
+    const pool = [worker()];
+    const store = join(dir, 'q7');
+    const c = watchedCoordinator(store, join(dir, 'q7-out'));
+    const s = await runningStudy(c.p.pid!);
+    const second = await runCli([...STUDY, '--queue', redis!.url, '--store', join(dir, 'q7-second'), '--out', join(dir, 'q7-second-out')]);
+    expect(second.code).toBe(1);
+    expect(second.err).toMatch(new RegExp(`study ${s.study} is already being coordinated by [^ ]+:${c.p.pid} \\(memscope queue status`));
+    expect(second.err).toMatch(/wait for it to finish, or stop it with memscope queue drain/i);
+    expect(existsSync(join(dir, 'q7-second-out'))).toBe(false);
+    expect(await exited(c.p), c.err()).toBe(0);
+    expect(await rowsOf(store)).toEqual(reference);
+    // the finished coordinator released the study
+    const lease = spawnSync('redis-cli', ['-p', String(redis!.port), 'exists', `memscope:coordinator:${s.study}`], { encoding: 'utf8' });
+    expect(lease.stdout.trim()).toBe('0');
     await stopWorkers(pool);
   }, 240_000);
 
