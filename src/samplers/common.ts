@@ -30,12 +30,34 @@ export async function callVeModel(
   sample: Float32Array,
   step: { readonly step: number; readonly numSteps: number; readonly t: number; readonly sigma: number; readonly numTrainTimesteps: number },
 ): Promise<{ xt: Tensor; info: StepInfo; out: ModelOutput }> {
-  const scale = vpScale(step.sigma);
-  const xin = new Float32Array(sample.length);
-  for (let j = 0; j < sample.length; j++) xin[j] = f32(sample[j]! / scale);
-  const xt = like(like0, xin);
+  const xt = like(like0, scaleF32(sample, vpScale(step.sigma), true));
   const info: StepInfo = { step: step.step, numSteps: step.numSteps, t: step.t, alphaBar: 1 / (1 + step.sigma * step.sigma), numTrainTimesteps: step.numTrainTimesteps };
   return { xt, info, out: await callModel(sampler, model, xt, info) };
+}
+
+/**
+ * One Euler step of the VE-scale sample (both Euler samplers), in float32 as diffusers:
+ * x̂0 = sample − σ ε̂, d = (sample − x̂0)/σ, sample' = sample + d·dt. Returns x̂0 and sample'.
+ */
+export function veEulerStep(sample: Float32Array, eps: Float32Array, sigma: number, dt: number): { xHat0: Float32Array; next: Float32Array } {
+  const N = sample.length;
+  const xHat0 = new Float32Array(N);
+  const next = new Float32Array(N);
+  for (let j = 0; j < N; j++) {
+    const p0 = f32(sample[j]! - f32(sigma * eps[j]!));
+    const d = f32(f32(sample[j]! - p0) / sigma);
+    xHat0[j] = p0;
+    next[j] = f32(sample[j]! + f32(d * dt));
+  }
+  return { xHat0, next };
+}
+
+/** A VE-scale array times a scalar in float32 (`init_noise_sigma`·noise, or sample/√(σ²+1) with `1/scale` given as `divide`). */
+export function scaleF32(a: Float32Array, k: number, divide = false): Float32Array {
+  const out = new Float32Array(a.length);
+  if (divide) for (let j = 0; j < a.length; j++) out[j] = f32(a[j]! / k);
+  else for (let j = 0; j < a.length; j++) out[j] = f32(a[j]! * k);
+  return out;
 }
 
 /** diffusers `_sigma_to_alpha_sigma_t` on a float32 σ: α = 1/√(σ²+1), σ_t = σ·α (float32). */

@@ -5,7 +5,7 @@
 import { rowSize, type Tensor } from '../tensor/tensor.ts';
 import { eulerPlan } from '../schedules/timesteps.ts';
 import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.ts';
-import { callVeModel, checkCommon, emit, f32, like, vpScale, rejectEta } from './common.ts';
+import { callVeModel, checkCommon, emit, f32, like, rejectEta, scaleF32, veEulerStep, vpScale } from './common.ts';
 import type { EpsModel, SamplerOptions } from './types.ts';
 
 /**
@@ -36,43 +36,27 @@ export async function sampleEulerAncestral(
   const c = plan.config;
   const sig = plan.sigmas;
   const n = plan.timesteps.length;
-  const N = noise.data.length;
   const rowDims = noise.dims.slice(1);
   const R = rowSize(noise);
 
-  const init = plan.initNoiseSigma;
-  let x = new Float32Array(N);
-  for (let j = 0; j < N; j++) x[j] = f32(noise.data[j]! * init);
+  let x = scaleF32(noise.data, plan.initNoiseSigma);
   for (let i = 0; i < n; i++) {
     const s = sig[i]!;
     const sn = sig[i + 1]!;
     const { xt, info, out } = await callVeModel(S, model, noise, x, { step: i, numSteps: n, t: plan.timesteps[i]!, sigma: s, numTrainTimesteps: c.numTrainTimesteps });
-    const eps = out.eps.data;
-
     // σ_up and σ_down in float32, in diffusers' order of operations on 0-d tensors
     const sn2 = f32(sn * sn);
     const s2 = f32(s * s);
     const up = f32(Math.sqrt(f32(f32(sn2 * f32(s2 - sn2)) / s2)));
     const down = f32(Math.sqrt(f32(sn2 - f32(up * up))));
-    const dt = f32(down - s);
-    const x0 = new Float32Array(N);
-    const prev = new Float32Array(N);
-    for (let j = 0; j < N; j++) {
-      const p0 = f32(x[j]! - f32(s * eps[j]!));
-      const d = f32(f32(x[j]! - p0) / s);
-      x0[j] = p0;
-      prev[j] = f32(x[j]! + f32(d * dt));
-    }
+    const { xHat0, next: prev } = veEulerStep(x, out.eps.data, s, f32(down - s));
     for (let b = 0; b < B; b++) {
       const z = opts.generators[b]!.randn(rowDims);
       if (z.length !== R) throw new Error(`${S}: generator ${b} returned ${z.length} values for row shape [${rowDims.join(', ')}] (${R} expected)`);
       const off = b * R;
       for (let k = 0; k < R; k++) prev[off + k] = f32(prev[off + k]! + f32(z[k]! * up));
     }
-    const scaleN = vpScale(sn);
-    const prevVp = new Float32Array(N);
-    for (let j = 0; j < N; j++) prevVp[j] = f32(prev[j]! / scaleN);
-    await emit(opts, info, xt, out, like(noise, x0), like(noise, prevVp), 1 / (1 + sn * sn));
+    await emit(opts, info, xt, out, like(noise, xHat0), like(noise, scaleF32(prev, vpScale(sn), true)), 1 / (1 + sn * sn));
     x = prev;
   }
   return like(noise, x);

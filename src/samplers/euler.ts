@@ -5,7 +5,7 @@
 import type { Tensor } from '../tensor/tensor.ts';
 import { eulerPlan } from '../schedules/timesteps.ts';
 import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.ts';
-import { callVeModel, checkCommon, emit, f32, like, vpScale, rejectEta } from './common.ts';
+import { callVeModel, checkCommon, emit, f32, like, rejectEta, scaleF32, veEulerStep, vpScale } from './common.ts';
 import type { EpsModel, SamplerOptions } from './types.ts';
 
 /**
@@ -35,32 +35,15 @@ export async function sampleEuler(
   const c = plan.config;
   const sig = plan.sigmas;
   const n = plan.timesteps.length;
-  const N = noise.data.length;
 
-  const init = plan.initNoiseSigma;
-  let x = new Float32Array(N);
-  for (let j = 0; j < N; j++) x[j] = f32(noise.data[j]! * init);
+  let x = scaleF32(noise.data, plan.initNoiseSigma);
   for (let i = 0; i < n; i++) {
     const s = sig[i]!;
     const sn = sig[i + 1]!;
     const { xt, info, out } = await callVeModel(S, model, noise, x, { step: i, numSteps: n, t: plan.timesteps[i]!, sigma: s, numTrainTimesteps: c.numTrainTimesteps });
-    const eps = out.eps.data;
-
-    const dt = f32(sn - s);
-    const x0 = new Float32Array(N);
-    const prev = new Float32Array(N);
-    const prevVp = new Float32Array(N);
-    const scaleN = vpScale(sn);
-    for (let j = 0; j < N; j++) {
-      const p0 = f32(x[j]! - f32(s * eps[j]!));
-      const d = f32(f32(x[j]! - p0) / s);
-      const v = f32(x[j]! + f32(d * dt));
-      x0[j] = p0;
-      prev[j] = v;
-      prevVp[j] = f32(v / scaleN);
-    }
-    await emit(opts, info, xt, out, like(noise, x0), like(noise, prevVp), 1 / (1 + sn * sn));
-    x = prev;
+    const { xHat0, next } = veEulerStep(x, out.eps.data, s, f32(sn - s));
+    await emit(opts, info, xt, out, like(noise, xHat0), like(noise, scaleF32(next, vpScale(sn), true)), 1 / (1 + sn * sn));
+    x = next;
   }
   return like(noise, x);
 }
