@@ -7,7 +7,8 @@
  * the browser tests call it directly).
  */
 import { configureWasm, defaultThreads } from '../graph/session-web.ts';
-import { loadOnnxDenoiser, type OnnxDenoiser } from '../denoisers/onnx.ts';
+import { loadOnnxDenoiser } from '../denoisers/onnx.ts';
+import { memoDenoiser, type MemoDenoiser } from '../denoisers/memo.ts';
 import { runSampling } from '../study/sampling.ts';
 import { parseGuidance } from '../guidance/spec.ts';
 import { parseSchedulerConfig } from '../schedules/config.ts';
@@ -44,13 +45,17 @@ export interface ExplorerResult {
   readonly switchStep: number | null;
   readonly seconds: number;
   readonly threads: number;
+  /** U-Net calls of this sampling, and how many of them were answered from the memory of earlier samplings (a shared prefix: same prompt, seed and steps, unguided up to the earlier CFG start). */
+  readonly modelCalls: number;
+  readonly reusedCalls: number;
 }
 
 declare const vegaEmbed: (el: Element, spec: unknown, opts: unknown) => Promise<unknown>;
 
 interface Loaded {
   readonly info: ExplorerModelInfo;
-  readonly denoiser: OnnxDenoiser;
+  /** The CLI's denoiser, remembering its last calls: moving the CFG-start slider recomputes only the steps from the earlier start on. */
+  readonly denoiser: MemoDenoiser;
   readonly threads: number;
 }
 
@@ -69,7 +74,7 @@ async function load(): Promise<Loaded> {
   const rows = new Float32Array(await (await fetchOk('/explorer/embeddings.bin')).arrayBuffer());
   const K = info.prompts.length;
   const per = info.L * info.width;
-  const denoiser = await loadOnnxDenoiser({
+  const onnx = await loadOnnxDenoiser({
     path: `${info.model}/unet.onnx`,
     bytes: unet,
     name: `trained:${info.scenario}`,
@@ -77,7 +82,8 @@ async function load(): Promise<Loaded> {
     uncond: { dims: [1, info.L, info.width], data: rows.slice(K * per) },
     labels: info.prompts.map((p) => p.label),
   });
-  return { info, denoiser, threads };
+  // 400 calls: eight 50-step samplings (the slider's recent positions, a few prompts and seeds)
+  return { info, denoiser: memoDenoiser(onnx, 400), threads };
 }
 
 let loaded: Promise<Loaded> | null = null;
@@ -106,10 +112,11 @@ export async function run(s: ExplorerSettings): Promise<ExplorerResult> {
   const config = parseSchedulerConfig(info.config, 'model.json config');
   timesteps = dpmSolverTimesteps(config, steps);
   const guidance = guidanceText(s, steps);
+  denoiser.resetStats();
   const t0 = performance.now();
   const r = await runSampling({ denoiser, conds: [cond], seeds: [s.seed], sampler: 'dpmpp2m', steps, config, guidance: parseGuidance(guidance) });
   const seconds = (performance.now() - t0) / 1000;
-  return { settings: s, guidance, sample: Array.from(r.samples.data), d: r.d.map((row) => row[0]!), s: r.s.map((row) => row[0]!), t: [...r.t], switchStep: r.switchSteps[0] ?? null, seconds, threads };
+  return { settings: s, guidance, sample: Array.from(r.samples.data), d: r.d.map((row) => row[0]!), s: r.s.map((row) => row[0]!), t: [...r.t], switchStep: r.switchSteps[0] ?? null, seconds, threads, modelCalls: denoiser.stats.calls, reusedCalls: denoiser.stats.hits };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,7 +201,7 @@ async function page(): Promise<void> {
         const res = await run(s);
         const info = (await loaded!).info;
         await show(res, info);
-        status.textContent = `${res.guidance}: ${res.settings.steps} DPM-Solver++ 2M steps in ${res.seconds.toFixed(2)} s in this browser (wasm, ${res.threads} thread${res.threads > 1 ? 's' : ''})${res.switchStep === null ? '' : `; guided from step ${res.switchStep}`}`;
+        status.textContent = `${res.guidance}: ${res.settings.steps} DPM-Solver++ 2M steps in ${res.seconds.toFixed(2)} s in this browser (wasm, ${res.threads} thread${res.threads > 1 ? 's' : ''}${res.reusedCalls > 0 ? `; ${res.reusedCalls} of ${res.modelCalls} U-Net calls reused from earlier samplings` : ''})${res.switchStep === null ? '' : `; guided from step ${res.switchStep}`}`;
         (window as unknown as { memscopeLast: ExplorerResult }).memscopeLast = res;
       } while (again);
     } catch (e) {

@@ -3,7 +3,8 @@
  * onnxruntime-web (wasm) with the CLI's own sampler and guidance code, and its sample equals
  * `memscope sample`'s for the same prompt, seed and guidance within 1e-4 per element (wasm and
  * native kernels differ in the last bits), with the same switch step. Moving the CFG-start slider
- * samples again and changes the picture; the nearest training image comes with it.
+ * samples again and changes the picture; the nearest training image comes with it; the unguided
+ * prefix two slider positions share is not run again.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -22,6 +23,8 @@ interface BrowserResult {
   switchStep: number | null;
   seconds: number;
   threads: number;
+  modelCalls: number;
+  reusedCalls: number;
 }
 
 let dir = '';
@@ -105,6 +108,17 @@ describe.skipIf(!HAVE_BROWSER)('the explorer in Chromium', () => {
     // the CLI's sample of the same schedule agrees here too
     const c = await cliSample('caption:30', 0, after.guidance);
     expect(maxDiff(after.sample, c.x)).toBeLessThanOrEqual(1e-4);
+    // the previous sampling of this prompt and seed was guided from step 0: only step 0's x_T is shared
+    expect([after.modelCalls, after.reusedCalls]).toEqual([50, 1]);
+    // back to step 20: steps 0–20 see the x_t of the unguided prefix sampled just now and are not run again
+    await page!.locator('input[name="start"]').fill('20');
+    await page!.waitForSelector(`body[data-runs="${runs + 2}"]`, { timeout: 120_000 });
+    const back = await page!.evaluate(() => (window as unknown as { memscopeLast: BrowserResult }).memscopeLast);
+    expect(back.switchStep).toBe(20);
+    expect([back.modelCalls, back.reusedCalls]).toEqual([50, 21]);
+    expect(await page!.locator('#status').textContent()).toMatch(/21 of 50 U-Net calls reused from earlier samplings/);
+    const c20 = await cliSample('caption:30', 0, back.guidance);
+    expect(maxDiff(back.sample, c20.x)).toBeLessThanOrEqual(1e-4);
     await page!.screenshot({ path: join(shots, 'explorer.png'), fullPage: true });
     expect(problems!.errors).toEqual([]);
   });
