@@ -441,22 +441,29 @@ export class EmpiricalDenoiser implements Denoiser {
    * (+ mask), doubled until the non-candidates provably contribute < e^-TAIL (or, for σ = 0,
    * cannot be nearer), or k reaches the subset size.
    */
+  /**
+   * The float64 graph's top-k of the scores g_j over each row's allowed images (its condition's
+   * mask), for the rows `todo` of the centred queries `yc` (`[rows, d]`): values and indices, k per row.
+   */
+  private async topK(yc: Float64Array, todo: readonly number[], cond: readonly CondRef[], k: number): Promise<{ tv: Float64Array; ti: BigInt64Array }> {
+    const { d, n } = this;
+    const m = todo.length;
+    const yy = new Float64Array(m * d);
+    todo.forEach((r, i) => yy.set(yc.subarray(r * d, (r + 1) * d), i * d));
+    const res = await (await this.graph64()).session.runRaw(
+      { y: { type: 'float64', dims: [m, d], data: yy }, mask: { type: 'float32', dims: [m, n], data: this.buildMask(todo.map((r) => cond[r]!)) }, scale: { type: 'float64', dims: [1], data: Float64Array.of(1) }, k: { type: 'int64', dims: [1], data: BigInt64Array.of(BigInt(k)) } },
+      ['topv', 'topi'],
+    );
+    return { tv: res['topv']!.data as Float64Array, ti: res['topi']!.data as BigInt64Array };
+  }
+
   private async candidates(yc: Float64Array, rows: number, cond: readonly CondRef[], sigma: number, k0: number): Promise<Int32Array[]> {
     const { d, n } = this;
     const out: Int32Array[] = new Array(rows);
     let todo = Array.from({ length: rows }, (_, i) => i);
     let k = Math.min(k0, n);
-    const sess = (await this.graph64()).session;
     while (todo.length > 0) {
-      const m = todo.length;
-      const yy = new Float64Array(m * d);
-      todo.forEach((r, i) => yy.set(yc.subarray(r * d, (r + 1) * d), i * d));
-      const res = await sess.runRaw(
-        { y: { type: 'float64', dims: [m, d], data: yy }, mask: { type: 'float32', dims: [m, n], data: this.buildMask(todo.map((r) => cond[r]!)) }, scale: { type: 'float64', dims: [1], data: Float64Array.of(1) }, k: { type: 'int64', dims: [1], data: BigInt64Array.of(BigInt(k)) } },
-        ['topv', 'topi'],
-      );
-      const tv = res['topv']!.data as Float64Array;
-      const ti = res['topi']!.data as BigInt64Array;
+      const { tv, ti } = await this.topK(yc, todo, cond, k);
       const again: number[] = [];
       todo.forEach((r, i) => {
         const size = this.subsetSize(cond[r]!);
@@ -569,18 +576,9 @@ export class EmpiricalDenoiser implements Denoiser {
     const sqDist = new Float64Array(B * k);
     let todo = Array.from({ length: B }, (_, i) => i);
     let kk = Math.max(2 * k, 16);
-    const sess = (await this.graph64()).session;
     while (todo.length > 0) {
-      const m = todo.length;
       const K = Math.min(kk, this.n);
-      const yy = new Float64Array(m * d);
-      todo.forEach((r, i) => yy.set(yc.subarray(r * d, (r + 1) * d), i * d));
-      const res = await sess.runRaw(
-        { y: { type: 'float64', dims: [m, d], data: yy }, mask: { type: 'float32', dims: [m, this.n], data: this.buildMask(todo.map((r) => cs[r]!)) }, scale: { type: 'float64', dims: [1], data: Float64Array.of(1) }, k: { type: 'int64', dims: [1], data: BigInt64Array.of(BigInt(K)) } },
-        ['topv', 'topi'],
-      );
-      const tv = res['topv']!.data as Float64Array;
-      const ti = res['topi']!.data as BigInt64Array;
+      const { tv, ti } = await this.topK(yc, todo, cs, K);
       const again: number[] = [];
       todo.forEach((r, i) => {
         const size = this.subsetSize(cs[r]!);
