@@ -30,7 +30,7 @@ export async function callVeModel(
   sample: Float32Array,
   step: { readonly step: number; readonly numSteps: number; readonly t: number; readonly sigma: number; readonly numTrainTimesteps: number },
 ): Promise<{ xt: Tensor; info: StepInfo; out: ModelOutput }> {
-  const xt = like(like0, scaleF32(sample, vpScale(step.sigma), true));
+  const xt = like(like0, vpOf(sample, step.sigma));
   const info: StepInfo = { step: step.step, numSteps: step.numSteps, t: step.t, alphaBar: 1 / (1 + step.sigma * step.sigma), numTrainTimesteps: step.numTrainTimesteps };
   return { xt, info, out: await callModel(sampler, model, xt, info) };
 }
@@ -52,11 +52,18 @@ export function veEulerStep(sample: Float32Array, eps: Float32Array, sigma: numb
   return { xHat0, next };
 }
 
-/** A VE-scale array times a scalar in float32 (`init_noise_sigma`·noise, or sample/√(σ²+1) with `1/scale` given as `divide`). */
-export function scaleF32(a: Float32Array, k: number, divide = false): Float32Array {
+/** `a`·k in float32 (`init_noise_sigma`·noise). */
+export function scaleF32(a: Float32Array, k: number): Float32Array {
   const out = new Float32Array(a.length);
-  if (divide) for (let j = 0; j < a.length; j++) out[j] = f32(a[j]! / k);
-  else for (let j = 0; j < a.length; j++) out[j] = f32(a[j]! * k);
+  for (let j = 0; j < a.length; j++) out[j] = f32(a[j]! * k);
+  return out;
+}
+
+/** The VP view of a VE-scale sample at σ: sample/√(σ²+1) in float32 (`scale_model_input`). */
+export function vpOf(sample: Float32Array, sigma: number): Float32Array {
+  const scale = vpScale(sigma);
+  const out = new Float32Array(sample.length);
+  for (let j = 0; j < sample.length; j++) out[j] = f32(sample[j]! / scale);
   return out;
 }
 

@@ -5,7 +5,7 @@
 import { rowSize, type Tensor } from '../tensor/tensor.ts';
 import { eulerPlan } from '../schedules/timesteps.ts';
 import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.ts';
-import { callVeModel, checkCommon, emit, f32, like, rejectEta, scaleF32, veEulerStep, vpScale } from './common.ts';
+import { callVeModel, checkCommon, emit, f32, like, rejectEta, scaleF32, veEulerStep, vpOf } from './common.ts';
 import type { EpsModel, SamplerOptions } from './types.ts';
 
 /**
@@ -56,7 +56,7 @@ export async function sampleEulerAncestral(
       const off = b * R;
       for (let k = 0; k < R; k++) prev[off + k] = f32(prev[off + k]! + f32(z[k]! * up));
     }
-    await emit(opts, info, xt, out, like(noise, xHat0), like(noise, scaleF32(prev, vpScale(sn), true)), 1 / (1 + sn * sn));
+    await emit(opts, info, xt, out, like(noise, xHat0), like(noise, vpOf(prev, sn)), 1 / (1 + sn * sn));
     x = prev;
   }
   return like(noise, x);

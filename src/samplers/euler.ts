@@ -5,7 +5,7 @@
 import type { Tensor } from '../tensor/tensor.ts';
 import { eulerPlan } from '../schedules/timesteps.ts';
 import type { SchedulerConfig, SchedulerConfigInput } from '../schedules/config.ts';
-import { callVeModel, checkCommon, emit, f32, like, rejectEta, scaleF32, veEulerStep, vpScale } from './common.ts';
+import { callVeModel, checkCommon, emit, f32, like, rejectEta, scaleF32, veEulerStep, vpOf } from './common.ts';
 import type { EpsModel, SamplerOptions } from './types.ts';
 
 /**
@@ -42,7 +42,7 @@ export async function sampleEuler(
     const sn = sig[i + 1]!;
     const { xt, info, out } = await callVeModel(S, model, noise, x, { step: i, numSteps: n, t: plan.timesteps[i]!, sigma: s, numTrainTimesteps: c.numTrainTimesteps });
     const { xHat0, next } = veEulerStep(x, out.eps.data, s, f32(sn - s));
-    await emit(opts, info, xt, out, like(noise, xHat0), like(noise, scaleF32(next, vpScale(sn), true)), 1 / (1 + sn * sn));
+    await emit(opts, info, xt, out, like(noise, xHat0), like(noise, vpOf(next, sn)), 1 / (1 + sn * sn));
     x = next;
   }
   return like(noise, x);
